@@ -1,0 +1,214 @@
+"""Typed settings, loaded from one TOML file and overridden by command-line flags.
+
+Every tunable of the product lives here, so there are no magic numbers scattered around the
+code. ``etc/sftpd.toml`` is the commented example of this file.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+MiB = 1024 * 1024
+
+
+class ConfigError(ValueError):
+    """A setting is missing, unknown or of the wrong type; the message names it."""
+
+
+@dataclass(frozen=True)
+class ServerSettings:
+    """The SSH/SFTP listener and the upload rules it enforces."""
+
+    listen_host: str = "127.0.0.1"
+    listen_port: int = 2222
+    keys_dir: Path = Path("keys")
+    max_upload_bytes: int = 5 * MiB
+    allowed_extensions: tuple[str, ...] = ("csv", "xlsx", "xls")
+    # Suffixes clients use for uploads in progress (WinSCP, FileZilla, rclone, lftp, Cyberduck).
+    temporary_suffixes: tuple[str, ...] = (".filepart", ".part", ".partial", ".tmp", ".upload")
+    login_timeout_seconds: float = 60.0
+    max_connections: int = 1000
+
+
+@dataclass(frozen=True)
+class DefenderSettings:
+    """Brute-force protection, per account and per source address."""
+
+    account_max_failures: int = 5
+    account_window_seconds: float = 300.0
+    account_lockout_seconds: float = 900.0
+    source_max_failures: int = 20
+    source_window_seconds: float = 300.0
+    source_lockout_seconds: float = 900.0
+    failure_delay_seconds: float = 1.0
+
+
+@dataclass(frozen=True)
+class PasswordSettings:
+    """argon2id cost; the defaults are OWASP's minimum (19 MiB, 2 passes, 1 lane)."""
+
+    argon2_memory_kib: int = 19456
+    argon2_time_cost: int = 2
+    argon2_parallelism: int = 1
+
+
+@dataclass(frozen=True)
+class ScheduleSettings:
+    """When the processor runs, and how the watcher scans for files that arrived another way."""
+
+    timezone: str = "America/Los_Angeles"
+    hours: tuple[int, ...] = (0, 6, 12, 18)
+    scan_interval_seconds: float = 60.0
+    stable_seconds: float = 30.0
+
+
+@dataclass(frozen=True)
+class ApiSettings:
+    """The embedded Signal API + Transactions API."""
+
+    enabled: bool = True
+    listen_host: str = "127.0.0.1"
+    listen_port: int = 8080
+    rate_limit_requests: int = 100
+    rate_limit_window_seconds: float = 60.0
+    # Calls farther than this (in weighted seconds) from a call_start_time search never match.
+    match_tolerance_seconds: float = 600.0
+
+
+@dataclass(frozen=True)
+class PostSettings:
+    """How the processor posts rows to a destination."""
+
+    rate_limit_requests: int = 100
+    rate_limit_window_seconds: float = 60.0
+    timeout_seconds: float = 30.0
+    max_attempts: int = 8
+    backoff_base_seconds: float = 1.0
+    backoff_max_seconds: float = 120.0
+    max_bad_row_share: float = 0.5
+
+
+@dataclass(frozen=True)
+class MailSettings:
+    """Failure e-mail. Without an SMTP host, messages are written as .eml files instead."""
+
+    sender: str = "sftp-inbox@localhost"
+    smtp_host: str = ""
+    smtp_port: int = 25
+    smtp_username: str = ""
+    smtp_password: str = ""
+    smtp_starttls: bool = False
+    outbox_dir: Path | None = None
+
+
+@dataclass(frozen=True)
+class Settings:
+    """All settings. ``data_dir`` holds the state database, tenant folders and mail outbox."""
+
+    data_dir: Path = Path("var")
+    log_level: str = "INFO"
+    server: ServerSettings = field(default_factory=ServerSettings)
+    defender: DefenderSettings = field(default_factory=DefenderSettings)
+    passwords: PasswordSettings = field(default_factory=PasswordSettings)
+    schedule: ScheduleSettings = field(default_factory=ScheduleSettings)
+    api: ApiSettings = field(default_factory=ApiSettings)
+    post: PostSettings = field(default_factory=PostSettings)
+    mail: MailSettings = field(default_factory=MailSettings)
+
+    @property
+    def state_db(self) -> Path:
+        return self.data_dir / "state.db"
+
+    @property
+    def ledger_db(self) -> Path:
+        return self.data_dir / "ledger.db"
+
+    @property
+    def tenants_dir(self) -> Path:
+        return self.data_dir / "tenants"
+
+    @property
+    def mail_outbox(self) -> Path:
+        return self.mail.outbox_dir or self.data_dir / "mail"
+
+    @property
+    def api_url(self) -> str:
+        return f"http://{self.api.listen_host}:{self.api.listen_port}"
+
+    def replace(self, **changes: Any) -> "Settings":
+        """A copy with top-level fields or ``section__field`` keys changed."""
+        top: dict[str, Any] = {}
+        sections: dict[str, dict[str, Any]] = {}
+        for key, value in changes.items():
+            if "__" in key:
+                section, name = key.split("__", 1)
+                sections.setdefault(section, {})[name] = value
+            else:
+                top[key] = value
+        for section, values in sections.items():
+            top[section] = dataclasses.replace(getattr(self, section), **values)
+        return dataclasses.replace(self, **top)
+
+
+def load_settings(path: Path | None = None) -> Settings:
+    """Read ``path`` (TOML) over the defaults; no file means the embedded defaults."""
+    if path is None:
+        return Settings()
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such file") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
+    return _build(Settings, raw, str(path))
+
+
+def _build(cls: type, raw: Mapping[str, Any], where: str) -> Any:
+    hints = typing.get_type_hints(cls)
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(raw) - known)
+    if unknown:
+        raise ConfigError(f"{where}: unknown setting {unknown[0]!r} (known: {', '.join(sorted(known))})")
+    values = {name: _coerce(hints[name], value, f"{where}: {name}") for name, value in raw.items()}
+    return cls(**values)
+
+
+def _coerce(hint: Any, value: Any, where: str) -> Any:
+    origin = typing.get_origin(hint)
+    if dataclasses.is_dataclass(hint):
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where}: expected a [section]")
+        return _build(hint, value, where)
+    if origin in (typing.Union, types.UnionType):
+        options = [a for a in typing.get_args(hint) if a is not type(None)]
+        return _coerce(options[0], value, where)
+    if origin is tuple:
+        item = typing.get_args(hint)[0]
+        if not isinstance(value, list):
+            raise ConfigError(f"{where}: expected a list")
+        return tuple(_coerce(item, v, where) for v in value)
+    if hint is Path:
+        if not isinstance(value, str):
+            raise ConfigError(f"{where}: expected a path string")
+        return Path(value)
+    if hint is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if hint is int and isinstance(value, bool):
+        raise ConfigError(f"{where}: expected an integer, got a boolean")
+    if not isinstance(value, hint):
+        raise ConfigError(f"{where}: expected {hint.__name__}, got {type(value).__name__}")
+    return value
+
+
+def parse_listen(text: str) -> tuple[str, int]:
+    """``HOST:PORT`` (``[::1]:PORT`` for IPv6) into its parts, with a clear error."""
+    host, sep, port = text.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ConfigError(f"listen address {text!r}: expected HOST:PORT")
+    return host.strip("[]"), int(port)

@@ -1,0 +1,250 @@
+"""Tenants: their login, contact, API token, time zone, data dictionary and folders.
+
+This is the data provider the front door authenticates against and the operator CLI edits. A
+tenant whose login was removed (``password_hash`` is NULL) keeps its files, settings and history,
+but is *invalid*: it cannot log in and its files wait, unprocessed, until a new login is set.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import sqlite3
+from dataclasses import dataclass
+from pathlib import Path
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from core.clock import now_iso
+from core.db import Database
+from core.passwords import PasswordHasher, generate_token
+
+NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$")
+EMAIL_PATTERN = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+FIELD_PATTERN = re.compile(r"^[A-Za-z_][A-Za-z0-9_ -]{0,254}$")
+
+MIGRATIONS = [
+    """
+    CREATE TABLE tenants (
+        name TEXT PRIMARY KEY,
+        email TEXT NOT NULL,
+        password_hash TEXT,
+        enabled INTEGER NOT NULL DEFAULT 1,
+        api_token TEXT NOT NULL UNIQUE,
+        timezone TEXT NOT NULL DEFAULT 'America/Los_Angeles',
+        created_at TEXT NOT NULL,
+        updated_at TEXT NOT NULL
+    );
+    CREATE TABLE data_dictionary (
+        tenant TEXT NOT NULL REFERENCES tenants(name) ON DELETE CASCADE,
+        field TEXT NOT NULL COLLATE NOCASE,
+        PRIMARY KEY (tenant, field)
+    );
+    CREATE TABLE uploads (
+        id INTEGER PRIMARY KEY,
+        tenant TEXT NOT NULL REFERENCES tenants(name) ON DELETE CASCADE,
+        path TEXT NOT NULL,
+        size INTEGER NOT NULL,
+        sha256 TEXT NOT NULL,
+        received_at TEXT NOT NULL,
+        source TEXT NOT NULL,
+        state TEXT NOT NULL DEFAULT 'received',
+        detail TEXT NOT NULL DEFAULT ''
+    );
+    CREATE INDEX uploads_by_tenant ON uploads (tenant, id);
+    """,
+]
+
+
+class TenantError(ValueError):
+    """An operator request that cannot be carried out; the message is shown as is."""
+
+
+@dataclass(frozen=True)
+class Tenant:
+    name: str
+    email: str
+    enabled: bool
+    has_login: bool
+    api_token: str
+    timezone: str
+    created_at: str
+    updated_at: str
+
+    @property
+    def valid(self) -> bool:
+        """A tenant is valid while it has a dedicated login; see the module docstring."""
+        return self.has_login
+
+
+@dataclass(frozen=True)
+class TenantFolders:
+    """The chroot of a tenant: ``in/`` for uploads, ``out/`` for reports."""
+
+    root: Path
+
+    @property
+    def inbox(self) -> Path:
+        return self.root / "in"
+
+    @property
+    def outbox(self) -> Path:
+        return self.root / "out"
+
+    def create(self) -> None:
+        for folder in (self.root, self.inbox, self.outbox):
+            folder.mkdir(parents=True, exist_ok=True, mode=0o750)
+
+
+def open_state(path: Path) -> Database:
+    """The state database with the core schema applied."""
+    db = Database(path)
+    db.migrate("core", MIGRATIONS)
+    return db
+
+
+class TenantStore:
+    def __init__(self, db: Database, tenants_dir: Path, hasher: PasswordHasher) -> None:
+        self.db = db
+        self.tenants_dir = tenants_dir
+        self.hasher = hasher
+
+    def folders(self, name: str) -> TenantFolders:
+        return TenantFolders(self.tenants_dir / name)
+
+    def add(self, name: str, email: str, password: str, timezone: str = "America/Los_Angeles") -> Tenant:
+        _check_name(name)
+        _check_email(email)
+        _check_timezone(timezone)
+        password_hash = self.hasher.hash(password)
+        now = now_iso()
+        with self.db.transaction() as conn:
+            if conn.execute("SELECT 1 FROM tenants WHERE name = ?", (name,)).fetchone():
+                raise TenantError(f"tenant {name!r} already exists")
+            conn.execute(
+                "INSERT INTO tenants (name, email, password_hash, api_token, timezone, created_at, updated_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (name, email, password_hash, generate_token(), timezone, now, now),
+            )
+        self.folders(name).create()
+        return self.get(name)
+
+    def get(self, name: str) -> Tenant:
+        tenant = self.find(name)
+        if tenant is None:
+            raise TenantError(f"no tenant named {name!r}")
+        return tenant
+
+    def find(self, name: str) -> Tenant | None:
+        row = self.db.query_one("SELECT * FROM tenants WHERE name = ?", (name,))
+        return _tenant(row) if row else None
+
+    def find_by_token(self, token: str) -> Tenant | None:
+        row = self.db.query_one("SELECT * FROM tenants WHERE api_token = ?", (token,))
+        return _tenant(row) if row else None
+
+    def list(self) -> list[Tenant]:
+        return [_tenant(row) for row in self.db.query("SELECT * FROM tenants ORDER BY name")]
+
+    def password_hash(self, name: str) -> str | None:
+        """The stored hash of a tenant that may log in now; None if it cannot."""
+        row = self.db.query_one(
+            "SELECT password_hash FROM tenants WHERE name = ? AND enabled = 1", (name,)
+        )
+        return row["password_hash"] if row else None
+
+    def set_password(self, name: str, password: str) -> None:
+        password_hash = self.hasher.hash(password)
+        self._update(name, "password_hash = ?", password_hash)
+
+    def rehash_if_needed(self, name: str, password: str, stored: str) -> None:
+        """After a good login, upgrade a hash made with weaker settings."""
+        if self.hasher.needs_rehash(stored):
+            self._update(name, "password_hash = ?", self.hasher.hash(password))
+
+    def set_enabled(self, name: str, enabled: bool) -> None:
+        self._update(name, "enabled = ?", int(enabled))
+
+    def set_email(self, name: str, email: str) -> None:
+        _check_email(email)
+        self._update(name, "email = ?", email)
+
+    def remove_login(self, name: str) -> None:
+        self._update(name, "password_hash = ?", None)
+
+    def rotate_token(self, name: str) -> str:
+        token = generate_token()
+        self._update(name, "api_token = ?", token)
+        return token
+
+    def purge(self, name: str) -> None:
+        """Delete the tenant, its history and its files. Irreversible."""
+        self.get(name)
+        with self.db.transaction() as conn:
+            conn.execute("DELETE FROM tenants WHERE name = ?", (name,))
+        shutil.rmtree(self.folders(name).root, ignore_errors=True)
+
+    def dictionary(self, name: str) -> list[str]:
+        rows = self.db.query(
+            "SELECT field FROM data_dictionary WHERE tenant = ? ORDER BY field", (name,)
+        )
+        return [row["field"] for row in rows]
+
+    def add_fields(self, name: str, fields: list[str]) -> None:
+        self.get(name)
+        for field in fields:
+            if not FIELD_PATTERN.match(field):
+                raise TenantError(f"invalid data dictionary field name {field!r}")
+        with self.db.transaction() as conn:
+            conn.executemany(
+                "INSERT OR IGNORE INTO data_dictionary (tenant, field) VALUES (?, ?)",
+                [(name, field) for field in fields],
+            )
+
+    def remove_fields(self, name: str, fields: list[str]) -> None:
+        with self.db.transaction() as conn:
+            conn.executemany(
+                "DELETE FROM data_dictionary WHERE tenant = ? AND field = ?",
+                [(name, field) for field in fields],
+            )
+
+    def _update(self, name: str, assignment: str, value: object) -> None:
+        with self.db.transaction() as conn:
+            cursor = conn.execute(
+                f"UPDATE tenants SET {assignment}, updated_at = ? WHERE name = ?",
+                (value, now_iso(), name),
+            )
+            if cursor.rowcount == 0:
+                raise TenantError(f"no tenant named {name!r}")
+
+
+def _tenant(row: sqlite3.Row) -> Tenant:
+    return Tenant(
+        name=row["name"],
+        email=row["email"],
+        enabled=bool(row["enabled"]),
+        has_login=row["password_hash"] is not None,
+        api_token=row["api_token"],
+        timezone=row["timezone"],
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
+    )
+
+
+def _check_name(name: str) -> None:
+    if not NAME_PATTERN.match(name):
+        raise TenantError(
+            f"invalid tenant name {name!r}: 1-32 characters, lower-case letters, digits, '-' or '_',"
+            " starting with a letter or digit"
+        )
+
+
+def _check_email(email: str) -> None:
+    if not EMAIL_PATTERN.match(email):
+        raise TenantError(f"invalid e-mail address {email!r}")
+
+
+def _check_timezone(name: str) -> None:
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise TenantError(f"unknown time zone {name!r}") from None

@@ -1,0 +1,73 @@
+"""The upload history: every completed upload, kept for as long as the tenant exists.
+
+The front door writes a ``received`` record when a client finishes a file; the pipeline moves it
+through its states (staged, superseded, processing, posted, partly failed, rejected).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from dataclasses import dataclass
+from enum import StrEnum
+
+from core.clock import now_iso
+from core.db import Database
+
+
+class UploadState(StrEnum):
+    RECEIVED = "received"
+    STAGED = "staged"
+    SUPERSEDED = "superseded"
+    PROCESSING = "processing"
+    POSTED = "posted"
+    PARTLY_FAILED = "partly failed"
+    REJECTED = "rejected"
+
+
+@dataclass(frozen=True)
+class Upload:
+    id: int
+    tenant: str
+    path: str
+    size: int
+    sha256: str
+    received_at: str
+    source: str
+    state: str
+    detail: str
+
+
+class UploadStore:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    def record(self, tenant: str, path: str, size: int, sha256: str, source: str = "sftp") -> Upload:
+        with self.db.transaction() as conn:
+            cursor = conn.execute(
+                "INSERT INTO uploads (tenant, path, size, sha256, received_at, source)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                (tenant, path, size, sha256, now_iso(), source),
+            )
+            row = conn.execute("SELECT * FROM uploads WHERE id = ?", (cursor.lastrowid,)).fetchone()
+        return _upload(row)
+
+    def get(self, upload_id: int) -> Upload | None:
+        row = self.db.query_one("SELECT * FROM uploads WHERE id = ?", (upload_id,))
+        return _upload(row) if row else None
+
+    def list(self, tenant: str, limit: int | None = None) -> list[Upload]:
+        sql = "SELECT * FROM uploads WHERE tenant = ? ORDER BY id DESC"
+        params: tuple[object, ...] = (tenant,)
+        if limit is not None:
+            sql += " LIMIT ?"
+            params += (limit,)
+        return [_upload(row) for row in self.db.query(sql, params)]
+
+    def set_state(self, upload_id: int, state: UploadState, detail: str = "") -> None:
+        self.db.execute(
+            "UPDATE uploads SET state = ?, detail = ? WHERE id = ?", (state.value, detail, upload_id)
+        )
+
+
+def _upload(row: sqlite3.Row) -> Upload:
+    return Upload(**{key: row[key] for key in row.keys()})
