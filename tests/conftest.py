@@ -1,0 +1,55 @@
+"""Shared fixtures: settings in a private temporary data dir, the state store, free ports."""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+
+import pytest
+
+from core.config import Settings
+from core.db import Database
+from core.passwords import PasswordHasher
+from core.tenants import TenantStore, open_state
+from core.uploads import UploadStore
+
+TEST_PASSWORD = "correct-horse-battery"
+
+
+def free_port() -> int:
+    """A TCP port on loopback that nothing listens on right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    """Embedded defaults, with every path and port private to the test."""
+    return Settings(data_dir=tmp_path / "var").replace(
+        server__keys_dir=tmp_path / "keys",
+        server__listen_port=free_port(),
+        api__listen_port=free_port(),
+    )
+
+
+@pytest.fixture
+def state_db(settings: Settings) -> Database:
+    db = open_state(settings.state_db)
+    yield db
+    db.close()
+
+
+@pytest.fixture
+def hasher(settings: Settings) -> PasswordHasher:
+    return PasswordHasher(settings.passwords)
+
+
+@pytest.fixture
+def tenants(state_db: Database, settings: Settings, hasher: PasswordHasher) -> TenantStore:
+    return TenantStore(state_db, settings.tenants_dir, hasher)
+
+
+@pytest.fixture
+def uploads(state_db: Database) -> UploadStore:
+    return UploadStore(state_db)

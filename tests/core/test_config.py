@@ -1,0 +1,51 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from core.config import ConfigError, load_settings, parse_listen
+
+
+def test_defaults_without_file() -> None:
+    settings = load_settings(None)
+    assert (settings.server.listen_host, settings.server.listen_port) == ("127.0.0.1", 2222)
+    assert settings.data_dir == Path("var")
+
+
+def test_example_config_loads() -> None:
+    example = Path(__file__).parents[2] / "etc" / "sftpd.toml"
+    settings = load_settings(example)
+    assert settings.schedule.hours == (0, 6, 12, 18)
+
+
+def test_file_overrides_defaults(tmp_path: Path) -> None:
+    path = tmp_path / "c.toml"
+    path.write_text('data_dir = "/srv/x"\n[server]\nmax_upload_bytes = 10\n[defender]\nfailure_delay_seconds = 0\n')
+    settings = load_settings(path)
+    assert settings.data_dir == Path("/srv/x")
+    assert settings.server.max_upload_bytes == 10
+    assert settings.defender.failure_delay_seconds == 0.0
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("[server]\nlisten_prot = 1\n", "unknown setting 'listen_prot'"),
+        ("[server]\nlisten_port = 'x'\n", "server: listen_port: expected int"),
+        ("server = 1\n", "expected a \\[section\\]"),
+        ("[server\n", "c.toml"),
+    ],
+)
+def test_bad_config_names_the_setting(tmp_path: Path, text: str, message: str) -> None:
+    path = tmp_path / "c.toml"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match=message):
+        load_settings(path)
+
+
+def test_parse_listen() -> None:
+    assert parse_listen("0.0.0.0:22") == ("0.0.0.0", 22)
+    assert parse_listen("[::1]:2222") == ("::1", 2222)
+    with pytest.raises(ConfigError):
+        parse_listen("localhost")

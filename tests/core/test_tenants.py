@@ -1,0 +1,85 @@
+from __future__ import annotations
+
+import os
+import stat
+
+import pytest
+
+from core.passwords import PasswordError
+from core.tenants import TenantError, TenantStore
+from tests.conftest import TEST_PASSWORD
+
+
+def test_add_creates_chroot_folders_and_token(tenants: TenantStore) -> None:
+    tenant = tenants.add("acme", "ops@acme.example", TEST_PASSWORD)
+    folders = tenants.folders("acme")
+    assert folders.inbox.is_dir() and folders.outbox.is_dir()
+    assert len(tenant.api_token) == 64 and tenant.valid and tenant.enabled
+
+
+def test_state_db_is_private(tenants: TenantStore) -> None:
+    mode = stat.S_IMODE(os.stat(tenants.db.path).st_mode)
+    assert mode == 0o600
+
+
+def test_password_is_hashed_with_argon2id(tenants: TenantStore) -> None:
+    tenants.add("acme", "ops@acme.example", TEST_PASSWORD)
+    stored = tenants.password_hash("acme")
+    assert stored is not None and stored.startswith("$argon2id$") and TEST_PASSWORD not in stored
+    assert tenants.hasher.verify(TEST_PASSWORD, stored)
+    assert not tenants.hasher.verify("wrong-password-here", stored)
+
+
+@pytest.mark.parametrize("name", ["", "Acme", "../x", "a" * 33, "-acme", "ac me"])
+def test_bad_names_are_refused(tenants: TenantStore, name: str) -> None:
+    with pytest.raises(TenantError, match="invalid tenant name"):
+        tenants.add(name, "ops@acme.example", TEST_PASSWORD)
+
+
+def test_duplicate_and_bad_input(tenants: TenantStore) -> None:
+    tenants.add("acme", "ops@acme.example", TEST_PASSWORD)
+    with pytest.raises(TenantError, match="already exists"):
+        tenants.add("acme", "ops@acme.example", TEST_PASSWORD)
+    with pytest.raises(TenantError, match="e-mail"):
+        tenants.add("beta", "not-an-address", TEST_PASSWORD)
+    with pytest.raises(PasswordError, match="too short"):
+        tenants.add("beta", "ops@beta.example", "short")
+    with pytest.raises(TenantError, match="no tenant"):
+        tenants.set_enabled("ghost", False)
+
+
+def test_remove_login_keeps_tenant_but_makes_it_invalid(tenants: TenantStore) -> None:
+    tenants.add("acme", "ops@acme.example", TEST_PASSWORD)
+    (tenants.folders("acme").inbox / "kept.csv").write_text("a\n")
+    tenants.remove_login("acme")
+    tenant = tenants.get("acme")
+    assert not tenant.valid and tenants.password_hash("acme") is None
+    assert (tenants.folders("acme").inbox / "kept.csv").exists()
+    tenants.set_password("acme", TEST_PASSWORD + "2")
+    assert tenants.get("acme").valid
+
+
+def test_disabled_tenant_has_no_usable_hash(tenants: TenantStore) -> None:
+    tenants.add("acme", "ops@acme.example", TEST_PASSWORD)
+    tenants.set_enabled("acme", False)
+    assert tenants.password_hash("acme") is None
+
+
+def test_purge_deletes_files_and_rows(tenants: TenantStore) -> None:
+    tenants.add("acme", "ops@acme.example", TEST_PASSWORD)
+    tenants.purge("acme")
+    assert tenants.find("acme") is None and not tenants.folders("acme").root.exists()
+
+
+def test_rotate_token_and_find_by_token(tenants: TenantStore) -> None:
+    old = tenants.add("acme", "ops@acme.example", TEST_PASSWORD).api_token
+    new = tenants.rotate_token("acme")
+    assert new != old
+    assert tenants.find_by_token(old) is None
+    assert tenants.find_by_token(new).name == "acme"
+
+
+def test_data_dictionary_is_case_insensitive(tenants: TenantStore) -> None:
+    tenants.add("acme", "ops@acme.example", TEST_PASSWORD)
+    tenants.add_fields("acme", ["Account_Type", "account_type", "score"])
+    assert tenants.dictionary("acme") == ["Account_Type", "score"]
