@@ -1,0 +1,117 @@
+"""``sftpd serve``: the SFTP front door, the ingest pipeline and the embedded API in one process."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import signal
+import sys
+from collections.abc import Sequence
+
+from core.config import ConfigError, Settings
+from core.logs import configure_logging, get_logger
+from core.passwords import generate_password
+from ledger.server import ApiServer
+from service.context import Context
+from service.settings import add_settings_arguments, settings_from_args
+from sftpd.events import UploadCompleted
+from sftpd.server import SftpServer
+
+log = get_logger("sftpd.daemon")
+
+DEMO_TENANT = "demo"
+DEMO_EMAIL = "demo@example.com"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="sftpd", description="Managed SFTP inbox with ingest hooks.")
+    commands = parser.add_subparsers(dest="command", required=True)
+    serve = commands.add_parser("serve", help="run the SFTP server, the scheduler and the embedded API")
+    add_settings_arguments(serve)
+    serve.add_argument("--listen", metavar="HOST:PORT", help="SFTP listen address (default 127.0.0.1:2222)")
+    serve.add_argument("--api-listen", metavar="HOST:PORT",
+                       help="embedded Signal API listen address (default 127.0.0.1:8080)")
+    serve.add_argument("--no-demo", action="store_true",
+                       help="do not create the demo tenant when no tenant exists")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        settings = settings_from_args(args)
+    except ConfigError as exc:
+        print(f"sftpd: {exc}", file=sys.stderr)
+        return 2
+    configure_logging(settings.log_level)
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run(serve(settings, demo=not args.no_demo))
+    return uvloop.run(serve(settings, demo=not args.no_demo))
+
+
+async def serve(settings: Settings, demo: bool = True) -> int:
+    """Run until SIGINT or SIGTERM, then close listeners and let the pipeline stop cleanly."""
+    context = Context(settings)
+    if demo:
+        _ensure_demo_tenant(context)
+    ingest = context.ingest
+
+    def hand_over(event: UploadCompleted) -> None:
+        ingest.on_upload(event.upload, event.local_path)
+
+    sftp = SftpServer(settings, context.tenants, context.uploads, context.defender, on_upload=hand_over)
+    api = ApiServer(settings, context.tenants) if settings.api.enabled else None
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    try:
+        if api is not None:
+            await api.start()
+        await sftp.start()
+    except OSError as exc:
+        log.error("daemon.start_failed", error=str(exc))
+        print(f"sftpd: cannot listen: {exc}", file=sys.stderr)
+        if api is not None:
+            await api.close()
+        context.close()
+        return 1
+    log.info("daemon.ready", sftp_port=sftp.port, api_port=api.port if api else None,
+             data_dir=str(settings.data_dir))
+    print(f"sftpd: listening on {settings.server.listen_host}:{sftp.port}"
+          + (f", Signal API on {settings.api.listen_host}:{api.port}" if api else ""), flush=True)
+    pipeline = asyncio.create_task(ingest.serve_forever(), name="ingest")
+    stopped = asyncio.create_task(stop.wait())
+    await asyncio.wait({pipeline, stopped}, return_when=asyncio.FIRST_COMPLETED)
+    log.info("daemon.stopping")
+    await sftp.close()
+    pipeline.cancel()
+    await asyncio.gather(pipeline, return_exceptions=True)
+    if api is not None:
+        await api.close()
+    context.close()
+    if pipeline.done() and not pipeline.cancelled() and pipeline.exception():
+        log.error("daemon.pipeline_failed", error=repr(pipeline.exception()))
+        return 1
+    return 0
+
+
+def _ensure_demo_tenant(context: Context) -> None:
+    """On a fresh data dir, a tenant to try the server with; its password is printed once."""
+    if context.tenants.list():
+        return
+    password = generate_password()
+    context.tenants.add(DEMO_TENANT, DEMO_EMAIL, password)
+    port = context.settings.server.listen_port
+    print(
+        f"Created tenant {DEMO_TENANT!r} with password {password}\n"
+        f"  connect:  sftp -P {port} {DEMO_TENANT}@{context.settings.server.listen_host}\n"
+        f"  (shown once; change it with: sftpctl tenant passwd {DEMO_TENANT})",
+        flush=True,
+    )
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,351 @@
+"""``sftpctl``: provision tenants, logins, feeds and tokens; check samples; run and inspect runs.
+
+Every command talks to the same state database as the running daemon, so changes take effect
+there at once. Errors print one line on stderr and exit non-zero; ``--json`` prints for scripts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from core.config import ConfigError
+from core.passwords import PasswordError, generate_password
+from core.tenants import TenantError
+from ingest.check import check_sample, format_check
+from ingest.errors import FileRejected
+from ingest.feeds import FeedError
+from service.context import Context
+from service.embedded_api import embedded_api_running
+from service.output import print_fields, print_json, print_table, to_plain
+from service.settings import add_settings_arguments, settings_from_args
+
+
+class CommandError(Exception):
+    """A request that cannot be carried out; printed as one line."""
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        context = Context(settings_from_args(args))
+    except ConfigError as exc:
+        print(f"sftpctl: {exc}", file=sys.stderr)
+        return 2
+    try:
+        return args.handler(context, args) or 0
+    except (CommandError, TenantError, PasswordError, FeedError, FileRejected, ConfigError) as exc:
+        print(f"sftpctl: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("sftpctl: interrupted", file=sys.stderr)
+        return 130
+    finally:
+        context.close()
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="sftpctl", description="Operate the managed SFTP inbox.")
+    add_settings_arguments(parser)
+    parser.add_argument("--json", action="store_true", help="print JSON instead of tables")
+    common = argparse.ArgumentParser(add_help=False)
+    add_settings_arguments(common, suppress=True)
+    common.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def command(group: Any, name: str, handler: Callable[..., int | None], help: str) -> argparse.ArgumentParser:
+        sub = group.add_parser(name, help=help, description=help, parents=[common])
+        sub.set_defaults(handler=handler)
+        return sub
+
+    tenant = commands.add_parser("tenant", help="add, change and remove tenants").add_subparsers(
+        dest="action", required=True, metavar="ACTION")
+    sub = command(tenant, "add", tenant_add, "create a tenant with its login and folders")
+    sub.add_argument("name")
+    sub.add_argument("--email", required=True, help="contact that receives failure e-mails")
+    sub.add_argument("--timezone", default="America/Los_Angeles", help="for Excel-style timestamps")
+    sub.add_argument("--password-stdin", action="store_true", help="read the password from stdin")
+    command(tenant, "list", tenant_list, "list tenants")
+    command(tenant, "show", tenant_show, "show one tenant").add_argument("name")
+    sub = command(tenant, "passwd", tenant_passwd, "set a new password (and restore a removed login)")
+    sub.add_argument("name")
+    sub.add_argument("--password-stdin", action="store_true", help="read the password from stdin")
+    command(tenant, "disable", tenant_disable, "refuse the tenant's logins").add_argument("name")
+    command(tenant, "enable", tenant_enable, "allow the tenant's logins again").add_argument("name")
+    command(tenant, "unlock", tenant_unlock, "clear a brute-force lockout").add_argument("name")
+    sub = command(tenant, "email", tenant_email, "change the contact e-mail")
+    sub.add_argument("name")
+    sub.add_argument("email")
+    command(tenant, "remove", tenant_remove,
+            "remove the login; files, settings and history stay, processing waits").add_argument("name")
+    sub = command(tenant, "purge", tenant_purge, "delete the tenant, its files and history")
+    sub.add_argument("name")
+    sub.add_argument("--yes", action="store_true", help="confirm: this cannot be undone")
+
+    fields = commands.add_parser("fields", help="the tenant's data dictionary").add_subparsers(
+        dest="action", required=True, metavar="ACTION")
+    command(fields, "list", fields_list, "list custom data fields").add_argument("tenant")
+    for name, handler, text in (("add", fields_add, "add custom data fields"),
+                                ("remove", fields_remove, "remove custom data fields")):
+        sub = command(fields, name, handler, text)
+        sub.add_argument("tenant")
+        sub.add_argument("fields", nargs="+", metavar="FIELD")
+
+    token = commands.add_parser("token", help="the tenant's API token").add_subparsers(
+        dest="action", required=True, metavar="ACTION")
+    command(token, "show", token_show, "print the API token").add_argument("tenant")
+    command(token, "rotate", token_rotate, "replace the API token").add_argument("tenant")
+
+    feed = commands.add_parser("feed", help="the tenant's feeds").add_subparsers(
+        dest="action", required=True, metavar="ACTION")
+    sub = command(feed, "set", feed_set, "add or replace a feed from a TOML file")
+    sub.add_argument("tenant")
+    sub.add_argument("file", type=Path)
+    sub = command(feed, "show", feed_show, "show the tenant's feeds")
+    sub.add_argument("tenant")
+    sub.add_argument("name", nargs="?", help="one feed, with its template and mapping")
+
+    sub = command(commands, "check", check, "dry run of read, validate and map on a sample file")
+    sub.add_argument("tenant")
+    sub.add_argument("file", type=Path)
+    sub.add_argument("--feed", help="feed to check against (default: the tenant's default feed)")
+    sub = command(commands, "run", run, "process staged uploads now and wait, with progress")
+    sub.add_argument("--tenant", help="only this tenant")
+    sub = command(commands, "runs", runs, "list processing runs")
+    sub.add_argument("--limit", type=int, default=20)
+    sub = command(commands, "uploads", uploads, "a tenant's upload history and states")
+    sub.add_argument("name")
+    sub.add_argument("--limit", type=int, default=50)
+    command(commands, "lockouts", lockouts, "list active brute-force lockouts")
+    command(commands, "unblock", unblock, "clear the lockout of a source address").add_argument("address")
+    return parser
+
+
+def read_password(args: argparse.Namespace) -> tuple[str, bool]:
+    """The password from stdin when asked, else a generated one (``True``: print it once)."""
+    if not args.password_stdin:
+        return generate_password(), True
+    line = sys.stdin.readline()
+    password = line.rstrip("\r\n")
+    if not password:
+        raise CommandError("no password on stdin")
+    return password, False
+
+
+def tenant_add(context: Context, args: argparse.Namespace) -> None:
+    password, generated = read_password(args)
+    tenant = context.tenants.add(args.name, args.email, password, timezone=args.timezone)
+    if args.json:
+        print_json({"name": tenant.name, "email": tenant.email, "timezone": tenant.timezone,
+                    **({"password": password} if generated else {})})
+        return
+    print(f"created tenant {tenant.name!r} with folders in/ and out/")
+    if generated:
+        print(f"password: {password}\n(shown once; store it now)")
+
+
+def tenant_list(context: Context, args: argparse.Namespace) -> None:
+    locked = {lock.key for lock in context.defender.lockouts() if lock.kind == "account"}
+    rows = [
+        {"name": t.name, "email": t.email, "login": "yes" if t.has_login else "removed",
+         "enabled": t.enabled, "locked": t.name in locked, "timezone": t.timezone}
+        for t in context.tenants.list()
+    ]
+    if args.json:
+        print_json(rows)
+    else:
+        print_table(rows, ["name", "email", "login", "enabled", "locked", "timezone"], empty="no tenants")
+
+
+def tenant_show(context: Context, args: argparse.Namespace) -> None:
+    tenant = context.tenants.get(args.name)
+    locks = [lock for lock in context.defender.lockouts() if lock.kind == "account" and lock.key == tenant.name]
+    record = {
+        "name": tenant.name,
+        "email": tenant.email,
+        "login": "yes" if tenant.has_login else "removed (files wait until `sftpctl tenant passwd`)",
+        "enabled": tenant.enabled,
+        "locked until": locks[0].until if locks else None,
+        "timezone": tenant.timezone,
+        "root": str(context.tenants.folders(tenant.name).root),
+        "feeds": [feed.name for feed in context.ingest.feeds.list(tenant.name)],
+        "data dictionary": context.tenants.dictionary(tenant.name),
+        "uploads": len(context.uploads.list(tenant.name)),
+        "created": tenant.created_at,
+    }
+    print_json(record) if args.json else print_fields(record)
+
+
+def tenant_passwd(context: Context, args: argparse.Namespace) -> None:
+    password, generated = read_password(args)
+    context.tenants.set_password(args.name, password)
+    if args.json:
+        print_json({"name": args.name, **({"password": password} if generated else {})})
+    else:
+        print(f"password of {args.name!r} changed" + (f": {password}" if generated else ""))
+
+
+def tenant_disable(context: Context, args: argparse.Namespace) -> None:
+    context.tenants.set_enabled(args.name, False)
+    _done(args, f"tenant {args.name!r} disabled: it cannot log in")
+
+
+def tenant_enable(context: Context, args: argparse.Namespace) -> None:
+    context.tenants.set_enabled(args.name, True)
+    _done(args, f"tenant {args.name!r} enabled")
+
+
+def tenant_unlock(context: Context, args: argparse.Namespace) -> None:
+    context.tenants.get(args.name)
+    cleared = context.defender.unlock_account(args.name)
+    _done(args, f"tenant {args.name!r} unlocked" if cleared else f"tenant {args.name!r} was not locked")
+
+
+def tenant_email(context: Context, args: argparse.Namespace) -> None:
+    context.tenants.set_email(args.name, args.email)
+    _done(args, f"contact of {args.name!r} is now {args.email}")
+
+
+def tenant_remove(context: Context, args: argparse.Namespace) -> None:
+    context.tenants.remove_login(args.name)
+    _done(args, f"login of {args.name!r} removed; its files wait unprocessed until "
+                f"`sftpctl tenant passwd {args.name}` sets a new one")
+
+
+def tenant_purge(context: Context, args: argparse.Namespace) -> None:
+    if not args.yes:
+        raise CommandError(f"purge deletes all files and history of {args.name!r}; add --yes to confirm")
+    context.tenants.purge(args.name)
+    _done(args, f"tenant {args.name!r} purged")
+
+
+def fields_list(context: Context, args: argparse.Namespace) -> None:
+    context.tenants.get(args.tenant)
+    names = context.tenants.dictionary(args.tenant)
+    if args.json:
+        print_json(names)
+    else:
+        print("\n".join(names) if names else "(no custom data fields)")
+
+
+def fields_add(context: Context, args: argparse.Namespace) -> None:
+    context.tenants.add_fields(args.tenant, args.fields)
+    _done(args, f"data dictionary of {args.tenant!r}: {', '.join(context.tenants.dictionary(args.tenant))}")
+
+
+def fields_remove(context: Context, args: argparse.Namespace) -> None:
+    context.tenants.get(args.tenant)
+    context.tenants.remove_fields(args.tenant, args.fields)
+    _done(args, f"data dictionary of {args.tenant!r}: "
+                f"{', '.join(context.tenants.dictionary(args.tenant)) or '(empty)'}")
+
+
+def token_show(context: Context, args: argparse.Namespace) -> None:
+    token = context.tenants.get(args.tenant).api_token
+    print_json({"tenant": args.tenant, "api_token": token}) if args.json else print(token)
+
+
+def token_rotate(context: Context, args: argparse.Namespace) -> None:
+    token = context.tenants.rotate_token(args.tenant)
+    print_json({"tenant": args.tenant, "api_token": token}) if args.json else print(token)
+
+
+def feed_set(context: Context, args: argparse.Namespace) -> None:
+    context.tenants.get(args.tenant)
+    try:
+        text = args.file.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise CommandError(f"{args.file}: {exc.strerror}") from None
+    feed = context.ingest.feeds.set(args.tenant, text, source=str(args.file))
+    _done(args, f"feed {feed.name!r} of {args.tenant!r} set from {args.file}")
+
+
+def feed_show(context: Context, args: argparse.Namespace) -> None:
+    context.tenants.get(args.tenant)
+    store = context.ingest.feeds
+    if args.name:
+        feed = store.get(args.tenant, args.name)
+        print_json(feed) if args.json else print(store.text(args.tenant, args.name))
+        return
+    default = store.default(args.tenant).name
+    rows = [{"feed": f.name, "default": f.name == default, "kind": f.mapping.kind,
+             "folder": "in/" if f.name == default else f"in/{f.name}/",
+             "destination": f.destination.url or "embedded API"} for f in store.list(args.tenant)]
+    print_json(rows) if args.json else print_table(rows, ["feed", "default", "kind", "folder", "destination"])
+
+
+def check(context: Context, args: argparse.Namespace) -> int:
+    tenant = context.tenants.get(args.tenant)
+    store = context.ingest.feeds
+    feed = store.get(tenant.name, args.feed) if args.feed else store.default(tenant.name)
+    settings = context.settings
+    result = check_sample(
+        args.file, feed, context.tenants.dictionary(tenant.name), ZoneInfo(tenant.timezone),
+        settings.post.max_bad_row_share, settings.server.max_upload_bytes,
+        settings.server.allowed_extensions,
+    )
+    print_json(result) if args.json else print(format_check(result))
+    return 0 if result.ok else 1
+
+
+def run(context: Context, args: argparse.Namespace) -> int:
+    if args.tenant:
+        context.tenants.get(args.tenant)
+
+    def progress(event: str, **fields: Any) -> None:
+        if not args.json:
+            detail = " ".join(f"{key}={value}" for key, value in fields.items())
+            print(f"{event} {detail}".rstrip(), flush=True)
+
+    async def go() -> Any:
+        async with embedded_api_running(context.settings, context.tenants):
+            return await context.ingest.run(tenant=args.tenant, trigger="manual", progress=progress)
+
+    summary = asyncio.run(go())
+    if args.json:
+        print_json(summary)
+    return 0 if summary.ok else 1
+
+
+def runs(context: Context, args: argparse.Namespace) -> None:
+    rows = [to_plain(record) for record in context.ingest.runs(args.limit)]
+    if args.json:
+        print_json(rows)
+    else:
+        columns = ["id", "trigger", "started_at", "finished_at", "status", "files", "posted", "failed", "rejected"]
+        print_table(rows, columns, empty="no runs yet")
+
+
+def uploads(context: Context, args: argparse.Namespace) -> None:
+    context.tenants.get(args.name)
+    rows = [to_plain(item) for item in context.ingest.upload_states(args.name, limit=args.limit)]
+    if args.json:
+        print_json(rows)
+    else:
+        columns = ["id", "path", "size", "received_at", "source", "state", "posted", "failed", "rejected"]
+        print_table(rows, columns, empty=f"no uploads for {args.name!r}")
+
+
+def lockouts(context: Context, args: argparse.Namespace) -> None:
+    rows = [to_plain(lock) for lock in context.defender.lockouts()]
+    print_json(rows) if args.json else print_table(rows, ["kind", "key", "until", "failures"],
+                                                   empty="no active lockouts")
+
+
+def unblock(context: Context, args: argparse.Namespace) -> None:
+    cleared = context.defender.unlock_source(args.address)
+    _done(args, f"source {args.address} unblocked" if cleared else f"source {args.address} was not blocked")
+
+
+def _done(args: argparse.Namespace, message: str) -> None:
+    print_json({"ok": True, "message": message}) if args.json else print(message)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
