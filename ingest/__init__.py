@@ -1,0 +1,1 @@
+"""The ingest pipeline: read, validate, map and post uploaded files, and report on them."""

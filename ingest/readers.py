@@ -1,0 +1,228 @@
+"""Read an uploaded CSV, XLSX or XLS file into a table of text.
+
+Every value is text, never a number or a date guessed by a library, so identifiers and phone
+numbers keep their leading zeros and validation sees what the customer typed. A value that is
+empty, only whitespace, or ``NULL`` in any case is missing (``None``); other values are stripped.
+
+The format is chosen by content, not by name: a workbook saved under a ``.csv`` name, or a
+tab-separated export named ``.xls`` (as some call systems produce), is still read correctly. The
+name rule itself is enforced separately (``ingest.validate.check_file``).
+
+CSV: UTF-8 with or without BOM, or UTF-16 with a BOM as Excel writes "Unicode text" (a BOM-less
+UTF-16 file is recognised by its NUL bytes); other encodings are refused rather than misread. The
+delimiter (comma, semicolon or tab) is the one found most often, outside quotes, on the header line.
+Quoting is strict, so a stray quote cannot silently swallow the rest of the file.
+
+Workbooks: the first sheet, through python-calamine. Cells that hold numbers are rendered the way
+a person reads them: whole numbers without ``.0``, others in positional notation (never
+``1e-05``). Date and date-time cells are rendered as ``YYYY/MM/DD hh:mm:ss[.sss] AM/PM``, the
+Signal API's Excel format, which is read in the tenant's time zone, as Excel cells carry no zone. A
+date without a time becomes midnight: calamine cannot tell a date cell from a date-time cell at
+midnight, and midnight is what the serial number means. Time-of-day cells become ``HH:MM:SS``.
+"""
+
+from __future__ import annotations
+
+import codecs
+import csv
+import io
+import itertools
+from dataclasses import dataclass
+from datetime import date, datetime, time, timedelta
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import python_calamine
+
+from ingest.errors import FileRejected
+
+__all__ = ["MISSING", "Table", "is_missing", "read_table"]
+
+#: Cell texts (after stripping) that mean "no value".
+MISSING = frozenset({""} | {"".join(c) for c in itertools.product(*zip("null", "NULL"))})
+
+DELIMITERS = (",", ";", "\t")
+ZIP_MAGIC = b"PK\x03\x04"
+OLE2_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
+# How many leading bytes are inspected for the NUL pattern of BOM-less UTF-16.
+UTF16_SNIFF_BYTES = 256
+# Integers beyond this cannot be stored exactly in a spreadsheet cell (a double).
+EXACT_FLOAT_INTEGER = 2**53
+
+
+@dataclass
+class Table:
+    """A header and its rows, every value text or ``None`` for missing.
+
+    Rows are in file order, including blank ones, so ``rows[i]`` is file row ``i + 2`` (the
+    header is row 1). Short rows are padded with ``None``; trailing missing cells beyond the header
+    are dropped; a row that is still longer than the header is kept as is, for validation to refuse.
+    """
+
+    header: list[str]
+    rows: list[list[str | None]]
+
+
+def is_missing(value: str) -> bool:
+    """Whether a cell text means "no value"."""
+    return value.strip() in MISSING
+
+
+def read_table(path: Path) -> Table:
+    """The first table of ``path``; raises FileRejected when it cannot be read."""
+    try:
+        with path.open("rb") as stream:
+            magic = stream.read(len(OLE2_MAGIC))
+    except OSError as exc:
+        raise FileRejected(f"cannot open the file: {exc.strerror or exc}") from None
+    if magic.startswith(ZIP_MAGIC) or magic == OLE2_MAGIC:
+        return _read_workbook(path)
+    return _read_csv(path.read_bytes())
+
+
+def _read_csv(data: bytes) -> Table:
+    text = _decode(data)
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=_delimiter(text), strict=True)
+    try:
+        records = list(reader)
+    except csv.Error as exc:
+        raise FileRejected(f"line {reader.line_num}: the CSV is malformed: {exc}") from None
+    if not records:
+        return Table(header=[], rows=[])
+    header = _header(records[0])
+    width = len(header)
+    rows = []
+    for record in itertools.islice(records, 1, None):
+        cells = [None if (cell := value.strip()) in MISSING else cell for value in record]
+        rows.append(_fit(cells, width))
+    return Table(header=header, rows=rows)
+
+
+def _decode(data: bytes) -> str:
+    if data.startswith(codecs.BOM_UTF8):
+        encoding, body = "utf-8", data[len(codecs.BOM_UTF8):]
+    elif data.startswith(codecs.BOM_UTF16_LE):
+        encoding, body = "utf-16-le", data[len(codecs.BOM_UTF16_LE):]
+    elif data.startswith(codecs.BOM_UTF16_BE):
+        encoding, body = "utf-16-be", data[len(codecs.BOM_UTF16_BE):]
+    else:
+        encoding, body = _sniff_utf16(data) or "utf-8", data
+    try:
+        return body.decode(encoding)
+    except UnicodeDecodeError as exc:
+        line = body[: exc.start].count(b"\n") + 1
+        raise FileRejected(
+            f"line {line}: the file is not valid {encoding.upper()} text (byte"
+            f" 0x{body[exc.start]:02x}); save it as \"CSV UTF-8\" or as \"Unicode text\""
+        ) from None
+
+
+def _sniff_utf16(data: bytes) -> str | None:
+    """UTF-16 without a BOM: ASCII text has a NUL byte in every other position."""
+    sample = data[:UTF16_SNIFF_BYTES]
+    if b"\x00" not in sample:
+        return None
+    even = sample[0::2].count(0)
+    odd = sample[1::2].count(0)
+    return "utf-16-be" if even > odd else "utf-16-le"
+
+
+def _delimiter(text: str) -> str:
+    """The delimiter used most often, outside quotes, on the header line; comma on a tie."""
+    counts = dict.fromkeys(DELIMITERS, 0)
+    quoted = False
+    for char in text:
+        if char == '"':
+            quoted = not quoted
+        elif quoted:
+            continue
+        elif char in "\r\n":
+            break
+        elif char in counts:
+            counts[char] += 1
+    best = max(DELIMITERS, key=counts.__getitem__)
+    return best if counts[best] else DELIMITERS[0]
+
+
+def _header(cells: list[Any]) -> list[str]:
+    names = ["" if cell is None else str(cell).strip().lstrip("\ufeff").strip() for cell in cells]
+    while names and not names[-1]:
+        names.pop()
+    return names
+
+
+def _fit(cells: list[str | None], width: int) -> list[str | None]:
+    if len(cells) < width:
+        cells.extend([None] * (width - len(cells)))
+    else:
+        while len(cells) > width and cells[-1] is None:
+            cells.pop()
+    return cells
+
+
+def _read_workbook(path: Path) -> Table:
+    try:
+        with python_calamine.CalamineWorkbook.from_path(str(path)) as workbook:
+            if not workbook.sheet_names:
+                return Table(header=[], rows=[])
+            sheet = workbook.get_sheet_by_index(0).to_python(skip_empty_area=False)
+    except python_calamine.PasswordError:
+        raise FileRejected("the workbook is password-protected; save it without a password") from None
+    except (python_calamine.CalamineError, ValueError, OSError) as exc:
+        raise FileRejected(f"cannot read the workbook: {exc}") from None
+    if not sheet:
+        return Table(header=[], rows=[])
+    header = _header([_cell_text(cell) for cell in sheet[0]])
+    width = len(header)
+    rows = []
+    for record in itertools.islice(sheet, 1, None):
+        cells = [
+            (None if (text := cell.strip()) in MISSING else text)
+            if type(cell) is str
+            else _cell_text(cell)
+            for cell in record
+        ]
+        rows.append(_fit(cells, width))
+    return Table(header=header, rows=rows)
+
+
+def _cell_text(cell: Any) -> str | None:
+    """A workbook cell as the text a person sees; see the module docstring."""
+    if isinstance(cell, str):
+        text = cell.strip()
+        return None if text in MISSING else text
+    if isinstance(cell, bool):
+        return "true" if cell else "false"
+    if isinstance(cell, int):
+        return str(cell)
+    if isinstance(cell, float):
+        return _number_text(cell)
+    if isinstance(cell, datetime):
+        return _excel_datetime(cell)
+    if isinstance(cell, date):
+        return _excel_datetime(datetime.combine(cell, time()))
+    if isinstance(cell, time):
+        return cell.strftime("%H:%M:%S")
+    if isinstance(cell, timedelta):
+        minutes, seconds = divmod(int(cell.total_seconds()), 60)
+        hours, minutes = divmod(minutes, 60)
+        return f"{hours}:{minutes:02d}:{seconds:02d}"
+    return None if cell is None else str(cell)
+
+
+def _number_text(value: float) -> str:
+    if value.is_integer() and abs(value) < EXACT_FLOAT_INTEGER:
+        return str(int(value))
+    text = repr(value)
+    return format(Decimal(text), "f") if "e" in text else text
+
+
+def _excel_datetime(moment: datetime) -> str:
+    hour = moment.hour % 12 or 12
+    meridiem = "PM" if moment.hour >= 12 else "AM"
+    millis = f".{moment.microsecond // 1000:03d}" if moment.microsecond else ""
+    return (
+        f"{moment.year:04d}/{moment.month:02d}/{moment.day:02d}"
+        f" {hour:02d}:{moment.minute:02d}:{moment.second:02d}{millis} {meridiem}"
+    )

@@ -1,0 +1,165 @@
+"""The four timestamp formats of the Signal API, and the "ISO 8601 UTC" type of the ASAPP schemas.
+
+Every parser returns an aware datetime in UTC, so nothing downstream ever holds a naive time.
+
+Two formats are local wall-clock times: *compressed* (always Pacific time) and *Excel style* (the
+tenant's zone). Around DST changes a wall-clock time can be missing or doubled, and we decide
+explicitly instead of letting arithmetic guess:
+
+* a time inside the spring-forward gap (02:30 on 2026-03-08 in Los Angeles) does not exist and is
+  an error: any reading of it would move the event by an hour without anyone noticing;
+* a time inside the autumn fold (01:30 on 2026-11-01 in Los Angeles, which happens twice) is the
+  first occurrence, still on daylight time, as ``fold=0`` of PEP 495 and spreadsheets read it.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime, timedelta, timezone
+from zoneinfo import ZoneInfo
+
+__all__ = ["PACIFIC", "parse_iso_utc", "parse_timestamp"]
+
+PACIFIC = ZoneInfo("America/Los_Angeles")
+EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+
+FORMATS_HINT = (
+    "expected epoch seconds (10 digits) or milliseconds (13), YYYYMMDDHHMMSSsss (17 digits, "
+    "Pacific time), ISO 8601 with an offset or Z (2016-04-11T13:00:00-07:00) or "
+    "YYYY/MM/DD HH:MM:SS AM/PM"
+)
+
+_ISO = re.compile(
+    r"(\d{4})([-/])(\d{2})\2(\d{2})[Tt](\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,6}))?"
+    r"(?:([Zz])|([+-])(\d{2}):?(\d{2}))",
+    re.ASCII,
+)
+_EXCEL = re.compile(
+    r"(\d{4})/(\d{1,2})/(\d{1,2}) +(\d{1,2}):(\d{2}):(\d{2})(?:\.(\d{1,3}))? *([AaPp][Mm])",
+    re.ASCII,
+)
+_ISO_UTC = re.compile(
+    r"(\d{4})-(\d{2})-(\d{2})[Tt ](\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,9}))?"
+    r"(?:([Zz])|([+-])(\d{2}):?(\d{2}))?",
+    re.ASCII,
+)
+
+
+def parse_timestamp(text: str, tz: ZoneInfo) -> datetime:
+    """One of the four Signal API formats as UTC; Excel style is read in ``tz``.
+
+    Raises ValueError naming the value and the formats accepted.
+    """
+    value = text.strip()
+    if value.isdigit() and value.isascii():
+        return _parse_digits(value)
+    if match := _ISO.fullmatch(value):
+        return _parse_iso(value, match)
+    if match := _EXCEL.fullmatch(value):
+        return _parse_excel(value, match, tz)
+    raise ValueError(f"{text!r} is not a timestamp: {FORMATS_HINT}")
+
+
+def parse_iso_utc(text: str) -> datetime:
+    """An ASAPP "ISO 8601 formatted UTC timestamp", as UTC.
+
+    ``Z`` or an explicit offset is honoured; a value without either is UTC, as the schema declares.
+    Up to nine fractional digits are accepted (nanosecond exporters) and cut to microseconds.
+    """
+    value = text.strip()
+    match = _ISO_UTC.fullmatch(value)
+    if match is None:
+        raise ValueError(
+            f"{text!r} is not an ISO 8601 UTC timestamp: expected YYYY-MM-DDTHH:MM:SS[.ffffff]Z,"
+            " e.g. 2020-01-03T20:02:13Z"
+        )
+    year, month, day, hour, minute, second, fraction, zulu, sign, off_h, off_m = match.groups()
+    zone = timezone.utc if zulu or not sign else _offset(value, sign, off_h, off_m)
+    moment = _build(value, year, month, day, hour, minute, second, fraction, zone)
+    return moment.astimezone(timezone.utc)
+
+
+def _parse_digits(value: str) -> datetime:
+    if len(value) == 10:
+        return EPOCH + timedelta(seconds=int(value))
+    if len(value) == 13:
+        return EPOCH + timedelta(milliseconds=int(value))
+    if len(value) == 17:
+        naive = _build(
+            value, value[0:4], value[4:6], value[6:8], value[8:10], value[10:12], value[12:14],
+            value[14:17], None,
+        )
+        return _localize(value, naive, PACIFIC)
+    raise ValueError(
+        f"{value!r} has {len(value)} digits: a numeric timestamp has 10 (epoch seconds),"
+        " 13 (epoch milliseconds) or 17 (YYYYMMDDHHMMSSsss, Pacific time)"
+    )
+
+
+def _parse_iso(value: str, match: re.Match[str]) -> datetime:
+    year, _, month, day, hour, minute, second, fraction, zulu, sign, off_h, off_m = match.groups()
+    zone = timezone.utc if zulu else _offset(value, sign, off_h, off_m)
+    moment = _build(value, year, month, day, hour, minute, second, fraction, zone)
+    return moment.astimezone(timezone.utc)
+
+
+def _parse_excel(value: str, match: re.Match[str], tz: ZoneInfo) -> datetime:
+    year, month, day, hour, minute, second, fraction, meridiem = match.groups()
+    naive = _build(value, year, month, day, str(_hour_24(value, int(hour), meridiem)), minute,
+                   second, fraction, None)
+    return _localize(value, naive, tz)
+
+
+def _hour_24(value: str, hour: int, meridiem: str) -> int:
+    """The 24-hour value of an Excel-style hour.
+
+    Besides the 12-hour clock (12 AM is midnight, 12 PM is noon), the Signal API documents a
+    24-hour value with a redundant marker (``13:00:00 PM``); 0 AM is read the same way. A 24-hour
+    afternoon hour marked AM contradicts itself and is refused.
+    """
+    afternoon = meridiem.upper() == "PM"
+    if hour > 23:
+        raise ValueError(f"{value!r}: hour {hour} is out of range")
+    if hour > 12:
+        if not afternoon:
+            raise ValueError(f"{value!r}: hour {hour} contradicts AM")
+        return hour
+    if hour == 0:
+        if afternoon:
+            raise ValueError(f"{value!r}: hour 0 contradicts PM")
+        return 0
+    if hour == 12:
+        return 12 if afternoon else 0
+    return hour + 12 if afternoon else hour
+
+
+def _offset(value: str, sign: str, hours: str, minutes: str) -> timezone:
+    if int(hours) > 23 or int(minutes) > 59:
+        raise ValueError(f"{value!r}: UTC offset {sign}{hours}:{minutes} is out of range")
+    delta = timedelta(hours=int(hours), minutes=int(minutes))
+    return timezone(-delta if sign == "-" else delta)
+
+
+def _build(
+    value: str, year: str, month: str, day: str, hour: str, minute: str, second: str,
+    fraction: str | None, zone: timezone | None,
+) -> datetime:
+    micro = int(fraction[:6].ljust(6, "0")) if fraction else 0
+    try:
+        return datetime(int(year), int(month), int(day), int(hour), int(minute), int(second),
+                         micro, tzinfo=zone)
+    except ValueError as exc:
+        raise ValueError(f"{value!r} is not a valid date and time: {exc}") from None
+
+
+def _localize(value: str, naive: datetime, zone: ZoneInfo) -> datetime:
+    """``naive`` read in ``zone`` as UTC, with the DST rule of the module docstring."""
+    first = naive.replace(tzinfo=zone, fold=0)
+    if first.utcoffset() != naive.replace(tzinfo=zone, fold=1).utcoffset():
+        round_trip = first.astimezone(timezone.utc).astimezone(zone).replace(tzinfo=None)
+        if round_trip != naive:
+            raise ValueError(
+                f"{value!r} does not exist in {zone.key}: the clocks skip that hour when daylight"
+                " saving time starts; give the time with a UTC offset instead"
+            )
+    return first.astimezone(timezone.utc)
