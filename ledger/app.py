@@ -1,0 +1,251 @@
+"""The ASGI application: Signal API, Transactions API, and the calls and lookup-table extensions.
+
+Endpoints read their JSON bodies themselves so that a request is judged in the document's
+order: token first (401), then rate limit (429), then the data (403 / 404). Store calls are short
+SQLite transactions run directly on the event loop: cheaper than a thread hop per request, and
+requests are serialised by the store anyway.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Iterable
+from contextlib import asynccontextmanager
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from fastapi import FastAPI, Query
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from core.config import Settings
+from core.logs import get_logger
+from core.tenants import Tenant, TenantStore
+from ledger import API_VERSION
+from ledger.auth import Gatekeeper, request_token
+from ledger.errors import ApiError, RecordInvalid, RecordNotFound
+from ledger.openapi import error_responses, json_body, publish_models
+from ledger.queries import parse_transactions_request
+from ledger.ratelimit import SlidingWindowLimiter
+from ledger.records import LookupRow, Outcome
+from ledger.render import (
+    call_response,
+    custom_data_list,
+    lookup_response,
+    signal_response,
+    transaction_row,
+    transactions_csv,
+)
+from ledger.schemas import CallRequest, LookupRowRequest, SignalRequest, validate_body
+from ledger.store import LedgerStore
+
+log = get_logger("ledger.app")
+
+MAX_TABLE_NAME_LENGTH = 64
+_VERSION_DIGITS = (4, 2, 2)
+
+
+class _Endpoints:
+    """The handlers, sharing the stores, the gatekeeper and the settings."""
+
+    def __init__(self, settings: Settings, tenants: TenantStore, store: LedgerStore) -> None:
+        self.tenants = tenants
+        self.store = store
+        self.tolerance = settings.api.match_tolerance_seconds
+        limit = settings.api.rate_limit_requests
+        limiter = SlidingWindowLimiter(limit, settings.api.rate_limit_window_seconds) if limit > 0 else None
+        self.gate = Gatekeeper(tenants, limiter)
+
+    async def _admit(self, request: Request, version: str) -> tuple[Tenant, Any]:
+        """The tenant and the parsed JSON body; a bad body is reported only after the token."""
+        _check_version(version)
+        raw = await request.body()
+        try:
+            body = json.loads(raw) if raw.strip() else None
+            problem = None if body is not None else RecordInvalid("the request body must be a JSON object")
+        except (ValueError, UnicodeDecodeError) as exc:
+            body, problem = None, RecordInvalid(f"the request body is not valid JSON: {exc}")
+        tenant = self.gate.admit(request_token(request, body))
+        if problem is not None:
+            raise problem
+        return tenant, body
+
+    async def post_signal(self, request: Request, version: str) -> Response:
+        return await self._signal(request, version, None)
+
+    async def post_transaction_signal(self, request: Request, version: str, transaction_id: str) -> Response:
+        return await self._signal(request, version, transaction_id)
+
+    async def _signal(self, request: Request, version: str, transaction_id: str | None) -> Response:
+        tenant, body = await self._admit(request, version)
+        params = validate_body(SignalRequest, body, ZoneInfo(tenant.timezone))
+        search = params.search.to_search(transaction_id)
+        custom_data = self._dictionary_fields(tenant, ((d.name, d.value) for d in params.custom_data), "custom_data")
+        result = self.store.save_signal(tenant.name, search, self.tolerance, params.signal.changes(), custom_data)
+        log.debug("signal.saved", tenant=tenant.name, outcome=result.outcome.value)
+        answer = signal_response(result.call, result.signal)
+        if params.custom_data:
+            answer["custom_data"] = custom_data_list(result.call.custom_data)
+        return JSONResponse(answer, status_code=_status(result.outcome))
+
+    async def post_call(self, request: Request, version: str) -> Response:
+        tenant, body = await self._admit(request, version)
+        params = validate_body(CallRequest, body, ZoneInfo(tenant.timezone)).call
+        result = self.store.save_call(tenant.name, params.complete_call_id(tenant.name), params.changes())
+        log.debug("call.saved", tenant=tenant.name, outcome=result.outcome.value)
+        return JSONResponse(call_response(result.call), status_code=_status(result.outcome))
+
+    async def put_lookup_row(self, request: Request, version: str, table: str) -> Response:
+        tenant, body = await self._admit(request, version)
+        if len(table) > MAX_TABLE_NAME_LENGTH:
+            raise RecordInvalid(f"lookup table names are at most {MAX_TABLE_NAME_LENGTH} characters")
+        params = validate_body(LookupRowRequest, body, ZoneInfo(tenant.timezone))
+        data = self._dictionary_fields(tenant, params.data.items(), "data")
+        row = LookupRow(table, params.primary_key, params.secondary_key or "", data)
+        result = self.store.put_lookup_row(tenant.name, row)
+        log.debug("lookup_row.saved", tenant=tenant.name, table=table, calls=len(result.updated_calls))
+        return JSONResponse(lookup_response(result), status_code=_status(result.outcome))
+
+    async def transactions_json(self, request: Request, version: str) -> Response:
+        rows, _ = self._transactions(request, version)
+        return Response(json.dumps(rows, ensure_ascii=False), media_type="application/json")
+
+    async def transactions_csv(self, request: Request, version: str) -> Response:
+        rows, columns = self._transactions(request, version)
+        return Response(transactions_csv(rows, columns), media_type="text/csv; charset=utf-8")
+
+    def _transactions(self, request: Request, version: str) -> tuple[list[dict[str, Any]], tuple[str, ...]]:
+        _check_version(version)
+        tenant = self.gate.admit(request_token(request))
+        tz = ZoneInfo(tenant.timezone)
+        wanted = parse_transactions_request(request.query_params, tz)
+        rows = self.store.transactions(tenant.name, wanted.query)
+        return [transaction_row(row, wanted.columns, tz) for row in rows], wanted.columns
+
+    def _dictionary_fields(self, tenant: Tenant, items: Iterable[tuple[str, str]], where: str) -> dict[str, str]:
+        """``items`` keyed by the data dictionary's spelling of each field name."""
+        items = list(items)
+        if not items:
+            return {}
+        fields = {field.casefold(): field for field in self.tenants.dictionary(tenant.name)}
+        data: dict[str, str] = {}
+        for name, value in items:
+            field = fields.get(name.casefold())
+            if field is None:
+                raise RecordInvalid(f"{where}: field {name!r} is not in the data dictionary of this account")
+            data[field] = value
+        return data
+
+
+def _status(outcome: Outcome) -> int:
+    return 201 if outcome is Outcome.CREATED else 200
+
+
+def _check_version(version: str) -> None:
+    """Any ``YYYY-MM-DD`` version is served the same way; anything else is an unknown path."""
+    parts = version.split("-")
+    if [len(part) for part in parts] != list(_VERSION_DIGITS) or not all(part.isdigit() for part in parts):
+        raise RecordNotFound(f"Unknown API version {version!r}; use a date such as {API_VERSION}")
+
+
+async def _api_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, ApiError)
+    return JSONResponse(exc.body(), status_code=exc.status_code, headers=exc.headers)
+
+
+def create_app(settings: Settings, tenants: TenantStore, store: LedgerStore | None = None) -> FastAPI:
+    """The API over ``store``; without one, the app opens ``settings.ledger_db`` and closes it on shutdown."""
+    ledger = store or LedgerStore.open(settings.ledger_db)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        yield
+        if store is None:
+            ledger.close()
+
+    app = FastAPI(
+        title="Signal API and Transactions API",
+        version=API_VERSION,
+        description="Embedded implementation of Invoca's Signal API and Transactions API; see docs/ledger.md.",
+        lifespan=lifespan,
+    )
+    app.add_exception_handler(ApiError, _api_error)
+    endpoints = _Endpoints(settings, tenants, ledger)
+    signal_answers = {200: {"description": "An existing signal was found (and updated if it differed)"}}
+    signal_answers.update(error_responses(401, 403, 404, 429))
+    for suffix in ("", ".json"):
+        for method in ("POST", "PUT"):
+            app.add_api_route(
+                f"/api/{{version}}/transactions/signals{suffix}",
+                endpoints.post_signal,
+                methods=[method],
+                summary="Create or update a signal on the call the search finds",
+                status_code=201,
+                responses=signal_answers,
+                openapi_extra=json_body(SignalRequest),
+            )
+            app.add_api_route(
+                f"/api/{{version}}/transactions/{{transaction_id}}/signals{suffix}",
+                endpoints.post_transaction_signal,
+                methods=[method],
+                summary="Create or update a signal on the call with this transaction id",
+                status_code=201,
+                responses=signal_answers,
+                openapi_extra=json_body(SignalRequest),
+            )
+        app.add_api_route(
+            f"/api/{{version}}/calls{suffix}",
+            endpoints.post_call,
+            methods=["POST"],
+            summary="Create or correct a call record (extension)",
+            status_code=201,
+            responses={200: {"description": "The call existed (and was corrected if it differed)"}}
+            | error_responses(401, 403, 429),
+            openapi_extra=json_body(CallRequest),
+        )
+    app.add_api_route(
+        "/api/{version}/lookup_tables/{table}/rows",
+        endpoints.put_lookup_row,
+        methods=["PUT"],
+        summary="Upsert a lookup row and apply its data to the calls it matches (extension)",
+        status_code=201,
+        responses={200: {"description": "The row existed (and was replaced if it differed)"}}
+        | error_responses(401, 403, 429),
+        openapi_extra=json_body(LookupRowRequest),
+    )
+    app.add_api_route(
+        "/api/{version}/transactions.json",
+        _with_query_docs(endpoints.transactions_json),
+        methods=["GET"],
+        summary="Transactions after a cursor, as a JSON array",
+        responses=error_responses(401, 403, 429),
+    )
+    app.add_api_route(
+        "/api/{version}/transactions.csv",
+        _with_query_docs(endpoints.transactions_csv),
+        methods=["GET"],
+        summary="Transactions after a cursor, as CSV",
+        response_class=Response,
+        responses={200: {"content": {"text/csv": {}}}} | error_responses(401, 403, 429),
+    )
+    publish_models(app, [SignalRequest, CallRequest, LookupRowRequest])
+    return app
+
+
+def _with_query_docs(handler: Any) -> Any:
+    """Declare the query parameters for OpenAPI; the handler reads and checks them itself."""
+
+    async def endpoint(
+        request: Request,
+        version: str,
+        start_after_transaction_id: str | None = Query(None, description="Cursor: the last id already read"),
+        limit: str | None = Query(None, description="Rows per page, 1-4000 (default 1000)"),
+        from_: str | None = Query(None, alias="from", description="First call date, YYYY-MM-DD (account time zone)"),
+        to: str | None = Query(None, description="Last call date, YYYY-MM-DD, inclusive"),
+        transaction_type: str | None = Query(None, description="call, signal or post_call_event"),
+        include_columns: str | None = Query(None, description="e.g. $invoca_default_columns,signals,custom_data"),
+        oauth_token: str | None = Query(None),
+    ) -> Response:
+        return await handler(request, version)
+
+    return endpoint

@@ -1,0 +1,74 @@
+"""OpenAPI for endpoints that read their bodies by hand.
+
+The endpoints parse JSON themselves (the token may be in the body, and must be checked before
+the body is judged), so FastAPI cannot infer the request schemas; the same pydantic models that
+validate the bodies are published here instead.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
+from pydantic import BaseModel
+from pydantic.json_schema import models_json_schema
+
+REF_TEMPLATE = "#/components/schemas/{model}"
+
+ERROR_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "errors": {
+            "type": "object",
+            "properties": {"class": {"type": "string"}, "invalid_data": {"type": "string"}},
+            "required": ["class", "invalid_data"],
+        }
+    },
+}
+
+
+def json_body(model: type[BaseModel]) -> dict[str, Any]:
+    """``openapi_extra`` for a route whose JSON body has the shape of ``model``."""
+    return {
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": {"$ref": REF_TEMPLATE.format(model=model.__name__)}}},
+        }
+    }
+
+
+def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    descriptions = {
+        401: "Invalid or missing oauth token",
+        403: "Invalid data or resource; see errors.class and errors.invalid_data",
+        404: "No matching call (or unknown API version)",
+        429: "Rate limit exceeded; see Retry-After",
+    }
+    return {
+        status: {
+            "description": descriptions[status],
+            "content": {"application/json": {"schema": ERROR_SCHEMA}},
+        }
+        for status in statuses
+    }
+
+
+def publish_models(app: FastAPI, models: Sequence[type[BaseModel]]) -> None:
+    """Make ``app.openapi()`` include the schemas of ``models`` (and of the models they use)."""
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            document = get_openapi(
+                title=app.title, version=app.version, description=app.description, routes=app.routes
+            )
+            _, definitions = models_json_schema(
+                [(model, "validation") for model in models], ref_template=REF_TEMPLATE
+            )
+            schemas = document.setdefault("components", {}).setdefault("schemas", {})
+            schemas.update(definitions.get("$defs", {}))
+            app.openapi_schema = document
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]

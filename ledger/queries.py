@@ -1,0 +1,109 @@
+"""The query string of the Transactions API, read strictly: a typo is an error, not a no-op."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import date, datetime, time, timedelta
+from zoneinfo import ZoneInfo
+
+from ledger.errors import RecordInvalid
+from ledger.ids import parse_transaction_id
+from ledger.records import TransactionQuery, TransactionType
+from ledger.render import DEFAULT_COLUMNS, DEFAULT_COLUMNS_TOKEN, OPTIONAL_COLUMNS
+
+# The Transactions API's documented page sizes.
+DEFAULT_LIMIT = 1000
+MAX_LIMIT = 4000
+DATE_PATTERN = re.compile(r"\d{4}-\d{2}-\d{2}")
+KNOWN_PARAMETERS = frozenset(
+    {"start_after_transaction_id", "limit", "from", "to", "transaction_type", "include_columns", "oauth_token"}
+)
+
+
+@dataclass(frozen=True)
+class TransactionsRequest:
+    query: TransactionQuery
+    columns: tuple[str, ...]
+
+
+def parse_transactions_request(params: Mapping[str, str], tz: ZoneInfo) -> TransactionsRequest:
+    """The query and the columns asked for; ``from``/``to`` are whole days in ``tz``."""
+    unknown = sorted(set(params) - KNOWN_PARAMETERS)
+    if unknown:
+        raise RecordInvalid(
+            f"unknown parameter {unknown[0]!r}; known: {', '.join(sorted(KNOWN_PARAMETERS))}"
+        )
+    first = _date(params, "from")
+    last = _date(params, "to")
+    if first and last and first > last:
+        raise RecordInvalid(f"from ({first}) must not be after to ({last})")
+    query = TransactionQuery(
+        after=_cursor(params.get("start_after_transaction_id")),
+        limit=_limit(params.get("limit")),
+        types=_types(params.get("transaction_type")),
+        start_from=_midnight(first, tz) if first else None,
+        start_before=_midnight(last + timedelta(days=1), tz) if last else None,
+    )
+    return TransactionsRequest(query, _columns(params.get("include_columns")))
+
+
+def _cursor(text: str | None) -> int:
+    if not text:
+        return 0
+    sequence = parse_transaction_id(text.strip())
+    if sequence is None:
+        raise RecordInvalid(
+            f"start_after_transaction_id must be a transaction id such as 00000000-0000000A, got {text!r}"
+        )
+    return sequence
+
+
+def _limit(text: str | None) -> int:
+    if text is None or text == "":
+        return DEFAULT_LIMIT
+    if not text.strip().isdigit() or not 1 <= int(text) <= MAX_LIMIT:
+        raise RecordInvalid(f"limit must be a whole number from 1 to {MAX_LIMIT}, got {text!r}")
+    return int(text)
+
+
+def _date(params: Mapping[str, str], name: str) -> date | None:
+    text = (params.get(name) or "").strip()
+    if not text:
+        return None
+    if DATE_PATTERN.fullmatch(text):
+        try:
+            return date.fromisoformat(text)
+        except ValueError:
+            pass
+    raise RecordInvalid(f"{name} must be a date as YYYY-MM-DD, got {text!r}")
+
+
+def _midnight(day: date, tz: ZoneInfo) -> float:
+    return datetime.combine(day, time(0), tz).timestamp()
+
+
+def _types(text: str | None) -> tuple[TransactionType, ...]:
+    if not text:
+        return ()
+    known = {kind.value: kind for kind in TransactionType}
+    types = []
+    for name in (part.strip() for part in text.split(",")):
+        if name not in known:
+            raise RecordInvalid(f"transaction_type must be one of {', '.join(known)}, got {name!r}")
+        types.append(known[name])
+    return tuple(types)
+
+
+def _columns(text: str | None) -> tuple[str, ...]:
+    """The default columns, plus the optional ones named; default column names are accepted too."""
+    if not text:
+        return DEFAULT_COLUMNS
+    wanted = {part.strip() for part in text.split(",") if part.strip()}
+    unknown = sorted(wanted - set(DEFAULT_COLUMNS) - set(OPTIONAL_COLUMNS) - {DEFAULT_COLUMNS_TOKEN})
+    if unknown:
+        raise RecordInvalid(
+            f"include_columns: unknown column {unknown[0]!r}; optional columns are {', '.join(OPTIONAL_COLUMNS)}"
+        )
+    return DEFAULT_COLUMNS + tuple(column for column in OPTIONAL_COLUMNS if column in wanted)

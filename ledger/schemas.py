@@ -1,0 +1,314 @@
+"""Request bodies: validated by hand-written rules, described to OpenAPI by the same models.
+
+The Signal API is lenient in shape (``value`` may be ``"true"`` or ``1``, ids may be numbers)
+and strict in content (money has at most two decimals, parameters at most 255 characters), so
+each field type is a plain validator with the document's rule. Unknown parameters are refused:
+a misspelt ``sale_ammount`` silently dropped would lose a sale. Every failure becomes one
+``RecordInvalid`` naming the offending parameter.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import Callable
+from typing import Annotated, Any, TypeVar
+from zoneinfo import ZoneInfo
+
+from pydantic import BaseModel, ConfigDict, Field, PlainValidator, ValidationError, ValidationInfo
+
+from ledger.errors import NO_SEARCH_MESSAGE, RecordInvalid
+from ledger.ids import call_record_id_for
+from ledger.records import CallSearch
+from ledger.timestamps import PACIFIC, parse_timestamp
+
+MAX_PARAMETER_LENGTH = 255
+MONEY_PATTERN = re.compile(r"-?\d+(\.\d{1,2})?")
+E164_PATTERN = re.compile(r"\+[1-9]\d{6,14}")
+_PHONE_PUNCTUATION = re.compile(r"[\s().-]")
+_TRUE = frozenset({"true", "1"})
+_FALSE = frozenset({"false", "0"})
+
+Model = TypeVar("Model", bound=BaseModel)
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, str):
+        return value
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return str(value)
+    raise ValueError(f"must be a string, got {type(value).__name__}")
+
+
+def _bounded(value: Any) -> str:
+    text = _text(value)
+    if len(text) > MAX_PARAMETER_LENGTH:
+        raise ValueError(f"must be at most {MAX_PARAMETER_LENGTH} characters, got {len(text)}")
+    return text
+
+
+def _reference(value: Any) -> str:
+    text = _bounded(value).strip()
+    if not text:
+        raise ValueError("must not be blank")
+    return text
+
+
+def _scalar(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return _text(value)
+
+
+def _money(value: Any) -> str:
+    """A canonical amount with two decimals, or "" for an explicitly empty amount."""
+    text = _text(value).strip()
+    if not text:
+        return ""
+    if not MONEY_PATTERN.fullmatch(text):
+        raise ValueError(
+            f"must be money with at most 2 decimal places and no currency symbol or separators, got {text!r}"
+        )
+    whole, _, cents = text.partition(".")
+    return f"{whole}.{cents.ljust(2, '0')}"
+
+
+def _flag(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int) and value in (0, 1):
+        return bool(value)
+    if isinstance(value, str) and value.strip().lower() in _TRUE | _FALSE:
+        return value.strip().lower() in _TRUE
+    raise ValueError(f"must be true, false, 1 or 0, got {value!r}")
+
+
+def _duration(value: Any) -> int:
+    if isinstance(value, str) and value.strip().isdigit():
+        return int(value.strip())
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        return value
+    raise ValueError(f"must be a whole, non-negative number of seconds, got {value!r}")
+
+
+def normalize_phone(value: Any) -> str:
+    """E.164 without the spaces, dots, dashes and brackets people type: ``+18885551212``."""
+    compact = _PHONE_PUNCTUATION.sub("", _text(value))
+    if not E164_PATTERN.fullmatch(compact):
+        raise ValueError(f"must be a phone number in E.164 format such as '+1 8885551212', got {value!r}")
+    return compact
+
+
+def _guid(value: Any) -> str:
+    try:
+        return str(uuid.UUID(_text(value).strip()))
+    except ValueError:
+        raise ValueError(f"must be a GUID such as 0f8fad5b-d9cb-469f-a165-70867728950e, got {value!r}") from None
+
+
+def _timestamp(value: Any, info: ValidationInfo) -> float | None:
+    if value is None:
+        return None
+    timezone: ZoneInfo = (info.context or {}).get("timezone", PACIFIC)
+    return parse_timestamp(_text(value), timezone).timestamp()
+
+
+def _name(value: Any) -> str:
+    text = _bounded(value).strip()
+    if not text:
+        raise ValueError("can't be blank")
+    return text
+
+
+def _optional(check: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    return lambda value: None if value is None else check(value)
+
+
+def _field(check: Callable[..., Any], python_type: Any, input_type: Any, optional: bool = True) -> Any:
+    validator = _optional(check) if optional else check
+    return Annotated[python_type, PlainValidator(validator, json_schema_input_type=input_type)]
+
+
+Text = _field(_text, str | None, str | None)
+Parameter = _field(_bounded, str | None, str | int | None)
+Reference = _field(_reference, str | None, str | int | None)
+Money = _field(_money, str | None, str | float | None)
+Flag = _field(_flag, bool | None, bool | str | int | None)
+Duration = _field(_duration, int | None, int | str | None)
+Phone = _field(normalize_phone, str | None, str | None)
+Guid = _field(_guid, str | None, str | None)
+Timestamp = _field(_timestamp, float | None, str | int | None, optional=False)
+Name = _field(_name, str, str, optional=False)
+Scalar = _field(_scalar, str, str | int | float | bool | None, optional=False)
+RequiredPhone = _field(normalize_phone, str, str, optional=False)
+RequiredTimestamp = _field(_timestamp, float, str | int, optional=False)
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SearchParams(_Strict):
+    """How to find the call; see the closeness rule in ``ledger.matching``."""
+
+    transaction_id: Reference = Field(None, description="The call's transaction id.")
+    call_record_id: Guid = Field(None, description="The call's Call Record ID (complete_call_id).")
+    call_start_time: Timestamp = Field(None, description="Approximate start; the closest call matches.")
+    calling_phone_number: Phone = Field(None, description="ANI in E.164 format, e.g. '+1 8885551212'.")
+    duration_in_seconds: Duration = None
+    advertiser_id_from_network: Reference = None
+    advertiser_campaign_id_from_network: Reference = None
+    network_id: Reference = None
+
+    def to_search(self, path_transaction_id: str | None = None) -> CallSearch:
+        """The search to run; an id (in the path or the body) wins over everything else."""
+        transaction_id = path_transaction_id or self.transaction_id
+        if transaction_id is not None:
+            return CallSearch(transaction_id=transaction_id)
+        if self.call_record_id is not None:
+            return CallSearch(call_record_id=self.call_record_id)
+        if self.call_start_time is None:
+            raise RecordInvalid(NO_SEARCH_MESSAGE)
+        return CallSearch(
+            start_time=self.call_start_time,
+            duration_in_seconds=self.duration_in_seconds,
+            calling_phone_number=self.calling_phone_number,
+            advertiser_id_from_network=self.advertiser_id_from_network,
+            advertiser_campaign_id_from_network=self.advertiser_campaign_id_from_network,
+            network_id=self.network_id,
+        )
+
+
+class SignalParams(_Strict):
+    name: Name = Field(description="Matched case-insensitively; the first casing reported is kept.")
+    partner_unique_id: Parameter = Field(None, description='Distinguishes signals of one name; default "".')
+    description: Text = None
+    occurred_at_time: Timestamp = Field(None, description="Defaults to the time of the request.")
+    sale_amount: Money = Field(None, description='Up to 2 decimals, no symbols; "" clears it.')
+    value: Flag = Field(None, description="true/false/1/0; defaults to true.")
+    custom_parameter_1: Parameter = None
+    custom_parameter_2: Parameter = None
+    custom_parameter_3: Parameter = None
+
+    def changes(self) -> dict[str, Any]:
+        """The ``SignalContent`` fields this request sets; absent fields keep their stored values."""
+        changes: dict[str, Any] = {
+            name: value
+            for name in SIGNAL_CONTENT_FIELDS
+            if (value := getattr(self, name)) is not None
+        }
+        if self.occurred_at_time is not None:
+            changes["occurred_at"] = self.occurred_at_time
+        if self.sale_amount == "":
+            changes["sale_amount"] = None
+        return changes
+
+
+SIGNAL_CONTENT_FIELDS = (
+    "name",
+    "partner_unique_id",
+    "description",
+    "sale_amount",
+    "value",
+    "custom_parameter_1",
+    "custom_parameter_2",
+    "custom_parameter_3",
+)
+
+
+class CustomDatum(_Strict):
+    name: Name = Field(description="A field of the account's data dictionary (any casing).")
+    value: Scalar
+
+
+class SignalRequest(_Strict):
+    search: SearchParams = Field(default_factory=SearchParams)
+    signal: SignalParams
+    custom_data: list[CustomDatum] = Field(
+        default_factory=list, description="Extension: custom data fields to set on the call."
+    )
+    oauth_token: str | None = None
+
+
+class CallParams(_Strict):
+    """A call record; ``call_record_id`` or ``external_id`` identifies it."""
+
+    call_record_id: Guid = Field(None, description="The Call Record ID (complete_call_id).")
+    external_id: Reference = Field(None, description="The source's own id; the Call Record ID derives from it.")
+    transaction_id: Reference = Field(None, description="The call's transaction id; generated if absent.")
+    start_time: RequiredTimestamp
+    duration_in_seconds: Duration = None
+    calling_phone_number: Phone = None
+    advertiser_id_from_network: Reference = None
+    advertiser_campaign_id_from_network: Reference = None
+    network_id: Reference = None
+    attributes: dict[str, Scalar] | None = Field(None, description="Other call metadata, kept as text.")
+
+    def complete_call_id(self, tenant: str) -> str:
+        if self.call_record_id is not None:
+            return self.call_record_id
+        if self.external_id is not None:
+            return call_record_id_for(tenant, self.external_id)
+        raise RecordInvalid("call_record_id or external_id must be present")
+
+    def changes(self) -> dict[str, Any]:
+        """The ``CallContent`` fields this request sets; absent fields keep their stored values."""
+        return {name: value for name in CALL_CONTENT_FIELDS if (value := getattr(self, name)) is not None}
+
+
+CALL_CONTENT_FIELDS = (
+    "transaction_id",
+    "start_time",
+    "external_id",
+    "duration_in_seconds",
+    "calling_phone_number",
+    "advertiser_id_from_network",
+    "advertiser_campaign_id_from_network",
+    "network_id",
+    "attributes",
+)
+
+
+class CallRequest(_Strict):
+    call: CallParams
+    oauth_token: str | None = None
+
+
+class LookupRowRequest(_Strict):
+    primary_key: RequiredPhone = Field(description="The calling phone number (E.164) of the calls to update.")
+    secondary_key: Reference = Field(
+        None, description="If given, only calls with this advertiser_campaign_id_from_network match."
+    )
+    data: dict[str, Scalar] = Field(min_length=1, description="Data dictionary fields and their values.")
+    oauth_token: str | None = None
+
+
+def validate_body(model: type[Model], body: Any, timezone: ZoneInfo) -> Model:
+    """``body`` as ``model``, timestamps read in ``timezone``; else one ``RecordInvalid``."""
+    try:
+        return model.model_validate(body, context={"timezone": timezone})
+    except ValidationError as exc:
+        raise RecordInvalid("; ".join(_describe(error) for error in exc.errors())) from None
+
+
+def _describe(error: Any) -> str:
+    where = _location(error["loc"])
+    kind = error["type"]
+    if not where:
+        return "the request body must be a JSON object"
+    if kind == "missing":
+        return f"{where} must be present"
+    if kind == "extra_forbidden":
+        return f"{where} is not a known parameter"
+    if kind == "value_error":
+        return f"{where}: {error['ctx']['error']}"
+    return f"{where}: {error['msg'][:1].lower()}{error['msg'][1:]}"
+
+
+def _location(loc: tuple[int | str, ...]) -> str:
+    where = ""
+    for part in loc:
+        where += f"[{part}]" if isinstance(part, int) else (f".{part}" if where else str(part))
+    return where

@@ -1,0 +1,554 @@
+"""The call ledger in SQLite: calls, signals, lookup rows and one monotonic transactions table.
+
+Every change is a new row in ``transactions``. Its sequence number is taken from a counter inside
+the same ``BEGIN IMMEDIATE`` transaction that writes the change, so rows become visible in
+sequence order and a client paging with ``start_after_transaction_id`` sees each exactly once.
+A correction is a new row holding the whole corrected record, with ``corrects_seq`` naming the
+row it replaces; ``complete_call_id`` links all rows of one call.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, replace
+from pathlib import Path
+from typing import Any
+
+from core.db import Database
+from ledger.errors import RecordInvalid, RecordNotFound, UnauthorizedAdvertiser
+from ledger.ids import format_transaction_id, parse_transaction_id
+from ledger.matching import closest_call
+from ledger.records import (
+    Call,
+    CallContent,
+    CallResult,
+    CallSearch,
+    LookupResult,
+    LookupRow,
+    Outcome,
+    Signal,
+    SignalContent,
+    SignalResult,
+    TransactionQuery,
+    TransactionRow,
+    TransactionType,
+)
+
+MIGRATIONS = [
+    """
+    CREATE TABLE ledger_sequence (
+        id INTEGER PRIMARY KEY CHECK (id = 1),
+        value INTEGER NOT NULL
+    );
+    INSERT INTO ledger_sequence (id, value) VALUES (1, 0);
+    CREATE TABLE calls (
+        id INTEGER PRIMARY KEY,
+        tenant TEXT NOT NULL,
+        complete_call_id TEXT NOT NULL,
+        transaction_id TEXT NOT NULL,
+        external_id TEXT,
+        start_time REAL NOT NULL,
+        duration_in_seconds INTEGER,
+        calling_phone_number TEXT,
+        advertiser_id_from_network TEXT,
+        advertiser_campaign_id_from_network TEXT,
+        network_id TEXT,
+        attributes TEXT NOT NULL,
+        custom_data TEXT NOT NULL,
+        call_transaction INTEGER NOT NULL,
+        call_corrects INTEGER,
+        event_transaction INTEGER,
+        UNIQUE (tenant, complete_call_id)
+    );
+    CREATE INDEX calls_by_transaction_id ON calls (tenant, transaction_id);
+    CREATE INDEX calls_by_start_time ON calls (tenant, start_time);
+    CREATE INDEX calls_by_phone ON calls (tenant, calling_phone_number, start_time);
+    CREATE INDEX calls_by_advertiser ON calls (tenant, advertiser_id_from_network);
+    CREATE INDEX calls_by_campaign ON calls (tenant, advertiser_campaign_id_from_network);
+    CREATE INDEX calls_by_network ON calls (tenant, network_id);
+    CREATE TABLE signal_names (
+        tenant TEXT NOT NULL,
+        name_key TEXT NOT NULL,
+        name TEXT NOT NULL,
+        PRIMARY KEY (tenant, name_key)
+    ) WITHOUT ROWID;
+    CREATE TABLE signals (
+        call_id INTEGER NOT NULL REFERENCES calls(id),
+        name_key TEXT NOT NULL,
+        partner_unique_id TEXT NOT NULL,
+        name TEXT NOT NULL,
+        description TEXT NOT NULL,
+        occurred_at REAL NOT NULL,
+        sale_amount TEXT,
+        value INTEGER NOT NULL,
+        custom_parameter_1 TEXT NOT NULL,
+        custom_parameter_2 TEXT NOT NULL,
+        custom_parameter_3 TEXT NOT NULL,
+        transaction_seq INTEGER NOT NULL,
+        corrects_seq INTEGER,
+        PRIMARY KEY (call_id, name_key, partner_unique_id)
+    ) WITHOUT ROWID;
+    CREATE TABLE transactions (
+        seq INTEGER PRIMARY KEY,
+        tenant TEXT NOT NULL,
+        call_id INTEGER NOT NULL REFERENCES calls(id),
+        transaction_type TEXT NOT NULL,
+        corrects_seq INTEGER,
+        recorded_at REAL NOT NULL,
+        call_start REAL NOT NULL,
+        record TEXT NOT NULL
+    );
+    CREATE INDEX transactions_by_tenant ON transactions (tenant, seq);
+    CREATE TABLE lookup_rows (
+        tenant TEXT NOT NULL,
+        table_name TEXT NOT NULL,
+        primary_key TEXT NOT NULL,
+        secondary_key TEXT NOT NULL,
+        data TEXT NOT NULL,
+        updated_at REAL NOT NULL,
+        PRIMARY KEY (tenant, table_name, primary_key, secondary_key)
+    );
+    CREATE INDEX lookup_rows_by_key ON lookup_rows (tenant, primary_key);
+    """,
+]
+
+_SIGNAL_COLUMNS = (
+    "name, description, occurred_at, sale_amount, value,"
+    " custom_parameter_1, custom_parameter_2, custom_parameter_3"
+)
+_FILTER_ERRORS = {
+    "advertiser_id_from_network": "You do not have access to this advertiser",
+    "advertiser_campaign_id_from_network": "You do not have access to this advertiser campaign",
+    "network_id": "You do not have access to this network",
+}
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+
+
+class LedgerStore:
+    """All reads and writes of the ledger; every public method is one SQLite transaction."""
+
+    def __init__(self, db: Database, clock: Callable[[], float] = time.time) -> None:
+        self.db = db
+        self._clock = clock
+        db.migrate("ledger", MIGRATIONS)
+
+    @classmethod
+    def open(cls, path: Path) -> LedgerStore:
+        return cls(Database(path))
+
+    def close(self) -> None:
+        self.db.close()
+
+    # Calls
+
+    def save_call(
+        self, tenant: str, complete_call_id: str, changes: Mapping[str, Any]
+    ) -> CallResult:
+        """Create the call or apply ``changes`` to it; fields not in ``changes`` keep their values.
+
+        A new call without a ``transaction_id`` gets the id of the transaction that created it.
+        """
+        with self.db.transaction() as conn:
+            wanted_id = changes.get("transaction_id")
+            if wanted_id is not None:
+                self._check_transaction_id_free(conn, tenant, complete_call_id, wanted_id)
+            existing = self._call_by_record_id(conn, tenant, complete_call_id)
+            if existing is None:
+                return CallResult(self._create_call(conn, tenant, complete_call_id, changes), Outcome.CREATED)
+            content = replace(existing.content, **changes)
+            if content == existing.content:
+                return CallResult(existing, Outcome.UNCHANGED)
+            sequence = self._next_sequence(conn)
+            call = replace(existing, content=content, transaction=sequence, corrects=existing.transaction)
+            conn.execute(
+                "UPDATE calls SET transaction_id = ?, external_id = ?, start_time = ?,"
+                " duration_in_seconds = ?, calling_phone_number = ?, advertiser_id_from_network = ?,"
+                " advertiser_campaign_id_from_network = ?, network_id = ?, attributes = ?,"
+                " call_transaction = ?, call_corrects = ? WHERE id = ?",
+                (*_content_values(content), sequence, existing.transaction, existing.id),
+            )
+            self._record(conn, tenant, sequence, TransactionType.CALL, call, existing.transaction)
+            return CallResult(call, Outcome.UPDATED)
+
+    def _create_call(
+        self, conn: sqlite3.Connection, tenant: str, complete_call_id: str, changes: Mapping[str, Any]
+    ) -> Call:
+        sequence = self._next_sequence(conn)
+        fields = dict(changes)
+        fields.setdefault("transaction_id", format_transaction_id(sequence))
+        content = CallContent(**fields)
+        custom_data = self._lookup_data_for(conn, tenant, content)
+        cursor = conn.execute(
+            "INSERT INTO calls (transaction_id, external_id, start_time, duration_in_seconds,"
+            " calling_phone_number, advertiser_id_from_network, advertiser_campaign_id_from_network,"
+            " network_id, attributes, tenant, complete_call_id, custom_data, call_transaction)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (*_content_values(content), tenant, complete_call_id, _dumps(custom_data), sequence),
+        )
+        call = Call(
+            id=int(cursor.lastrowid or 0),
+            complete_call_id=complete_call_id,
+            content=content,
+            custom_data=custom_data,
+            transaction=sequence,
+            corrects=None,
+            event_transaction=None,
+        )
+        self._record(conn, tenant, sequence, TransactionType.CALL, call, None)
+        return call
+
+    def _check_transaction_id_free(
+        self, conn: sqlite3.Connection, tenant: str, complete_call_id: str, transaction_id: str
+    ) -> None:
+        row = conn.execute(
+            "SELECT complete_call_id FROM calls WHERE tenant = ? AND transaction_id = ?",
+            (tenant, transaction_id),
+        ).fetchone()
+        if row is not None and row["complete_call_id"] != complete_call_id:
+            raise RecordInvalid(f"transaction_id {transaction_id} already belongs to another call")
+
+    def get_call(self, tenant: str, complete_call_id: str) -> Call | None:
+        with self.db.transaction() as conn:
+            return self._call_by_record_id(conn, tenant, complete_call_id)
+
+    # Signals
+
+    def save_signal(
+        self,
+        tenant: str,
+        search: CallSearch,
+        tolerance: float,
+        changes: Mapping[str, Any],
+        custom_data: Mapping[str, str],
+    ) -> SignalResult:
+        """Find the call, apply custom data to it, then create or correct the signal.
+
+        ``changes`` must hold ``name`` and may hold any other ``SignalContent`` field; the
+        signal's identity is (call, name case-insensitively, ``partner_unique_id``). A name keeps
+        the casing the tenant first reported it with.
+        """
+        with self.db.transaction() as conn:
+            call = self._find_call(conn, tenant, search, tolerance)
+            if custom_data:
+                call = self._merge_custom_data(conn, tenant, call, custom_data)
+            name_key = changes["name"].casefold()
+            name = self._canonical_name(conn, tenant, name_key, changes["name"])
+            partner_unique_id = changes.get("partner_unique_id", "")
+            row = conn.execute(
+                f"SELECT {_SIGNAL_COLUMNS}, transaction_seq, corrects_seq FROM signals"
+                " WHERE call_id = ? AND name_key = ? AND partner_unique_id = ?",
+                (call.id, name_key, partner_unique_id),
+            ).fetchone()
+            if row is None:
+                fields = {"occurred_at": self._clock(), **changes, "name": name}
+                content = SignalContent(**fields)
+                signal = Signal(content, self._next_sequence(conn), None)
+                self._record(conn, tenant, signal.transaction, TransactionType.SIGNAL, call, None, signal)
+                conn.execute(
+                    f"INSERT INTO signals (call_id, name_key, partner_unique_id, {_SIGNAL_COLUMNS},"
+                    " transaction_seq) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (call.id, name_key, partner_unique_id, *_signal_values(content), signal.transaction),
+                )
+                return SignalResult(call, signal, Outcome.CREATED)
+            existing = _signal(row, partner_unique_id)
+            content = replace(existing.content, **{**changes, "name": name})
+            if content == existing.content:
+                return SignalResult(call, existing, Outcome.UNCHANGED)
+            signal = Signal(content, self._next_sequence(conn), existing.transaction)
+            self._record(
+                conn, tenant, signal.transaction, TransactionType.SIGNAL, call, existing.transaction, signal
+            )
+            conn.execute(
+                "UPDATE signals SET name = ?, description = ?, occurred_at = ?, sale_amount = ?,"
+                " value = ?, custom_parameter_1 = ?, custom_parameter_2 = ?, custom_parameter_3 = ?,"
+                " transaction_seq = ?, corrects_seq = ?"
+                " WHERE call_id = ? AND name_key = ? AND partner_unique_id = ?",
+                (
+                    *_signal_values(content),
+                    signal.transaction,
+                    existing.transaction,
+                    call.id,
+                    name_key,
+                    partner_unique_id,
+                ),
+            )
+            return SignalResult(call, signal, Outcome.UPDATED)
+
+    def _canonical_name(self, conn: sqlite3.Connection, tenant: str, name_key: str, name: str) -> str:
+        row = conn.execute(
+            "SELECT name FROM signal_names WHERE tenant = ? AND name_key = ?", (tenant, name_key)
+        ).fetchone()
+        if row is not None:
+            return str(row["name"])
+        conn.execute(
+            "INSERT INTO signal_names (tenant, name_key, name) VALUES (?, ?, ?)", (tenant, name_key, name)
+        )
+        return name
+
+    # Finding calls
+
+    def find_call(self, tenant: str, search: CallSearch, tolerance: float) -> Call:
+        with self.db.transaction() as conn:
+            return self._find_call(conn, tenant, search, tolerance)
+
+    def _find_call(
+        self, conn: sqlite3.Connection, tenant: str, search: CallSearch, tolerance: float
+    ) -> Call:
+        """The call ``search`` names; raises ``RecordNotFound`` or ``UnauthorizedAdvertiser``.
+
+        A call of another tenant is "not found", never "forbidden", so its existence does not leak.
+        """
+        call: Call | None
+        if search.transaction_id is not None:
+            call = self._call_by_transaction_id(conn, tenant, search.transaction_id)
+        elif search.call_record_id is not None:
+            call = self._call_by_record_id(conn, tenant, search.call_record_id)
+        elif search.start_time is not None:
+            call = self._closest_call(conn, tenant, search, tolerance)
+        else:
+            raise RecordInvalid("transaction_id or start_time_t must be present")
+        if call is None:
+            raise RecordNotFound()
+        return call
+
+    def _call_by_transaction_id(self, conn: sqlite3.Connection, tenant: str, transaction_id: str) -> Call | None:
+        """By the call's own id first, then by the id of any of its ``call`` transactions."""
+        row = conn.execute(
+            "SELECT * FROM calls WHERE tenant = ? AND transaction_id = ? ORDER BY id LIMIT 1",
+            (tenant, transaction_id),
+        ).fetchone()
+        if row is None and (sequence := parse_transaction_id(transaction_id)) is not None:
+            row = conn.execute(
+                "SELECT calls.* FROM transactions JOIN calls ON calls.id = transactions.call_id"
+                " WHERE transactions.seq = ? AND transactions.tenant = ?"
+                " AND transactions.transaction_type = ?",
+                (sequence, tenant, TransactionType.CALL.value),
+            ).fetchone()
+        return _call(row) if row else None
+
+    def _call_by_record_id(self, conn: sqlite3.Connection, tenant: str, complete_call_id: str) -> Call | None:
+        row = conn.execute(
+            "SELECT * FROM calls WHERE tenant = ? AND complete_call_id = ?", (tenant, complete_call_id)
+        ).fetchone()
+        return _call(row) if row else None
+
+    def _closest_call(
+        self, conn: sqlite3.Connection, tenant: str, search: CallSearch, tolerance: float
+    ) -> Call | None:
+        assert search.start_time is not None
+        clauses = ["tenant = ?", "start_time BETWEEN ? AND ?"]
+        params: list[Any] = [tenant, search.start_time - tolerance, search.start_time + tolerance]
+        for column, message in _FILTER_ERRORS.items():
+            value = getattr(search, column)
+            if value is None:
+                continue
+            if not conn.execute(
+                f"SELECT 1 FROM calls WHERE tenant = ? AND {column} = ? LIMIT 1", (tenant, value)
+            ).fetchone():
+                raise UnauthorizedAdvertiser(message)
+            clauses.append(f"{column} = ?")
+            params.append(value)
+        if search.calling_phone_number is not None:
+            clauses.append("calling_phone_number = ?")
+            params.append(search.calling_phone_number)
+        rows = conn.execute(f"SELECT * FROM calls WHERE {' AND '.join(clauses)}", params).fetchall()
+        return closest_call(
+            (_call(row) for row in rows), search.start_time, search.duration_in_seconds, tolerance
+        )
+
+    # Custom data and lookup tables
+
+    def _merge_custom_data(
+        self, conn: sqlite3.Connection, tenant: str, call: Call, data: Mapping[str, str]
+    ) -> Call:
+        """Set ``data`` on the call; a change is one ``post_call_event`` holding all custom data."""
+        merged = {**call.custom_data, **data}
+        if merged == call.custom_data:
+            return call
+        sequence = self._next_sequence(conn)
+        updated = replace(call, custom_data=merged, event_transaction=sequence)
+        conn.execute(
+            "UPDATE calls SET custom_data = ?, event_transaction = ? WHERE id = ?",
+            (_dumps(merged), sequence, call.id),
+        )
+        self._record(conn, tenant, sequence, TransactionType.POST_CALL_EVENT, updated, call.event_transaction)
+        return updated
+
+    def put_lookup_row(self, tenant: str, row: LookupRow) -> LookupResult:
+        """Upsert the row, then apply its data to every call it matches.
+
+        The documented key: ``primary_key`` is the calling phone number (E.164) and a non-empty
+        ``secondary_key`` must equal the call's ``advertiser_campaign_id_from_network``.
+        """
+        with self.db.transaction() as conn:
+            key = (tenant, row.table, row.primary_key, row.secondary_key)
+            old = conn.execute(
+                "SELECT data FROM lookup_rows WHERE tenant = ? AND table_name = ?"
+                " AND primary_key = ? AND secondary_key = ?",
+                key,
+            ).fetchone()
+            if old is not None and json.loads(old["data"]) == row.data:
+                return LookupResult(row, Outcome.UNCHANGED, [])
+            conn.execute(
+                "INSERT INTO lookup_rows (tenant, table_name, primary_key, secondary_key, data, updated_at)"
+                " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (tenant, table_name, primary_key, secondary_key)"
+                " DO UPDATE SET data = excluded.data, updated_at = excluded.updated_at",
+                (*key, _dumps(row.data), self._clock()),
+            )
+            clauses = "tenant = ? AND calling_phone_number = ?"
+            params: list[Any] = [tenant, row.primary_key]
+            if row.secondary_key:
+                clauses += " AND advertiser_campaign_id_from_network = ?"
+                params.append(row.secondary_key)
+            updated: list[tuple[Call, int]] = []
+            for call_row in conn.execute(f"SELECT * FROM calls WHERE {clauses} ORDER BY id", params).fetchall():
+                call = _call(call_row)
+                changed = self._merge_custom_data(conn, tenant, call, row.data)
+                if changed is not call:
+                    assert changed.event_transaction is not None
+                    updated.append((changed, changed.event_transaction))
+            outcome = Outcome.CREATED if old is None else Outcome.UPDATED
+            return LookupResult(row, outcome, updated)
+
+    def _lookup_data_for(self, conn: sqlite3.Connection, tenant: str, content: CallContent) -> dict[str, str]:
+        """Custom data a new call inherits from lookup rows already stored, newest row winning."""
+        if content.calling_phone_number is None:
+            return {}
+        rows = conn.execute(
+            "SELECT data FROM lookup_rows WHERE tenant = ? AND primary_key = ?"
+            " AND secondary_key IN ('', ?) ORDER BY updated_at, rowid",
+            (tenant, content.calling_phone_number, content.advertiser_campaign_id_from_network or ""),
+        ).fetchall()
+        data: dict[str, str] = {}
+        for row in rows:
+            data.update(json.loads(row["data"]))
+        return data
+
+    # Transactions
+
+    def transactions(self, tenant: str, query: TransactionQuery) -> list[TransactionRow]:
+        clauses = ["tenant = ?", "seq > ?"]
+        params: list[Any] = [tenant, query.after]
+        if query.types:
+            clauses.append(f"transaction_type IN ({', '.join('?' for _ in query.types)})")
+            params.extend(kind.value for kind in query.types)
+        if query.start_from is not None:
+            clauses.append("call_start >= ?")
+            params.append(query.start_from)
+        if query.start_before is not None:
+            clauses.append("call_start < ?")
+            params.append(query.start_before)
+        params.append(query.limit)
+        rows = self.db.query(
+            "SELECT seq, transaction_type, corrects_seq, recorded_at, record FROM transactions"
+            f" WHERE {' AND '.join(clauses)} ORDER BY seq LIMIT ?",
+            params,
+        )
+        return [
+            TransactionRow(
+                sequence=row["seq"],
+                transaction_type=TransactionType(row["transaction_type"]),
+                corrects=row["corrects_seq"],
+                recorded_at=row["recorded_at"],
+                record=json.loads(row["record"]),
+            )
+            for row in rows
+        ]
+
+    # Writing transactions
+
+    def _next_sequence(self, conn: sqlite3.Connection) -> int:
+        row = conn.execute("UPDATE ledger_sequence SET value = value + 1 WHERE id = 1 RETURNING value").fetchone()
+        return int(row[0])
+
+    def _record(
+        self,
+        conn: sqlite3.Connection,
+        tenant: str,
+        sequence: int,
+        kind: TransactionType,
+        call: Call,
+        corrects: int | None,
+        signal: Signal | None = None,
+    ) -> None:
+        record = {
+            "complete_call_id": call.complete_call_id,
+            "call": asdict(call.content),
+            "custom_data": call.custom_data,
+            "signal": asdict(signal.content) if signal else None,
+        }
+        conn.execute(
+            "INSERT INTO transactions (seq, tenant, call_id, transaction_type, corrects_seq,"
+            " recorded_at, call_start, record) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (sequence, tenant, call.id, kind.value, corrects, self._clock(), call.start_time, _dumps(record)),
+        )
+
+
+def _content_values(content: CallContent) -> tuple[Any, ...]:
+    return (
+        content.transaction_id,
+        content.external_id,
+        content.start_time,
+        content.duration_in_seconds,
+        content.calling_phone_number,
+        content.advertiser_id_from_network,
+        content.advertiser_campaign_id_from_network,
+        content.network_id,
+        _dumps(content.attributes),
+    )
+
+
+def _signal_values(content: SignalContent) -> tuple[Any, ...]:
+    return (
+        content.name,
+        content.description,
+        content.occurred_at,
+        content.sale_amount,
+        int(content.value),
+        content.custom_parameter_1,
+        content.custom_parameter_2,
+        content.custom_parameter_3,
+    )
+
+
+def _call(row: sqlite3.Row) -> Call:
+    return Call(
+        id=row["id"],
+        complete_call_id=row["complete_call_id"],
+        content=CallContent(
+            transaction_id=row["transaction_id"],
+            start_time=row["start_time"],
+            external_id=row["external_id"],
+            duration_in_seconds=row["duration_in_seconds"],
+            calling_phone_number=row["calling_phone_number"],
+            advertiser_id_from_network=row["advertiser_id_from_network"],
+            advertiser_campaign_id_from_network=row["advertiser_campaign_id_from_network"],
+            network_id=row["network_id"],
+            attributes=json.loads(row["attributes"]),
+        ),
+        custom_data=json.loads(row["custom_data"]),
+        transaction=row["call_transaction"],
+        corrects=row["call_corrects"],
+        event_transaction=row["event_transaction"],
+    )
+
+
+def _signal(row: sqlite3.Row, partner_unique_id: str) -> Signal:
+    content = SignalContent(
+        name=row["name"],
+        occurred_at=row["occurred_at"],
+        partner_unique_id=partner_unique_id,
+        description=row["description"],
+        sale_amount=row["sale_amount"],
+        value=bool(row["value"]),
+        custom_parameter_1=row["custom_parameter_1"],
+        custom_parameter_2=row["custom_parameter_2"],
+        custom_parameter_3=row["custom_parameter_3"],
+    )
+    return Signal(content, row["transaction_seq"], row["corrects_seq"])
