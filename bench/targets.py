@@ -1,0 +1,102 @@
+"""The targets of issue 5, judged on the rows of a run.
+
+Throughput, concurrency and login targets are ratios to OpenSSH and are judged only on rows whose
+client pinned cipher and key exchange alike for both servers (``.pinned`` keys); rows with each
+server's defaults are shown for information. Memory and processor targets are absolute.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from bench.stats import Row, format_number
+
+
+class Rule(enum.Enum):
+    RATIO_AT_LEAST = "ratio_at_least"
+    RATIO_AT_MOST = "ratio_at_most"
+    OURS_BELOW = "ours_below"
+
+
+@dataclass(frozen=True)
+class Target:
+    text: str
+    key_prefixes: tuple[str, ...]
+    rule: Rule
+    threshold: float
+    zero_errors: bool = False
+    pinned_only: bool = True
+
+    def rows(self, rows: Iterable[Row]) -> list[Row]:
+        return [
+            row for row in rows
+            if row.key.startswith(self.key_prefixes)
+            and (not self.pinned_only or row.key.endswith(".pinned"))
+        ]
+
+
+@dataclass(frozen=True)
+class Verdict:
+    target: Target
+    status: str
+    measured: str
+
+    @property
+    def met(self) -> bool:
+        return self.status == "met"
+
+
+TARGETS = (
+    Target("200 MB upload and 40 x 5 MB in one session: at least 1.0x OpenSSH's MiB/s",
+           ("1.single.", "1.batch."), Rule.RATIO_AT_LEAST, 1.0),
+    Target("1,000 small files: at least 1.0x OpenSSH's files/s",
+           ("2.small.",), Rule.RATIO_AT_LEAST, 1.0),
+    Target("20 and 100 concurrent uploads, argon2id checked: at least 2.5x OpenSSH's aggregate, zero errors",
+           ("3.c",), Rule.RATIO_AT_LEAST, 2.5, zero_errors=True),
+    Target("login with argon2id: at most 0.6x OpenSSH's login time (curve25519-sha256)",
+           ("4.login.",), Rule.RATIO_AT_MOST, 0.6),
+    Target("500 idle sessions in under 500 MiB resident",
+           ("5.rss.",), Rule.OURS_BELOW, 500.0),
+    Target("5 MB XLSX read, validated and mapped in under 1 s",
+           ("6.xlsx",), Rule.OURS_BELOW, 1.0, pinned_only=False),
+    Target("5 MB CSV read, validated and mapped in under 0.3 s",
+           ("6.csv",), Rule.OURS_BELOW, 0.3, pinned_only=False),
+)
+
+
+def judge(target: Target, rows: Iterable[Row]) -> Verdict:
+    """Met only if every matching row meets it; a row without figures makes it n/a."""
+    matching = target.rows(rows)
+    if not matching:
+        return Verdict(target, "n/a (not measured)", "—")
+    parts: list[str] = []
+    met = True
+    for row in matching:
+        if target.rule is Rule.OURS_BELOW:
+            figure = row.ours.median
+            shown = f"{format_number(figure)} {row.unit}"
+            ok = figure is not None and figure < target.threshold
+        else:
+            figure = row.ratio
+            shown = "—" if figure is None else f"{figure:.2f}x"
+            if figure is None:
+                ok = False
+            elif target.rule is Rule.RATIO_AT_LEAST:
+                ok = figure >= target.threshold
+            else:
+                ok = figure <= target.threshold
+        if figure is None:
+            reason = row.unavailable or (row.ours.failures or row.peer.failures or ["no figures"])[-1]
+            return Verdict(target, f"n/a ({reason})", "—")
+        if target.zero_errors and row.ours.errors:
+            ok = False
+            shown += f", {row.ours.errors} errors"
+        parts.append(f"{row.title}, {row.variant}: {shown}")
+        met = met and ok
+    return Verdict(target, "met" if met else "not met", "; ".join(parts))
+
+
+def judge_all(rows: list[Row]) -> list[Verdict]:
+    return [judge(target, rows) for target in TARGETS]
