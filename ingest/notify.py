@@ -1,0 +1,135 @@
+"""Failure mail: one message per tenant per run, with the summary and the reports attached.
+
+Sent over SMTP (:mod:`smtplib` in a worker thread, so the event loop keeps serving) when
+``mail.smtp_host`` is set; otherwise, or when the SMTP server cannot take it, the message is
+written as an ``.eml`` file to the mail outbox folder, so no failure notice is ever dropped.
+Messages carry no tokens or passwords; the SMTP password is never logged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import smtplib
+import ssl
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from email.message import EmailMessage
+from email.utils import format_datetime, make_msgid
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+from core.config import MailSettings
+from core.logs import get_logger
+from ingest.reports import SUMMARY_TIME_FORMAT, FileSummary
+
+log = get_logger("ingest.notify")
+
+# How long one SMTP conversation may take before the message goes to the .eml outbox instead.
+SMTP_TIMEOUT_SECONDS = 30.0
+EML_MODE = 0o600
+MAIL_FOLDER_MODE = 0o700
+SUBJECT_PREFIX = "[sftp-inbox]"
+
+
+@dataclass(frozen=True)
+class TenantRun:
+    """What one run did for one tenant: the files it finished and anything that held rows back."""
+
+    tenant: str
+    email: str
+    run_id: int
+    run_time: datetime
+    zone: ZoneInfo
+    files: Sequence[FileSummary]
+    problems: Sequence[str] = field(default_factory=tuple)
+
+    @property
+    def failed(self) -> bool:
+        """Anything the contact should hear about: a rejected file or row, a failed row, a problem."""
+        return bool(self.problems) or any(
+            item.state == "rejected" or item.failed or item.rejected for item in self.files
+        )
+
+
+def failure_message(sender: str, run: TenantRun) -> EmailMessage:
+    """The message for ``run``; reports listed in its files are attached."""
+    local_time = run.run_time.astimezone(run.zone).strftime(SUMMARY_TIME_FORMAT)
+    message = EmailMessage()
+    message["From"] = sender
+    message["To"] = run.email
+    message["Subject"] = f"{SUBJECT_PREFIX} {run.tenant}: problems in the run of {local_time}"
+    message["Date"] = format_datetime(run.run_time)
+    message["Message-ID"] = make_msgid(domain=sender.rpartition("@")[2] or None)
+    message.set_content(_body(run, local_time))
+    for item in run.files:
+        if item.report:
+            report = Path(item.report)
+            message.add_attachment(
+                report.read_bytes(), maintype="text", subtype="csv", filename=report.name
+            )
+    return message
+
+
+def _body(run: TenantRun, local_time: str) -> str:
+    lines = ["Hello,", "", f"The processing run of {local_time} (run {run.run_id}) needs your attention.", ""]
+    for item in run.files:
+        lines.append(f"{item.path} (feed {item.feed}): {item.state}")
+        if item.error:
+            lines.append(f"    reason: {item.error}")
+        lines.append(
+            f"    rows: {item.rows_total} total, {item.posted} posted, {item.failed} failed,"
+            f" {item.rejected} rejected" + (f", {item.pending} waiting" if item.pending else "")
+        )
+    if run.problems:
+        lines += ["", *run.problems]
+    reports = [Path(item.report).name for item in run.files if item.report]
+    if reports:
+        lines += ["", "The reports are attached and are also in your out/ folder:",
+                  *(f"    {name}" for name in reports)]
+    lines += ["", "This message was sent automatically; files with failed or rejected rows can be",
+              "corrected and uploaded again."]
+    return "\n".join(lines) + "\n"
+
+
+class Mailer:
+    def __init__(self, settings: MailSettings, outbox_dir: Path) -> None:
+        self.settings = settings
+        self.outbox_dir = outbox_dir
+
+    async def send(self, message: EmailMessage, name: str) -> str:
+        """Deliver ``message``; returns ``"smtp"`` or the path of the ``.eml`` file written.
+
+        ``name`` (no extension) names the ``.eml`` file if one is written.
+        """
+        if self.settings.smtp_host:
+            try:
+                await asyncio.to_thread(self._smtp, message)
+                log.info("mail.sent", to=message["To"], subject=message["Subject"])
+                return "smtp"
+            except (OSError, smtplib.SMTPException) as exc:
+                log.error("mail.smtp_failed", host=self.settings.smtp_host, error=str(exc))
+        path = await asyncio.to_thread(self._write_eml, message, name)
+        log.info("mail.saved", to=message["To"], path=str(path))
+        return str(path)
+
+    def _smtp(self, message: EmailMessage) -> None:
+        with smtplib.SMTP(self.settings.smtp_host, self.settings.smtp_port, timeout=SMTP_TIMEOUT_SECONDS) as smtp:
+            if self.settings.smtp_starttls:
+                smtp.starttls(context=ssl.create_default_context())
+            if self.settings.smtp_username:
+                smtp.login(self.settings.smtp_username, self.settings.smtp_password)
+            smtp.send_message(message)
+
+    def _write_eml(self, message: EmailMessage, name: str) -> Path:
+        self.outbox_dir.mkdir(parents=True, exist_ok=True, mode=MAIL_FOLDER_MODE)
+        target = self.outbox_dir / f"{name}.eml"
+        temporary = self.outbox_dir / f".{name}.eml.tmp"
+        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, EML_MODE)
+        with open(fd, "wb") as stream:
+            stream.write(message.as_bytes())
+            stream.flush()
+            os.fsync(stream.fileno())
+        os.replace(temporary, target)
+        return target

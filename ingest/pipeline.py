@@ -1,0 +1,205 @@
+"""The pipeline as the daemon and ``sftpctl`` see it: stage uploads, run, serve the schedule.
+
+:class:`Ingest` owns the stores, the one pooled HTTP client and the run lock. A run, whoever
+starts it, takes the lock first, so the daemon's scheduled runs, its catch-up run at start-up and
+an operator's ``sftpctl run`` never overlap, even across processes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Awaitable
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+import httpx
+
+from core.clock import parse_iso, utcnow
+from core.config import Settings
+from core.db import Database
+from core.logs import get_logger
+from core.tenants import TenantStore
+from core.uploads import Upload, UploadStore
+from ingest.notify import Mailer
+from ingest.outbox import Outbox
+from ingest.processor import Processor, Progress, RunSummary
+from ingest.runlock import RunInProgress, RunLock
+from ingest.schedule import Schedule
+from ingest.staging import Scanner, Stager
+from ingest.store import (
+    FeedStore, RunCounts, RunRecord, RunStatus, RunStore, SendLog, StagedStore, StagedUpload, Trigger, migrate,
+)
+
+log = get_logger("ingest.pipeline")
+
+USER_AGENT = "sftp-inbox-ingest"
+
+
+@dataclass(frozen=True)
+class UploadStatus:
+    """One upload as ``sftpctl uploads`` shows it, with its row counts once processed."""
+
+    id: int
+    path: str
+    size: int
+    received_at: str
+    source: str
+    state: str
+    detail: str
+    feed: str | None
+    posted: int
+    failed: int
+    rejected: int
+    pending: int
+    report: str | None
+
+
+class Ingest:
+    def __init__(self, settings: Settings, db: Database, tenants: TenantStore, uploads: UploadStore) -> None:
+        migrate(db)
+        self.settings = settings
+        self.db = db
+        self.tenants = tenants
+        self.uploads = uploads
+        self.feeds = FeedStore(db)
+        self.staged = StagedStore(db)
+        self.outbox = Outbox(db)
+        self.run_store = RunStore(db)
+        self.schedule = Schedule(settings.schedule)
+        self.stager = Stager(settings, uploads, self.feeds, self.staged)
+        self.scanner = Scanner(settings, tenants, uploads, self.stager)
+        self.processor = Processor(
+            settings, tenants, uploads, self.feeds, self.staged, self.outbox, self.run_store,
+            SendLog(db), Mailer(settings.mail, settings.mail_outbox),
+        )
+        self._lock = RunLock(settings.data_dir)
+        self._client: httpx.AsyncClient | None = None
+        self._staging: set[asyncio.Task[StagedUpload | None]] = set()
+
+    def on_upload(self, upload: Upload, local_path: Path) -> None:
+        """An upload completed: stage it in a worker thread (call on the event loop; returns at once)."""
+        task = asyncio.get_running_loop().create_task(self.stage(upload, local_path))
+        self._staging.add(task)
+        task.add_done_callback(self._staged_done)
+
+    async def stage(self, upload: Upload, local_path: Path) -> StagedUpload | None:
+        return await asyncio.to_thread(self.stager.stage, upload, local_path)
+
+    async def settled(self) -> None:
+        """Wait until every upload handed to :meth:`on_upload` so far is staged."""
+        while self._staging:
+            await asyncio.gather(*list(self._staging), return_exceptions=True)
+
+    async def scan(self) -> list[StagedUpload]:
+        """Stage the stable files in tenants' ``in/`` that no upload event announced."""
+        return await asyncio.to_thread(self.scanner.scan)
+
+    async def run(
+        self, tenant: str | None = None, trigger: str = "manual", progress: Progress | None = None,
+        slot: datetime | None = None,
+    ) -> RunSummary:
+        """Process now and wait; raises :class:`RunInProgress` if another run holds the lock."""
+        kind = Trigger(trigger)
+        self._lock.acquire()
+        try:
+            interrupted = self.run_store.mark_interrupted()
+            if interrupted:
+                log.warning("ingest.resuming", interrupted_runs=interrupted)
+            await self.settled()
+            record = self.run_store.start(kind, slot, tenant, os.getpid())
+            log.info("ingest.run_started", run=record.id, trigger=kind.value, tenant=tenant)
+            if progress is not None:
+                progress("run.started", run=record.id, trigger=kind.value)
+            try:
+                counts, files, problems = await self.processor.process(record, tenant, self._http(), progress)
+            except asyncio.CancelledError:
+                self.run_store.finish(record.id, RunStatus.INTERRUPTED, RunCounts(), "stopped during the run")
+                raise
+            except Exception as exc:
+                self.run_store.finish(record.id, RunStatus.FAILED, RunCounts(), f"{type(exc).__name__}: {exc}")
+                log.error("ingest.run_failed", run=record.id, exc_info=True)
+                raise
+            finished = self.run_store.finish(record.id, RunStatus.FINISHED, counts, "; ".join(problems))
+        finally:
+            self._lock.release()
+        log.info("ingest.run_finished", run=finished.id, files=counts.files, posted=counts.posted,
+                 failed=counts.failed, rejected=counts.rejected, pending=counts.pending)
+        if progress is not None:
+            progress("run.finished", run=finished.id, files=counts.files, posted=counts.posted,
+                     failed=counts.failed, rejected=counts.rejected, pending=counts.pending)
+        return RunSummary(finished, files, problems)
+
+    async def catch_up(self, now: datetime | None = None) -> RunSummary | None:
+        """Run once for the latest slot if no run was started for it (the daemon was down)."""
+        latest = self.schedule.latest_slot(now or utcnow())
+        last = self.run_store.last_slot()
+        if last is not None and parse_iso(last) >= latest:
+            return None
+        log.info("ingest.catch_up", slot=latest.isoformat(), last_slot=last)
+        return await self.run(trigger=Trigger.CATCH_UP, slot=latest)
+
+    async def serve_forever(self) -> None:
+        """Catch up, then scan every ``scan_interval_seconds`` and run at each slot; until cancelled."""
+        try:
+            await self._quietly(self.scan())
+            await self._quietly(self.catch_up())
+            due = self.schedule.next_slot(utcnow())
+            while True:
+                await self._quietly(self.scan())
+                if utcnow() >= due and await self._quietly(self.run(trigger=Trigger.SCHEDULED, slot=due)):
+                    due = self.schedule.next_slot(max(utcnow(), due))
+                wait = min(self.settings.schedule.scan_interval_seconds, (due - utcnow()).total_seconds())
+                await asyncio.sleep(max(0.0, wait))
+        finally:
+            await self.aclose()
+
+    def runs(self, limit: int = 20) -> list[RunRecord]:
+        return self.run_store.recent(limit)
+
+    def upload_states(self, tenant: str, limit: int | None = None) -> list[UploadStatus]:
+        staged = self.staged.for_tenant(tenant)
+        states = []
+        for upload in self.uploads.list(tenant, limit):
+            entry = staged.get(upload.id)
+            counts = self.outbox.counts(upload.id) if entry else None
+            states.append(UploadStatus(
+                id=upload.id, path=upload.path, size=upload.size, received_at=upload.received_at,
+                source=upload.source, state=upload.state, detail=upload.detail,
+                feed=entry.feed if entry else None, posted=counts.posted if counts else 0,
+                failed=counts.failed if counts else 0, rejected=counts.rejected if counts else 0,
+                pending=counts.pending if counts else 0, report=entry.report if entry else None,
+            ))
+        return states
+
+    async def aclose(self) -> None:
+        """Let staging finish and close the HTTP client's connections."""
+        await self.settled()
+        if self._client is not None:
+            client, self._client = self._client, None
+            await client.aclose()
+
+    def _http(self) -> httpx.AsyncClient:
+        if self._client is None:
+            self._client = httpx.AsyncClient(
+                timeout=self.settings.post.timeout_seconds, headers={"User-Agent": USER_AGENT},
+                follow_redirects=False,
+            )
+        return self._client
+
+    async def _quietly(self, work: Awaitable[object]) -> bool:
+        """Await ``work`` for the serving loop: a failure is logged, never ends the daemon."""
+        try:
+            await work
+        except RunInProgress as exc:
+            log.info("ingest.run_skipped", reason=str(exc))
+            return False
+        except Exception:
+            log.error("ingest.serve_error", exc_info=True)
+        return True
+
+    def _staged_done(self, task: asyncio.Task[StagedUpload | None]) -> None:
+        self._staging.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("staging.failed", error=repr(task.exception()))

@@ -1,0 +1,280 @@
+"""One run: read, validate and map the staged files, queue them, post, report and notify.
+
+The order is what makes a run safe to interrupt at any point:
+
+1. Each waiting file of a tenant that may be processed (it has a login and is enabled) is read,
+   validated and mapped in a worker thread, then queued: its requests and its rejected rows go to
+   the outbox in one transaction with the claim of the file. A refused file is reported at once.
+2. Every pending request of those tenants is posted, oldest first, so the rows an interrupted
+   run left behind go before new ones. Each answer is written as it arrives.
+3. Files with no pending rows left are finished: report in ``out/``, final upload state.
+4. Each tenant with anything failed gets one mail, with the reports of its finished files.
+
+Files of tenants without a valid login stay staged, and their pending rows stay pending, until a
+login is set again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+from zoneinfo import ZoneInfo
+
+import httpx
+
+from core.clock import parse_iso
+from core.config import Settings
+from core.logs import get_logger
+from core.tenants import Tenant, TenantStore
+from core.uploads import UploadState, UploadStore
+from ingest.errors import FileRejected
+from ingest.mapping import map_row
+from ingest.notify import Mailer, TenantRun, failure_message
+from ingest.outbox import Outbox, OutboxItem, QueuedRequest, RejectedRow
+from ingest.poster import Delivery, Poster, PostReport
+from ingest.readers import read_table
+from ingest.reports import FileSummary, write_report
+from ingest.store import FeedStore, RunCounts, RunRecord, RunStore, SendLog, StagedState, StagedStore, StagedUpload
+from ingest.validate import check_file, validate
+
+log = get_logger("ingest.processor")
+
+# ``post.progress`` is reported every this many rows (and after the last one).
+PROGRESS_EVERY_ROWS = 10
+# The Signal API version the embedded API serves under ``/api/<version>/``.
+EMBEDDED_API_VERSION = "2020-10-01"
+
+
+class Progress(Protocol):
+    def __call__(self, event: str, **fields: Any) -> None: ...
+
+
+def _silent(event: str, **fields: Any) -> None:
+    """The progress callback of runs nobody watches."""
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    """What a run did: its record, the files it finished and what held rows back."""
+
+    run: RunRecord
+    files: list[FileSummary] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        """True when everything was posted: no rejected file or row, no failed or waiting row."""
+        run = self.run
+        return (
+            run.status == "finished" and not self.problems and not (run.failed or run.rejected or run.pending)
+            and all(item.state != StagedState.REJECTED for item in self.files)
+        )
+
+
+@dataclass(frozen=True)
+class _Prepared:
+    rows_total: int
+    requests: list[QueuedRequest]
+    rejected: list[RejectedRow]
+    error: str = ""
+
+
+class Processor:
+    def __init__(
+        self, settings: Settings, tenants: TenantStore, uploads: UploadStore, feeds: FeedStore,
+        staged: StagedStore, outbox: Outbox, runs: RunStore, send_log: SendLog, mailer: Mailer,
+    ) -> None:
+        self.settings = settings
+        self.tenants = tenants
+        self.uploads = uploads
+        self.feeds = feeds
+        self.staged = staged
+        self.outbox = outbox
+        self.runs = runs
+        self.send_log = send_log
+        self.mailer = mailer
+
+    async def process(
+        self, run: RunRecord, only: str | None, client: httpx.AsyncClient, progress: Progress | None = None,
+    ) -> tuple[RunCounts, list[FileSummary], list[str]]:
+        """Do the work of ``run`` for every eligible tenant (or just ``only``)."""
+        emit = progress or _silent
+        tenants, problems = self._eligible(only)
+        names = [tenant.name for tenant in tenants]
+        by_name = {tenant.name: tenant for tenant in tenants}
+        finished: list[FileSummary] = []
+        queued_files = rejected_rows = 0
+        for staged in self.staged.waiting(names) if names else []:
+            emit("file.started", tenant=staged.tenant, file=staged.path, upload=staged.upload_id)
+            prepared = await asyncio.to_thread(self._prepare, staged, by_name[staged.tenant])
+            queued_files += 1
+            rejected_rows += len(prepared.rejected)
+            if prepared.error:
+                if self._reject(staged, run, prepared):
+                    emit("file.rejected", tenant=staged.tenant, file=staged.path, reason=prepared.error)
+                    finished.append(self._finish(staged.upload_id, emit))
+            elif self._queue(staged, run, prepared):
+                emit("file.queued", tenant=staged.tenant, file=staged.path, rows=len(prepared.requests),
+                     rejected=len(prepared.rejected))
+        report = await self._post(names, by_name, client, emit) if names else PostReport()
+        for staged in self.staged.processing(names) if names else []:
+            if self.outbox.counts(staged.upload_id).pending == 0:
+                finished.append(self._finish(staged.upload_id, emit))
+        problems += self._post_problems(report, names)
+        for tenant in tenants:
+            await self._notify(tenant, run, [item for item in finished if item.tenant == tenant.name],
+                               _tenant_problems(report, tenant.name), emit)
+        pending = sum(self.outbox.counts(s.upload_id).pending for s in self.staged.processing(names)) if names else 0
+        counts = RunCounts(files=queued_files, posted=report.sent, failed=report.failed,
+                           rejected=rejected_rows, pending=pending)
+        return counts, finished, problems
+
+    def _eligible(self, only: str | None) -> tuple[list[Tenant], list[str]]:
+        candidates = [self.tenants.get(only)] if only else self.tenants.list()
+        eligible = [tenant for tenant in candidates if tenant.valid and tenant.enabled]
+        problems = [
+            f"tenant {tenant.name!r} " + ("has no login" if not tenant.valid else "is disabled")
+            + "; its files wait unprocessed"
+            for tenant in candidates if tenant not in eligible and self.staged.waiting([tenant.name])
+        ]
+        return eligible, problems
+
+    def _prepare(self, staged: StagedUpload, tenant: Tenant) -> _Prepared:
+        """Read, validate and map one file (blocking; runs in a worker thread)."""
+        if staged.error:
+            return _Prepared(0, [], [], staged.error)
+        snapshot = Path(staged.snapshot)
+        server = self.settings.server
+        problem = check_file(snapshot, server.max_upload_bytes, server.allowed_extensions)
+        if problem:
+            return _Prepared(0, [], [], problem)
+        feed = self.feeds.find(tenant.name, staged.feed)
+        if feed is None:
+            return _Prepared(0, [], [], f"the feed {staged.feed!r} no longer exists")
+        try:
+            table = read_table(snapshot)
+        except FileRejected as exc:
+            return _Prepared(0, [], [], exc.reason)
+        zone = ZoneInfo(tenant.timezone)
+        checked = validate(table, feed, self.tenants.dictionary(tenant.name), zone,
+                           self.settings.post.max_bad_row_share)
+        rejected = [RejectedRow(row.number, row.error) for row in checked.rows if row.error]
+        if checked.file_error:
+            return _Prepared(len(checked.rows), [], rejected, checked.file_error)
+        base = feed.destination.url or f"{self.settings.api_url}/api/{EMBEDDED_API_VERSION}"
+        requests = []
+        for row in checked.rows:
+            if row.error:
+                continue
+            try:
+                request = map_row(feed, row.values, zone)
+            except ValueError as exc:
+                rejected.append(RejectedRow(row.number, str(exc)))
+                continue
+            requests.append(QueuedRequest(
+                row_number=row.number, kind=request.kind, method=request.method, url=base + request.path,
+                token=feed.destination.token, key=request.key, body=request.body,
+            ))
+        return _Prepared(len(checked.rows), requests, rejected)
+
+    def _queue(self, staged: StagedUpload, run: RunRecord, prepared: _Prepared) -> bool:
+        with self.outbox.db.transaction():
+            claimed = self.outbox.enqueue(staged.upload_id, run.id, staged.tenant, prepared.rows_total,
+                                          prepared.requests, prepared.rejected)
+            if claimed:
+                self.uploads.set_state(staged.upload_id, UploadState.PROCESSING,
+                                       f"{len(prepared.requests)} rows queued")
+        return claimed
+
+    def _reject(self, staged: StagedUpload, run: RunRecord, prepared: _Prepared) -> bool:
+        with self.outbox.db.transaction():
+            claimed = self.outbox.enqueue(staged.upload_id, run.id, staged.tenant, prepared.rows_total, [],
+                                          prepared.rejected)
+            if claimed:
+                self.staged.reject(staged.upload_id, run.id, prepared.error)
+                self.uploads.set_state(staged.upload_id, UploadState.REJECTED, prepared.error)
+        return claimed
+
+    async def _post(
+        self, names: list[str], tenants: dict[str, Tenant], client: httpx.AsyncClient, emit: Progress
+    ) -> PostReport:
+        items = self.outbox.pending(names)
+        total = len(items)
+        emit("post.started", rows=total)
+        done = 0
+
+        def after(item: OutboxItem, delivery: Delivery) -> None:
+            nonlocal done
+            done += 1
+            if done % PROGRESS_EVERY_ROWS == 0 or done == total:
+                emit("post.progress", done=done, total=total)
+
+        poster = Poster(self.settings.post, client, self.outbox, self.send_log)
+        return await poster.post(items, lambda item: item.token or tenants[item.tenant].api_token, after)
+
+    def _finish(self, upload_id: int, emit: Progress) -> FileSummary:
+        """Write the report of a file whose rows are all settled and give it its final state."""
+        staged = self.staged.get(upload_id)
+        upload = self.uploads.get(upload_id)
+        assert staged is not None and upload is not None
+        counts = self.outbox.counts(upload_id)
+        if staged.state == StagedState.REJECTED:
+            state = StagedState.REJECTED
+        elif counts.failed or counts.rejected:
+            state = StagedState.PARTLY_FAILED
+        else:
+            state = StagedState.POSTED
+        summary = FileSummary(
+            upload_id=upload_id, tenant=staged.tenant, path=staged.path, feed=staged.feed,
+            received_at=upload.received_at, state=state.value, rows_total=counts.total, posted=counts.posted,
+            failed=counts.failed, rejected=counts.rejected, pending=counts.pending, error=staged.error,
+        )
+        tenant = self.tenants.get(staged.tenant)
+        claimed_by = self.runs.get(staged.run_id) if staged.run_id else None
+        run_time = parse_iso(claimed_by.started_at) if claimed_by else parse_iso(staged.staged_at)
+        report = write_report(self.tenants.folders(staged.tenant).outbox, summary,
+                              self.outbox.results(upload_id), run_time, ZoneInfo(tenant.timezone))
+        with self.staged.db.transaction():
+            self.staged.finish(upload_id, state, str(report))
+            if state != StagedState.REJECTED:
+                self.uploads.set_state(upload_id, UploadState(state.value), _detail(summary))
+        emit("file.done", tenant=staged.tenant, file=staged.path, state=state.value, posted=counts.posted,
+             failed=counts.failed, rejected=counts.rejected, report=report.name)
+        log.info("ingest.file_done", tenant=staged.tenant, upload=upload_id, state=state.value,
+                 posted=counts.posted, failed=counts.failed, rejected=counts.rejected)
+        return dataclasses.replace(summary, report=str(report))
+
+    def _post_problems(self, report: PostReport, names: Sequence[str]) -> list[str]:
+        return [problem for name in names for problem in _tenant_problems(report, name)]
+
+    async def _notify(
+        self, tenant: Tenant, run: RunRecord, files: list[FileSummary], problems: list[str], emit: Progress
+    ) -> None:
+        notice = TenantRun(tenant=tenant.name, email=tenant.email, run_id=run.id,
+                           run_time=parse_iso(run.started_at), zone=ZoneInfo(tenant.timezone),
+                           files=files, problems=problems)
+        if not notice.failed:
+            return
+        message = await asyncio.to_thread(failure_message, self.settings.mail.sender, notice)
+        name = f"{parse_iso(run.started_at).strftime('%Y%m%dT%H%M%SZ')}-run{run.id}-{tenant.name}"
+        where = await self.mailer.send(message, name)
+        emit("mail.sent", tenant=tenant.name, to=tenant.email, via=where)
+
+
+def _tenant_problems(report: PostReport, tenant: str) -> list[str]:
+    problems = []
+    if tenant in report.refused:
+        problems.append("The API refused this account's token (HTTP 401). Posting stopped; the remaining"
+                        " rows wait and are sent at the next run once the token is fixed.")
+    if tenant in report.down:
+        problems.append(f"The destination is not answering ({report.down[tenant]}); the remaining rows"
+                        " wait and are sent at the next run.")
+    return problems
+
+
+def _detail(summary: FileSummary) -> str:
+    return f"{summary.posted} posted, {summary.failed} failed, {summary.rejected} rejected"

@@ -1,0 +1,129 @@
+"""The per-file report a customer reads in ``out/``: a short summary, then one line per row.
+
+Reports are opened in spreadsheets, so every cell that a spreadsheet would take for a formula
+(``= + - @``, tab, carriage return) is prefixed with ``'`` (OWASP's CSV injection advice). They
+are written to a hidden temporary file and renamed, so a client listing ``out/`` never sees half a
+report, and are UTF-8 with a byte-order mark so Excel reads accents right.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import PurePosixPath, Path
+from zoneinfo import ZoneInfo
+
+from ingest.outbox import RowOutcome
+
+FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
+REPORT_SUFFIX = "-report.csv"
+RUN_TIME_FORMAT = "%Y%m%dT%H%M%S"
+SUMMARY_TIME_FORMAT = "%Y-%m-%d %H:%M:%S %Z"
+ROW_HEADER = ("row", "status", "transaction_id", "error")
+REPORT_MODE = 0o640
+FOLDER_MODE = 0o750
+INBOX = "in"
+
+
+@dataclass(frozen=True)
+class FileSummary:
+    """One processed file: what it was, where it went and how its rows ended."""
+
+    upload_id: int
+    tenant: str
+    path: str
+    feed: str
+    received_at: str
+    state: str
+    rows_total: int
+    posted: int
+    failed: int
+    rejected: int
+    pending: int
+    error: str = ""
+    report: str | None = None
+
+
+def escape_cell(value: object) -> str:
+    """A cell a spreadsheet shows as text, never evaluates."""
+    text = "" if value is None else str(value)
+    return "'" + text if text.startswith(FORMULA_PREFIXES) else text
+
+
+def report_path(out_dir: Path, upload_path: str, run_time: datetime) -> Path:
+    """``out/[feed/]<name>-<YYYYMMDDTHHMMSS>-report.csv`` for an upload at ``in/[feed/]<name>.<ext>``.
+
+    Sub-folders of ``in/`` are mirrored, so two files of the same name in different feeds get
+    different reports.
+    """
+    relative = PurePosixPath(upload_path.lstrip("/"))
+    if relative.parts and relative.parts[0] == INBOX:
+        relative = PurePosixPath(*relative.parts[1:])
+    name = f"{relative.stem}-{run_time.strftime(RUN_TIME_FORMAT)}{REPORT_SUFFIX}"
+    return out_dir.joinpath(*relative.parent.parts, name)
+
+
+def summary_lines(summary: FileSummary, processed_at: datetime) -> list[tuple[str, str]]:
+    lines = [
+        ("file", summary.path),
+        ("feed", summary.feed),
+        ("received", summary.received_at),
+        ("processed", processed_at.strftime(SUMMARY_TIME_FORMAT)),
+        ("result", summary.state),
+    ]
+    if summary.error:
+        lines.append(("reason", summary.error))
+    lines += [
+        ("rows total", str(summary.rows_total)),
+        ("rows posted", str(summary.posted)),
+        ("rows failed", str(summary.failed)),
+        ("rows rejected", str(summary.rejected)),
+    ]
+    if summary.pending:
+        lines.append(("rows pending", str(summary.pending)))
+    return lines
+
+
+def write_report(
+    out_dir: Path, summary: FileSummary, rows: Sequence[RowOutcome], run_time: datetime, zone: ZoneInfo
+) -> Path:
+    """Write the report of one file and return its path; an earlier report is never overwritten."""
+    local_time = run_time.astimezone(zone)
+    target = report_path(out_dir, summary.path, local_time)
+    if target.exists():
+        target = target.with_name(target.name.replace(REPORT_SUFFIX, f"-{summary.upload_id}{REPORT_SUFFIX}"))
+    _make_folders(out_dir, target.parent)
+    lines: list[Iterable[object]] = [*summary_lines(summary, local_time), ()]
+    lines.append(ROW_HEADER)
+    lines += [(row.row_number, row.status, row.transaction_id, row.error) for row in rows]
+    _write_atomically(target, lines)
+    return target
+
+
+def _make_folders(out_dir: Path, folder: Path) -> None:
+    out_dir.mkdir(parents=True, exist_ok=True, mode=FOLDER_MODE)
+    for part in reversed([folder, *folder.parents]):
+        if part.is_relative_to(out_dir) and part != out_dir:
+            part.mkdir(exist_ok=True, mode=FOLDER_MODE)
+
+
+def _write_atomically(target: Path, lines: Iterable[Iterable[object]]) -> None:
+    temporary = target.with_name(f".{target.name}.tmp")
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, REPORT_MODE)
+    try:
+        os.fchmod(fd, REPORT_MODE)
+        with open(fd, "w", encoding="utf-8-sig", newline="", closefd=False) as stream:
+            writer = csv.writer(stream)
+            for line in lines:
+                writer.writerow([escape_cell(cell) for cell in line])
+            stream.flush()
+            os.fsync(fd)
+    except BaseException:
+        os.close(fd)
+        temporary.unlink(missing_ok=True)
+        raise
+    os.close(fd)
+    os.replace(temporary, target)

@@ -1,0 +1,250 @@
+"""The watcher: turn each completed upload into a staged, immutable snapshot.
+
+A snapshot is copied (not linked) to ``data_dir/staging/<tenant>/<upload id>/<name>`` with mode
+0600 while its sha256 is computed from the very bytes copied, so what the processor later reads is
+exactly what was checked, whatever the customer does to the file in ``in/`` meanwhile. A new
+upload of the same path before the next run supersedes the earlier one: each file is processed
+once, in its latest version.
+
+The folder picks the feed: ``in/x.csv`` goes to the tenant's default feed, ``in/<feed>/x.csv``
+(and anything below it) to that feed. An unknown feed folder is staged all the same, with the
+reason, so the next run rejects it with a report and a mail like any other refused file.
+
+Files that arrive another way than through the SFTP server (an operator's copy, a mount) are found
+by a periodic :class:`Scanner` once their size and mtime have stopped changing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+
+from core.clock import now_iso
+from core.config import Settings
+from core.logs import get_logger
+from core.tenants import TenantStore
+from core.uploads import Upload, UploadState, UploadStore
+from ingest.store import FeedStore, StagedState, StagedStore, StagedUpload
+
+log = get_logger("ingest.staging")
+
+INBOX = "in"
+STAGING_DIR = "staging"
+FOLDER_MODE = 0o700
+COPY_CHUNK_BYTES = 1024 * 1024
+SCAN_SOURCE = "scan"
+
+
+class Stager:
+    def __init__(
+        self, settings: Settings, uploads: UploadStore, feeds: FeedStore, staged: StagedStore
+    ) -> None:
+        self.root = settings.data_dir / STAGING_DIR
+        self.uploads = uploads
+        self.feeds = feeds
+        self.staged = staged
+
+    def stage(self, upload: Upload, local_path: Path) -> StagedUpload | None:
+        """Snapshot ``upload`` (now at ``local_path``); None if it cannot be staged.
+
+        Blocking (it copies the file): call it from a worker thread on the event loop.
+        """
+        relative = _inbox_relative(upload.path)
+        if relative is None:
+            self.uploads.set_state(upload.id, UploadState.REJECTED, f"{upload.path}: not in the in/ folder")
+            return None
+        feed_name, feed_error = self._feed_of(upload.tenant, relative)
+        folder = self.root / upload.tenant / str(upload.id)
+        try:
+            snapshot, digest = _snapshot(local_path, folder)
+        except FileNotFoundError:
+            shutil.rmtree(folder, ignore_errors=True)
+            self.uploads.set_state(
+                upload.id, UploadState.REJECTED, "the file was removed before it could be staged"
+            )
+            return None
+        if digest != upload.sha256:
+            shutil.rmtree(folder, ignore_errors=True)
+            self.uploads.set_state(
+                upload.id, UploadState.SUPERSEDED, "the file changed again before it could be staged"
+            )
+            log.info("staging.changed", tenant=upload.tenant, upload=upload.id, path=upload.path)
+            return None
+        candidate = StagedUpload(
+            upload_id=upload.id, tenant=upload.tenant, path=upload.path, feed=feed_name,
+            snapshot=str(snapshot), sha256=digest, staged_at=now_iso(), state=StagedState.STAGED.value,
+            error=feed_error, run_id=None, rows_total=0, report=None, finished_at=None,
+        )
+        with self.staged.db.transaction():
+            superseded = self.staged.add(candidate)
+            staged = self.staged.get(upload.id)
+            assert staged is not None
+            if staged.state == StagedState.STAGED:
+                self.uploads.set_state(upload.id, UploadState.STAGED, feed_error)
+            for older in superseded:
+                newer = upload.id if older.upload_id != upload.id else None
+                detail = f"superseded by upload {newer}" if newer else "superseded by a newer upload"
+                self.uploads.set_state(older.upload_id, UploadState.SUPERSEDED, detail)
+        for older in superseded:
+            shutil.rmtree(Path(older.snapshot).parent, ignore_errors=True)
+        log.info("staging.staged", tenant=upload.tenant, upload=upload.id, path=upload.path,
+                 feed=feed_name, superseded=[older.upload_id for older in superseded])
+        return staged
+
+    def _feed_of(self, tenant: str, relative: PurePosixPath) -> tuple[str, str]:
+        """The feed a file goes to, and why it cannot (empty if it can)."""
+        if len(relative.parts) == 1:
+            return self.feeds.default(tenant).name, ""
+        name = relative.parts[0]
+        if self.feeds.find(tenant, name) is None:
+            known = ", ".join(feed.name for feed in self.feeds.list(tenant))
+            return name, (f"no feed named {name!r}: put files directly in in/ or in a feed folder"
+                          f" (in/<feed>/, feeds: {known})")
+        return name, ""
+
+
+@dataclass(frozen=True)
+class _Seen:
+    size: int
+    mtime_ns: int
+
+
+class Scanner:
+    """Stages files in tenants' ``in/`` that no upload event announced, once they are stable.
+
+    A file is stable when two scans saw the same size and mtime and that mtime is at least
+    ``schedule.stable_seconds`` old. A file whose content is that of the last upload of its path
+    is already known and not staged again (unless that upload never got staged, e.g. after a
+    crash between recording and staging, in which case it is staged now). Hidden names and the
+    temporary names of uploads in progress are skipped.
+    """
+
+    def __init__(self, settings: Settings, tenants: TenantStore, uploads: UploadStore, stager: Stager) -> None:
+        self.stable_seconds = settings.schedule.stable_seconds
+        self.temporary_suffixes = tuple(settings.server.temporary_suffixes)
+        self.tenants = tenants
+        self.uploads = uploads
+        self.stager = stager
+        self._seen: dict[tuple[str, str], _Seen] = {}
+        self._handled: dict[tuple[str, str], _Seen] = {}
+
+    def scan(self) -> list[StagedUpload]:
+        """One pass over every tenant's ``in/``; blocking, run it in a worker thread."""
+        staged: list[StagedUpload] = []
+        present: set[tuple[str, str]] = set()
+        for tenant in self.tenants.list():
+            inbox = self.tenants.folders(tenant.name).inbox
+            last_uploads: dict[str, Upload] | None = None
+            for path in self._files(inbox):
+                relative = f"{INBOX}/{path.relative_to(inbox).as_posix()}"
+                key = (tenant.name, relative)
+                present.add(key)
+                seen = self._observe(key, path)
+                if seen is None or self._handled.get(key) == seen:
+                    continue
+                if last_uploads is None:
+                    last_uploads = _last_upload_by_path(self.uploads.list(tenant.name))
+                result = self._stage_if_new(tenant.name, relative, path, last_uploads.get(relative))
+                self._handled[key] = seen
+                if result is not None:
+                    staged.append(result)
+        for key in set(self._seen) - present:
+            self._seen.pop(key, None)
+            self._handled.pop(key, None)
+        return staged
+
+    def _observe(self, key: tuple[str, str], path: Path) -> _Seen | None:
+        """The file's (size, mtime) if it is stable now, else None."""
+        try:
+            info = path.lstat()
+        except FileNotFoundError:
+            return None
+        seen = _Seen(info.st_size, info.st_mtime_ns)
+        previous, self._seen[key] = self._seen.get(key), seen
+        quiet_for = time.time() - info.st_mtime_ns / 1e9
+        return seen if previous == seen and quiet_for >= self.stable_seconds else None
+
+    def _stage_if_new(self, tenant: str, relative: str, path: Path, last: Upload | None) -> StagedUpload | None:
+        try:
+            size, digest = _digest(path)
+        except FileNotFoundError:
+            return None
+        if last is not None and last.sha256 == digest:
+            if last.state != UploadState.RECEIVED:
+                return None
+            return self.stager.stage(last, path)
+        upload = self.uploads.record(tenant, relative, size, digest, source=SCAN_SOURCE)
+        log.info("staging.found", tenant=tenant, path=relative, upload=upload.id)
+        return self.stager.stage(upload, path)
+
+    def _files(self, inbox: Path) -> list[Path]:
+        found: list[Path] = []
+        for folder, dirs, files in os.walk(inbox):
+            dirs[:] = sorted(name for name in dirs if not name.startswith("."))
+            for name in sorted(files):
+                if name.startswith(".") or name.endswith(self.temporary_suffixes):
+                    continue
+                path = Path(folder) / name
+                if path.is_file() and not path.is_symlink():
+                    found.append(path)
+        return found
+
+
+def _inbox_relative(upload_path: str) -> PurePosixPath | None:
+    """``in/a/b.csv`` → ``a/b.csv``; None for a path outside ``in/``."""
+    parts = PurePosixPath(upload_path.lstrip("/")).parts
+    if len(parts) < 2 or parts[0] != INBOX or ".." in parts:
+        return None
+    return PurePosixPath(*parts[1:])
+
+
+def _last_upload_by_path(uploads: list[Upload]) -> dict[str, Upload]:
+    latest: dict[str, Upload] = {}
+    for upload in uploads:
+        if upload.path not in latest or upload.id > latest[upload.path].id:
+            latest[upload.path] = upload
+    return latest
+
+
+def _snapshot(source: Path, folder: Path) -> tuple[Path, str]:
+    """Copy ``source`` into ``folder`` (mode 0600), hashing the bytes copied."""
+    _make_folders(folder)
+    digest = hashlib.sha256()
+    with open(source, "rb") as reader:
+        fd, temporary = tempfile.mkstemp(prefix=".", suffix=".tmp", dir=folder)
+        try:
+            with open(fd, "wb") as writer:
+                while chunk := reader.read(COPY_CHUNK_BYTES):
+                    digest.update(chunk)
+                    writer.write(chunk)
+                writer.flush()
+                os.fsync(writer.fileno())
+        except BaseException:
+            os.unlink(temporary)
+            raise
+    target = folder / source.name
+    os.replace(temporary, target)
+    return target, digest.hexdigest()
+
+
+def _make_folders(folder: Path) -> None:
+    """``folder`` and its missing parents, each private (mkdir's mode applies to the last only)."""
+    missing = [folder, *folder.parents]
+    for part in reversed(missing):
+        if not part.exists():
+            part.mkdir(mode=FOLDER_MODE, exist_ok=True)
+
+
+def _digest(path: Path) -> tuple[int, str]:
+    digest = hashlib.sha256()
+    size = 0
+    with open(path, "rb") as reader:
+        while chunk := reader.read(COPY_CHUNK_BYTES):
+            digest.update(chunk)
+            size += len(chunk)
+    return size, digest.hexdigest()

@@ -1,0 +1,416 @@
+"""The pipeline's tables in the state database: feeds, staged uploads, runs and the request log.
+
+Everything the pipeline must remember across a crash lives here or in :mod:`ingest.outbox`
+(the outbox and the per-row results). The tables belong to the ``ingest`` component and reference
+the core ``tenants`` and ``uploads`` tables, so purging a tenant removes its feeds and its staged
+files' history with it.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+
+from core.clock import iso, now_iso
+from core.db import Database
+from core.tenants import TenantError
+from ingest.feeds import Feed, default_feeds, parse_feed
+
+COMPONENT = "ingest"
+
+MIGRATIONS = [
+    """
+    CREATE TABLE ingest_feeds (
+        tenant TEXT NOT NULL REFERENCES tenants(name) ON DELETE CASCADE,
+        name TEXT NOT NULL,
+        text TEXT NOT NULL,
+        is_default INTEGER NOT NULL DEFAULT 0,
+        updated_at TEXT NOT NULL,
+        PRIMARY KEY (tenant, name)
+    );
+    CREATE TABLE ingest_runs (
+        id INTEGER PRIMARY KEY,
+        trigger TEXT NOT NULL,
+        slot TEXT,
+        tenant TEXT,
+        pid INTEGER NOT NULL,
+        started_at TEXT NOT NULL,
+        finished_at TEXT,
+        status TEXT NOT NULL DEFAULT 'running',
+        files INTEGER NOT NULL DEFAULT 0,
+        posted INTEGER NOT NULL DEFAULT 0,
+        failed INTEGER NOT NULL DEFAULT 0,
+        rejected INTEGER NOT NULL DEFAULT 0,
+        pending INTEGER NOT NULL DEFAULT 0,
+        detail TEXT NOT NULL DEFAULT ''
+    );
+    CREATE INDEX ingest_runs_by_slot ON ingest_runs (slot);
+    CREATE TABLE ingest_staged (
+        upload_id INTEGER PRIMARY KEY REFERENCES uploads(id) ON DELETE CASCADE,
+        tenant TEXT NOT NULL,
+        path TEXT NOT NULL,
+        feed TEXT NOT NULL,
+        snapshot TEXT NOT NULL,
+        sha256 TEXT NOT NULL,
+        staged_at TEXT NOT NULL,
+        state TEXT NOT NULL,
+        error TEXT NOT NULL DEFAULT '',
+        run_id INTEGER REFERENCES ingest_runs(id),
+        rows_total INTEGER NOT NULL DEFAULT 0,
+        report TEXT,
+        finished_at TEXT
+    );
+    CREATE INDEX ingest_staged_by_state ON ingest_staged (state, tenant, upload_id);
+    CREATE INDEX ingest_staged_by_path ON ingest_staged (tenant, path, state);
+    CREATE TABLE ingest_outbox (
+        id INTEGER PRIMARY KEY,
+        run_id INTEGER NOT NULL REFERENCES ingest_runs(id),
+        upload_id INTEGER NOT NULL REFERENCES ingest_staged(upload_id) ON DELETE CASCADE,
+        tenant TEXT NOT NULL,
+        row_number INTEGER NOT NULL,
+        kind TEXT NOT NULL,
+        method TEXT NOT NULL,
+        url TEXT NOT NULL,
+        token TEXT,
+        key TEXT NOT NULL,
+        body TEXT NOT NULL,
+        state TEXT NOT NULL DEFAULT 'pending',
+        status_code INTEGER,
+        transaction_id TEXT,
+        error TEXT NOT NULL DEFAULT '',
+        attempts INTEGER NOT NULL DEFAULT 0,
+        updated_at TEXT,
+        UNIQUE (upload_id, row_number)
+    );
+    CREATE INDEX ingest_outbox_by_state ON ingest_outbox (state, tenant, id);
+    CREATE TABLE ingest_rows (
+        upload_id INTEGER NOT NULL REFERENCES ingest_staged(upload_id) ON DELETE CASCADE,
+        row_number INTEGER NOT NULL,
+        status TEXT NOT NULL,
+        transaction_id TEXT,
+        error TEXT NOT NULL DEFAULT '',
+        PRIMARY KEY (upload_id, row_number)
+    );
+    CREATE TABLE ingest_sends (
+        limiter TEXT NOT NULL,
+        at REAL NOT NULL
+    );
+    CREATE INDEX ingest_sends_by_limiter ON ingest_sends (limiter, at);
+    """,
+]
+
+
+def migrate(db: Database) -> None:
+    """Create or upgrade the pipeline's tables (the core schema must already be applied)."""
+    db.migrate(COMPONENT, MIGRATIONS)
+
+
+class UnknownFeed(TenantError):
+    """A tenant has no feed of that name; the message lists the feeds it has."""
+
+
+class FeedStore:
+    """A tenant's feeds: the shipped ``default_feeds()`` plus the ones set with ``sftpctl feed set``.
+
+    A stored feed replaces a shipped one of the same name. The default feed (files directly in
+    ``in/``) is the one last set with ``default=True``, else the shipped default.
+    """
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    def set(self, tenant: str, text: str, source: str = "<feed>", default: bool = False) -> Feed:
+        """Parse and store a feed (raises ``FeedError`` naming the line); returns it."""
+        feed = parse_feed(text, source)
+        with self.db.transaction() as conn:
+            if default:
+                conn.execute("UPDATE ingest_feeds SET is_default = 0 WHERE tenant = ?", (tenant,))
+            conn.execute(
+                "INSERT INTO ingest_feeds (tenant, name, text, is_default, updated_at) VALUES (?, ?, ?, ?, ?)"
+                " ON CONFLICT (tenant, name) DO UPDATE SET text = excluded.text,"
+                " is_default = MAX(is_default, excluded.is_default), updated_at = excluded.updated_at",
+                (tenant, feed.name, text, int(default), now_iso()),
+            )
+        return feed
+
+    def find(self, tenant: str, name: str) -> Feed | None:
+        return self._feeds(tenant).get(name)
+
+    def get(self, tenant: str, name: str) -> Feed:
+        feeds = self._feeds(tenant)
+        if name not in feeds:
+            raise UnknownFeed(f"tenant {tenant!r} has no feed named {name!r} (feeds: {', '.join(feeds)})")
+        return feeds[name]
+
+    def list(self, tenant: str) -> list[Feed]:
+        return list(self._feeds(tenant).values())
+
+    def default(self, tenant: str) -> Feed:
+        row = self.db.query_one(
+            "SELECT text, name FROM ingest_feeds WHERE tenant = ? AND is_default = 1", (tenant,)
+        )
+        if row:
+            return parse_feed(row["text"], _source(tenant, row["name"]))
+        return next(iter(default_feeds().values()))
+
+    def text(self, tenant: str, name: str) -> str:
+        """The TOML a feed was set from (a shipped feed's own definition if never set)."""
+        row = self.db.query_one(
+            "SELECT text FROM ingest_feeds WHERE tenant = ? AND name = ?", (tenant, name)
+        )
+        if row:
+            return str(row["text"])
+        self.get(tenant, name)
+        return default_feed_text(name)
+
+    def _feeds(self, tenant: str) -> dict[str, Feed]:
+        feeds = dict(default_feeds())
+        rows = self.db.query("SELECT name, text FROM ingest_feeds WHERE tenant = ? ORDER BY name", (tenant,))
+        for row in rows:
+            feeds[row["name"]] = parse_feed(row["text"], _source(tenant, row["name"]))
+        return feeds
+
+
+def _source(tenant: str, name: str) -> str:
+    return f"feed {name!r} of {tenant!r}"
+
+
+class StagedState(StrEnum):
+    """Where a staged upload is; the same words as :class:`core.uploads.UploadState`."""
+
+    STAGED = "staged"
+    SUPERSEDED = "superseded"
+    PROCESSING = "processing"
+    POSTED = "posted"
+    PARTLY_FAILED = "partly failed"
+    REJECTED = "rejected"
+
+
+@dataclass(frozen=True)
+class StagedUpload:
+    """An immutable snapshot of one completed upload, and what became of it."""
+
+    upload_id: int
+    tenant: str
+    path: str
+    feed: str
+    snapshot: str
+    sha256: str
+    staged_at: str
+    state: str
+    error: str
+    run_id: int | None
+    rows_total: int
+    report: str | None
+    finished_at: str | None
+
+
+class StagedStore:
+    """Staged uploads: the processor's queue of files, and the supersede rule."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    def add(self, staged: StagedUpload) -> list[StagedUpload]:
+        """Stage ``staged``; returns the uploads it supersedes (or itself, if a newer one is staged).
+
+        Only uploads still waiting for a run are superseded: once a run has read a file, a new
+        version of it is simply the next file to process.
+        """
+        with self.db.transaction() as conn:
+            if conn.execute(
+                "SELECT 1 FROM ingest_staged WHERE upload_id = ?", (staged.upload_id,)
+            ).fetchone():
+                return []
+            waiting = [
+                _staged(row)
+                for row in conn.execute(
+                    "SELECT * FROM ingest_staged WHERE tenant = ? AND path = ? AND state = ?",
+                    (staged.tenant, staged.path, StagedState.STAGED.value),
+                )
+            ]
+            newer = [other for other in waiting if other.upload_id > staged.upload_id]
+            state = StagedState.SUPERSEDED if newer else StagedState.STAGED
+            conn.execute(
+                "INSERT INTO ingest_staged (upload_id, tenant, path, feed, snapshot, sha256,"
+                " staged_at, state, error) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (staged.upload_id, staged.tenant, staged.path, staged.feed, staged.snapshot,
+                 staged.sha256, staged.staged_at, state.value, staged.error),
+            )
+            if newer:
+                return [self.get(staged.upload_id)]  # type: ignore[list-item]
+            older = [other for other in waiting if other.upload_id < staged.upload_id]
+            conn.executemany(
+                "UPDATE ingest_staged SET state = ? WHERE upload_id = ?",
+                [(StagedState.SUPERSEDED.value, other.upload_id) for other in older],
+            )
+            return older
+
+    def get(self, upload_id: int) -> StagedUpload | None:
+        row = self.db.query_one("SELECT * FROM ingest_staged WHERE upload_id = ?", (upload_id,))
+        return _staged(row) if row else None
+
+    def waiting(self, tenants: list[str]) -> list[StagedUpload]:
+        """Uploads staged for the next run, oldest first, of the given tenants."""
+        return self._in_state(StagedState.STAGED, tenants)
+
+    def processing(self, tenants: list[str]) -> list[StagedUpload]:
+        """Uploads whose rows are queued in the outbox, oldest first."""
+        return self._in_state(StagedState.PROCESSING, tenants)
+
+    def start(self, upload_id: int, run_id: int, rows_total: int) -> bool:
+        """Claim a waiting upload for a run; False if it was superseded in the meantime."""
+        cursor = self.db.execute(
+            "UPDATE ingest_staged SET state = ?, run_id = ?, rows_total = ?"
+            " WHERE upload_id = ? AND state = ?",
+            (StagedState.PROCESSING.value, run_id, rows_total, upload_id, StagedState.STAGED.value),
+        )
+        return cursor.rowcount == 1
+
+    def reject(self, upload_id: int, run_id: int, reason: str) -> None:
+        self.db.execute(
+            "UPDATE ingest_staged SET state = ?, run_id = ?, error = ? WHERE upload_id = ?",
+            (StagedState.REJECTED.value, run_id, reason, upload_id),
+        )
+
+    def finish(self, upload_id: int, state: StagedState, report: str | None) -> None:
+        self.db.execute(
+            "UPDATE ingest_staged SET state = ?, report = ?, finished_at = ? WHERE upload_id = ?",
+            (state.value, report, now_iso(), upload_id),
+        )
+
+    def for_tenant(self, tenant: str) -> dict[int, StagedUpload]:
+        rows = self.db.query("SELECT * FROM ingest_staged WHERE tenant = ?", (tenant,))
+        return {row["upload_id"]: _staged(row) for row in rows}
+
+    def _in_state(self, state: StagedState, tenants: list[str]) -> list[StagedUpload]:
+        marks = ", ".join("?" * len(tenants))
+        rows = self.db.query(
+            f"SELECT * FROM ingest_staged WHERE state = ? AND tenant IN ({marks}) ORDER BY upload_id",
+            (state.value, *tenants),
+        )
+        return [_staged(row) for row in rows]
+
+
+class RunStatus(StrEnum):
+    RUNNING = "running"
+    FINISHED = "finished"
+    FAILED = "failed"
+    INTERRUPTED = "interrupted"
+
+
+class Trigger(StrEnum):
+    SCHEDULED = "scheduled"
+    MANUAL = "manual"
+    CATCH_UP = "catch-up"
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """One run as ``sftpctl runs`` lists it; row counts are of rows settled by this run."""
+
+    id: int
+    trigger: str
+    slot: str | None
+    tenant: str | None
+    pid: int
+    started_at: str
+    finished_at: str | None
+    status: str
+    files: int
+    posted: int
+    failed: int
+    rejected: int
+    pending: int
+    detail: str
+
+
+@dataclass(frozen=True)
+class RunCounts:
+    files: int = 0
+    posted: int = 0
+    failed: int = 0
+    rejected: int = 0
+    pending: int = 0
+
+
+class RunStore:
+    """The run history; the slot column is how a missed slot is noticed at start-up."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    def start(self, trigger: Trigger, slot: datetime | None, tenant: str | None, pid: int) -> RunRecord:
+        cursor = self.db.execute(
+            "INSERT INTO ingest_runs (trigger, slot, tenant, pid, started_at) VALUES (?, ?, ?, ?, ?)",
+            (trigger.value, iso(slot) if slot else None, tenant, pid, now_iso()),
+        )
+        record = self.get(int(cursor.lastrowid or 0))
+        assert record is not None
+        return record
+
+    def finish(self, run_id: int, status: RunStatus, counts: RunCounts, detail: str = "") -> RunRecord:
+        self.db.execute(
+            "UPDATE ingest_runs SET finished_at = ?, status = ?, files = ?, posted = ?, failed = ?,"
+            " rejected = ?, pending = ?, detail = ? WHERE id = ?",
+            (now_iso(), status.value, counts.files, counts.posted, counts.failed, counts.rejected,
+             counts.pending, detail, run_id),
+        )
+        record = self.get(run_id)
+        assert record is not None
+        return record
+
+    def mark_interrupted(self) -> int:
+        """Close runs left 'running' by a process that died; call only while holding the run lock."""
+        cursor = self.db.execute(
+            "UPDATE ingest_runs SET status = ?, finished_at = ?, detail = ? WHERE status = ?",
+            (RunStatus.INTERRUPTED.value, now_iso(), "the process stopped during the run; "
+             "its pending rows were resumed by a later run", RunStatus.RUNNING.value),
+        )
+        return cursor.rowcount
+
+    def get(self, run_id: int) -> RunRecord | None:
+        row = self.db.query_one("SELECT * FROM ingest_runs WHERE id = ?", (run_id,))
+        return _run(row) if row else None
+
+    def recent(self, limit: int) -> list[RunRecord]:
+        rows = self.db.query("SELECT * FROM ingest_runs ORDER BY id DESC LIMIT ?", (limit,))
+        return [_run(row) for row in rows]
+
+    def last_slot(self) -> str | None:
+        """The latest schedule slot a run was started for (scheduled or catch-up)."""
+        row = self.db.query_one("SELECT MAX(slot) AS slot FROM ingest_runs WHERE slot IS NOT NULL")
+        return row["slot"] if row else None
+
+
+class SendLog:
+    """When requests per rate-limit key completed, so a new process honours earlier sends.
+
+    The daemon and ``sftpctl run`` take turns (the run lock), each with its own limiter; seeding a
+    limiter from this log keeps the window exact across those turns.
+    """
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    def record(self, limiter: str, at: float) -> None:
+        self.db.execute("INSERT INTO ingest_sends (limiter, at) VALUES (?, ?)", (limiter, at))
+
+    def since(self, limiter: str, start: float) -> list[float]:
+        rows = self.db.query(
+            "SELECT at FROM ingest_sends WHERE limiter = ? AND at >= ? ORDER BY at", (limiter, start)
+        )
+        return [row["at"] for row in rows]
+
+    def prune(self, before: float) -> None:
+        self.db.execute("DELETE FROM ingest_sends WHERE at < ?", (before,))
+
+
+def _staged(row: sqlite3.Row) -> StagedUpload:
+    return StagedUpload(**{key: row[key] for key in row.keys()})
+
+
+def _run(row: sqlite3.Row) -> RunRecord:
+    return RunRecord(**{key: row[key] for key in row.keys()})
