@@ -1,0 +1,140 @@
+"""Password-only authentication with brute-force protection.
+
+Every attempt costs one argon2 verification, whether the user exists, is disabled, has no login
+or is locked out, so neither the answer nor its timing tells an attacker which names are real or
+whether a guessed password was right while locked out. Hashing runs in a worker thread so the
+event loop keeps serving transfers while logins are checked.
+
+Public-key and host-based authentication are refused outright; keyboard-interactive is offered
+only as a single password prompt, which is how WinSCP and FileZilla send passwords.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Sequence
+from concurrent.futures import Executor
+from typing import Any, TypeVar
+
+import asyncssh
+
+from core.config import DefenderSettings
+from core.logs import get_logger
+from core.tenants import TenantStore
+from sftpd.defender import MAX_KEY_LENGTH, Defender, Lockout
+
+log = get_logger(__name__)
+
+PASSWORD_PROMPT = "Password: "
+_T = TypeVar("_T")
+
+
+class LoginGate:
+    """Decides password logins for every connection of one server."""
+
+    def __init__(
+        self,
+        tenants: TenantStore,
+        defender: Defender,
+        settings: DefenderSettings,
+        hash_executor: Executor | None = None,
+    ) -> None:
+        self._tenants = tenants
+        self._defender = defender
+        self._delay = settings.failure_delay_seconds
+        self._hash_executor = hash_executor
+
+    async def check(self, username: str, password: str, source: str, method: str) -> bool:
+        """True if ``username`` may log in from ``source`` with ``password``."""
+        lockout, stored = await asyncio.to_thread(self._lookup, username, source)
+        matched = await self._run(self._hash_executor, self._tenants.hasher.verify, password, stored)
+        user = _printable(username)
+        if lockout is not None:
+            log.warning("auth.refused", user=user, source=source, method=method,
+                        reason=f"{lockout.kind} locked until {lockout.until}")
+        elif matched and stored is not None:
+            await asyncio.to_thread(self._succeeded, username, password, stored, source)
+            log.info("auth.ok", user=user, source=source, method=method)
+            return True
+        else:
+            await asyncio.to_thread(self._defender.record_failure, username, source)
+            log.warning("auth.failed", user=user, source=source, method=method)
+        await asyncio.sleep(self._delay)
+        return False
+
+    def _lookup(self, username: str, source: str) -> tuple[Lockout | None, str | None]:
+        lockout = self._defender.lockout_for(username, source)
+        return lockout, None if lockout else self._tenants.password_hash(username)
+
+    def _succeeded(self, username: str, password: str, stored: str, source: str) -> None:
+        self._defender.record_success(username, source)
+        self._tenants.rehash_if_needed(username, password, stored)
+
+    @staticmethod
+    async def _run(executor: Executor | None, func: Callable[..., _T], *args: Any) -> _T:
+        return await asyncio.get_running_loop().run_in_executor(executor, func, *args)
+
+
+class TenantSSHServer(asyncssh.SSHServer):
+    """One SSH connection's authentication: passwords (plain or keyboard-interactive) only.
+
+    ``opened`` is told of the new connection and may refuse it (connection limit); ``closed``
+    is told when it ends.
+    """
+
+    def __init__(
+        self,
+        gate: LoginGate,
+        opened: Callable[[asyncssh.SSHServerConnection], bool],
+        closed: Callable[[asyncssh.SSHServerConnection], None],
+    ) -> None:
+        self._gate = gate
+        self._opened = opened
+        self._closed = closed
+        self._conn: asyncssh.SSHServerConnection | None = None
+        self._source = "unknown"
+
+    def connection_made(self, conn: asyncssh.SSHServerConnection) -> None:
+        self._conn = conn
+        peer = conn.get_extra_info("peername")
+        self._source = str(peer[0]) if peer else "unknown"
+        if not self._opened(conn):
+            log.warning("connection.refused", source=self._source, reason="too many connections")
+            conn.disconnect(asyncssh.DISC_TOO_MANY_CONNECTIONS, "Too many connections")
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self._conn is not None:
+            self._closed(self._conn)
+
+    def begin_auth(self, username: str) -> bool:
+        return True
+
+    def password_auth_supported(self) -> bool:
+        return True
+
+    def public_key_auth_supported(self) -> bool:
+        return False
+
+    def host_based_auth_supported(self) -> bool:
+        return False
+
+    def kbdint_auth_supported(self) -> bool:
+        return True
+
+    async def validate_password(self, username: str, password: str) -> bool:
+        return await self._gate.check(username, password, self._source, "password")
+
+    def get_kbdint_challenge(
+        self, username: str, lang: str, submethods: str
+    ) -> tuple[str, str, str, Sequence[tuple[str, bool]]]:
+        return "", "", "", [(PASSWORD_PROMPT, False)]
+
+    async def validate_kbdint_response(self, username: str, responses: Sequence[str]) -> bool:
+        if len(responses) != 1:
+            return False
+        return await self._gate.check(username, responses[0], self._source, "keyboard-interactive")
+
+
+def _printable(username: str) -> str:
+    """The user name as logged: attacker-chosen, so cut to a sane length."""
+    return username[:MAX_KEY_LENGTH]

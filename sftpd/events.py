@@ -1,0 +1,24 @@
+"""The one narrow interface from the front door to whatever processes uploads."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from core.uploads import Upload
+
+
+@dataclass(frozen=True)
+class UploadCompleted:
+    """A file the client finished and closed normally; it is already recorded in the state DB.
+
+    ``local_path`` is where the file lies now, inside the tenant's ``in/``.
+    """
+
+    upload: Upload
+    local_path: Path
+
+
+UploadListener = Callable[[UploadCompleted], None]
+"""Called on the event loop for every completed upload; it must not block (hand work off)."""

@@ -1,0 +1,156 @@
+"""Open files of an SFTP session: plain reads, and uploads that become files only when finished.
+
+An upload is written to a staging file outside ``in/`` (see :mod:`sftpd.vfs`) and moved to its
+name in one atomic rename when the client closes it normally. Until then nothing in ``in/``
+changes, so a transfer that breaks off leaves no partial file for anyone to process; the staging
+file is simply deleted.
+
+The sha256 is computed as the bytes arrive, which is free when the client writes in order (every
+common client does); otherwise the finished file is read once more.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+
+from asyncssh import SFTPFailure, SFTPPermissionDenied
+
+from sftpd.vfs import TenantFileSystem, VirtualPath
+
+# asyncssh advertises this as its largest read (limits@openssh.com); a client asking for more
+# gets a short read, as the protocol allows, instead of making the server allocate it.
+MAX_READ_BYTES = 4 * 1024 * 1024
+_COPY_CHUNK_BYTES = 1024 * 1024
+
+
+class UploadTooLarge(SFTPFailure):
+    """The write that took an upload past the size limit; later writes get a plain failure."""
+
+
+class ReadHandle:
+    """A file opened for reading only."""
+
+    def __init__(self, path: VirtualPath, fd: int) -> None:
+        self.path = path
+        self._fd = fd
+
+    def read(self, offset: int, size: int) -> bytes:
+        return os.pread(self._fd, min(size, MAX_READ_BYTES), offset)
+
+    def write(self, offset: int, data: bytes) -> int:
+        raise SFTPPermissionDenied(f"{self.path} was opened for reading only")
+
+    def fstat(self) -> os.stat_result:
+        return os.fstat(self._fd)
+
+    def close(self) -> None:
+        os.close(self._fd)
+
+
+class IncomingFile:
+    """A file being uploaded to ``target``, held in staging until the client closes it."""
+
+    def __init__(self, fs: TenantFileSystem, target: VirtualPath, max_bytes: int,
+                 too_large_message: str, append: bool) -> None:
+        self.path = target
+        self.size = 0
+        self._fs = fs
+        self._max_bytes = max_bytes
+        self._too_large_message = too_large_message
+        self._append = append
+        self._staging_name, self._fd = fs.new_staging_file()
+        self._sha256 = hashlib.sha256()
+        self._hashed = 0
+        self._in_order = True
+        self._refusal: SFTPFailure | None = None
+
+    @property
+    def open(self) -> bool:
+        return self._fd >= 0
+
+    def seed(self, existing: VirtualPath) -> None:
+        """Start from the current contents of ``existing``: the client opened it to resume."""
+        source = self._fs.open_for_reading(existing)
+        try:
+            while chunk := os.read(source, _COPY_CHUNK_BYTES):
+                self.write(self.size, chunk)
+        finally:
+            os.close(source)
+
+    def write(self, offset: int, data: bytes) -> int:
+        if self._refusal is not None:
+            raise self._refusal
+        if self._append:
+            offset = self.size
+        end = offset + len(data)
+        if end > self._max_bytes:
+            self.discard()
+            self._refusal = SFTPFailure(self._too_large_message)
+            raise UploadTooLarge(self._too_large_message)
+        view = memoryview(data)
+        position = offset
+        while view:
+            written = os.pwrite(self._fd, view, position)
+            view = view[written:]
+            position += written
+        if self._in_order and offset == self._hashed:
+            self._sha256.update(data)
+            self._hashed = end
+        else:
+            self._in_order = False
+        self.size = max(self.size, end)
+        return len(data)
+
+    def read(self, offset: int, size: int) -> bytes:
+        if not self.open:
+            raise SFTPFailure(f"{self.path}: the upload was discarded")
+        return os.pread(self._fd, min(size, MAX_READ_BYTES), offset)
+
+    def fstat(self) -> os.stat_result:
+        if not self.open:
+            raise SFTPFailure(f"{self.path}: the upload was discarded")
+        return os.fstat(self._fd)
+
+    def set_times(self, times_ns: tuple[int, int]) -> None:
+        if self.open:
+            os.utime(self._fd, ns=times_ns)
+
+    def fsync(self) -> None:
+        if self.open:
+            os.fsync(self._fd)
+
+    async def finish(self) -> tuple[int, str]:
+        """Publish the file under its name; returns its size and sha256."""
+        if self._refusal is not None:
+            raise self._refusal
+        try:
+            if not (self._in_order and self._hashed == self.size):
+                await asyncio.to_thread(self._rehash)
+            os.close(self._fd)
+            self._fd = -1
+            self._fs.publish(self._staging_name, self.path)
+            self._staging_name = ""
+        except BaseException:
+            self.discard()
+            raise
+        return self.size, self._sha256.hexdigest()
+
+    def discard(self) -> None:
+        """Throw the partial file away; safe to call more than once."""
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+        if self._staging_name:
+            self._fs.discard_staging_file(self._staging_name)
+            self._staging_name = ""
+
+    def _rehash(self) -> None:
+        digest = hashlib.sha256()
+        offset = 0
+        while chunk := os.pread(self._fd, _COPY_CHUNK_BYTES, offset):
+            digest.update(chunk)
+            offset += len(chunk)
+        self._sha256 = digest
+        self.size = offset

@@ -1,0 +1,130 @@
+"""The SSH listener: host keys, password logins and a chrooted SFTP subsystem, nothing more.
+
+No shell, exec, SCP, port forwarding, agent or X11 forwarding: asyncssh refuses each of them
+unless a handler is given, and none is. Each connection is authenticated by
+:class:`~sftpd.auth.TenantSSHServer`; each SFTP session runs a
+:class:`~sftpd.sftp.TenantSFTPServer` over the tenant's own folders.
+
+File I/O uses plain ``os`` calls on the event loop: writes of at most a few hundred KiB to the
+local page cache take microseconds, far less than handing each one to a thread (as aiofiles
+would). Work that can take long or wait on a lock (argon2, the database, re-reading a file)
+runs in threads; argon2 has its own pool, sized to the CPUs, so a burst of logins cannot starve
+the threads that record finished uploads.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from concurrent.futures import ThreadPoolExecutor
+
+import asyncssh
+
+from core.config import Settings
+from core.logs import get_logger
+from core.tenants import TenantStore
+from core.uploads import UploadStore
+from sftpd.auth import LoginGate, TenantSSHServer
+from sftpd.defender import Defender
+from sftpd.events import UploadListener
+from sftpd.hostkeys import host_key_pairs, load_or_create_host_keys
+from sftpd.recorder import UploadRecorder
+from sftpd.rules import UploadRules
+from sftpd.sftp import TenantSFTPServer
+from sftpd.vfs import TenantFileSystem
+
+log = get_logger(__name__)
+
+
+class SftpServer:
+    """The front door: ``await start()``, serve until ``await close()``."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        tenants: TenantStore,
+        uploads: UploadStore,
+        defender: Defender,
+        on_upload: UploadListener | None = None,
+    ) -> None:
+        self._settings = settings
+        self._tenants = tenants
+        self._rules = UploadRules(settings.server)
+        self._recorder = UploadRecorder(uploads, on_upload)
+        self._hash_pool = ThreadPoolExecutor(
+            max_workers=os.cpu_count() or 1, thread_name_prefix="sftpd-argon2"
+        )
+        self._gate = LoginGate(tenants, defender, settings.defender, self._hash_pool)
+        self._connections: set[asyncssh.SSHServerConnection] = set()
+        self._acceptor: asyncssh.SSHAcceptor | None = None
+
+    @property
+    def port(self) -> int:
+        """The port actually listened on (useful when the configured port is 0)."""
+        if self._acceptor is None:
+            raise RuntimeError("the server is not started")
+        return self._acceptor.get_port()
+
+    @property
+    def connection_count(self) -> int:
+        return len(self._connections)
+
+    async def start(self) -> None:
+        server = self._settings.server
+        keys = await asyncio.to_thread(load_or_create_host_keys, server.keys_dir)
+        await asyncio.to_thread(self._clear_staging)
+        self._acceptor = await asyncssh.listen(
+            server.listen_host,
+            server.listen_port,
+            server_factory=self._new_connection,
+            server_host_keys=host_key_pairs(keys),
+            sftp_factory=self._new_session,
+            allow_scp=False,
+            password_auth=True,
+            kbdint_auth=True,
+            public_key_auth=False,
+            host_based_auth=False,
+            gss_host=None,
+            agent_forwarding=False,
+            x11_forwarding=False,
+            login_timeout=server.login_timeout_seconds,
+        )
+        log.info("sftpd.listening", host=server.listen_host, port=self.port)
+
+    async def close(self) -> None:
+        """Stop listening and end every session; uploads still open are discarded."""
+        if self._acceptor is not None:
+            self._acceptor.close()
+            await self._acceptor.wait_closed()
+            self._acceptor = None
+        connections = list(self._connections)
+        for conn in connections:
+            conn.close()
+        await asyncio.gather(*(conn.wait_closed() for conn in connections))
+        self._hash_pool.shutdown(wait=False, cancel_futures=True)
+        log.info("sftpd.stopped")
+
+    def _new_connection(self) -> TenantSSHServer:
+        return TenantSSHServer(self._gate, self._connection_opened, self._connections.discard)
+
+    def _connection_opened(self, conn: asyncssh.SSHServerConnection) -> bool:
+        if len(self._connections) >= self._settings.server.max_connections:
+            return False
+        self._connections.add(conn)
+        return True
+
+    def _new_session(self, chan: asyncssh.SSHServerChannel) -> TenantSFTPServer:
+        tenant = chan.get_extra_info("username")
+        fs = TenantFileSystem(self._tenants.folders(tenant).root)
+        return TenantSFTPServer(chan, tenant, fs, self._rules, self._recorder)
+
+    def _clear_staging(self) -> None:
+        """Remove partial uploads a previous run left behind (it crashed or was killed)."""
+        tenants_dir = self._settings.tenants_dir
+        if not tenants_dir.is_dir():
+            return
+        for root in sorted(tenants_dir.iterdir()):
+            if root.is_dir() and not root.is_symlink():
+                removed = TenantFileSystem(root).clear_staging()
+                if removed:
+                    log.info("upload.stale_removed", tenant=root.name, files=removed)

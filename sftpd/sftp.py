@@ -1,0 +1,354 @@
+"""The SFTP subsystem of one tenant session: what a tenant may do inside its chroot.
+
+- ``/`` and the folders ``/in`` and ``/out`` themselves: list and stat, nothing else.
+- ``/out/...``: reports, read-only: list, stat, read.
+- ``/in/...``: uploads (by the upload rules), folders, delete, rename within ``in/``, and file
+  times (``put -p``); reading back one's own uploads is allowed.
+- Never: links (symbolic or hard), owner, permission or size changes, special files, and
+  nothing outside the root, whatever the path says.
+
+Refusals are SFTP statuses whose message says what was refused and why; clients such as WinSCP
+and FileZilla show it. OpenSSH's ``sftp`` prints only the status code, so for upload-rule
+refusals the message is also written to the channel's stderr, which ``sftp`` shows.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import stat
+import sys
+from collections.abc import AsyncIterator, Awaitable
+from pathlib import Path
+from typing import NoReturn
+
+import asyncssh
+from asyncssh import (
+    FXF_APPEND,
+    FXF_CREAT,
+    FXF_EXCL,
+    FXF_TRUNC,
+    FXF_WRITE,
+    SFTPAttrs,
+    SFTPError,
+    SFTPFailure,
+    SFTPName,
+    SFTPNoSuchFile,
+    SFTPOpUnsupported,
+    SFTPPermissionDenied,
+)
+from asyncssh.sftp import SFTPServerHandler
+
+from core.logs import get_logger
+from sftpd.handles import IncomingFile, ReadHandle, UploadTooLarge
+from sftpd.recorder import UploadRecorder
+from sftpd.rules import UploadRules
+from sftpd.vfs import INBOX, OUTBOX, TenantFileSystem, VirtualPath, name_error
+
+log = get_logger(__name__)
+
+_MODIFYING_FLAGS = FXF_WRITE | FXF_APPEND | FXF_CREAT | FXF_TRUNC | FXF_EXCL
+_WRITE_BITS = 0o222
+# Attributes a tenant may never set; times are the only harmless change.
+_FIXED_ATTRIBUTES = ("size", "uid", "gid", "owner", "group", "acl", "attrib_bits", "crtime")
+_NANOSECONDS = 1_000_000_000
+
+# See _closed_by_client: the asyncssh code that serves a client's SSH_FXP_CLOSE.
+_CLIENT_CLOSE_CODE = SFTPServerHandler._process_close.__code__
+
+OpenFile = ReadHandle | IncomingFile
+
+
+def _closed_by_client() -> bool:
+    """Whether the ``close()`` being served was requested by the client (``SSH_FXP_CLOSE``).
+
+    asyncssh also calls ``close()`` for every handle still open when a session ends, and in
+    exactly the same way whether the client quit cleanly or its connection broke off in the
+    middle of an upload. A file counts as uploaded only after the client's own close request, so
+    the two must be told apart, and asyncssh offers no flag for it; the caller's code object does.
+    Call this directly from ``close()``. Should asyncssh reorganise this code, every upload would
+    be refused (and the tests fail), never a partial one accepted.
+    """
+    return sys._getframe(2).f_code is _CLIENT_CLOSE_CODE
+
+
+class TenantSFTPServer(asyncssh.SFTPServer):
+    """One SFTP session, chrooted to a tenant's folders."""
+
+    def __init__(
+        self,
+        chan: asyncssh.SSHServerChannel,
+        tenant: str,
+        fs: TenantFileSystem,
+        rules: UploadRules,
+        recorder: UploadRecorder,
+    ) -> None:
+        super().__init__(chan)
+        self._tenant = tenant
+        self._fs = fs
+        self._rules = rules
+        self._recorder = recorder
+        peer = chan.get_extra_info("peername")
+        self._source = str(peer[0]) if peer else "unknown"
+        log.info("sftp.session.started", tenant=tenant, source=self._source)
+
+    # Names and attributes
+
+    def realpath(self, path: bytes) -> bytes:
+        return str(VirtualPath.parse(path)).encode()
+
+    def stat(self, path: bytes) -> SFTPAttrs:
+        """Links are never followed, so stat reports what lstat does."""
+        return self.lstat(path)
+
+    def lstat(self, path: bytes) -> SFTPAttrs:
+        target = VirtualPath.parse(path)
+        return _attrs(self._fs.lstat(target), target)
+
+    def fstat(self, file_obj: object) -> SFTPAttrs:
+        handle = _handle(file_obj)
+        return _attrs(handle.fstat(), handle.path)
+
+    def scandir(self, path: bytes) -> AsyncIterator[SFTPName]:
+        folder = VirtualPath.parse(path)
+        return self._names(folder, self._fs.list(folder))
+
+    def format_user(self, uid: int | None) -> str:
+        return self._tenant
+
+    def format_group(self, gid: int | None) -> str:
+        return self._tenant
+
+    # Files
+
+    async def open(self, path: bytes, pflags: int, attrs: SFTPAttrs) -> OpenFile:
+        target = VirtualPath.parse(path)
+        if not pflags & _MODIFYING_FLAGS:
+            if target.is_root:
+                raise SFTPFailure("/ is a folder, not a file")
+            return ReadHandle(target, self._fs.open_for_reading(target))
+        self._check_writable(target, "upload to")
+        problem = name_error(target.name) or self._rules.name_error(target.name)
+        if problem:
+            self._refuse_upload(target, problem)
+        existing = self._fs.lookup(target)
+        if existing is not None:
+            if stat.S_ISDIR(existing.st_mode):
+                raise SFTPFailure(f"{target} is a folder, not a file")
+            if not stat.S_ISREG(existing.st_mode):
+                raise SFTPPermissionDenied(f"{target} is not a regular file and cannot be replaced")
+            if pflags & FXF_EXCL:
+                raise asyncssh.SFTPFileAlreadyExists(f"{target} already exists")
+        elif not pflags & FXF_CREAT:
+            raise SFTPNoSuchFile(f"{target}: no such file")
+        incoming = IncomingFile(self._fs, target, self._rules.max_bytes,
+                                self._rules.too_large_message(), append=bool(pflags & FXF_APPEND))
+        if existing is not None and not pflags & FXF_TRUNC:
+            try:
+                incoming.seed(target)
+            except BaseException:
+                incoming.discard()
+                raise
+        return incoming
+
+    def read(self, file_obj: object, offset: int, size: int) -> bytes:
+        return _handle(file_obj).read(offset, size)
+
+    def write(self, file_obj: object, offset: int, data: bytes) -> int:
+        handle = _handle(file_obj)
+        try:
+            return handle.write(offset, data)
+        except UploadTooLarge as exc:
+            self._refuse_upload(handle.path, str(exc.reason), exc)
+
+    def close(self, file_obj: object) -> Awaitable[None] | None:
+        """Publish an upload the client closed; discard one left open when the session ended."""
+        by_client = _closed_by_client()
+        handle = _handle(file_obj)
+        if isinstance(handle, ReadHandle):
+            handle.close()
+            return None
+        if not handle.open:
+            return None
+        if not by_client:
+            handle.discard()
+            log.warning("upload.aborted", tenant=self._tenant, path=handle.path.relative,
+                        received=handle.size, reason="session ended before the file was closed")
+            return None
+        return self._finish(handle)
+
+    def fsetstat(self, file_obj: object, attrs: SFTPAttrs) -> None:
+        handle = _handle(file_obj)
+        if isinstance(handle, ReadHandle):
+            raise SFTPPermissionDenied(f"{handle.path} was opened for reading only")
+        times = _requested_times(attrs, handle.path)
+        if times:
+            handle.set_times(times)
+
+    def fsync(self, file_obj: object) -> None:
+        handle = _handle(file_obj)
+        if isinstance(handle, IncomingFile):
+            handle.fsync()
+
+    # Changes to names
+
+    def setstat(self, path: bytes, attrs: SFTPAttrs) -> None:
+        target = VirtualPath.parse(path)
+        self._check_writable(target, "change")
+        times = _requested_times(attrs, target)
+        if times:
+            self._fs.set_times(target, times)
+
+    def lsetstat(self, path: bytes, attrs: SFTPAttrs) -> None:
+        self.setstat(path, attrs)
+
+    def remove(self, path: bytes) -> None:
+        target = VirtualPath.parse(path)
+        self._check_writable(target, "delete")
+        self._fs.unlink(target)
+
+    def mkdir(self, path: bytes, attrs: SFTPAttrs) -> None:
+        target = VirtualPath.parse(path)
+        self._check_writable(target, "create folders in")
+        problem = name_error(target.name)
+        if problem:
+            raise SFTPPermissionDenied(f"folder refused: {problem}")
+        self._fs.mkdir(target)
+
+    def rmdir(self, path: bytes) -> None:
+        target = VirtualPath.parse(path)
+        self._check_writable(target, "delete")
+        self._fs.rmdir(target)
+
+    async def rename(self, oldpath: bytes, newpath: bytes) -> None:
+        await self._rename(oldpath, newpath, replace=False)
+
+    async def posix_rename(self, oldpath: bytes, newpath: bytes) -> None:
+        await self._rename(oldpath, newpath, replace=True)
+
+    # Refused outright
+
+    def readlink(self, path: bytes) -> NoReturn:
+        raise SFTPPermissionDenied("symbolic links are not supported on this server")
+
+    def symlink(self, oldpath: bytes, newpath: bytes) -> NoReturn:
+        raise SFTPPermissionDenied("creating symbolic links is not allowed on this server")
+
+    def link(self, oldpath: bytes, newpath: bytes) -> NoReturn:
+        raise SFTPPermissionDenied("creating hard links is not allowed on this server")
+
+    def open56(self, path: bytes, desired_access: int, flags: int, attrs: SFTPAttrs) -> NoReturn:
+        raise SFTPOpUnsupported("only SFTP version 3 is supported")
+
+    def statvfs(self, path: bytes) -> NoReturn:
+        raise SFTPOpUnsupported("file system statistics are not available")
+
+    def fstatvfs(self, file_obj: object) -> NoReturn:
+        raise SFTPOpUnsupported("file system statistics are not available")
+
+    def exit(self) -> None:
+        log.info("sftp.session.ended", tenant=self._tenant, source=self._source)
+
+    # Helpers
+
+    async def _finish(self, upload: IncomingFile) -> None:
+        size, sha256 = await upload.finish()
+        if self._rules.is_temporary(upload.path.name):
+            return
+        await self._recorder.completed(
+            self._tenant, upload.path.relative, self._local(upload.path), size, sha256
+        )
+
+    async def _rename(self, oldpath: bytes, newpath: bytes, replace: bool) -> None:
+        source = VirtualPath.parse(oldpath)
+        target = VirtualPath.parse(newpath)
+        self._check_writable(source, "move")
+        self._check_writable(target, "move to")
+        mode = self._fs.lstat(source).st_mode
+        if stat.S_ISREG(mode):
+            problem = name_error(target.name) or self._rules.name_error(target.name)
+            if problem:
+                self._refuse_upload(target, problem)
+        elif stat.S_ISDIR(mode):
+            problem = name_error(target.name)
+            if problem:
+                raise SFTPPermissionDenied(f"rename refused: {problem}")
+        else:
+            raise SFTPPermissionDenied(f"{source}: only files and folders can be renamed")
+        self._fs.rename(source, target, replace)
+        completes_upload = (
+            stat.S_ISREG(mode)
+            and self._rules.is_temporary(source.name)
+            and not self._rules.is_temporary(target.name)
+        )
+        if completes_upload:
+            size, sha256 = await asyncio.to_thread(self._fs.digest, target)
+            await self._recorder.completed(
+                self._tenant, target.relative, self._local(target), size, sha256
+            )
+
+    def _check_writable(self, path: VirtualPath, action: str) -> None:
+        if path.in_inbox:
+            return
+        if path.parts and path.parts[0] == OUTBOX:
+            raise SFTPPermissionDenied(f"cannot {action} {path}: {OUTBOX}/ is read-only")
+        raise SFTPPermissionDenied(
+            f"cannot {action} {path}: only the contents of {INBOX}/ can be changed"
+        )
+
+    def _refuse_upload(self, path: VirtualPath, problem: str, cause: SFTPError | None = None) -> NoReturn:
+        message = problem if problem.startswith("upload refused") else f"upload refused: {problem}"
+        log.warning("upload.refused", tenant=self._tenant, path=path.relative, reason=message)
+        self.channel.write_stderr(f"sftpd: {path}: {message}\n".encode())
+        if cause is not None:
+            raise cause
+        raise SFTPPermissionDenied(message)
+
+    def _local(self, path: VirtualPath) -> Path:
+        return self._fs.root.joinpath(*path.parts)
+
+    @staticmethod
+    async def _names(
+        folder: VirtualPath, entries: list[tuple[str, os.stat_result]]
+    ) -> AsyncIterator[SFTPName]:
+        for name, info in entries:
+            yield SFTPName(name.encode(), attrs=_attrs(info, folder.child(name)))
+
+
+def _handle(file_obj: object) -> OpenFile:
+    if not isinstance(file_obj, (ReadHandle, IncomingFile)):
+        raise asyncssh.SFTPInvalidHandle("invalid file handle")
+    return file_obj
+
+
+def _attrs(info: os.stat_result, path: VirtualPath) -> SFTPAttrs:
+    """The attributes shown to the tenant: write bits only where it may write."""
+    attrs = SFTPAttrs.from_local(info)
+    if path.parts[:1] != (INBOX,) and attrs.permissions is not None:
+        attrs.permissions &= ~_WRITE_BITS
+    return attrs
+
+
+def _requested_times(attrs: SFTPAttrs, path: VirtualPath) -> tuple[int, int] | None:
+    """The (atime, mtime) in nanoseconds a setstat asks for; other changes are refused.
+
+    Permission bits sent along with times (``put -p``, WinSCP's "preserve timestamp") are
+    ignored rather than refused, so those uploads succeed quietly; permissions alone are refused.
+    """
+    fixed = [name for name in _FIXED_ATTRIBUTES if getattr(attrs, name, None) is not None]
+    if fixed or (attrs.permissions is not None and attrs.mtime is None and attrs.atime is None):
+        asked = ", ".join(fixed or ["permissions"])
+        raise SFTPPermissionDenied(f"{path}: only file times can be changed here, not {asked}")
+    if attrs.atime is None and attrs.mtime is None:
+        return None
+    if attrs.mtime is not None:
+        mtime = _nanoseconds(attrs.mtime, attrs.mtime_ns)
+    else:
+        mtime = _nanoseconds(attrs.atime, attrs.atime_ns)
+    atime = _nanoseconds(attrs.atime, attrs.atime_ns) if attrs.atime is not None else mtime
+    return atime, mtime
+
+
+def _nanoseconds(seconds: int, nanoseconds: int | None) -> int:
+    return seconds * _NANOSECONDS + (nanoseconds or 0)
+

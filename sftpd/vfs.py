@@ -1,0 +1,361 @@
+"""A tenant's chroot: virtual paths, and safe access to the files behind them.
+
+A client path is normalised lexically (``..`` stops at the virtual root, as in an OpenSSH
+chroot) and then walked one directory at a time with ``O_NOFOLLOW`` from the tenant's root, so
+no symbolic link is ever followed: not a link planted in ``in/`` pointing elsewhere, not a link
+swapped in while the walk runs. Every operation ends in an ``*at`` call on the directory the walk
+opened, never on a path string the kernel would resolve again.
+
+The root shows only ``in/`` and ``out/``. Uploads in progress are written to a hidden staging
+folder, :data:`STAGING_DIR`, beside them; it is not reachable from any client path, and it is not
+inside ``in/``, so no one scanning ``in/`` ever sees a partial file.
+
+Policy (who may write where) is :mod:`sftpd.sftp`'s business; this module only makes sure an
+operation lands on the file the path names, inside the root.
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import os
+import secrets
+import stat
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import ParamSpec, TypeVar
+
+from asyncssh import (
+    SFTPError,
+    SFTPFailure,
+    SFTPFileAlreadyExists,
+    SFTPInvalidFilename,
+    SFTPNoSpaceOnFilesystem,
+    SFTPNoSuchFile,
+    SFTPPermissionDenied,
+)
+
+INBOX = "in"
+OUTBOX = "out"
+ROOT_FOLDERS = (INBOX, OUTBOX)
+STAGING_DIR = ".incoming"
+
+FILE_MODE = 0o640
+DIR_MODE = 0o750
+STAGING_MODE = 0o700
+# The longest file name Linux file systems accept, in bytes.
+MAX_NAME_BYTES = 255
+
+_HASH_CHUNK_BYTES = 1024 * 1024
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+_READ_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+
+
+@dataclass(frozen=True)
+class VirtualPath:
+    """A normalised path inside a tenant's root: ``()`` is the root, ``("in", "a.csv")`` a file."""
+
+    parts: tuple[str, ...]
+
+    @classmethod
+    def parse(cls, raw: bytes) -> VirtualPath:
+        """Normalise a client path; relative paths are relative to the root."""
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            raise SFTPInvalidFilename("file names must be UTF-8") from None
+        if "\x00" in text:
+            raise SFTPInvalidFilename("file names must not contain NUL")
+        parts: list[str] = []
+        for part in text.split("/"):
+            if part in ("", "."):
+                continue
+            if part == "..":
+                if parts:
+                    parts.pop()
+                continue
+            parts.append(part)
+        return cls(tuple(parts))
+
+    @property
+    def name(self) -> str:
+        return self.parts[-1] if self.parts else ""
+
+    @property
+    def parent(self) -> VirtualPath:
+        return VirtualPath(self.parts[:-1])
+
+    @property
+    def is_root(self) -> bool:
+        return not self.parts
+
+    @property
+    def is_root_folder(self) -> bool:
+        """``/in`` or ``/out`` themselves, which a tenant may use but never change."""
+        return len(self.parts) == 1
+
+    @property
+    def in_inbox(self) -> bool:
+        """Strictly below ``/in``: the only place a tenant may create, change or delete."""
+        return len(self.parts) >= 2 and self.parts[0] == INBOX
+
+    @property
+    def relative(self) -> str:
+        """The path relative to the tenant's root, as the upload history records it."""
+        return "/".join(self.parts)
+
+    def child(self, name: str) -> VirtualPath:
+        return VirtualPath((*self.parts, name))
+
+    def __str__(self) -> str:
+        return "/" + self.relative
+
+
+def name_error(name: str) -> str | None:
+    """Why ``name`` cannot be given to a new file or folder, or None if it can."""
+    if len(name.encode("utf-8")) > MAX_NAME_BYTES:
+        return f"{name[:40]!r}...: names are limited to {MAX_NAME_BYTES} bytes"
+    if any(ord(ch) < 32 or ord(ch) == 127 for ch in name):
+        return f"{name!r}: names must not contain control characters"
+    if "\\" in name:
+        return f"{name!r}: names must not contain a backslash"
+    return None
+
+
+class TenantFileSystem:
+    """The files under one tenant's root, reached without following any link."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    @contextmanager
+    def directory(self, path: VirtualPath) -> Iterator[int]:
+        """An open descriptor of the directory ``path`` names."""
+        fd = self._walk(path)
+        try:
+            yield fd
+        finally:
+            os.close(fd)
+
+    @contextmanager
+    def parent(self, path: VirtualPath) -> Iterator[tuple[int, str]]:
+        """The open parent directory of ``path`` and the name inside it (not the root)."""
+        if path.is_root:
+            raise SFTPPermissionDenied("/: the root folder cannot be changed")
+        if path.is_root_folder and path.name not in ROOT_FOLDERS:
+            raise SFTPNoSuchFile(f"{path}: no such file or folder")
+        with self.directory(path.parent) as fd:
+            yield fd, path.name
+
+    def lstat(self, path: VirtualPath) -> os.stat_result:
+        """The attributes of ``path`` itself; a link is reported as a link, never followed."""
+        if path.is_root:
+            with self.directory(path) as fd:
+                return os.fstat(fd)
+        with self.parent(path) as (fd, name):
+            try:
+                return os.stat(name, dir_fd=fd, follow_symlinks=False)
+            except OSError as exc:
+                raise translate(exc, path) from None
+
+    def lookup(self, path: VirtualPath) -> os.stat_result | None:
+        """Like :meth:`lstat`, but None when only the last part of ``path`` is missing."""
+        with self.parent(path) as (fd, name):
+            try:
+                return os.stat(name, dir_fd=fd, follow_symlinks=False)
+            except FileNotFoundError:
+                return None
+            except OSError as exc:
+                raise translate(exc, path) from None
+
+    def list(self, path: VirtualPath) -> list[tuple[str, os.stat_result]]:
+        """The names in a directory with their attributes, sorted; the root shows in/ and out/."""
+        entries: list[tuple[str, os.stat_result]] = []
+        with self.directory(path) as fd, os.scandir(fd) as scan:
+            for entry in scan:
+                if path.is_root and entry.name not in ROOT_FOLDERS:
+                    continue
+                try:
+                    entries.append((entry.name, entry.stat(follow_symlinks=False)))
+                except FileNotFoundError:
+                    continue
+        entries.sort()
+        return entries
+
+    def open_for_reading(self, path: VirtualPath) -> int:
+        """A descriptor for reading the regular file ``path``."""
+        with self.parent(path) as (dir_fd, name):
+            try:
+                fd = os.open(name, _READ_FLAGS, dir_fd=dir_fd)
+            except OSError as exc:
+                raise translate(exc, path) from None
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            os.close(fd)
+            if stat.S_ISDIR(mode):
+                raise SFTPFailure(f"{path} is a folder, not a file")
+            raise SFTPPermissionDenied(f"{path} is not a regular file")
+        return fd
+
+    def digest(self, path: VirtualPath) -> tuple[int, str]:
+        """The size and sha256 of the regular file ``path``."""
+        fd = self.open_for_reading(path)
+        sha256 = hashlib.sha256()
+        size = 0
+        try:
+            while chunk := os.read(fd, _HASH_CHUNK_BYTES):
+                sha256.update(chunk)
+                size += len(chunk)
+        finally:
+            os.close(fd)
+        return size, sha256.hexdigest()
+
+    def mkdir(self, path: VirtualPath) -> None:
+        with self.parent(path) as (fd, name):
+            _call(path, os.mkdir, name, DIR_MODE, dir_fd=fd)
+
+    def rmdir(self, path: VirtualPath) -> None:
+        with self.parent(path) as (fd, name):
+            _call(path, os.rmdir, name, dir_fd=fd)
+
+    def unlink(self, path: VirtualPath) -> None:
+        with self.parent(path) as (fd, name):
+            if stat.S_ISDIR(_call(path, os.stat, name, dir_fd=fd, follow_symlinks=False).st_mode):
+                raise SFTPFailure(f"{path} is a folder; remove it with rmdir")
+            _call(path, os.unlink, name, dir_fd=fd)
+
+    def rename(self, source: VirtualPath, target: VirtualPath, replace: bool) -> None:
+        """Move ``source`` to ``target``; without ``replace`` an existing target is an error."""
+        with self.parent(source) as (source_fd, source_name), \
+                self.parent(target) as (target_fd, target_name):
+            if not replace and _exists(target_name, target_fd):
+                raise SFTPFileAlreadyExists(f"{target} already exists")
+            try:
+                os.rename(source_name, target_name, src_dir_fd=source_fd, dst_dir_fd=target_fd)
+            except OSError as exc:
+                raise translate(exc, source if exc.errno == errno.ENOENT else target) from None
+
+    def set_times(self, path: VirtualPath, times_ns: tuple[int, int]) -> None:
+        with self.parent(path) as (fd, name):
+            _call(path, os.utime, name, ns=times_ns, dir_fd=fd, follow_symlinks=False)
+
+    @contextmanager
+    def staging(self, create: bool = True) -> Iterator[int]:
+        """The staging folder of uploads in progress, created on first use."""
+        with self.directory(VirtualPath(())) as root_fd:
+            if create:
+                try:
+                    os.mkdir(STAGING_DIR, STAGING_MODE, dir_fd=root_fd)
+                except FileExistsError:
+                    pass
+            fd = os.open(STAGING_DIR, _DIR_FLAGS, dir_fd=root_fd)
+        try:
+            yield fd
+        finally:
+            os.close(fd)
+
+    def new_staging_file(self) -> tuple[str, int]:
+        """A fresh, empty file in the staging folder: its name and a read-write descriptor."""
+        name = f"{secrets.token_hex(8)}.part"
+        with self.staging() as fd:
+            flags = os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+            return name, os.open(name, flags, FILE_MODE, dir_fd=fd)
+
+    def discard_staging_file(self, name: str) -> None:
+        with self.staging() as fd:
+            try:
+                os.unlink(name, dir_fd=fd)
+            except FileNotFoundError:
+                pass
+
+    def publish(self, staging_name: str, target: VirtualPath) -> None:
+        """Move a finished staging file to ``target`` in one atomic step, replacing a file there."""
+        with self.staging() as staging_fd, self.parent(target) as (target_fd, name):
+            try:
+                os.rename(staging_name, name, src_dir_fd=staging_fd, dst_dir_fd=target_fd)
+            except OSError as exc:
+                raise translate(exc, target) from None
+
+    def clear_staging(self) -> int:
+        """Delete leftovers of uploads that never finished (after a crash); returns how many."""
+        try:
+            with self.staging(create=False) as fd:
+                names = os.listdir(fd)
+                for name in names:
+                    os.unlink(name, dir_fd=fd)
+        except FileNotFoundError:
+            return 0
+        return len(names)
+
+    def _walk(self, path: VirtualPath) -> int:
+        fd = os.open(self.root, _DIR_FLAGS)
+        try:
+            for depth, part in enumerate(path.parts):
+                if depth == 0 and part not in ROOT_FOLDERS:
+                    raise SFTPNoSuchFile(f"{path}: no such file or folder")
+                try:
+                    next_fd = os.open(part, _DIR_FLAGS, dir_fd=fd)
+                except OSError as exc:
+                    here = VirtualPath(path.parts[: depth + 1])
+                    if exc.errno == errno.ENOTDIR and _is_link(part, fd):
+                        exc = OSError(errno.ELOOP, "symbolic link")
+                    raise translate(exc, here) from None
+                os.close(fd)
+                fd = next_fd
+        except BaseException:
+            os.close(fd)
+            raise
+        return fd
+
+
+def translate(exc: OSError, path: VirtualPath) -> SFTPError | OSError:
+    """An SFTP status that names the virtual path, never the real one."""
+    code = exc.errno
+    if code == errno.ENOENT:
+        return SFTPNoSuchFile(f"{path}: no such file or folder")
+    if code == errno.ELOOP:
+        return SFTPPermissionDenied(f"{path} is a symbolic link; links are not followed")
+    if code == errno.ENOTDIR:
+        return SFTPNoSuchFile(f"{path}: a part of this path is not a folder")
+    if code == errno.EEXIST:
+        return SFTPFileAlreadyExists(f"{path} already exists")
+    if code == errno.ENOTEMPTY:
+        return SFTPFailure(f"{path}: the folder is not empty")
+    if code == errno.EISDIR:
+        return SFTPFailure(f"{path} is a folder")
+    if code in (errno.EACCES, errno.EPERM):
+        return SFTPPermissionDenied(f"{path}: permission denied")
+    if code == errno.EINVAL:
+        return SFTPFailure(f"{path}: invalid operation (a folder cannot move into itself)")
+    if code in (errno.ENOSPC, errno.EDQUOT):
+        return SFTPNoSpaceOnFilesystem("the server is out of space; try again later")
+    if code == errno.ENAMETOOLONG:
+        return SFTPInvalidFilename(f"{path}: name too long")
+    return exc
+
+
+def _call(path: VirtualPath, func: Callable[_P, _R], *args: _P.args, **kwargs: _P.kwargs) -> _R:
+    """Run an ``*at`` call, turning its OSError into a status that names ``path``."""
+    try:
+        return func(*args, **kwargs)
+    except OSError as exc:
+        raise translate(exc, path) from None
+
+
+def _exists(name: str, dir_fd: int) -> bool:
+    try:
+        os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+    except FileNotFoundError:
+        return False
+    return True
+
+
+def _is_link(name: str, dir_fd: int) -> bool:
+    try:
+        return stat.S_ISLNK(os.stat(name, dir_fd=dir_fd, follow_symlinks=False).st_mode)
+    except OSError:
+        return False

@@ -1,0 +1,85 @@
+"""The OpenSSH ``sftp`` binary in batch mode: the client most customers' scripts use."""
+
+from __future__ import annotations
+
+import hashlib
+
+from tests.conftest import TEST_PASSWORD
+from tests.sftpd.clients import OpenSSHClient
+from tests.sftpd.conftest import TENANT, RunningServer
+
+CSV = b"call_record_id,name\n1,Sale\n2,Lead\n"
+
+
+async def test_put_ls_and_get_from_out(server: RunningServer, openssh: OpenSSHClient) -> None:
+    (openssh.work_dir / "calls.csv").write_bytes(CSV)
+    (server.outbox() / "report.csv").write_bytes(b"row,status\n1,ok\n")
+
+    run = await openssh.run(TENANT, TEST_PASSWORD, [
+        "put calls.csv in/",
+        "ls -l in",
+        "get out/report.csv fetched.csv",
+        "ls out",
+    ])
+
+    assert run.returncode == 0, run.stderr
+    assert (server.inbox() / "calls.csv").read_bytes() == CSV
+    assert "calls.csv" in run.stdout and "report.csv" in run.stdout
+    assert (openssh.work_dir / "fetched.csv").read_bytes() == b"row,status\n1,ok\n"
+    [upload] = server.recorded()
+    assert (upload.path, upload.size) == ("in/calls.csv", len(CSV))
+    assert upload.sha256 == hashlib.sha256(CSV).hexdigest()
+
+
+async def test_put_recursive_creates_sub_folders(server: RunningServer, openssh: OpenSSHClient) -> None:
+    batch = openssh.work_dir / "batch-2024"
+    (batch / "east").mkdir(parents=True)
+    (batch / "signals.csv").write_bytes(CSV)
+    (batch / "east" / "leads.xlsx").write_bytes(b"PK\x03\x04 not really a workbook")
+
+    run = await openssh.run(TENANT, TEST_PASSWORD, ["put -r batch-2024 in/"])
+
+    assert run.returncode == 0, run.stderr
+    assert (server.inbox() / "batch-2024" / "signals.csv").read_bytes() == CSV
+    assert (server.inbox() / "batch-2024" / "east" / "leads.xlsx").is_file()
+    assert sorted(upload.path for upload in server.recorded()) == [
+        "in/batch-2024/east/leads.xlsx",
+        "in/batch-2024/signals.csv",
+    ]
+
+
+async def test_rejected_put_shows_the_reason(server: RunningServer, openssh: OpenSSHClient) -> None:
+    (openssh.work_dir / "notes.txt").write_bytes(b"hello\n")
+
+    run = await openssh.run(TENANT, TEST_PASSWORD, ["put notes.txt in/"])
+
+    assert run.returncode != 0
+    assert "file type .txt is not accepted; use CSV, XLS, XLSX" in run.stderr
+    assert not (server.inbox() / "notes.txt").exists()
+    assert server.recorded() == []
+
+
+async def test_oversize_put_shows_the_limit(make_server, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    server = await make_server(server__max_upload_bytes=64 * 1024)
+    openssh = OpenSSHClient(tmp_path, server.port)
+    (tmp_path / "big.csv").write_bytes(b"x" * (200 * 1024))
+
+    run = await openssh.run(TENANT, TEST_PASSWORD, ["put big.csv in/"])
+
+    assert run.returncode != 0
+    assert "larger than the limit of 65536 bytes" in run.stderr
+    assert list(server.inbox().iterdir()) == []
+    assert list(server.staging().iterdir()) == []
+    assert server.recorded() == []
+
+
+async def test_writes_outside_in_are_refused(server: RunningServer, openssh: OpenSSHClient) -> None:
+    (openssh.work_dir / "calls.csv").write_bytes(CSV)
+
+    for command in ("put calls.csv /calls.csv", "put calls.csv out/", "mkdir out/x", "mkdir /x"):
+        run = await openssh.run(TENANT, TEST_PASSWORD, [command])
+        assert run.returncode != 0, command
+        assert "Permission denied" in run.stderr, command
+
+    assert sorted(path.name for path in server.tenants.folders(TENANT).root.iterdir()) == ["in", "out"]
+    assert list(server.outbox().iterdir()) == []
