@@ -1,0 +1,109 @@
+"""sftpctl, driven through its entry point against a private data dir."""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import pytest
+
+from core.config import Settings
+from service.sftpctl import main
+from tests.conftest import TEST_PASSWORD
+
+
+@pytest.fixture
+def ctl(settings: Settings, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch):
+    """Run sftpctl with ``args``; returns (exit code, stdout, stderr)."""
+
+    def run(*args: str, stdin: str = "") -> tuple[int, str, str]:
+        monkeypatch.setattr("sys.stdin", io.StringIO(stdin))
+        code = main(["--data-dir", str(settings.data_dir), *args])
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    return run
+
+
+def test_add_generates_a_password_and_prints_it_once(ctl) -> None:
+    code, out, _ = ctl("tenant", "add", "acme", "--email", "ops@acme.example")
+    assert code == 0 and "password: " in out
+    password = out.split("password: ")[1].split()[0]
+    assert len(password) >= 20
+    code, out, _ = ctl("tenant", "show", "acme")
+    assert code == 0 and password not in out and "ops@acme.example" in out
+
+
+def test_password_from_stdin_is_not_echoed(ctl) -> None:
+    code, out, _ = ctl("tenant", "add", "acme", "--email", "ops@acme.example", "--password-stdin",
+                       stdin=TEST_PASSWORD + "\n")
+    assert code == 0 and TEST_PASSWORD not in out
+
+
+def test_list_json_and_table(ctl) -> None:
+    ctl("tenant", "add", "acme", "--email", "ops@acme.example")
+    ctl("tenant", "add", "beta", "--email", "it@beta.example")
+    code, out, _ = ctl("--json", "tenant", "list")
+    rows = json.loads(out)
+    assert code == 0 and [row["name"] for row in rows] == ["acme", "beta"]
+    code, out, _ = ctl("tenant", "list", "--json")
+    assert json.loads(out) == rows
+    code, out, _ = ctl("tenant", "list")
+    assert out.splitlines()[0].split()[:3] == ["NAME", "EMAIL", "LOGIN"]
+
+
+def test_errors_are_one_line_and_non_zero(ctl) -> None:
+    code, out, err = ctl("tenant", "show", "ghost")
+    assert code == 1 and err.strip() == "sftpctl: no tenant named 'ghost'" and out == ""
+    code, _, err = ctl("tenant", "add", "Bad Name", "--email", "x@y.example")
+    assert code == 1 and len(err.strip().splitlines()) == 1 and "invalid tenant name" in err
+    code, _, err = ctl("tenant", "add", "acme", "--email", "x@y.example", "--password-stdin", stdin="short\n")
+    assert code == 1 and "too short" in err
+
+
+def test_remove_keeps_files_and_passwd_restores_the_login(ctl, settings: Settings) -> None:
+    ctl("tenant", "add", "acme", "--email", "ops@acme.example")
+    kept = settings.tenants_dir / "acme" / "in" / "kept.csv"
+    kept.write_text("a\n1\n")
+    code, out, _ = ctl("tenant", "remove", "acme")
+    assert code == 0 and "wait" in out
+    _, out, _ = ctl("--json", "tenant", "list")
+    assert json.loads(out)[0]["login"] == "removed" and kept.exists()
+    code, _, _ = ctl("tenant", "passwd", "acme", "--password-stdin", stdin=TEST_PASSWORD + "\n")
+    _, out, _ = ctl("--json", "tenant", "list")
+    assert code == 0 and json.loads(out)[0]["login"] == "yes"
+
+
+def test_purge_needs_confirmation(ctl, settings: Settings) -> None:
+    ctl("tenant", "add", "acme", "--email", "ops@acme.example")
+    code, _, err = ctl("tenant", "purge", "acme")
+    assert code == 1 and "--yes" in err and (settings.tenants_dir / "acme").exists()
+    code, _, _ = ctl("tenant", "purge", "acme", "--yes")
+    assert code == 0 and not (settings.tenants_dir / "acme").exists()
+    assert ctl("tenant", "show", "acme")[0] == 1
+
+
+def test_token_show_and_rotate(ctl) -> None:
+    ctl("tenant", "add", "acme", "--email", "ops@acme.example")
+    _, first, _ = ctl("token", "show", "acme")
+    _, rotated, _ = ctl("token", "rotate", "acme")
+    _, shown, _ = ctl("token", "show", "acme")
+    assert first.strip() != rotated.strip() == shown.strip()
+
+
+def test_data_dictionary(ctl) -> None:
+    ctl("tenant", "add", "acme", "--email", "ops@acme.example")
+    assert ctl("fields", "add", "acme", "plan_type", "score")[0] == 0
+    _, out, _ = ctl("--json", "fields", "list", "acme")
+    assert json.loads(out) == ["plan_type", "score"]
+    ctl("fields", "remove", "acme", "score")
+    _, out, _ = ctl("fields", "list", "acme")
+    assert out.split() == ["plan_type"]
+
+
+def test_bad_config_file_is_reported(ctl, tmp_path: Path) -> None:
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[server]\nlisten_port = 'x'\n")
+    code, _, err = ctl("--config", str(bad), "tenant", "list")
+    assert code == 2 and "listen_port" in err
