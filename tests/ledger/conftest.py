@@ -1,0 +1,70 @@
+"""A real ledger server on a free loopback port, and tenants with their own HTTP clients."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import httpx
+import pytest
+
+from core.config import Settings
+from core.tenants import Tenant, TenantStore
+from ledger.server import ApiServer
+from tests.conftest import TEST_PASSWORD
+from tests.ledger.helpers import TenantClient
+
+DICTIONARY = ["Campaign", "Zip Code", "Agent"]
+
+
+CHEAP_ARGON2_MEMORY_KIB = 1024
+
+
+@pytest.fixture
+def settings(settings: Settings) -> Settings:
+    """The shared settings with cheap password hashing (logins are not under test here) and no
+    rate limit, so tests that post a lot are not throttled; rate-limit tests set their own."""
+    return settings.replace(
+        passwords__argon2_memory_kib=CHEAP_ARGON2_MEMORY_KIB,
+        passwords__argon2_time_cost=1,
+        api__rate_limit_requests=0,
+    )
+
+
+@pytest.fixture
+async def api(settings: Settings, tenants: TenantStore) -> AsyncIterator[ApiServer]:
+    server = ApiServer(settings, tenants)
+    await server.start()
+    yield server
+    await server.close()
+
+
+@pytest.fixture
+async def http(api: ApiServer) -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(base_url=api.url) as client:
+        yield client
+
+
+def add_tenant(tenants: TenantStore, name: str) -> Tenant:
+    tenant = tenants.add(name, f"ops@{name}.example", TEST_PASSWORD)
+    tenants.add_fields(name, DICTIONARY)
+    return tenant
+
+
+@pytest.fixture
+def acme(tenants: TenantStore) -> Tenant:
+    return add_tenant(tenants, "acme")
+
+
+@pytest.fixture
+def globex(tenants: TenantStore) -> Tenant:
+    return add_tenant(tenants, "globex")
+
+
+@pytest.fixture
+def client(http: httpx.AsyncClient, acme: Tenant) -> TenantClient:
+    return TenantClient(http, acme.api_token)
+
+
+@pytest.fixture
+def other_client(http: httpx.AsyncClient, globex: Tenant) -> TenantClient:
+    return TenantClient(http, globex.api_token)
