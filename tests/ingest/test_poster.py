@@ -1,0 +1,264 @@
+"""Posting against a real HTTP server on loopback: rate limit, retries, and what each answer means."""
+
+from __future__ import annotations
+
+import csv
+import email
+import email.policy
+import email.utils
+import time
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+
+from core.config import Settings
+from core.db import Database
+from core.tenants import Tenant, TenantStore
+from core.uploads import UploadStore
+from ingest.pipeline import Ingest
+from ingest.processor import RunSummary
+from ingest.ratelimit import RateLimiter
+from tests.ingest.conftest import FakeApi, drop, errors, stall, status
+
+
+def signals(count: int, start: int = 1) -> str:
+    lines = ["transaction_id,name,partner_unique_id"]
+    lines += [f"T{n},Sale,{n}" for n in range(start, start + count)]
+    return "\n".join(lines) + "\n"
+
+
+async def post(ingest: Ingest, tenants: TenantStore, uploads: UploadStore, content: str,
+               name: str = "sales.csv") -> RunSummary:
+    upload, path = drop(tenants, uploads, "acme", f"in/{name}", content)
+    await ingest.stage(upload, path)
+    return await ingest.run()
+
+
+def report_rows(summary: RunSummary, index: int = 0) -> dict[str, list[str]]:
+    """Row number -> [status, transaction id, error] from a run's report."""
+    report = summary.files[index].report
+    assert report is not None
+    with open(report, encoding="utf-8-sig", newline="") as stream:
+        lines = list(csv.reader(stream))
+    start = lines.index(["row", "status", "transaction_id", "error"]) + 1
+    return {line[0]: line[1:] for line in lines[start:]}
+
+
+def mails(ingest: Ingest) -> list[str]:
+    """The text of each mail written to the .eml outbox, decoded."""
+    folder = ingest.settings.mail_outbox
+    paths = sorted(folder.glob("*.eml")) if folder.exists() else []
+    messages = [email.message_from_bytes(path.read_bytes(), policy=email.policy.default) for path in paths]
+    return [message.get_body(("plain",)).get_content() for message in messages]  # type: ignore[union-attr]
+
+
+@pytest.fixture
+def limited(ingest_settings: Settings, state_db: Database, tenants: TenantStore, uploads: UploadStore) -> Ingest:
+    settings = ingest_settings.replace(post__rate_limit_requests=5, post__rate_limit_window_seconds=1.0)
+    return Ingest(settings, state_db, tenants, uploads)
+
+
+async def test_rate_limit_holds_as_the_server_sees_it_across_files(
+    limited: Ingest, tenants: TenantStore, uploads: UploadStore, tenant: Tenant, fake_api: FakeApi
+) -> None:
+    for name, start in (("a.csv", 1), ("b.csv", 7)):
+        upload, path = drop(tenants, uploads, "acme", f"in/{name}", signals(6, start))
+        await limited.stage(upload, path)
+    summary = await limited.run()
+    await limited.aclose()
+    assert summary.run.posted == 12
+    arrivals = [request.at for request in fake_api.received]
+    assert len(arrivals) == 12
+    # No window of 1 s ever holds more than 5: the 6th request after any request is >= 1 s later.
+    assert all(arrivals[i + 5] - arrivals[i] >= 1.0 for i in range(len(arrivals) - 5))
+
+
+async def test_rate_limit_counts_sends_of_an_earlier_run(
+    limited: Ingest, tenants: TenantStore, uploads: UploadStore, tenant: Tenant, fake_api: FakeApi,
+    ingest_settings: Settings, state_db: Database,
+) -> None:
+    await post(limited, tenants, uploads, signals(4), "a.csv")
+    await limited.aclose()
+    # Another process (a new Ingest) posting right after must count those 4 sends.
+    other = Ingest(limited.settings, state_db, tenants, uploads)
+    await post(other, tenants, uploads, signals(4, start=5), "b.csv")
+    await other.aclose()
+    arrivals = [request.at for request in fake_api.received]
+    assert all(arrivals[i + 5] - arrivals[i] >= 1.0 for i in range(len(arrivals) - 5))
+
+
+async def test_limiter_lets_a_burst_through_then_waits_for_the_window() -> None:
+    limiter = RateLimiter(2, 0.2)
+    started = time.monotonic()
+    for _ in range(2):
+        await limiter.acquire()
+        limiter.release()
+    assert time.monotonic() - started < 0.2
+    await limiter.acquire()
+    assert time.monotonic() - started >= 0.2
+    with pytest.raises(ValueError, match="limit >= 1"):
+        RateLimiter(0, 1.0)
+
+
+async def test_403_and_404_are_row_errors_with_the_servers_message(
+    ingest: Ingest, tenants: TenantStore, uploads: UploadStore, tenant: Tenant, fake_api: FakeApi
+) -> None:
+    fake_api.answer(
+        errors(404, "RecordNotFound", "No call found. Please refer to the documentation."),
+        errors(403, "RecordInvalid", "Validation failed: transaction_id or start_time_t must be present"),
+    )
+    summary = await post(ingest, tenants, uploads, signals(3))
+    rows = report_rows(summary)
+    assert rows["2"] == ["failed", "", "RecordNotFound: No call found. Please refer to the documentation."]
+    assert rows["3"] == ["failed", "", "RecordInvalid: Validation failed: transaction_id or start_time_t"
+                                       " must be present"]
+    assert rows["4"][0] == "posted"
+    assert len(fake_api.received) == 3  # row errors are not retried
+    assert summary.files[0].state == "partly failed"
+    [mail] = mails(ingest)
+    assert "1 posted, 2 failed" in mail
+
+
+@pytest.fixture
+def patient(ingest_settings: Settings, state_db: Database, tenants: TenantStore, uploads: UploadStore) -> Ingest:
+    """Waits up to 5 s when the server asks for it (longer would end this run's posting)."""
+    return Ingest(ingest_settings.replace(post__backoff_max_seconds=5.0), state_db, tenants, uploads)
+
+
+async def test_429_is_retried_after_retry_after_seconds(
+    patient: Ingest, tenants: TenantStore, uploads: UploadStore, tenant: Tenant, fake_api: FakeApi
+) -> None:
+    ingest = patient
+    fake_api.answer(status(429, {"errors": {"class": "RateLimited"}}, {"Retry-After": "1"}))
+    summary = await post(ingest, tenants, uploads, signals(1))
+    await ingest.aclose()
+    assert summary.ok
+    first, second = fake_api.received
+    assert second.key == first.key
+    assert second.at - first.at >= 1.0
+
+
+async def test_a_retry_after_beyond_the_longest_backoff_ends_this_runs_posting(
+    ingest: Ingest, tenants: TenantStore, uploads: UploadStore, tenant: Tenant, fake_api: FakeApi
+) -> None:
+    fake_api.answer(status(429, {"errors": {"class": "RateLimited", "invalid_data": "slow down"}},
+                           {"Retry-After": "3600"}))
+    summary = await post(ingest, tenants, uploads, signals(2))
+    assert len(fake_api.received) == 1
+    assert summary.run.pending == 2
+    assert any("asked to retry after 3600s" in problem for problem in summary.problems)
+
+
+async def test_retry_after_may_be_an_http_date(
+    patient: Ingest, tenants: TenantStore, uploads: UploadStore, tenant: Tenant, fake_api: FakeApi
+) -> None:
+    ingest = patient
+    when = email.utils.format_datetime(datetime.now(timezone.utc) + timedelta(seconds=2), usegmt=True)
+    fake_api.answer(status(503, headers={"Retry-After": when}))
+    summary = await post(ingest, tenants, uploads, signals(1))
+    await ingest.aclose()
+    assert summary.ok
+    first, second = fake_api.received
+    assert second.at - first.at >= 0.5  # the date has one-second resolution
+
+
+async def test_5xx_and_time_outs_are_retried(
+    ingest_settings: Settings, state_db: Database, tenants: TenantStore, uploads: UploadStore,
+    tenant: Tenant, fake_api: FakeApi,
+) -> None:
+    ingest = Ingest(ingest_settings.replace(post__timeout_seconds=0.2), state_db, tenants, uploads)
+    fake_api.answer(status(502), stall(1.0))
+    summary = await post(ingest, tenants, uploads, signals(1))
+    await ingest.aclose()
+    assert summary.ok
+    assert len(fake_api.received) == 3
+    assert summary.files[0].state == "posted"
+
+
+async def test_destination_down_for_the_whole_run_keeps_rows_pending(
+    ingest: Ingest, tenants: TenantStore, uploads: UploadStore, tenant: Tenant, fake_api: FakeApi
+) -> None:
+    fake_api.answer(*[status(503)] * 3)  # max_attempts is 3 in these tests
+    summary = await post(ingest, tenants, uploads, signals(3))
+    assert len(fake_api.received) == 3  # only the first row was tried; the rest wait
+    assert (summary.run.posted, summary.run.failed, summary.run.pending) == (0, 0, 3)
+    assert summary.files == [] and not summary.ok
+    [upload] = uploads.list("acme")
+    assert upload.state == "processing"
+    [mail] = mails(ingest)
+    assert "The destination is not answering" in mail and "HTTP 503" in mail
+    # Next run, the destination is back: every row lands once.
+    again = await ingest.run()
+    assert again.run.posted == 3 and again.files[0].state == "posted"
+    assert sorted(fake_api.applied.values()) == [1, 2, 3]
+
+
+async def test_a_row_the_server_keeps_failing_is_failed_once_others_got_through(
+    ingest: Ingest, tenants: TenantStore, uploads: UploadStore, tenant: Tenant, fake_api: FakeApi
+) -> None:
+    async def answer_row_2_with_500(request, body):  # type: ignore[no-untyped-def]
+        from tests.ingest.conftest import idempotent
+        if body["search"]["transaction_id"] == "T2":
+            return await status(500, {"detail": "boom"})(request, body)
+        return await idempotent(fake_api, request.headers.get("idempotency-key"))
+
+    fake_api.answer(*[answer_row_2_with_500] * 10)
+    summary = await post(ingest, tenants, uploads, signals(3))
+    rows = report_rows(summary)
+    assert rows["3"] == ["failed", "", "HTTP 500: boom (after 3 attempts)"]
+    assert rows["2"][0] == rows["4"][0] == "posted"
+
+
+async def test_connection_refused_means_down(
+    ingest_settings: Settings, state_db: Database, tenants: TenantStore, uploads: UploadStore, tenant: Tenant,
+) -> None:
+    from tests.conftest import free_port
+    ingest = Ingest(ingest_settings.replace(api__listen_port=free_port()), state_db, tenants, uploads)
+    summary = await post(ingest, tenants, uploads, signals(2))
+    await ingest.aclose()
+    assert summary.run.pending == 2
+    assert any("cannot reach http://127.0.0.1" in problem for problem in summary.problems)
+
+
+async def test_401_stops_the_tenant_and_mails_without_the_token(
+    ingest: Ingest, tenants: TenantStore, uploads: UploadStore, tenant: Tenant, fake_api: FakeApi
+) -> None:
+    fake_api.answer(errors(401, "Unauthorized", "Invalid oauth token"))
+    summary = await post(ingest, tenants, uploads, signals(3))
+    assert len(fake_api.received) == 1
+    assert summary.run.pending == 3
+    [mail] = mails(ingest)
+    assert "refused this account's token (HTTP 401)" in mail
+    assert tenant.api_token not in mail
+    again = await ingest.run()
+    assert again.run.posted == 3 and again.ok
+    assert all(count == 0 for count in fake_api.repeats.values())
+
+
+async def test_a_feed_with_its_own_destination_and_token(
+    ingest: Ingest, tenants: TenantStore, uploads: UploadStore, tenant: Tenant, fake_api: FakeApi
+) -> None:
+    ingest.feeds.set("acme", f'name = "remote"\ntemplate = "signals"\n[mapping]\nkind = "signal"\n'
+                             f'[destination]\nurl = "{fake_api.base_url}"\ntoken = "feed-secret"\n')
+    upload, path = drop(tenants, uploads, "acme", "in/remote/x.csv", signals(1))
+    await ingest.stage(upload, path)
+    summary = await ingest.run()
+    assert summary.ok
+    [request] = fake_api.received
+    assert request.body["oauth_token"] == "feed-secret"
+    assert request.path == "/api/2020-10-01/transactions/signals.json"
+    assert request.key is not None and len(request.key) == 64
+
+
+def test_nothing_is_left_in_the_send_log_from_older_windows(tmp_path: Path) -> None:
+    from ingest.store import SendLog, migrate
+    from core.tenants import open_state
+    db = open_state(tmp_path / "state.db")
+    migrate(db)
+    log = SendLog(db)
+    log.record("k", 100.0)
+    log.record("k", 200.0)
+    log.prune(150.0)
+    assert log.since("k", 0.0) == [200.0]
+    db.close()

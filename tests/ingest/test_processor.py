@@ -1,0 +1,259 @@
+"""A run end to end: queue, post, report, states; tenants that wait; a crash and its resumption."""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from starlette.requests import Request
+from starlette.responses import Response
+
+from core.config import Settings
+from core.db import Database
+from core.tenants import Tenant, TenantStore
+from core.uploads import UploadStore
+from ingest.pipeline import Ingest
+from ingest.processor import RunSummary
+from tests.conftest import TEST_PASSWORD
+from tests.ingest.conftest import FakeApi, drop, idempotent
+
+SIGNALS = "transaction_id,name,partner_unique_id,sale_amount\nT1,Sale,1,10.50\nT2,Sale,2,12.345\nT3,Quote,3,\n"
+
+
+def signals(count: int, ids: list[str] | None = None) -> str:
+    ids = ids or [f"T{n}" for n in range(1, count + 1)]
+    return "transaction_id,name,partner_unique_id\n" + "".join(f"{tid},Sale,{n}\n" for n, tid in enumerate(ids, 1))
+
+
+def read_report(path: str | None) -> tuple[dict[str, str], list[list[str]]]:
+    assert path is not None
+    with open(path, encoding="utf-8-sig", newline="") as stream:
+        lines = list(csv.reader(stream))
+    blank = lines.index([])
+    return dict(lines[:blank]), lines[blank + 2:]
+
+
+async def stage(ingest: Ingest, tenants: TenantStore, uploads: UploadStore, relative: str, content: str,
+                tenant: str = "acme") -> int:
+    upload, path = drop(tenants, uploads, tenant, relative, content)
+    await ingest.stage(upload, path)
+    return upload.id
+
+
+async def test_a_clean_file_is_posted_reported_and_not_mailed(
+    ingest: Ingest, tenants: TenantStore, uploads: UploadStore, tenant: Tenant, fake_api: FakeApi
+) -> None:
+    upload_id = await stage(ingest, tenants, uploads, "in/sales.csv", signals(3))
+    summary = await ingest.run()
+    assert summary.ok and summary.run.status == "finished"
+    assert (summary.run.files, summary.run.posted) == (1, 3)
+    [request] = [r for r in fake_api.received if r.body["search"]["transaction_id"] == "T1"]
+    assert request.body == {"search": {"transaction_id": "T1"}, "signal": {"name": "Sale", "partner_unique_id": "1"},
+                            "oauth_token": tenant.api_token}
+    head, rows = read_report(summary.files[0].report)
+    assert (head["result"], head["rows posted"]) == ("posted", "3")
+    assert [row[:2] for row in rows] == [["2", "posted"], ["3", "posted"], ["4", "posted"]]
+    assert all(row[2].startswith("T-") for row in rows)
+    assert Path(summary.files[0].report).parent == tenants.folders("acme").outbox  # type: ignore[arg-type]
+    assert uploads.get(upload_id).state == "posted"  # type: ignore[union-attr]
+    assert not ingest.settings.mail_outbox.exists()
+
+
+async def test_bad_rows_are_rejected_and_the_rest_posted(
+    ingest: Ingest, tenants: TenantStore, uploads: UploadStore, tenant: Tenant, fake_api: FakeApi
+) -> None:
+    await stage(ingest, tenants, uploads, "in/sales.csv", SIGNALS)
+    summary = await ingest.run()
+    assert not summary.ok
+    assert (summary.run.posted, summary.run.rejected) == (2, 1)
+    _, rows = read_report(summary.files[0].report)
+    assert rows[1][:2] == ["3", "rejected"] and "sale_amount" in rows[1][3]
+    assert len(list(ingest.settings.mail_outbox.glob("*.eml"))) == 1
+
+
+@pytest.mark.parametrize(
+    ("relative", "content", "reason"),
+    [
+        ("in/sales.csv", "transaction_id,partner_unique_id\nT1,1\n", "name"),
+        ("in/orders/sales.csv", signals(1), "no feed named 'orders'"),
+        ("in/sales.txt", signals(1), "file type .txt is not accepted"),
+    ],
+)
+async def test_a_refused_file_is_rejected_with_a_report_and_a_mail(
+    ingest: Ingest, tenants: TenantStore, uploads: UploadStore, tenant: Tenant, fake_api: FakeApi,
+    relative: str, content: str, reason: str,
+) -> None:
+    upload_id = await stage(ingest, tenants, uploads, relative, content)
+    summary = await ingest.run()
+    assert fake_api.received == []
+    [item] = summary.files
+    assert item.state == "rejected" and reason in item.error
+    head, _ = read_report(item.report)
+    assert head["result"] == "rejected" and reason in head["reason"]
+    record = uploads.get(upload_id)
+    assert record is not None and record.state == "rejected" and reason in record.detail
+    [mail] = ingest.settings.mail_outbox.glob("*.eml")
+    assert Path(item.report).name in mail.read_text(encoding="utf-8")  # type: ignore[arg-type]
+
+
+async def test_one_mail_per_tenant_per_run_with_every_report(
+    ingest: Ingest, tenants: TenantStore, uploads: UploadStore, tenant: Tenant, fake_api: FakeApi
+) -> None:
+    await stage(ingest, tenants, uploads, "in/a.csv", SIGNALS)
+    await stage(ingest, tenants, uploads, "in/b.csv", "nonsense\n")
+    summary = await ingest.run()
+    assert len(summary.files) == 2
+    [mail] = ingest.settings.mail_outbox.glob("*.eml")
+    text = mail.read_text(encoding="utf-8")
+    assert all(Path(item.report).name in text for item in summary.files)  # type: ignore[arg-type]
+
+
+async def test_files_of_a_tenant_without_login_wait_until_it_has_one(
+    ingest: Ingest, tenants: TenantStore, uploads: UploadStore, tenant: Tenant, fake_api: FakeApi
+) -> None:
+    upload_id = await stage(ingest, tenants, uploads, "in/sales.csv", signals(2))
+    tenants.remove_login("acme")
+    summary = await ingest.run()
+    assert fake_api.received == [] and summary.files == []
+    assert summary.problems == ["tenant 'acme' has no login; its files wait unprocessed"]
+    assert uploads.get(upload_id).state == "staged"  # type: ignore[union-attr]
+    tenants.set_password("acme", TEST_PASSWORD)
+    summary = await ingest.run()
+    assert summary.ok and summary.run.posted == 2
+
+
+async def test_disabled_tenants_wait_and_a_run_can_be_for_one_tenant(
+    ingest: Ingest, tenants: TenantStore, uploads: UploadStore, tenant: Tenant, fake_api: FakeApi
+) -> None:
+    tenants.add("beta", "it@beta.example", TEST_PASSWORD)
+    await stage(ingest, tenants, uploads, "in/a.csv", signals(1))
+    await stage(ingest, tenants, uploads, "in/b.csv", signals(2), tenant="beta")
+    summary = await ingest.run(tenant="beta")
+    assert [item.tenant for item in summary.files] == ["beta"] and summary.run.tenant == "beta"
+    tenants.set_enabled("acme", False)
+    summary = await ingest.run()
+    assert summary.files == [] and "tenant 'acme' is disabled" in summary.problems[0]
+
+
+async def test_progress_reports_files_and_rows(
+    ingest: Ingest, tenants: TenantStore, uploads: UploadStore, tenant: Tenant, fake_api: FakeApi
+) -> None:
+    await stage(ingest, tenants, uploads, "in/sales.csv", signals(12))
+    events: list[tuple[str, dict[str, Any]]] = []
+    await ingest.run(progress=lambda event, **fields: events.append((event, fields)))
+    names = [event for event, _ in events]
+    assert names == ["run.started", "file.started", "file.queued", "post.started", "post.progress",
+                     "post.progress", "file.done", "run.finished"]
+    assert [fields for event, fields in events if event == "post.progress"] == [
+        {"done": 10, "total": 12}, {"done": 12, "total": 12}]
+
+
+async def test_a_crash_with_a_request_in_flight_loses_nothing_and_repeats_nothing_that_changes_data(
+    ingest_settings: Settings, state_db: Database, tenants: TenantStore, uploads: UploadStore,
+    tenant: Tenant, fake_api: FakeApi,
+) -> None:
+    server_applied_row_4 = asyncio.Event()
+    release = asyncio.Event()
+
+    async def apply_then_hang(request: Request, body: dict[str, Any]) -> Response:
+        await idempotent(fake_api, request.headers.get("idempotency-key"))
+        server_applied_row_4.set()
+        await release.wait()
+        return Response(status_code=201)
+
+    async def normal(request: Request, body: dict[str, Any]) -> Response:
+        return await idempotent(fake_api, request.headers.get("idempotency-key"))
+
+    fake_api.answer(normal, normal, normal, apply_then_hang)
+    first = Ingest(ingest_settings, state_db, tenants, uploads)
+    upload_id = await stage(first, tenants, uploads, "in/sales.csv", signals(8))
+    run = asyncio.create_task(first.run())
+    await asyncio.wait_for(server_applied_row_4.wait(), 10)
+    run.cancel()  # the process dies: row 4 was applied by the server, its answer never recorded
+    with pytest.raises(asyncio.CancelledError):
+        await run
+    release.set()
+    await first.aclose()
+
+    second = Ingest(ingest_settings, state_db, tenants, uploads)
+    summary = await second.run()
+    await second.aclose()
+    assert summary.run.posted == 5 and summary.ok  # rows 4..8: 4 again, then the rest
+    assert len(fake_api.applied) == 8  # every row applied ...
+    assert fake_api.repeats == {fake_api.received[3].key: 1}  # ... once; only row 4 came twice, as a no-op
+    head, rows = read_report(summary.files[0].report)
+    assert head["rows posted"] == "8" and [row[1] for row in rows] == ["posted"] * 8
+    assert uploads.get(upload_id).state == "posted"  # type: ignore[union-attr]
+    [interrupted, finished] = second.runs(10)[::-1]
+    assert interrupted.status == "interrupted" and finished.status == "finished"
+
+
+async def test_a_crash_after_queueing_before_any_post_resumes_from_the_outbox(
+    ingest_settings: Settings, state_db: Database, tenants: TenantStore, uploads: UploadStore,
+    tenant: Tenant, fake_api: FakeApi,
+) -> None:
+    class Crash(Exception):
+        pass
+
+    def die_once_queued(event: str, **fields: Any) -> None:
+        if event == "post.started":
+            raise Crash
+
+    first = Ingest(ingest_settings, state_db, tenants, uploads)
+    await stage(first, tenants, uploads, "in/sales.csv", signals(5))
+    with pytest.raises(Crash):
+        await first.run(progress=die_once_queued)
+    await first.aclose()
+    assert fake_api.received == []
+    assert first.runs(1)[0].status == "failed"
+    # A newer upload of the same path does not supersede a file already queued.
+    await stage(first, tenants, uploads, "in/sales.csv", signals(1, ids=["T9"]))
+    second = Ingest(ingest_settings, state_db, tenants, uploads)
+    summary = await second.run()
+    await second.aclose()
+    assert summary.run.posted == 6 and summary.run.files == 1
+    assert sorted(r.body["search"]["transaction_id"] for r in fake_api.received) == [
+        "T1", "T2", "T3", "T4", "T5", "T9"]
+
+
+async def test_crash_and_resume_against_the_embedded_ledger(
+    settings: Settings, state_db: Database, tenants: TenantStore, uploads: UploadStore, tenant: Tenant,
+) -> None:
+    from ledger.server import ApiServer
+
+    fast = settings.replace(post__rate_limit_requests=3, post__rate_limit_window_seconds=0.3,
+                            post__backoff_base_seconds=0.01, post__backoff_max_seconds=0.05)
+    api = ApiServer(fast, tenants)
+    await api.start()
+    try:
+        ingest = Ingest(fast, state_db, tenants, uploads)
+        calls = "customer_id,call_start,call_end\n" + "".join(
+            f"c{n},2026-03-08T1{n}:00:00Z,2026-03-08T1{n}:05:00Z\n" for n in range(6))
+        await stage(ingest, tenants, uploads, "in/calls/calls.csv", calls)
+        made = await ingest.run()
+        assert made.ok, made
+        _, rows = read_report(made.files[0].report)
+        call_ids = [row[2] for row in rows]
+        await stage(ingest, tenants, uploads, "in/sales.csv", signals(6, ids=call_ids))
+        run = asyncio.create_task(ingest.run())
+        while ingest.upload_states("acme")[0].posted < 2:
+            await asyncio.sleep(0.01)
+        run.cancel()
+        await asyncio.gather(run, return_exceptions=True)
+        await ingest.aclose()
+        resumed = Ingest(fast, state_db, tenants, uploads)
+        summary = await resumed.run()
+        await resumed.aclose()
+        assert summary.ok and summary.files[0].posted == 6
+        async with httpx.AsyncClient(base_url=api.url) as http:
+            response = await http.get("/api/2020-10-01/transactions.json",
+                                      params={"transaction_type": "signal", "oauth_token": tenant.api_token})
+        signals_seen = response.json()
+        assert len(signals_seen) == 6  # one transaction per row: nothing lost, no correction made
+        assert all(row["corrects_transaction_id"] is None for row in signals_seen)
+    finally:
+        await api.close()

@@ -1,0 +1,188 @@
+"""Staging: snapshots, feed folders, supersede, and the scan for files that arrived another way."""
+
+from __future__ import annotations
+
+import os
+import stat
+import time
+from pathlib import Path
+
+import pytest
+
+from core.tenants import Tenant, TenantStore
+from core.uploads import UploadStore
+from ingest.pipeline import Ingest
+from tests.ingest.conftest import FakeApi, drop
+
+SIGNALS = "transaction_id,name,partner_unique_id\nT1,Sale,1\n"
+NEWER = "transaction_id,name,partner_unique_id\nT1,Sale,1\nT2,Sale,2\n"
+
+
+def make_old(path: Path, seconds: float = 600.0) -> None:
+    """Back-date a file's mtime, as if it had been sitting there for a while."""
+    moment = time.time() - seconds
+    os.utime(path, (moment, moment))
+
+
+async def test_stage_snapshots_the_upload(ingest: Ingest, tenants: TenantStore, uploads: UploadStore,
+                                          tenant: Tenant) -> None:
+    upload, path = drop(tenants, uploads, "acme", "in/sales.csv", SIGNALS)
+    staged = await ingest.stage(upload, path)
+    assert staged is not None and staged.feed == "signals" and staged.sha256 == upload.sha256
+    snapshot = Path(staged.snapshot)
+    assert snapshot == ingest.settings.data_dir / "staging" / "acme" / str(upload.id) / "sales.csv"
+    assert stat.S_IMODE(snapshot.stat().st_mode) == 0o600
+    assert uploads.get(upload.id).state == "staged"  # type: ignore[union-attr]
+    # The customer's later changes to in/ do not reach the snapshot.
+    path.write_text("garbage", encoding="utf-8")
+    assert snapshot.read_text(encoding="utf-8") == SIGNALS
+
+
+async def test_feed_folder_picks_the_feed(ingest: Ingest, tenants: TenantStore, uploads: UploadStore,
+                                          tenant: Tenant) -> None:
+    upload, path = drop(tenants, uploads, "acme", "in/calls/day.csv", "x")
+    staged = await ingest.stage(upload, path)
+    assert staged is not None and (staged.feed, staged.error) == ("calls", "")
+
+
+async def test_unknown_feed_folder_is_staged_with_the_reason(ingest: Ingest, tenants: TenantStore,
+                                                             uploads: UploadStore, tenant: Tenant) -> None:
+    upload, path = drop(tenants, uploads, "acme", "in/orders/day.csv", SIGNALS)
+    staged = await ingest.stage(upload, path)
+    assert staged is not None
+    assert staged.error.startswith("no feed named 'orders'")
+    assert "feeds: signals, calls" in staged.error
+
+
+async def test_a_file_changed_before_staging_is_superseded(ingest: Ingest, tenants: TenantStore,
+                                                           uploads: UploadStore, tenant: Tenant) -> None:
+    upload, path = drop(tenants, uploads, "acme", "in/sales.csv", SIGNALS)
+    path.write_text(NEWER, encoding="utf-8")
+    assert await ingest.stage(upload, path) is None
+    record = uploads.get(upload.id)
+    assert record is not None and record.state == "superseded"
+    assert not (ingest.settings.data_dir / "staging" / "acme" / str(upload.id)).exists()
+
+
+async def test_a_file_removed_before_staging_is_rejected_with_a_reason(
+    ingest: Ingest, tenants: TenantStore, uploads: UploadStore, tenant: Tenant
+) -> None:
+    upload, path = drop(tenants, uploads, "acme", "in/sales.csv", SIGNALS)
+    path.unlink()
+    assert await ingest.stage(upload, path) is None
+    record = uploads.get(upload.id)
+    assert record is not None and (record.state, record.detail) == (
+        "rejected", "the file was removed before it could be staged")
+
+
+async def test_upload_of_the_same_path_supersedes_the_waiting_one(
+    ingest: Ingest, tenants: TenantStore, uploads: UploadStore, tenant: Tenant, fake_api: FakeApi
+) -> None:
+    first, path = drop(tenants, uploads, "acme", "in/sales.csv", SIGNALS)
+    ingest.on_upload(first, path)
+    await ingest.settled()
+    second, path = drop(tenants, uploads, "acme", "in/sales.csv", NEWER)
+    ingest.on_upload(second, path)
+    await ingest.settled()
+    older = uploads.get(first.id)
+    assert older is not None and (older.state, older.detail) == ("superseded", f"superseded by upload {second.id}")
+    assert not (ingest.settings.data_dir / "staging" / "acme" / str(first.id)).exists()
+    summary = await ingest.run()
+    assert [item.upload_id for item in summary.files] == [second.id]
+    # Processed once, in the latest version: T1 once, T2 once.
+    assert sorted(r.body["search"]["transaction_id"] for r in fake_api.received) == ["T1", "T2"]
+
+
+async def test_an_older_upload_staged_late_does_not_replace_a_newer_one(
+    ingest: Ingest, tenants: TenantStore, uploads: UploadStore, tenant: Tenant
+) -> None:
+    first, _ = drop(tenants, uploads, "acme", "in/sales.csv", SIGNALS)
+    first_copy = tenants.folders("acme").root / "first.csv"
+    first_copy.write_text(SIGNALS, encoding="utf-8")
+    second, path = drop(tenants, uploads, "acme", "in/sales.csv", NEWER)
+    await ingest.stage(second, path)
+    late = await ingest.stage(first, first_copy)
+    assert late is not None and late.state == "superseded"
+    newest = ingest.staged.get(second.id)
+    assert newest is not None and newest.state == "staged"
+
+
+async def test_an_upload_after_the_run_claimed_the_file_is_the_next_file(
+    ingest: Ingest, tenants: TenantStore, uploads: UploadStore, tenant: Tenant, fake_api: FakeApi
+) -> None:
+    first, path = drop(tenants, uploads, "acme", "in/sales.csv", SIGNALS)
+    await ingest.stage(first, path)
+    await ingest.run()
+    second, path = drop(tenants, uploads, "acme", "in/sales.csv", NEWER)
+    await ingest.stage(second, path)
+    assert uploads.get(first.id).state == "posted"  # type: ignore[union-attr]
+    assert uploads.get(second.id).state == "staged"  # type: ignore[union-attr]
+
+
+@pytest.fixture
+def scanning(ingest: Ingest) -> Ingest:
+    """Scans consider files stable after 5 seconds without a change."""
+    ingest.scanner.stable_seconds = 5.0
+    return ingest
+
+
+async def test_scan_stages_a_file_once_it_is_stable(scanning: Ingest, tenants: TenantStore,
+                                                    uploads: UploadStore, tenant: Tenant) -> None:
+    inbox = tenants.folders("acme").inbox
+    copied = inbox / "copied.csv"
+    copied.write_text(SIGNALS, encoding="utf-8")
+    assert await scanning.scan() == []  # first sight
+    assert await scanning.scan() == []  # unchanged, but written just now: maybe still being written
+    make_old(copied)
+    assert await scanning.scan() == []  # the mtime changed since the last look
+    [staged] = await scanning.scan()
+    assert (staged.path, staged.feed) == ("in/copied.csv", "signals")
+    [upload] = uploads.list("acme")
+    assert (upload.source, upload.state, upload.size) == ("scan", "staged", len(SIGNALS))
+    assert await scanning.scan() == []  # known now: never staged twice
+    assert len(uploads.list("acme")) == 1
+
+
+async def test_scan_skips_hidden_and_in_progress_names(scanning: Ingest, tenants: TenantStore,
+                                                       tenant: Tenant) -> None:
+    inbox = tenants.folders("acme").inbox
+    for relative in (".hidden.csv", "part.csv.filepart", ".sync/inner.csv"):
+        target = inbox / relative
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(SIGNALS, encoding="utf-8")
+        make_old(target)
+    assert await scanning.scan() == [] and await scanning.scan() == []
+
+
+async def test_scan_leaves_alone_files_that_came_through_sftp(
+    scanning: Ingest, tenants: TenantStore, uploads: UploadStore, tenant: Tenant
+) -> None:
+    upload, path = drop(tenants, uploads, "acme", "in/calls/day.csv", SIGNALS)
+    await scanning.stage(upload, path)
+    make_old(path)
+    assert await scanning.scan() == [] and await scanning.scan() == []
+    assert [item.id for item in uploads.list("acme")] == [upload.id]
+
+
+async def test_scan_stages_an_upload_recorded_but_never_staged(
+    scanning: Ingest, tenants: TenantStore, uploads: UploadStore, tenant: Tenant
+) -> None:
+    upload, path = drop(tenants, uploads, "acme", "in/sales.csv", SIGNALS)  # crash before staging
+    make_old(path)
+    await scanning.scan()
+    [staged] = await scanning.scan()
+    assert staged.upload_id == upload.id
+    assert [item.id for item in uploads.list("acme")] == [upload.id]
+
+
+async def test_scan_records_a_changed_file_as_a_new_upload(
+    scanning: Ingest, tenants: TenantStore, uploads: UploadStore, tenant: Tenant
+) -> None:
+    upload, path = drop(tenants, uploads, "acme", "in/sales.csv", SIGNALS)
+    await scanning.stage(upload, path)
+    path.write_text(NEWER, encoding="utf-8")
+    make_old(path)
+    await scanning.scan()
+    [staged] = await scanning.scan()
+    assert staged.upload_id != upload.id
+    assert uploads.get(upload.id).state == "superseded"  # type: ignore[union-attr]
