@@ -295,7 +295,7 @@ class TenantFileSystem:
         fd = os.open(self.root, _DIR_FLAGS)
         try:
             for depth, part in enumerate(path.parts):
-                if depth == 0 and part not in ROOT_FOLDERS:
+                if (depth == 0 and part not in ROOT_FOLDERS) or part in (".", ".."):
                     raise SFTPNoSuchFile(f"{path}: no such file or folder")
                 try:
                     next_fd = os.open(part, _DIR_FLAGS, dir_fd=fd)
