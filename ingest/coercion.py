@@ -11,8 +11,10 @@ Error messages name the value and what was expected, never the column: the calle
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Callable, Sequence
+from datetime import datetime
 from zoneinfo import ZoneInfo
 
 from core.clock import iso
@@ -54,12 +56,14 @@ _DECIMAL = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)", re.ASCII)
 _MONEY = re.compile(r"-?\d+(?:\.\d{1,2})?", re.ASCII)
 _MONEY_DIGITS = re.compile(r"-?\d+(?:\.\d+)?", re.ASCII)
 _PHONE = re.compile(r"\+[1-9]\d{7,14}", re.ASCII)
+_CANONICAL_TIMESTAMP = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z", re.ASCII)
 
 
+@functools.lru_cache(maxsize=None)
 def checker(type_name: str, tz: ZoneInfo) -> Checker:
     """The checker of one value of ``type_name``; Signal API timestamps are read in ``tz``."""
     if type_name == "timestamp":
-        return lambda value: iso(parse_timestamp(value, tz))
+        return functools.partial(_timestamp, tz=tz)
     try:
         return _CHECKERS[type_name]
     except KeyError:
@@ -120,8 +124,26 @@ def _text(value: str) -> str:
     return value
 
 
+def _timestamp(value: str, tz: ZoneInfo) -> str:
+    if _CANONICAL_TIMESTAMP.fullmatch(value):
+        _valid_canonical(value)
+        return value
+    return iso(parse_timestamp(value, tz))
+
+
 def _iso_utc(value: str) -> str:
+    if _CANONICAL_TIMESTAMP.fullmatch(value):
+        _valid_canonical(value)
+        return value
     return iso(parse_iso_utc(value))
+
+
+def _valid_canonical(value: str) -> None:
+    """A canonical timestamp that is well-formed may still name a day that does not exist."""
+    try:
+        datetime.fromisoformat(value)
+    except ValueError as exc:
+        raise ValueError(f"{value!r} is not a valid date and time: {exc}") from None
 
 
 def _bool(value: str) -> str:

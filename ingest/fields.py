@@ -9,7 +9,7 @@ for calls. Custom and marketing data fields must exist in the tenant's data dict
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import NamedTuple
 
 __all__ = [
     "DICTIONARY_SECTIONS",
@@ -19,6 +19,7 @@ __all__ = [
     "OPEN_SECTIONS",
     "SEARCH_KEYS",
     "Target",
+    "by_name",
     "parse_target",
     "target_type",
 ]
@@ -76,9 +77,8 @@ DICTIONARY_SECTIONS = frozenset({"custom_data", "data"})
 SEARCH_KEYS = ("transaction_id", "call_record_id", "call_start_time")
 
 
-@dataclass(frozen=True)
-class Target:
-    """Where a value goes in a request: ``section.field``."""
+class Target(NamedTuple):
+    """Where a value goes in a request: ``section.field``. A tuple, as it is looked up per value."""
 
     section: str
     field: str
@@ -96,21 +96,21 @@ def parse_target(kind: str, text: str) -> Target:
     fixed = FIXED_FIELDS[kind]
     if dot and field in fixed.get(section, {}):
         return Target(section, field)
-    choices = "; ".join(f"{name}.{'|'.join(fields)}" for name, fields in fixed.items())
+    choices = "; ".join(
+        f"{name}.X (X: {', '.join(fields)})" for name, fields in fixed.items()
+    )
     raise ValueError(
-        f"{text!r} is not a field of a {kind} request; use {choices}, {OPEN_SECTIONS[kind]}.NAME"
+        f"{text!r} is not a field of a {kind} request; use {choices}; {OPEN_SECTIONS[kind]}.NAME;"
         f" or {IGNORE!r}"
     )
 
 
 def target_type(target: Target) -> str:
     """The value type a target requires."""
-    if target.section in OPEN_SECTION_TYPES:
-        return OPEN_SECTION_TYPES[target.section]
-    for sections in FIXED_FIELDS.values():
-        if target.field in sections.get(target.section, {}):
-            return sections[target.section][target.field]
-    raise KeyError(str(target))
+    type_name = OPEN_SECTION_TYPES.get(target.section) or _FIXED_TYPES.get(target)
+    if type_name is None:
+        raise KeyError(str(target))
+    return type_name
 
 
 def by_name(kind: str, column: str) -> Target | None:
@@ -120,3 +120,11 @@ def by_name(kind: str, column: str) -> Target | None:
         if name in fields:
             return Target(section, name)
     return None
+
+
+_FIXED_TYPES = {
+    Target(section, name): type_name
+    for sections in FIXED_FIELDS.values()
+    for section, names in sections.items()
+    for name, type_name in names.items()
+}

@@ -28,7 +28,7 @@ import functools
 import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from importlib import resources
+from pathlib import Path
 from typing import Any
 
 from ingest.coercion import TYPE_NAMES
@@ -44,6 +44,9 @@ __all__ = [
 ]
 
 EXTRA_COLUMN_RULES = ("custom_data", "ignored", "forbidden")
+
+# Package data (see pyproject.toml); a plain path, as the package may be installed in any layout.
+TEMPLATES_DIR = Path(__file__).with_name("templates")
 
 _TEMPLATE_KEYS = frozenset({"name", "description", "extends", "ordered", "extra_columns", "columns"})
 _COLUMN_KEYS = frozenset({"name", "type", "required", "choices", "description"})
@@ -153,15 +156,12 @@ def get_template(name: str) -> Template:
 
 
 def _shipped_names() -> list[str]:
-    folder = resources.files("ingest") / "templates"
-    return sorted(
-        entry.name.removesuffix(".toml") for entry in folder.iterdir() if entry.name.endswith(".toml")
-    )
+    return sorted(entry.stem for entry in TEMPLATES_DIR.glob("*.toml"))
 
 
 def _load_shipped(name: str) -> Template:
     """One shipped template, read on its own so that shipped templates can extend each other."""
-    entry = resources.files("ingest") / "templates" / f"{name}.toml"
+    entry = TEMPLATES_DIR / f"{name}.toml"
     try:
         template = parse_template(tomllib.loads(entry.read_text(encoding="utf-8")))
     except TemplateError as exc:

@@ -1,0 +1,208 @@
+"""Map a validated row to the request that carries it to its destination.
+
+Three kinds of request, all JSON, paths relative to the destination's API base:
+
+* signal, ``POST /transactions/signals.json`` [invoca-signal-api.rst]:
+  ``{"search": {...}, "signal": {...}, "custom_data": [{"name": ..., "value": ...}]}``. The token
+  is not in the body; the poster adds ``oauth_token``. Re-posting the same signal is a no-op.
+* call, ``POST /calls.json``: ``{"call": {"external_id", "start_time", "duration_in_seconds",
+  "calling_phone_number"?, "attributes": {...}}}``. ``external_id`` is ``customer_id|call_start``,
+  so a re-sent call row names the same call.
+* lookup row, ``POST /lookup_tables/{table}/rows``:
+  ``{"primary_key": ..., "secondary_key"?: ..., "data": {...}}``.
+
+Timestamps are always sent as ISO 8601 UTC with milliseconds (``2016-04-11T20:00:00.000Z``),
+whatever format the file used. The Signal API would parse the other formats itself, but it would
+read the Excel style in *its* zone, not the tenant's; one unambiguous format avoids that, and also
+gives equal keys to equal instants written differently. Missing values are left out, so the API
+applies its defaults (``value`` true, ``partner_unique_id`` empty, ``occurred_at_time`` now).
+
+Each request has a key: the sha256 of its kind, method, path and the sorted ``field=value`` pairs
+its body is made of (a canonical form of the body that is much cheaper than canonical JSON). Equal
+requests have equal keys, whatever the column order of their files, so an outbox can refuse to
+queue a request twice.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, NamedTuple
+from zoneinfo import ZoneInfo
+
+from ingest.coercion import checker
+from ingest.feeds import Feed
+from ingest.fields import Target, target_type
+
+__all__ = ["CALL_PATH", "LOOKUP_PATH", "SIGNAL_PATH", "DestinationRequest", "map_row"]
+
+SIGNAL_PATH = "/transactions/signals.json"
+CALL_PATH = "/calls.json"
+LOOKUP_PATH = "/lookup_tables/{table}/rows"
+METHOD = "POST"
+
+# Fields the API takes as JSON numbers; every other value is sent as text, as in the API's examples.
+_INTEGER_FIELDS = frozenset({Target("search", "duration_in_seconds")})
+
+
+@dataclass(frozen=True)
+class DestinationRequest:
+    kind: str
+    method: str
+    path: str
+    body: dict[str, Any]
+    key: str
+
+
+def map_row(feed: Feed, values: dict[str, str | None], tz: ZoneInfo) -> DestinationRequest:
+    """The request for one row, ``values`` as ``ingest.validate`` returns them.
+
+    Every value is normalised again for the field it goes to (cheaply, as it is already canonical),
+    so raw text works too; a value that does not fit raises ValueError, as does a row that lacks
+    a required field.
+    """
+    plan = _plan(feed, tuple(values), tz)
+    row = list(values.values())
+    sections: dict[str, dict[str, Any]] = {section: {} for section in plan.sections}
+    parts = []
+    for section, field, label, column, position, constant, check, integer in plan.steps:
+        value = constant if position is None else row[position]
+        if value is None:
+            continue
+        if check is not None:
+            try:
+                value = check(value)
+            except ValueError as exc:
+                raise ValueError(f"{column}: {exc}") from None
+        sections[section][field] = int(value) if integer else value
+        parts.append(label + value)
+    body = plan.build(sections)
+    key_text = f"{plan.kind}\n{METHOD} {plan.path}\n" + "\x1e".join(parts)
+    return DestinationRequest(
+        kind=plan.kind,
+        method=METHOD,
+        path=plan.path,
+        body=body,
+        key=hashlib.sha256(key_text.encode()).hexdigest(),
+    )
+
+
+class _Step(NamedTuple):
+    """One value of the request: from a column of the row, or a constant of the feed.
+
+    A tuple, unpacked in the per-row loop, as attribute access would dominate its cost.
+    """
+
+    section: str
+    field: str
+    label: str
+    column: str
+    position: int | None
+    constant: str | None
+    check: Callable[[str], str] | None
+    integer: bool
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """How rows with one set of columns become requests; made once per feed and file."""
+
+    kind: str
+    path: str
+    sections: tuple[str, ...]
+    steps: tuple[_Step, ...]
+    build: Callable[[dict[str, dict[str, Any]]], dict[str, Any]]
+
+
+def _plan(feed: Feed, columns: tuple[str, ...], tz: ZoneInfo) -> _Plan:
+    cache_key = (id(feed), columns, tz)
+    cached = _PLANS.get(cache_key)
+    if cached is not None and cached[0] is feed:
+        _PLANS.move_to_end(cache_key)
+        return cached[1]
+    kind = feed.mapping.kind
+    steps = [
+        _step(target, f"{target}=", f"constant {target}", None, value, None)
+        for target, value in feed.mapping.constants
+    ]
+    for position, column in enumerate(columns):
+        target = feed.target(column)
+        if target is not None:
+            check = checker(target_type(target), tz)
+            steps.append(_step(target, f"{target}=", column, position, None, check))
+    order = _SECTIONS[kind]
+    # Sorted steps make bodies whose fields, and so keys, do not depend on the file's column order.
+    steps.sort(key=lambda step: (order.index(step.section), step.field.lower()))
+    path = LOOKUP_PATH.format(table=feed.mapping.table) if kind == "lookup" else _PATHS[kind]
+    plan = _Plan(kind=kind, path=path, sections=order, steps=tuple(steps), build=_BUILDERS[kind])
+    _PLANS[cache_key] = (feed, plan)
+    while len(_PLANS) > MAX_CACHED_PLANS:
+        _PLANS.popitem(last=False)
+    return plan
+
+
+def _step(
+    target: Target, label: str, column: str, position: int | None, constant: str | None,
+    check: Callable[[str], str] | None,
+) -> _Step:
+    return _Step(
+        section=target.section, field=target.field, label=label, column=column, position=position,
+        constant=constant, check=check, integer=target in _INTEGER_FIELDS,
+    )
+
+
+def _signal_body(sections: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    signal = sections.get("signal", {})
+    if not signal.get("name"):
+        raise ValueError("the row has no signal name")
+    body: dict[str, Any] = {"search": sections.get("search", {}), "signal": signal}
+    custom = sections.get("custom_data")
+    if custom:
+        body["custom_data"] = [{"name": name, "value": value} for name, value in custom.items()]
+    return body
+
+
+def _call_body(sections: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    fields = sections.get("call", {})
+    missing = [name for name in ("customer_id", "call_start", "call_end") if not fields.get(name)]
+    if missing:
+        raise ValueError(f"the row has no {', '.join(missing)}")
+    start, end = fields["call_start"], fields["call_end"]
+    duration = (datetime.fromisoformat(end) - datetime.fromisoformat(start)).total_seconds()
+    if duration < 0:
+        raise ValueError(f"call_end ({end}) is before call_start ({start})")
+    call: dict[str, Any] = {
+        "external_id": f"{fields['customer_id']}|{start}",
+        "start_time": start,
+        "duration_in_seconds": int(duration),
+    }
+    if fields.get("calling_phone_number"):
+        call["calling_phone_number"] = fields["calling_phone_number"]
+    call["attributes"] = sections.get("attributes", {})
+    return {"call": call}
+
+
+def _lookup_body(sections: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    keys = sections.get("lookup", {})
+    if not keys.get("primary_key"):
+        raise ValueError("the row has no primary_key")
+    body: dict[str, Any] = {"primary_key": keys["primary_key"]}
+    if keys.get("secondary_key"):
+        body["secondary_key"] = keys["secondary_key"]
+    body["data"] = sections.get("data", {})
+    return body
+
+
+_SECTIONS = {
+    "signal": ("search", "signal", "custom_data"),
+    "lookup": ("lookup", "data"),
+    "call": ("call", "attributes"),
+}
+_PATHS = {"signal": SIGNAL_PATH, "call": CALL_PATH}
+_BUILDERS = {"signal": _signal_body, "lookup": _lookup_body, "call": _call_body}
+# Plans by (feed identity, columns, zone); a handful of feeds and files are active at a time.
+MAX_CACHED_PLANS = 64
+_PLANS: OrderedDict[tuple[int, tuple[str, ...], ZoneInfo], tuple[Feed, _Plan]] = OrderedDict()

@@ -1,0 +1,317 @@
+"""Validate a table against its feed: file-level checks reject the file, row-level ones a row.
+
+File level: the name and size (``check_file``), then the header against the template (empty file,
+nameless or duplicate columns, missing required columns, unknown columns where the template refuses
+them, order where it matters) and the mapping (a required request field nobody gives). A file whose
+share of bad rows exceeds the configured maximum is rejected too, with its row errors kept.
+
+Row level: required values, value types (``ingest.coercion``), allowed values, the type of the
+request field a column is mapped to, custom data fields missing from the tenant's data dictionary
+(signal names may be new, custom data fields may not [invoca-sftp-signal-upload.txt]), a signal row
+that cannot find its call, and a call that ends before it starts.
+
+Checks run a column at a time, which keeps a 5 MB file well under a second. Values come out in
+canonical form (see ``ingest.coercion``), keyed by the template's spelling of the column name.
+Blank rows (every value missing) are skipped without a result; row numbers stay those of the file.
+"""
+
+from __future__ import annotations
+
+import itertools
+import stat
+from collections.abc import Collection, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+from core.config import MiB
+from core.filenames import upload_name_error
+from ingest.coercion import column_checker
+from ingest.feeds import REQUIRED_TARGETS, Feed
+from ingest.fields import DICTIONARY_SECTIONS, SEARCH_KEYS, Target, target_type
+from ingest.readers import Table
+from ingest.templates import Column, Template
+
+__all__ = ["RowResult", "Validation", "check_file", "check_file_name", "validate"]
+
+#: The file-name rule, shared with the front door.
+check_file_name = upload_name_error
+
+#: File row number of the first data row: the header is row 1.
+FIRST_DATA_ROW = 2
+
+
+@dataclass
+class RowResult:
+    number: int
+    values: dict[str, str | None]
+    error: str | None
+
+
+@dataclass
+class Validation:
+    file_error: str | None
+    rows: list[RowResult]
+
+    @property
+    def good(self) -> list[RowResult]:
+        return [row for row in self.rows if row.error is None]
+
+    @property
+    def bad(self) -> list[RowResult]:
+        return [row for row in self.rows if row.error is not None]
+
+
+def check_file(path: Path, max_bytes: int, allowed_extensions: Iterable[str]) -> str | None:
+    """Why the file at ``path`` cannot be processed at all (name, type, size), or None."""
+    error = upload_name_error(path.name, allowed_extensions)
+    if error:
+        return error
+    try:
+        info = path.lstat()
+    except OSError as exc:
+        return f"{path.name!r} cannot be read: {exc.strerror or exc}"
+    if not stat.S_ISREG(info.st_mode):
+        return f"{path.name!r} is not a regular file"
+    if info.st_size > max_bytes:
+        return (
+            f"{path.name!r} is {info.st_size / MiB:.1f} MB ({info.st_size} bytes); files may be at"
+            f" most {max_bytes / MiB:.1f} MB ({max_bytes} bytes)"
+        )
+    return None
+
+
+@dataclass
+class _Column:
+    """One file column to check: where it is, what it is called, what it must hold."""
+
+    index: int
+    key: str
+    column: Column | None
+    target: Target | None
+
+    @property
+    def type(self) -> str:
+        if self.column is not None:
+            return self.column.type
+        return target_type(self.target) if self.target else "text"
+
+
+def validate(
+    table: Table,
+    feed: Feed,
+    dictionary: Collection[str],
+    tz: ZoneInfo,
+    max_bad_row_share: float,
+) -> Validation:
+    """Check ``table`` against ``feed``; see the module docstring for what is checked."""
+    error = _header_error(table.header, feed.template)
+    if error:
+        return Validation(file_error=error, rows=[])
+    plan = _plan(table.header, feed)
+    known_fields = {name.lower() for name in dictionary}
+    error = _mapping_error(plan, feed, known_fields)
+    if error:
+        return Validation(file_error=error, rows=[])
+
+    width = len(table.header)
+    rows = table.rows
+    columns = _columns(rows, width)
+    errors: dict[int, list[str]] = {}
+    canonical: list[list[str | None]] = []
+    for item in plan:
+        values, problems = _check_column(item, columns[item.index], known_fields, tz)
+        canonical.append(values)
+        for index, message in problems:
+            errors.setdefault(index, []).append(f"{item.key}: {message}")
+    _check_rows(plan, canonical, feed, errors)
+
+    keys = [item.key for item in plan]
+    row_values = zip(*canonical) if canonical else itertools.repeat(())
+    results = []
+    for index, (row, values) in enumerate(zip(rows, row_values)):
+        if not any(row):
+            continue
+        messages = errors.get(index)
+        if len(row) > width:
+            messages = [f"the row has {len(row)} values but the header has {width} columns",
+                        *(messages or [])]
+        error = "; ".join(messages) if messages else None
+        results.append(RowResult(index + FIRST_DATA_ROW, dict(zip(keys, values)), error))
+    return Validation(file_error=_share_error(results, max_bad_row_share), rows=results)
+
+
+def _header_error(header: list[str], template: Template) -> str | None:
+    if not header:
+        return "the file is empty: it has no header row"
+    for position, name in enumerate(header, start=1):
+        if not name:
+            return f"column {position} of the header has no name"
+    seen: dict[str, int] = {}
+    for position, name in enumerate(header, start=1):
+        first = seen.setdefault(name.lower(), position)
+        if first != position:
+            return f"column {name!r} appears twice in the header (columns {first} and {position})"
+    missing = [column.name for column in template.required if column.name.lower() not in seen]
+    if missing:
+        return f"missing required column{'s' if len(missing) > 1 else ''}: {', '.join(missing)}"
+    if template.extra_columns == "forbidden":
+        unknown = [name for name in header if template.column(name) is None]
+        if unknown:
+            return (
+                f"unknown column{'s' if len(unknown) > 1 else ''} {', '.join(map(repr, unknown))};"
+                f" template {template.name!r} has: {', '.join(c.name for c in template.columns)}"
+            )
+    if template.ordered:
+        present = [column.name for column in template.columns if column.name.lower() in seen]
+        found = [column.name for column in map(template.column, header) if column is not None]
+        if present != found:
+            return f"columns out of order: expected {', '.join(present)}; found {', '.join(found)}"
+    return None
+
+
+def _plan(header: list[str], feed: Feed) -> list[_Column]:
+    template = feed.template
+    explicit = {name.lower(): name for name, _ in feed.mapping.columns}
+    plan = []
+    for index, name in enumerate(header):
+        column = template.column(name)
+        if column is None and template.extra_columns == "ignored":
+            continue
+        key = column.name if column else explicit.get(name.lower(), name)
+        target = feed.target(key)
+        if column is None and target is None:
+            continue
+        plan.append(_Column(index=index, key=key, column=column, target=target))
+    return plan
+
+
+def _mapping_error(plan: list[_Column], feed: Feed, known_fields: set[str]) -> str | None:
+    """File-level gaps of the mapping: a required field no column of this file gives."""
+    mapping = feed.mapping
+    constants = {target for target, _ in mapping.constants}
+    for target in constants:
+        if target.section in DICTIONARY_SECTIONS and target.field.lower() not in known_fields:
+            return f"the feed's constant {target}: {_not_in_dictionary(target)}"
+    given = {item.target for item in plan if item.target} | constants
+    for target in REQUIRED_TARGETS[mapping.kind]:
+        if target not in given:
+            return f"no column of this file gives {target}, which is required"
+    if mapping.kind == "signal" and not given & {Target("search", key) for key in SEARCH_KEYS}:
+        return (
+            f"no column of this file gives {', '.join(SEARCH_KEYS)}: rows could not find their call"
+        )
+    return None
+
+
+def _columns(rows: list[list[str | None]], width: int) -> list[list[str | None]]:
+    if not rows:
+        return [[] for _ in range(width)]
+    if min(map(len, rows)) < width:
+        rows = [row + [None] * (width - len(row)) for row in rows]
+    return [list(values) for values, _ in zip(zip(*rows), range(width))]
+
+
+def _check_column(
+    item: _Column, values: list[str | None], known_fields: set[str], tz: ZoneInfo
+) -> tuple[list[str | None], list[tuple[int, str]]]:
+    canonical, problems = column_checker(item.type, tz)(values)
+    if item.column is not None and item.column.required and None in values:
+        problems.extend((index, "missing value") for index, value in enumerate(values) if value is None)
+    if item.column is not None and item.column.choices:
+        canonical = _check_choices(item.column.choices, canonical, problems)
+    target = item.target
+    if target is not None:
+        required_type = target_type(target)
+        if required_type != item.type:
+            bad = {index for index, _ in problems}
+            canonical, more = column_checker(required_type, tz)(canonical)
+            problems.extend(
+                (index, f"{message} (mapped to {target})") for index, message in more if index not in bad
+            )
+        if target.section in DICTIONARY_SECTIONS and target.field.lower() not in known_fields:
+            message = _not_in_dictionary(target)
+            problems.extend((index, message) for index, value in enumerate(values) if value is not None)
+    problems.sort(key=lambda problem: problem[0])
+    return canonical, problems
+
+
+def _check_choices(
+    choices: tuple[str, ...], values: list[str | None], problems: list[tuple[int, str]]
+) -> list[str | None]:
+    allowed = {choice.lower(): choice for choice in choices}
+    canonical: list[str | None] = []
+    for index, value in enumerate(values):
+        if value is not None and value.lower() not in allowed:
+            problems.append((index, f"{value!r} is not one of {', '.join(choices)}"))
+            canonical.append(value)
+        else:
+            canonical.append(value if value is None else allowed[value.lower()])
+    return canonical
+
+
+def _check_rows(
+    plan: list[_Column], canonical: list[list[str | None]], feed: Feed, errors: dict[int, list[str]]
+) -> None:
+    """Rules that span columns: required request fields, a signal's search, a call's duration."""
+    kind = feed.mapping.kind
+    constants = {target for target, _ in feed.mapping.constants}
+    by_target = {item.target: position for position, item in enumerate(plan) if item.target}
+    for target in REQUIRED_TARGETS[kind]:
+        position = by_target.get(target)
+        if target in constants or position is None:
+            continue
+        item = plan[position]
+        if item.column is not None and item.column.required:
+            continue
+        for index, value in enumerate(canonical[position]):
+            if value is None:
+                errors.setdefault(index, []).append(f"{item.key}: missing value; {target} is required")
+    if kind == "signal":
+        _check_search(plan, canonical, constants, by_target, errors)
+    if kind == "call":
+        start = by_target.get(Target("call", "call_start"))
+        end = by_target.get(Target("call", "call_end"))
+        if start is not None and end is not None:
+            for index, (begun, ended) in enumerate(zip(canonical[start], canonical[end])):
+                # Canonical timestamps share one fixed-width UTC format, so text order is time order.
+                if begun and ended and ended < begun and len(begun) == len(ended):
+                    errors.setdefault(index, []).append(
+                        f"{plan[end].key} ({ended}) is before {plan[start].key} ({begun})"
+                    )
+
+
+def _check_search(
+    plan: list[_Column],
+    canonical: list[list[str | None]],
+    constants: set[Target],
+    by_target: dict[Target, int],
+    errors: dict[int, list[str]],
+) -> None:
+    keys = [Target("search", key) for key in SEARCH_KEYS]
+    if constants & set(keys):
+        return
+    positions = [by_target[key] for key in keys if key in by_target]
+    if not positions:
+        return
+    message = f"no {', '.join(plan[p].key for p in positions)}: the row cannot find its call"
+    for index, values in enumerate(zip(*(canonical[p] for p in positions))):
+        if not any(values):
+            errors.setdefault(index, []).append(message)
+
+
+def _not_in_dictionary(target: Target) -> str:
+    return f"custom data field {target.field!r} is not in the tenant's data dictionary"
+
+
+def _share_error(results: list[RowResult], max_bad_row_share: float) -> str | None:
+    if not results:
+        return None
+    bad = sum(1 for row in results if row.error is not None)
+    share = bad / len(results)
+    if share <= max_bad_row_share:
+        return None
+    return (
+        f"{bad} of {len(results)} rows are bad ({share:.0%}), more than the {max_bad_row_share:.0%}"
+        " allowed: the whole file is rejected"
+    )
