@@ -16,7 +16,7 @@ from enum import StrEnum
 from core.clock import iso, now_iso
 from core.db import Database
 from core.tenants import TenantError
-from ingest.feeds import Feed, default_feeds, parse_feed
+from ingest.feeds import DEFAULT_FEED, Feed, default_feeds, parse_feed
 
 COMPONENT = "ingest"
 
@@ -153,7 +153,7 @@ class FeedStore:
         )
         if row:
             return parse_feed(row["text"], _source(tenant, row["name"]))
-        return next(iter(default_feeds().values()))
+        return self.get(tenant, DEFAULT_FEED)
 
     def text(self, tenant: str, name: str) -> str:
         """The TOML a feed was set from (a shipped feed's own definition if never set)."""
@@ -162,8 +162,7 @@ class FeedStore:
         )
         if row:
             return str(row["text"])
-        self.get(tenant, name)
-        return default_feed_text(name)
+        return _shipped_text(self.get(tenant, name))
 
     def _feeds(self, tenant: str) -> dict[str, Feed]:
         feeds = dict(default_feeds())
@@ -171,6 +170,14 @@ class FeedStore:
         for row in rows:
             feeds[row["name"]] = parse_feed(row["text"], _source(tenant, row["name"]))
         return feeds
+
+
+def _shipped_text(feed: Feed) -> str:
+    """The TOML of a shipped feed, which is a template and a kind with everything else default."""
+    return (
+        f"# The shipped feed {feed.name!r}: `sftpctl feed set` a file with this name to change it.\n"
+        f'name = "{feed.name}"\ntemplate = "{feed.template.name}"\n[mapping]\nkind = "{feed.mapping.kind}"\n'
+    )
 
 
 def _source(tenant: str, name: str) -> str:

@@ -1,0 +1,133 @@
+"""The facade: catch-up once, the serving loop, one run at a time across processes, listings."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+import time
+from datetime import datetime, timezone
+
+import pytest
+
+from core.config import Settings
+from core.db import Database
+from core.tenants import Tenant, TenantStore
+from core.uploads import UploadStore
+from ingest.pipeline import Ingest
+from ingest.runlock import RunInProgress
+from ingest.store import Trigger
+from tests.ingest.conftest import FakeApi, drop, stall
+
+SIGNALS = "transaction_id,name,partner_unique_id\nT1,Sale,1\nT2,Sale,2\n"
+SIX_AM_PDT = datetime(2026, 3, 8, 13, tzinfo=timezone.utc)
+
+
+async def test_a_missed_slot_runs_once_at_start_up(ingest: Ingest) -> None:
+    summary = await ingest.catch_up(now=SIX_AM_PDT.replace(minute=30))
+    assert summary is not None and summary.run.trigger == "catch-up"
+    assert summary.run.slot == "2026-03-08T13:00:00.000Z"
+    assert await ingest.catch_up(now=SIX_AM_PDT.replace(minute=31)) is None  # that slot ran
+    # Down across two slots (12:00 and 18:00 PDT): one catch-up run, for the latest.
+    later = await ingest.catch_up(now=datetime(2026, 3, 9, 2, tzinfo=timezone.utc))
+    assert later is not None and later.run.slot == "2026-03-09T01:00:00.000Z"
+    assert [run.trigger for run in ingest.runs(10)] == ["catch-up", "catch-up"]
+
+
+async def test_a_scheduled_run_counts_for_its_slot(ingest: Ingest) -> None:
+    await ingest.run(trigger=Trigger.SCHEDULED, slot=SIX_AM_PDT)
+    assert await ingest.catch_up(now=SIX_AM_PDT.replace(hour=18)) is None
+
+
+async def test_manual_runs_do_not_count_as_a_slot(ingest: Ingest) -> None:
+    await ingest.run()
+    assert await ingest.catch_up(now=SIX_AM_PDT) is not None
+
+
+async def test_serve_forever_catches_up_scans_and_stops_cleanly(
+    ingest_settings: Settings, state_db: Database, tenants: TenantStore, uploads: UploadStore,
+    tenant: Tenant, fake_api: FakeApi,
+) -> None:
+    settings = ingest_settings.replace(schedule__scan_interval_seconds=0.05, schedule__stable_seconds=1.0)
+    ingest = Ingest(settings, state_db, tenants, uploads)
+    copied = tenants.folders("acme").inbox / "copied.csv"
+    copied.write_text(SIGNALS, encoding="utf-8")
+    old = time.time() - 60
+    os.utime(copied, (old, old))
+    serving = asyncio.create_task(ingest.serve_forever())
+    try:
+        for _ in range(200):
+            if uploads.list("acme") and uploads.list("acme")[0].state == "staged":
+                break
+            await asyncio.sleep(0.02)
+        [upload] = uploads.list("acme")
+        assert (upload.source, upload.state) == ("scan", "staged")
+        [catch_up] = ingest.runs(10)
+        assert catch_up.trigger == "catch-up" and catch_up.status == "finished"
+    finally:
+        serving.cancel()
+        await asyncio.gather(serving, return_exceptions=True)
+    assert serving.cancelled()
+
+
+HOLD_LOCK = """
+import sys
+from pathlib import Path
+from ingest.runlock import RunLock
+RunLock(Path(sys.argv[1])).acquire()
+print("locked", flush=True)
+sys.stdin.read()
+"""
+
+
+async def test_no_run_while_another_process_runs(ingest: Ingest, tenants: TenantStore, uploads: UploadStore,
+                                                 tenant: Tenant, fake_api: FakeApi) -> None:
+    upload, path = drop(tenants, uploads, "acme", "in/sales.csv", SIGNALS)
+    await ingest.stage(upload, path)
+    holder = subprocess.Popen([sys.executable, "-c", HOLD_LOCK, str(ingest.settings.data_dir)],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "locked"
+        with pytest.raises(RunInProgress, match=rf"a run is already in progress \(pid {holder.pid}\)"):
+            await ingest.run()
+    finally:
+        holder.communicate("")
+    assert ingest.runs(10) == [] and fake_api.received == []
+    assert (await ingest.run()).run.posted == 2
+
+
+async def test_two_runs_in_one_process_do_not_overlap(ingest: Ingest, tenants: TenantStore, uploads: UploadStore,
+                                                      tenant: Tenant, fake_api: FakeApi) -> None:
+    upload, path = drop(tenants, uploads, "acme", "in/sales.csv", SIGNALS)
+    await ingest.stage(upload, path)
+    fake_api.answer(stall(0.3))
+    first = asyncio.create_task(ingest.run())
+    while not fake_api.received:
+        await asyncio.sleep(0.01)
+    with pytest.raises(RunInProgress, match=rf"\(pid {os.getpid()}\)"):
+        await ingest.run()
+    assert (await first).run.posted == 2
+
+
+async def test_on_upload_stages_in_the_background(ingest: Ingest, tenants: TenantStore, uploads: UploadStore,
+                                                  tenant: Tenant) -> None:
+    upload, path = drop(tenants, uploads, "acme", "in/sales.csv", SIGNALS)
+    ingest.on_upload(upload, path)
+    await ingest.settled()
+    assert uploads.get(upload.id).state == "staged"  # type: ignore[union-attr]
+
+
+async def test_upload_states_join_counts_and_reports(ingest: Ingest, tenants: TenantStore, uploads: UploadStore,
+                                                     tenant: Tenant, fake_api: FakeApi) -> None:
+    upload, path = drop(tenants, uploads, "acme", "in/sales.csv", SIGNALS + "T3,,3\n")
+    await ingest.stage(upload, path)
+    waiting = drop(tenants, uploads, "acme", "in/later.csv", SIGNALS)[0]
+    [status] = [item for item in ingest.upload_states("acme") if item.id == upload.id]
+    assert (status.state, status.feed, status.posted) == ("staged", "signals", 0)
+    await ingest.run()
+    later, done = ingest.upload_states("acme")
+    assert (later.id, later.state, later.feed) == (waiting.id, "received", None)
+    assert (done.state, done.posted, done.failed, done.rejected, done.pending) == ("partly failed", 2, 0, 1, 0)
+    assert done.report is not None and done.report.endswith("-report.csv")
+    assert len(ingest.upload_states("acme", limit=1)) == 1

@@ -1,0 +1,137 @@
+"""The pipeline's tables: feeds per tenant, the supersede rule, the outbox's all-or-nothing claim."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+import pytest
+
+from core.db import Database
+from core.tenants import Tenant, TenantStore
+from core.uploads import UploadStore
+from ingest.errors import FeedError
+from ingest.feeds import parse_feed
+from ingest.outbox import Outbox, QueuedRequest, RejectedRow
+from ingest.store import (
+    FeedStore, RunCounts, RunStatus, RunStore, StagedState, StagedStore, StagedUpload, Trigger, UnknownFeed, migrate,
+)
+
+ORDERS = """\
+name = "orders"
+template = "signals"
+[mapping]
+kind = "signal"
+"""
+
+
+@pytest.fixture
+def db(state_db: Database) -> Database:
+    migrate(state_db)
+    return state_db
+
+
+def staged(upload_id: int, path: str = "in/sales.csv") -> StagedUpload:
+    return StagedUpload(upload_id=upload_id, tenant="acme", path=path, feed="signals", snapshot=f"/s/{upload_id}",
+                        sha256="0" * 64, staged_at="2026-01-01T00:00:00.000Z", state="staged", error="",
+                        run_id=None, rows_total=0, report=None, finished_at=None)
+
+
+def test_migrations_apply_once(db: Database) -> None:
+    migrate(db)
+    row = db.query_one("SELECT version FROM schema_versions WHERE component = 'ingest'")
+    assert row is not None and row["version"] == 1
+
+
+def test_a_new_tenant_has_the_shipped_feeds(db: Database, tenant: Tenant) -> None:
+    feeds = FeedStore(db)
+    assert [feed.name for feed in feeds.list("acme")] == ["signals", "calls"]
+    assert feeds.default("acme").name == "signals"
+    for feed in feeds.list("acme"):  # shown as TOML that sets the very same feed
+        assert parse_feed(feeds.text("acme", feed.name)) == feed
+
+
+def test_set_get_and_show_a_feed(db: Database, tenant: Tenant) -> None:
+    feeds = FeedStore(db)
+    feed = feeds.set("acme", ORDERS, source="orders.toml")
+    assert feed.name == "orders"
+    assert feeds.get("acme", "orders").mapping.kind == "signal"
+    assert feeds.text("acme", "orders") == ORDERS
+    assert [item.name for item in feeds.list("acme")] == ["signals", "calls", "orders"]
+    assert feeds.default("acme").name == "signals"
+    feeds.set("acme", ORDERS, default=True)
+    assert feeds.default("acme").name == "orders"
+    feeds.set("acme", ORDERS)  # setting it again keeps it the default
+    assert feeds.default("acme").name == "orders"
+
+
+def test_a_stored_feed_replaces_the_shipped_one_of_that_name(db: Database, tenant: Tenant) -> None:
+    feeds = FeedStore(db)
+    feeds.set("acme", ORDERS.replace('name = "orders"', 'name = "calls"'))
+    assert feeds.get("acme", "calls").mapping.kind == "signal"
+    assert len(feeds.list("acme")) == 2
+
+
+def test_a_bad_feed_is_refused_with_its_line_and_nothing_is_stored(db: Database, tenant: Tenant) -> None:
+    feeds = FeedStore(db)
+    with pytest.raises(FeedError, match=r"^orders.toml:4: mapping kind must be one of"):
+        feeds.set("acme", ORDERS.replace('"signal"', '"telegram"'), source="orders.toml")
+    assert feeds.find("acme", "orders") is None
+
+
+def test_an_unknown_feed_names_the_ones_there_are(db: Database, tenant: Tenant) -> None:
+    with pytest.raises(UnknownFeed, match=r"tenant 'acme' has no feed named 'nope' \(feeds: signals, calls\)"):
+        FeedStore(db).get("acme", "nope")
+
+
+def test_feeds_go_with_their_tenant(db: Database, tenants: TenantStore, tenant: Tenant) -> None:
+    FeedStore(db).set("acme", ORDERS)
+    tenants.purge("acme")
+    assert db.query("SELECT * FROM ingest_feeds") == []
+
+
+def test_supersede_keeps_only_the_newest_waiting_upload(db: Database, uploads: UploadStore,
+                                                        tenant: Tenant) -> None:
+    store = StagedStore(db)
+    ids = [uploads.record("acme", "in/sales.csv", 1, "0" * 64).id for _ in range(3)]
+    assert store.add(staged(ids[0])) == []
+    assert [item.upload_id for item in store.add(staged(ids[2]))] == [ids[0]]
+    assert [item.upload_id for item in store.add(staged(ids[1]))] == [ids[1]]  # late and older: itself
+    assert store.add(staged(ids[2])) == []  # staging twice is a no-op
+    assert [item.upload_id for item in store.waiting(["acme"])] == [ids[2]]
+
+
+def test_outbox_claims_a_file_and_queues_its_rows_all_or_nothing(db: Database, uploads: UploadStore,
+                                                                  tenant: Tenant) -> None:
+    store, outbox, runs = StagedStore(db), Outbox(db), RunStore(db)
+    run = runs.start(Trigger.MANUAL, None, None, 1)
+    first = uploads.record("acme", "in/sales.csv", 1, "0" * 64).id
+    second = uploads.record("acme", "in/sales.csv", 1, "0" * 64).id
+    store.add(staged(first))
+    store.add(staged(second))  # supersedes the first
+    request = QueuedRequest(2, "signal", "POST", "http://x/api", None, "k", {"signal": {"name": "Sale"}})
+    assert not outbox.enqueue(first, run.id, "acme", 1, [request], [])
+    assert db.query("SELECT * FROM ingest_outbox") == []
+    assert outbox.enqueue(second, run.id, "acme", 2, [request], [RejectedRow(3, "bad")])
+    assert store.get(second).state == StagedState.PROCESSING  # type: ignore[union-attr]
+    [item] = outbox.pending(["acme"])
+    assert item.body == {"signal": {"name": "Sale"}} and item.token is None
+    outbox.mark_sent(item.id, 201, "T-1", 1)
+    outbox.mark_sent(item.id, 200, "T-2", 1)  # a second answer for a settled row changes nothing
+    counts = outbox.counts(second)
+    assert (counts.total, counts.posted, counts.rejected, counts.pending) == (2, 1, 1, 0)
+    assert [(r.row_number, r.status, r.transaction_id) for r in outbox.results(second)] == [
+        (2, "posted", "T-1"), (3, "rejected", None)]
+
+
+def test_runs_remember_their_slot_and_stale_runs_are_closed(db: Database) -> None:
+    runs = RunStore(db)
+    assert runs.last_slot() is None
+    slot = datetime(2026, 3, 8, 13, tzinfo=timezone.utc)
+    stale = runs.start(Trigger.SCHEDULED, slot, None, 4242)
+    runs.start(Trigger.MANUAL, None, "acme", 4243)
+    assert runs.last_slot() == "2026-03-08T13:00:00.000Z"
+    assert runs.mark_interrupted() == 2
+    assert runs.get(stale.id).status == RunStatus.INTERRUPTED  # type: ignore[union-attr]
+    done = runs.finish(stale.id, RunStatus.FINISHED, RunCounts(files=1, posted=3))
+    assert (done.files, done.posted, done.status) == (1, 3, "finished")
+    assert [run.id for run in runs.recent(1)] == [stale.id + 1]
