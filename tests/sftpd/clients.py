@@ -107,7 +107,7 @@ async def asyncssh_sftp(port: int, user: str, password: str) -> AsyncIterator[as
 
 
 @asynccontextmanager
-async def asyncssh_connect(port: int, user: str, password: str,
+async def asyncssh_connect(port: int, user: str, password: str | None,
                            **options: object) -> AsyncIterator[asyncssh.SSHClientConnection]:
     settings: dict[str, object] = {
         "known_hosts": None,

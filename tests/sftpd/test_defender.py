@@ -1,0 +1,142 @@
+"""The lockout rules themselves, on a clock the tests move by hand."""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from core.config import DefenderSettings
+from core.db import Database
+from core.tenants import open_state
+from sftpd.defender import Defender
+
+SOURCE = "203.0.113.7"
+OTHER_SOURCE = "198.51.100.9"
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = datetime(2024, 3, 10, 12, 0, tzinfo=timezone.utc)
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += timedelta(seconds=seconds)
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def defender(state_db: Database, clock: Clock) -> Defender:
+    return Defender(state_db, DefenderSettings(), clock)
+
+
+def fail(defender: Defender, times: int, account: str = "acme", source: str = SOURCE) -> None:
+    for _ in range(times):
+        defender.record_failure(account, source)
+
+
+def test_five_failures_lock_the_account_for_fifteen_minutes(defender: Defender, clock: Clock) -> None:
+    fail(defender, 4)
+    assert not defender.is_locked("acme", SOURCE)
+    fail(defender, 1)
+    assert defender.is_locked("acme", SOURCE)
+    assert defender.is_locked("acme", OTHER_SOURCE), "the account is locked from everywhere"
+    assert not defender.is_locked("globex", SOURCE)
+    [lockout] = defender.lockouts()
+    assert (lockout.kind, lockout.key, lockout.failures) == ("account", "acme", 5)
+    assert lockout.until == "2024-03-10T12:15:00.000Z"
+
+    clock.advance(899)
+    assert defender.is_locked("acme", SOURCE)
+    clock.advance(1)
+    assert not defender.is_locked("acme", SOURCE)
+    assert defender.lockouts() == []
+
+
+def test_failures_older_than_the_window_do_not_count(defender: Defender, clock: Clock) -> None:
+    fail(defender, 4)
+    clock.advance(301)
+    fail(defender, 4)
+    assert not defender.is_locked("acme", SOURCE)
+    fail(defender, 1)
+    assert defender.is_locked("acme", SOURCE)
+
+
+def test_a_good_login_forgets_the_account_failures(defender: Defender) -> None:
+    fail(defender, 4)
+    defender.record_success("acme", SOURCE)
+    fail(defender, 4)
+    assert not defender.is_locked("acme", SOURCE)
+
+
+def test_a_source_with_many_failures_is_locked_for_every_account(defender: Defender) -> None:
+    for number in range(20):
+        defender.record_failure(f"guess-{number}", SOURCE)
+    lockout = defender.lockout_for("acme", SOURCE)
+    assert lockout is not None and (lockout.kind, lockout.key) == ("source", SOURCE)
+    assert not defender.is_locked("acme", OTHER_SOURCE)
+    assert defender.unlock_source(SOURCE)
+    assert not defender.is_locked("acme", SOURCE)
+    assert not defender.unlock_source(SOURCE)
+
+
+def test_unknown_names_are_locked_like_real_ones(defender: Defender) -> None:
+    fail(defender, 5, account="no-such-tenant")
+    assert defender.is_locked("no-such-tenant", SOURCE)
+
+
+def test_unlock_clears_the_lockout_and_the_count(defender: Defender) -> None:
+    fail(defender, 5)
+    assert defender.unlock_account("acme")
+    assert not defender.is_locked("acme", SOURCE)
+    fail(defender, 4)
+    assert not defender.is_locked("acme", SOURCE)
+    assert not defender.unlock_account("acme")
+    assert not defender.unlock_account("globex")
+
+
+def test_lockouts_are_shared_with_other_processes(defender: Defender, state_db: Database,
+                                                   clock: Clock) -> None:
+    other_db = open_state(state_db.path)
+    try:
+        other = Defender(other_db, DefenderSettings(), clock)
+        fail(defender, 5)
+        assert [lockout.key for lockout in other.lockouts()] == ["acme"]
+        assert other.unlock_account("acme")
+        assert not defender.is_locked("acme", SOURCE)
+    finally:
+        other_db.close()
+
+
+def test_lockouts_are_logged(defender: Defender, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO)
+    fail(defender, 5)
+    defender.unlock_account("acme")
+    events = [(record.getMessage(), getattr(record, "fields", {})) for record in caplog.records]
+    assert events == [
+        ("auth.locked", {"kind": "account", "key": "acme", "until": "2024-03-10T12:15:00.000Z",
+                         "failures": 5}),
+        ("auth.unlocked", {"kind": "account", "key": "acme"}),
+    ]
+
+
+def test_thresholds_come_from_the_settings(state_db: Database, clock: Clock) -> None:
+    settings = DefenderSettings(account_max_failures=2, account_lockout_seconds=60)
+    defender = Defender(state_db, settings, clock)
+    fail(defender, 2)
+    assert defender.is_locked("acme", SOURCE)
+    clock.advance(60)
+    assert not defender.is_locked("acme", SOURCE)
+
+
+def test_attempted_names_are_stored_cut_to_a_sane_length(defender: Defender) -> None:
+    fail(defender, 5, account="x" * 10_000)
+    [lockout] = defender.lockouts()
+    assert len(lockout.key) == 255

@@ -1,0 +1,218 @@
+"""Upload rules at upload time, and what a completed upload produces: a record and an event."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+
+import asyncssh
+import pytest
+
+from core.config import Settings
+from core.db import Database
+from core.tenants import TenantStore
+from core.uploads import UploadStore
+from sftpd.defender import Defender
+from sftpd.events import UploadCompleted
+from sftpd.server import SftpServer
+from tests.conftest import TEST_PASSWORD
+from tests.sftpd.clients import asyncssh_sftp, paramiko_sftp
+from tests.sftpd.conftest import TENANT, RunningServer, ServerFactory
+
+LIMIT = 64 * 1024
+
+
+async def put(sftp: asyncssh.SFTPClient, path: str, data: bytes) -> None:
+    async with sftp.open(path, "wb") as remote:
+        await remote.write(data)
+
+
+def sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+async def test_completed_upload_is_recorded_and_announced(server: RunningServer) -> None:
+    data = os.urandom(300 * 1024)
+    async with asyncssh_sftp(server.port, TENANT, TEST_PASSWORD) as sftp:
+        await sftp.mkdir("/in/2024")
+        async with sftp.open("/in/2024/calls.csv", "wb") as remote:
+            for start in range(0, len(data), 32 * 1024):
+                await remote.write(data[start:start + 32 * 1024])
+
+    [upload] = server.recorded()
+    assert (upload.tenant, upload.path, upload.size) == (TENANT, "in/2024/calls.csv", len(data))
+    assert (upload.sha256, upload.source, upload.state) == (sha256(data), "sftp", "received")
+    [event] = server.events
+    assert event.upload == upload
+    assert event.local_path == server.inbox() / "2024" / "calls.csv"
+    assert event.local_path.read_bytes() == data
+
+
+@pytest.mark.parametrize("name", ["calls.csv", "CALLS.CSV", "Leads.Xlsx", "old-format_2.xls"])
+async def test_accepted_names(server: RunningServer, name: str) -> None:
+    async with asyncssh_sftp(server.port, TENANT, TEST_PASSWORD) as sftp:
+        await put(sftp, f"/in/{name}", b"1,2\n")
+    assert [upload.path for upload in server.recorded()] == [f"in/{name}"]
+
+
+@pytest.mark.parametrize(
+    ("name", "reason"),
+    [
+        ("notes.txt", "file type .txt is not accepted; use CSV, XLS, XLSX"),
+        ("calls.backup.csv", "no '.' except before the extension"),
+        ("calls", "file type must be CSV, XLS, XLSX"),
+        (".csv", "file type must be CSV, XLS, XLSX"),
+    ],
+)
+async def test_refused_names_say_why(server: RunningServer, name: str, reason: str) -> None:
+    async with asyncssh_sftp(server.port, TENANT, TEST_PASSWORD) as sftp:
+        with pytest.raises(asyncssh.SFTPPermissionDenied, match="upload refused") as refused:
+            await put(sftp, f"/in/{name}", b"1,2\n")
+    assert reason in refused.value.reason
+    assert list(server.inbox().iterdir()) == [] and server.recorded() == []
+
+
+async def test_size_limit_is_enforced_while_writing(make_server: ServerFactory) -> None:
+    server = await make_server(server__max_upload_bytes=LIMIT)
+    async with asyncssh_sftp(server.port, TENANT, TEST_PASSWORD) as sftp:
+        await put(sftp, "/in/exact.csv", b"x" * LIMIT)
+        async with sftp.open("/in/big.csv", "wb") as remote:
+            await remote.write(b"x" * (LIMIT - 10))
+            with pytest.raises(asyncssh.SFTPFailure, match="larger than the limit of 65536 bytes"):
+                await remote.write(b"x" * 11, offset=LIMIT - 10)
+            assert list(server.staging().iterdir()) == []
+            with pytest.raises(asyncssh.SFTPFailure, match="larger than the limit"):
+                await remote.write(b"x", offset=0)
+        await put(sftp, "/in/after.csv", b"1,2\n")
+
+    assert sorted(path.name for path in server.inbox().iterdir()) == ["after.csv", "exact.csv"]
+    assert [upload.path for upload in server.recorded()] == ["in/exact.csv", "in/after.csv"]
+
+
+async def test_temporary_name_counts_once_renamed(server: RunningServer) -> None:
+    """WinSCP's way: upload NAME.filepart, then rename it; the rules apply to the final name."""
+    data = b"call_record_id,name\n1,Sale\n"
+    async with asyncssh_sftp(server.port, TENANT, TEST_PASSWORD) as sftp:
+        await put(sftp, "/in/calls.csv.filepart", data)
+        assert await sftp.listdir("/in") == ["calls.csv.filepart"]
+        assert server.recorded() == []
+        await sftp.rename("/in/calls.csv.filepart", "/in/calls.csv")
+
+    [upload] = server.recorded()
+    assert (upload.path, upload.size, upload.sha256) == ("in/calls.csv", len(data), sha256(data))
+    assert [event.upload for event in server.events] == [upload]
+    assert sorted(path.name for path in server.inbox().iterdir()) == ["calls.csv"]
+
+
+async def test_temporary_name_renamed_to_a_refused_name(server: RunningServer) -> None:
+    async with asyncssh_sftp(server.port, TENANT, TEST_PASSWORD) as sftp:
+        await put(sftp, "/in/notes.txt.filepart", b"hello\n")
+        with pytest.raises(asyncssh.SFTPPermissionDenied, match="file type .txt is not accepted"):
+            await sftp.rename("/in/notes.txt.filepart", "/in/notes.txt")
+        with pytest.raises(asyncssh.SFTPPermissionDenied, match="no '.' except"):
+            await sftp.posix_rename("/in/notes.txt.filepart", "/in/notes.v2.csv")
+    assert [path.name for path in server.inbox().iterdir()] == ["notes.txt.filepart"]
+    assert server.recorded() == []
+
+
+async def test_temporary_file_replaces_an_earlier_upload(server: RunningServer) -> None:
+    async with asyncssh_sftp(server.port, TENANT, TEST_PASSWORD) as sftp:
+        await put(sftp, "/in/calls.csv", b"old\n")
+        await put(sftp, "/in/calls.csv.part", b"new\n")
+        with pytest.raises(asyncssh.SFTPFailure, match="already exists"):
+            await sftp.rename("/in/calls.csv.part", "/in/calls.csv")
+        await sftp.posix_rename("/in/calls.csv.part", "/in/calls.csv")
+
+    assert (server.inbox() / "calls.csv").read_bytes() == b"new\n"
+    assert [upload.sha256 for upload in server.recorded()] == [sha256(b"old\n"), sha256(b"new\n")]
+
+
+async def test_renaming_an_accepted_file_is_a_move_not_an_upload(server: RunningServer) -> None:
+    async with asyncssh_sftp(server.port, TENANT, TEST_PASSWORD) as sftp:
+        await put(sftp, "/in/calls.csv", b"1,2\n")
+        await sftp.rename("/in/calls.csv", "/in/renamed.csv")
+        with pytest.raises(asyncssh.SFTPPermissionDenied, match="file type .txt"):
+            await sftp.rename("/in/renamed.csv", "/in/renamed.txt")
+    assert [upload.path for upload in server.recorded()] == ["in/calls.csv"]
+
+
+async def test_every_upload_of_a_name_is_recorded(server: RunningServer) -> None:
+    async with asyncssh_sftp(server.port, TENANT, TEST_PASSWORD) as sftp:
+        await put(sftp, "/in/calls.csv", b"first\n")
+        await put(sftp, "/in/calls.csv", b"second\n")
+        async with sftp.open("/in/calls.csv", "rb") as remote:
+            assert await remote.read() == b"second\n"
+    assert [upload.sha256 for upload in server.recorded()] == [sha256(b"first\n"), sha256(b"second\n")]
+
+
+async def test_out_of_order_writes_are_hashed_correctly(server: RunningServer) -> None:
+    async with asyncssh_sftp(server.port, TENANT, TEST_PASSWORD) as sftp:
+        async with sftp.open("/in/calls.csv", "wb") as remote:
+            await remote.write(b"world\n", offset=6)
+            await remote.write(b"hello,", offset=0)
+    [upload] = server.recorded()
+    assert (upload.size, upload.sha256) == (12, sha256(b"hello,world\n"))
+
+
+async def test_resumed_upload_keeps_what_was_there(server: RunningServer) -> None:
+    async with asyncssh_sftp(server.port, TENANT, TEST_PASSWORD) as sftp:
+        await put(sftp, "/in/calls.csv", b"1,2\n")
+
+    def append_with_paramiko() -> None:
+        with paramiko_sftp(server.port, TENANT, TEST_PASSWORD) as sftp:
+            with sftp.open("/in/calls.csv", "a") as remote:
+                remote.write(b"3,4\n")
+
+    await asyncio.to_thread(append_with_paramiko)
+    assert (server.inbox() / "calls.csv").read_bytes() == b"1,2\n3,4\n"
+    assert server.recorded()[-1].sha256 == sha256(b"1,2\n3,4\n")
+
+
+async def test_paramiko_upload(server: RunningServer, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    local = tmp_path / "leads.xlsx"
+    local.write_bytes(os.urandom(100 * 1024))
+
+    def upload_with_paramiko() -> None:
+        with paramiko_sftp(server.port, TENANT, TEST_PASSWORD) as sftp:
+            sftp.put(str(local), "/in/leads.xlsx")
+            with pytest.raises(PermissionError):
+                sftp.put(str(local), "/in/leads.txt")
+
+    await asyncio.to_thread(upload_with_paramiko)
+    [upload] = server.recorded()
+    assert (upload.path, upload.sha256) == ("in/leads.xlsx", sha256(local.read_bytes()))
+
+
+async def test_open_modes_behave_like_a_file_system(server: RunningServer) -> None:
+    async with asyncssh_sftp(server.port, TENANT, TEST_PASSWORD) as sftp:
+        await sftp.mkdir("/in/folder.csv")
+        with pytest.raises(asyncssh.SFTPFailure, match="is a folder"):
+            await put(sftp, "/in/folder.csv", b"1\n")
+        with pytest.raises(asyncssh.SFTPNoSuchFile):
+            await put(sftp, "/in/missing/calls.csv", b"1\n")
+        await put(sftp, "/in/calls.csv", b"1\n")
+        with pytest.raises(asyncssh.SFTPFailure, match="already exists"):
+            await sftp.open("/in/calls.csv", "xb")
+        with pytest.raises(asyncssh.SFTPNoSuchFile):
+            await sftp.open("/in/absent.csv", "r+b")
+    assert [upload.path for upload in server.recorded()] == ["in/calls.csv"]
+
+
+async def test_a_failing_listener_does_not_fail_the_upload(
+    settings: Settings, tenants: TenantStore, uploads: UploadStore, state_db: Database
+) -> None:
+    tenants.add(TENANT, "ops@acme.example", TEST_PASSWORD)
+
+    def broken_listener(event: UploadCompleted) -> None:
+        raise RuntimeError("ingest is down")
+
+    server = SftpServer(settings, tenants, uploads, Defender(state_db, settings.defender),
+                        broken_listener)
+    await server.start()
+    try:
+        async with asyncssh_sftp(server.port, TENANT, TEST_PASSWORD) as sftp:
+            await put(sftp, "/in/calls.csv", b"1,2\n")
+    finally:
+        await server.close()
+    assert [upload.path for upload in uploads.list(TENANT)] == ["in/calls.csv"]
