@@ -102,6 +102,8 @@ class Ingest:
     ) -> RunSummary:
         """Process now and wait; raises :class:`RunInProgress` if another run holds the lock."""
         kind = Trigger(trigger)
+        if tenant is not None:
+            self.tenants.get(tenant)
         self._lock.acquire()
         try:
             interrupted = self.run_store.mark_interrupted()
@@ -149,7 +151,8 @@ class Ingest:
             while True:
                 await self._quietly(self.scan())
                 if utcnow() >= due and await self._quietly(self.run(trigger=Trigger.SCHEDULED, slot=due)):
-                    due = self.schedule.next_slot(max(utcnow(), due))
+                    # Slots that passed during a long run are run once, like a missed slot.
+                    due = max(self.schedule.next_slot(due), self.schedule.latest_slot(utcnow()))
                 wait = min(self.settings.schedule.scan_interval_seconds, (due - utcnow()).total_seconds())
                 await asyncio.sleep(max(0.0, wait))
         finally:

@@ -16,7 +16,7 @@ What the answers mean:
   single bad row cannot hold back the rest.
 
 A run takes as long as the rate budget needs: a file larger than one slot's budget keeps posting
-past the next slot time (that slot's run waits for the lock, then finds nothing left).
+past the next slot time, and the serving loop runs once more for the slots that passed meanwhile.
 """
 
 from __future__ import annotations
@@ -254,7 +254,7 @@ def _error_message(response: httpx.Response) -> str:
             return ": ".join(parts)[:ERROR_TEXT_LIMIT]
         if payload.get("detail"):
             return f"HTTP {response.status_code}: {payload['detail']}"[:ERROR_TEXT_LIMIT]
-    text = " ".join(response.text.split())
+    text = " ".join(response.text.split()) if payload is None else ""
     reason = response.reason_phrase or "error"
     return (f"HTTP {response.status_code} {reason}" + (f": {text}" if text else ""))[:ERROR_TEXT_LIMIT]
 

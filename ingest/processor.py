@@ -50,6 +50,16 @@ EMBEDDED_API_VERSION = "2020-10-01"
 
 
 class Progress(Protocol):
+    """Told what a run is doing, for ``sftpctl run`` to print.
+
+    Events, with their fields: ``run.started`` (run, trigger), ``file.started`` (tenant, file,
+    upload), ``file.rejected`` (tenant, file, reason), ``file.queued`` (tenant, file, rows,
+    rejected), ``post.started`` (rows), ``post.progress`` (done, total), ``file.done`` (tenant,
+    file, state, posted, failed, rejected, report), ``mail.sent`` (tenant, to, via) and
+    ``run.finished`` (run, files, posted, failed, rejected, pending). An exception raised by the
+    callback stops the run like a crash would; the outbox makes that safe.
+    """
+
     def __call__(self, event: str, **fields: Any) -> None: ...
 
 
@@ -77,6 +87,8 @@ class RunSummary:
 
 @dataclass(frozen=True)
 class _Prepared:
+    """One file read, validated and mapped: what to queue, or why the whole file is refused."""
+
     rows_total: int
     requests: list[QueuedRequest]
     rejected: list[RejectedRow]
@@ -107,11 +119,11 @@ class Processor:
         names = [tenant.name for tenant in tenants]
         by_name = {tenant.name: tenant for tenant in tenants}
         finished: list[FileSummary] = []
-        queued_files = rejected_rows = 0
-        for staged in self.staged.waiting(names) if names else []:
+        files_read = rejected_rows = 0
+        for staged in self.staged.waiting(names):
             emit("file.started", tenant=staged.tenant, file=staged.path, upload=staged.upload_id)
-            prepared = await asyncio.to_thread(self._prepare, staged, by_name[staged.tenant])
-            queued_files += 1
+            prepared = await asyncio.to_thread(self._prepare_safely, staged, by_name[staged.tenant])
+            files_read += 1
             rejected_rows += len(prepared.rejected)
             if prepared.error:
                 if self._reject(staged, run, prepared):
@@ -120,16 +132,16 @@ class Processor:
             elif self._queue(staged, run, prepared):
                 emit("file.queued", tenant=staged.tenant, file=staged.path, rows=len(prepared.requests),
                      rejected=len(prepared.rejected))
-        report = await self._post(names, by_name, client, emit) if names else PostReport()
-        for staged in self.staged.processing(names) if names else []:
+        report = await self._post(names, by_name, client, emit)
+        for staged in self.staged.processing(names):
             if self.outbox.counts(staged.upload_id).pending == 0:
                 finished.append(self._finish(staged.upload_id, emit))
         problems += self._post_problems(report, names)
         for tenant in tenants:
             await self._notify(tenant, run, [item for item in finished if item.tenant == tenant.name],
                                _tenant_problems(report, tenant.name), emit)
-        pending = sum(self.outbox.counts(s.upload_id).pending for s in self.staged.processing(names)) if names else 0
-        counts = RunCounts(files=queued_files, posted=report.sent, failed=report.failed,
+        pending = sum(self.outbox.counts(item.upload_id).pending for item in self.staged.processing(names))
+        counts = RunCounts(files=files_read, posted=report.sent, failed=report.failed,
                            rejected=rejected_rows, pending=pending)
         return counts, finished, problems
 
@@ -142,6 +154,18 @@ class Processor:
             for tenant in candidates if tenant not in eligible and self.staged.waiting([tenant.name])
         ]
         return eligible, problems
+
+    def _prepare_safely(self, staged: StagedUpload, tenant: Tenant) -> _Prepared:
+        """:meth:`_prepare`, turning a fault of ours on one file into that file's rejection.
+
+        Otherwise a single file that trips a bug would fail every run, for every tenant.
+        """
+        try:
+            return self._prepare(staged, tenant)
+        except Exception:
+            log.error("ingest.prepare_failed", exc_info=True, tenant=staged.tenant, upload=staged.upload_id)
+            return _Prepared(0, [], [], "the file could not be processed because of an internal error;"
+                                        " the operators have been told")
 
     def _prepare(self, staged: StagedUpload, tenant: Tenant) -> _Prepared:
         """Read, validate and map one file (blocking; runs in a worker thread)."""

@@ -416,8 +416,8 @@ class SendLog:
 
 
 def _staged(row: sqlite3.Row) -> StagedUpload:
-    return StagedUpload(**{key: row[key] for key in row.keys()})
+    return StagedUpload(**dict(row))
 
 
 def _run(row: sqlite3.Row) -> RunRecord:
-    return RunRecord(**{key: row[key] for key in row.keys()})
+    return RunRecord(**dict(row))

@@ -17,7 +17,6 @@ from core.db import Database
 from core.tenants import Tenant, TenantStore
 from core.uploads import UploadStore
 from ingest.pipeline import Ingest
-from ingest.processor import RunSummary
 from tests.conftest import TEST_PASSWORD
 from tests.ingest.conftest import FakeApi, drop, idempotent
 
@@ -257,3 +256,26 @@ async def test_crash_and_resume_against_the_embedded_ledger(
         assert all(row["corrects_transaction_id"] is None for row in signals_seen)
     finally:
         await api.close()
+
+
+async def test_a_file_that_trips_a_bug_is_rejected_and_the_others_still_run(
+    ingest: Ingest, tenants: TenantStore, uploads: UploadStore, tenant: Tenant, fake_api: FakeApi,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import ingest.processor as processor
+
+    real_read_table = processor.read_table
+
+    def read_table(path: Path) -> Any:
+        if path.name == "poison.csv":
+            raise RuntimeError("a bug")
+        return real_read_table(path)
+
+    monkeypatch.setattr(processor, "read_table", read_table)
+    await stage(ingest, tenants, uploads, "in/poison.csv", signals(1))
+    await stage(ingest, tenants, uploads, "in/fine.csv", signals(2))
+    summary = await ingest.run()
+    states = {Path(item.path).name: (item.state, item.error) for item in summary.files}
+    assert states["poison.csv"][0] == "rejected" and "internal error" in states["poison.csv"][1]
+    assert states["fine.csv"] == ("posted", "")
+    assert summary.run.status == "finished"

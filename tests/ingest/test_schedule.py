@@ -128,8 +128,7 @@ def test_run_lock_excludes_another_process_and_names_it(tmp_path: Path) -> None:
 
 
 def test_run_lock_excludes_a_second_holder_in_the_same_process(tmp_path: Path) -> None:
-    with RunLock(tmp_path):
-        with pytest.raises(RunInProgress):
-            RunLock(tmp_path).acquire()
+    with RunLock(tmp_path), pytest.raises(RunInProgress):
+        RunLock(tmp_path).acquire()
     with RunLock(tmp_path):
         pass
