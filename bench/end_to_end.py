@@ -1,8 +1,130 @@
-"""Case 7 (placeholder while ingest is built)."""
+"""Case 7: what a customer waits for. Upload a 5 MB signal file, ``sftpctl run``, report in ``out/``.
+
+It runs against a tenant of its own, so the junk files of the upload cases (random bytes) never
+reach its processing run. Each run uploads a fresh file whose partner ids are new, so every row
+creates a signal rather than finding one already there. The clock runs from the start of the
+upload to the end of ``sftpctl run``, which returns once the report is written.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import itertools
+import json
+import resource
+import sqlite3
+import sys
+import time
+from pathlib import Path
+
+from bench.clients import PINNED, AsyncsshClient
 from bench.context import BenchContext
+from bench.endpoint import Endpoint
 from bench.errors import NotAvailable
-from bench.runner import Measure
+from bench.ledger_client import create_calls, tenant_token
+from bench.our_server import REPOSITORY, TENANT_EMAIL, OurServer
+from bench.plan import MB
+from bench.processor import CALLS
+from bench.runner import Measure, Outcome, Side
+from bench.signal_files import csv_file
+from bench.stats import Row
+
+E2E_TENANT = "benche2e"
+STAGE_POLL_SECONDS = 0.05
+STAGE_TIMEOUT_SECONDS = 120.0
+RUN_TIMEOUT_SECONDS = 3600.0
+RECEIVED = "received"
+ERROR_TEXT_CHARS = 200
 
 
 def case_7(context: BenchContext) -> list[Measure]:
-    raise NotAvailable("not written yet")
+    size = context.plan.signal_file_bytes
+    row = Row(key="7.e2e", case=7,
+              title=f"end to end: upload a {size / MB:g} MB CSV signal file, `sftpctl run`, report in out/",
+              variant=f"asyncssh upload, {PINNED.label}", unit="s", higher_is_better=False, peer_name="—")
+    server = context.ours
+    if server is None:
+        row.unavailable = context.ours_missing
+        return [Measure(row, None, None)]
+    try:
+        endpoint = _e2e_tenant(server)
+        create_calls(server, tenant_token(server, E2E_TENANT), CALLS)
+    except NotAvailable as exc:
+        row.unavailable = str(exc)
+        return [Measure(row, None, None)]
+    folder = context.scratch / "e2e"
+    folder.mkdir(parents=True, exist_ok=True)
+    outbox = server.data_dir / "tenants" / E2E_TENANT / "out"
+    numbers = itertools.count(1)
+    client = AsyncsshClient()
+
+    async def run() -> Outcome:
+        number = next(numbers)
+        name = f"e2e{number:03d}.csv"
+        local = folder / name
+        rows = csv_file(local, size, CALLS, prefix=f"E{number}-")
+        start = time.perf_counter()
+        await client.upload(endpoint, PINNED, [(local, name)])
+        await _wait_until_staged(server, name)
+        finished, summary = await _sftpctl_run(server)
+        elapsed = time.perf_counter() - start
+        reports = sorted(outbox.rglob(f"{local.stem}-*-report.csv"))
+        posted = summary.get("run", {}).get("posted") if isinstance(summary.get("run"), dict) else None
+        errors = int(not finished) + int(not reports) + (rows - posted if isinstance(posted, int) else 0)
+        note = f"{rows:,} rows, {rows / elapsed:,.0f} rows/s; posted {posted}"
+        if not reports:
+            note += "; no report in out/"
+        if not finished:
+            note += f"; sftpctl run failed: {summary.get('error', '')}"[:ERROR_TEXT_CHARS]
+        return Outcome(elapsed, errors=errors, note=note)
+
+    def cpu_seconds() -> float:
+        """The daemon (upload, staging, API) plus ``sftpctl run`` (a reaped child of this process)."""
+        children = resource.getrusage(resource.RUSAGE_CHILDREN)
+        return server.endpoint.cpu_seconds() + children.ru_utime + children.ru_stime
+
+    return [Measure(row, Side("ours", run, cpu_seconds=cpu_seconds), None)]
+
+
+def _e2e_tenant(server: OurServer) -> Endpoint:
+    added = server.sftpctl("tenant", "add", E2E_TENANT, "--email", TENANT_EMAIL, "--password-stdin",
+                           stdin=server.endpoint.password + "\n")
+    if added.returncode != 0:
+        raise NotAvailable(f"sftpctl tenant add {E2E_TENANT} failed: {added.stderr.strip()[-ERROR_TEXT_CHARS:]}")
+    inbox = server.data_dir / "tenants" / E2E_TENANT / "in"
+    return dataclasses.replace(server.endpoint, user=E2E_TENANT, inbox=inbox)
+
+
+async def _wait_until_staged(server: OurServer, name: str) -> None:
+    """The daemon stages an upload in the background; a run started before that would miss it."""
+    deadline = time.monotonic() + STAGE_TIMEOUT_SECONDS
+    database = server.data_dir / "state.db"
+    while time.monotonic() < deadline:
+        with sqlite3.connect(f"file:{database}?mode=ro", uri=True) as connection:
+            row = connection.execute(
+                "SELECT state FROM uploads WHERE tenant = ? AND path LIKE ? ORDER BY id DESC LIMIT 1",
+                (E2E_TENANT, f"%{name}"),
+            ).fetchone()
+        if row is not None and row[0] != RECEIVED:
+            return
+        await asyncio.sleep(STAGE_POLL_SECONDS)
+    raise TimeoutError(f"{name} was not staged within {STAGE_TIMEOUT_SECONDS:g} s")
+
+
+async def _sftpctl_run(server: OurServer) -> tuple[bool, dict[str, object]]:
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "service.sftpctl", "--config", str(server.config), "--json",
+        "run", "--tenant", E2E_TENANT, cwd=REPOSITORY,
+        stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )
+    stdout, stderr = await asyncio.wait_for(process.communicate(), RUN_TIMEOUT_SECONDS)
+    try:
+        summary = json.loads(stdout.decode() or "{}")
+    except json.JSONDecodeError:
+        summary = {}
+    if not isinstance(summary, dict):
+        summary = {}
+    if process.returncode != 0:
+        summary.setdefault("error", stderr.decode(errors="replace").strip()[-ERROR_TEXT_CHARS:])
+    return process.returncode == 0, summary

@@ -12,6 +12,7 @@ from pathlib import Path
 import psutil
 
 from bench import procs
+from bench.cgroup import CpuGroup
 
 HOST = "127.0.0.1"
 REMOTE_INBOX = "in"
@@ -23,7 +24,8 @@ class Endpoint:
     """``inbox`` is the local folder behind the remote ``in/``; ``pid`` roots the process tree.
 
     ``idle_processes`` is the tree's size with no client connected: OpenSSH is back to it once
-    every session process has exited and been reaped.
+    every session process has exited and been reaped. ``cpu_group`` holds the server and all it
+    forks, where cgroups are available (see ``bench.cgroup``).
     """
 
     name: str
@@ -34,6 +36,7 @@ class Endpoint:
     pid: int
     idle_processes: int = 1
     host: str = HOST
+    cpu_group: CpuGroup | None = None
 
     @cached_property
     def process(self) -> psutil.Process:
@@ -43,6 +46,8 @@ class Endpoint:
         return f"{REMOTE_INBOX}/{name}"
 
     def cpu_seconds(self) -> float:
+        if self.cpu_group is not None:
+            return self.cpu_group.seconds()
         return procs.cpu_seconds(self.process)
 
     def settle(self, timeout: float) -> None:

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import psutil
 
+from bench.cgroup import CpuGroup
 from bench.endpoint import HOST, REMOTE_INBOX, Endpoint, free_port, wait_for_banner
 from bench.errors import NotAvailable
 
@@ -63,6 +64,7 @@ def private_sshd(folder: Path, password: str, use_pam: bool = True) -> Iterator[
         raise NotAvailable("a private sshd with a chrooted system user needs root")
     folder.mkdir(parents=True, exist_ok=True)
     daemon: subprocess.Popen[bytes] | None = None
+    group = CpuGroup.create("sftp-inbox-bench-openssh")
     try:
         _create_user(password)
         inbox = _create_chroot()
@@ -71,13 +73,17 @@ def private_sshd(folder: Path, password: str, use_pam: bool = True) -> Iterator[
         with (folder / "sshd.log").open("ab") as log:
             daemon = subprocess.Popen([str(SSHD), "-D", "-e", "-f", str(config)],
                                       stdin=subprocess.DEVNULL, stdout=log, stderr=log)
+        if group is not None and not group.add(daemon.pid):
+            group = None
         if not wait_for_banner(port, START_TIMEOUT_SECONDS):
             raise NotAvailable(f"sshd did not start; see {folder / 'sshd.log'}")
         yield Endpoint(name="OpenSSH", port=port, user=USER, password=password, inbox=inbox,
-                       pid=daemon.pid, idle_processes=1)
+                       pid=daemon.pid, idle_processes=1, cpu_group=group)
     finally:
         if daemon is not None:
             _stop(daemon)
+        if group is not None:
+            group.remove()
         _remove_user_and_chroot()
 
 def sshd_version() -> str:

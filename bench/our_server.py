@@ -2,13 +2,14 @@
 
 The bench config differs from the shipped defaults only where a benchmark would otherwise measure
 a rule instead of the server: a size limit big enough for the 200 MB upload, brute-force thresholds
-no benchmark reaches, and the embedded API's and the poster's rate limits out of the way of the
-throughput cases. Password hashing keeps its real argon2id cost; the tenant is created by
-``sftpctl`` like any other.
+no benchmark reaches, the embedded API's and the poster's rate limits out of the way of the
+throughput cases, and the processing schedule moved half a day away from the run. Password hashing
+keeps its real argon2id cost; the tenant is created by ``sftpctl`` like any other.
 """
 
 from __future__ import annotations
 
+import datetime
 import signal
 import subprocess
 import sys
@@ -17,9 +18,12 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from bench.cgroup import CpuGroup
 from bench.endpoint import HOST, REMOTE_INBOX, Endpoint, free_port, wait_for_banner
 from bench.errors import NotAvailable
 
+# Both commands run from the checkout, so ``-m`` imports this tree's code whatever is installed.
+REPOSITORY = Path(__file__).resolve().parent.parent
 TENANT = "benchuser"
 TENANT_EMAIL = "bench@example.com"
 START_TIMEOUT_SECONDS = 60.0
@@ -30,6 +34,8 @@ LOG_TAIL_CHARS = 300
 UNREACHABLE_FAILURES = 1_000_000
 UNREACHABLE_RATE = 1_000_000_000
 MAX_CONNECTIONS = 5000
+HOURS_PER_DAY = 24
+HOURS_AWAY = 12
 
 CONFIG = """\
 # sftpd config written by bench/: shipped defaults except where noted.
@@ -48,6 +54,12 @@ max_connections = {max_connections}
 # No benchmark fails a login; raised so a burst of logins from 127.0.0.1 is never blocked.
 account_max_failures = {failures}
 source_max_failures = {failures}
+
+[schedule]
+# Scheduled runs moved half a day away, so none can land in the middle of a measurement and
+# process the upload cases' junk files.
+timezone = "UTC"
+hours = [{far_hour}]
 
 [api]
 listen_host = "{host}"
@@ -91,32 +103,40 @@ def our_server(folder: Path, password: str, max_upload_bytes: int) -> Iterator[O
         data_dir=data_dir, host=HOST, port=port, keys_dir=folder / "keys",
         max_upload_bytes=max_upload_bytes, max_connections=MAX_CONNECTIONS,
         failures=UNREACHABLE_FAILURES, api_port=api_port, rate=UNREACHABLE_RATE,
+        far_hour=(datetime.datetime.now(datetime.timezone.utc).hour + HOURS_AWAY) % HOURS_PER_DAY,
     ))
     added = sftpctl(config, "tenant", "add", TENANT, "--email", TENANT_EMAIL, "--password-stdin",
                     stdin=password + "\n")
     if added.returncode != 0:
         raise NotAvailable(f"sftpctl tenant add failed: {_tail(added.stderr)}")
     log = folder / "sftpd.log"
+    group = CpuGroup.create("sftp-inbox-bench-ours")
     with log.open("ab") as sink:
         daemon = subprocess.Popen(
             [sys.executable, "-m", "service.daemon", "serve", "--config", str(config), "--no-demo"],
-            cwd=folder, stdin=subprocess.DEVNULL, stdout=sink, stderr=sink,
+            cwd=REPOSITORY, stdin=subprocess.DEVNULL, stdout=sink, stderr=sink,
         )
+    if group is not None and not group.add(daemon.pid):
+        group = None
     try:
         if not wait_for_banner(port, START_TIMEOUT_SECONDS) or daemon.poll() is not None:
             raise NotAvailable(f"sftpd serve did not start: {_tail(log.read_text(errors='replace'))}")
         endpoint = Endpoint(name="ours", port=port, user=TENANT, password=password,
-                            inbox=data_dir / "tenants" / TENANT / REMOTE_INBOX, pid=daemon.pid)
+                            inbox=data_dir / "tenants" / TENANT / REMOTE_INBOX, pid=daemon.pid,
+                            cpu_group=group)
         yield OurServer(endpoint, config, data_dir, f"http://{HOST}:{api_port}", log)
     finally:
         _stop(daemon)
+        if group is not None:
+            group.remove()
 
 
 def sftpctl(config: Path, *args: str, stdin: str | None = None,
             timeout: float = COMMAND_TIMEOUT_SECONDS) -> subprocess.CompletedProcess[str]:
     """The operator CLI against the bench config, as a separate process like an operator's."""
     return subprocess.run([sys.executable, "-m", "service.sftpctl", "--config", str(config), *args],
-                          input=stdin, capture_output=True, text=True, timeout=timeout, check=False)
+                          cwd=REPOSITORY, input=stdin, capture_output=True, text=True, timeout=timeout,
+                          check=False)
 
 
 def _stop(daemon: subprocess.Popen[bytes]) -> None:

@@ -38,8 +38,7 @@ else
     python=.venv/bin/python
 fi
 # The bench extra (psutil) plus the test extra, whose xlwt writes the XLS signal file.
-if ! "$python" -c "import psutil, xlwt; from importlib.metadata import version; version('sftp-inbox')" \
-        >/dev/null 2>&1; then
+if ! (cd / && "$python" -c "import psutil, xlwt, service.daemon, service.sftpctl") >/dev/null 2>&1; then
     echo "bench/run.sh: installing the project with its bench extra into $("$python" -c 'import sys; print(sys.prefix)')" >&2
     "$python" -m pip install -q -e '.[bench,test]'
 fi
