@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable, Sequence
 from concurrent.futures import Executor
-from typing import Any, TypeVar
 
 import asyncssh
 
@@ -26,7 +25,6 @@ from sftpd.defender import MAX_KEY_LENGTH, Defender, Lockout
 log = get_logger(__name__)
 
 PASSWORD_PROMPT = "Password: "
-_T = TypeVar("_T")
 
 
 class LoginGate:
@@ -47,7 +45,9 @@ class LoginGate:
     async def check(self, username: str, password: str, source: str, method: str) -> bool:
         """True if ``username`` may log in from ``source`` with ``password``."""
         lockout, stored = await asyncio.to_thread(self._lookup, username, source)
-        matched = await self._run(self._hash_executor, self._tenants.hasher.verify, password, stored)
+        matched = await asyncio.get_running_loop().run_in_executor(
+            self._hash_executor, self._tenants.hasher.verify, password, stored
+        )
         user = _printable(username)
         if lockout is not None:
             log.warning("auth.refused", user=user, source=source, method=method,
@@ -69,10 +69,6 @@ class LoginGate:
     def _succeeded(self, username: str, password: str, stored: str, source: str) -> None:
         self._defender.record_success(username, source)
         self._tenants.rehash_if_needed(username, password, stored)
-
-    @staticmethod
-    async def _run(executor: Executor | None, func: Callable[..., _T], *args: Any) -> _T:
-        return await asyncio.get_running_loop().run_in_executor(executor, func, *args)
 
 
 class TenantSSHServer(asyncssh.SSHServer):

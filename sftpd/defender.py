@@ -133,10 +133,19 @@ class Defender:
         return started
 
     def record_success(self, account: str, source: str) -> None:
-        """A good login forgets the account's failures (not the source's: it may be shared)."""
-        self.db.execute(
-            "DELETE FROM sftpd_auth_failures WHERE kind = 'account' AND key = ?", (_key(account),)
+        """A good login forgets the account's failures (not the source's: it may be shared).
+
+        Most logins have no failures to forget; checking first spares them a write transaction.
+        """
+        failed_before = self.db.query_one(
+            "SELECT 1 FROM sftpd_auth_failures WHERE kind = 'account' AND key = ? LIMIT 1",
+            (_key(account),),
         )
+        if failed_before:
+            self.db.execute(
+                "DELETE FROM sftpd_auth_failures WHERE kind = 'account' AND key = ?",
+                (_key(account),),
+            )
 
     def lockouts(self) -> list[Lockout]:
         """Lockouts in force now, soonest to expire first."""

@@ -45,6 +45,10 @@ class ReadHandle:
     def fstat(self) -> os.stat_result:
         return os.fstat(self._fd)
 
+    def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
+        """For asyncssh's ``ranges@asyncssh.com``, which finds the data in sparse files."""
+        return os.lseek(self._fd, offset, whence)
+
     def close(self) -> None:
         os.close(self._fd)
 
@@ -113,6 +117,12 @@ class IncomingFile:
             raise SFTPFailure(f"{self.path}: the upload was discarded")
         return os.fstat(self._fd)
 
+    def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
+        """For asyncssh's ``ranges@asyncssh.com``, which finds the data in sparse files."""
+        if not self.open:
+            raise SFTPFailure(f"{self.path}: the upload was discarded")
+        return os.lseek(self._fd, offset, whence)
+
     def set_times(self, times_ns: tuple[int, int]) -> None:
         if self.open:
             os.utime(self._fd, ns=times_ns)
@@ -122,7 +132,11 @@ class IncomingFile:
             os.fsync(self._fd)
 
     async def finish(self) -> tuple[int, str]:
-        """Publish the file under its name; returns its size and sha256."""
+        """Publish the file under its name; returns its size and sha256.
+
+        A refused upload stays refused: closing it repeats the refusal, so even a client that
+        ignored the failed write learns that nothing was stored.
+        """
         if self._refusal is not None:
             raise self._refusal
         try:

@@ -145,7 +145,7 @@ class TenantSFTPServer(asyncssh.SFTPServer):
                                 self._rules.too_large_message(), append=bool(pflags & FXF_APPEND))
         if existing is not None and not pflags & FXF_TRUNC:
             try:
-                incoming.seed(target)
+                await asyncio.to_thread(incoming.seed, target)
             except BaseException:
                 incoming.discard()
                 raise
@@ -168,14 +168,13 @@ class TenantSFTPServer(asyncssh.SFTPServer):
         if isinstance(handle, ReadHandle):
             handle.close()
             return None
-        if not handle.open:
-            return None
-        if not by_client:
+        if by_client:
+            return self._finish(handle)
+        if handle.open:
             handle.discard()
             log.warning("upload.aborted", tenant=self._tenant, path=handle.path.relative,
                         received=handle.size, reason="session ended before the file was closed")
-            return None
-        return self._finish(handle)
+        return None
 
     def fsetstat(self, file_obj: object, attrs: SFTPAttrs) -> None:
         handle = _handle(file_obj)
@@ -268,7 +267,7 @@ class TenantSFTPServer(asyncssh.SFTPServer):
         if stat.S_ISREG(mode):
             problem = name_error(target.name) or self._rules.name_error(target.name)
             if problem:
-                self._refuse_upload(target, problem)
+                self._refuse_upload(target, problem, action="rename")
         elif stat.S_ISDIR(mode):
             problem = name_error(target.name)
             if problem:
@@ -296,8 +295,11 @@ class TenantSFTPServer(asyncssh.SFTPServer):
             f"cannot {action} {path}: only the contents of {INBOX}/ can be changed"
         )
 
-    def _refuse_upload(self, path: VirtualPath, problem: str, cause: SFTPError | None = None) -> NoReturn:
-        message = problem if problem.startswith("upload refused") else f"upload refused: {problem}"
+    def _refuse_upload(
+        self, path: VirtualPath, problem: str, cause: SFTPError | None = None, action: str = "upload"
+    ) -> NoReturn:
+        """Refuse by an upload rule, telling OpenSSH users too (they see only stderr)."""
+        message = problem if problem.startswith(f"{action} refused") else f"{action} refused: {problem}"
         log.warning("upload.refused", tenant=self._tenant, path=path.relative, reason=message)
         self.channel.write_stderr(f"sftpd: {path}: {message}\n".encode())
         if cause is not None:

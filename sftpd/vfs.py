@@ -247,12 +247,16 @@ class TenantFileSystem:
     def staging(self, create: bool = True) -> Iterator[int]:
         """The staging folder of uploads in progress, created on first use."""
         with self.directory(VirtualPath(())) as root_fd:
-            if create:
+            try:
+                fd = os.open(STAGING_DIR, _DIR_FLAGS, dir_fd=root_fd)
+            except FileNotFoundError:
+                if not create:
+                    raise
                 try:
                     os.mkdir(STAGING_DIR, STAGING_MODE, dir_fd=root_fd)
                 except FileExistsError:
                     pass
-            fd = os.open(STAGING_DIR, _DIR_FLAGS, dir_fd=root_fd)
+                fd = os.open(STAGING_DIR, _DIR_FLAGS, dir_fd=root_fd)
         try:
             yield fd
         finally:

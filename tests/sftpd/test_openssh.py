@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 
 from tests.conftest import TEST_PASSWORD
 from tests.sftpd.clients import OpenSSHClient
@@ -83,3 +84,15 @@ async def test_writes_outside_in_are_refused(server: RunningServer, openssh: Ope
 
     assert sorted(path.name for path in server.tenants.folders(TENANT).root.iterdir()) == ["in", "out"]
     assert list(server.outbox().iterdir()) == []
+
+
+async def test_put_preserving_times(server: RunningServer, openssh: OpenSSHClient) -> None:
+    local = openssh.work_dir / "calls.csv"
+    local.write_bytes(CSV)
+    os.utime(local, (1_600_000_000, 1_600_000_000))
+
+    run = await openssh.run(TENANT, TEST_PASSWORD, ["put -p calls.csv in/"])
+
+    assert run.returncode == 0 and run.stderr == "", run.stderr
+    assert (server.inbox() / "calls.csv").stat().st_mtime == 1_600_000_000
+    assert len(server.recorded()) == 1

@@ -77,13 +77,15 @@ async def test_size_limit_is_enforced_while_writing(make_server: ServerFactory) 
     server = await make_server(server__max_upload_bytes=LIMIT)
     async with asyncssh_sftp(server.port, TENANT, TEST_PASSWORD) as sftp:
         await put(sftp, "/in/exact.csv", b"x" * LIMIT)
-        async with sftp.open("/in/big.csv", "wb") as remote:
-            await remote.write(b"x" * (LIMIT - 10))
-            with pytest.raises(asyncssh.SFTPFailure, match="larger than the limit of 65536 bytes"):
-                await remote.write(b"x" * 11, offset=LIMIT - 10)
-            assert list(server.staging().iterdir()) == []
-            with pytest.raises(asyncssh.SFTPFailure, match="larger than the limit"):
-                await remote.write(b"x", offset=0)
+        remote = await sftp.open("/in/big.csv", "wb")
+        await remote.write(b"x" * (LIMIT - 10))
+        with pytest.raises(asyncssh.SFTPFailure, match="larger than the limit of 65536 bytes"):
+            await remote.write(b"x" * 11, offset=LIMIT - 10)
+        assert list(server.staging().iterdir()) == []
+        with pytest.raises(asyncssh.SFTPFailure, match="larger than the limit"):
+            await remote.write(b"x", offset=0)
+        with pytest.raises(asyncssh.SFTPFailure, match="larger than the limit"):
+            await remote.close()
         await put(sftp, "/in/after.csv", b"1,2\n")
 
     assert sorted(path.name for path in server.inbox().iterdir()) == ["after.csv", "exact.csv"]
@@ -216,3 +218,17 @@ async def test_a_failing_listener_does_not_fail_the_upload(
     finally:
         await server.close()
     assert [upload.path for upload in uploads.list(TENANT)] == ["in/calls.csv"]
+
+
+async def test_asyncssh_put_and_get(server: RunningServer, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    local = tmp_path / "calls.csv"
+    local.write_bytes(os.urandom(200 * 1024))
+    (server.outbox() / "report.csv").write_bytes(b"row,status\n1,ok\n")
+    async with asyncssh_sftp(server.port, TENANT, TEST_PASSWORD) as sftp:
+        await sftp.put(str(local), "/in/calls.csv")
+        await sftp.get("/out/report.csv", str(tmp_path / "report.csv"))
+        await sftp.get("/in/calls.csv", str(tmp_path / "back.csv"))
+    assert (tmp_path / "report.csv").read_bytes() == b"row,status\n1,ok\n"
+    assert (tmp_path / "back.csv").read_bytes() == local.read_bytes()
+    [upload] = server.recorded()
+    assert upload.sha256 == sha256(local.read_bytes())
