@@ -110,6 +110,7 @@ class Ingest:
             if interrupted:
                 log.warning("ingest.resuming", interrupted_runs=interrupted)
             await self.settled()
+            await self.scan()
             record = self.run_store.start(kind, slot, tenant, os.getpid())
             log.info("ingest.run_started", run=record.id, trigger=kind.value, tenant=tenant)
             if progress is not None:

@@ -24,7 +24,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from core.clock import now_iso
+from core.clock import now_iso, parse_iso
 from core.config import Settings
 from core.logs import get_logger
 from core.tenants import TenantStore
@@ -38,6 +38,7 @@ STAGING_DIR = "staging"
 FOLDER_MODE = 0o700
 COPY_CHUNK_BYTES = 1024 * 1024
 SCAN_SOURCE = "scan"
+NANOSECONDS = 1e9
 
 
 class Stager:
@@ -117,11 +118,13 @@ class _Seen:
 class Scanner:
     """Stages files in tenants' ``in/`` that no upload event announced, once they are stable.
 
-    A file is stable when two scans saw the same size and mtime and that mtime is at least
-    ``schedule.stable_seconds`` old. A file whose content is that of the last upload of its path
-    is already known and not staged again (unless that upload never got staged, e.g. after a
-    crash between recording and staging, in which case it is staged now). Hidden names and the
-    temporary names of uploads in progress are skipped.
+    A file is stable when it has not been written for ``schedule.stable_seconds``: every write
+    moves the mtime, so an mtime that old means size and content have held still that long. A
+    file that is still the content of the last upload of its path is known and not staged again
+    (unless that upload never got staged, after a crash between recording and staging: then it is
+    staged now). Size and an mtime no newer than the upload record say "unchanged" without reading
+    the file; anything else is hashed and compared. Hidden names and the temporary names of uploads
+    in progress are skipped.
     """
 
     def __init__(self, settings: Settings, tenants: TenantStore, uploads: UploadStore, stager: Stager) -> None:
@@ -130,7 +133,6 @@ class Scanner:
         self.tenants = tenants
         self.uploads = uploads
         self.stager = stager
-        self._seen: dict[tuple[str, str], _Seen] = {}
         self._handled: dict[tuple[str, str], _Seen] = {}
 
     def scan(self) -> list[StagedUpload]:
@@ -141,43 +143,42 @@ class Scanner:
             inbox = self.tenants.folders(tenant.name).inbox
             last_uploads: dict[str, Upload] | None = None
             for path in self._files(inbox):
-                relative = f"{INBOX}/{path.relative_to(inbox).as_posix()}"
-                key = (tenant.name, relative)
+                key = (tenant.name, f"{INBOX}/{path.relative_to(inbox).as_posix()}")
                 present.add(key)
-                seen = self._observe(key, path)
+                seen = self._stable(path)
                 if seen is None or self._handled.get(key) == seen:
                     continue
                 if last_uploads is None:
                     last_uploads = _last_upload_by_path(self.uploads.list(tenant.name))
-                result = self._stage_if_new(tenant.name, relative, path, last_uploads.get(relative))
+                result = self._stage_if_new(tenant.name, key[1], path, seen, last_uploads.get(key[1]))
                 self._handled[key] = seen
                 if result is not None:
                     staged.append(result)
-        for key in set(self._seen) - present:
-            self._seen.pop(key, None)
-            self._handled.pop(key, None)
+        for key in set(self._handled) - present:
+            del self._handled[key]
         return staged
 
-    def _observe(self, key: tuple[str, str], path: Path) -> _Seen | None:
-        """The file's (size, mtime) if it is stable now, else None."""
+    def _stable(self, path: Path) -> _Seen | None:
+        """The file's size and mtime if it has not been written for ``stable_seconds``."""
         try:
             info = path.lstat()
         except FileNotFoundError:
             return None
-        seen = _Seen(info.st_size, info.st_mtime_ns)
-        previous, self._seen[key] = self._seen.get(key), seen
-        quiet_for = time.time() - info.st_mtime_ns / 1e9
-        return seen if previous == seen and quiet_for >= self.stable_seconds else None
+        if time.time() - info.st_mtime_ns / NANOSECONDS < self.stable_seconds:
+            return None
+        return _Seen(info.st_size, info.st_mtime_ns)
 
-    def _stage_if_new(self, tenant: str, relative: str, path: Path, last: Upload | None) -> StagedUpload | None:
+    def _stage_if_new(
+        self, tenant: str, relative: str, path: Path, seen: _Seen, last: Upload | None
+    ) -> StagedUpload | None:
+        if last is not None and _unchanged_since(last, seen):
+            return self.stager.stage(last, path) if last.state == UploadState.RECEIVED else None
         try:
             size, digest = _digest(path)
         except FileNotFoundError:
             return None
         if last is not None and last.sha256 == digest:
-            if last.state != UploadState.RECEIVED:
-                return None
-            return self.stager.stage(last, path)
+            return self.stager.stage(last, path) if last.state == UploadState.RECEIVED else None
         upload = self.uploads.record(tenant, relative, size, digest, source=SCAN_SOURCE)
         log.info("staging.found", tenant=tenant, path=relative, upload=upload.id)
         return self.stager.stage(upload, path)
@@ -201,6 +202,12 @@ def _inbox_relative(upload_path: str) -> PurePosixPath | None:
     if len(parts) < 2 or parts[0] != INBOX or ".." in parts:
         return None
     return PurePosixPath(*parts[1:])
+
+
+def _unchanged_since(upload: Upload, seen: _Seen) -> bool:
+    """Same size, and not written after the upload was recorded."""
+    recorded = parse_iso(upload.received_at).timestamp()
+    return upload.size == seen.size and seen.mtime_ns / NANOSECONDS <= recorded
 
 
 def _last_upload_by_path(uploads: list[Upload]) -> dict[str, Upload]:

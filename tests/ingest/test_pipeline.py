@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from datetime import datetime, timezone
 
 import pytest
@@ -45,26 +46,36 @@ async def test_manual_runs_do_not_count_as_a_slot(ingest: Ingest) -> None:
     assert await ingest.catch_up(now=SIX_AM_PDT) is not None
 
 
-async def test_serve_forever_catches_up_scans_and_stops_cleanly(
+async def test_serve_forever_catches_up_then_keeps_scanning_and_stops_cleanly(
     ingest_settings: Settings, state_db: Database, tenants: TenantStore, uploads: UploadStore,
     tenant: Tenant, fake_api: FakeApi,
 ) -> None:
     settings = ingest_settings.replace(schedule__scan_interval_seconds=0.05, schedule__stable_seconds=1.0)
     ingest = Ingest(settings, state_db, tenants, uploads)
-    copied = tenants.folders("acme").inbox / "copied.csv"
-    copied.write_text(SIGNALS, encoding="utf-8")
-    old = time.time() - 60
-    os.utime(copied, (old, old))
+    inbox = tenants.folders("acme").inbox
+
+    def copy_in(name: str) -> None:
+        (inbox / name).write_text(SIGNALS, encoding="utf-8")
+        old = time.time() - 60
+        os.utime(inbox / name, (old, old))
+
+    async def until(condition: Callable[[], bool]) -> None:
+        for _ in range(250):
+            if condition():
+                return
+            await asyncio.sleep(0.02)
+        raise AssertionError("condition not reached")
+
+    copy_in("before.csv")
     serving = asyncio.create_task(ingest.serve_forever())
     try:
-        for _ in range(200):
-            if uploads.list("acme") and uploads.list("acme")[0].state == "staged":
-                break
-            await asyncio.sleep(0.02)
-        [upload] = uploads.list("acme")
-        assert (upload.source, upload.state) == ("scan", "staged")
+        await until(lambda: bool(ingest.runs(1)) and ingest.runs(1)[0].status == "finished")
         [catch_up] = ingest.runs(10)
-        assert catch_up.trigger == "catch-up" and catch_up.status == "finished"
+        assert (catch_up.trigger, catch_up.posted) == ("catch-up", 2)
+        copy_in("after.csv")  # between slots: staged by the periodic scan, processed at the next slot
+        await until(lambda: len(uploads.list("acme")) == 2)
+        later = uploads.list("acme")[0]
+        assert (later.path, later.source, later.state) == ("in/after.csv", "scan", "staged")
     finally:
         serving.cancel()
         await asyncio.gather(serving, return_exceptions=True)
@@ -95,6 +106,18 @@ async def test_no_run_while_another_process_runs(ingest: Ingest, tenants: Tenant
         holder.communicate("")
     assert ingest.runs(10) == [] and fake_api.received == []
     assert (await ingest.run()).run.posted == 2
+
+
+async def test_a_run_picks_up_stable_files_that_arrived_another_way(
+    ingest: Ingest, tenants: TenantStore, uploads: UploadStore, tenant: Tenant, fake_api: FakeApi
+) -> None:
+    copied = tenants.folders("acme").inbox / "copied.csv"
+    copied.write_text(SIGNALS, encoding="utf-8")
+    old = time.time() - 60
+    os.utime(copied, (old, old))
+    summary = await ingest.run()
+    assert [item.path for item in summary.files] == ["in/copied.csv"]
+    assert summary.run.posted == 2 and uploads.list("acme")[0].source == "scan"
 
 
 async def test_two_runs_in_one_process_do_not_overlap(ingest: Ingest, tenants: TenantStore, uploads: UploadStore,
