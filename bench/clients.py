@@ -36,8 +36,8 @@ class Crypto:
     kex: str | None = None
 
 
-PINNED = Crypto("pinned", f"{CIPHER} + {KEX}", CIPHER, KEX)
-DEFAULTS = Crypto("defaults", "each server's defaults")
+PINNED = Crypto("pinned", "pinned", CIPHER, KEX)
+DEFAULTS = Crypto("defaults", "server defaults")
 
 
 class ClientError(Exception):

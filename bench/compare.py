@@ -105,7 +105,8 @@ async def run_cases(plan: Plan, cases: Sequence[int]) -> tuple[list[Row], dict[s
         try:
             context.ours = stack.enter_context(our_server(context.scratch / "ours", password,
                                                           plan.max_upload_bytes))
-            extra["Our server"] = "`python -m service.daemon serve` with the bench config of bench/our_server.py"
+            extra["Our server"] = ("`python -m service.daemon serve` with the bench config of "
+                                   "bench/our_server.py; " + _hashing())
         except NotAvailable as exc:
             context.ours_missing = f"our server: {exc}"
             _progress(context.ours_missing)
@@ -145,17 +146,28 @@ async def start_openssh(context: BenchContext, stack: ExitStack, password: str) 
     return f"not available: {context.openssh_missing}"
 
 
+def _hashing() -> str:
+    from core.config import PasswordSettings
+
+    cost = PasswordSettings()
+    return (f"argon2id m={cost.argon2_memory_kib} KiB, t={cost.argon2_time_cost}, "
+            f"p={cost.argon2_parallelism} (the shipped default, OWASP's minimum)")
+
+
 def method(plan: Plan) -> list[str]:
     sentences = [
         f"{plan.runs} runs per row and side, alternating ours, peer, ours, peer, ...; each figure is the "
         "median with (min–max). Ratio = our median / the peer's median in the row's unit "
         "(for ms and MiB, lower is better).",
         "Same client against both servers: OpenSSH's `sftp` in batch mode (password through "
-        f"SSH_ASKPASS) and asyncssh. *Pinned* rows force `{CIPHER}` and `{KEX}` by client options; "
-        "*defaults* rows let each server negotiate what it prefers. Targets are judged on pinned rows.",
-        "CPU s: user + system seconds of the server's whole process tree during one run, including "
-        "OpenSSH's per-login processes once reaped; median over runs.",
-        "Every upload is checked on the server's disk afterwards; a missing or short file is an error.",
+        f"SSH_ASKPASS) and asyncssh. *Pinned* rows force cipher `{CIPHER}` and key exchange `{KEX}` "
+        "by client options; *server defaults* rows let each server negotiate what it prefers. Targets "
+        "are judged on pinned rows.",
+        "CPU s: user + system seconds of everything the server ran during one run, read from a "
+        "cgroup v2 `cpu.stat` of its own (so OpenSSH's exited per-login processes count; without "
+        "cgroups, the process tree's times); median over runs.",
+        "Uploads are timed from connect to close, login included, as a customer's transfer is; every "
+        "upload is checked on the server's disk afterwards, and a missing or short file is an error.",
         "Memory: RSS summed over the server's process tree (OpenSSH: the listener plus two processes "
         "per session); the notes add PSS, which counts shared pages once.",
         "Our server runs with its shipped settings except: the size limit raised for the big upload, "

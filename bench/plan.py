@@ -31,6 +31,8 @@ class Plan:
     signal_file_bytes: int = 5 * MB
     api_posts: int = 2000
     api_concurrency: int = 8
+    # End to end posts every row of the file; a run takes minutes, and there is no peer to alternate with.
+    e2e_runs: int = 3
     quick: bool = False
 
     @property
@@ -54,13 +56,14 @@ QUICK = Plan(
     idle_sessions=40,
     signal_file_bytes=500 * 1000,
     api_posts=200,
+    e2e_runs=1,
     quick=True,
 )
 
 
 def choose(quick: bool, runs: int | None) -> Plan:
     plan = QUICK if quick else FULL
-    return dataclasses.replace(plan, runs=runs) if runs else plan
+    return dataclasses.replace(plan, runs=runs, e2e_runs=runs) if runs else plan
 
 
 def parse_cases(text: str) -> tuple[int, ...]:

@@ -54,6 +54,7 @@ class Measure:
     peer: Side | None
     ours_missing: str | None = None
     peer_missing: str | None = None
+    runs: int | None = None
     sides: list[tuple[Side, Series]] = field(init=False)
 
     def __post_init__(self) -> None:
@@ -62,8 +63,12 @@ class Measure:
 
 
 async def run_measure(measure: Measure, runs: int) -> Row:
-    """Take ``runs`` samples of each side, alternating; never raises for a broken side."""
+    """Take ``runs`` samples of each side (or the measure's own count), alternating.
+
+    Never raises for a broken side: its failures become the row's figures.
+    """
     row = measure.row
+    runs = measure.runs or runs
     if measure.ours_missing:
         row.ours.fail(measure.ours_missing)
     if measure.peer_missing:
