@@ -1,8 +1,9 @@
 """The pipeline as the daemon and ``sftpctl`` see it: stage uploads, run, serve the schedule.
 
-:class:`Ingest` owns the stores, the one pooled HTTP client and the run lock. A run, whoever
-starts it, takes the lock first, so the daemon's scheduled runs, its catch-up run at start-up and
-an operator's ``sftpctl run`` never overlap, even across processes.
+:class:`Ingest` owns the stores and the run lock; each run posts through one pooled HTTP client,
+closed when the run ends. A run, whoever starts it, takes the lock first, so the daemon's
+scheduled runs, its catch-up run at start-up and an operator's ``sftpctl run`` never overlap, even
+across processes. Every run scans ``in/`` first, so files copied in another way are never missed.
 """
 
 from __future__ import annotations
@@ -75,7 +76,6 @@ class Ingest:
             SendLog(db), Mailer(settings.mail, settings.mail_outbox),
         )
         self._lock = RunLock(settings.data_dir)
-        self._client: httpx.AsyncClient | None = None
         self._staging: set[asyncio.Task[StagedUpload | None]] = set()
 
     def on_upload(self, upload: Upload, local_path: Path) -> None:
@@ -116,7 +116,8 @@ class Ingest:
             if progress is not None:
                 progress("run.started", run=record.id, trigger=kind.value)
             try:
-                counts, files, problems = await self.processor.process(record, tenant, self._http(), progress)
+                async with self._http() as client:
+                    counts, files, problems = await self.processor.process(record, tenant, client, progress)
             except asyncio.CancelledError:
                 self.run_store.finish(record.id, RunStatus.INTERRUPTED, RunCounts(), "stopped during the run")
                 raise
@@ -146,7 +147,6 @@ class Ingest:
     async def serve_forever(self) -> None:
         """Catch up, then scan every ``scan_interval_seconds`` and run at each slot; until cancelled."""
         try:
-            await self._quietly(self.scan())
             await self._quietly(self.catch_up())
             due = self.schedule.next_slot(utcnow())
             while True:
@@ -178,19 +178,15 @@ class Ingest:
         return states
 
     async def aclose(self) -> None:
-        """Let staging finish and close the HTTP client's connections."""
+        """Let staging that is under way finish (the daemon calls this when it stops)."""
         await self.settled()
-        if self._client is not None:
-            client, self._client = self._client, None
-            await client.aclose()
 
     def _http(self) -> httpx.AsyncClient:
-        if self._client is None:
-            self._client = httpx.AsyncClient(
-                timeout=self.settings.post.timeout_seconds, headers={"User-Agent": USER_AGENT},
-                follow_redirects=False,
-            )
-        return self._client
+        """The run's one pooled client, shared by every file and destination of the run."""
+        return httpx.AsyncClient(
+            timeout=self.settings.post.timeout_seconds, headers={"User-Agent": USER_AGENT},
+            follow_redirects=False,
+        )
 
     async def _quietly(self, work: Awaitable[object]) -> bool:
         """Await ``work`` for the serving loop: a failure is logged, never ends the daemon."""
