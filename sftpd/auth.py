@@ -50,8 +50,13 @@ class LoginGate:
         )
         user = _printable(username)
         if lockout is not None:
-            log.warning("auth.refused", user=user, source=source, method=method,
-                        reason=f"{lockout.kind} locked until {lockout.until}")
+            log.warning(
+                "auth.refused",
+                user=user,
+                source=source,
+                method=method,
+                reason=f"{lockout.kind} locked until {lockout.until}",
+            )
         elif matched and stored is not None:
             await asyncio.to_thread(self._succeeded, username, password, stored, source)
             log.info("auth.ok", user=user, source=source, method=method)

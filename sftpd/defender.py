@@ -123,13 +123,18 @@ class Defender:
         oldest = now - max(policy.window for policy in self._policies.values())
         with self.db.transaction() as conn:
             conn.execute("DELETE FROM sftpd_auth_failures WHERE failed_at < ?", (iso(oldest),))
-            for policy, key in ((self._policies["account"], account), (self._policies["source"], source)):
-                lockout = self._count(conn, policy, _key(key), now)
+            for kind, key in (("account", account), ("source", source)):
+                lockout = self._count(conn, self._policies[kind], _key(key), now)
                 if lockout:
                     started.append(lockout)
         for lockout in started:
-            log.warning("auth.locked", kind=lockout.kind, key=lockout.key, until=lockout.until,
-                        failures=lockout.failures)
+            log.warning(
+                "auth.locked",
+                kind=lockout.kind,
+                key=lockout.key,
+                until=lockout.until,
+                failures=lockout.failures,
+            )
         return started
 
     def record_success(self, account: str, source: str) -> None:
@@ -171,7 +176,8 @@ class Defender:
             (policy.kind, key, iso(now)),
         )
         failures = conn.execute(
-            "SELECT COUNT(*) FROM sftpd_auth_failures WHERE kind = ? AND key = ? AND failed_at >= ?",
+            "SELECT COUNT(*) FROM sftpd_auth_failures"
+            " WHERE kind = ? AND key = ? AND failed_at >= ?",
             (policy.kind, key, iso(now - policy.window)),
         ).fetchone()[0]
         if failures < policy.max_failures:
@@ -215,4 +221,6 @@ def _key(value: str) -> str:
 
 
 def _lockout(row: sqlite3.Row) -> Lockout:
-    return Lockout(kind=row["kind"], key=row["key"], until=row["locked_until"], failures=row["failures"])
+    return Lockout(
+        kind=row["kind"], key=row["key"], until=row["locked_until"], failures=row["failures"]
+    )

@@ -17,6 +17,7 @@ import os
 
 from asyncssh import SFTPFailure, SFTPPermissionDenied
 
+from sftpd.rules import UploadRules
 from sftpd.vfs import TenantFileSystem, VirtualPath
 
 # asyncssh advertises this as its largest read (limits@openssh.com); a client asking for more
@@ -56,13 +57,14 @@ class ReadHandle:
 class IncomingFile:
     """A file being uploaded to ``target``, held in staging until the client closes it."""
 
-    def __init__(self, fs: TenantFileSystem, target: VirtualPath, max_bytes: int,
-                 too_large_message: str, append: bool) -> None:
+    def __init__(
+        self, fs: TenantFileSystem, target: VirtualPath, rules: UploadRules, append: bool
+    ) -> None:
         self.path = target
         self.size = 0
         self._fs = fs
-        self._max_bytes = max_bytes
-        self._too_large_message = too_large_message
+        self._max_bytes = rules.max_bytes
+        self._too_large_message = rules.too_large_message()
         self._append = append
         self._staging_name, self._fd = fs.new_staging_file()
         self._sha256 = hashlib.sha256()
@@ -71,7 +73,8 @@ class IncomingFile:
         self._refusal: SFTPFailure | None = None
 
     @property
-    def open(self) -> bool:
+    def is_open(self) -> bool:
+        """False once the upload was published or discarded."""
         return self._fd >= 0
 
     def seed(self, existing: VirtualPath) -> None:
@@ -108,27 +111,27 @@ class IncomingFile:
         return len(data)
 
     def read(self, offset: int, size: int) -> bytes:
-        if not self.open:
+        if not self.is_open:
             raise SFTPFailure(f"{self.path}: the upload was discarded")
         return os.pread(self._fd, min(size, MAX_READ_BYTES), offset)
 
     def fstat(self) -> os.stat_result:
-        if not self.open:
+        if not self.is_open:
             raise SFTPFailure(f"{self.path}: the upload was discarded")
         return os.fstat(self._fd)
 
     def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
         """For asyncssh's ``ranges@asyncssh.com``, which finds the data in sparse files."""
-        if not self.open:
+        if not self.is_open:
             raise SFTPFailure(f"{self.path}: the upload was discarded")
         return os.lseek(self._fd, offset, whence)
 
     def set_times(self, times_ns: tuple[int, int]) -> None:
-        if self.open:
+        if self.is_open:
             os.utime(self._fd, ns=times_ns)
 
     def fsync(self) -> None:
-        if self.open:
+        if self.is_open:
             os.fsync(self._fd)
 
     async def finish(self) -> tuple[int, str]:

@@ -54,7 +54,7 @@ def load_or_create_host_keys(keys_dir: Path) -> list[asyncssh.SSHKey]:
 
 def host_key_pairs(keys: list[asyncssh.SSHKey]) -> list[asyncssh.SSHKeyPair]:
     """The keys as asyncssh serves them, with RSA limited to SHA-2 signatures."""
-    pairs = asyncssh.load_keypairs(keys)
+    pairs = list(asyncssh.load_keypairs(keys))
     for pair in pairs:
         if pair.algorithm == b"ssh-rsa":
             pair.host_key_algorithms = RSA_HOST_KEY_ALGORITHMS
@@ -84,7 +84,9 @@ def _load_or_create(path: Path, spec: _KeySpec) -> asyncssh.SSHKey:
 def _create(path: Path, spec: _KeySpec) -> asyncssh.SSHKey:
     """Generate a key and publish it atomically; if another process won the race, use theirs."""
     options = {"key_size": spec.key_size} if spec.key_size else {}
-    key = asyncssh.generate_private_key(spec.algorithm, comment=f"sftpd {spec.algorithm}", **options)
+    key = asyncssh.generate_private_key(
+        spec.algorithm, comment=f"sftpd {spec.algorithm}", **options
+    )
     temporary = path.with_name(f".{path.name}.{secrets.token_hex(4)}")
     _write_new(temporary, key.export_private_key("openssh"), KEY_FILE_MODE)
     try:
@@ -96,8 +98,12 @@ def _create(path: Path, spec: _KeySpec) -> asyncssh.SSHKey:
     public = path.with_name(path.name + ".pub")
     public.unlink(missing_ok=True)
     _write_new(public, key.export_public_key("openssh"), PUBLIC_KEY_FILE_MODE)
-    log.info("hostkey.created", path=str(path), algorithm=spec.algorithm,
-             fingerprint=key.get_fingerprint())
+    log.info(
+        "hostkey.created",
+        path=str(path),
+        algorithm=spec.algorithm,
+        fingerprint=key.get_fingerprint(),
+    )
     return key
 
 

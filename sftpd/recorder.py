@@ -26,12 +26,23 @@ class UploadRecorder:
         upload = await asyncio.to_thread(
             self._uploads.record, tenant, relative_path, size, sha256, "sftp"
         )
-        log.info("upload.completed", tenant=tenant, path=relative_path, size=size,
-                 sha256=sha256, upload_id=upload.id)
+        log.info(
+            "upload.completed",
+            tenant=tenant,
+            path=relative_path,
+            size=size,
+            sha256=sha256,
+            upload_id=upload.id,
+        )
         if self._listener is not None:
             try:
                 self._listener(UploadCompleted(upload, local_path))
             except Exception:
-                log.error("upload.listener_failed", exc_info=True, tenant=tenant,
-                          path=relative_path, upload_id=upload.id)
+                log.error(
+                    "upload.listener_failed",
+                    exc_info=True,
+                    tenant=tenant,
+                    path=relative_path,
+                    upload_id=upload.id,
+                )
         return upload

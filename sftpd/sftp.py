@@ -111,7 +111,7 @@ class TenantSFTPServer(asyncssh.SFTPServer):
 
     def scandir(self, path: bytes) -> AsyncIterator[SFTPName]:
         folder = VirtualPath.parse(path)
-        return self._names(folder, self._fs.list(folder))
+        return self._names(folder, self._fs.entries(folder))
 
     def format_user(self, uid: int | None) -> str:
         return self._tenant
@@ -141,8 +141,7 @@ class TenantSFTPServer(asyncssh.SFTPServer):
                 raise asyncssh.SFTPFileAlreadyExists(f"{target} already exists")
         elif not pflags & FXF_CREAT:
             raise SFTPNoSuchFile(f"{target}: no such file")
-        incoming = IncomingFile(self._fs, target, self._rules.max_bytes,
-                                self._rules.too_large_message(), append=bool(pflags & FXF_APPEND))
+        incoming = IncomingFile(self._fs, target, self._rules, append=bool(pflags & FXF_APPEND))
         if existing is not None and not pflags & FXF_TRUNC:
             try:
                 await asyncio.to_thread(incoming.seed, target)
@@ -170,10 +169,15 @@ class TenantSFTPServer(asyncssh.SFTPServer):
             return None
         if by_client:
             return self._finish(handle)
-        if handle.open:
+        if handle.is_open:
             handle.discard()
-            log.warning("upload.aborted", tenant=self._tenant, path=handle.path.relative,
-                        received=handle.size, reason="session ended before the file was closed")
+            log.warning(
+                "upload.aborted",
+                tenant=self._tenant,
+                path=handle.path.relative,
+                received=handle.size,
+                reason="session ended before the file was closed",
+            )
         return None
 
     def fsetstat(self, file_obj: object, attrs: SFTPAttrs) -> None:
@@ -296,10 +300,16 @@ class TenantSFTPServer(asyncssh.SFTPServer):
         )
 
     def _refuse_upload(
-        self, path: VirtualPath, problem: str, cause: SFTPError | None = None, action: str = "upload"
+        self,
+        path: VirtualPath,
+        problem: str,
+        cause: SFTPError | None = None,
+        action: str = "upload",
     ) -> NoReturn:
         """Refuse by an upload rule, telling OpenSSH users too (they see only stderr)."""
-        message = problem if problem.startswith(f"{action} refused") else f"{action} refused: {problem}"
+        message = (
+            problem if problem.startswith(f"{action} refused") else f"{action} refused: {problem}"
+        )
         log.warning("upload.refused", tenant=self._tenant, path=path.relative, reason=message)
         self.channel.write_stderr(f"sftpd: {path}: {message}\n".encode())
         if cause is not None:
@@ -341,16 +351,12 @@ def _requested_times(attrs: SFTPAttrs, path: VirtualPath) -> tuple[int, int] | N
     if fixed or (attrs.permissions is not None and attrs.mtime is None and attrs.atime is None):
         asked = ", ".join(fixed or ["permissions"])
         raise SFTPPermissionDenied(f"{path}: only file times can be changed here, not {asked}")
-    if attrs.atime is None and attrs.mtime is None:
-        return None
-    if attrs.mtime is not None:
-        mtime = _nanoseconds(attrs.mtime, attrs.mtime_ns)
-    else:
-        mtime = _nanoseconds(attrs.atime, attrs.atime_ns)
-    atime = _nanoseconds(attrs.atime, attrs.atime_ns) if attrs.atime is not None else mtime
-    return atime, mtime
+    atime = _nanoseconds(attrs.atime, attrs.atime_ns)
+    mtime = _nanoseconds(attrs.mtime, attrs.mtime_ns)
+    if mtime is None:
+        return None if atime is None else (atime, atime)
+    return (mtime if atime is None else atime), mtime
 
 
-def _nanoseconds(seconds: int, nanoseconds: int | None) -> int:
-    return seconds * _NANOSECONDS + (nanoseconds or 0)
-
+def _nanoseconds(seconds: int | None, nanoseconds: int | None) -> int | None:
+    return None if seconds is None else seconds * _NANOSECONDS + (nanoseconds or 0)

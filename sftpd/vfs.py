@@ -52,6 +52,8 @@ _HASH_CHUNK_BYTES = 1024 * 1024
 _P = ParamSpec("_P")
 _R = TypeVar("_R")
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+# The root itself is the operator's choice and may be a link (a tenant moved to another disk).
+_ROOT_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
 _READ_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
 
 
@@ -172,7 +174,7 @@ class TenantFileSystem:
             except OSError as exc:
                 raise translate(exc, path) from None
 
-    def list(self, path: VirtualPath) -> list[tuple[str, os.stat_result]]:
+    def entries(self, path: VirtualPath) -> list[tuple[str, os.stat_result]]:
         """The names in a directory with their attributes, sorted; the root shows in/ and out/."""
         entries: list[tuple[str, os.stat_result]] = []
         with self.directory(path) as fd, os.scandir(fd) as scan:
@@ -230,8 +232,10 @@ class TenantFileSystem:
 
     def rename(self, source: VirtualPath, target: VirtualPath, replace: bool) -> None:
         """Move ``source`` to ``target``; without ``replace`` an existing target is an error."""
-        with self.parent(source) as (source_fd, source_name), \
-                self.parent(target) as (target_fd, target_name):
+        with (
+            self.parent(source) as (source_fd, source_name),
+            self.parent(target) as (target_fd, target_name),
+        ):
             if not replace and _exists(target_name, target_fd):
                 raise SFTPFileAlreadyExists(f"{target} already exists")
             try:
@@ -296,7 +300,7 @@ class TenantFileSystem:
         return len(names)
 
     def _walk(self, path: VirtualPath) -> int:
-        fd = os.open(self.root, _DIR_FLAGS)
+        fd = os.open(self.root, _ROOT_FLAGS)
         try:
             for depth, part in enumerate(path.parts):
                 if (depth == 0 and part not in ROOT_FOLDERS) or part in (".", ".."):

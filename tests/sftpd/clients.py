@@ -46,15 +46,24 @@ class OpenSSHClient:
     def command(self, user: str, batch: Path, extra: Sequence[str] = ()) -> list[str]:
         return [
             shutil.which("sftp") or "sftp",
-            "-o", "BatchMode=no",
-            "-b", str(batch),
-            "-P", str(self.port),
-            "-o", "StrictHostKeyChecking=no",
-            "-o", "UserKnownHostsFile=/dev/null",
-            "-o", "LogLevel=ERROR",
-            "-o", "PreferredAuthentications=password,keyboard-interactive",
-            "-o", "PubkeyAuthentication=no",
-            "-o", "NumberOfPasswordPrompts=1",
+            "-o",
+            "BatchMode=no",
+            "-b",
+            str(batch),
+            "-P",
+            str(self.port),
+            "-o",
+            "StrictHostKeyChecking=no",
+            "-o",
+            "UserKnownHostsFile=/dev/null",
+            "-o",
+            "LogLevel=ERROR",
+            "-o",
+            "PreferredAuthentications=password,keyboard-interactive",
+            "-o",
+            "PubkeyAuthentication=no",
+            "-o",
+            "NumberOfPasswordPrompts=1",
             *extra,
             f"{user}@{HOST}",
         ]
@@ -73,15 +82,17 @@ class OpenSSHClient:
         batch.write_text("\n".join(commands) + "\n")
         return batch
 
-    async def run(self, user: str, password: str, commands: Sequence[str],
-                  extra: Sequence[str] = ()) -> SftpRun:
+    async def run(
+        self, user: str, password: str, commands: Sequence[str], extra: Sequence[str] = ()
+    ) -> SftpRun:
         process = await self.start(user, password, commands, extra)
         stdout, stderr = await asyncio.wait_for(process.communicate(), OPENSSH_TIMEOUT_SECONDS)
         assert process.returncode is not None
         return SftpRun(process.returncode, stdout.decode(), stderr.decode())
 
-    async def start(self, user: str, password: str, commands: Sequence[str],
-                    extra: Sequence[str] = ()) -> asyncio.subprocess.Process:
+    async def start(
+        self, user: str, password: str, commands: Sequence[str], extra: Sequence[str] = ()
+    ) -> asyncio.subprocess.Process:
         """Start ``sftp`` in its own process group (so a test can kill it and its ssh)."""
         return await asyncio.create_subprocess_exec(
             *self.command(user, self.write_batch(commands), extra),
@@ -107,8 +118,9 @@ async def asyncssh_sftp(port: int, user: str, password: str) -> AsyncIterator[as
 
 
 @asynccontextmanager
-async def asyncssh_connect(port: int, user: str, password: str | None,
-                           **options: object) -> AsyncIterator[asyncssh.SSHClientConnection]:
+async def asyncssh_connect(
+    port: int, user: str, password: str | None, **options: object
+) -> AsyncIterator[asyncssh.SSHClientConnection]:
     settings: dict[str, object] = {
         "known_hosts": None,
         "client_keys": None,

@@ -27,7 +27,9 @@ WRONG_PASSWORD = "not-the-password-1234"
 NEW_PASSWORD = "a-brand-new-password"
 
 
-async def can_log_in(server: RunningServer, user: str = TENANT, password: str = TEST_PASSWORD) -> bool:
+async def can_log_in(
+    server: RunningServer, user: str = TENANT, password: str = TEST_PASSWORD
+) -> bool:
     try:
         async with asyncssh_connect(server.port, user, password):
             return True
@@ -36,7 +38,9 @@ async def can_log_in(server: RunningServer, user: str = TENANT, password: str = 
 
 
 def logged(caplog: pytest.LogCaptureFixture, event: str) -> list[dict[str, object]]:
-    return [getattr(record, "fields", {}) for record in caplog.records if record.getMessage() == event]
+    return [
+        getattr(record, "fields", {}) for record in caplog.records if record.getMessage() == event
+    ]
 
 
 async def test_password_login_with_asyncssh_and_paramiko(server: RunningServer) -> None:
@@ -62,17 +66,25 @@ async def test_wrong_password_is_refused_and_logged_without_it(
     failures = logged(caplog, "auth.failed")
     assert {(entry["user"], entry["source"]) for entry in failures} == {(TENANT, "127.0.0.1")}
     # asyncssh tries one password; OpenSSH tries password, then keyboard-interactive.
-    assert [entry["method"] for entry in failures] == ["password", "password", "keyboard-interactive"]
+    assert [entry["method"] for entry in failures] == [
+        "password",
+        "password",
+        "keyboard-interactive",
+    ]
     assert logged(caplog, "auth.ok")[-1]["user"] == TENANT
-    assert not [record for record in caplog.records
-                if WRONG_PASSWORD in str(vars(record)) or TEST_PASSWORD in str(vars(record))]
+    assert not [
+        record
+        for record in caplog.records
+        if WRONG_PASSWORD in str(vars(record)) or TEST_PASSWORD in str(vars(record))
+    ]
 
 
 async def test_public_key_and_host_based_auth_are_refused(server: RunningServer) -> None:
     key = asyncssh.generate_private_key("ssh-ed25519")
     with pytest.raises(asyncssh.PermissionDenied):
-        async with asyncssh_connect(server.port, TENANT, None, client_keys=[key],
-                                    preferred_auth="publickey"):
+        async with asyncssh_connect(
+            server.port, TENANT, None, client_keys=[key], preferred_auth="publickey"
+        ):
             pass
 
     def offered_methods() -> list[str]:
@@ -152,7 +164,9 @@ async def test_source_lockout_covers_every_account(make_server: ServerFactory) -
 
 
 async def test_unknown_user_costs_as_much_as_a_wrong_password(make_server: ServerFactory) -> None:
-    server = await make_server(defender__account_max_failures=100, defender__source_max_failures=100)
+    server = await make_server(
+        defender__account_max_failures=100, defender__source_max_failures=100
+    )
 
     async def attempt(user: str) -> float:
         started = time.perf_counter()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import stat
+from collections.abc import Awaitable
 from pathlib import Path
 
 import asyncssh
@@ -34,8 +35,12 @@ async def test_dot_dot_stops_at_the_root(server: RunningServer, secret: Path) ->
     async with asyncssh_sftp(server.port, TENANT, TEST_PASSWORD) as sftp:
         assert await sftp.realpath("/in/../../..") == "/"
         assert sorted(await sftp.listdir("/in/../..")) == ["in", "out"]
-        for path in ("../globex/in/secret.csv", "/in/../../globex/in/secret.csv",
-                     "/../../../etc/passwd", "in/../../../../etc/hostname"):
+        for path in (
+            "../globex/in/secret.csv",
+            "/in/../../globex/in/secret.csv",
+            "/../../../etc/passwd",
+            "in/../../../../etc/hostname",
+        ):
             with pytest.raises(asyncssh.SFTPNoSuchFile):
                 await sftp.open(path, "rb")
 
@@ -53,7 +58,11 @@ async def test_other_tenants_files_are_unreachable(server: RunningServer, secret
     async with asyncssh_sftp(server.port, TENANT, TEST_PASSWORD) as sftp:
         assert sorted(await sftp.listdir("/")) == ["in", "out"]
         assert await sftp.listdir("/in") == []
-        for path in ("/globex/in/secret.csv", "//globex/in/secret.csv", "/in/../globex/in/secret.csv"):
+        for path in (
+            "/globex/in/secret.csv",
+            "//globex/in/secret.csv",
+            "/in/../globex/in/secret.csv",
+        ):
             with pytest.raises(asyncssh.SFTPNoSuchFile):
                 await sftp.open(path, "rb")
             with pytest.raises(asyncssh.SFTPError):
@@ -172,7 +181,7 @@ async def test_only_file_times_can_be_set(server: RunningServer) -> None:
 async def test_out_and_the_root_are_read_only(server: RunningServer) -> None:
     (server.outbox() / "report.csv").write_bytes(b"report\n")
     async with asyncssh_sftp(server.port, TENANT, TEST_PASSWORD) as sftp:
-        attempts = [
+        attempts: list[Awaitable[object]] = [
             sftp.mkdir("/out/sub"),
             sftp.mkdir("/sub"),
             sftp.remove("/out/report.csv"),
@@ -192,7 +201,10 @@ async def test_out_and_the_root_are_read_only(server: RunningServer) -> None:
         attrs = await sftp.stat("/out/report.csv")
         assert attrs.permissions is not None and not attrs.permissions & 0o222
     assert sorted(path.name for path in server.outbox().iterdir()) == ["report.csv"]
-    assert sorted(path.name for path in server.tenants.folders(TENANT).root.iterdir()) == ["in", "out"]
+    assert sorted(path.name for path in server.tenants.folders(TENANT).root.iterdir()) == [
+        "in",
+        "out",
+    ]
 
 
 async def test_folders_inside_in_can_be_managed(server: RunningServer) -> None:

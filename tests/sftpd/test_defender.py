@@ -42,7 +42,9 @@ def fail(defender: Defender, times: int, account: str = "acme", source: str = SO
         defender.record_failure(account, source)
 
 
-def test_five_failures_lock_the_account_for_fifteen_minutes(defender: Defender, clock: Clock) -> None:
+def test_five_failures_lock_the_account_for_fifteen_minutes(
+    defender: Defender, clock: Clock
+) -> None:
     fail(defender, 4)
     assert not defender.is_locked("acme", SOURCE)
     fail(defender, 1)
@@ -102,8 +104,9 @@ def test_unlock_clears_the_lockout_and_the_count(defender: Defender) -> None:
     assert not defender.unlock_account("globex")
 
 
-def test_lockouts_are_shared_with_other_processes(defender: Defender, state_db: Database,
-                                                   clock: Clock) -> None:
+def test_lockouts_are_shared_with_other_processes(
+    defender: Defender, state_db: Database, clock: Clock
+) -> None:
     other_db = open_state(state_db.path)
     try:
         other = Defender(other_db, DefenderSettings(), clock)
@@ -121,8 +124,10 @@ def test_lockouts_are_logged(defender: Defender, caplog: pytest.LogCaptureFixtur
     defender.unlock_account("acme")
     events = [(record.getMessage(), getattr(record, "fields", {})) for record in caplog.records]
     assert events == [
-        ("auth.locked", {"kind": "account", "key": "acme", "until": "2024-03-10T12:15:00.000Z",
-                         "failures": 5}),
+        (
+            "auth.locked",
+            {"kind": "account", "key": "acme", "until": "2024-03-10T12:15:00.000Z", "failures": 5},
+        ),
         ("auth.unlocked", {"kind": "account", "key": "acme"}),
     ]
 

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import asyncssh
 import pytest
+from cryptography.hazmat.primitives.asymmetric import rsa
 
 from sftpd.hostkeys import HostKeyError, load_or_create_host_keys
 from tests.conftest import TEST_PASSWORD
@@ -23,10 +24,14 @@ def test_keys_are_generated_private_and_reused(tmp_path: Path) -> None:
     first = load_or_create_host_keys(keys_dir)
 
     assert [key.get_algorithm() for key in first] == ["ssh-ed25519", "ssh-rsa"]
-    assert first[1].pyca_key.key_size == 3072
+    rsa_key = first[1].pyca_key
+    assert isinstance(rsa_key, rsa.RSAPrivateKey) and rsa_key.key_size == 3072
     assert mode(keys_dir) == 0o700
     assert sorted(path.name for path in keys_dir.iterdir()) == [
-        "ssh_host_ed25519_key", "ssh_host_ed25519_key.pub", "ssh_host_rsa_key", "ssh_host_rsa_key.pub"
+        "ssh_host_ed25519_key",
+        "ssh_host_ed25519_key.pub",
+        "ssh_host_rsa_key",
+        "ssh_host_rsa_key.pub",
     ]
     assert mode(keys_dir / "ssh_host_ed25519_key") == 0o600
     assert mode(keys_dir / "ssh_host_rsa_key") == 0o600
@@ -53,8 +58,9 @@ async def test_restart_keeps_the_host_keys(make_server: ServerFactory, tmp_path:
         keys = []
         try:
             for algorithm in ("ssh-ed25519", "rsa-sha2-256"):
-                async with asyncssh_connect(server.port, TENANT, TEST_PASSWORD,
-                                            server_host_key_algs=[algorithm]) as conn:
+                async with asyncssh_connect(
+                    server.port, TENANT, TEST_PASSWORD, server_host_key_algs=[algorithm]
+                ) as conn:
                     key = conn.get_server_host_key()
                     assert key is not None
                     keys.append(key.public_data)
@@ -78,8 +84,9 @@ async def test_strong_host_key_algorithms_are_served(
     make_server: ServerFactory, algorithm: str, key_type: str
 ) -> None:
     server = await make_server()
-    async with asyncssh_connect(server.port, TENANT, TEST_PASSWORD,
-                                server_host_key_algs=[algorithm]) as conn:
+    async with asyncssh_connect(
+        server.port, TENANT, TEST_PASSWORD, server_host_key_algs=[algorithm]
+    ) as conn:
         key = conn.get_server_host_key()
         assert key is not None and key.get_algorithm() == key_type
 
@@ -87,5 +94,7 @@ async def test_strong_host_key_algorithms_are_served(
 async def test_rsa_with_sha1_signatures_is_not_offered(make_server: ServerFactory) -> None:
     server = await make_server()
     with pytest.raises(asyncssh.KeyExchangeFailed):
-        async with asyncssh_connect(server.port, TENANT, TEST_PASSWORD, server_host_key_algs=["ssh-rsa"]):
+        async with asyncssh_connect(
+            server.port, TENANT, TEST_PASSWORD, server_host_key_algs=["ssh-rsa"]
+        ):
             pass

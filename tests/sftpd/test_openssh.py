@@ -16,12 +16,16 @@ async def test_put_ls_and_get_from_out(server: RunningServer, openssh: OpenSSHCl
     (openssh.work_dir / "calls.csv").write_bytes(CSV)
     (server.outbox() / "report.csv").write_bytes(b"row,status\n1,ok\n")
 
-    run = await openssh.run(TENANT, TEST_PASSWORD, [
-        "put calls.csv in/",
-        "ls -l in",
-        "get out/report.csv fetched.csv",
-        "ls out",
-    ])
+    run = await openssh.run(
+        TENANT,
+        TEST_PASSWORD,
+        [
+            "put calls.csv in/",
+            "ls -l in",
+            "get out/report.csv fetched.csv",
+            "ls out",
+        ],
+    )
 
     assert run.returncode == 0, run.stderr
     assert (server.inbox() / "calls.csv").read_bytes() == CSV
@@ -32,7 +36,9 @@ async def test_put_ls_and_get_from_out(server: RunningServer, openssh: OpenSSHCl
     assert upload.sha256 == hashlib.sha256(CSV).hexdigest()
 
 
-async def test_put_recursive_creates_sub_folders(server: RunningServer, openssh: OpenSSHClient) -> None:
+async def test_put_recursive_creates_sub_folders(
+    server: RunningServer, openssh: OpenSSHClient
+) -> None:
     batch = openssh.work_dir / "batch-2024"
     (batch / "east").mkdir(parents=True)
     (batch / "signals.csv").write_bytes(CSV)
@@ -82,7 +88,10 @@ async def test_writes_outside_in_are_refused(server: RunningServer, openssh: Ope
         assert run.returncode != 0, command
         assert "Permission denied" in run.stderr, command
 
-    assert sorted(path.name for path in server.tenants.folders(TENANT).root.iterdir()) == ["in", "out"]
+    assert sorted(path.name for path in server.tenants.folders(TENANT).root.iterdir()) == [
+        "in",
+        "out",
+    ]
     assert list(server.outbox().iterdir()) == []
 
 

@@ -38,7 +38,7 @@ async def test_completed_upload_is_recorded_and_announced(server: RunningServer)
         await sftp.mkdir("/in/2024")
         async with sftp.open("/in/2024/calls.csv", "wb") as remote:
             for start in range(0, len(data), 32 * 1024):
-                await remote.write(data[start:start + 32 * 1024])
+                await remote.write(data[start : start + 32 * 1024])
 
     [upload] = server.recorded()
     assert (upload.tenant, upload.path, upload.size) == (TENANT, "in/2024/calls.csv", len(data))
@@ -145,7 +145,10 @@ async def test_every_upload_of_a_name_is_recorded(server: RunningServer) -> None
         await put(sftp, "/in/calls.csv", b"second\n")
         async with sftp.open("/in/calls.csv", "rb") as remote:
             assert await remote.read() == b"second\n"
-    assert [upload.sha256 for upload in server.recorded()] == [sha256(b"first\n"), sha256(b"second\n")]
+    assert [upload.sha256 for upload in server.recorded()] == [
+        sha256(b"first\n"),
+        sha256(b"second\n"),
+    ]
 
 
 async def test_out_of_order_writes_are_hashed_correctly(server: RunningServer) -> None:
@@ -209,8 +212,9 @@ async def test_a_failing_listener_does_not_fail_the_upload(
     def broken_listener(event: UploadCompleted) -> None:
         raise RuntimeError("ingest is down")
 
-    server = SftpServer(settings, tenants, uploads, Defender(state_db, settings.defender),
-                        broken_listener)
+    server = SftpServer(
+        settings, tenants, uploads, Defender(state_db, settings.defender), broken_listener
+    )
     await server.start()
     try:
         async with asyncssh_sftp(server.port, TENANT, TEST_PASSWORD) as sftp:
