@@ -20,6 +20,7 @@ from core.tenants import TenantError
 from ingest.check import check_sample, format_check
 from ingest.errors import FileRejected
 from ingest.feeds import FeedError
+from ingest.runlock import RunInProgress
 from service.context import Context
 from service.embedded_api import embedded_api_running
 from service.output import print_fields, print_json, print_table, to_plain
@@ -40,7 +41,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     try:
         return args.handler(context, args) or 0
-    except (CommandError, TenantError, PasswordError, FeedError, FileRejected, ConfigError) as exc:
+    except (CommandError, TenantError, PasswordError, FeedError, FileRejected, ConfigError,
+            RunInProgress) as exc:
         print(f"sftpctl: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
@@ -107,6 +109,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = command(feed, "set", feed_set, "add or replace a feed from a TOML file")
     sub.add_argument("tenant")
     sub.add_argument("file", type=Path)
+    sub.add_argument("--default", action="store_true",
+                     help="make it the tenant's default feed (files directly in in/)")
     sub = command(feed, "show", feed_show, "show the tenant's feeds")
     sub.add_argument("tenant")
     sub.add_argument("name", nargs="?", help="one feed, with its template and mapping")
@@ -262,8 +266,9 @@ def feed_set(context: Context, args: argparse.Namespace) -> None:
         text = args.file.read_text(encoding="utf-8")
     except OSError as exc:
         raise CommandError(f"{args.file}: {exc.strerror}") from None
-    feed = context.ingest.feeds.set(args.tenant, text, source=str(args.file))
-    _done(args, f"feed {feed.name!r} of {args.tenant!r} set from {args.file}")
+    feed = context.ingest.feeds.set(args.tenant, text, source=str(args.file), default=args.default)
+    _done(args, f"feed {feed.name!r} of {args.tenant!r} set from {args.file}"
+                + (" (default feed)" if args.default else ""))
 
 
 def feed_show(context: Context, args: argparse.Namespace) -> None:

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import free_port
-from tests.support.openssh import sftp_batch
+from tests.support.openssh import output_lines, sftp_batch
 
 READY = re.compile(r"sftpd: listening on")
 DEMO_PASSWORD = re.compile(r"Created tenant 'demo' with password (\S+)")
@@ -53,7 +53,7 @@ def test_first_start_creates_demo_tenant_that_can_log_in(tmp_path: Path) -> None
         assert match, lines
         result = sftp_batch(port, "demo", match.group(1), ["ls -1"], cwd=tmp_path)
         assert result.returncode == 0, result.stderr
-        assert result.stdout.split() == ["in", "out"]
+        assert output_lines(result) == ["in", "out"]
         assert (tmp_path / "keys").is_dir() and (tmp_path / "var" / "state.db").is_file()
     finally:
         assert stop(process) == 0

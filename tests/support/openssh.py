@@ -48,3 +48,9 @@ def sftp_batch(port: int, user: str, password: str, commands: list[str], cwd: Pa
             cwd=cwd, env=askpass_env(password, folder), stdin=subprocess.DEVNULL,
             capture_output=True, text=True, timeout=CLIENT_TIMEOUT_SECONDS,
         )
+
+
+def output_lines(result: subprocess.CompletedProcess[str]) -> list[str]:
+    """What the commands printed, without the ``sftp>`` echo of each batch line."""
+    return [line.strip() for line in result.stdout.splitlines()
+            if line.strip() and not line.startswith("sftp>")]
