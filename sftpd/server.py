@@ -51,10 +51,9 @@ class SftpServer:
         self._tenants = tenants
         self._rules = UploadRules(settings.server)
         self._recorder = UploadRecorder(uploads, on_upload)
-        self._hash_pool = ThreadPoolExecutor(
-            max_workers=os.cpu_count() or 1, thread_name_prefix="sftpd-argon2"
-        )
-        self._gate = LoginGate(tenants, defender, settings.defender, self._hash_pool)
+        self._defender = defender
+        self._hash_pool: ThreadPoolExecutor | None = None
+        self._gate: LoginGate | None = None
         self._connections: set[asyncssh.SSHServerConnection] = set()
         self._acceptor: asyncssh.SSHAcceptor | None = None
 
@@ -73,6 +72,12 @@ class SftpServer:
         server = self._settings.server
         keys = await asyncio.to_thread(load_or_create_host_keys, server.keys_dir)
         await asyncio.to_thread(self._clear_staging)
+        self._hash_pool = ThreadPoolExecutor(
+            max_workers=os.cpu_count() or 1, thread_name_prefix="sftpd-argon2"
+        )
+        self._gate = LoginGate(
+            self._tenants, self._defender, self._settings.defender, self._hash_pool
+        )
         self._acceptor = await asyncssh.listen(
             server.listen_host,
             server.listen_port,
@@ -101,10 +106,13 @@ class SftpServer:
         for conn in connections:
             conn.close()
         await asyncio.gather(*(conn.wait_closed() for conn in connections))
-        self._hash_pool.shutdown(wait=False, cancel_futures=True)
+        if self._hash_pool is not None:
+            self._hash_pool.shutdown(wait=False, cancel_futures=True)
+            self._hash_pool = None
         log.info("sftpd.stopped")
 
     def _new_connection(self) -> TenantSSHServer:
+        assert self._gate is not None, "connections arrive only after start()"
         return TenantSSHServer(self._gate, self._connection_opened, self._connections.discard)
 
     def _connection_opened(self, conn: asyncssh.SSHServerConnection) -> bool:
