@@ -132,7 +132,7 @@ class SftpServer:
         if not tenants_dir.is_dir():
             return
         for root in sorted(tenants_dir.iterdir()):
-            if root.is_dir() and not root.is_symlink():
+            if root.is_dir():
                 removed = TenantFileSystem(root).clear_staging()
                 if removed:
                     log.info("upload.stale_removed", tenant=root.name, files=removed)
