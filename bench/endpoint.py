@@ -17,6 +17,9 @@ from bench.cgroup import CpuGroup
 HOST = "127.0.0.1"
 REMOTE_INBOX = "in"
 PORT_POLL_SECONDS = 0.05
+# A server is idle when it uses less than this much CPU time over one window (5% of a core).
+QUIET_WINDOW_SECONDS = 0.2
+QUIET_CPU_SECONDS = 0.01
 
 
 @dataclass(frozen=True)
@@ -51,7 +54,20 @@ class Endpoint:
         return procs.cpu_seconds(self.process)
 
     def settle(self, timeout: float) -> None:
+        """Wait until the run's work is done: session processes gone, background work finished.
+
+        Our server stages each upload in a worker thread after the client has gone; that CPU time
+        belongs to the run that caused it, not to the next one.
+        """
+        deadline = time.monotonic() + timeout
         procs.wait_for_tree_size(self.process, self.idle_processes, timeout)
+        before = self.cpu_seconds()
+        while time.monotonic() < deadline:
+            time.sleep(QUIET_WINDOW_SECONDS)
+            now = self.cpu_seconds()
+            if now - before < QUIET_CPU_SECONDS:
+                return
+            before = now
 
     def uploaded_size(self, name: str) -> int | None:
         try:
