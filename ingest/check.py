@@ -93,7 +93,9 @@ def format_check(result: CheckResult, max_errors: int = 20) -> str:
     if result.file_error:
         verdict = f"REJECTED: {result.file_error}"
     elif result.row_errors:
-        verdict = f"{result.bad} of {result.rows} rows would be rejected; the others would be posted"
+        verdict = (
+            f"{result.bad} of {result.rows} rows would be rejected; the others would be posted"
+        )
     else:
         verdict = f"OK: all {result.rows} rows would be posted"
     lines.append(f"result:   {verdict}")
@@ -106,7 +108,9 @@ def format_check(result: CheckResult, max_errors: int = 20) -> str:
     if result.requests:
         lines.append("first mapped requests (not posted):")
         for number, request in result.requests:
-            lines.append(f"  row {number}: {request.method} {request.path} (key {request.key[:12]})")
+            lines.append(
+                f"  row {number}: {request.method} {request.path} (key {request.key[:12]})"
+            )
             body = json.dumps(request.body, indent=2, ensure_ascii=False)
             lines.append(textwrap.indent(body, "    "))
     return "\n".join(lines)

@@ -17,8 +17,7 @@ from collections.abc import Callable, Sequence
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
-from core.clock import iso
-from ingest.timestamps import parse_iso_utc, parse_timestamp
+from ingest.timestamps import format_iso_utc, parse_iso_utc, parse_timestamp
 
 __all__ = [
     "MAX_STRING_LENGTH",
@@ -33,16 +32,16 @@ __all__ = [
 MAX_STRING_LENGTH = 255
 
 TYPE_NAMES = (
-    "string",     # at most 255 characters
-    "text",       # any length (transcript text, agent notes)
+    "string",  # at most 255 characters
+    "text",  # any length (transcript text, agent notes)
     "timestamp",  # one of the four Signal API formats
-    "iso_utc",    # ASAPP: ISO 8601 UTC
-    "bool",       # true/false, 1/0, yes/no
+    "iso_utc",  # ASAPP: ISO 8601 UTC
+    "bool",  # true/false, 1/0, yes/no
     "boolean01",  # the Signal API `value`: the same words, sent as true/false
     "integer",
     "decimal",
-    "money",      # at most 2 decimals, no symbols or separators
-    "phone",      # E.164
+    "money",  # at most 2 decimals, no symbols or separators
+    "phone",  # E.164
 )
 
 Checker = Callable[[str], str]
@@ -78,7 +77,9 @@ def column_checker(type_name: str, tz: ZoneInfo) -> ColumnChecker:
         return _check_strings
     check = checker(type_name, tz)
 
-    def check_column(column: Sequence[str | None]) -> tuple[list[str | None], list[tuple[int, str]]]:
+    def check_column(
+        column: Sequence[str | None],
+    ) -> tuple[list[str | None], list[tuple[int, str]]]:
         canonical: list[str | None] = list(column)
         errors: list[tuple[int, str]] = []
         seen: dict[str, str] = {}
@@ -128,14 +129,14 @@ def _timestamp(value: str, tz: ZoneInfo) -> str:
     if _CANONICAL_TIMESTAMP.fullmatch(value):
         _valid_canonical(value)
         return value
-    return iso(parse_timestamp(value, tz))
+    return format_iso_utc(parse_timestamp(value, tz))
 
 
 def _iso_utc(value: str) -> str:
     if _CANONICAL_TIMESTAMP.fullmatch(value):
         _valid_canonical(value)
         return value
-    return iso(parse_iso_utc(value))
+    return format_iso_utc(parse_iso_utc(value))
 
 
 def _valid_canonical(value: str) -> None:
@@ -163,7 +164,9 @@ def _integer(value: str) -> str:
 
 def _decimal(value: str) -> str:
     if not _DECIMAL.fullmatch(value):
-        raise ValueError(f"{value!r} is not a decimal number: expected digits and a '.', e.g. 129.45")
+        raise ValueError(
+            f"{value!r} is not a decimal number: expected digits and a '.', e.g. 129.45"
+        )
     return value
 
 

@@ -76,13 +76,18 @@ _DEFAULT_FEED_TEXTS = {
 REQUIRED_TARGETS = {
     "signal": (Target("signal", "name"),),
     "lookup": (Target("lookup", "primary_key"),),
-    "call": (Target("call", "customer_id"), Target("call", "call_start"), Target("call", "call_end")),
+    "call": (
+        Target("call", "customer_id"),
+        Target("call", "call_start"),
+        Target("call", "call_end"),
+    ),
 }
 
 _FEED_KEYS = frozenset({"name", "template", "mapping", "destination"})
 _MAPPING_KEYS = frozenset({"kind", "table", "unmapped", "columns", "constants"})
 _DESTINATION_KEYS = frozenset({"url", "token"})
 _TIMESTAMP_TYPES = frozenset({"timestamp", "iso_utc"})
+# Checkers want a zone; constants are never timestamps, so any zone gives the same answer.
 _CONSTANT_ZONE = ZoneInfo("UTC")
 
 KeyPath = tuple[str | int, ...]
@@ -120,6 +125,8 @@ class Mapping:
 
 @dataclass(frozen=True)
 class Feed:
+    """A tenant's feed; see the module docstring. Made by ``parse_feed`` or ``default_feeds``."""
+
     name: str
     template: Template
     mapping: Mapping
@@ -166,14 +173,17 @@ def parse_feed(text: str, source: str = "<feed>") -> Feed:
 
 def default_feeds() -> dict[str, Feed]:
     """A new tenant's feeds: ``signals`` (the default) and ``calls``."""
-    return {name: parse_feed(text, f"<default feed {name}>") for name, text in _DEFAULT_FEED_TEXTS.items()}
+    return {
+        name: parse_feed(text, f"<default feed {name}>")
+        for name, text in _DEFAULT_FEED_TEXTS.items()
+    }
 
 
 def format_feed(feed: Feed) -> str:
     """The feed as an operator reads it: each column, its type and where its values go."""
     template, mapping = feed.template, feed.mapping
     destination = feed.destination.url or "the embedded API"
-    token = "its own token" if feed.destination.token is None else "the feed's token"
+    token = "the tenant's token" if feed.destination.token is None else "the feed's own token"
     lines = [
         f"feed {feed.name}: {mapping.kind} requests to {destination}, with {token}",
         f"template {template.name}: {'ordered' if template.ordered else 'any order'},"
@@ -208,11 +218,11 @@ def resolve_routes(template: Template, mapping: Mapping) -> dict[str, Target | N
         claimed[key] = source
         return target
 
-    for target, _ in mapping.constants:
-        claim(target, f"constant {target}")
+    for constant, _ in mapping.constants:
+        claim(constant, f"constant {constant}")
     routes: dict[str, Target | None] = {}
-    for column, target in mapping.columns:
-        routes[column.lower()] = claim(target, f"column {column!r}")
+    for name, explicit in mapping.columns:
+        routes[name.lower()] = claim(explicit, f"column {name!r}")
     section = mapping.unmapped_section
     for column in template.columns:
         if column.name.lower() in routes:
@@ -246,7 +256,9 @@ def _build_feed(data: dict[str, Any]) -> Feed:
     _refuse_unknown(raw_mapping, _MAPPING_KEYS, ("mapping",))
     kind = raw_mapping.get("kind")
     if kind not in fields.KINDS:
-        raise _Invalid(("mapping", "kind"), f"mapping kind must be one of {', '.join(fields.KINDS)}")
+        raise _Invalid(
+            ("mapping", "kind"), f"mapping kind must be one of {', '.join(fields.KINDS)}"
+        )
     explicit = _explicit_columns(kind, raw_mapping.get("columns", {}))
     template = _template(data.get("template"), name, kind, explicit)
     mapping = Mapping(
@@ -267,7 +279,9 @@ def _build_feed(data: dict[str, Any]) -> Feed:
 
 def _explicit_columns(kind: str, raw: Any) -> dict[str, Target | None]:
     if not isinstance(raw, dict):
-        raise _Invalid(("mapping", "columns"), "mapping.columns must be a table: \"column\" = \"field\"")
+        raise _Invalid(
+            ("mapping", "columns"), 'mapping.columns must be a table: "column" = "field"'
+        )
     explicit: dict[str, Target | None] = {}
     seen: set[str] = set()
     for column, value in raw.items():
@@ -278,7 +292,9 @@ def _explicit_columns(kind: str, raw: Any) -> dict[str, Target | None]:
             raise _Invalid(path, f"column {column!r} is mapped twice")
         seen.add(column.lower())
         if not isinstance(value, str):
-            raise _Invalid(path, f"column {column!r}: the field must be a string like \"signal.name\"")
+            raise _Invalid(
+                path, f'column {column!r}: the field must be a string like "signal.name"'
+            )
         explicit[column.strip()] = None if value == IGNORE else _target(kind, value, path)
     return explicit
 
@@ -316,7 +332,9 @@ def _template(raw: Any, name: str, kind: str, explicit: dict[str, Target | None]
 
 def _constants(kind: str, raw: Any) -> tuple[tuple[Target, str], ...]:
     if not isinstance(raw, dict):
-        raise _Invalid(("mapping", "constants"), "mapping.constants must be a table: \"field\" = value")
+        raise _Invalid(
+            ("mapping", "constants"), 'mapping.constants must be a table: "field" = value'
+        )
     constants = []
     for key, value in raw.items():
         path = ("mapping", "constants", key)
@@ -365,12 +383,13 @@ def _table(kind: str, raw: Any) -> str | None:
 def _check_columns_exist(template: Template, explicit: MappingType[str, Target | None]) -> None:
     if template.extra_columns == "custom_data":
         return
+    verb = "refuses" if template.extra_columns == "forbidden" else "ignores"
     for column in explicit:
         if template.column(column) is None:
             raise _Invalid(
                 ("mapping", "columns", column),
-                f"column {column!r} is not in template {template.name!r}, which"
-                f" {'refuses' if template.extra_columns == 'forbidden' else 'ignores'} other columns",
+                f"column {column!r} is not in template {template.name!r},"
+                f" which {verb} other columns",
             )
 
 
@@ -398,7 +417,9 @@ def _destination(data: dict[str, Any]) -> Destination:
     if url is not None:
         parts = urlsplit(url) if isinstance(url, str) else None
         if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
-            raise _Invalid(("destination", "url"), "destination url must be an http:// or https:// URL")
+            raise _Invalid(
+                ("destination", "url"), "destination url must be an http:// or https:// URL"
+            )
         url = url.rstrip("/")
     if token is not None and (not isinstance(token, str) or not token.strip()):
         raise _Invalid(("destination", "token"), "destination token must be a non-empty string")

@@ -96,9 +96,7 @@ def parse_target(kind: str, text: str) -> Target:
     fixed = FIXED_FIELDS[kind]
     if dot and field in fixed.get(section, {}):
         return Target(section, field)
-    choices = "; ".join(
-        f"{name}.X (X: {', '.join(fields)})" for name, fields in fixed.items()
-    )
+    choices = "; ".join(f"{name}.X (X: {', '.join(fields)})" for name, fields in fixed.items())
     raise ValueError(
         f"{text!r} is not a field of a {kind} request; use {choices}; {OPEN_SECTIONS[kind]}.NAME;"
         f" or {IGNORE!r}"

@@ -145,12 +145,22 @@ def _plan(feed: Feed, columns: tuple[str, ...], tz: ZoneInfo) -> _Plan:
 
 
 def _step(
-    target: Target, label: str, column: str, position: int | None, constant: str | None,
+    target: Target,
+    label: str,
+    column: str,
+    position: int | None,
+    constant: str | None,
     check: Callable[[str], str] | None,
 ) -> _Step:
     return _Step(
-        section=target.section, field=target.field, label=label, column=column, position=position,
-        constant=constant, check=check, integer=target in _INTEGER_FIELDS,
+        section=target.section,
+        field=target.field,
+        label=label,
+        column=column,
+        position=position,
+        constant=constant,
+        check=check,
+        integer=target in _INTEGER_FIELDS,
     )
 
 

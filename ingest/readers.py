@@ -101,11 +101,11 @@ def _read_csv(data: bytes) -> Table:
 
 def _decode(data: bytes) -> str:
     if data.startswith(codecs.BOM_UTF8):
-        encoding, body = "utf-8", data[len(codecs.BOM_UTF8):]
+        encoding, body = "utf-8", data[len(codecs.BOM_UTF8) :]
     elif data.startswith(codecs.BOM_UTF16_LE):
-        encoding, body = "utf-16-le", data[len(codecs.BOM_UTF16_LE):]
+        encoding, body = "utf-16-le", data[len(codecs.BOM_UTF16_LE) :]
     elif data.startswith(codecs.BOM_UTF16_BE):
-        encoding, body = "utf-16-be", data[len(codecs.BOM_UTF16_BE):]
+        encoding, body = "utf-16-be", data[len(codecs.BOM_UTF16_BE) :]
     else:
         encoding, body = _sniff_utf16(data) or "utf-8", data
     try:
@@ -114,7 +114,7 @@ def _decode(data: bytes) -> str:
         line = body[: exc.start].count(b"\n") + 1
         raise FileRejected(
             f"line {line}: the file is not valid {encoding.upper()} text (byte"
-            f" 0x{body[exc.start]:02x}); save it as \"CSV UTF-8\" or as \"Unicode text\""
+            f' 0x{body[exc.start]:02x}); save it as "CSV UTF-8" or as "Unicode text"'
         ) from None
 
 
@@ -168,7 +168,9 @@ def _read_workbook(path: Path) -> Table:
                 return Table(header=[], rows=[])
             sheet = workbook.get_sheet_by_index(0).to_python(skip_empty_area=False)
     except python_calamine.PasswordError:
-        raise FileRejected("the workbook is password-protected; save it without a password") from None
+        raise FileRejected(
+            "the workbook is password-protected; save it without a password"
+        ) from None
     except (python_calamine.CalamineError, ValueError, OSError) as exc:
         raise FileRejected(f"cannot read the workbook: {exc}") from None
     if not sheet:

@@ -48,7 +48,9 @@ EXTRA_COLUMN_RULES = ("custom_data", "ignored", "forbidden")
 # Package data (see pyproject.toml); a plain path, as the package may be installed in any layout.
 TEMPLATES_DIR = Path(__file__).with_name("templates")
 
-_TEMPLATE_KEYS = frozenset({"name", "description", "extends", "ordered", "extra_columns", "columns"})
+_TEMPLATE_KEYS = frozenset(
+    {"name", "description", "extends", "ordered", "extra_columns", "columns"}
+)
 _COLUMN_KEYS = frozenset({"name", "type", "required", "choices", "description"})
 
 
@@ -80,7 +82,9 @@ class Template:
     _by_name: dict[str, Column] = field(init=False, repr=False, compare=False, hash=False)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "_by_name", {column.name.lower(): column for column in self.columns})
+        object.__setattr__(
+            self, "_by_name", {column.name.lower(): column for column in self.columns}
+        )
 
     def column(self, name: str) -> Column | None:
         """The column called ``name``, ignoring case."""
@@ -124,7 +128,9 @@ def parse_template(
     for index, raw in enumerate(raw_columns):
         column = _column(raw, ("columns", index), default_type)
         if column.name.lower() in seen:
-            raise TemplateError(("columns", index, "name"), f"column {column.name!r} is listed twice")
+            raise TemplateError(
+                ("columns", index, "name"), f"column {column.name!r} is listed twice"
+            )
         seen.add(column.name.lower())
         columns.append(column)
     if not columns:
@@ -198,7 +204,9 @@ def _column(raw: Any, path: tuple[str | int, ...], default_type: TypeDefault | N
         )
     choices = raw.get("choices", [])
     if not isinstance(choices, list) or not all(isinstance(item, str) for item in choices):
-        raise TemplateError((*path, "choices"), f"column {name!r}: choices must be a list of strings")
+        raise TemplateError(
+            (*path, "choices"), f"column {name!r}: choices must be a list of strings"
+        )
     return Column(
         name=name,
         type=type_name,

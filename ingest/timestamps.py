@@ -15,10 +15,11 @@ explicitly instead of letting arithmetic guess:
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from datetime import datetime, timedelta, timezone
 from zoneinfo import ZoneInfo
 
-__all__ = ["PACIFIC", "parse_iso_utc", "parse_timestamp"]
+__all__ = ["PACIFIC", "format_iso_utc", "parse_iso_utc", "parse_timestamp"]
 
 PACIFIC = ZoneInfo("America/Los_Angeles")
 EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
@@ -75,8 +76,15 @@ def parse_iso_utc(text: str) -> datetime:
         )
     year, month, day, hour, minute, second, fraction, zulu, sign, off_h, off_m = match.groups()
     zone = timezone.utc if zulu or not sign else _offset(value, sign, off_h, off_m)
-    moment = _build(value, year, month, day, hour, minute, second, fraction, zone)
+    moment = _build(value, [year, month, day, hour, minute, second], fraction, zone)
     return moment.astimezone(timezone.utc)
+
+
+def format_iso_utc(moment: datetime) -> str:
+    """The canonical text of an aware instant: ISO 8601 UTC with milliseconds and ``Z``."""
+    if moment.tzinfo is not timezone.utc:
+        moment = moment.astimezone(timezone.utc)
+    return moment.isoformat(timespec="milliseconds")[:23] + "Z"
 
 
 def _parse_digits(value: str) -> datetime:
@@ -85,10 +93,8 @@ def _parse_digits(value: str) -> datetime:
     if len(value) == 13:
         return EPOCH + timedelta(milliseconds=int(value))
     if len(value) == 17:
-        naive = _build(
-            value, value[0:4], value[4:6], value[6:8], value[8:10], value[10:12], value[12:14],
-            value[14:17], None,
-        )
+        fields = [value[start : start + 2] for start in range(4, 14, 2)]
+        naive = _build(value, [value[:4], *fields], value[14:], None)
         return _localize(value, naive, PACIFIC)
     raise ValueError(
         f"{value!r} has {len(value)} digits: a numeric timestamp has 10 (epoch seconds),"
@@ -97,16 +103,22 @@ def _parse_digits(value: str) -> datetime:
 
 
 def _parse_iso(value: str, match: re.Match[str]) -> datetime:
+    # The pattern has vetted the shape, so the C parser may read it; if it refuses (an invalid
+    # date, a lower-case z), the groups say precisely what is wrong.
+    try:
+        return datetime.fromisoformat(value.replace("/", "-")).astimezone(timezone.utc)
+    except ValueError:
+        pass
     year, _, month, day, hour, minute, second, fraction, zulu, sign, off_h, off_m = match.groups()
     zone = timezone.utc if zulu else _offset(value, sign, off_h, off_m)
-    moment = _build(value, year, month, day, hour, minute, second, fraction, zone)
+    moment = _build(value, [year, month, day, hour, minute, second], fraction, zone)
     return moment.astimezone(timezone.utc)
 
 
 def _parse_excel(value: str, match: re.Match[str], tz: ZoneInfo) -> datetime:
     year, month, day, hour, minute, second, fraction, meridiem = match.groups()
-    naive = _build(value, year, month, day, str(_hour_24(value, int(hour), meridiem)), minute,
-                   second, fraction, None)
+    hour_24 = _hour_24(value, int(hour), meridiem)
+    naive = _build(value, [year, month, day, hour_24, minute, second], fraction, None)
     return _localize(value, naive, tz)
 
 
@@ -141,25 +153,26 @@ def _offset(value: str, sign: str, hours: str, minutes: str) -> timezone:
 
 
 def _build(
-    value: str, year: str, month: str, day: str, hour: str, minute: str, second: str,
-    fraction: str | None, zone: timezone | None,
+    value: str, fields: Sequence[str | int], fraction: str | None, zone: timezone | None
 ) -> datetime:
+    """A datetime from year, month, day, hour, minute, second and the digits after the point."""
+    year, month, day, hour, minute, second = map(int, fields)
     micro = int(fraction[:6].ljust(6, "0")) if fraction else 0
     try:
-        return datetime(int(year), int(month), int(day), int(hour), int(minute), int(second),
-                         micro, tzinfo=zone)
+        return datetime(year, month, day, hour, minute, second, micro, tzinfo=zone)
     except ValueError as exc:
         raise ValueError(f"{value!r} is not a valid date and time: {exc}") from None
 
 
 def _localize(value: str, naive: datetime, zone: ZoneInfo) -> datetime:
     """``naive`` read in ``zone`` as UTC, with the DST rule of the module docstring."""
-    first = naive.replace(tzinfo=zone, fold=0)
-    if first.utcoffset() != naive.replace(tzinfo=zone, fold=1).utcoffset():
-        round_trip = first.astimezone(timezone.utc).astimezone(zone).replace(tzinfo=None)
-        if round_trip != naive:
+    offset = naive.replace(tzinfo=zone).utcoffset()
+    assert offset is not None  # a ZoneInfo always has one
+    if naive.replace(tzinfo=zone, fold=1).utcoffset() != offset:
+        local = (naive - offset).replace(tzinfo=timezone.utc).astimezone(zone)
+        if local.replace(tzinfo=None) != naive:
             raise ValueError(
                 f"{value!r} does not exist in {zone.key}: the clocks skip that hour when daylight"
                 " saving time starts; give the time with a UTC offset instead"
             )
-    return first.astimezone(timezone.utc)
+    return (naive - offset).replace(tzinfo=timezone.utc)

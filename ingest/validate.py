@@ -10,8 +10,9 @@ request field a column is mapped to, custom data fields missing from the tenant'
 (signal names may be new, custom data fields may not [invoca-sftp-signal-upload.txt]), a signal row
 that cannot find its call, and a call that ends before it starts.
 
-Checks run a column at a time, which keeps a 5 MB file well under a second. Values come out in
-canonical form (see ``ingest.coercion``), keyed by the template's spelling of the column name.
+Checks run a column at a time (a type's checker is looked up once per column, strings are
+checked in bulk). Values come out in canonical form (see ``ingest.coercion``), keyed by the
+template's spelling of the column name.
 Blank rows (every value missing) are skipped without a result; row numbers stay those of the file.
 """
 
@@ -127,17 +128,19 @@ def validate(
     _check_rows(plan, canonical, feed, errors)
 
     keys = [item.key for item in plan]
-    row_values = zip(*canonical) if canonical else itertools.repeat(())
+    row_values: Iterable[tuple[str | None, ...]] = (
+        zip(*canonical) if canonical else itertools.repeat(())
+    )
     results = []
-    for index, (row, values) in enumerate(zip(rows, row_values)):
+    for index, (row, row_canonical) in enumerate(zip(rows, row_values)):
         if not any(row):
             continue
         messages = errors.get(index)
         if len(row) > width:
-            messages = [f"the row has {len(row)} values but the header has {width} columns",
-                        *(messages or [])]
+            too_long = f"the row has {len(row)} values but the header has {width} columns"
+            messages = [too_long, *(messages or [])]
         error = "; ".join(messages) if messages else None
-        results.append(RowResult(index + FIRST_DATA_ROW, dict(zip(keys, values)), error))
+        results.append(RowResult(index + FIRST_DATA_ROW, dict(zip(keys, row_canonical)), error))
     return Validation(file_error=_share_error(results, max_bad_row_share), rows=results)
 
 
@@ -217,7 +220,9 @@ def _check_column(
 ) -> tuple[list[str | None], list[tuple[int, str]]]:
     canonical, problems = column_checker(item.type, tz)(values)
     if item.column is not None and item.column.required and None in values:
-        problems.extend((index, "missing value") for index, value in enumerate(values) if value is None)
+        problems.extend(
+            (index, "missing value") for index, value in enumerate(values) if value is None
+        )
     if item.column is not None and item.column.choices:
         canonical = _check_choices(item.column.choices, canonical, problems)
     target = item.target
@@ -227,11 +232,15 @@ def _check_column(
             bad = {index for index, _ in problems}
             canonical, more = column_checker(required_type, tz)(canonical)
             problems.extend(
-                (index, f"{message} (mapped to {target})") for index, message in more if index not in bad
+                (index, f"{message} (mapped to {target})")
+                for index, message in more
+                if index not in bad
             )
         if target.section in DICTIONARY_SECTIONS and target.field.lower() not in known_fields:
             message = _not_in_dictionary(target)
-            problems.extend((index, message) for index, value in enumerate(values) if value is not None)
+            problems.extend(
+                (index, message) for index, value in enumerate(values) if value is not None
+            )
     problems.sort(key=lambda problem: problem[0])
     return canonical, problems
 
@@ -266,7 +275,9 @@ def _check_rows(
             continue
         for index, value in enumerate(canonical[position]):
             if value is None:
-                errors.setdefault(index, []).append(f"{item.key}: missing value; {target} is required")
+                errors.setdefault(index, []).append(
+                    f"{item.key}: missing value; {target} is required"
+                )
     if kind == "signal":
         _check_search(plan, canonical, constants, by_target, errors)
     if kind == "call":
@@ -274,7 +285,7 @@ def _check_rows(
         end = by_target.get(Target("call", "call_end"))
         if start is not None and end is not None:
             for index, (begun, ended) in enumerate(zip(canonical[start], canonical[end])):
-                # Canonical timestamps share one fixed-width UTC format, so text order is time order.
+                # Canonical timestamps share one fixed-width UTC format: text order is time order.
                 if begun and ended and ended < begun and len(begun) == len(ended):
                     errors.setdefault(index, []).append(
                         f"{plan[end].key} ({ended}) is before {plan[start].key} ({begun})"

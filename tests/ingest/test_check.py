@@ -17,8 +17,16 @@ FIXTURES = Path(__file__).parent / "fixtures"
 
 
 def check(path: Path, feed: Feed = SIGNALS, share: float = 0.5, sample: int = 5) -> CheckResult:
-    return check_sample(path, feed, ["plan_type", "account_number", "ratio"], PACIFIC, share,
-                        MAX_BYTES, ALLOWED, sample_requests=sample)
+    return check_sample(
+        path,
+        feed,
+        ["plan_type", "account_number", "ratio"],
+        PACIFIC,
+        share,
+        MAX_BYTES,
+        ALLOWED,
+        sample_requests=sample,
+    )
 
 
 def write(tmp_path: Path, text: str, name: str = "signals.csv") -> Path:
@@ -53,7 +61,9 @@ def test_the_printed_bodies_are_json(tmp_path: Path) -> None:
 
 
 def test_row_errors_are_listed_and_capped(tmp_path: Path) -> None:
-    lines = ["transaction_id,name,value"] + [f"T{i},Sale,maybe" for i in range(3)] + ["T9,Sale,yes"] * 7
+    lines = (
+        ["transaction_id,name,value"] + [f"T{i},Sale,maybe" for i in range(3)] + ["T9,Sale,yes"] * 7
+    )
     result = check(write(tmp_path, "\n".join(lines) + "\n"))
     assert result.file_error is None and (result.good, result.bad) == (7, 3)
     text = format_check(result, max_errors=2)
@@ -74,7 +84,10 @@ def test_too_many_bad_rows(tmp_path: Path) -> None:
 
 def test_refused_by_name(tmp_path: Path) -> None:
     result = check(write(tmp_path, "transaction_id,name\n", name="signals.v2.csv"))
-    assert result.file_error == "'signals.v2.csv': the name may contain no '.' except before the extension"
+    assert (
+        result.file_error
+        == "'signals.v2.csv': the name may contain no '.' except before the extension"
+    )
     assert format_check(result).endswith(f"result:   REJECTED: {result.file_error}")
 
 

@@ -107,14 +107,16 @@ def test_constants_are_canonical() -> None:
 
 
 def test_destination() -> None:
-    feed = parse_feed(MINIMAL + '[destination]\nurl = "https://api.example.com/v1/"\ntoken = "s3cret"\n')
+    feed = parse_feed(
+        MINIMAL + '[destination]\nurl = "https://api.example.com/v1/"\ntoken = "s3cret"\n'
+    )
     assert feed.destination == Destination(url="https://api.example.com/v1", token="s3cret")
     assert "s3cret" not in repr(feed)
 
 
 def test_format_feed_shows_where_each_column_goes() -> None:
     text = format_feed(parse_feed((EXAMPLES / "orders.toml").read_text()))
-    assert "feed orders: signal requests to the embedded API, with its own token" in text
+    assert "feed orders: signal requests to the embedded API, with the tenant's token" in text
     assert "Phone (phone required) -> search.calling_phone_number" in text
     assert "Internal Note (text) -> ignore" in text
     assert 'constant "Sale" -> signal.name' in text
@@ -139,7 +141,11 @@ def test_unterminated_string_names_its_line() -> None:
         ('name = "x"\ntemplate = "signals"\n', 1, "needs a [mapping] table"),
         ('name = "x"\ntemplate = "signals"\n[mapping]\nkind = "sale"\n', 4, "kind must be one of"),
         ('name = "x"\n\ntemplate = "nope"\n[mapping]\nkind = "signal"\n', 3, "no shipped template"),
-        ('name = "x"\ntemplate = 3\n[mapping]\nkind = "signal"\n', 2, "must name a shipped template"),
+        (
+            'name = "x"\ntemplate = 3\n[mapping]\nkind = "signal"\n',
+            2,
+            "must name a shipped template",
+        ),
         (
             MINIMAL + '\n[mapping.columns]\n"Order ID" = "signal.partner_unique_id"\n'
             '"Phone" = "search.caller"\n',
@@ -171,7 +177,11 @@ def test_unterminated_string_names_its_line() -> None:
         (MINIMAL + '[mapping.constants]\n"signal.value" = [1]\n', 6, "string, number or boolean"),
         (MINIMAL + 'unmapped = "attributes"\n', 5, "unmapped must be 'custom_data' or 'ignore'"),
         (MINIMAL + 'table = "t"\n', 5, "only a lookup mapping has a table"),
-        ('name = "x"\ntemplate = "lookup"\n[mapping]\nkind = "lookup"\n', 3, "needs the table's name"),
+        (
+            'name = "x"\ntemplate = "lookup"\n[mapping]\nkind = "lookup"\n',
+            3,
+            "needs the table's name",
+        ),
         (
             'name = "x"\ntemplate = "lookup"\n[mapping]\nkind = "lookup"\ntable = "a b"\n',
             5,
@@ -236,6 +246,9 @@ def test_inline_template_unknown_key_line() -> None:
 
 
 def test_dotted_and_quoted_keys_are_located() -> None:
-    text = 'name = "x"\ntemplate = "signals"\nmapping.kind = "signal"\nmapping.columns."Plan A" = "x.y"\n'
+    text = (
+        'name = "x"\ntemplate = "signals"\nmapping.kind = "signal"\n'
+        'mapping.columns."Plan A" = "x.y"\n'
+    )
     error = feed_error(text)
     assert error.line == 4 and "'x.y'" in error.reason

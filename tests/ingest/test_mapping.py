@@ -36,7 +36,11 @@ SIGNAL_ROW = {
 
 def test_signal_request() -> None:
     request = map_row(SIGNALS, SIGNAL_ROW, PACIFIC)
-    assert (request.kind, request.method, request.path) == ("signal", "POST", "/transactions/signals.json")
+    assert (request.kind, request.method, request.path) == (
+        "signal",
+        "POST",
+        "/transactions/signals.json",
+    )
     assert request.body == {
         "search": {"duration_in_seconds": 65, "transaction_id": "00000000-00000001"},
         "signal": {
@@ -47,7 +51,10 @@ def test_signal_request() -> None:
             "sale_amount": "100.00",
             "value": "true",
         },
-        "custom_data": [{"name": "Plan_Type", "value": "gold"}, {"name": "region", "value": "west"}],
+        "custom_data": [
+            {"name": "Plan_Type", "value": "gold"},
+            {"name": "region", "value": "west"},
+        ],
     }
     assert "oauth_token" not in request.body
 
@@ -78,7 +85,12 @@ def test_excel_style_uses_the_tenant_zone() -> None:
 
 
 def test_raw_values_are_normalised_for_their_field() -> None:
-    values = {"transaction_id": "T1", "name": "Sale", "value": "No", "calling_phone_number": "+1 888 555 1212"}
+    values = {
+        "transaction_id": "T1",
+        "name": "Sale",
+        "value": "No",
+        "calling_phone_number": "+1 888 555 1212",
+    }
     body = map_row(SIGNALS, values, PACIFIC).body
     assert body["signal"]["value"] == "false"
     assert body["search"]["calling_phone_number"] == "+18885551212"
@@ -124,7 +136,10 @@ def test_constants_and_renamed_columns() -> None:
     }
     request = map_row(ORDERS, values, PACIFIC)
     assert request.body == {
-        "search": {"call_start_time": "2016-04-11T20:00:00.000Z", "calling_phone_number": "+18885551212"},
+        "search": {
+            "call_start_time": "2016-04-11T20:00:00.000Z",
+            "calling_phone_number": "+18885551212",
+        },
         "signal": {
             "description": "Order placed by phone",
             "name": "Sale",
@@ -182,10 +197,22 @@ def test_call_needs_its_fields() -> None:
 
 
 def test_lookup_request() -> None:
-    values = {"primary_key": "ACME-001", "secondary_key": None, "region": "west", "account_tier": "gold"}
+    values = {
+        "primary_key": "ACME-001",
+        "secondary_key": None,
+        "region": "west",
+        "account_tier": "gold",
+    }
     request = map_row(LOOKUP, values, PACIFIC)
-    assert (request.kind, request.method, request.path) == ("lookup", "POST", "/lookup_tables/accounts/rows")
-    assert request.body == {"primary_key": "ACME-001", "data": {"account_tier": "gold", "region": "west"}}
+    assert (request.kind, request.method, request.path) == (
+        "lookup",
+        "POST",
+        "/lookup_tables/accounts/rows",
+    )
+    assert request.body == {
+        "primary_key": "ACME-001",
+        "data": {"account_tier": "gold", "region": "west"},
+    }
     with_secondary = map_row(LOOKUP, {**values, "secondary_key": "EU"}, PACIFIC)
     assert with_secondary.body["secondary_key"] == "EU" and with_secondary.key != request.key
 
@@ -218,6 +245,8 @@ def test_from_a_semicolon_file_to_requests(tmp_path: Path) -> None:
     requests = [map_row(ORDERS, row.values, PACIFIC) for row in validation.good]
     assert requests[0].body["search"]["call_start_time"] == "2016-04-11T20:00:00.000Z"
     assert requests[1].body["signal"] == {
-        "description": "Order placed by phone", "name": "Sale", "partner_unique_id": "A-000124",
+        "description": "Order placed by phone",
+        "name": "Sale",
+        "partner_unique_id": "A-000124",
     }
     assert "custom_data" not in requests[1].body

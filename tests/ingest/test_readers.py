@@ -13,11 +13,7 @@ from ingest.readers import Table, read_table
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
-SAMPLE = (
-    "transaction_id,name,phone\r\n"
-    "00012345,Sälé,+1 8885551212\r\n"
-    "00000001,Quote,NULL\r\n"
-)
+SAMPLE = "transaction_id,name,phone\r\n00012345,Sälé,+1 8885551212\r\n00000001,Quote,NULL\r\n"
 SAMPLE_TABLE = Table(
     header=["transaction_id", "name", "phone"],
     rows=[["00012345", "Sälé", "+1 8885551212"], ["00000001", "Quote", None]],
@@ -26,16 +22,51 @@ SAMPLE_TABLE = Table(
 # What both workbook fixtures hold (see fixtures/make_fixtures.py), read as text.
 WORKBOOK_TABLE = Table(
     header=[
-        "transaction_id", "name", "partner_unique_id", "occurred_at_time", "sale_amount", "value",
-        "calling_phone_number", "account_number", "ratio",
+        "transaction_id",
+        "name",
+        "partner_unique_id",
+        "occurred_at_time",
+        "sale_amount",
+        "value",
+        "calling_phone_number",
+        "account_number",
+        "ratio",
     ],
     rows=[
-        ["00012345", "Sale", "1", "2016/04/11 01:00:00 PM", "129.45", "true", "+1 8885551212",
-         "000777", "0.1"],
-        ["00000001", "Quote", "42", "2016/04/11 12:00:00 AM", "100", "false", None, None, "0.00001"],
+        [
+            "00012345",
+            "Sale",
+            "1",
+            "2016/04/11 01:00:00 PM",
+            "129.45",
+            "true",
+            "+1 8885551212",
+            "000777",
+            "0.1",
+        ],
+        [
+            "00000001",
+            "Quote",
+            "42",
+            "2016/04/11 12:00:00 AM",
+            "100",
+            "false",
+            None,
+            None,
+            "0.00001",
+        ],
         [None] * 9,
-        ["00000002", "Sale", "007", "2026/03/08 12:00:00 AM", "12345678901", "yes",
-         "+44 2071234567", None, "2.5"],
+        [
+            "00000002",
+            "Sale",
+            "007",
+            "2026/03/08 12:00:00 AM",
+            "12345678901",
+            "yes",
+            "+44 2071234567",
+            None,
+            "2.5",
+        ],
     ],
 )
 

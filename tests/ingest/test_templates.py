@@ -8,9 +8,20 @@ from ingest.coercion import TYPE_NAMES
 from ingest.templates import TemplateError, get_template, parse_template, shipped_templates
 
 SIGNAL_API_COLUMNS = [
-    "transaction_id", "call_record_id", "call_start_time", "calling_phone_number",
-    "duration_in_seconds", "name", "partner_unique_id", "description", "occurred_at_time",
-    "sale_amount", "value", "custom_parameter_1", "custom_parameter_2", "custom_parameter_3",
+    "transaction_id",
+    "call_record_id",
+    "call_start_time",
+    "calling_phone_number",
+    "duration_in_seconds",
+    "name",
+    "partner_unique_id",
+    "description",
+    "occurred_at_time",
+    "sale_amount",
+    "value",
+    "custom_parameter_1",
+    "custom_parameter_2",
+    "custom_parameter_3",
 ]
 
 
@@ -20,7 +31,12 @@ def columns(name: str) -> dict[str, tuple[str, bool]]:
 
 def test_shipped_names() -> None:
     assert set(shipped_templates()) == {
-        "signals", "lookup", "calls", "asapp_call_metadata", "asapp_transcripts", "asapp_transactions",
+        "signals",
+        "lookup",
+        "calls",
+        "asapp_call_metadata",
+        "asapp_transcripts",
+        "asapp_transactions",
     }
 
 
@@ -46,7 +62,10 @@ def test_signals_template() -> None:
 
 
 def test_lookup_template() -> None:
-    assert columns("lookup") == {"primary_key": ("string", True), "secondary_key": ("string", False)}
+    assert columns("lookup") == {
+        "primary_key": ("string", True),
+        "secondary_key": ("string", False),
+    }
     assert get_template("lookup").extra_columns == "custom_data"
 
 
@@ -54,7 +73,9 @@ def test_asapp_call_metadata_follows_the_seed() -> None:
     found = columns("asapp_call_metadata")
     assert len(found) == 23
     assert {name for name, (_, required) in found.items() if required} == {
-        "customer_id", "call_start", "call_end",
+        "customer_id",
+        "call_start",
+        "call_end",
     }
     assert found["call_start"] == ("iso_utc", True)
     assert found["call_assigned_to_agent"] == ("iso_utc", False)
@@ -80,7 +101,10 @@ def test_asapp_transactions_follows_the_seed() -> None:
     found = columns("asapp_transactions")
     assert len(found) == 16
     assert {name for name, (_, required) in found.items() if required} == {
-        "transaction_id", "transaction_time", "external_session_id", "product_quantity",
+        "transaction_id",
+        "transaction_time",
+        "external_session_id",
+        "product_quantity",
     }
     assert found["product_quantity"] == ("integer", True)
     assert found["transaction_value_one_time"] == ("decimal", False)
@@ -106,10 +130,13 @@ def test_unknown_shipped_template() -> None:
 
 
 def test_inline_template_defaults() -> None:
-    template = parse_template({"columns": [{"name": "a"}, {"name": "b", "type": "money"}]}, name="x")
+    template = parse_template(
+        {"columns": [{"name": "a"}, {"name": "b", "type": "money"}]}, name="x"
+    )
     assert template.name == "x"
     assert [(c.name, c.type, c.required) for c in template.columns] == [
-        ("a", "string", False), ("b", "money", False),
+        ("a", "string", False),
+        ("b", "money", False),
     ]
     assert template.extra_columns == "forbidden" and not template.ordered
 
@@ -139,20 +166,34 @@ def test_extends_adds_columns_and_overrides_rules() -> None:
         ({"columns": []}, ("columns",), "lists no columns"),
         ({"columns": {"name": "a"}}, ("columns",), "array of tables"),
         ({"columns": [{"type": "string"}]}, ("columns", 0), "has no name"),
-        ({"columns": [{"name": "a", "type": "float"}]}, ("columns", 0, "type"), "unknown type 'float'"),
-        ({"columns": [{"name": "a", "required": "yes"}]}, ("columns", 0, "required"), "true or false"),
-        ({"columns": [{"name": "a", "choices": "x"}]}, ("columns", 0, "choices"), "list of strings"),
+        (
+            {"columns": [{"name": "a", "type": "float"}]},
+            ("columns", 0, "type"),
+            "unknown type 'float'",
+        ),
+        (
+            {"columns": [{"name": "a", "required": "yes"}]},
+            ("columns", 0, "required"),
+            "true or false",
+        ),
+        (
+            {"columns": [{"name": "a", "choices": "x"}]},
+            ("columns", 0, "choices"),
+            "list of strings",
+        ),
         ({"columns": [{"name": "a", "size": 3}]}, ("columns", 0, "size"), "unknown key 'size'"),
         ({"columns": [{"name": "a"}, {"name": "A"}]}, ("columns", 1, "name"), "listed twice"),
-        ({"extra_columns": "keep", "columns": [{"name": "a"}]}, ("extra_columns",), "must be one of"),
+        (
+            {"extra_columns": "keep", "columns": [{"name": "a"}]},
+            ("extra_columns",),
+            "must be one of",
+        ),
         ({"ordered": 1, "columns": [{"name": "a"}]}, ("ordered",), "true or false"),
         ({"extends": "nope", "columns": [{"name": "a"}]}, ("extends",), "shipped template"),
         ({"colums": []}, ("colums",), "unknown key 'colums'"),
     ],
 )
-def test_template_errors_carry_their_key_path(
-    data: dict, path: tuple, reason: str
-) -> None:
+def test_template_errors_carry_their_key_path(data: dict, path: tuple, reason: str) -> None:
     with pytest.raises(TemplateError, match=reason) as caught:
         parse_template(data, name="x")
     assert caught.value.path == path

@@ -98,7 +98,9 @@ def test_bad_excel_times_are_refused(text: str, reason: str) -> None:
         parse_timestamp(text, PACIFIC)
 
 
-@pytest.mark.parametrize("digits", ["12345678901", "123456789012", "12345678901234", "1234567890123456"])
+@pytest.mark.parametrize(
+    "digits", ["12345678901", "123456789012", "12345678901234", "1234567890123456"]
+)
 def test_other_digit_counts_are_refused(digits: str) -> None:
     with pytest.raises(ValueError, match=f"has {len(digits)} digits"):
         parse_timestamp(digits, PACIFIC)
@@ -135,7 +137,7 @@ def test_invalid_dates_are_refused(text: str) -> None:
     ],
 )
 def test_not_a_timestamp(text: str) -> None:
-    with pytest.raises(ValueError, match="not a timestamp|digits"):
+    with pytest.raises(ValueError, match=r"not a timestamp|digits"):
         parse_timestamp(text, PACIFIC)
 
 

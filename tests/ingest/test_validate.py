@@ -25,9 +25,15 @@ LOOKUP = parse_feed((EXAMPLES / "lookup.toml").read_text())
 
 
 def run(
-    feed: Feed, header: list[str], *rows: list[str | None], share: float = 1.0, tz: ZoneInfo = PACIFIC
+    feed: Feed,
+    header: list[str],
+    *rows: list[str | None],
+    share: float = 1.0,
+    tz: ZoneInfo = PACIFIC,
 ) -> Validation:
-    return validate(Table(header=header, rows=[list(row) for row in rows]), feed, DICTIONARY, tz, share)
+    return validate(
+        Table(header=header, rows=[list(row) for row in rows]), feed, DICTIONARY, tz, share
+    )
 
 
 def signal_errors(column: str, *values: str) -> list[str | None]:
@@ -67,7 +73,9 @@ def test_missing_required_columns() -> None:
 
 def test_unknown_columns_where_the_template_forbids_them() -> None:
     error = run(CALLS, ["customer_id", "call_start", "call_end", "colour", "size"]).file_error
-    assert error is not None and error.startswith("unknown columns 'colour', 'size'; template 'calls' has:")
+    assert error is not None and error.startswith(
+        "unknown columns 'colour', 'size'; template 'calls' has:"
+    )
 
 
 def test_extra_columns_are_kept_as_custom_data() -> None:
@@ -77,7 +85,8 @@ def test_extra_columns_are_kept_as_custom_data() -> None:
 
 def test_extra_columns_can_be_ignored() -> None:
     feed = parse_feed(
-        'name = "x"\n[template]\nextra_columns = "ignored"\n[[template.columns]]\nname = "transaction_id"\n'
+        'name = "x"\n[template]\nextra_columns = "ignored"\n'
+        '[[template.columns]]\nname = "transaction_id"\n'
         '[[template.columns]]\nname = "name"\n[mapping]\nkind = "signal"\n'
     )
     result = run(feed, ["transaction_id", "junk", "name"], ["T1", "zzz", "Sale"])
@@ -100,14 +109,21 @@ def test_ordered_template_accepts_its_order() -> None:
 
 
 def test_ordered_template_allows_absent_optional_columns() -> None:
-    result = run(ORDERS, ["Order ID", "Phone", "Ordered At", "Plan"], ["A-1", "+18885551212", "1460404800", "x"])
+    result = run(
+        ORDERS,
+        ["Order ID", "Phone", "Ordered At", "Plan"],
+        ["A-1", "+18885551212", "1460404800", "x"],
+    )
     assert result.file_error is None
 
 
 def test_ordered_template_refuses_another_order() -> None:
     header = ["Phone", "Order ID", "Ordered At"]
     error = run(ORDERS, header, ["+18885551212", "A-1", "1460404800"]).file_error
-    assert error == "columns out of order: expected Order ID, Phone, Ordered At; found Phone, Order ID, Ordered At"
+    assert (
+        error == "columns out of order: expected Order ID, Phone, Ordered At;"
+        " found Phone, Order ID, Ordered At"
+    )
 
 
 def test_unordered_template_takes_any_order() -> None:
@@ -148,7 +164,10 @@ def test_constant_custom_data_field_missing_from_the_dictionary() -> None:
 def test_bad_row_share_over_the_limit_rejects_the_file_and_keeps_row_errors() -> None:
     rows = [["T1", "Sale"], ["T2", None], ["T3", None], ["T4", "Sale"], ["T5", None]]
     result = run(SIGNALS, ["transaction_id", "name"], *rows, share=0.5)
-    assert result.file_error == "3 of 5 rows are bad (60%), more than the 50% allowed: the whole file is rejected"
+    assert (
+        result.file_error
+        == "3 of 5 rows are bad (60%), more than the 50% allowed: the whole file is rejected"
+    )
     assert [row.number for row in result.bad] == [3, 4, 6]
 
 
@@ -156,11 +175,16 @@ def test_bad_row_share_at_the_limit_passes() -> None:
     rows = [["T1", "Sale"], ["T2", None]]
     result = run(SIGNALS, ["transaction_id", "name"], *rows, share=0.5)
     assert result.file_error is None
-    assert [(row.number, row.error) for row in result.rows] == [(2, None), (3, "name: missing value")]
+    assert [(row.number, row.error) for row in result.rows] == [
+        (2, None),
+        (3, "name: missing value"),
+    ]
 
 
 def test_header_only_file_is_valid_and_empty() -> None:
-    assert run(SIGNALS, ["transaction_id", "name"], share=0.0) == Validation(file_error=None, rows=[])
+    assert run(SIGNALS, ["transaction_id", "name"], share=0.0) == Validation(
+        file_error=None, rows=[]
+    )
 
 
 # --- row level ----------------------------------------------------------------------------------
@@ -210,11 +234,16 @@ def test_timestamps_become_iso_utc(value: str, expected: str) -> None:
 
 def test_excel_timestamps_use_the_tenant_zone() -> None:
     berlin = ZoneInfo("Europe/Berlin")
-    assert signal_values("call_start_time", "2016/04/11 01:00:00 PM", berlin) == "2016-04-11T11:00:00.000Z"
+    assert (
+        signal_values("call_start_time", "2016/04/11 01:00:00 PM", berlin)
+        == "2016-04-11T11:00:00.000Z"
+    )
 
 
 def test_bad_timestamps() -> None:
-    errors = signal_errors("occurred_at_time", "2026/03/08 02:30:00 AM", "146040480", "2016-02-30T00:00:00.000Z")
+    errors = signal_errors(
+        "occurred_at_time", "2026/03/08 02:30:00 AM", "146040480", "2016-02-30T00:00:00.000Z"
+    )
     assert errors[0] is not None and "does not exist in America/Los_Angeles" in errors[0]
     assert errors[1] is not None and "has 9 digits" in errors[1]
     assert errors[2] is not None and "not a valid date and time" in errors[2]
@@ -222,8 +251,16 @@ def test_bad_timestamps() -> None:
 
 @pytest.mark.parametrize(
     "value, expected",
-    [("true", "true"), ("TRUE", "true"), ("1", "true"), ("Yes", "true"),
-     ("false", "false"), ("0", "false"), ("no", "false"), ("NO", "false")],
+    [
+        ("true", "true"),
+        ("TRUE", "true"),
+        ("1", "true"),
+        ("Yes", "true"),
+        ("false", "false"),
+        ("0", "false"),
+        ("no", "false"),
+        ("NO", "false"),
+    ],
 )
 def test_booleans(value: str, expected: str) -> None:
     assert signal_values("value", value) == expected
@@ -243,7 +280,9 @@ def test_money(value: str) -> None:
 
 
 def test_bad_money() -> None:
-    symbol, separator, decimals, comma = signal_errors("sale_amount", "$100.00", "1,234.50", "9.999", "9,99")
+    symbol, separator, decimals, comma = signal_errors(
+        "sale_amount", "$100.00", "1,234.50", "9.999", "9,99"
+    )
     assert symbol is not None and "without currency symbols or thousands separators" in symbol
     assert separator is not None and "without currency symbols or thousands separators" in separator
     assert decimals == "sale_amount: '9.999' has more than 2 decimal places"
@@ -268,9 +307,13 @@ def test_strings_up_to_255_characters() -> None:
 
 @pytest.mark.parametrize(
     "value, expected",
-    [("+1 8885551212", "+18885551212"), ("+18885551212", "+18885551212"),
-     ("+44 20 7123 4567", "+442071234567"), ("+12345678", "+12345678"),
-     ("+123456789012345", "+123456789012345")],
+    [
+        ("+1 8885551212", "+18885551212"),
+        ("+18885551212", "+18885551212"),
+        ("+44 20 7123 4567", "+442071234567"),
+        ("+12345678", "+12345678"),
+        ("+123456789012345", "+123456789012345"),
+    ],
 )
 def test_phone_numbers(value: str, expected: str) -> None:
     assert signal_values("calling_phone_number", value) == expected
@@ -278,7 +321,14 @@ def test_phone_numbers(value: str, expected: str) -> None:
 
 @pytest.mark.parametrize(
     "value",
-    ["8885551212", "+1234567", "+1234567890123456", "+1 (888) 555-1212", "+0 8885551212", "+1888555121x"],
+    [
+        "8885551212",
+        "+1234567",
+        "+1234567890123456",
+        "+1 (888) 555-1212",
+        "+0 8885551212",
+        "+1888555121x",
+    ],
 )
 def test_bad_phone_numbers(value: str) -> None:
     (error,) = signal_errors("calling_phone_number", value)
@@ -304,7 +354,9 @@ def test_signal_names_may_be_new() -> None:
 
 
 def test_lookup_data_fields_must_be_in_the_dictionary() -> None:
-    result = run(LOOKUP, ["primary_key", "region", "tier"], ["K1", "west", "gold"], [None, "x", None])
+    result = run(
+        LOOKUP, ["primary_key", "region", "tier"], ["K1", "west", "gold"], [None, "x", None]
+    )
     assert [row.error for row in result.rows] == [
         "tier: custom data field 'tier' is not in the tenant's data dictionary",
         "primary_key: missing value",
@@ -315,7 +367,8 @@ def test_the_mapped_field_type_is_checked_too() -> None:
     # The inline column is a plain decimal; mapped to sale_amount it must also be money.
     feed = parse_feed(
         'name = "x"\n[[template.columns]]\nname = "id"\n[[template.columns]]\nname = "amount"\n'
-        'type = "decimal"\n[mapping]\nkind = "signal"\n[mapping.columns]\nid = "search.transaction_id"\n'
+        'type = "decimal"\n[mapping]\nkind = "signal"\n[mapping.columns]\n'
+        'id = "search.transaction_id"\n'
         'amount = "signal.sale_amount"\n[mapping.constants]\n"signal.name" = "Sale"\n'
     )
     result = run(feed, ["id", "amount"], ["T1", "65.25"], ["T2", "65.255"], ["T3", "lots"])
@@ -342,7 +395,14 @@ def test_orders_example_rows() -> None:
     assert "Total: '12,00' is not an amount" in error
 
 
-CALL_HEADER = ["customer_id", "call_start", "call_end", "survey_offered", "time_in_queue", "calling_phone_number"]
+CALL_HEADER = [
+    "customer_id",
+    "call_start",
+    "call_end",
+    "survey_offered",
+    "time_in_queue",
+    "calling_phone_number",
+]
 
 
 def test_call_rows() -> None:
@@ -376,7 +436,9 @@ def test_choices_are_matched_ignoring_case_and_take_the_listed_spelling() -> Non
         'type = "text"\n[mapping]\nkind = "signal"\n[mapping.columns]\nnotes = "ignore"\n'
     )
     long_text = "word " * 400
-    result = run(feed, ["transaction_id", "name", "notes"], ["T1", "SALE", long_text], ["T2", "Refund", None])
+    result = run(
+        feed, ["transaction_id", "name", "notes"], ["T1", "SALE", long_text], ["T2", "Refund", None]
+    )
     assert result.rows[0].error is None
     assert result.rows[0].values == {"transaction_id": "T1", "name": "Sale", "notes": long_text}
     assert result.rows[1].error == "name: 'Refund' is not one of Sale, Quote"
@@ -417,4 +479,7 @@ def test_check_file_refuses_what_is_not_a_regular_file(tmp_path: Path) -> None:
     os.symlink(target, link)
     assert check_file(folder, 100, ALLOWED) == "'folder.csv' is not a regular file"
     assert check_file(link, 100, ALLOWED) == "'link.csv' is not a regular file"
-    assert check_file(tmp_path / "gone.csv", 100, ALLOWED) == "'gone.csv' cannot be read: No such file or directory"
+    assert (
+        check_file(tmp_path / "gone.csv", 100, ALLOWED)
+        == "'gone.csv' cannot be read: No such file or directory"
+    )
