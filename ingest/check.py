@@ -77,7 +77,10 @@ def check_sample(
     for row in validation.good:
         if len(result.requests) >= sample_requests:
             break
-        result.requests.append((row.number, map_row(feed, row.values, tz)))
+        try:
+            result.requests.append((row.number, map_row(feed, row.values, tz)))
+        except ValueError as exc:
+            result.row_errors.append(RowResult(row.number, row.values, str(exc)))
     return result
 
 

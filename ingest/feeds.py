@@ -51,6 +51,7 @@ from ingest.templates import Template, TemplateError, get_template, parse_templa
 
 __all__ = [
     "DEFAULT_FEED",
+    "REQUIRED_TARGETS",
     "Destination",
     "Feed",
     "FeedError",
@@ -58,6 +59,7 @@ __all__ = [
     "default_feeds",
     "format_feed",
     "parse_feed",
+    "resolve_routes",
 ]
 
 #: The feed of files dropped directly in ``in/``.

@@ -19,6 +19,7 @@ a person reads them: whole numbers without ``.0``, others in positional notation
 Signal API's Excel format, which is read in the tenant's time zone, as Excel cells carry no zone. A
 date without a time becomes midnight: calamine cannot tell a date cell from a date-time cell at
 midnight, and midnight is what the serial number means. Time-of-day cells become ``HH:MM:SS``.
+Error cells (``#N/A``) and formulas saved without a value are missing.
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ import python_calamine
 
 from ingest.errors import FileRejected
 
-__all__ = ["MISSING", "Table", "is_missing", "read_table"]
+__all__ = ["MISSING", "Table", "read_table"]
 
 #: Cell texts (after stripping) that mean "no value".
 MISSING = frozenset({""} | {"".join(c) for c in itertools.product(*zip("null", "NULL"))})
@@ -62,11 +63,6 @@ class Table:
 
     header: list[str]
     rows: list[list[str | None]]
-
-
-def is_missing(value: str) -> bool:
-    """Whether a cell text means "no value"."""
-    return value.strip() in MISSING
 
 
 def read_table(path: Path) -> Table:

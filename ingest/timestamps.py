@@ -22,6 +22,7 @@ from zoneinfo import ZoneInfo
 __all__ = ["PACIFIC", "format_iso_utc", "parse_iso_utc", "parse_timestamp"]
 
 PACIFIC = ZoneInfo("America/Los_Angeles")
+UTC_ZONE = ZoneInfo("UTC")
 EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
 FORMATS_HINT = (
@@ -65,14 +66,17 @@ def parse_iso_utc(text: str) -> datetime:
     """An ASAPP "ISO 8601 formatted UTC timestamp", as UTC.
 
     ``Z`` or an explicit offset is honoured; a value without either is UTC, as the schema declares.
-    Up to nine fractional digits are accepted (nanosecond exporters) and cut to microseconds.
+    Up to nine fractional digits are accepted (nanosecond exporters) and cut to microseconds. A
+    spreadsheet date cell, which the reader renders in the Excel style, is read as UTC too.
     """
     value = text.strip()
     match = _ISO_UTC.fullmatch(value)
+    if match is None and (excel := _EXCEL.fullmatch(value)):
+        return _parse_excel(value, excel, UTC_ZONE)
     if match is None:
         raise ValueError(
             f"{text!r} is not an ISO 8601 UTC timestamp: expected YYYY-MM-DDTHH:MM:SS[.ffffff]Z,"
-            " e.g. 2020-01-03T20:02:13Z"
+            " e.g. 2020-01-03T20:02:13Z, or a spreadsheet date cell"
         )
     year, month, day, hour, minute, second, fraction, zulu, sign, off_h, off_m = match.groups()
     zone = timezone.utc if zulu or not sign else _offset(value, sign, off_h, off_m)

@@ -14,6 +14,7 @@ from ingest.validate import validate
 
 PACIFIC = ZoneInfo("America/Los_Angeles")
 EXAMPLES = Path(__file__).resolve().parents[2] / "etc" / "feeds"
+FIXTURES = Path(__file__).parent / "fixtures"
 SIGNALS = default_feeds()["signals"]
 CALLS = default_feeds()["calls"]
 LOOKUP = parse_feed((EXAMPLES / "lookup.toml").read_text())
@@ -250,3 +251,25 @@ def test_from_a_semicolon_file_to_requests(tmp_path: Path) -> None:
         "partner_unique_id": "A-000124",
     }
     assert "custom_data" not in requests[1].body
+
+
+def test_calls_from_a_workbook_with_date_cells() -> None:
+    """Date cells carry no zone; in the UTC columns of the call schema they are UTC."""
+    validation = validate(read_table(FIXTURES / "calls.xlsx"), CALLS, [], PACIFIC, 0.0)
+    assert validation.file_error is None and not validation.bad
+    calls = [map_row(CALLS, row.values, PACIFIC).body["call"] for row in validation.good]
+    assert calls == [
+        {
+            "external_id": "00042|2020-01-03T20:02:13.000Z",
+            "start_time": "2020-01-03T20:02:13.000Z",
+            "duration_in_seconds": 600,
+            "calling_phone_number": "+18885551212",
+            "attributes": {"time_in_queue": "600"},
+        },
+        {
+            "external_id": "00043|2020-01-03T23:59:00.000Z",
+            "start_time": "2020-01-03T23:59:00.000Z",
+            "duration_in_seconds": 150,
+            "attributes": {"time_in_queue": "0"},
+        },
+    ]

@@ -202,6 +202,8 @@ def test_the_second_occurrence_needs_an_offset() -> None:
         ("2020-01-03 20:02:13", utc(2020, 1, 3, 20, 2, 13)),
         ("2020-01-03T12:02:13-08:00", utc(2020, 1, 3, 20, 2, 13)),
         ("2020-01-03T20:02:13+00:00", utc(2020, 1, 3, 20, 2, 13)),
+        ("2020/01/03 08:02:13 PM", utc(2020, 1, 3, 20, 2, 13)),  # a spreadsheet date cell
+        ("2026/03/08 02:30:00 AM", utc(2026, 3, 8, 2, 30)),  # UTC has no DST gap
     ],
 )
 def test_iso_utc(text: str, expected: datetime) -> None:
@@ -213,6 +215,7 @@ def test_iso_utc(text: str, expected: datetime) -> None:
     "text, reason",
     [
         ("2020/01/03T20:02:13Z", "not an ISO 8601 UTC timestamp"),
+        ("2020/01/03 20:02:13", "not an ISO 8601 UTC timestamp"),
         ("1578081733", "not an ISO 8601 UTC timestamp"),
         ("2020-01-03", "not an ISO 8601 UTC timestamp"),
         ("2020-02-30T20:02:13Z", "not a valid date and time"),

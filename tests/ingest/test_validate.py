@@ -408,7 +408,7 @@ CALL_HEADER = [
 def test_call_rows() -> None:
     good = ["C1", "2020-01-03T20:02:13Z", "2020-01-03T20:12:13.5Z", "TRUE", "600", "+1 8885551212"]
     backwards = ["C2", "2020-01-03T20:02:13Z", "2020-01-03T20:00:00Z", None, None, None]
-    bad_types = ["C3", "2020/01/03 08:02:13 PM", "2020-01-03T20:12:13Z", "sometimes", "6.5", None]
+    bad_types = ["C3", "2020-01-03 20:02:13 UTC", "2020-01-03T20:12:13Z", "sometimes", "6.5", None]
     result = run(CALLS, CALL_HEADER, good, backwards, bad_types)
     assert result.rows[0].error is None
     assert result.rows[0].values == {
@@ -424,7 +424,7 @@ def test_call_rows() -> None:
     )
     error = result.rows[2].error
     assert error is not None
-    assert "call_start: '2020/01/03 08:02:13 PM' is not an ISO 8601 UTC timestamp" in error
+    assert "call_start: '2020-01-03 20:02:13 UTC' is not an ISO 8601 UTC timestamp" in error
     assert "survey_offered: 'sometimes' is not a boolean" in error
     assert "time_in_queue: '6.5' is not a whole number" in error
 
