@@ -2,7 +2,7 @@
 
 Canonical text is what the rest of the pipeline relies on: timestamps become ISO 8601 UTC with
 milliseconds (``2016-04-11T20:00:00.000Z``) whatever format they came in, booleans ``true`` or
-``false``, phone numbers E.164 without spaces, whole numbers without sign or leading zeros. Every
+``false``, phone numbers E.164 without spaces, whole numbers without a plus sign or leading zeros. Every
 checker accepts its own canonical text, so a value can safely be checked twice (once for its
 column's type, once for the request field it is mapped to).
 
@@ -58,7 +58,7 @@ _PHONE = re.compile(r"\+[1-9]\d{7,14}", re.ASCII)
 _CANONICAL_TIMESTAMP = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z", re.ASCII)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def checker(type_name: str, tz: ZoneInfo) -> Checker:
     """The checker of one value of ``type_name``; Signal API timestamps are read in ``tz``."""
     if type_name == "timestamp":

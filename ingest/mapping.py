@@ -17,10 +17,10 @@ read the Excel style in *its* zone, not the tenant's; one unambiguous format avo
 gives equal keys to equal instants written differently. Missing values are left out, so the API
 applies its defaults (``value`` true, ``partner_unique_id`` empty, ``occurred_at_time`` now).
 
-Each request has a key: the sha256 of its kind, method, path and the sorted ``field=value`` pairs
-its body is made of (a canonical form of the body that is much cheaper than canonical JSON). Equal
-requests have equal keys, whatever the column order of their files, so an outbox can refuse to
-queue a request twice.
+Each request has a key: the sha256 of its kind, method, path and the sorted, length-prefixed
+``field=value`` pairs its body is made of (a canonical form of the body, much cheaper to make than
+canonical JSON). Equal requests have equal keys, whatever the column order of their files, so an
+outbox can refuse to queue a request twice.
 """
 
 from __future__ import annotations
@@ -50,6 +50,8 @@ _INTEGER_FIELDS = frozenset({Target("search", "duration_in_seconds")})
 
 @dataclass(frozen=True)
 class DestinationRequest:
+    """A request ready to post; ``path`` is relative to the destination's API base."""
+
     kind: str
     method: str
     path: str
@@ -78,9 +80,9 @@ def map_row(feed: Feed, values: dict[str, str | None], tz: ZoneInfo) -> Destinat
             except ValueError as exc:
                 raise ValueError(f"{column}: {exc}") from None
         sections[section][field] = int(value) if integer else value
-        parts.append(label + value)
+        parts.append(f"{label}{len(value)}:{value}")
     body = plan.build(sections)
-    key_text = f"{plan.kind}\n{METHOD} {plan.path}\n" + "\x1e".join(parts)
+    key_text = f"{plan.kind}\n{METHOD} {plan.path}\n" + "".join(parts)
     return DestinationRequest(
         kind=plan.kind,
         method=METHOD,

@@ -65,6 +65,8 @@ class TemplateError(ValueError):
 
 @dataclass(frozen=True)
 class Column:
+    """One column of a template; no ``choices`` means any value of its type."""
+
     name: str
     type: str = "string"
     required: bool = False
@@ -74,6 +76,8 @@ class Column:
 
 @dataclass(frozen=True)
 class Template:
+    """What the header and values of a file must be; see the module docstring."""
+
     name: str
     columns: tuple[Column, ...]
     ordered: bool = False

@@ -273,3 +273,11 @@ def test_calls_from_a_workbook_with_date_cells() -> None:
             "attributes": {"time_in_queue": "0"},
         },
     ]
+
+
+def test_a_value_cannot_forge_another_field_in_the_key() -> None:
+    two_fields = {"transaction_id": "T", "name": "S", "custom_parameter_1": "a", "description": "b"}
+    forged = "a\x1esignal.description=b"  # would collide if pairs were only joined by a separator
+    one_field = {"transaction_id": "T", "name": "S", "custom_parameter_1": forged}
+    keys = {map_row(SIGNALS, values, PACIFIC).key for values in (two_fields, one_field)}
+    assert len(keys) == 2
