@@ -76,7 +76,8 @@ class SftpBinary:
         self._scratch.mkdir(parents=True, exist_ok=True)
 
     async def upload(self, endpoint: Endpoint, crypto: Crypto, files: Sequence[tuple[Path, str]]) -> None:
-        await self.batch(endpoint, crypto, [f'put "{local}" "{endpoint.remote(name)}"' for local, name in files])
+        commands = [f'put "{local}" "{endpoint.remote(name)}"' for local, name in files]
+        await self.batch(endpoint, crypto, commands)
 
     async def login(self, endpoint: Endpoint, crypto: Crypto) -> None:
         await self.batch(endpoint, crypto, ["bye"])
@@ -145,7 +146,8 @@ class AsyncsshClient:
 
     async def connect(self, endpoint: Endpoint, crypto: Crypto) -> asyncssh.SSHClientConnection:
         try:
-            return await asyncssh.connect(endpoint.host, endpoint.port, options=self.options(endpoint, crypto))
+            return await asyncssh.connect(endpoint.host, endpoint.port,
+                                          options=self.options(endpoint, crypto))
         except (OSError, asyncssh.Error) as exc:
             raise ClientError(f"asyncssh connect: {exc}") from exc
 

@@ -23,6 +23,7 @@ if __package__ in (None, ""):  # run as a script: make the repository importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench import end_to_end, processor, sessions, transfers  # noqa: E402
+from core.config import PasswordSettings  # noqa: E402
 from bench.clients import CIPHER, KEX, PINNED, AsyncsshClient, ClientError  # noqa: E402
 from bench.context import BenchContext  # noqa: E402
 from bench.errors import NotAvailable  # noqa: E402
@@ -147,8 +148,6 @@ async def start_openssh(context: BenchContext, stack: ExitStack, password: str) 
 
 
 def _hashing() -> str:
-    from core.config import PasswordSettings
-
     cost = PasswordSettings()
     return (f"argon2id m={cost.argon2_memory_kib} KiB, t={cost.argon2_time_cost}, "
             f"p={cost.argon2_parallelism} (the shipped default, OWASP's minimum)")

@@ -16,7 +16,6 @@ import resource
 import sqlite3
 import sys
 import time
-from pathlib import Path
 
 from bench.clients import PINNED, AsyncsshClient
 from bench.context import BenchContext
@@ -93,7 +92,8 @@ def _e2e_tenant(server: OurServer) -> Endpoint:
     added = server.sftpctl("tenant", "add", E2E_TENANT, "--email", TENANT_EMAIL, "--password-stdin",
                            stdin=server.endpoint.password + "\n")
     if added.returncode != 0:
-        raise NotAvailable(f"sftpctl tenant add {E2E_TENANT} failed: {added.stderr.strip()[-ERROR_TEXT_CHARS:]}")
+        reason = added.stderr.strip()[-ERROR_TEXT_CHARS:]
+        raise NotAvailable(f"sftpctl tenant add {E2E_TENANT} failed: {reason}")
     inbox = server.data_dir / "tenants" / E2E_TENANT / "in"
     return dataclasses.replace(server.endpoint, user=E2E_TENANT, inbox=inbox)
 

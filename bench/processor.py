@@ -75,16 +75,16 @@ FORMATS = (
 
 
 def case_6(context: BenchContext) -> list[Measure]:
-    measures = [_file_measure(context, format) for format in FORMATS]
+    measures = [_file_measure(context, spec) for spec in FORMATS]
     measures.append(_api_measure(context))
     return measures
 
 
-def _file_measure(context: BenchContext, format: Format) -> Measure:
+def _file_measure(context: BenchContext, spec: Format) -> Measure:
     size = context.plan.signal_file_bytes
-    row = Row(key=f"6.{format.extension}", case=6,
-              title=f"{size / MB:g} MB {format.extension.upper()} signal file: read + validate + map",
-              variant="in process", unit="s", higher_is_better=False, peer_name=format.peer_name)
+    row = Row(key=f"6.{spec.extension}", case=6,
+              title=f"{size / MB:g} MB {spec.extension.upper()} signal file: read + validate + map",
+              variant="in process", unit="s", higher_is_better=False, peer_name=spec.peer_name)
     try:
         prepare = _processor()
     except ImportError as exc:
@@ -92,11 +92,11 @@ def _file_measure(context: BenchContext, format: Format) -> Measure:
         return Measure(row, None, None)
     folder = context.scratch / "signals"
     folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"signals.{format.extension}"
-    rows = format.write(path, size, CALLS)
+    path = folder / f"signals.{spec.extension}"
+    rows = spec.write(path, size, CALLS)
     # One unrecorded read each, so neither side's first run pays for imports and cold caches.
     prepare(path)
-    format.peer_read(path)
+    spec.peer_read(path)
 
     async def ours() -> Outcome:
         start = time.perf_counter()
@@ -106,11 +106,11 @@ def _file_measure(context: BenchContext, format: Format) -> Measure:
 
     async def peer() -> Outcome:
         start = time.perf_counter()
-        count = format.peer_read(path)
+        count = spec.peer_read(path)
         elapsed = time.perf_counter() - start
         return Outcome(elapsed, errors=abs(count - rows), note=f"{count / elapsed:,.0f} rows/s")
 
-    return Measure(row, Side("ours", ours), Side(format.peer_name, peer))
+    return Measure(row, Side("ours", ours), Side(spec.peer_name, peer))
 
 
 def _processor() -> Callable[[Path], tuple[int, int]]:

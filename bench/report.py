@@ -32,7 +32,8 @@ def markdown_table(rows: Sequence[Row]) -> str:
 def targets_table(verdicts: Sequence[Verdict]) -> str:
     lines = ["| Target | Status | Measured |", "|---|---|---|"]
     for verdict in verdicts:
-        lines.append(f"| {_cell(verdict.target.text)} | {_cell(verdict.status)} | {_cell(verdict.measured)} |")
+        cells = (verdict.target.text, verdict.status, verdict.measured)
+        lines.append("| " + " | ".join(_cell(cell) for cell in cells) + " |")
     return "\n".join(lines)
 
 
