@@ -107,7 +107,7 @@ def _decode(data: bytes) -> str:
     try:
         return body.decode(encoding)
     except UnicodeDecodeError as exc:
-        line = body[: exc.start].count(b"\n") + 1
+        line = body[: exc.start].decode(encoding, errors="replace").count("\n") + 1
         raise FileRejected(
             f"line {line}: the file is not valid {encoding.upper()} text (byte"
             f' 0x{body[exc.start]:02x}); save it as "CSV UTF-8" or as "Unicode text"'

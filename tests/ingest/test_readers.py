@@ -181,6 +181,12 @@ def test_windows_1252_is_refused_with_the_line(tmp_path: Path) -> None:
         read_table(write(tmp_path, data))
 
 
+def test_broken_utf16_is_refused_with_the_line(tmp_path: Path) -> None:
+    data = codecs.BOM_UTF16_LE + "a,b\n1,2\n".encode("utf-16-le") + b"\x00\xdc"  # lone surrogate
+    with pytest.raises(FileRejected, match="line 3: the file is not valid UTF-16-LE text"):
+        read_table(write(tmp_path, data))
+
+
 def test_unterminated_quote_is_refused(tmp_path: Path) -> None:
     with pytest.raises(FileRejected, match="malformed"):
         read_text(tmp_path, 'a,b\n1,"open\n2,3\n')
