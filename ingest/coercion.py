@@ -2,9 +2,9 @@
 
 Canonical text is what the rest of the pipeline relies on: timestamps become ISO 8601 UTC with
 milliseconds (``2016-04-11T20:00:00.000Z``) whatever format they came in, booleans ``true`` or
-``false``, phone numbers E.164 without spaces, whole numbers without a plus sign or leading zeros. Every
-checker accepts its own canonical text, so a value can safely be checked twice (once for its
-column's type, once for the request field it is mapped to).
+``false``, phone numbers E.164 without spaces, whole numbers without a plus sign or leading
+zeros. Every checker accepts its own canonical text, so a value can safely be checked twice (once
+for its column's type, once for the request field it is mapped to).
 
 Error messages name the value and what was expected, never the column: the caller adds that.
 """

@@ -120,12 +120,14 @@ def validate(
     columns = _columns(rows, width)
     errors: dict[int, list[str]] = {}
     canonical: list[list[str | None]] = []
+    invalid: list[set[int]] = []
     for item in plan:
         values, problems = _check_column(item, columns[item.index], known_fields, tz)
         canonical.append(values)
+        invalid.append({index for index, _ in problems})
         for index, message in problems:
             errors.setdefault(index, []).append(f"{item.key}: {message}")
-    _check_rows(plan, canonical, feed, errors)
+    _check_rows(plan, canonical, invalid, feed, errors)
 
     keys = [item.key for item in plan]
     row_values: Iterable[tuple[str | None, ...]] = (
@@ -260,9 +262,16 @@ def _check_choices(
 
 
 def _check_rows(
-    plan: list[_Column], canonical: list[list[str | None]], feed: Feed, errors: dict[int, list[str]]
+    plan: list[_Column],
+    canonical: list[list[str | None]],
+    invalid: list[set[int]],
+    feed: Feed,
+    errors: dict[int, list[str]],
 ) -> None:
-    """Rules that span columns: required request fields, a signal's search, a call's duration."""
+    """Rules that span columns: required request fields, a signal's search, a call's duration.
+
+    ``invalid[p]`` holds the rows whose value in column ``p`` failed its own checks.
+    """
     kind = feed.mapping.kind
     constants = {target for target, _ in feed.mapping.constants}
     by_target = {item.target: position for position, item in enumerate(plan) if item.target}
@@ -284,9 +293,10 @@ def _check_rows(
         start = by_target.get(Target("call", "call_start"))
         end = by_target.get(Target("call", "call_end"))
         if start is not None and end is not None:
+            skip = invalid[start] | invalid[end]
             for index, (begun, ended) in enumerate(zip(canonical[start], canonical[end])):
                 # Canonical timestamps share one fixed-width UTC format: text order is time order.
-                if begun and ended and ended < begun and len(begun) == len(ended):
+                if begun and ended and ended < begun and index not in skip:
                     errors.setdefault(index, []).append(
                         f"{plan[end].key} ({ended}) is before {plan[start].key} ({begun})"
                     )

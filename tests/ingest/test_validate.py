@@ -409,7 +409,8 @@ def test_call_rows() -> None:
     good = ["C1", "2020-01-03T20:02:13Z", "2020-01-03T20:12:13.5Z", "TRUE", "600", "+1 8885551212"]
     backwards = ["C2", "2020-01-03T20:02:13Z", "2020-01-03T20:00:00Z", None, None, None]
     bad_types = ["C3", "2020-01-03 20:02:13 UTC", "2020-01-03T20:12:13Z", "sometimes", "6.5", None]
-    result = run(CALLS, CALL_HEADER, good, backwards, bad_types)
+    bad_start = ["C4", "2020-13-03T20:02:13.000Z", "2020-01-03T20:12:13.000Z", None, None, None]
+    result = run(CALLS, CALL_HEADER, good, backwards, bad_types, bad_start)
     assert result.rows[0].error is None
     assert result.rows[0].values == {
         "customer_id": "C1",
@@ -427,6 +428,8 @@ def test_call_rows() -> None:
     assert "call_start: '2020-01-03 20:02:13 UTC' is not an ISO 8601 UTC timestamp" in error
     assert "survey_offered: 'sometimes' is not a boolean" in error
     assert "time_in_queue: '6.5' is not a whole number" in error
+    # An invalid start is reported once, not compared with the end.
+    assert result.rows[3].error is not None and "before" not in result.rows[3].error
 
 
 def test_choices_are_matched_ignoring_case_and_take_the_listed_spelling() -> None:
