@@ -8,7 +8,7 @@ Three kinds of request, all JSON, paths relative to the destination's API base:
 * call, ``POST /calls.json``: ``{"call": {"external_id", "start_time", "duration_in_seconds",
   "calling_phone_number"?, "attributes": {...}}}``. ``external_id`` is ``customer_id|call_start``,
   so a re-sent call row names the same call.
-* lookup row, ``POST /lookup_tables/{table}/rows``:
+* lookup row, ``PUT /lookup_tables/{table}/rows`` (an upsert):
   ``{"primary_key": ..., "secondary_key"?: ..., "data": {...}}``.
 
 Timestamps are always sent as ISO 8601 UTC with milliseconds (``2016-04-11T20:00:00.000Z``),
@@ -42,7 +42,8 @@ __all__ = ["CALL_PATH", "LOOKUP_PATH", "SIGNAL_PATH", "DestinationRequest", "map
 SIGNAL_PATH = "/transactions/signals.json"
 CALL_PATH = "/calls.json"
 LOOKUP_PATH = "/lookup_tables/{table}/rows"
-METHOD = "POST"
+# Signals and calls are created or corrected by POST; a lookup row is replaced in place by PUT.
+_METHODS = {"signal": "POST", "call": "POST", "lookup": "PUT"}
 
 # Fields the API takes as JSON numbers; every other value is sent as text, as in the API's examples.
 _INTEGER_FIELDS = frozenset({Target("search", "duration_in_seconds")})
@@ -82,10 +83,10 @@ def map_row(feed: Feed, values: dict[str, str | None], tz: ZoneInfo) -> Destinat
         sections[section][field] = int(value) if integer else value
         parts.append(f"{label}{len(value)}:{value}")
     body = plan.build(sections)
-    key_text = f"{plan.kind}\n{METHOD} {plan.path}\n" + "".join(parts)
+    key_text = f"{plan.kind}\n{plan.method} {plan.path}\n" + "".join(parts)
     return DestinationRequest(
         kind=plan.kind,
-        method=METHOD,
+        method=plan.method,
         path=plan.path,
         body=body,
         key=hashlib.sha256(key_text.encode()).hexdigest(),
@@ -113,6 +114,7 @@ class _Plan:
     """How rows with one set of columns become requests; made once per feed and file."""
 
     kind: str
+    method: str
     path: str
     sections: tuple[str, ...]
     steps: tuple[_Step, ...]
@@ -139,7 +141,10 @@ def _plan(feed: Feed, columns: tuple[str, ...], tz: ZoneInfo) -> _Plan:
     # Sorted steps make bodies whose fields, and so keys, do not depend on the file's column order.
     steps.sort(key=lambda step: (order.index(step.section), step.field.lower()))
     path = LOOKUP_PATH.format(table=feed.mapping.table) if kind == "lookup" else _PATHS[kind]
-    plan = _Plan(kind=kind, path=path, sections=order, steps=tuple(steps), build=_BUILDERS[kind])
+    plan = _Plan(
+        kind=kind, method=_METHODS[kind], path=path, sections=order, steps=tuple(steps),
+        build=_BUILDERS[kind],
+    )
     _PLANS[cache_key] = (feed, plan)
     while len(_PLANS) > MAX_CACHED_PLANS:
         _PLANS.popitem(last=False)

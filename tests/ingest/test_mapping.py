@@ -207,7 +207,7 @@ def test_lookup_request() -> None:
     request = map_row(LOOKUP, values, PACIFIC)
     assert (request.kind, request.method, request.path) == (
         "lookup",
-        "POST",
+        "PUT",
         "/lookup_tables/accounts/rows",
     )
     assert request.body == {
