@@ -13,7 +13,7 @@ import json
 import sqlite3
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import asdict, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -479,9 +479,9 @@ class LedgerStore:
     ) -> None:
         record = {
             "complete_call_id": call.complete_call_id,
-            "call": asdict(call.content),
+            "call": vars(call.content),
             "custom_data": call.custom_data,
-            "signal": asdict(signal.content) if signal else None,
+            "signal": vars(signal.content) if signal else None,
         }
         conn.execute(
             "INSERT INTO transactions (seq, tenant, call_id, transaction_type, corrects_seq,"

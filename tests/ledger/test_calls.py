@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
 import httpx
-import pytest
 
 from core.tenants import Tenant
 from ledger.ids import call_record_id_for
@@ -106,26 +106,27 @@ async def test_a_transaction_id_belongs_to_one_call(client: TenantClient) -> Non
     )
 
 
-@pytest.mark.parametrize(
-    ("call", "message"),
-    [
-        ({"start_time": START}, "call_record_id or external_id must be present"),
-        ({"external_id": "c"}, "call.start_time must be present"),
-        ({"external_id": "c", "start_time": START, "calling_phone_number": "8885551212"},
-         "call.calling_phone_number: must be a phone number in E.164 format such as '+1 8885551212',"
-         " got '8885551212'"),
-        ({"call_record_id": "42", "start_time": START},
-         "call.call_record_id: must be a GUID such as 0f8fad5b-d9cb-469f-a165-70867728950e, got '42'"),
-        ({"external_id": "c", "start_time": START, "attributes": {"a": ["nested"]}},
-         "call.attributes.a: must be a string, got list"),
-        ({"external_id": "c", "start_time": START, "agent": "bob"}, "call.agent is not a known parameter"),
-    ],
-)
-async def test_invalid_calls(client: TenantClient, call: dict, message: str) -> None:
-    response = await client.call(**call)
+INVALID_CALLS: list[tuple[dict[str, Any], str]] = [
+    ({"start_time": START}, "call_record_id or external_id must be present"),
+    ({"external_id": "c"}, "call.start_time must be present"),
+    ({"external_id": "c", "start_time": START, "calling_phone_number": "8885551212"},
+     "call.calling_phone_number: must be a phone number in E.164 format such as '+1 8885551212',"
+     " got '8885551212'"),
+    ({"call_record_id": "42", "start_time": START},
+     "call.call_record_id: must be a GUID such as 0f8fad5b-d9cb-469f-a165-70867728950e, got '42'"),
+    ({"external_id": "c", "start_time": START, "attributes": {"a": ["nested"]}},
+     "call.attributes.a: must be a string, got list"),
+    ({"external_id": "c", "start_time": START, "agent": "bob"}, "call.agent is not a known parameter"),
+]
 
-    assert response.status_code == 403
-    assert response.json() == error("RecordInvalid", f"Validation failed: {message}")
+
+async def test_invalid_calls(client: TenantClient) -> None:
+    for call, message in INVALID_CALLS:
+        response = await client.call(**call)
+
+        assert (response.status_code, response.json()) == (
+            403, error("RecordInvalid", f"Validation failed: {message}")
+        ), call
 
 
 async def test_calls_need_a_token(http: httpx.AsyncClient) -> None:

@@ -30,38 +30,39 @@ async def test_no_search_parameters_is_the_documents_validation_error(with_call:
     )
 
 
-@pytest.mark.parametrize(
-    ("signal", "message"),
-    [
-        ({}, "signal.name must be present"),
-        ({"name": "  "}, "signal.name: can't be blank"),
-        ({"name": "Sale", "sale_amount": "100.123"},
-         "signal.sale_amount: must be money with at most 2 decimal places and no currency symbol or separators,"
-         " got '100.123'"),
-        ({"name": "Sale", "sale_amount": "$100"},
-         "signal.sale_amount: must be money with at most 2 decimal places and no currency symbol or separators,"
-         " got '$100'"),
-        ({"name": "Sale", "sale_amount": "1,000.00"},
-         "signal.sale_amount: must be money with at most 2 decimal places and no currency symbol or separators,"
-         " got '1,000.00'"),
-        ({"name": "Sale", "value": "yes"}, "signal.value: must be true, false, 1 or 0, got 'yes'"),
-        ({"name": "Sale", "value": 2}, "signal.value: must be true, false, 1 or 0, got 2"),
-        ({"name": "Sale", "custom_parameter_3": "x" * 256},
-         "signal.custom_parameter_3: must be at most 255 characters, got 256"),
-        ({"name": "Sale", "sale_ammount": "1.00"}, "signal.sale_ammount is not a known parameter"),
-        ({"name": "Sale", "occurred_at_time": "yesterday"},
-         "signal.occurred_at_time: 'yesterday' is not a timestamp; use epoch seconds (10 digits) or milliseconds"
-         " (13 digits), YYYYMMDDHHMMSSsss (Pacific time), YYYY/MM/DDTHH:MM:SS.sss+hh:mm (or Z),"
-         " or YYYY/MM/DD HH:MM:SS.sss AM/PM"),
-        ({"name": "Sale", "occurred_at_time": "2016/02/30 01:00:00 PM"},
-         "signal.occurred_at_time: '2016/02/30 01:00:00 PM' is not a valid timestamp: day is out of range for month"),
-    ],
-)
-async def test_invalid_signal_fields(with_call: TenantClient, signal: dict[str, Any], message: str) -> None:
-    response = await with_call.signal(SEARCH, signal)
+INVALID_SIGNALS: list[tuple[dict[str, Any], str]] = [
+    ({}, "signal.name must be present"),
+    ({"name": "  "}, "signal.name: can't be blank"),
+    ({"name": "Sale", "sale_amount": "100.123"},
+     "signal.sale_amount: must be money with at most 2 decimal places and no currency symbol or separators,"
+     " got '100.123'"),
+    ({"name": "Sale", "sale_amount": "$100"},
+     "signal.sale_amount: must be money with at most 2 decimal places and no currency symbol or separators,"
+     " got '$100'"),
+    ({"name": "Sale", "sale_amount": "1,000.00"},
+     "signal.sale_amount: must be money with at most 2 decimal places and no currency symbol or separators,"
+     " got '1,000.00'"),
+    ({"name": "Sale", "value": "yes"}, "signal.value: must be true, false, 1 or 0, got 'yes'"),
+    ({"name": "Sale", "value": 2}, "signal.value: must be true, false, 1 or 0, got 2"),
+    ({"name": "Sale", "custom_parameter_3": "x" * 256},
+     "signal.custom_parameter_3: must be at most 255 characters, got 256"),
+    ({"name": "Sale", "sale_ammount": "1.00"}, "signal.sale_ammount is not a known parameter"),
+    ({"name": "Sale", "occurred_at_time": "yesterday"},
+     "signal.occurred_at_time: 'yesterday' is not a timestamp; use epoch seconds (10 digits) or milliseconds"
+     " (13 digits), YYYYMMDDHHMMSSsss (Pacific time), YYYY/MM/DDTHH:MM:SS.sss+hh:mm (or Z),"
+     " or YYYY/MM/DD HH:MM:SS.sss AM/PM"),
+    ({"name": "Sale", "occurred_at_time": "2016/02/30 01:00:00 PM"},
+     "signal.occurred_at_time: '2016/02/30 01:00:00 PM' is not a valid timestamp: day is out of range for month"),
+]
 
-    assert response.status_code == 403
-    assert response.json() == error("RecordInvalid", f"Validation failed: {message}")
+
+async def test_invalid_signal_fields(with_call: TenantClient) -> None:
+    for signal, message in INVALID_SIGNALS:
+        response = await with_call.signal(SEARCH, signal)
+
+        assert (response.status_code, response.json()) == (
+            403, error("RecordInvalid", f"Validation failed: {message}")
+        ), signal
 
 
 async def test_nothing_is_written_when_a_request_is_refused(with_call: TenantClient) -> None:
@@ -73,24 +74,25 @@ async def test_nothing_is_written_when_a_request_is_refused(with_call: TenantCli
     assert await with_call.transactions() == rows
 
 
-@pytest.mark.parametrize(
-    ("search", "message"),
-    [
-        ({"calling_phone_number": "555-0123", "call_start_time": "1435993200"},
-         "search.calling_phone_number: must be a phone number in E.164 format such as '+1 8885551212',"
-         " got '555-0123'"),
-        ({"call_start_time": "1435993200", "duration_in_seconds": -5},
-         "search.duration_in_seconds: must be a whole, non-negative number of seconds, got -5"),
-        ({"call_record_id": "not-a-guid"},
-         "search.call_record_id: must be a GUID such as 0f8fad5b-d9cb-469f-a165-70867728950e, got 'not-a-guid'"),
-        ({"transactionid": "00000000-00000001"}, "search.transactionid is not a known parameter"),
-    ],
-)
-async def test_invalid_search_fields(with_call: TenantClient, search: dict[str, Any], message: str) -> None:
-    response = await with_call.signal(search, {"name": "Sale"})
+INVALID_SEARCHES: list[tuple[dict[str, Any], str]] = [
+    ({"calling_phone_number": "555-0123", "call_start_time": "1435993200"},
+     "search.calling_phone_number: must be a phone number in E.164 format such as '+1 8885551212',"
+     " got '555-0123'"),
+    ({"call_start_time": "1435993200", "duration_in_seconds": -5},
+     "search.duration_in_seconds: must be a whole, non-negative number of seconds, got -5"),
+    ({"call_record_id": "not-a-guid"},
+     "search.call_record_id: must be a GUID such as 0f8fad5b-d9cb-469f-a165-70867728950e, got 'not-a-guid'"),
+    ({"transactionid": "00000000-00000001"}, "search.transactionid is not a known parameter"),
+]
 
-    assert response.status_code == 403
-    assert response.json() == error("RecordInvalid", f"Validation failed: {message}")
+
+async def test_invalid_search_fields(with_call: TenantClient) -> None:
+    for search, message in INVALID_SEARCHES:
+        response = await with_call.signal(search, {"name": "Sale"})
+
+        assert (response.status_code, response.json()) == (
+            403, error("RecordInvalid", f"Validation failed: {message}")
+        ), search
 
 
 async def test_custom_data_outside_the_dictionary_names_the_field(with_call: TenantClient) -> None:
@@ -103,22 +105,19 @@ async def test_custom_data_outside_the_dictionary_names_the_field(with_call: Ten
     )
 
 
-@pytest.mark.parametrize(
-    ("content", "message"),
-    [
-        (b"{not json", "Validation failed: the request body is not valid JSON: Expecting property name enclosed"
-                       " in double quotes: line 1 column 2 (char 1)"),
-        (b"", "Validation failed: the request body must be a JSON object"),
-        (b"[1, 2]", "Validation failed: the request body must be a JSON object"),
-    ],
-)
-async def test_a_body_that_is_not_a_json_object(
-    with_call: TenantClient, http: httpx.AsyncClient, content: bytes, message: str
-) -> None:
-    response = await http.post(SIGNALS, content=content, headers={"Authorization": f"Bearer {with_call.token}"})
+NOT_JSON_OBJECTS = [
+    (b"{not json", "Validation failed: the request body is not valid JSON: Expecting property name enclosed"
+                   " in double quotes: line 1 column 2 (char 1)"),
+    (b"", "Validation failed: the request body must be a JSON object"),
+    (b"[1, 2]", "Validation failed: the request body must be a JSON object"),
+]
 
-    assert response.status_code == 403
-    assert response.json() == error("RecordInvalid", message)
+
+async def test_a_body_that_is_not_a_json_object(with_call: TenantClient, http: httpx.AsyncClient) -> None:
+    for content, message in NOT_JSON_OBJECTS:
+        response = await http.post(SIGNALS, content=content, headers={"Authorization": f"Bearer {with_call.token}"})
+
+        assert (response.status_code, response.json()) == (403, error("RecordInvalid", message)), content
 
 
 async def test_a_bad_body_without_a_token_is_unauthorized_first(http: httpx.AsyncClient) -> None:
@@ -128,48 +127,43 @@ async def test_a_bad_body_without_a_token_is_unauthorized_first(http: httpx.Asyn
     assert response.json() == error("Unauthorized", "Missing oauth token")
 
 
-@pytest.mark.parametrize(
-    "credentials",
-    [
-        {"json": {"signal": {"name": "Sale"}, "search": SEARCH}},
-        {"json": {"signal": {"name": "Sale"}, "search": SEARCH, "oauth_token": ""}},
-        {"json": {"signal": {"name": "Sale"}, "search": SEARCH}, "headers": {"Authorization": "Basic dXNlcjpwYXNz"}},
-    ],
-)
-async def test_a_missing_token_is_401(http: httpx.AsyncClient, credentials: dict[str, Any]) -> None:
-    response = await http.post(SIGNALS, **credentials)
-
-    assert response.status_code == 401
-    assert response.headers["WWW-Authenticate"].startswith("Bearer")
-    assert response.json() == error("Unauthorized", "Missing oauth token")
+WITHOUT_TOKEN: list[dict[str, Any]] = [
+    {"json": {"signal": {"name": "Sale"}, "search": SEARCH}},
+    {"json": {"signal": {"name": "Sale"}, "search": SEARCH, "oauth_token": ""}},
+    {"json": {"signal": {"name": "Sale"}, "search": SEARCH}, "headers": {"Authorization": "Basic dXNlcjpwYXNz"}},
+]
 
 
-@pytest.mark.parametrize(
-    "credentials",
-    [
-        {"json": {"signal": {"name": "Sale"}, "search": SEARCH, "oauth_token": "wrong"}},
-        {"json": {"signal": {"name": "Sale"}, "search": SEARCH}, "params": {"oauth_token": "wrong"}},
-        {"json": {"signal": {"name": "Sale"}, "search": SEARCH}, "headers": {"Authorization": "Bearer wrong"}},
-        {"json": {"signal": {"name": "Sale"}, "search": SEARCH},
-         "headers": {"Authorization": 'Token token="wrong"'}},
-    ],
-)
-async def test_a_bad_token_is_401(with_call: TenantClient, http: httpx.AsyncClient, credentials: dict[str, Any]) -> None:
-    response = await http.post(SIGNALS, **credentials)
+async def test_a_missing_token_is_401(http: httpx.AsyncClient) -> None:
+    for credentials in WITHOUT_TOKEN:
+        response = await http.post(SIGNALS, **credentials)
 
-    assert response.status_code == 401
-    assert response.json() == error("Unauthorized", "Invalid oauth token")
+        assert response.status_code == 401, credentials
+        assert response.headers["WWW-Authenticate"].startswith("Bearer")
+        assert response.json() == error("Unauthorized", "Missing oauth token")
 
 
-@pytest.mark.parametrize(
-    "how",
-    ["body", "query", "bearer", "rails", "rails-quoted"],
-)
-async def test_every_documented_token_placement_works(
-    with_call: TenantClient, http: httpx.AsyncClient, how: str
-) -> None:
+WRONG_TOKEN: list[dict[str, Any]] = [
+    {"json": {"signal": {"name": "Sale"}, "search": SEARCH, "oauth_token": "wrong"}},
+    {"json": {"signal": {"name": "Sale"}, "search": SEARCH}, "params": {"oauth_token": "wrong"}},
+    {"json": {"signal": {"name": "Sale"}, "search": SEARCH}, "headers": {"Authorization": "Bearer wrong"}},
+    {"json": {"signal": {"name": "Sale"}, "search": SEARCH},
+     "headers": {"Authorization": 'Token token="wrong"'}},
+]
+
+
+async def test_a_bad_token_is_401(with_call: TenantClient, http: httpx.AsyncClient) -> None:
+    for credentials in WRONG_TOKEN:
+        response = await http.post(SIGNALS, **credentials)
+
+        assert (response.status_code, response.json()) == (
+            401, error("Unauthorized", "Invalid oauth token")
+        ), credentials
+
+
+async def test_every_documented_token_placement_works(with_call: TenantClient, http: httpx.AsyncClient) -> None:
     token = with_call.token
-    body: dict[str, Any] = {"search": SEARCH, "signal": {"name": how}}
+    body: dict[str, Any] = {"search": SEARCH, "signal": {"name": "Sale"}}
     placements: dict[str, dict[str, Any]] = {
         "body": {"json": {**body, "oauth_token": token}},
         "query": {"json": body, "params": {"oauth_token": token}},
@@ -178,9 +172,11 @@ async def test_every_documented_token_placement_works(
         "rails-quoted": {"json": body, "headers": {"Authorization": f'Token token="{token}"'}},
     }
 
-    response = await http.post(SIGNALS, **placements[how])
+    for partner_unique_id, (how, request) in enumerate(placements.items()):
+        request["json"] = {**request["json"], "signal": {"name": "Sale", "partner_unique_id": partner_unique_id}}
+        response = await http.post(SIGNALS, **request)
 
-    assert response.status_code == 201, response.text
+        assert response.status_code == 201, how
 
 
 async def test_a_rotated_token_stops_working_at_once(
@@ -208,17 +204,16 @@ async def test_a_disabled_account_may_not_use_the_api(
     )
 
 
-@pytest.mark.parametrize("version", ["latest", "2020-1-01", "20201001"])
-async def test_a_malformed_api_version_is_not_found(with_call: TenantClient, http: httpx.AsyncClient, version: str) -> None:
-    response = await http.post(
-        f"/api/{version}/transactions/signals.json",
-        json={"search": SEARCH, "signal": {"name": "Sale"}, "oauth_token": with_call.token},
-    )
+async def test_a_malformed_api_version_is_not_found(with_call: TenantClient, http: httpx.AsyncClient) -> None:
+    for version in ("latest", "2020-1-01", "20201001"):
+        response = await http.post(
+            f"/api/{version}/transactions/signals.json",
+            json={"search": SEARCH, "signal": {"name": "Sale"}, "oauth_token": with_call.token},
+        )
 
-    assert response.status_code == 404
-    assert response.json() == error(
-        "RecordNotFound", f"Unknown API version {version!r}; use a date such as 2020-10-01"
-    )
+        assert (response.status_code, response.json()) == (
+            404, error("RecordNotFound", f"Unknown API version {version!r}; use a date such as 2020-10-01")
+        )
 
 
 async def test_any_well_formed_api_version_is_served(with_call: TenantClient, http: httpx.AsyncClient) -> None:

@@ -5,8 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
-
-import pytest
+from typing import Any
 
 from ledger.render import DEFAULT_COLUMNS
 from tests.ledger.helpers import TenantClient, error
@@ -59,28 +58,29 @@ async def test_the_default_and_largest_page(client: TenantClient) -> None:
     assert len(await client.transactions(limit=2)) == 2
 
 
-@pytest.mark.parametrize(
-    ("params", "message"),
-    [
-        ({"limit": 4001}, "limit must be a whole number from 1 to 4000, got '4001'"),
-        ({"limit": 0}, "limit must be a whole number from 1 to 4000, got '0'"),
-        ({"limit": "ten"}, "limit must be a whole number from 1 to 4000, got 'ten'"),
-        ({"start_after_transaction_id": "42"},
-         "start_after_transaction_id must be a transaction id such as 00000000-0000000A, got '42'"),
-        ({"from_": "04/11/2016"}, "from must be a date as YYYY-MM-DD, got '04/11/2016'"),
-        ({"from_": "2016-04-12", "to": "2016-04-11"}, "from (2016-04-12) must not be after to (2016-04-11)"),
-        ({"transaction_type": "sale"}, "transaction_type must be one of call, signal, post_call_event, got 'sale'"),
-        ({"include_columns": "signals,recordings"},
-         "include_columns: unknown column 'recordings'; optional columns are signals, custom_data, attributes"),
-        ({"lmit": 5}, "unknown parameter 'lmit'; known: from, include_columns, limit, oauth_token,"
-                      " start_after_transaction_id, to, transaction_type"),
-    ],
-)
-async def test_bad_parameters_are_clear_errors(client: TenantClient, params: dict, message: str) -> None:
-    response = await client.transactions_response(**params)
+BAD_PARAMETERS: list[tuple[dict[str, Any], str]] = [
+    ({"limit": 4001}, "limit must be a whole number from 1 to 4000, got '4001'"),
+    ({"limit": 0}, "limit must be a whole number from 1 to 4000, got '0'"),
+    ({"limit": "ten"}, "limit must be a whole number from 1 to 4000, got 'ten'"),
+    ({"start_after_transaction_id": "42"},
+     "start_after_transaction_id must be a transaction id such as 00000000-0000000A, got '42'"),
+    ({"from_": "04/11/2016"}, "from must be a date as YYYY-MM-DD, got '04/11/2016'"),
+    ({"from_": "2016-04-12", "to": "2016-04-11"}, "from (2016-04-12) must not be after to (2016-04-11)"),
+    ({"transaction_type": "sale"}, "transaction_type must be one of call, signal, post_call_event, got 'sale'"),
+    ({"include_columns": "signals,recordings"},
+     "include_columns: unknown column 'recordings'; optional columns are signals, custom_data, attributes"),
+    ({"lmit": 5}, "unknown parameter 'lmit'; known: from, include_columns, limit, oauth_token,"
+                  " start_after_transaction_id, to, transaction_type"),
+]
 
-    assert response.status_code == 403
-    assert response.json() == error("RecordInvalid", f"Validation failed: {message}")
+
+async def test_bad_parameters_are_clear_errors(client: TenantClient) -> None:
+    for params, message in BAD_PARAMETERS:
+        response = await client.transactions_response(**params)
+
+        assert (response.status_code, response.json()) == (
+            403, error("RecordInvalid", f"Validation failed: {message}")
+        ), params
 
 
 async def test_from_and_to_are_inclusive_days_in_the_accounts_time_zone(client: TenantClient) -> None:
