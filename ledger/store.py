@@ -21,6 +21,7 @@ from core.db import Database
 from ledger.errors import RecordInvalid, RecordNotFound, UnauthorizedAdvertiser
 from ledger.ids import format_transaction_id, parse_transaction_id
 from ledger.matching import closest_call
+from ledger.migrations import MIGRATIONS
 from ledger.records import (
     Call,
     CallContent,
@@ -36,84 +37,6 @@ from ledger.records import (
     TransactionRow,
     TransactionType,
 )
-
-MIGRATIONS = [
-    """
-    CREATE TABLE ledger_sequence (
-        id INTEGER PRIMARY KEY CHECK (id = 1),
-        value INTEGER NOT NULL
-    );
-    INSERT INTO ledger_sequence (id, value) VALUES (1, 0);
-    CREATE TABLE calls (
-        id INTEGER PRIMARY KEY,
-        tenant TEXT NOT NULL,
-        complete_call_id TEXT NOT NULL,
-        transaction_id TEXT NOT NULL,
-        external_id TEXT,
-        start_time REAL NOT NULL,
-        duration_in_seconds INTEGER,
-        calling_phone_number TEXT,
-        advertiser_id_from_network TEXT,
-        advertiser_campaign_id_from_network TEXT,
-        network_id TEXT,
-        attributes TEXT NOT NULL,
-        custom_data TEXT NOT NULL,
-        call_transaction INTEGER NOT NULL,
-        call_corrects INTEGER,
-        event_transaction INTEGER,
-        UNIQUE (tenant, complete_call_id)
-    );
-    CREATE INDEX calls_by_transaction_id ON calls (tenant, transaction_id);
-    CREATE INDEX calls_by_start_time ON calls (tenant, start_time);
-    CREATE INDEX calls_by_phone ON calls (tenant, calling_phone_number, start_time);
-    CREATE INDEX calls_by_advertiser ON calls (tenant, advertiser_id_from_network);
-    CREATE INDEX calls_by_campaign ON calls (tenant, advertiser_campaign_id_from_network);
-    CREATE INDEX calls_by_network ON calls (tenant, network_id);
-    CREATE TABLE signal_names (
-        tenant TEXT NOT NULL,
-        name_key TEXT NOT NULL,
-        name TEXT NOT NULL,
-        PRIMARY KEY (tenant, name_key)
-    ) WITHOUT ROWID;
-    CREATE TABLE signals (
-        call_id INTEGER NOT NULL REFERENCES calls(id),
-        name_key TEXT NOT NULL,
-        partner_unique_id TEXT NOT NULL,
-        name TEXT NOT NULL,
-        description TEXT NOT NULL,
-        occurred_at REAL NOT NULL,
-        sale_amount TEXT,
-        value INTEGER NOT NULL,
-        custom_parameter_1 TEXT NOT NULL,
-        custom_parameter_2 TEXT NOT NULL,
-        custom_parameter_3 TEXT NOT NULL,
-        transaction_seq INTEGER NOT NULL,
-        corrects_seq INTEGER,
-        PRIMARY KEY (call_id, name_key, partner_unique_id)
-    ) WITHOUT ROWID;
-    CREATE TABLE transactions (
-        seq INTEGER PRIMARY KEY,
-        tenant TEXT NOT NULL,
-        call_id INTEGER NOT NULL REFERENCES calls(id),
-        transaction_type TEXT NOT NULL,
-        corrects_seq INTEGER,
-        recorded_at REAL NOT NULL,
-        call_start REAL NOT NULL,
-        record TEXT NOT NULL
-    );
-    CREATE INDEX transactions_by_tenant ON transactions (tenant, seq);
-    CREATE TABLE lookup_rows (
-        tenant TEXT NOT NULL,
-        table_name TEXT NOT NULL,
-        primary_key TEXT NOT NULL,
-        secondary_key TEXT NOT NULL,
-        data TEXT NOT NULL,
-        updated_at REAL NOT NULL,
-        PRIMARY KEY (tenant, table_name, primary_key, secondary_key)
-    );
-    CREATE INDEX lookup_rows_by_key ON lookup_rows (tenant, primary_key);
-    """,
-]
 
 _SIGNAL_COLUMNS = (
     "name, description, occurred_at, sale_amount, value,"
@@ -213,10 +136,6 @@ class LedgerStore:
         if row is not None and row["complete_call_id"] != complete_call_id:
             raise RecordInvalid(f"transaction_id {transaction_id} already belongs to another call")
 
-    def get_call(self, tenant: str, complete_call_id: str) -> Call | None:
-        with self.db.transaction() as conn:
-            return self._call_by_record_id(conn, tenant, complete_call_id)
-
     # Signals
 
     def save_signal(
@@ -292,10 +211,6 @@ class LedgerStore:
         return name
 
     # Finding calls
-
-    def find_call(self, tenant: str, search: CallSearch, tolerance: float) -> Call:
-        with self.db.transaction() as conn:
-            return self._find_call(conn, tenant, search, tolerance)
 
     def _find_call(
         self, conn: sqlite3.Connection, tenant: str, search: CallSearch, tolerance: float
