@@ -68,7 +68,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         asyncio.run(_serve(settings))
     except OSError as exc:
-        print(f"python -m ledger: cannot listen on {settings.api.listen_host}:{settings.api.listen_port}: {exc}", file=sys.stderr)
+        address = f"{settings.api.listen_host}:{settings.api.listen_port}"
+        print(f"python -m ledger: cannot listen on {address}: {exc}", file=sys.stderr)
         return 1
     return 0
 

@@ -80,8 +80,12 @@ class _Endpoints:
         tenant, body = await self._admit(request, version)
         params = validate_body(SignalRequest, body, ZoneInfo(tenant.timezone))
         search = params.search.to_search(transaction_id)
-        custom_data = self._dictionary_fields(tenant, ((d.name, d.value) for d in params.custom_data), "custom_data")
-        result = self.store.save_signal(tenant.name, search, self.tolerance, params.signal.changes(), custom_data)
+        custom_data = self._dictionary_fields(
+            tenant, ((d.name, d.value) for d in params.custom_data), "custom_data"
+        )
+        result = self.store.save_signal(
+            tenant.name, search, self.tolerance, params.signal.changes(), custom_data
+        )
         log.debug("signal.saved", tenant=tenant.name, outcome=result.outcome.value)
         answer = signal_response(result.call, result.signal)
         if params.custom_data:
@@ -122,7 +126,9 @@ class _Endpoints:
         rows = self.store.transactions(tenant.name, wanted.query)
         return [transaction_row(row, wanted.columns, tz) for row in rows], wanted.columns
 
-    def _dictionary_fields(self, tenant: Tenant, items: Iterable[tuple[str, str]], where: str) -> dict[str, str]:
+    def _dictionary_fields(
+        self, tenant: Tenant, items: Iterable[tuple[str, str]], where: str
+    ) -> dict[str, str]:
         """``items`` keyed by the data dictionary's spelling of each field name."""
         items = list(items)
         if not items:
@@ -166,7 +172,7 @@ def create_app(settings: Settings, tenants: TenantStore, store: LedgerStore | No
     app = FastAPI(
         title="Signal API and Transactions API",
         version=API_VERSION,
-        description="Embedded implementation of Invoca's Signal API and Transactions API; see docs/ledger.md.",
+        description="Invoca's Signal API and Transactions API over the call ledger; see docs/ledger.md.",
         lifespan=lifespan,
     )
     app.add_exception_handler(ApiError, _api_error)
@@ -240,10 +246,14 @@ def _with_query_docs(handler: Any) -> Any:
         version: str,
         start_after_transaction_id: str | None = Query(None, description="Cursor: the last id already read"),
         limit: str | None = Query(None, description="Rows per page, 1-4000 (default 1000)"),
-        from_: str | None = Query(None, alias="from", description="First call date, YYYY-MM-DD (account time zone)"),
+        from_: str | None = Query(
+            None, alias="from", description="First call date, YYYY-MM-DD (account time zone)"
+        ),
         to: str | None = Query(None, description="Last call date, YYYY-MM-DD, inclusive"),
         transaction_type: str | None = Query(None, description="call, signal or post_call_event"),
-        include_columns: str | None = Query(None, description="e.g. $invoca_default_columns,signals,custom_data"),
+        include_columns: str | None = Query(
+            None, description="e.g. $invoca_default_columns,signals,custom_data"
+        ),
         oauth_token: str | None = Query(None),
     ) -> Response:
         return await handler(request, version)

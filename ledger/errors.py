@@ -32,7 +32,9 @@ class RecordInvalid(ApiError):
     """Bad input; the message starts with "Validation failed:" as in the document."""
 
     def __init__(self, detail: str) -> None:
-        super().__init__(detail if detail.startswith("Validation failed:") else f"Validation failed: {detail}")
+        super().__init__(
+            detail if detail.startswith("Validation failed:") else f"Validation failed: {detail}"
+        )
 
 
 class RecordNotFound(ApiError):

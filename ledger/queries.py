@@ -18,7 +18,15 @@ DEFAULT_LIMIT = 1000
 MAX_LIMIT = 4000
 DATE_PATTERN = re.compile(r"\d{4}-\d{2}-\d{2}")
 KNOWN_PARAMETERS = frozenset(
-    {"start_after_transaction_id", "limit", "from", "to", "transaction_type", "include_columns", "oauth_token"}
+    {
+        "start_after_transaction_id",
+        "limit",
+        "from",
+        "to",
+        "transaction_type",
+        "include_columns",
+        "oauth_token",
+    }
 )
 
 
@@ -32,9 +40,7 @@ def parse_transactions_request(params: Mapping[str, str], tz: ZoneInfo) -> Trans
     """The query and the columns asked for; ``from``/``to`` are whole days in ``tz``."""
     unknown = sorted(set(params) - KNOWN_PARAMETERS)
     if unknown:
-        raise RecordInvalid(
-            f"unknown parameter {unknown[0]!r}; known: {', '.join(sorted(KNOWN_PARAMETERS))}"
-        )
+        raise RecordInvalid(f"unknown parameter {unknown[0]!r}; known: {', '.join(sorted(KNOWN_PARAMETERS))}")
     first = _date(params, "from")
     last = _date(params, "to")
     if first and last and first > last:
@@ -103,7 +109,8 @@ def _columns(text: str | None) -> tuple[str, ...]:
     wanted = {part.strip() for part in text.split(",") if part.strip()}
     unknown = sorted(wanted - set(DEFAULT_COLUMNS) - set(OPTIONAL_COLUMNS) - {DEFAULT_COLUMNS_TOKEN})
     if unknown:
+        optional = ", ".join(OPTIONAL_COLUMNS)
         raise RecordInvalid(
-            f"include_columns: unknown column {unknown[0]!r}; optional columns are {', '.join(OPTIONAL_COLUMNS)}"
+            f"include_columns: unknown column {unknown[0]!r}; optional columns are {optional}"
         )
     return DEFAULT_COLUMNS + tuple(column for column in OPTIONAL_COLUMNS if column in wanted)

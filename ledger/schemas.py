@@ -105,7 +105,9 @@ def _guid(value: Any) -> str:
     try:
         return str(uuid.UUID(_text(value).strip()))
     except ValueError:
-        raise ValueError(f"must be a GUID such as 0f8fad5b-d9cb-469f-a165-70867728950e, got {value!r}") from None
+        raise ValueError(
+            f"must be a GUID such as 0f8fad5b-d9cb-469f-a165-70867728950e, got {value!r}"
+        ) from None
 
 
 def _timestamp(value: Any, info: ValidationInfo) -> float | None:
@@ -195,9 +197,7 @@ class SignalParams(_Strict):
     def changes(self) -> dict[str, Any]:
         """The ``SignalContent`` fields this request sets; absent fields keep their stored values."""
         changes: dict[str, Any] = {
-            name: value
-            for name in SIGNAL_CONTENT_FIELDS
-            if (value := getattr(self, name)) is not None
+            name: value for name in SIGNAL_CONTENT_FIELDS if (value := getattr(self, name)) is not None
         }
         if self.occurred_at_time is not None:
             changes["occurred_at"] = self.occurred_at_time
@@ -236,7 +236,9 @@ class CallParams(_Strict):
     """A call record; ``call_record_id`` or ``external_id`` identifies it."""
 
     call_record_id: Guid = Field(None, description="The Call Record ID (complete_call_id).")
-    external_id: Reference = Field(None, description="The source's own id; the Call Record ID derives from it.")
+    external_id: Reference = Field(
+        None, description="The source's own id; the Call Record ID derives from it."
+    )
     transaction_id: Reference = Field(None, description="The call's transaction id; generated if absent.")
     start_time: RequiredTimestamp
     duration_in_seconds: Duration = None

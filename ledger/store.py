@@ -70,9 +70,7 @@ class LedgerStore:
 
     # Calls
 
-    def save_call(
-        self, tenant: str, complete_call_id: str, changes: Mapping[str, Any]
-    ) -> CallResult:
+    def save_call(self, tenant: str, complete_call_id: str, changes: Mapping[str, Any]) -> CallResult:
         """Create the call or apply ``changes`` to it; fields not in ``changes`` keep their values.
 
         A new call without a ``transaction_id`` gets the id of the transaction that created it.
@@ -212,9 +210,7 @@ class LedgerStore:
 
     # Finding calls
 
-    def _find_call(
-        self, conn: sqlite3.Connection, tenant: str, search: CallSearch, tolerance: float
-    ) -> Call:
+    def _find_call(self, conn: sqlite3.Connection, tenant: str, search: CallSearch, tolerance: float) -> Call:
         """The call ``search`` names; raises ``RecordNotFound`` or ``UnauthorizedAdvertiser``.
 
         A call of another tenant is "not found", never "forbidden", so its existence does not leak.
@@ -232,7 +228,9 @@ class LedgerStore:
             raise RecordNotFound()
         return call
 
-    def _call_by_transaction_id(self, conn: sqlite3.Connection, tenant: str, transaction_id: str) -> Call | None:
+    def _call_by_transaction_id(
+        self, conn: sqlite3.Connection, tenant: str, transaction_id: str
+    ) -> Call | None:
         """By the call's own id first, then by the id of any of its ``call`` transactions."""
         row = conn.execute(
             "SELECT * FROM calls WHERE tenant = ? AND transaction_id = ? ORDER BY id LIMIT 1",
@@ -322,7 +320,9 @@ class LedgerStore:
                 clauses += " AND advertiser_campaign_id_from_network = ?"
                 params.append(row.secondary_key)
             updated: list[tuple[Call, int]] = []
-            for call_row in conn.execute(f"SELECT * FROM calls WHERE {clauses} ORDER BY id", params).fetchall():
+            for call_row in conn.execute(
+                f"SELECT * FROM calls WHERE {clauses} ORDER BY id", params
+            ).fetchall():
                 call = _call(call_row)
                 changed = self._merge_custom_data(conn, tenant, call, row.data)
                 if changed is not call:
@@ -379,7 +379,9 @@ class LedgerStore:
     # Writing transactions
 
     def _next_sequence(self, conn: sqlite3.Connection) -> int:
-        row = conn.execute("UPDATE ledger_sequence SET value = value + 1 WHERE id = 1 RETURNING value").fetchone()
+        row = conn.execute(
+            "UPDATE ledger_sequence SET value = value + 1 WHERE id = 1 RETURNING value"
+        ).fetchone()
         return int(row[0])
 
     def _record(

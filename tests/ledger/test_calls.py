@@ -69,7 +69,9 @@ async def test_identical_repost_changes_nothing_and_a_change_is_a_correction(cli
     assert call["duration_in_seconds"] == 61
     assert call["corrects_transaction_id"] == created.json()["call"]["last_transaction_id"]
     rows = await client.transactions(transaction_type="call")
-    assert [(row["transaction_id"], row["corrects_transaction_id"], row["duration_in_seconds"]) for row in rows] == [
+    assert [
+        (row["transaction_id"], row["corrects_transaction_id"], row["duration_in_seconds"]) for row in rows
+    ] == [
         (created.json()["call"]["last_transaction_id"], None, 60),
         (call["last_transaction_id"], created.json()["call"]["last_transaction_id"], 61),
     ]
@@ -109,13 +111,19 @@ async def test_a_transaction_id_belongs_to_one_call(client: TenantClient) -> Non
 INVALID_CALLS: list[tuple[dict[str, Any], str]] = [
     ({"start_time": START}, "call_record_id or external_id must be present"),
     ({"external_id": "c"}, "call.start_time must be present"),
-    ({"external_id": "c", "start_time": START, "calling_phone_number": "8885551212"},
-     "call.calling_phone_number: must be a phone number in E.164 format such as '+1 8885551212',"
-     " got '8885551212'"),
-    ({"call_record_id": "42", "start_time": START},
-     "call.call_record_id: must be a GUID such as 0f8fad5b-d9cb-469f-a165-70867728950e, got '42'"),
-    ({"external_id": "c", "start_time": START, "attributes": {"a": ["nested"]}},
-     "call.attributes.a: must be a string, got list"),
+    (
+        {"external_id": "c", "start_time": START, "calling_phone_number": "8885551212"},
+        "call.calling_phone_number: must be a phone number in E.164 format such as '+1 8885551212',"
+        " got '8885551212'",
+    ),
+    (
+        {"call_record_id": "42", "start_time": START},
+        "call.call_record_id: must be a GUID such as 0f8fad5b-d9cb-469f-a165-70867728950e, got '42'",
+    ),
+    (
+        {"external_id": "c", "start_time": START, "attributes": {"a": ["nested"]}},
+        "call.attributes.a: must be a string, got list",
+    ),
     ({"external_id": "c", "start_time": START, "agent": "bob"}, "call.agent is not a known parameter"),
 ]
 
@@ -125,7 +133,8 @@ async def test_invalid_calls(client: TenantClient) -> None:
         response = await client.call(**call)
 
         assert (response.status_code, response.json()) == (
-            403, error("RecordInvalid", f"Validation failed: {message}")
+            403,
+            error("RecordInvalid", f"Validation failed: {message}"),
         ), call
 
 

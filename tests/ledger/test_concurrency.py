@@ -14,8 +14,10 @@ async def test_concurrent_new_signals_get_distinct_ordered_rows(client: TenantCl
     await client.call(external_id="c", start_time=START)
 
     responses = await asyncio.gather(
-        *(client.signal({"call_start_time": START}, {"name": "Sale", "partner_unique_id": str(n)})
-          for n in range(CONCURRENT))
+        *(
+            client.signal({"call_start_time": START}, {"name": "Sale", "partner_unique_id": str(n)})
+            for n in range(CONCURRENT)
+        )
     )
 
     assert [response.status_code for response in responses] == [201] * CONCURRENT
@@ -42,13 +44,17 @@ async def test_concurrent_corrections_form_one_chain(client: TenantClient) -> No
     await client.call(external_id="c", start_time=START)
 
     responses = await asyncio.gather(
-        *(client.signal({"call_start_time": START}, {"name": "Sale", "description": f"version {n}"})
-          for n in range(CONCURRENT))
+        *(
+            client.signal({"call_start_time": START}, {"name": "Sale", "description": f"version {n}"})
+            for n in range(CONCURRENT)
+        )
     )
 
     rows = await client.transactions(transaction_type="signal")
     assert len(rows) == CONCURRENT
-    assert [row["corrects_transaction_id"] for row in rows] == [None] + [row["transaction_id"] for row in rows[:-1]]
+    assert [row["corrects_transaction_id"] for row in rows] == [None] + [
+        row["transaction_id"] for row in rows[:-1]
+    ]
     assert sorted(response.status_code for response in responses) == [200] * (CONCURRENT - 1) + [201]
 
 
@@ -69,8 +75,10 @@ async def test_a_poller_running_alongside_writers_sees_each_row_once(client: Ten
 
     poller = asyncio.create_task(poll())
     await asyncio.gather(
-        *(client.signal({"call_start_time": START}, {"name": "Sale", "partner_unique_id": str(n)})
-          for n in range(CONCURRENT))
+        *(
+            client.signal({"call_start_time": START}, {"name": "Sale", "partner_unique_id": str(n)})
+            for n in range(CONCURRENT)
+        )
     )
     writing = False
     await poller

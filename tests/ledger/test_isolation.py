@@ -14,8 +14,14 @@ async def test_another_tenants_call_cannot_be_found_or_signalled(
     client: TenantClient, other_client: TenantClient
 ) -> None:
     record_id = str(uuid.uuid4())
-    call = (await client.call(call_record_id=record_id, start_time=START, transaction_id="00000000-00000001",
-                              advertiser_id_from_network="adv")).json()["call"]
+    call = (
+        await client.call(
+            call_record_id=record_id,
+            start_time=START,
+            transaction_id="00000000-00000001",
+            advertiser_id_from_network="adv",
+        )
+    ).json()["call"]
 
     searches = [
         {"transaction_id": call["transaction_id"]},
@@ -26,8 +32,9 @@ async def test_another_tenants_call_cannot_be_found_or_signalled(
     for search in searches:
         response = await other_client.signal(search, {"name": "Sale"})
         assert (response.status_code, response.json()) == (404, NO_CALL), search
-    refused = await other_client.signal({"call_start_time": START, "advertiser_id_from_network": "adv"},
-                                        {"name": "Sale"})
+    refused = await other_client.signal(
+        {"call_start_time": START, "advertiser_id_from_network": "adv"}, {"name": "Sale"}
+    )
     assert refused.json() == error("UnauthorizedAdvertiser", "You do not have access to this advertiser")
     assert await other_client.transactions() == []
     assert len(await client.transactions()) == 1
@@ -46,7 +53,9 @@ async def test_the_same_call_record_id_makes_separate_calls_per_tenant(
     assert row["network_id"] == "mine"
 
 
-async def test_lookup_rows_only_touch_their_tenants_calls(client: TenantClient, other_client: TenantClient) -> None:
+async def test_lookup_rows_only_touch_their_tenants_calls(
+    client: TenantClient, other_client: TenantClient
+) -> None:
     await client.call(external_id="a", start_time=START, calling_phone_number="+18885551212")
 
     response = await other_client.lookup_row("marketing", primary_key="+18885551212", data={"Campaign": "x"})

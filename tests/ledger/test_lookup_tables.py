@@ -20,17 +20,29 @@ async def test_a_row_applies_its_data_to_every_matching_call(client: TenantClien
     second = (await client.call(external_id="b", start_time=START, calling_phone_number=PHONE)).json()["call"]
     await client.call(external_id="other", start_time=START, calling_phone_number="+14155550100")
 
-    response = await client.lookup_row("marketing", primary_key="+1 888-555-1212", data={"campaign": "Spring"})
+    response = await client.lookup_row(
+        "marketing", primary_key="+1 888-555-1212", data={"campaign": "Spring"}
+    )
 
     assert response.status_code == 201
     assert response.json() == {
-        "lookup_row": {"table": "marketing", "primary_key": PHONE, "secondary_key": None,
-                       "data": {"Campaign": "Spring"}},
+        "lookup_row": {
+            "table": "marketing",
+            "primary_key": PHONE,
+            "secondary_key": None,
+            "data": {"Campaign": "Spring"},
+        },
         "updated_calls": [
-            {"complete_call_id": first["complete_call_id"], "call_transaction_id": first["transaction_id"],
-             "transaction_id": TRANSACTION_ID},
-            {"complete_call_id": second["complete_call_id"], "call_transaction_id": second["transaction_id"],
-             "transaction_id": TRANSACTION_ID},
+            {
+                "complete_call_id": first["complete_call_id"],
+                "call_transaction_id": first["transaction_id"],
+                "transaction_id": TRANSACTION_ID,
+            },
+            {
+                "complete_call_id": second["complete_call_id"],
+                "call_transaction_id": second["transaction_id"],
+                "transaction_id": TRANSACTION_ID,
+            },
         ],
     }
     assert await custom_data(client, "a") == [{"name": "Campaign", "value": "Spring"}]
@@ -43,13 +55,22 @@ async def test_a_row_applies_its_data_to_every_matching_call(client: TenantClien
 
 
 async def test_a_secondary_key_must_match_the_campaign(client: TenantClient) -> None:
-    await client.call(external_id="spring", start_time=START, calling_phone_number=PHONE,
-                      advertiser_campaign_id_from_network="spring-sale")
-    await client.call(external_id="fall", start_time=START, calling_phone_number=PHONE,
-                      advertiser_campaign_id_from_network="fall-sale")
+    await client.call(
+        external_id="spring",
+        start_time=START,
+        calling_phone_number=PHONE,
+        advertiser_campaign_id_from_network="spring-sale",
+    )
+    await client.call(
+        external_id="fall",
+        start_time=START,
+        calling_phone_number=PHONE,
+        advertiser_campaign_id_from_network="fall-sale",
+    )
 
-    response = await client.lookup_row("marketing", primary_key=PHONE, secondary_key="spring-sale",
-                                       data={"Agent": "Dana"})
+    response = await client.lookup_row(
+        "marketing", primary_key=PHONE, secondary_key="spring-sale", data={"Agent": "Dana"}
+    )
 
     assert len(response.json()["updated_calls"]) == 1
     assert await custom_data(client, "spring") == [{"name": "Agent", "value": "Dana"}]
@@ -73,20 +94,27 @@ async def test_an_updated_row_corrects_the_calls_post_call_event(client: TenantC
 
 async def test_a_call_created_later_inherits_the_rows_data(client: TenantClient) -> None:
     await client.lookup_row("marketing", primary_key=PHONE, data={"Campaign": "Spring"})
-    await client.lookup_row("agents", primary_key=PHONE, secondary_key="other-campaign", data={"Agent": "Dana"})
+    await client.lookup_row(
+        "agents", primary_key=PHONE, secondary_key="other-campaign", data={"Agent": "Dana"}
+    )
 
     response = await client.call(external_id="late", start_time=START, calling_phone_number=PHONE)
 
     assert response.json()["call"]["custom_data"] == [{"name": "Campaign", "value": "Spring"}]
-    assert (await client.transactions(include_columns="custom_data"))[0]["custom_data"] == {"Campaign": "Spring"}
+    assert (await client.transactions(include_columns="custom_data"))[0]["custom_data"] == {
+        "Campaign": "Spring"
+    }
 
 
 async def test_row_fields_must_be_in_the_data_dictionary(client: TenantClient) -> None:
-    response = await client.lookup_row("marketing", primary_key=PHONE, data={"Campaign": "x", "Shoe Size": "9"})
+    response = await client.lookup_row(
+        "marketing", primary_key=PHONE, data={"Campaign": "x", "Shoe Size": "9"}
+    )
 
     assert response.status_code == 403
     assert response.json() == error(
-        "RecordInvalid", "Validation failed: data: field 'Shoe Size' is not in the data dictionary of this account"
+        "RecordInvalid",
+        "Validation failed: data: field 'Shoe Size' is not in the data dictionary of this account",
     )
 
 

@@ -96,7 +96,7 @@ def test_the_window_slides() -> None:
 def test_the_wait_is_until_the_oldest_admission_leaves_the_window() -> None:
     clock = FakeClock()
     limiter = SlidingWindowLimiter(LIMIT, WINDOW_SECONDS, clock)
-    for step in range(LIMIT):
+    for _ in range(LIMIT):
         assert limiter.acquire("token") == 0
         clock.now += 10
 

@@ -32,7 +32,9 @@ async def test_by_call_record_id(client: TenantClient) -> None:
 
 async def test_the_transaction_id_of_a_call_correction_finds_the_call(client: TenantClient) -> None:
     call = await make_call(client, "a", START, duration_in_seconds=10)
-    corrected = (await client.call(external_id="a", start_time=str(START), duration_in_seconds=11)).json()["call"]
+    corrected = (await client.call(external_id="a", start_time=str(START), duration_in_seconds=11)).json()[
+        "call"
+    ]
 
     assert corrected["last_transaction_id"] != call["transaction_id"]
     assert await found(client, {"transaction_id": corrected["last_transaction_id"]}) == call["transaction_id"]
@@ -72,8 +74,9 @@ async def test_a_duration_gap_weighs_twenty_times_a_start_gap(client: TenantClie
     await make_call(client, "off", START + 10, duration_in_seconds=310)
     assert DURATION_GAP_WEIGHT * 10 + 10 > 100
 
-    assert await found(client, {"call_start_time": START, "duration_in_seconds": 300}) == (
-        exact_duration["transaction_id"]
+    assert (
+        await found(client, {"call_start_time": START, "duration_in_seconds": 300})
+        == (exact_duration["transaction_id"])
     )
 
 
@@ -96,8 +99,11 @@ async def test_the_calling_number_narrows_the_search(client: TenantClient) -> No
 
 
 async def test_campaign_advertiser_and_network_filters_narrow_the_search(client: TenantClient) -> None:
-    fields = {"advertiser_id_from_network": "adv-1", "advertiser_campaign_id_from_network": "camp-1",
-              "network_id": "net-1"}
+    fields = {
+        "advertiser_id_from_network": "adv-1",
+        "advertiser_campaign_id_from_network": "camp-1",
+        "network_id": "net-1",
+    }
     await make_call(client, "unfiltered", START)
     wanted = await make_call(client, "filtered", START + 60, **fields)
 
@@ -125,8 +131,12 @@ async def test_a_filter_value_the_account_has_no_calls_with_is_unauthorized(
 
 async def test_filters_are_ignored_with_a_transaction_id(client: TenantClient) -> None:
     call = await make_call(client, "mine", START)
-    search = {"transaction_id": call["transaction_id"], "call_start_time": START + 86400,
-              "advertiser_id_from_network": "nobody", "calling_phone_number": "+15555550123"}
+    search = {
+        "transaction_id": call["transaction_id"],
+        "call_start_time": START + 86400,
+        "advertiser_id_from_network": "nobody",
+        "calling_phone_number": "+15555550123",
+    }
 
     assert await found(client, search) == call["transaction_id"]
 

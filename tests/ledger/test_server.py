@@ -37,7 +37,9 @@ async def test_openapi_describes_every_endpoint(http: httpx.AsyncClient) -> None
     }
     assert set(document["paths"]["/api/{version}/transactions/signals"]) == {"post", "put"}
     schemas = document["components"]["schemas"]
-    assert {"SignalRequest", "SearchParams", "SignalParams", "CallRequest", "LookupRowRequest"} <= set(schemas)
+    assert {"SignalRequest", "SearchParams", "SignalParams", "CallRequest", "LookupRowRequest"} <= set(
+        schemas
+    )
     assert "sale_amount" in schemas["SignalParams"]["properties"]
     assert (await http.get("/docs")).status_code == 200
 
@@ -62,7 +64,13 @@ async def test_a_busy_port_is_an_error_for_the_caller(settings: Settings, tenant
 
 async def test_python_dash_m_ledger_serves_alone(settings: Settings, acme: Tenant) -> None:
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "ledger", "--data-dir", str(settings.data_dir), "--listen", "127.0.0.1:0",
+        sys.executable,
+        "-m",
+        "ledger",
+        "--data-dir",
+        str(settings.data_dir),
+        "--listen",
+        "127.0.0.1:0",
         cwd=PROJECT_ROOT,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.DEVNULL,

@@ -93,8 +93,12 @@ async def test_put_and_the_transaction_path_reach_the_same_signal(
     created = await http.put(f"{API}/transactions/00000000-00000001/signals", json=body)
     same = await http.post(f"{API}/transactions/00000000-00000001/signals.json", json=body)
     changed = await http.put(
-        f"{API}/transactions/signals", json={**body, "search": {"transaction_id": "00000000-00000001"},
-                                              "signal": {"name": "sale", "sale_amount": 12.5}}
+        f"{API}/transactions/signals",
+        json={
+            **body,
+            "search": {"transaction_id": "00000000-00000001"},
+            "signal": {"name": "sale", "sale_amount": 12.5},
+        },
     )
 
     assert (created.status_code, same.status_code, changed.status_code) == (201, 200, 200)
@@ -106,8 +110,13 @@ async def test_put_and_the_transaction_path_reach_the_same_signal(
 
 async def test_an_identical_repost_changes_nothing(client: TenantClient) -> None:
     await client.call(**DOC_CALL)
-    signal = {"name": "Sale", "partner_unique_id": "7", "occurred_at_time": "1440607313",
-              "sale_amount": "100.00", "value": "true"}
+    signal = {
+        "name": "Sale",
+        "partner_unique_id": "7",
+        "occurred_at_time": "1440607313",
+        "sale_amount": "100.00",
+        "value": "true",
+    }
     first = await client.signal({"transaction_id": "00000000-00000001"}, signal)
     rows_before = await client.transactions()
 
@@ -121,8 +130,18 @@ async def test_an_identical_repost_changes_nothing(client: TenantClient) -> None
 async def test_corrections_chain_and_keep_unsent_fields(client: TenantClient) -> None:
     await client.call(**DOC_CALL)
     search = {"transaction_id": "00000000-00000001"}
-    first = (await client.signal(search, {"name": "Sale", "description": "order 1", "sale_amount": "99.99",
-                                          "custom_parameter_2": "blue", "occurred_at_time": "1440607313"})).json()
+    first = (
+        await client.signal(
+            search,
+            {
+                "name": "Sale",
+                "description": "order 1",
+                "sale_amount": "99.99",
+                "custom_parameter_2": "blue",
+                "occurred_at_time": "1440607313",
+            },
+        )
+    ).json()
     second = (await client.signal(search, {"name": "Sale", "value": "false"})).json()
     third = (await client.signal(search, {"name": "Sale", "sale_amount": ""})).json()
 
@@ -145,10 +164,17 @@ async def test_corrections_chain_and_keep_unsent_fields(client: TenantClient) ->
     assert "sale_amount" not in third["signal"]
     rows = await client.transactions(transaction_type="signal", include_columns="signals")
     assert [row["transaction_id"] for row in rows] == [
-        first["signal"]["transaction_id"], second["signal"]["transaction_id"], third["signal"]["transaction_id"]
+        first["signal"]["transaction_id"],
+        second["signal"]["transaction_id"],
+        third["signal"]["transaction_id"],
     ]
-    assert rows[-1]["signals"] == [{key: value for key, value in third["signal"].items()
-                                    if key not in ("transaction_id", "corrects_transaction_id")}]
+    assert rows[-1]["signals"] == [
+        {
+            key: value
+            for key, value in third["signal"].items()
+            if key not in ("transaction_id", "corrects_transaction_id")
+        }
+    ]
 
 
 async def test_names_match_case_insensitively_and_keep_the_first_casing(client: TenantClient) -> None:
@@ -167,7 +193,9 @@ async def test_a_new_partner_unique_id_adds_a_second_signal(client: TenantClient
     await client.call(**DOC_CALL)
     search = {"transaction_id": "00000000-00000001"}
     default = await client.signal(search, {"name": "Sale", "description": "a"})
-    explicit_empty = await client.signal(search, {"name": "Sale", "partner_unique_id": "", "description": "a"})
+    explicit_empty = await client.signal(
+        search, {"name": "Sale", "partner_unique_id": "", "description": "a"}
+    )
     numbered = await client.signal(search, {"name": "Sale", "partner_unique_id": 2, "description": "a"})
 
     assert (default.status_code, explicit_empty.status_code, numbered.status_code) == (201, 200, 201)
@@ -188,6 +216,8 @@ async def test_custom_data_is_set_on_the_call_in_the_dictionarys_spelling(client
         {"name": "Zip Code", "value": "94110"},
         {"name": "Campaign", "value": "spring"},
     ]
-    event, signal = await client.transactions(transaction_type="post_call_event,signal", include_columns="custom_data")
+    event, signal = await client.transactions(
+        transaction_type="post_call_event,signal", include_columns="custom_data"
+    )
     assert event["transaction_type"] == "post_call_event"
     assert event["custom_data"] == signal["custom_data"] == {"Zip Code": "94110", "Campaign": "spring"}

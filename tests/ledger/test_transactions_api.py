@@ -62,15 +62,25 @@ BAD_PARAMETERS: list[tuple[dict[str, Any], str]] = [
     ({"limit": 4001}, "limit must be a whole number from 1 to 4000, got '4001'"),
     ({"limit": 0}, "limit must be a whole number from 1 to 4000, got '0'"),
     ({"limit": "ten"}, "limit must be a whole number from 1 to 4000, got 'ten'"),
-    ({"start_after_transaction_id": "42"},
-     "start_after_transaction_id must be a transaction id such as 00000000-0000000A, got '42'"),
+    (
+        {"start_after_transaction_id": "42"},
+        "start_after_transaction_id must be a transaction id such as 00000000-0000000A, got '42'",
+    ),
     ({"from_": "04/11/2016"}, "from must be a date as YYYY-MM-DD, got '04/11/2016'"),
     ({"from_": "2016-04-12", "to": "2016-04-11"}, "from (2016-04-12) must not be after to (2016-04-11)"),
-    ({"transaction_type": "sale"}, "transaction_type must be one of call, signal, post_call_event, got 'sale'"),
-    ({"include_columns": "signals,recordings"},
-     "include_columns: unknown column 'recordings'; optional columns are signals, custom_data, attributes"),
-    ({"lmit": 5}, "unknown parameter 'lmit'; known: from, include_columns, limit, oauth_token,"
-                  " start_after_transaction_id, to, transaction_type"),
+    (
+        {"transaction_type": "sale"},
+        "transaction_type must be one of call, signal, post_call_event, got 'sale'",
+    ),
+    (
+        {"include_columns": "signals,recordings"},
+        "include_columns: unknown column 'recordings'; optional columns are signals, custom_data, attributes",
+    ),
+    (
+        {"lmit": 5},
+        "unknown parameter 'lmit'; known: from, include_columns, limit, oauth_token,"
+        " start_after_transaction_id, to, transaction_type",
+    ),
 ]
 
 
@@ -79,7 +89,8 @@ async def test_bad_parameters_are_clear_errors(client: TenantClient) -> None:
         response = await client.transactions_response(**params)
 
         assert (response.status_code, response.json()) == (
-            403, error("RecordInvalid", f"Validation failed: {message}")
+            403,
+            error("RecordInvalid", f"Validation failed: {message}"),
         ), params
 
 
@@ -117,8 +128,11 @@ async def test_transaction_type_filters(client: TenantClient) -> None:
 
 async def test_signals_and_custom_data_only_when_asked_for(client: TenantClient) -> None:
     call = await add_call(client, "c")
-    await client.signal({"transaction_id": call}, {"name": "Sale", "sale_amount": "5"},
-                        custom_data=[{"name": "Agent", "value": "Dana"}])
+    await client.signal(
+        {"transaction_id": call},
+        {"name": "Sale", "sale_amount": "5"},
+        custom_data=[{"name": "Agent", "value": "Dana"}],
+    )
 
     plain = await client.transactions()
     default_plus = await client.transactions(include_columns="$invoca_default_columns,signals")
@@ -133,8 +147,13 @@ async def test_signals_and_custom_data_only_when_asked_for(client: TenantClient)
 
 
 async def test_rows_carry_call_fields_and_times_in_the_accounts_zone(client: TenantClient) -> None:
-    await client.call(external_id="c", start_time=str(START), duration_in_seconds=42,
-                      calling_phone_number="+18885551212", attributes={"queue": "billing"})
+    await client.call(
+        external_id="c",
+        start_time=str(START),
+        duration_in_seconds=42,
+        calling_phone_number="+18885551212",
+        attributes={"queue": "billing"},
+    )
 
     (row,) = await client.transactions(include_columns="attributes")
 
@@ -142,7 +161,9 @@ async def test_rows_carry_call_fields_and_times_in_the_accounts_zone(client: Ten
     assert row["start_time_t"] == str(START)
     assert row["transaction_time"].endswith(("-07:00", "-08:00"))
     assert (row["duration_in_seconds"], row["calling_phone_number"], row["external_id"]) == (
-        42, "+18885551212", "c"
+        42,
+        "+18885551212",
+        "c",
     )
     assert row["attributes"] == {"queue": "billing"}
 
