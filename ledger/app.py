@@ -9,7 +9,7 @@ requests are serialised by the store anyway.
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from contextlib import asynccontextmanager
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -24,7 +24,7 @@ from core.tenants import Tenant, TenantStore
 from ledger import API_VERSION
 from ledger.auth import Gatekeeper, request_token
 from ledger.errors import ApiError, RecordInvalid, RecordNotFound
-from ledger.openapi import error_responses, json_body, publish_models
+from ledger.openapi import answers, json_body, publish_models
 from ledger.queries import parse_transactions_request
 from ledger.ratelimit import SlidingWindowLimiter
 from ledger.records import LookupRow, Outcome
@@ -177,8 +177,7 @@ def create_app(settings: Settings, tenants: TenantStore, store: LedgerStore | No
     )
     app.add_exception_handler(ApiError, _api_error)
     endpoints = _Endpoints(settings, tenants, ledger)
-    signal_answers = {200: {"description": "An existing signal was found (and updated if it differed)"}}
-    signal_answers.update(error_responses(401, 403, 404, 429))
+    signal_answers = answers("An existing signal was found (and updated if it differed)", 401, 403, 404, 429)
     for suffix in ("", ".json"):
         for method in ("POST", "PUT"):
             app.add_api_route(
@@ -205,8 +204,7 @@ def create_app(settings: Settings, tenants: TenantStore, store: LedgerStore | No
             methods=["POST"],
             summary="Create or correct a call record (extension)",
             status_code=201,
-            responses={200: {"description": "The call existed (and was corrected if it differed)"}}
-            | error_responses(401, 403, 429),
+            responses=answers("The call existed (and was corrected if it differed)", 401, 403, 429),
             openapi_extra=json_body(CallRequest),
         )
     app.add_api_route(
@@ -215,8 +213,7 @@ def create_app(settings: Settings, tenants: TenantStore, store: LedgerStore | No
         methods=["PUT"],
         summary="Upsert a lookup row and apply its data to the calls it matches (extension)",
         status_code=201,
-        responses={200: {"description": "The row existed (and was replaced if it differed)"}}
-        | error_responses(401, 403, 429),
+        responses=answers("The row existed (and was replaced if it differed)", 401, 403, 429),
         openapi_extra=json_body(LookupRowRequest),
     )
     app.add_api_route(
@@ -224,7 +221,7 @@ def create_app(settings: Settings, tenants: TenantStore, store: LedgerStore | No
         _with_query_docs(endpoints.transactions_json),
         methods=["GET"],
         summary="Transactions after a cursor, as a JSON array",
-        responses=error_responses(401, 403, 429),
+        responses=answers("The rows after the cursor, oldest first", 401, 403, 429),
     )
     app.add_api_route(
         "/api/{version}/transactions.csv",
@@ -232,13 +229,16 @@ def create_app(settings: Settings, tenants: TenantStore, store: LedgerStore | No
         methods=["GET"],
         summary="Transactions after a cursor, as CSV",
         response_class=Response,
-        responses={200: {"content": {"text/csv": {}}}} | error_responses(401, 403, 429),
+        responses=answers("The rows after the cursor, oldest first", 401, 403, 429, media_type="text/csv"),
     )
     publish_models(app, [SignalRequest, CallRequest, LookupRowRequest])
     return app
 
 
-def _with_query_docs(handler: Any) -> Any:
+Handler = Callable[[Request, str], Awaitable[Response]]
+
+
+def _with_query_docs(handler: Handler) -> Handler:
     """Declare the query parameters for OpenAPI; the handler reads and checks them itself."""
 
     async def endpoint(

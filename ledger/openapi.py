@@ -39,20 +39,27 @@ def json_body(model: type[BaseModel]) -> dict[str, Any]:
     }
 
 
-def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
-    descriptions = {
-        401: "Invalid or missing oauth token",
-        403: "Invalid data or resource; see errors.class and errors.invalid_data",
-        404: "No matching call (or unknown API version)",
-        429: "Rate limit exceeded; see Retry-After",
-    }
-    return {
-        status: {
-            "description": descriptions[status],
+Responses = dict[int | str, dict[str, Any]]
+
+_ERROR_DESCRIPTIONS = {
+    401: "Invalid or missing oauth token",
+    403: "Invalid data or resource; see errors.class and errors.invalid_data",
+    404: "No matching call (or unknown API version)",
+    429: "Rate limit exceeded; see Retry-After",
+}
+
+
+def answers(success: str, *errors: int, media_type: str | None = None) -> Responses:
+    """The documented answers of a route: what a 200 means, and its error statuses."""
+    documented: Responses = {200: {"description": success}}
+    if media_type is not None:
+        documented[200]["content"] = {media_type: {}}
+    for status in errors:
+        documented[status] = {
+            "description": _ERROR_DESCRIPTIONS[status],
             "content": {"application/json": {"schema": ERROR_SCHEMA}},
         }
-        for status in statuses
-    }
+    return documented
 
 
 def publish_models(app: FastAPI, models: Sequence[type[BaseModel]]) -> None:

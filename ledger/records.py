@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
+from typing import Any
 
 
 class Outcome(enum.Enum):
@@ -143,5 +144,5 @@ class TransactionRow:
     transaction_type: TransactionType
     corrects: int | None
     recorded_at: float
-    record: dict
+    record: dict[str, Any]
     """The whole record as of this transaction: ``call``, ``custom_data`` and ``signal`` (or None)."""

@@ -128,24 +128,27 @@ def _optional(check: Callable[[Any], Any]) -> Callable[[Any], Any]:
     return lambda value: None if value is None else check(value)
 
 
-def _field(check: Callable[..., Any], python_type: Any, input_type: Any, optional: bool = True) -> Any:
-    validator = _optional(check) if optional else check
-    return Annotated[python_type, PlainValidator(validator, json_schema_input_type=input_type)]
-
-
-Text = _field(_text, str | None, str | None)
-Parameter = _field(_bounded, str | None, str | int | None)
-Reference = _field(_reference, str | None, str | int | None)
-Money = _field(_money, str | None, str | float | None)
-Flag = _field(_flag, bool | None, bool | str | int | None)
-Duration = _field(_duration, int | None, int | str | None)
-Phone = _field(normalize_phone, str | None, str | None)
-Guid = _field(_guid, str | None, str | None)
-Timestamp = _field(_timestamp, float | None, str | int | None, optional=False)
-Name = _field(_name, str, str, optional=False)
-Scalar = _field(_scalar, str, str | int | float | bool | None, optional=False)
-RequiredPhone = _field(normalize_phone, str, str, optional=False)
-RequiredTimestamp = _field(_timestamp, float, str | int, optional=False)
+Text = Annotated[str | None, PlainValidator(_optional(_text), json_schema_input_type=str | None)]
+Parameter = Annotated[
+    str | None, PlainValidator(_optional(_bounded), json_schema_input_type=str | int | None)
+]
+Reference = Annotated[
+    str | None, PlainValidator(_optional(_reference), json_schema_input_type=str | int | None)
+]
+Money = Annotated[str | None, PlainValidator(_optional(_money), json_schema_input_type=str | float | None)]
+Flag = Annotated[
+    bool | None, PlainValidator(_optional(_flag), json_schema_input_type=bool | str | int | None)
+]
+Duration = Annotated[
+    int | None, PlainValidator(_optional(_duration), json_schema_input_type=int | str | None)
+]
+Phone = Annotated[str | None, PlainValidator(_optional(normalize_phone), json_schema_input_type=str | None)]
+Guid = Annotated[str | None, PlainValidator(_optional(_guid), json_schema_input_type=str | None)]
+Timestamp = Annotated[float | None, PlainValidator(_timestamp, json_schema_input_type=str | int | None)]
+Name = Annotated[str, PlainValidator(_name, json_schema_input_type=str)]
+Scalar = Annotated[str, PlainValidator(_scalar, json_schema_input_type=str | int | float | bool | None)]
+RequiredPhone = Annotated[str, PlainValidator(normalize_phone, json_schema_input_type=str)]
+RequiredTimestamp = Annotated[float, PlainValidator(_timestamp, json_schema_input_type=str | int)]
 
 
 class _Strict(BaseModel):
@@ -155,10 +158,14 @@ class _Strict(BaseModel):
 class SearchParams(_Strict):
     """How to find the call; see the closeness rule in ``ledger.matching``."""
 
-    transaction_id: Reference = Field(None, description="The call's transaction id.")
-    call_record_id: Guid = Field(None, description="The call's Call Record ID (complete_call_id).")
-    call_start_time: Timestamp = Field(None, description="Approximate start; the closest call matches.")
-    calling_phone_number: Phone = Field(None, description="ANI in E.164 format, e.g. '+1 8885551212'.")
+    transaction_id: Reference = Field(default=None, description="The call's transaction id.")
+    call_record_id: Guid = Field(default=None, description="The call's Call Record ID (complete_call_id).")
+    call_start_time: Timestamp = Field(
+        default=None, description="Approximate start; the closest call matches."
+    )
+    calling_phone_number: Phone = Field(
+        default=None, description="ANI in E.164 format, e.g. '+1 8885551212'."
+    )
     duration_in_seconds: Duration = None
     advertiser_id_from_network: Reference = None
     advertiser_campaign_id_from_network: Reference = None
@@ -185,11 +192,13 @@ class SearchParams(_Strict):
 
 class SignalParams(_Strict):
     name: Name = Field(description="Matched case-insensitively; the first casing reported is kept.")
-    partner_unique_id: Parameter = Field(None, description='Distinguishes signals of one name; default "".')
+    partner_unique_id: Parameter = Field(
+        default=None, description='Distinguishes signals of one name; default "".'
+    )
     description: Text = None
-    occurred_at_time: Timestamp = Field(None, description="Defaults to the time of the request.")
-    sale_amount: Money = Field(None, description='Up to 2 decimals, no symbols; "" clears it.')
-    value: Flag = Field(None, description="true/false/1/0; defaults to true.")
+    occurred_at_time: Timestamp = Field(default=None, description="Defaults to the time of the request.")
+    sale_amount: Money = Field(default=None, description='Up to 2 decimals, no symbols; "" clears it.')
+    value: Flag = Field(default=None, description="true/false/1/0; defaults to true.")
     custom_parameter_1: Parameter = None
     custom_parameter_2: Parameter = None
     custom_parameter_3: Parameter = None
@@ -224,7 +233,7 @@ class CustomDatum(_Strict):
 
 
 class SignalRequest(_Strict):
-    search: SearchParams = Field(default_factory=SearchParams)
+    search: SearchParams = SearchParams()
     signal: SignalParams
     custom_data: list[CustomDatum] = Field(
         default_factory=list, description="Extension: custom data fields to set on the call."
@@ -235,18 +244,22 @@ class SignalRequest(_Strict):
 class CallParams(_Strict):
     """A call record; ``call_record_id`` or ``external_id`` identifies it."""
 
-    call_record_id: Guid = Field(None, description="The Call Record ID (complete_call_id).")
+    call_record_id: Guid = Field(default=None, description="The Call Record ID (complete_call_id).")
     external_id: Reference = Field(
-        None, description="The source's own id; the Call Record ID derives from it."
+        default=None, description="The source's own id; the Call Record ID derives from it."
     )
-    transaction_id: Reference = Field(None, description="The call's transaction id; generated if absent.")
+    transaction_id: Reference = Field(
+        default=None, description="The call's transaction id; generated if absent."
+    )
     start_time: RequiredTimestamp
     duration_in_seconds: Duration = None
     calling_phone_number: Phone = None
     advertiser_id_from_network: Reference = None
     advertiser_campaign_id_from_network: Reference = None
     network_id: Reference = None
-    attributes: dict[str, Scalar] | None = Field(None, description="Other call metadata, kept as text.")
+    attributes: dict[str, Scalar] | None = Field(
+        default=None, description="Other call metadata, kept as text."
+    )
 
     def complete_call_id(self, tenant: str) -> str:
         if self.call_record_id is not None:
@@ -281,7 +294,7 @@ class CallRequest(_Strict):
 class LookupRowRequest(_Strict):
     primary_key: RequiredPhone = Field(description="The calling phone number (E.164) of the calls to update.")
     secondary_key: Reference = Field(
-        None, description="If given, only calls with this advertiser_campaign_id_from_network match."
+        default=None, description="If given, only calls with this advertiser_campaign_id_from_network match."
     )
     data: dict[str, Scalar] = Field(min_length=1, description="Data dictionary fields and their values.")
     oauth_token: str | None = None
