@@ -16,6 +16,9 @@ from typing import Any, Mapping
 
 MiB = 1024 * 1024
 
+# The Signal API version the embedded API serves and our feeds post to (any YYYY-MM-DD is accepted).
+EMBEDDED_API_VERSION = "2020-10-01"
+
 
 class ConfigError(ValueError):
     """A setting is missing, unknown or of the wrong type; the message names it."""
@@ -104,6 +107,8 @@ class MailSettings:
     smtp_username: str = ""
     smtp_password: str = ""
     smtp_starttls: bool = False
+    # How long one SMTP conversation may take before the message goes to the .eml outbox instead.
+    smtp_timeout_seconds: float = 30.0
     outbox_dir: Path | None = None
 
 
@@ -140,6 +145,11 @@ class Settings:
     @property
     def api_url(self) -> str:
         return f"http://{self.api.listen_host}:{self.api.listen_port}"
+
+    @property
+    def embedded_api_base(self) -> str:
+        """Where feeds without a destination of their own post."""
+        return f"{self.api_url}/api/{EMBEDDED_API_VERSION}"
 
     def replace(self, **changes: Any) -> "Settings":
         """A copy with top-level fields or ``section__field`` keys changed."""

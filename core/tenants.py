@@ -142,7 +142,7 @@ class TenantStore:
         row = self.db.query_one("SELECT * FROM tenants WHERE api_token = ?", (token,))
         return _tenant(row) if row else None
 
-    def list(self) -> list[Tenant]:
+    def all(self) -> list[Tenant]:
         return [_tenant(row) for row in self.db.query("SELECT * FROM tenants ORDER BY name")]
 
     def password_hash(self, name: str) -> str | None:

@@ -55,7 +55,7 @@ class UploadStore:
         row = self.db.query_one("SELECT * FROM uploads WHERE id = ?", (upload_id,))
         return _upload(row) if row else None
 
-    def list(self, tenant: str, limit: int | None = None) -> list[Upload]:
+    def history(self, tenant: str, limit: int | None = None) -> list[Upload]:
         sql = "SELECT * FROM uploads WHERE tenant = ? ORDER BY id DESC"
         params: tuple[object, ...] = (tenant,)
         if limit is not None:

@@ -26,8 +26,6 @@ from ingest.reports import SUMMARY_TIME_FORMAT, FileSummary
 
 log = get_logger("ingest.notify")
 
-# How long one SMTP conversation may take before the message goes to the .eml outbox instead.
-SMTP_TIMEOUT_SECONDS = 30.0
 EML_MODE = 0o600
 MAIL_FOLDER_MODE = 0o700
 SUBJECT_PREFIX = "[sftp-inbox]"
@@ -115,7 +113,8 @@ class Mailer:
         return str(path)
 
     def _smtp(self, message: EmailMessage) -> None:
-        with smtplib.SMTP(self.settings.smtp_host, self.settings.smtp_port, timeout=SMTP_TIMEOUT_SECONDS) as smtp:
+        mail = self.settings
+        with smtplib.SMTP(mail.smtp_host, mail.smtp_port, timeout=mail.smtp_timeout_seconds) as smtp:
             if self.settings.smtp_starttls:
                 smtp.starttls(context=ssl.create_default_context())
             if self.settings.smtp_username:

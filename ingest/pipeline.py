@@ -165,7 +165,7 @@ class Ingest:
     def upload_states(self, tenant: str, limit: int | None = None) -> list[UploadStatus]:
         staged = self.staged.for_tenant(tenant)
         states = []
-        for upload in self.uploads.list(tenant, limit):
+        for upload in self.uploads.history(tenant, limit):
             entry = staged.get(upload.id)
             counts = self.outbox.counts(upload.id) if entry else None
             states.append(UploadStatus(

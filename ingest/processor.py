@@ -45,8 +45,6 @@ log = get_logger("ingest.processor")
 
 # ``post.progress`` is reported every this many rows (and after the last one).
 PROGRESS_EVERY_ROWS = 10
-# The Signal API version the embedded API serves under ``/api/<version>/``.
-EMBEDDED_API_VERSION = "2020-10-01"
 
 
 class Progress(Protocol):
@@ -146,7 +144,7 @@ class Processor:
         return counts, finished, problems
 
     def _eligible(self, only: str | None) -> tuple[list[Tenant], list[str]]:
-        candidates = [self.tenants.get(only)] if only else self.tenants.list()
+        candidates = [self.tenants.get(only)] if only else self.tenants.all()
         eligible = [tenant for tenant in candidates if tenant.valid and tenant.enabled]
         problems = [
             f"tenant {tenant.name!r} " + ("has no login" if not tenant.valid else "is disabled")
@@ -189,7 +187,7 @@ class Processor:
         rejected = [RejectedRow(row.number, row.error) for row in checked.rows if row.error]
         if checked.file_error:
             return _Prepared(len(checked.rows), [], rejected, checked.file_error)
-        base = feed.destination.url or f"{self.settings.api_url}/api/{EMBEDDED_API_VERSION}"
+        base = feed.destination.url or self.settings.embedded_api_base
         requests = []
         for row in checked.rows:
             if row.error:

@@ -139,7 +139,7 @@ class Scanner:
         """One pass over every tenant's ``in/``; blocking, run it in a worker thread."""
         staged: list[StagedUpload] = []
         present: set[tuple[str, str]] = set()
-        for tenant in self.tenants.list():
+        for tenant in self.tenants.all():
             inbox = self.tenants.folders(tenant.name).inbox
             last_uploads: dict[str, Upload] | None = None
             for path in self._files(inbox):
@@ -149,7 +149,7 @@ class Scanner:
                 if seen is None or self._handled.get(key) == seen:
                     continue
                 if last_uploads is None:
-                    last_uploads = _last_upload_by_path(self.uploads.list(tenant.name))
+                    last_uploads = _last_upload_by_path(self.uploads.history(tenant.name))
                 result = self._stage_if_new(tenant.name, key[1], path, seen, last_uploads.get(key[1]))
                 self._handled[key] = seen
                 if result is not None:

@@ -3,5 +3,6 @@
 Imports only ``core``; the ingest pipeline reaches it over HTTP like any other destination.
 """
 
-API_VERSION = "2020-10-01"
-"""The Signal API version our own clients put in the path; any well-formed version is accepted."""
+from core.config import EMBEDDED_API_VERSION as API_VERSION
+
+__all__ = ["API_VERSION"]

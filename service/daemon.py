@@ -100,7 +100,7 @@ async def serve(settings: Settings, demo: bool = True) -> int:
 
 def _ensure_demo_tenant(context: Context) -> None:
     """On a fresh data dir, a tenant to try the server with; its password is printed once."""
-    if context.tenants.list():
+    if context.tenants.all():
         return
     password = generate_password()
     context.tenants.add(DEMO_TENANT, DEMO_EMAIL, password)

@@ -159,7 +159,7 @@ def tenant_list(context: Context, args: argparse.Namespace) -> None:
     rows = [
         {"name": t.name, "email": t.email, "login": "yes" if t.has_login else "removed",
          "enabled": t.enabled, "locked": t.name in locked, "timezone": t.timezone}
-        for t in context.tenants.list()
+        for t in context.tenants.all()
     ]
     if args.json:
         print_json(rows)
@@ -180,7 +180,7 @@ def tenant_show(context: Context, args: argparse.Namespace) -> None:
         "root": str(context.tenants.folders(tenant.name).root),
         "feeds": [feed.name for feed in context.ingest.feeds.list(tenant.name)],
         "data dictionary": context.tenants.dictionary(tenant.name),
-        "uploads": len(context.uploads.list(tenant.name)),
+        "uploads": len(context.uploads.history(tenant.name)),
         "created": tenant.created_at,
     }
     print_json(record) if args.json else print_fields(record)

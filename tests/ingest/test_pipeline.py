@@ -73,8 +73,8 @@ async def test_serve_forever_catches_up_then_keeps_scanning_and_stops_cleanly(
         [catch_up] = ingest.runs(10)
         assert (catch_up.trigger, catch_up.posted) == ("catch-up", 2)
         copy_in("after.csv")  # between slots: staged by the periodic scan, processed at the next slot
-        await until(lambda: len(uploads.list("acme")) == 2)
-        later = uploads.list("acme")[0]
+        await until(lambda: len(uploads.history("acme")) == 2)
+        later = uploads.history("acme")[0]
         assert (later.path, later.source, later.state) == ("in/after.csv", "scan", "staged")
     finally:
         serving.cancel()
@@ -117,7 +117,7 @@ async def test_a_run_picks_up_stable_files_that_arrived_another_way(
     os.utime(copied, (old, old))
     summary = await ingest.run()
     assert [item.path for item in summary.files] == ["in/copied.csv"]
-    assert summary.run.posted == 2 and uploads.list("acme")[0].source == "scan"
+    assert summary.run.posted == 2 and uploads.history("acme")[0].source == "scan"
 
 
 async def test_two_runs_in_one_process_do_not_overlap(ingest: Ingest, tenants: TenantStore, uploads: UploadStore,

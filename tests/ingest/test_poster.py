@@ -184,7 +184,7 @@ async def test_destination_down_for_the_whole_run_keeps_rows_pending(
     assert len(fake_api.received) == 3  # only the first row was tried; the rest wait
     assert (summary.run.posted, summary.run.failed, summary.run.pending) == (0, 0, 3)
     assert summary.files == [] and not summary.ok
-    [upload] = uploads.list("acme")
+    [upload] = uploads.history("acme")
     assert upload.state == "processing"
     [mail] = mails(ingest)
     assert "The destination is not answering" in mail and "HTTP 503" in mail

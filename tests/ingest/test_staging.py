@@ -137,12 +137,12 @@ async def test_scan_stages_a_file_once_it_is_stable(scanning: Ingest, tenants: T
     make_old(copied, 6.0)
     [staged] = await scanning.scan()
     assert (staged.path, staged.feed) == ("in/copied.csv", "signals")
-    [upload] = uploads.list("acme")
+    [upload] = uploads.history("acme")
     assert (upload.source, upload.state, upload.size) == ("scan", "staged", len(SIGNALS))
     assert await scanning.scan() == []  # known now: never staged twice
     fresh = Ingest(scanning.settings, scanning.db, tenants, uploads)  # nor by another process
     assert await fresh.scan() == []
-    assert len(uploads.list("acme")) == 1
+    assert len(uploads.history("acme")) == 1
 
 
 async def test_scan_skips_hidden_and_in_progress_names(scanning: Ingest, tenants: TenantStore,
@@ -163,7 +163,7 @@ async def test_scan_leaves_alone_files_that_came_through_sftp(
     await scanning.stage(upload, path)
     make_old(path)
     assert await scanning.scan() == []
-    assert [item.id for item in uploads.list("acme")] == [upload.id]
+    assert [item.id for item in uploads.history("acme")] == [upload.id]
 
 
 async def test_scan_stages_an_upload_recorded_but_never_staged(
@@ -173,7 +173,7 @@ async def test_scan_stages_an_upload_recorded_but_never_staged(
     make_old(path)
     [staged] = await scanning.scan()
     assert staged.upload_id == upload.id
-    assert [item.id for item in uploads.list("acme")] == [upload.id]
+    assert [item.id for item in uploads.history("acme")] == [upload.id]
 
 
 async def test_scan_records_a_changed_file_as_a_new_upload(

@@ -65,7 +65,7 @@ class RunningServer:
         return self.tenants.folders(tenant).root / ".incoming"
 
     def recorded(self, tenant: str = TENANT) -> list[Upload]:
-        return list(reversed(self.uploads.list(tenant)))
+        return list(reversed(self.uploads.history(tenant)))
 
 
 ServerFactory = Callable[..., Awaitable[RunningServer]]

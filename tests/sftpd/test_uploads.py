@@ -221,7 +221,7 @@ async def test_a_failing_listener_does_not_fail_the_upload(
             await put(sftp, "/in/calls.csv", b"1,2\n")
     finally:
         await server.close()
-    assert [upload.path for upload in uploads.list(TENANT)] == ["in/calls.csv"]
+    assert [upload.path for upload in uploads.history(TENANT)] == ["in/calls.csv"]
 
 
 async def test_asyncssh_put_and_get(server: RunningServer, tmp_path) -> None:  # type: ignore[no-untyped-def]
