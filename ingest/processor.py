@@ -45,6 +45,8 @@ log = get_logger("ingest.processor")
 
 # ``post.progress`` is reported every this many rows (and after the last one).
 PROGRESS_EVERY_ROWS = 10
+# Feed kinds in the order their files are queued, and so posted, within a run.
+_KIND_ORDER = {"call": 0, "lookup": 1, "signal": 2}
 
 
 class Progress(Protocol):
@@ -118,7 +120,7 @@ class Processor:
         by_name = {tenant.name: tenant for tenant in tenants}
         finished: list[FileSummary] = []
         files_read = rejected_rows = 0
-        for staged in self.staged.waiting(names):
+        for staged in self._in_posting_order(self.staged.waiting(names)):
             emit("file.started", tenant=staged.tenant, file=staged.path, upload=staged.upload_id)
             prepared = await asyncio.to_thread(self._prepare_safely, staged, by_name[staged.tenant])
             files_read += 1
@@ -142,6 +144,19 @@ class Processor:
         counts = RunCounts(files=files_read, posted=report.sent, failed=report.failed,
                            rejected=rejected_rows, pending=pending)
         return counts, finished, problems
+
+    def _in_posting_order(self, waiting: list[StagedUpload]) -> list[StagedUpload]:
+        """Calls first, then lookup rows, then signals; upload order within each.
+
+        Requests are posted in queue order, and a signal can only find a call the ledger already
+        has, so a call-metadata file uploaded after the signals that refer to it still goes first.
+        """
+
+        def rank(staged: StagedUpload) -> int:
+            feed = self.feeds.find(staged.tenant, staged.feed)
+            return _KIND_ORDER.get(feed.mapping.kind, len(_KIND_ORDER)) if feed else len(_KIND_ORDER)
+
+        return sorted(waiting, key=rank)
 
     def _eligible(self, only: str | None) -> tuple[list[Tenant], list[str]]:
         candidates = [self.tenants.get(only)] if only else self.tenants.all()

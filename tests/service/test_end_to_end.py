@@ -1,0 +1,93 @@
+"""The whole path as a customer and an operator meet it.
+
+A real daemon, files uploaded with the OpenSSH client, ``sftpctl run`` as a separate process, the
+report fetched back over SFTP, the failure mail in the outbox, and the ledger read through the
+Transactions API.
+"""
+
+from __future__ import annotations
+
+import csv
+import email
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+
+from tests.conftest import free_port
+from tests.support.daemon import project_env, start_daemon
+from tests.support.openssh import output_lines, sftp_batch
+
+CALLS = """customer_id,call_start,call_end,calling_phone_number,agent_queue_assigned
+cust-001,2026-11-20T18:02:13Z,2026-11-20T18:12:13Z,+1 8885551212,Wireless Sales
+cust-002,2026-11-20T19:30:00Z,2026-11-20T19:34:30Z,+1 8885550000,Support
+"""
+SIGNALS = """call_start_time,calling_phone_number,name,partner_unique_id,sale_amount,description
+2026/11/20T10:02:20-08:00,+1 8885551212,Sale,order-1,129.99,2yr plan
+20261120113000000,+1 8885550000,Quote,q-1,,callback requested
+2026/11/20T10:02:20-08:00,+1 8885551212,Sale,order-3,12.345,bad money
+"""
+
+
+def sftpctl(config: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "service.sftpctl", "--config", str(config), *args],
+        cwd=config.parent, capture_output=True, text=True, timeout=120, env=project_env(),
+    )
+
+
+def test_upload_run_report_mail_and_transactions(tmp_path: Path) -> None:
+    port, api_port = free_port(), free_port()
+    config = tmp_path / "sftpd.toml"
+    config.write_text(f'[server]\nlisten_port = {port}\n[api]\nlisten_port = {api_port}\n')
+    (tmp_path / "signals.csv").write_text(SIGNALS)
+    (tmp_path / "calls.csv").write_text(CALLS)
+    daemon = start_daemon(tmp_path, port, api_port, "--config", str(config))
+    try:
+        password = daemon.demo_password
+        assert password
+        # Signals first: the run must still create the calls before posting the signals.
+        upload = sftp_batch(port, "demo", password,
+                            ["put signals.csv in/", "mkdir in/calls", "put calls.csv in/calls/"], cwd=tmp_path)
+        assert upload.returncode == 0, upload.stderr
+
+        run = sftpctl(config, "run")
+        assert run.returncode == 1, run.stderr  # one row was rejected: the run reports a failure
+        assert "file.queued" in run.stdout and "run.finished" in run.stdout
+
+        # Reports mirror the upload's folder: out/ for in/, out/calls/ for in/calls/.
+        listing = sftp_batch(port, "demo", password, ["ls -1 out", "ls -1 out/calls"], cwd=tmp_path)
+        reports = [Path(name).name for name in output_lines(listing)]
+        signals_report = next(name for name in reports if name.startswith("signals-"))
+        assert any(name.startswith("calls-") for name in reports), reports
+        fetched = sftp_batch(port, "demo", password, [f"get out/{signals_report} report.csv"], cwd=tmp_path)
+        assert fetched.returncode == 0, fetched.stderr
+        lines = (tmp_path / "report.csv").read_text(encoding="utf-8-sig").splitlines()
+        rows = list(csv.DictReader(lines[lines.index("row,status,transaction_id,error"):]))
+        assert [(row["row"], row["status"]) for row in rows] == [
+            ("2", "posted"), ("3", "posted"), ("4", "rejected")]
+        assert "decimal" in rows[2]["error"]
+
+        [mail_file] = (tmp_path / "var" / "mail").glob("*.eml")
+        mail = email.message_from_bytes(mail_file.read_bytes())
+        assert mail["To"] == "demo@example.com"
+        assert any(part.get_filename() == signals_report for part in mail.walk())
+
+        token = sftpctl(config, "token", "show", "demo").stdout.strip()
+        answer = httpx.get(f"http://127.0.0.1:{api_port}/api/2020-10-01/transactions.json",
+                           params={"include_columns": "signals"}, headers={"Authorization": f"Bearer {token}"})
+        assert answer.status_code == 200
+        transactions = answer.json()
+        kinds = [row["transaction_type"] for row in transactions]
+        assert kinds == ["call", "call", "signal", "signal"]
+        sale = transactions[2]["signals"][0]
+        assert (sale["name"], sale["sale_amount"], transactions[2]["calling_phone_number"]) == (
+            "Sale", "129.99", "+18885551212")
+
+        uploads = json.loads(sftpctl(config, "--json", "uploads", "demo").stdout)
+        assert {row["path"]: row["state"] for row in uploads} == {
+            "in/signals.csv": "partly failed", "in/calls/calls.csv": "posted"}
+    finally:
+        assert daemon.stop() == 0
