@@ -8,14 +8,15 @@ from pathlib import Path
 
 from tests.conftest import free_port
 from tests.support.daemon import project_env, start_daemon
-from tests.support.openssh import output_lines, sftp_batch
+from tests.support.clients import OpenSSHClient, output_lines
 
 
-def test_first_start_creates_demo_tenant_that_can_log_in(tmp_path: Path) -> None:
+async def test_first_start_creates_demo_tenant_that_can_log_in(tmp_path: Path) -> None:
     daemon = start_daemon(tmp_path)
     try:
         assert daemon.demo_password, daemon.output
-        result = sftp_batch(daemon.port, "demo", daemon.demo_password, ["ls -1"], cwd=tmp_path)
+        client = OpenSSHClient(tmp_path, daemon.port)
+        result = await client.run("demo", daemon.demo_password, ["ls -1"])
         assert result.returncode == 0, result.stderr
         assert output_lines(result) == ["in", "out"]
         assert (tmp_path / "keys").is_dir() and (tmp_path / "var" / "state.db").is_file()

@@ -18,7 +18,7 @@ import httpx
 
 from tests.conftest import free_port
 from tests.support.daemon import project_env, start_daemon
-from tests.support.openssh import output_lines, sftp_batch
+from tests.support.clients import OpenSSHClient, output_lines
 
 CALLS = """customer_id,call_start,call_end,calling_phone_number,agent_queue_assigned
 cust-001,2026-11-20T18:02:13Z,2026-11-20T18:12:13Z,+1 8885551212,Wireless Sales
@@ -38,7 +38,7 @@ def sftpctl(config: Path, *args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-def test_upload_run_report_mail_and_transactions(tmp_path: Path) -> None:
+async def test_upload_run_report_mail_and_transactions(tmp_path: Path) -> None:
     port, api_port = free_port(), free_port()
     config = tmp_path / "sftpd.toml"
     config.write_text(f'[server]\nlisten_port = {port}\n[api]\nlisten_port = {api_port}\n')
@@ -48,9 +48,10 @@ def test_upload_run_report_mail_and_transactions(tmp_path: Path) -> None:
     try:
         password = daemon.demo_password
         assert password
+        client = OpenSSHClient(tmp_path, port)
         # Signals first: the run must still create the calls before posting the signals.
-        upload = sftp_batch(port, "demo", password,
-                            ["put signals.csv in/", "mkdir in/calls", "put calls.csv in/calls/"], cwd=tmp_path)
+        upload = await client.run("demo", password,
+                                  ["put signals.csv in/", "mkdir in/calls", "put calls.csv in/calls/"])
         assert upload.returncode == 0, upload.stderr
 
         run = sftpctl(config, "run")
@@ -58,11 +59,11 @@ def test_upload_run_report_mail_and_transactions(tmp_path: Path) -> None:
         assert "file.queued" in run.stdout and "run.finished" in run.stdout
 
         # Reports mirror the upload's folder: out/ for in/, out/calls/ for in/calls/.
-        listing = sftp_batch(port, "demo", password, ["ls -1 out", "ls -1 out/calls"], cwd=tmp_path)
+        listing = await client.run("demo", password, ["ls -1 out", "ls -1 out/calls"])
         reports = [Path(name).name for name in output_lines(listing)]
         signals_report = next(name for name in reports if name.startswith("signals-"))
         assert any(name.startswith("calls-") for name in reports), reports
-        fetched = sftp_batch(port, "demo", password, [f"get out/{signals_report} report.csv"], cwd=tmp_path)
+        fetched = await client.run("demo", password, [f"get out/{signals_report} report.csv"])
         assert fetched.returncode == 0, fetched.stderr
         lines = (tmp_path / "report.csv").read_text(encoding="utf-8-sig").splitlines()
         rows = list(csv.DictReader(lines[lines.index("row,status,transaction_id,error"):]))

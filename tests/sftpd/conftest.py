@@ -18,7 +18,7 @@ from sftpd.events import UploadCompleted
 from sftpd.hostkeys import load_or_create_host_keys
 from sftpd.server import SftpServer
 from tests.conftest import TEST_PASSWORD
-from tests.sftpd.clients import OpenSSHClient
+from tests.support.clients import OpenSSHClient
 
 TENANT = "acme"
 OTHER_TENANT = "globex"

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import TEST_PASSWORD
-from tests.sftpd.clients import OpenSSHClient, asyncssh_connect, kill_group
+from tests.support.clients import OpenSSHClient, asyncssh_connect, kill_group
 from tests.sftpd.conftest import TENANT, RunningServer, ServerFactory
 
 POLL_SECONDS = 0.02

@@ -14,7 +14,7 @@ import pytest
 from core.tenants import open_state
 from sftpd.defender import Defender
 from tests.conftest import TEST_PASSWORD
-from tests.sftpd.clients import (
+from tests.support.clients import (
     OpenSSHClient,
     asyncssh_connect,
     asyncssh_sftp,

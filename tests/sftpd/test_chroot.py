@@ -12,7 +12,7 @@ import asyncssh
 import pytest
 
 from tests.conftest import TEST_PASSWORD
-from tests.sftpd.clients import asyncssh_sftp, paramiko_sftp
+from tests.support.clients import asyncssh_sftp, paramiko_sftp
 from tests.sftpd.conftest import OTHER_TENANT, TENANT, RunningServer
 
 SECRET = b"globex,confidential\n"

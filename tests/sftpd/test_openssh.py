@@ -6,7 +6,7 @@ import hashlib
 import os
 
 from tests.conftest import TEST_PASSWORD
-from tests.sftpd.clients import OpenSSHClient
+from tests.support.clients import OpenSSHClient
 from tests.sftpd.conftest import TENANT, RunningServer
 
 CSV = b"call_record_id,name\n1,Sale\n2,Lead\n"

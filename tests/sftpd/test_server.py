@@ -6,7 +6,7 @@ import asyncssh
 import pytest
 
 from tests.conftest import TEST_PASSWORD
-from tests.sftpd.clients import asyncssh_connect
+from tests.support.clients import asyncssh_connect
 from tests.sftpd.conftest import TENANT, RunningServer, ServerFactory
 
 

@@ -17,7 +17,7 @@ from sftpd.defender import Defender
 from sftpd.events import UploadCompleted
 from sftpd.server import SftpServer
 from tests.conftest import TEST_PASSWORD
-from tests.sftpd.clients import asyncssh_sftp, paramiko_sftp
+from tests.support.clients import asyncssh_sftp, paramiko_sftp
 from tests.sftpd.conftest import TENANT, RunningServer, ServerFactory
 
 LIMIT = 64 * 1024

@@ -152,3 +152,9 @@ def paramiko_sftp(port: int, user: str, password: str) -> Iterator[paramiko.SFTP
             yield sftp
         finally:
             sftp.close()
+
+
+def output_lines(run: SftpRun) -> list[str]:
+    """What the batch commands printed, without the ``sftp>`` echo of each command."""
+    return [line.strip() for line in run.stdout.splitlines()
+            if line.strip() and not line.startswith("sftp>")]
