@@ -115,7 +115,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("tenant")
     sub.add_argument("name", nargs="?", help="one feed, with its template and mapping")
 
-    sub = command(commands, "check", check, "dry run of read, validate and map on a sample file")
+    sub = command(commands, "check", check, "dry run of read, validate and map on a sample file;"
+                  " exits non-zero unless every row would be posted")
     sub.add_argument("tenant")
     sub.add_argument("file", type=Path)
     sub.add_argument("--feed", help="feed to check against (default: the tenant's default feed)")

@@ -107,3 +107,58 @@ def test_bad_config_file_is_reported(ctl, tmp_path: Path) -> None:
     bad.write_text("[server]\nlisten_port = 'x'\n")
     code, _, err = ctl("--config", str(bad), "tenant", "list")
     assert code == 2 and "listen_port" in err
+
+
+EXAMPLE_FEED = Path(__file__).parents[2] / "etc" / "feeds" / "orders.toml"
+ORDERS = """Order ID;Phone;Ordered At;Total;Plan;Internal Note
+A-000123;+1 8885551212;2016/04/11 01:00:00 PM;129.45;gold;call back
+A-000124;+1 8885551213;2016/04/11 01:05:00 PM;12.345;silver;
+"""
+
+
+def test_new_tenant_has_the_two_default_feeds(ctl) -> None:
+    ctl("tenant", "add", "acme", "--email", "ops@acme.example")
+    code, out, _ = ctl("--json", "feed", "show", "acme")
+    feeds = {row["feed"]: row for row in json.loads(out)}
+    assert code == 0 and set(feeds) == {"signals", "calls"}
+    assert feeds["signals"]["default"] and feeds["calls"]["folder"] == "in/calls/"
+
+
+def test_feed_set_show_and_check_a_sample(ctl, tmp_path: Path) -> None:
+    ctl("tenant", "add", "acme", "--email", "ops@acme.example")
+    code, out, err = ctl("feed", "set", "acme", str(EXAMPLE_FEED))
+    assert code == 0, err
+    _, out, _ = ctl("feed", "show", "acme")
+    assert "orders" in out and "in/orders/" in out
+    sample = tmp_path / "orders.csv"
+    sample.write_text(ORDERS)
+    # plan_type is not in the data dictionary yet: every row fails and the file is refused.
+    code, out, _ = ctl("check", "acme", str(sample), "--feed", "orders")
+    assert code == 1 and "plan_type" in out
+    ctl("fields", "add", "acme", "plan_type")
+    code, out, _ = ctl("--json", "check", "acme", str(sample), "--feed", "orders")
+    result = json.loads(out)
+    # The file would be accepted, but one row would fail: the check says so in its exit code.
+    assert code == 1 and result["file_error"] is None
+    assert [error["number"] for error in result["row_errors"]] == [3]
+    first = result["requests"][0]["body"]
+    assert first["signal"]["partner_unique_id"] == "A-000123" and first["signal"]["name"] == "Sale"
+    assert first["custom_data"] == [{"name": "plan_type", "value": "gold"}]
+
+
+def test_bad_feed_file_is_refused_with_its_line(ctl, tmp_path: Path) -> None:
+    ctl("tenant", "add", "acme", "--email", "ops@acme.example")
+    bad = tmp_path / "bad.toml"
+    bad.write_text('name = "orders"\ntemplate = "signals"\n\n[mapping]\nkind = "fax"\n')
+    code, _, err = ctl("feed", "set", "acme", str(bad))
+    assert code == 1 and f"{bad}:5:" in err
+    code, _, err = ctl("feed", "set", "acme", str(tmp_path / "missing.toml"))
+    assert code == 1 and "missing.toml" in err
+
+
+def test_runs_uploads_and_lockouts_start_empty(ctl) -> None:
+    ctl("tenant", "add", "acme", "--email", "ops@acme.example")
+    assert ctl("runs")[1].strip() == "no runs yet"
+    assert ctl("uploads", "acme")[1].strip() == "no uploads for 'acme'"
+    assert ctl("lockouts")[1].strip() == "no active lockouts"
+    assert ctl("uploads", "ghost")[0] == 1
