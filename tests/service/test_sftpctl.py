@@ -141,7 +141,9 @@ def test_feed_set_show_and_check_a_sample(ctl, tmp_path: Path) -> None:
     # The file would be accepted, but one row would fail: the check says so in its exit code.
     assert code == 1 and result["file_error"] is None
     assert [error["number"] for error in result["row_errors"]] == [3]
-    first = result["requests"][0]["body"]
+    row_number, first_request = result["requests"][0]
+    first = first_request["body"]
+    assert row_number == 2
     assert first["signal"]["partner_unique_id"] == "A-000123" and first["signal"]["name"] == "Sale"
     assert first["custom_data"] == [{"name": "plan_type", "value": "gold"}]
 
