@@ -4,7 +4,7 @@
 #   sudo bench/run.sh [--quick] [--cases 1,2,...] [--runs N] [--output FILE]
 #
 # Installs what is missing (Debian's openssh-server and openssh-client; the project with its
-# `bench` extra into .venv, or into /tmp/venv where that is the shared environment), then runs
+# `bench` extra into .venv), then runs
 # bench/compare.py. A full run of every case writes docs/BENCHMARKS.md; --quick only prints.
 # Needs root: it creates a system user `benchuser`, a chroot /srv/benchchroot and a private sshd
 # on a loopback port, and removes them again at the end.
@@ -20,7 +20,7 @@ fi
 missing=()
 [ -x /usr/sbin/sshd ] || missing+=(openssh-server)
 command -v sftp >/dev/null || missing+=(openssh-client)
-if [ ! -x .venv/bin/python ] && [ ! -x /tmp/venv/bin/python ] && ! python3 -m venv --help >/dev/null 2>&1; then
+if [ ! -x .venv/bin/python ] && ! python3 -m venv --help >/dev/null 2>&1; then
     missing+=(python3-venv)
 fi
 if [ ${#missing[@]} -gt 0 ]; then
@@ -29,18 +29,12 @@ if [ ${#missing[@]} -gt 0 ]; then
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 
-if [ -x .venv/bin/python ]; then
-    python=.venv/bin/python
-elif [ -x /tmp/venv/bin/python ]; then
-    python=/tmp/venv/bin/python
-else
-    python3 -m venv .venv
-    python=.venv/bin/python
-fi
-# The bench extra (psutil) plus the test extra, whose xlwt writes the XLS signal file.
+[ -x .venv/bin/python ] || python3 -m venv .venv
+python=.venv/bin/python
+# The bench extra: psutil, and xlwt to write the XLS signal file.
 if ! (cd / && "$python" -c "import psutil, xlwt, service.daemon, service.sftpctl") >/dev/null 2>&1; then
-    echo "bench/run.sh: installing the project with its bench extra into $("$python" -c 'import sys; print(sys.prefix)')" >&2
-    "$python" -m pip install -q -e '.[bench,test]'
+    echo "bench/run.sh: installing the project with its bench extra into .venv" >&2
+    "$python" -m pip install -q -e '.[bench]'
 fi
 
 exec "$python" -m bench.compare "$@"
