@@ -77,9 +77,11 @@ class IncomingFile:
         """False once the upload was published or discarded."""
         return self._fd >= 0
 
-    def seed(self, existing: VirtualPath) -> None:
-        """Start from the current contents of ``existing``: the client opened it to resume."""
-        source = self._fs.open_for_reading(existing)
+    def seed(self, source: int) -> None:
+        """Start from what ``source`` reads (then close it): the client reopened a file to resume.
+
+        Blocking; the caller opens ``source`` on the event loop (see :mod:`sftpd.vfs`).
+        """
         try:
             while chunk := os.read(source, _COPY_CHUNK_BYTES):
                 self.write(self.size, chunk)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from core.logs import get_logger
@@ -13,18 +14,25 @@ log = get_logger(__name__)
 
 
 class UploadRecorder:
-    """Records completed uploads, then tells the listener; shared by all sessions of a server."""
+    """Records completed uploads, then tells the listener; shared by all sessions of a server.
+
+    Records are written by a thread of their own: the database may be busy (another process, a
+    long transaction of the pipeline), which must never stall the event loop, and the client's
+    close reply waits for the record, so it must not queue behind work in the loop's default
+    executor (staging, scans) either. One thread suffices: the database serialises writers anyway.
+    """
 
     def __init__(self, uploads: UploadStore, listener: UploadListener | None) -> None:
         self._uploads = uploads
         self._listener = listener
+        self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sftpd-recorder")
 
     async def completed(
         self, tenant: str, relative_path: str, local_path: Path, size: int, sha256: str
     ) -> Upload:
-        """Record the upload (in a thread: the database may be busy) and hand it on."""
-        upload = await asyncio.to_thread(
-            self._uploads.record, tenant, relative_path, size, sha256, "sftp"
+        """Record the upload and hand it on."""
+        upload = await asyncio.get_running_loop().run_in_executor(
+            self._writer, self._uploads.record, tenant, relative_path, size, sha256, "sftp"
         )
         log.info(
             "upload.completed",
@@ -46,3 +54,7 @@ class UploadRecorder:
                     upload_id=upload.id,
                 )
         return upload
+
+    def close(self) -> None:
+        """Stop taking records; those already queued are still written."""
+        self._writer.shutdown(wait=False)

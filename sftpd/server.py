@@ -85,6 +85,7 @@ class SftpServer:
             server_host_keys=host_key_pairs(keys),
             sftp_factory=self._new_session,
             allow_scp=False,
+            line_editor=False,
             password_auth=True,
             kbdint_auth=True,
             public_key_auth=False,
@@ -109,6 +110,7 @@ class SftpServer:
         if self._hash_pool is not None:
             self._hash_pool.shutdown(wait=False, cancel_futures=True)
             self._hash_pool = None
+        self._recorder.close()
         log.info("sftpd.stopped")
 
     def _new_connection(self) -> TenantSSHServer:
@@ -133,6 +135,10 @@ class SftpServer:
             return
         for root in sorted(tenants_dir.iterdir()):
             if root.is_dir():
-                removed = TenantFileSystem(root).clear_staging()
+                fs = TenantFileSystem(root)
+                try:
+                    removed = fs.clear_staging()
+                finally:
+                    fs.close()
                 if removed:
                     log.info("upload.stale_removed", tenant=root.name, files=removed)

@@ -43,7 +43,7 @@ from core.logs import get_logger
 from sftpd.handles import IncomingFile, ReadHandle, UploadTooLarge
 from sftpd.recorder import UploadRecorder
 from sftpd.rules import UploadRules
-from sftpd.vfs import INBOX, OUTBOX, TenantFileSystem, VirtualPath, name_error
+from sftpd.vfs import INBOX, OUTBOX, TenantFileSystem, VirtualPath, digest_of, name_error
 
 log = get_logger(__name__)
 
@@ -144,7 +144,7 @@ class TenantSFTPServer(asyncssh.SFTPServer):
         incoming = IncomingFile(self._fs, target, self._rules, append=bool(pflags & FXF_APPEND))
         if existing is not None and not pflags & FXF_TRUNC:
             try:
-                await asyncio.to_thread(incoming.seed, target)
+                await asyncio.to_thread(incoming.seed, self._fs.open_for_reading(target))
             except BaseException:
                 incoming.discard()
                 raise
@@ -250,6 +250,7 @@ class TenantSFTPServer(asyncssh.SFTPServer):
         raise SFTPOpUnsupported("file system statistics are not available")
 
     def exit(self) -> None:
+        self._fs.close()
         log.info("sftp.session.ended", tenant=self._tenant, source=self._source)
 
     # Helpers
@@ -285,7 +286,7 @@ class TenantSFTPServer(asyncssh.SFTPServer):
             and not self._rules.is_temporary(target.name)
         )
         if completes_upload:
-            size, sha256 = await asyncio.to_thread(self._fs.digest, target)
+            size, sha256 = await asyncio.to_thread(digest_of, self._fs.open_for_reading(target))
             await self._recorder.completed(
                 self._tenant, target.relative, self._local(target), size, sha256
             )

@@ -10,6 +10,13 @@ The root shows only ``in/`` and ``out/``. Uploads in progress are written to a h
 folder, :data:`STAGING_DIR`, beside them; it is not reachable from any client path, and it is not
 inside ``in/``, so no one scanning ``in/`` ever sees a partial file.
 
+A session keeps the root, ``in/``, ``out/`` and the staging folder open once it has used them,
+so a request walks only the folders below those: the descriptors were opened by the same
+link-refusing walk, and like an OpenSSH chroot they keep naming the folders the session started
+with. They are used only on the event loop's thread; work handed to threads gets a descriptor of
+its own first, so :meth:`TenantFileSystem.close` at the end of a session can never pull one from
+under a running thread.
+
 Policy (who may write where) is :mod:`sftpd.sftp`'s business; this module only makes sure an
 operation lands on the file the path names, inside the root.
 """
@@ -55,6 +62,8 @@ _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 # The root itself is the operator's choice and may be a link (a tenant moved to another disk).
 _ROOT_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
 _READ_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+# The key under which the root's descriptor is kept; no folder name inside the root is empty.
+_ROOT_KEY = ""
 
 
 @dataclass(frozen=True)
@@ -133,15 +142,25 @@ class TenantFileSystem:
 
     def __init__(self, root: Path) -> None:
         self.root = root
+        self._kept: dict[str, int] = {}
+        self._closed = False
+
+    def close(self) -> None:
+        """Close the folders kept open; later calls still work, walking from the root each time."""
+        self._closed = True
+        kept, self._kept = self._kept, {}
+        for fd in kept.values():
+            os.close(fd)
 
     @contextmanager
     def directory(self, path: VirtualPath) -> Iterator[int]:
         """An open descriptor of the directory ``path`` names."""
-        fd = self._walk(path)
+        fd, owned = self._walk(path)
         try:
             yield fd
         finally:
-            os.close(fd)
+            if owned:
+                os.close(fd)
 
     @contextmanager
     def parent(self, path: VirtualPath) -> Iterator[tuple[int, str]]:
@@ -203,19 +222,6 @@ class TenantFileSystem:
             raise SFTPPermissionDenied(f"{path} is not a regular file")
         return fd
 
-    def digest(self, path: VirtualPath) -> tuple[int, str]:
-        """The size and sha256 of the regular file ``path``."""
-        fd = self.open_for_reading(path)
-        sha256 = hashlib.sha256()
-        size = 0
-        try:
-            while chunk := os.read(fd, _HASH_CHUNK_BYTES):
-                sha256.update(chunk)
-                size += len(chunk)
-        finally:
-            os.close(fd)
-        return size, sha256.hexdigest()
-
     def mkdir(self, path: VirtualPath) -> None:
         with self.parent(path) as (fd, name):
             _call(path, os.mkdir, name, DIR_MODE, dir_fd=fd)
@@ -250,6 +256,10 @@ class TenantFileSystem:
     @contextmanager
     def staging(self, create: bool = True) -> Iterator[int]:
         """The staging folder of uploads in progress, created on first use."""
+        fd = self._kept.get(STAGING_DIR)
+        if fd is not None:
+            yield fd
+            return
         with self.directory(VirtualPath(())) as root_fd:
             try:
                 fd = os.open(STAGING_DIR, _DIR_FLAGS, dir_fd=root_fd)
@@ -261,6 +271,9 @@ class TenantFileSystem:
                 except FileExistsError:
                     pass
                 fd = os.open(STAGING_DIR, _DIR_FLAGS, dir_fd=root_fd)
+        if self._keep(STAGING_DIR, fd):
+            yield fd
+            return
         try:
             yield fd
         finally:
@@ -299,12 +312,19 @@ class TenantFileSystem:
             return 0
         return len(names)
 
-    def _walk(self, path: VirtualPath) -> int:
-        fd = os.open(self.root, _ROOT_FLAGS)
+    def _walk(self, path: VirtualPath) -> tuple[int, bool]:
+        """A descriptor of the directory ``path``, and whether the caller must close it."""
+        fd, owned = self._root()
         try:
             for depth, part in enumerate(path.parts):
                 if (depth == 0 and part not in ROOT_FOLDERS) or part in (".", ".."):
                     raise SFTPNoSuchFile(f"{path}: no such file or folder")
+                kept = self._kept.get(part) if depth == 0 else None
+                if kept is not None:
+                    if owned:
+                        os.close(fd)
+                    fd, owned = kept, False
+                    continue
                 try:
                     next_fd = os.open(part, _DIR_FLAGS, dir_fd=fd)
                 except OSError as exc:
@@ -312,12 +332,42 @@ class TenantFileSystem:
                     if exc.errno == errno.ENOTDIR and _is_link(part, fd):
                         exc = OSError(errno.ELOOP, "symbolic link")
                     raise translate(exc, here) from None
-                os.close(fd)
+                if owned:
+                    os.close(fd)
                 fd = next_fd
+                owned = not (depth == 0 and self._keep(part, fd))
         except BaseException:
-            os.close(fd)
+            if owned:
+                os.close(fd)
             raise
-        return fd
+        return fd, owned
+
+    def _root(self) -> tuple[int, bool]:
+        fd = self._kept.get(_ROOT_KEY)
+        if fd is not None:
+            return fd, False
+        fd = os.open(self.root, _ROOT_FLAGS)
+        return fd, not self._keep(_ROOT_KEY, fd)
+
+    def _keep(self, key: str, fd: int) -> bool:
+        """Keep ``fd`` open for the rest of the session, unless the session is over."""
+        if self._closed:
+            return False
+        self._kept[key] = fd
+        return True
+
+
+def digest_of(fd: int) -> tuple[int, str]:
+    """The size and sha256 of what ``fd`` reads, from where it stands; closes ``fd``."""
+    sha256 = hashlib.sha256()
+    size = 0
+    try:
+        while chunk := os.read(fd, _HASH_CHUNK_BYTES):
+            sha256.update(chunk)
+            size += len(chunk)
+    finally:
+        os.close(fd)
+    return size, sha256.hexdigest()
 
 
 def translate(exc: OSError, path: VirtualPath) -> SFTPError | OSError:
