@@ -85,7 +85,7 @@ class Ingest:
         task.add_done_callback(self._staged_done)
 
     async def stage(self, upload: Upload, local_path: Path) -> StagedUpload | None:
-        return await asyncio.to_thread(self.stager.stage, upload, local_path)
+        return await self.stager.stage_in_worker(upload, local_path)
 
     async def settled(self) -> None:
         """Wait until every upload handed to :meth:`on_upload` so far is staged."""

@@ -16,11 +16,13 @@ by a periodic :class:`Scanner` once their size and mtime have stopped changing.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import os
 import shutil
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
@@ -49,6 +51,14 @@ class Stager:
         self.uploads = uploads
         self.feeds = feeds
         self.staged = staged
+        # One thread of its own: a burst of uploads queues here, not in the loop's default
+        # executor, where the front door and the pipeline wait for short jobs.
+        self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ingest-stager")
+
+    async def stage_in_worker(self, upload: Upload, local_path: Path) -> StagedUpload | None:
+        """:meth:`stage` on the stager's own thread."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._worker, self.stage, upload, local_path)
 
     def stage(self, upload: Upload, local_path: Path) -> StagedUpload | None:
         """Snapshot ``upload`` (now at ``local_path``); None if it cannot be staged.
@@ -92,7 +102,7 @@ class Stager:
                 detail = f"superseded by upload {newer}" if newer else "superseded by a newer upload"
                 self.uploads.set_state(older.upload_id, UploadState.SUPERSEDED, detail)
         for older in superseded:
-            shutil.rmtree(Path(older.snapshot).parent, ignore_errors=True)
+            _remove_snapshot(Path(older.snapshot))
         log.info("staging.staged", tenant=upload.tenant, upload=upload.id, path=upload.path,
                  feed=feed_name, superseded=[older.upload_id for older in superseded])
         return staged
@@ -100,7 +110,7 @@ class Stager:
     def _feed_of(self, tenant: str, relative: PurePosixPath) -> tuple[str, str]:
         """The feed a file goes to, and why it cannot (empty if it can)."""
         if len(relative.parts) == 1:
-            return self.feeds.default(tenant).name, ""
+            return self.feeds.default_name(tenant), ""
         name = relative.parts[0]
         if self.feeds.find(tenant, name) is None:
             known = ", ".join(feed.name for feed in self.feeds.list(tenant))
@@ -219,7 +229,13 @@ def _last_upload_by_path(uploads: list[Upload]) -> dict[str, Upload]:
 
 
 def _snapshot(source: Path, folder: Path) -> tuple[Path, str]:
-    """Copy ``source`` into ``folder`` (mode 0600), hashing the bytes copied."""
+    """Copy ``source`` into ``folder`` (mode 0600), hashing the bytes copied.
+
+    Not fsynced: the upload it copies was not either (the front door leaves that to the page
+    cache, as OpenSSH does), and a sync per file stalls every file creation on the same file
+    system, the front door's included, behind a journal commit. What a power cut can cost is the
+    same as for the upload itself.
+    """
     _make_folders(folder)
     digest = hashlib.sha256()
     with open(source, "rb") as reader:
@@ -229,8 +245,6 @@ def _snapshot(source: Path, folder: Path) -> tuple[Path, str]:
                 while chunk := reader.read(COPY_CHUNK_BYTES):
                     digest.update(chunk)
                     writer.write(chunk)
-                writer.flush()
-                os.fsync(writer.fileno())
         except BaseException:
             os.unlink(temporary)
             raise
@@ -239,8 +253,24 @@ def _snapshot(source: Path, folder: Path) -> tuple[Path, str]:
     return target, digest.hexdigest()
 
 
+def _remove_snapshot(snapshot: Path) -> None:
+    """Delete a snapshot and its folder; the folder holds nothing else unless a copy broke off."""
+    try:
+        snapshot.unlink()
+        snapshot.parent.rmdir()
+    except OSError:
+        shutil.rmtree(snapshot.parent, ignore_errors=True)
+
+
 def _make_folders(folder: Path) -> None:
     """``folder`` and its missing parents, each private (mkdir's mode applies to the last only)."""
+    try:
+        folder.mkdir(mode=FOLDER_MODE)
+        return
+    except FileExistsError:
+        return
+    except FileNotFoundError:
+        pass
     missing = [folder, *folder.parents]
     for part in reversed(missing):
         if not part.exists():

@@ -155,6 +155,13 @@ class FeedStore:
             return parse_feed(row["text"], _source(tenant, row["name"]))
         return self.get(tenant, DEFAULT_FEED)
 
+    def default_name(self, tenant: str) -> str:
+        """The name of :meth:`default` without parsing any feed (staging asks for every upload)."""
+        row = self.db.query_one(
+            "SELECT name FROM ingest_feeds WHERE tenant = ? AND is_default = 1", (tenant,)
+        )
+        return str(row["name"]) if row else DEFAULT_FEED
+
     def text(self, tenant: str, name: str) -> str:
         """The TOML a feed was set from (a shipped feed's own definition if never set)."""
         row = self.db.query_one(
