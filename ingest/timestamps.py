@@ -53,12 +53,15 @@ def parse_timestamp(text: str, tz: ZoneInfo) -> datetime:
     Raises ValueError naming the value and the formats accepted.
     """
     value = text.strip()
-    if value.isdigit() and value.isascii():
-        return _parse_digits(value)
-    if match := _ISO.fullmatch(value):
-        return _parse_iso(value, match)
-    if match := _EXCEL.fullmatch(value):
-        return _parse_excel(value, match, tz)
+    try:
+        if value.isdigit() and value.isascii():
+            return _parse_digits(value)
+        if match := _ISO.fullmatch(value):
+            return _parse_iso(value, match)
+        if match := _EXCEL.fullmatch(value):
+            return _parse_excel(value, match, tz)
+    except OverflowError:
+        raise ValueError(_out_of_range(text)) from None
     raise ValueError(f"{text!r} is not a timestamp: {FORMATS_HINT}")
 
 
@@ -81,7 +84,10 @@ def parse_iso_utc(text: str) -> datetime:
     year, month, day, hour, minute, second, fraction, zulu, sign, off_h, off_m = match.groups()
     zone = timezone.utc if zulu or not sign else _offset(value, sign, off_h, off_m)
     moment = _build(value, [year, month, day, hour, minute, second], fraction, zone)
-    return moment.astimezone(timezone.utc)
+    try:
+        return moment.astimezone(timezone.utc)
+    except OverflowError:
+        raise ValueError(_out_of_range(text)) from None
 
 
 def format_iso_utc(moment: datetime) -> str:
@@ -89,6 +95,11 @@ def format_iso_utc(moment: datetime) -> str:
     if moment.tzinfo is not timezone.utc:
         moment = moment.astimezone(timezone.utc)
     return moment.isoformat(timespec="milliseconds")[:23] + "Z"
+
+
+def _out_of_range(text: str) -> str:
+    """Year 1 ahead of UTC, or year 9999 behind it: the instant has no date in UTC."""
+    return f"{text!r} is out of range: in UTC it falls before year 1 or after year 9999"
 
 
 def _parse_digits(value: str) -> datetime:

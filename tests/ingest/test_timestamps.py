@@ -224,3 +224,16 @@ def test_iso_utc(text: str, expected: datetime) -> None:
 def test_iso_utc_refuses(text: str, reason: str) -> None:
     with pytest.raises(ValueError, match=reason):
         parse_iso_utc(text)
+
+
+@pytest.mark.parametrize(
+    "text", ["0001-01-01T00:00:00+05:00", "9999-12-31T23:59:59-07:00", "0001/01/01 00:00:00 AM"]
+)
+def test_instants_outside_the_utc_calendar_are_errors(text: str) -> None:
+    with pytest.raises(ValueError, match="out of range"):
+        parse_timestamp(text, BERLIN)
+
+
+def test_iso_utc_outside_the_utc_calendar_is_an_error() -> None:
+    with pytest.raises(ValueError, match="out of range"):
+        parse_iso_utc("0001-01-01 00:00:00+05:00")
