@@ -8,6 +8,7 @@ it would send, so both sides see exactly what a real run would do. Nothing is po
 from __future__ import annotations
 
 import json
+import math
 import textwrap
 from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
@@ -16,7 +17,7 @@ from zoneinfo import ZoneInfo
 
 from ingest.errors import FileRejected
 from ingest.feeds import Feed
-from ingest.mapping import DestinationRequest, map_row
+from ingest.mapping import DestinationRequest, map_rows
 from ingest.readers import read_table
 from ingest.validate import RowResult, check_file, validate
 
@@ -74,13 +75,19 @@ def check_sample(
     result.file_error = validation.file_error
     result.rows = len(validation.rows)
     result.row_errors = validation.bad
-    for row in validation.good:
-        if len(result.requests) >= sample_requests:
-            break
-        try:
-            result.requests.append((row.number, map_row(feed, row.values, tz)))
-        except ValueError as exc:
-            result.row_errors.append(RowResult(row.number, row.values, str(exc)))
+    mapped = map_rows(feed, validation, tz)
+    result.requests = mapped.requests[: max(sample_requests, 0)]
+    # The rows a sample looks at end with the one that completes it.
+    if len(result.requests) < sample_requests:
+        end = math.inf
+    else:
+        end = result.requests[-1][0] if result.requests else -math.inf
+    rows = {row.number: row for row in validation.good}
+    result.row_errors.extend(
+        RowResult(number, rows[number].values, error)
+        for number, error in mapped.failures
+        if number < end
+    )
     return result
 
 

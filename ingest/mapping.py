@@ -27,17 +27,28 @@ from __future__ import annotations
 
 import hashlib
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, NamedTuple
+from itertools import repeat
+from typing import Any, NamedTuple, cast
 from zoneinfo import ZoneInfo
 
 from ingest.coercion import checker
 from ingest.feeds import Feed
 from ingest.fields import Target, target_type
+from ingest.gcpause import collection_paused
+from ingest.validate import GoodColumns, RowResult, Validation
 
-__all__ = ["CALL_PATH", "LOOKUP_PATH", "SIGNAL_PATH", "DestinationRequest", "map_row"]
+__all__ = [
+    "CALL_PATH",
+    "LOOKUP_PATH",
+    "SIGNAL_PATH",
+    "DestinationRequest",
+    "MappedRows",
+    "map_row",
+    "map_rows",
+]
 
 SIGNAL_PATH = "/transactions/signals.json"
 CALL_PATH = "/calls.json"
@@ -91,6 +102,154 @@ def map_row(feed: Feed, values: dict[str, str | None], tz: ZoneInfo) -> Destinat
         body=body,
         key=hashlib.sha256(key_text.encode()).hexdigest(),
     )
+
+
+@dataclass
+class MappedRows:
+    """The requests of a file's good rows and the rows that cannot be mapped, by file row number,
+    each list in file order."""
+
+    requests: list[tuple[int, DestinationRequest]]
+    failures: list[tuple[int, str]]
+
+
+@collection_paused()
+def map_rows(feed: Feed, validation: Validation, tz: ZoneInfo) -> MappedRows:
+    """The requests of the good rows of ``validation``: what ``map_row`` makes of each, and why
+    it refuses the others.
+
+    A validation that ``validate`` made for this feed and zone is mapped a column at a time: its
+    values are already canonical for the fields they go to, so they are not checked again, and
+    values that repeat in a column are prepared once.
+    """
+    columns = validation.columns
+    if columns is None or columns.feed is not feed or columns.tz != tz:
+        return _map_each(feed, validation.good, tz)
+    plan = _plan(feed, columns.keys, tz)
+    if any(len(set(fields)) < len(fields) for fields in _section_fields(plan).values()):
+        # Two columns filling one field: the row-by-row rule says which value wins.
+        return _map_each(feed, validation.good, tz)
+    return _map_columns(plan, columns)
+
+
+def _map_each(feed: Feed, rows: Iterable[RowResult], tz: ZoneInfo) -> MappedRows:
+    mapped = MappedRows(requests=[], failures=[])
+    for row in rows:
+        try:
+            mapped.requests.append((row.number, map_row(feed, row.values, tz)))
+        except ValueError as exc:
+            mapped.failures.append((row.number, str(exc)))
+    return mapped
+
+
+def _map_columns(plan: _Plan, good: GoodColumns) -> MappedRows:
+    count = len(good.numbers)
+    fields: dict[str, list[str]] = {section: [] for section in plan.sections}
+    values: dict[str, list[Sequence[Any]]] = {section: [] for section in plan.sections}
+    for step in plan.steps:
+        column = good.values[step.position] if step.position is not None else None
+        fields[step.section].append(step.field)
+        if column is None:
+            column = [step.constant] * count
+        values[step.section].append(_integers(column) if step.integer else column)
+    sections = [
+        _section_dicts(tuple(fields[section]), values[section], count) for section in plan.sections
+    ]
+    mapped = MappedRows(requests=[], failures=[])
+    kind, method, path, build = plan.kind, plan.method, plan.path, plan.build
+    for number, key, row_sections in zip(good.numbers, _keys(plan, good), zip(*sections)):
+        try:
+            body = build(dict(zip(plan.sections, row_sections)))
+        except ValueError as exc:
+            mapped.failures.append((number, str(exc)))
+            continue
+        mapped.requests.append((number, _request(kind, method, path, body, key)))
+    return mapped
+
+
+def _keys(plan: _Plan, good: GoodColumns) -> list[str]:
+    """The key of each good row, as ``map_row`` makes it.
+
+    The key texts are formatted from one template per file: a column of mostly unique values
+    adds its label, length and value; one with missing or repeated values adds parts made once per
+    distinct value.
+    """
+    template = [_literal(f"{plan.kind}\n{plan.method} {plan.path}\n")]
+    arguments: list[Sequence[Any]] = []
+    for step in plan.steps:
+        if step.position is None:
+            assert step.constant is not None
+            template.append(_literal(f"{step.label}{len(step.constant)}:{step.constant}"))
+            continue
+        column = good.values[step.position]
+        distinct = set(column)
+        if None in distinct or len(distinct) * _REPEATS <= len(column):
+            template.append("%s")
+            arguments.append(_parts(step.label, column, distinct))
+        else:
+            template.append(_literal(step.label) + "%d:%s")
+            arguments.extend((list(map(len, cast(Sequence[str], column))), column))
+    text = "".join(template)
+    if not arguments:
+        texts: Iterable[str] = [text % ()] * len(good.numbers)
+    else:
+        texts = map(text.__mod__, zip(*arguments))
+    return [hashlib.sha256(text.encode()).hexdigest() for text in texts]
+
+
+def _literal(text: str) -> str:
+    return text.replace("%", "%%")
+
+
+def _request(kind: str, method: str, path: str, body: dict[str, Any], key: str) -> DestinationRequest:
+    """A DestinationRequest made without the frozen dataclass' five ``object.__setattr__`` calls,
+    which cost more than the rest of a row's mapping."""
+    request = object.__new__(DestinationRequest)
+    object.__setattr__(
+        request, "__dict__", {"kind": kind, "method": method, "path": path, "body": body, "key": key}
+    )
+    return request
+
+
+def _section_fields(plan: _Plan) -> dict[str, list[str]]:
+    fields: dict[str, list[str]] = {section: [] for section in plan.sections}
+    for step in plan.steps:
+        fields[step.section].append(step.field)
+    return fields
+
+
+def _parts(
+    label: str, column: Sequence[str | None], distinct: Iterable[str | None]
+) -> list[str]:
+    """Each value's part of the key text, as ``map_row`` writes it; empty for a missing value."""
+    texts: dict[str | None, str] = {
+        value: f"{label}{len(value)}:{value}" for value in distinct if value is not None
+    }
+    return list(map(texts.get, column, repeat("")))
+
+
+def _integers(column: Sequence[str | None]) -> list[int | None]:
+    numbers: dict[str | None, int] = {
+        value: int(value) for value in set(column) if value is not None
+    }
+    return list(map(numbers.get, column))
+
+
+def _section_dicts(
+    fields: tuple[str, ...], columns: list[Sequence[Any]], count: int
+) -> list[dict[str, Any]]:
+    """One dict per row of a section's present values, in step order."""
+    if not fields:
+        return [{} for _ in range(count)]
+    rows = zip(*columns)
+    if not any(None in column for column in columns):
+        return list(map(dict, map(zip, repeat(fields), rows)))
+    return [
+        {name: value for name, value in zip(fields, row) if value is not None}
+        if None in row
+        else dict(zip(fields, row))
+        for row in rows
+    ]
 
 
 class _Step(NamedTuple):
@@ -220,6 +379,8 @@ _SECTIONS = {
 }
 _PATHS = {"signal": SIGNAL_PATH, "call": CALL_PATH}
 _BUILDERS = {"signal": _signal_body, "lookup": _lookup_body, "call": _call_body}
+# A column whose values repeat this many times on average has its key parts made once per value.
+_REPEATS = 2
 # Plans by (feed identity, columns, zone); a handful of feeds and files are active at a time.
 MAX_CACHED_PLANS = 64
 _PLANS: OrderedDict[tuple[int, tuple[str, ...], ZoneInfo], tuple[Feed, _Plan]] = OrderedDict()

@@ -28,7 +28,7 @@ import codecs
 import csv
 import io
 import itertools
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
 from datetime import date, datetime, time, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -37,6 +37,7 @@ from typing import Any
 import python_calamine
 
 from ingest.errors import FileRejected
+from ingest.gcpause import collection_paused
 
 __all__ = ["MISSING", "Table", "read_table"]
 
@@ -50,21 +51,60 @@ OLE2_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
 UTF16_SNIFF_BYTES = 256
 # Integers beyond this cannot be stored exactly in a spreadsheet cell (a double).
 EXACT_FLOAT_INTEGER = 2**53
+# Months, days, hours, minutes and seconds as two digits: a lookup costs less than formatting.
+_TWO_DIGITS = tuple(f"{number:02d}" for number in range(60))
 
 
-@dataclass
 class Table:
     """A header and its rows, every value text or ``None`` for missing.
 
     Rows are in file order, including blank ones, so ``rows[i]`` is file row ``i + 2`` (the
     header is row 1). Short rows are padded with ``None``; trailing missing cells beyond the header
     are dropped; a row that is still longer than the header is kept as is, for validation to refuse.
+
+    The readers hand a rectangular table over column by column (``from_columns``), as validation
+    works a column at a time: the rows of a large file are then only made if someone asks for them.
     """
 
-    header: list[str]
-    rows: list[list[str | None]]
+    __slots__ = ("_columns", "_rows", "header")
+
+    def __init__(self, header: list[str], rows: list[list[str | None]]) -> None:
+        self.header = header
+        self._rows: list[list[str | None]] | None = rows
+        self._columns: list[list[str | None]] | None = None
+
+    @classmethod
+    def from_columns(cls, header: list[str], columns: list[list[str | None]]) -> Table:
+        """A table with one equally long column of values per header name."""
+        table = cls(header, [])
+        table._rows, table._columns = None, columns
+        return table
+
+    @property
+    def rows(self) -> list[list[str | None]]:
+        if self._rows is None:
+            assert self._columns is not None
+            self._rows = list(map(list, zip(*self._columns)))
+            # The rows may now be changed in place; the columns would not follow.
+            self._columns = None
+        return self._rows
+
+    @property
+    def columns(self) -> list[list[str | None]] | None:
+        """The values column by column if the table came that way and its rows were never asked
+        for, else None."""
+        return self._columns
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Table):
+            return NotImplemented
+        return self.header == other.header and self.rows == other.rows
+
+    def __repr__(self) -> str:
+        return f"Table(header={self.header!r}, rows={self.rows!r})"
 
 
+@collection_paused()
 def read_table(path: Path) -> Table:
     """The first table of ``path``; raises FileRejected when it cannot be read."""
     try:
@@ -87,12 +127,40 @@ def _read_csv(data: bytes) -> Table:
     if not records:
         return Table(header=[], rows=[])
     header = _header(records[0])
+    del records[0]
+    return _table(header, records, _clean_texts, _clean_record)
+
+
+def _clean_record(record: list[str]) -> list[str | None]:
+    return [None if (cell := value.strip()) in MISSING else cell for value in record]
+
+
+def _clean_texts(cells: Sequence[str]) -> list[str | None]:
+    texts: list[str | None] = list(map(str.strip, cells))
+    if MISSING.isdisjoint(texts):
+        return texts
+    return [None if text in MISSING else text for text in texts]
+
+
+def _table(
+    header: list[str],
+    records: list[list[Any]],
+    clean_column: Callable[[Sequence[Any]], list[str | None]],
+    clean_record: Callable[[list[Any]], list[str | None]],
+) -> Table:
+    """The records as a table of text, fitted to the header.
+
+    Files are nearly always rectangular, and then their cells are cleaned a column at a time,
+    where repeats and the common case (nothing to strip, nothing missing) cost least.
+    """
     width = len(header)
-    rows = []
-    for record in itertools.islice(records, 1, None):
-        cells = [None if (cell := value.strip()) in MISSING else cell for value in record]
-        rows.append(_fit(cells, width))
-    return Table(header=header, rows=rows)
+    lengths = set(map(len, records))
+    if lengths == {width} and width:
+        return Table.from_columns(header, [clean_column(cells) for cells in zip(*records)])
+    if len(lengths) == 1 and 0 not in lengths and width:
+        columns = [clean_column(cells) for cells in zip(*records)]
+        return Table(header, [_fit(row, width) for row in map(list, zip(*columns))])
+    return Table(header, [_fit(clean_record(record), width) for record in records])
 
 
 def _decode(data: bytes) -> str:
@@ -172,17 +240,32 @@ def _read_workbook(path: Path) -> Table:
     if not sheet:
         return Table(header=[], rows=[])
     header = _header([_cell_text(cell) for cell in sheet[0]])
-    width = len(header)
-    rows = []
-    for record in itertools.islice(sheet, 1, None):
-        cells = [
-            (None if (text := cell.strip()) in MISSING else text)
-            if type(cell) is str
-            else _cell_text(cell)
-            for cell in record
-        ]
-        rows.append(_fit(cells, width))
-    return Table(header=header, rows=rows)
+    del sheet[0]
+    return _table(header, sheet, _cell_texts, _record_texts)
+
+
+def _record_texts(record: list[Any]) -> list[str | None]:
+    return [
+        (None if (text := cell.strip()) in MISSING else text)
+        if type(cell) is str
+        else _cell_text(cell)
+        for cell in record
+    ]
+
+
+def _cell_texts(cells: Sequence[Any]) -> list[str | None]:
+    """A column of cells as text, each distinct cell rendered once.
+
+    Distinct cells are keyed by value, which is safe as long as the column holds text and at most
+    one other type: ``1 == 1.0 == True`` would otherwise merge cells rendered differently.
+    """
+    kinds = set(map(type, cells))
+    if kinds == {str}:
+        return _clean_texts(cells)
+    if len(kinds - {str}) > 1:
+        return list(map(_cell_text, cells))
+    texts = {cell: _cell_text(cell) for cell in set(cells)}
+    return list(map(texts.__getitem__, cells))
 
 
 def _cell_text(cell: Any) -> str | None:
@@ -217,10 +300,10 @@ def _number_text(value: float) -> str:
 
 
 def _excel_datetime(moment: datetime) -> str:
-    hour = moment.hour % 12 or 12
-    meridiem = "PM" if moment.hour >= 12 else "AM"
+    hour = moment.hour
     millis = f".{moment.microsecond // 1000:03d}" if moment.microsecond else ""
     return (
-        f"{moment.year:04d}/{moment.month:02d}/{moment.day:02d}"
-        f" {hour:02d}:{moment.minute:02d}:{moment.second:02d}{millis} {meridiem}"
+        f"{moment.year:04d}/{_TWO_DIGITS[moment.month]}/{_TWO_DIGITS[moment.day]}"
+        f" {_TWO_DIGITS[hour % 12 or 12]}:{_TWO_DIGITS[moment.minute]}"
+        f":{_TWO_DIGITS[moment.second]}{millis} {'PM' if hour >= 12 else 'AM'}"
     )

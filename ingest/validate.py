@@ -20,8 +20,9 @@ from __future__ import annotations
 
 import itertools
 import stat
-from collections.abc import Collection, Iterable
-from dataclasses import dataclass
+from collections.abc import Collection, Iterable, Sequence
+from dataclasses import dataclass, field
+from itertools import compress
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -30,6 +31,7 @@ from core.filenames import upload_name_error
 from ingest.coercion import column_checker
 from ingest.feeds import REQUIRED_TARGETS, Feed
 from ingest.fields import DICTIONARY_SECTIONS, SEARCH_KEYS, Target, target_type
+from ingest.gcpause import collection_paused
 from ingest.readers import Table
 from ingest.templates import Column, Template
 
@@ -40,19 +42,74 @@ check_file_name = upload_name_error
 
 #: File row number of the first data row: the header is row 1.
 FIRST_DATA_ROW = 2
+# Types whose canonical text is the value itself.
+_VERBATIM_TYPES = frozenset({"string", "text"})
 
 
-@dataclass
 class RowResult:
-    number: int
-    values: dict[str, str | None]
-    error: str | None
+    """One row: its file row number, its canonical values by column, why it is rejected or None.
+
+    Rows made by ``validate`` build their values dict only when it is read, as mapping a whole file
+    works on ``Validation.columns`` instead.
+    """
+
+    __slots__ = ("_cells", "_keys", "_values", "error", "number")
+    _keys: tuple[str, ...]
+    _cells: tuple[str | None, ...]
+
+    def __init__(self, number: int, values: dict[str, str | None], error: str | None) -> None:
+        self.number = number
+        self.error = error
+        self._values: dict[str, str | None] | None = values
+
+    @classmethod
+    def _lazy(
+        cls, number: int, keys: tuple[str, ...], cells: tuple[str | None, ...], error: str | None
+    ) -> RowResult:
+        row = cls.__new__(cls)
+        row.number, row.error, row._values, row._keys, row._cells = number, error, None, keys, cells
+        return row
+
+    @property
+    def values(self) -> dict[str, str | None]:
+        if self._values is None:
+            self._values = dict(zip(self._keys, self._cells))
+        return self._values
+
+    @values.setter
+    def values(self, values: dict[str, str | None]) -> None:
+        self._values = values
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, RowResult):
+            return NotImplemented
+        return (self.number, self.values, self.error) == (other.number, other.values, other.error)
+
+    def __repr__(self) -> str:
+        return f"RowResult(number={self.number!r}, values={self.values!r}, error={self.error!r})"
+
+
+@dataclass(frozen=True)
+class GoodColumns:
+    """The good rows of a validation column by column, for ``ingest.mapping.map_rows``.
+
+    ``values[p]`` holds the values of column ``keys[p]`` in the rows ``numbers``, canonical for the
+    request field the column goes to in ``feed``, timestamps read in ``tz``.
+    """
+
+    feed: Feed
+    tz: ZoneInfo
+    keys: tuple[str, ...]
+    numbers: list[int]
+    values: list[Sequence[str | None]]
 
 
 @dataclass
 class Validation:
     file_error: str | None
     rows: list[RowResult]
+    #: The good rows by column, when ``validate`` made this; None otherwise.
+    columns: GoodColumns | None = field(default=None, compare=False, repr=False)
 
     @property
     def good(self) -> list[RowResult]:
@@ -98,6 +155,7 @@ class _Column:
         return target_type(self.target) if self.target else "text"
 
 
+@collection_paused()
 def validate(
     table: Table,
     feed: Feed,
@@ -116,9 +174,19 @@ def validate(
         return Validation(file_error=error, rows=[])
 
     width = len(table.header)
-    rows = table.rows
-    columns = _columns(rows, width)
+    columns = table.columns
     errors: dict[int, list[str]] = {}
+    if columns is None:
+        rows = table.rows
+        filled = list(map(any, rows))
+        for index, length in enumerate(map(len, rows)):
+            if length > width:
+                errors[index] = [f"the row has {length} values but the header has {width} columns"]
+        columns = _columns(rows, width)
+    elif any(map(all, columns)):
+        filled = [True] * len(columns[0])
+    else:
+        filled = list(map(any, zip(*columns)))
     canonical: list[list[str | None]] = []
     invalid: list[set[int]] = []
     for item in plan:
@@ -129,21 +197,47 @@ def validate(
             errors.setdefault(index, []).append(f"{item.key}: {message}")
     _check_rows(plan, canonical, invalid, feed, errors)
 
-    keys = [item.key for item in plan]
-    row_values: Iterable[tuple[str | None, ...]] = (
-        zip(*canonical) if canonical else itertools.repeat(())
+    keys = tuple(item.key for item in plan)
+    row_errors: list[str | None] = [None] * len(filled)
+    for index, messages in errors.items():
+        row_errors[index] = "; ".join(messages)
+    # Blank rows (every value missing) get no result; the others keep their file row numbers.
+    numbers = range(FIRST_DATA_ROW, FIRST_DATA_ROW + len(filled))
+    row_values = zip(*canonical) if canonical else itertools.repeat(())
+    results = list(
+        map(
+            RowResult._lazy,
+            compress(numbers, filled),
+            itertools.repeat(keys),
+            compress(row_values, filled),
+            compress(row_errors, filled),
+        )
     )
-    results = []
-    for index, (row, row_canonical) in enumerate(zip(rows, row_values)):
-        if not any(row):
-            continue
-        messages = errors.get(index)
-        if len(row) > width:
-            too_long = f"the row has {len(row)} values but the header has {width} columns"
-            messages = [too_long, *(messages or [])]
-        error = "; ".join(messages) if messages else None
-        results.append(RowResult(index + FIRST_DATA_ROW, dict(zip(keys, row_canonical)), error))
-    return Validation(file_error=_share_error(results, max_bad_row_share), rows=results)
+    by_column = None
+    if all(map(_canonical_for_target, plan)):
+        good = [is_filled and error is None for is_filled, error in zip(filled, row_errors)]
+        by_column = GoodColumns(
+            feed=feed,
+            tz=tz,
+            keys=keys,
+            numbers=list(compress(numbers, good)),
+            values=[list(compress(values, good)) for values in canonical],
+        )
+    return Validation(
+        file_error=_share_error(results, max_bad_row_share), rows=results, columns=by_column
+    )
+
+
+def _canonical_for_target(item: _Column) -> bool:
+    """Whether checked values of ``item`` are canonical for its request field.
+
+    They are, except where choices give values their own spelling after a type check whose
+    canonical text is not the value itself (``True`` for ``true``).
+    """
+    if item.target is None or item.column is None or not item.column.choices:
+        return True
+    required_type = target_type(item.target)
+    return required_type != item.type or required_type in _VERBATIM_TYPES
 
 
 def _header_error(header: list[str], template: Template) -> str | None:
