@@ -8,8 +8,8 @@ unless a handler is given, and none is. Each connection is authenticated by
 File I/O uses plain ``os`` calls on the event loop: writes of at most a few hundred KiB to the
 local page cache take microseconds, far less than handing each one to a thread (as aiofiles
 would). Work that can take long or wait on a lock (argon2, the database, re-reading a file)
-runs in threads; argon2 has its own pool, sized to the CPUs, so a burst of logins cannot starve
-the threads that record finished uploads.
+runs in threads; argon2 has its own pool, sized to the CPUs, and the recorder its own thread, so
+neither a burst of logins nor staging can delay the reply to a client's close.
 """
 
 from __future__ import annotations
@@ -34,6 +34,11 @@ from sftpd.sftp import TenantSFTPServer
 from sftpd.vfs import TenantFileSystem
 
 log = get_logger(__name__)
+
+# The largest SSH packet OpenSSH sends or accepts (PACKET_MAX_SIZE). Offering it as the channel's
+# packet size lets a client send each SFTP write of up to 255 KiB (what OpenSSH's sftp picks from
+# the limits extension) in one SSH packet instead of eight: an eighth of the per-packet work.
+CHANNEL_MAX_PACKET_BYTES = 256 * 1024
 
 
 class SftpServer:
@@ -86,6 +91,7 @@ class SftpServer:
             sftp_factory=self._new_session,
             allow_scp=False,
             line_editor=False,
+            max_pktsize=CHANNEL_MAX_PACKET_BYTES,
             password_auth=True,
             kbdint_auth=True,
             public_key_auth=False,
