@@ -58,9 +58,9 @@ _PHONE = re.compile(r"\+[1-9]\d{7,14}", re.ASCII)
 _CANONICAL_TIMESTAMP = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z", re.ASCII)
 
 _TIMESTAMP_TYPES = frozenset({"timestamp", "iso_utc"})
-_SIXTY = frozenset(f"{number:02d}" for number in range(60))
-# YYYY-MM-DDTHH:MM:SS and YYYY/MM/DD HH:MM:SS, and YYYYMMDDHHMMSSsss; see _check_timestamps.
-_MIN_CLOCK_LENGTH = len("YYYY-MM-DDTHH:MM:SS")
+# Every MM:SS of an hour, and MMSS; see _check_timestamps.
+_MINUTES_SECONDS = frozenset(f"{minute:02d}:{second:02d}" for minute in range(60) for second in range(60))
+_MINUTES_SECONDS_DIGITS = frozenset(text.replace(":", "") for text in _MINUTES_SECONDS)
 _COMPRESSED_LENGTH = len("YYYYMMDDHHMMSSsss")
 _PROBES = 2
 # Where MM:SS is in the canonical text, YYYY-MM-DDTHH:MM:SS.sssZ.
@@ -139,14 +139,12 @@ def _check_timestamps(
     for value in set(column):
         if value is None:
             continue
-        if len(value) >= _MIN_CLOCK_LENGTH and value[13] == ":" and value[16] == ":":
-            if value[14:16] in _SIXTY and value[17:19] in _SIXTY:
-                clock.setdefault(value[:14] + value[19:], []).append(value)
-                continue
-        elif len(value) == _COMPRESSED_LENGTH and value[10:12] in _SIXTY and value[12:14] in _SIXTY:
+        if value[14:19] in _MINUTES_SECONDS and value[13:14] == ":":
+            clock.setdefault(value[:14] + value[19:], []).append(value)
+        elif len(value) == _COMPRESSED_LENGTH and value[10:14] in _MINUTES_SECONDS_DIGITS:
             compressed.setdefault(value[:10] + value[14:], []).append(value)
-            continue
-        singles.append(value)
+        else:
+            singles.append(value)
     canonical: dict[str | None, str | None] = {None: None}
     for values in clock.values():
         hour = _probe_hour(check, values[0][:14], values[0][19:], ":", len(values))

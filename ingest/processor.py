@@ -32,6 +32,7 @@ from core.logs import get_logger
 from core.tenants import Tenant, TenantStore
 from core.uploads import UploadState, UploadStore
 from ingest.errors import FileRejected
+from ingest.gcpause import collection_paused
 from ingest.mapping import map_rows
 from ingest.notify import Mailer, TenantRun, failure_message
 from ingest.outbox import Outbox, OutboxItem, QueuedRequest, RejectedRow
@@ -203,15 +204,17 @@ class Processor:
         if checked.file_error:
             return _Prepared(len(checked.rows), [], rejected, checked.file_error)
         base = feed.destination.url or self.settings.embedded_api_base
-        mapped = map_rows(feed, checked, zone)
+        with collection_paused():
+            mapped = map_rows(feed, checked, zone)
+            requests = [
+                QueuedRequest(
+                    row_number=number, kind=request.kind, method=request.method,
+                    url=base + request.path, token=feed.destination.token, key=request.key,
+                    body=request.body,
+                )
+                for number, request in mapped.requests
+            ]
         rejected.extend(RejectedRow(number, error) for number, error in mapped.failures)
-        requests = [
-            QueuedRequest(
-                row_number=number, kind=request.kind, method=request.method, url=base + request.path,
-                token=feed.destination.token, key=request.key, body=request.body,
-            )
-            for number, request in mapped.requests
-        ]
         return _Prepared(len(checked.rows), requests, rejected)
 
     def _queue(self, staged: StagedUpload, run: RunRecord, prepared: _Prepared) -> bool:
