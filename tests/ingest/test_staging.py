@@ -45,6 +45,15 @@ async def test_feed_folder_picks_the_feed(ingest: Ingest, tenants: TenantStore, 
     assert staged is not None and (staged.feed, staged.error) == ("calls", "")
 
 
+async def test_a_file_in_in_goes_to_the_tenants_chosen_default_feed(
+    ingest: Ingest, tenants: TenantStore, uploads: UploadStore, tenant: Tenant
+) -> None:
+    ingest.feeds.set("acme", ingest.feeds.text("acme", "calls"), default=True)
+    upload, path = drop(tenants, uploads, "acme", "in/day.csv", "x")
+    staged = await ingest.stage(upload, path)
+    assert staged is not None and (staged.feed, staged.error) == ("calls", "")
+
+
 async def test_unknown_feed_folder_is_staged_with_the_reason(ingest: Ingest, tenants: TenantStore,
                                                              uploads: UploadStore, tenant: Tenant) -> None:
     upload, path = drop(tenants, uploads, "acme", "in/orders/day.csv", SIGNALS)

@@ -119,6 +119,41 @@ async def test_planted_symlinks_are_never_followed(
     assert secret.read_bytes() == SECRET
 
 
+async def test_a_folder_swapped_for_a_link_mid_session_is_not_followed(
+    server: RunningServer, secret: Path
+) -> None:
+    """The session keeps in/ open; what lies below it is still walked link by link every time."""
+    async with asyncssh_sftp(server.port, TENANT, TEST_PASSWORD) as sftp:
+        await sftp.mkdir("/in/drop")
+        await put(sftp, "/in/drop/a.csv", b"1,2\n")
+        assert await sftp.listdir("/in/drop") == ["a.csv"]
+        swapped = server.inbox() / "drop"
+        (swapped / "a.csv").unlink()
+        swapped.rmdir()
+        swapped.symlink_to(secret.parent, target_is_directory=True)
+        with pytest.raises(asyncssh.SFTPPermissionDenied, match="symbolic link"):
+            await sftp.open("/in/drop/secret.csv", "rb")
+        with pytest.raises(asyncssh.SFTPPermissionDenied, match="symbolic link"):
+            await put(sftp, "/in/drop/planted.csv", b"1,2\n")
+    assert sorted(path.name for path in secret.parent.iterdir()) == ["secret.csv"]
+
+
+async def test_a_session_releases_its_folders_when_it_ends(server: RunningServer) -> None:
+    def open_descriptors() -> int:
+        return len(os.listdir("/proc/self/fd"))
+
+    before = open_descriptors()
+    async with asyncssh_sftp(server.port, TENANT, TEST_PASSWORD) as sftp:
+        await put(sftp, "/in/a.csv", b"1,2\n")
+        await sftp.listdir("/out")
+        assert open_descriptors() > before
+    for _ in range(100):
+        if server.server.connection_count == 0 and open_descriptors() == before:
+            break
+        await asyncio.sleep(0.05)
+    assert open_descriptors() == before
+
+
 async def test_hard_links_are_refused(server: RunningServer, secret: Path) -> None:
     async with asyncssh_sftp(server.port, TENANT, TEST_PASSWORD) as sftp:
         await put(sftp, "/in/calls.csv", b"1,2\n")
