@@ -145,7 +145,10 @@ async def test_a_session_releases_its_folders_when_it_ends(server: RunningServer
     before = open_descriptors()
     async with asyncssh_sftp(server.port, TENANT, TEST_PASSWORD) as sftp:
         await put(sftp, "/in/a.csv", b"1,2\n")
-        await sftp.listdir("/out")
+        # Kept folders list in full every time, not only the first.
+        for _ in range(2):
+            assert await sftp.listdir("/in") == ["a.csv"]
+            assert sorted(await sftp.listdir("/")) == ["in", "out"]
         assert open_descriptors() > before
     for _ in range(100):
         if server.server.connection_count == 0 and open_descriptors() == before:
