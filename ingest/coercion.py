@@ -59,7 +59,9 @@ _CANONICAL_TIMESTAMP = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z"
 
 _TIMESTAMP_TYPES = frozenset({"timestamp", "iso_utc"})
 # Every MM:SS of an hour, and MMSS; see _check_timestamps.
-_MINUTES_SECONDS = frozenset(f"{minute:02d}:{second:02d}" for minute in range(60) for second in range(60))
+_MINUTES_SECONDS = frozenset(
+    f"{minute:02d}:{second:02d}" for minute in range(60) for second in range(60)
+)
 _MINUTES_SECONDS_DIGITS = frozenset(text.replace(":", "") for text in _MINUTES_SECONDS)
 _COMPRESSED_LENGTH = len("YYYYMMDDHHMMSSsss")
 _PROBES = 2
@@ -113,7 +115,8 @@ def _check_distinct(
     values = list(map(canonical.__getitem__, column))
     if not failures:
         return values, []
-    return values, [(index, failures[value]) for index, value in enumerate(column) if value in failures]
+    errors = [(index, failures[value]) for index, value in enumerate(column) if value in failures]
+    return values, errors
 
 
 def _check_timestamps(

@@ -10,9 +10,10 @@ request field a column is mapped to, custom data fields missing from the tenant'
 (signal names may be new, custom data fields may not [invoca-sftp-signal-upload.txt]), a signal row
 that cannot find its call, and a call that ends before it starts.
 
-Checks run a column at a time (a type's checker is looked up once per column, strings are
-checked in bulk). Values come out in canonical form (see ``ingest.coercion``), keyed by the
-template's spelling of the column name.
+Checks run a column at a time, each distinct value once (see ``ingest.coercion.column_checker``).
+Values come out in canonical form (see ``ingest.coercion``), keyed by the template's spelling of
+the column name, and the good rows also column by column (``Validation.columns``), which is how
+``ingest.mapping.map_rows`` maps a file.
 Blank rows (every value missing) are skipped without a result; row numbers stay those of the file.
 """
 

@@ -92,7 +92,7 @@ def test_timestamp_columns_match_the_checker_around_offset_changes(
 
 
 def test_timestamp_columns_refuse_what_the_checker_refuses() -> None:
-    hour = [f"2024/05/01 06:{minute:02d}:{second:02d} AM" for minute in (0, 15, 59) for second in (0, 7)]
+    hour = [f"2024/05/01 06:{minute:02d}:{second:02d} AM" for minute in (0, 59) for second in (0, 7)]
     odd = [
         "2024/05/01 06:15:60 AM",
         "2024/05/01 06:60:00 AM",
