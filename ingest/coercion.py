@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
-from ingest.timestamps import format_iso_utc, parse_iso_utc, parse_timestamp
+from core.timestamps import format_iso_utc, parse_iso_utc, parse_timestamp
 
 __all__ = [
     "MAX_STRING_LENGTH",

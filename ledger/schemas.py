@@ -20,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, PlainValidator, ValidationErr
 from ledger.errors import NO_SEARCH_MESSAGE, RecordInvalid
 from ledger.ids import call_record_id_for
 from ledger.records import CallSearch
-from ledger.timestamps import PACIFIC, parse_timestamp
+from core.timestamps import PACIFIC, parse_timestamp
 
 MAX_PARAMETER_LENGTH = 255
 MONEY_PATTERN = re.compile(r"-?\d+(\.\d{1,2})?")

@@ -8,7 +8,7 @@ import httpx
 import pytest
 
 from core.tenants import Tenant, TenantStore
-from ledger.timestamps import ACCEPTED_FORMATS
+from core.timestamps import FORMATS_HINT
 from tests.ledger.helpers import API, TenantClient, error
 
 SIGNALS = f"{API}/transactions/signals.json"
@@ -56,11 +56,11 @@ INVALID_SIGNALS: list[tuple[dict[str, Any], str]] = [
     ({"name": "Sale", "sale_ammount": "1.00"}, "signal.sale_ammount is not a known parameter"),
     (
         {"name": "Sale", "occurred_at_time": "yesterday"},
-        f"signal.occurred_at_time: 'yesterday' is not a timestamp; use {ACCEPTED_FORMATS}",
+        f"signal.occurred_at_time: 'yesterday' is not a timestamp: {FORMATS_HINT}",
     ),
     (
         {"name": "Sale", "occurred_at_time": "2016/02/30 01:00:00 PM"},
-        "signal.occurred_at_time: '2016/02/30 01:00:00 PM' is not a valid timestamp:"
+        "signal.occurred_at_time: '2016/02/30 01:00:00 PM' is not a valid date and time:"
         " day is out of range for month",
     ),
 ]

@@ -7,7 +7,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from ingest.timestamps import parse_iso_utc, parse_timestamp
+from core.timestamps import parse_iso_utc, parse_timestamp
 
 PACIFIC = ZoneInfo("America/Los_Angeles")
 BERLIN = ZoneInfo("Europe/Berlin")

@@ -1,5 +1,7 @@
 """The four timestamp formats of the Signal API, and the "ISO 8601 UTC" type of the ASAPP schemas.
 
+One set of rules for both sides: the processor validates files with them and the embedded API
+parses requests with them, so a value the processor accepts is never refused by the API.
 Every parser returns an aware datetime in UTC, so nothing downstream ever holds a naive time.
 
 Two formats are local wall-clock times: *compressed* (always Pacific time) and *Excel style* (the
@@ -19,7 +21,7 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta, timezone
 from zoneinfo import ZoneInfo
 
-__all__ = ["PACIFIC", "format_iso_utc", "parse_iso_utc", "parse_timestamp"]
+__all__ = ["FORMATS_HINT", "PACIFIC", "TimestampError", "format_iso_utc", "parse_iso_utc", "parse_timestamp"]
 
 PACIFIC = ZoneInfo("America/Los_Angeles")
 UTC_ZONE = ZoneInfo("UTC")
@@ -30,6 +32,12 @@ FORMATS_HINT = (
     "Pacific time), ISO 8601 with an offset or Z (2016-04-11T13:00:00-07:00) or "
     "YYYY/MM/DD HH:MM:SS AM/PM"
 )
+
+
+
+class TimestampError(ValueError):
+    """Text that is none of the accepted formats, or names a time that does not exist."""
+
 
 _ISO = re.compile(
     r"(\d{4})([-/])(\d{2})\2(\d{2})[Tt](\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,6}))?"
@@ -50,7 +58,7 @@ _ISO_UTC = re.compile(
 def parse_timestamp(text: str, tz: ZoneInfo) -> datetime:
     """One of the four Signal API formats as UTC; Excel style is read in ``tz``.
 
-    Raises ValueError naming the value and the formats accepted.
+    Raises TimestampError naming the value and the formats accepted.
     """
     value = text.strip()
     try:
@@ -61,8 +69,8 @@ def parse_timestamp(text: str, tz: ZoneInfo) -> datetime:
         if match := _EXCEL.fullmatch(value):
             return _parse_excel(value, match, tz)
     except OverflowError:
-        raise ValueError(_out_of_range(text)) from None
-    raise ValueError(f"{text!r} is not a timestamp: {FORMATS_HINT}")
+        raise TimestampError(_out_of_range(text)) from None
+    raise TimestampError(f"{text!r} is not a timestamp: {FORMATS_HINT}")
 
 
 def parse_iso_utc(text: str) -> datetime:
@@ -77,7 +85,7 @@ def parse_iso_utc(text: str) -> datetime:
     if match is None and (excel := _EXCEL.fullmatch(value)):
         return _parse_excel(value, excel, UTC_ZONE)
     if match is None:
-        raise ValueError(
+        raise TimestampError(
             f"{text!r} is not an ISO 8601 UTC timestamp: expected YYYY-MM-DDTHH:MM:SS[.ffffff]Z,"
             " e.g. 2020-01-03T20:02:13Z, or a spreadsheet date cell"
         )
@@ -87,7 +95,7 @@ def parse_iso_utc(text: str) -> datetime:
     try:
         return moment.astimezone(timezone.utc)
     except OverflowError:
-        raise ValueError(_out_of_range(text)) from None
+        raise TimestampError(_out_of_range(text)) from None
 
 
 def format_iso_utc(moment: datetime) -> str:
@@ -111,7 +119,7 @@ def _parse_digits(value: str) -> datetime:
         fields = [value[start : start + 2] for start in range(4, 14, 2)]
         naive = _build(value, [value[:4], *fields], value[14:], None)
         return _localize(value, naive, PACIFIC)
-    raise ValueError(
+    raise TimestampError(
         f"{value!r} has {len(value)} digits: a numeric timestamp has 10 (epoch seconds),"
         " 13 (epoch milliseconds) or 17 (YYYYMMDDHHMMSSsss, Pacific time)"
     )
@@ -146,14 +154,14 @@ def _hour_24(value: str, hour: int, meridiem: str) -> int:
     """
     afternoon = meridiem.upper() == "PM"
     if hour > 23:
-        raise ValueError(f"{value!r}: hour {hour} is out of range")
+        raise TimestampError(f"{value!r}: hour {hour} is out of range")
     if hour > 12:
         if not afternoon:
-            raise ValueError(f"{value!r}: hour {hour} contradicts AM")
+            raise TimestampError(f"{value!r}: hour {hour} contradicts AM")
         return hour
     if hour == 0:
         if afternoon:
-            raise ValueError(f"{value!r}: hour 0 contradicts PM")
+            raise TimestampError(f"{value!r}: hour 0 contradicts PM")
         return 0
     if hour == 12:
         return 12 if afternoon else 0
@@ -162,7 +170,7 @@ def _hour_24(value: str, hour: int, meridiem: str) -> int:
 
 def _offset(value: str, sign: str, hours: str, minutes: str) -> timezone:
     if int(hours) > 23 or int(minutes) > 59:
-        raise ValueError(f"{value!r}: UTC offset {sign}{hours}:{minutes} is out of range")
+        raise TimestampError(f"{value!r}: UTC offset {sign}{hours}:{minutes} is out of range")
     delta = timedelta(hours=int(hours), minutes=int(minutes))
     return timezone(-delta if sign == "-" else delta)
 
@@ -176,7 +184,7 @@ def _build(
     try:
         return datetime(year, month, day, hour, minute, second, micro, tzinfo=zone)
     except ValueError as exc:
-        raise ValueError(f"{value!r} is not a valid date and time: {exc}") from None
+        raise TimestampError(f"{value!r} is not a valid date and time: {exc}") from None
 
 
 def _localize(value: str, naive: datetime, zone: ZoneInfo) -> datetime:
@@ -186,7 +194,7 @@ def _localize(value: str, naive: datetime, zone: ZoneInfo) -> datetime:
     if naive.replace(tzinfo=zone, fold=1).utcoffset() != offset:
         local = (naive - offset).replace(tzinfo=timezone.utc).astimezone(zone)
         if local.replace(tzinfo=None) != naive:
-            raise ValueError(
+            raise TimestampError(
                 f"{value!r} does not exist in {zone.key}: the clocks skip that hour when daylight"
                 " saving time starts; give the time with a UTC offset instead"
             )
