@@ -33,6 +33,7 @@ A feed is checked whole when it is parsed; every error names the line of the off
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 import tomllib
@@ -68,8 +69,8 @@ DEFAULT_FEED = "signals"
 FEED_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,31}", re.ASCII)
 TABLE_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}", re.ASCII)
 
-# A new tenant's feeds, parsed like any operator's file so they obey the same rules.
-_DEFAULT_FEED_TEXTS = {
+#: A new tenant's feeds, parsed like any operator's file so they obey the same rules.
+DEFAULT_FEED_TEXTS = {
     "signals": 'name = "signals"\ntemplate = "signals"\n[mapping]\nkind = "signal"\n',
     "calls": 'name = "calls"\ntemplate = "calls"\n[mapping]\nkind = "call"\n',
 }
@@ -173,12 +174,17 @@ def parse_feed(text: str, source: str = "<feed>") -> Feed:
         raise FeedError(source, _line_of(text, exc.path), exc.reason) from None
 
 
-def default_feeds() -> dict[str, Feed]:
-    """A new tenant's feeds: ``signals`` (the default) and ``calls``."""
+@functools.cache
+def _parsed_default_feeds() -> dict[str, Feed]:
     return {
         name: parse_feed(text, f"<default feed {name}>")
-        for name, text in _DEFAULT_FEED_TEXTS.items()
+        for name, text in DEFAULT_FEED_TEXTS.items()
     }
+
+
+def default_feeds() -> dict[str, Feed]:
+    """A new tenant's feeds: ``signals`` (the default) and ``calls``; parsed once, a fresh dict."""
+    return dict(_parsed_default_feeds())
 
 
 def format_feed(feed: Feed) -> str:

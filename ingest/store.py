@@ -16,7 +16,7 @@ from enum import StrEnum
 from core.clock import iso, now_iso
 from core.db import Database
 from core.tenants import TenantError
-from ingest.feeds import DEFAULT_FEED, Feed, default_feeds, parse_feed
+from ingest.feeds import DEFAULT_FEED, DEFAULT_FEED_TEXTS, Feed, default_feeds, parse_feed
 
 COMPONENT = "ingest"
 
@@ -169,22 +169,14 @@ class FeedStore:
         )
         if row:
             return str(row["text"])
-        return _shipped_text(self.get(tenant, name))
+        return DEFAULT_FEED_TEXTS[self.get(tenant, name).name]
 
     def _feeds(self, tenant: str) -> dict[str, Feed]:
-        feeds = dict(default_feeds())
+        feeds = default_feeds()
         rows = self.db.query("SELECT name, text FROM ingest_feeds WHERE tenant = ? ORDER BY name", (tenant,))
         for row in rows:
             feeds[row["name"]] = parse_feed(row["text"], _source(tenant, row["name"]))
         return feeds
-
-
-def _shipped_text(feed: Feed) -> str:
-    """The TOML of a shipped feed, which is a template and a kind with everything else default."""
-    return (
-        f"# The shipped feed {feed.name!r}: `sftpctl feed set` a file with this name to change it.\n"
-        f'name = "{feed.name}"\ntemplate = "{feed.template.name}"\n[mapping]\nkind = "{feed.mapping.kind}"\n'
-    )
 
 
 def _source(tenant: str, name: str) -> str:

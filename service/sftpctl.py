@@ -19,7 +19,7 @@ from core.passwords import PasswordError, generate_password
 from core.tenants import TenantError
 from ingest.check import check_sample, format_check
 from ingest.errors import FileRejected
-from ingest.feeds import FeedError
+from ingest.feeds import FeedError, format_feed
 from ingest.runlock import RunInProgress
 from service.context import Context
 from service.embedded_api import embedded_api_running
@@ -277,7 +277,10 @@ def feed_show(context: Context, args: argparse.Namespace) -> None:
     store = context.ingest.feeds
     if args.name:
         feed = store.get(args.tenant, args.name)
-        print_json(feed) if args.json else print(store.text(args.tenant, args.name))
+        if args.json:
+            print_json({"feed": feed, "text": store.text(args.tenant, args.name)})
+        else:
+            print(format_feed(feed))
         return
     default = store.default(args.tenant).name
     rows = [{"feed": f.name, "default": f.name == default, "kind": f.mapping.kind,
@@ -296,7 +299,17 @@ def check(context: Context, args: argparse.Namespace) -> int:
         settings.post.max_bad_row_share, settings.server.max_upload_bytes,
         settings.server.allowed_extensions,
     )
-    print_json(result) if args.json else print(format_check(result))
+    if args.json:
+        print_json({
+            "file": str(result.path), "feed": result.feed, "template": result.template,
+            "timezone": result.timezone, "ok": result.ok, "file_error": result.file_error,
+            "rows": result.rows, "good": result.good, "bad": result.bad,
+            "row_errors": [{"row": row.number, "error": row.error} for row in result.row_errors],
+            "requests": [{"row": number, "method": request.method, "path": request.path, "body": request.body}
+                         for number, request in result.requests],
+        })
+    else:
+        print(format_check(result))
     return 0 if result.ok else 1
 
 

@@ -140,10 +140,11 @@ def test_feed_set_show_and_check_a_sample(ctl, tmp_path: Path) -> None:
     result = json.loads(out)
     # The file would be accepted, but one row would fail: the check says so in its exit code.
     assert code == 1 and result["file_error"] is None
-    assert [error["number"] for error in result["row_errors"]] == [3]
-    row_number, first_request = result["requests"][0]
-    first = first_request["body"]
-    assert row_number == 2
+    assert [error["row"] for error in result["row_errors"]] == [3]
+    assert "decimal" in result["row_errors"][0]["error"]
+    assert (result["rows"], result["good"], result["bad"]) == (2, 1, 1)
+    first = result["requests"][0]["body"]
+    assert result["requests"][0]["row"] == 2
     assert first["signal"]["partner_unique_id"] == "A-000123" and first["signal"]["name"] == "Sale"
     assert first["custom_data"] == [{"name": "plan_type", "value": "gold"}]
 
