@@ -24,9 +24,8 @@ from bench.errors import NotAvailable
 from bench.ledger_client import create_calls, tenant_token
 from bench.our_server import REPOSITORY, TENANT_EMAIL, OurServer
 from bench.plan import MB
-from bench.processor import CALLS
 from bench.runner import Measure, Outcome, Side
-from bench.signal_files import csv_file
+from bench.signal_files import CALLS, CUSTOM_COLUMNS, csv_file
 from bench.stats import Row
 
 E2E_TENANT = "benche2e"
@@ -62,7 +61,8 @@ def case_7(context: BenchContext) -> list[Measure]:
         number = next(numbers)
         name = f"e2e{number:03d}.csv"
         local = folder / name
-        rows = csv_file(local, size, CALLS, prefix=f"E{number}-")
+        written = csv_file(local, size, CALLS, prefix=f"E{number}-")
+        rows = written.rows - written.bad
         start = time.perf_counter()
         await client.upload(endpoint, PINNED, [(local, name)])
         await _wait_until_staged(server, name)
@@ -71,7 +71,8 @@ def case_7(context: BenchContext) -> list[Measure]:
         reports = sorted(outbox.rglob(f"{local.stem}-*-report.csv"))
         posted = summary.get("run", {}).get("posted") if isinstance(summary.get("run"), dict) else None
         errors = int(not finished) + int(not reports) + (rows - posted if isinstance(posted, int) else 0)
-        note = f"{rows:,} rows, {rows / elapsed:,.0f} rows/s; posted {posted}"
+        note = (f"{written.rows:,} rows ({written.bad} spoiled on purpose), "
+                f"{written.rows / elapsed:,.0f} rows/s; posted {posted}")
         if not reports:
             note += "; no report in out/"
         if not finished:
@@ -94,6 +95,10 @@ def _e2e_tenant(server: OurServer) -> Endpoint:
     if added.returncode != 0:
         reason = added.stderr.strip()[-ERROR_TEXT_CHARS:]
         raise NotAvailable(f"sftpctl tenant add {E2E_TENANT} failed: {reason}")
+    fields = server.sftpctl("fields", "add", E2E_TENANT, *CUSTOM_COLUMNS)
+    if fields.returncode != 0:
+        reason = fields.stderr.strip()[-ERROR_TEXT_CHARS:]
+        raise NotAvailable(f"sftpctl fields add {E2E_TENANT} failed: {reason}")
     inbox = server.data_dir / "tenants" / E2E_TENANT / "in"
     return dataclasses.replace(server.endpoint, user=E2E_TENANT, inbox=inbox)
 

@@ -1,12 +1,8 @@
 """Case 6: the processor (read + validate + map of a 5 MB signal file) and the embedded API.
 
-The processor runs here, in the bench process, with the same functions and steps as
-``ingest.processor.Processor._prepare``: the file check, ``read_table``, ``validate`` against the
-tenant's default ``signals`` feed, then ``map_row`` for every good row. Its peer is a plain read
-of the same file with the library a hand-written script would use (pandas, openpyxl, xlrd): no
-validation, no mapping, so the peer is the floor, not a competitor.
-
-The API part posts signals to the running daemon's embedded API with httpx, its rate limit off.
+The file part is :mod:`bench.processor_stages` on every file of :mod:`bench.signal_files`, its
+peer's plain read alternating with it in the same run. The API part posts signals to the running
+daemon's embedded API with httpx, its rate limit off.
 """
 
 from __future__ import annotations
@@ -14,146 +10,91 @@ from __future__ import annotations
 import asyncio
 import itertools
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
-from zoneinfo import ZoneInfo
 
 import httpx
 
 from bench.context import BenchContext
 from bench.errors import NotAvailable
-from bench.ledger_client import HTTP_TIMEOUT_SECONDS, api_base, auth, create_calls, tenant_token
+from bench.ledger_client import (
+    HTTP_TIMEOUT_SECONDS,
+    api_base,
+    auth,
+    create_calls,
+    tenant_token,
+)
 from bench.our_server import TENANT
 from bench.plan import MB
+from bench.processor_stages import (
+    FORMATS,
+    SignalFormat,
+    StageTimes,
+    children_cpu_seconds,
+    peer_read,
+    processor,
+)
 from bench.runner import Measure, Outcome, Side
-from bench.signal_files import call_transaction_id, csv_file, xls_file, xlsx_file
+from bench.signal_files import CALLS, call_transaction_id
 from bench.stats import Row
 
-# Signals of the benchmark files spread over this many calls.
-CALLS = 100
-ZONE = ZoneInfo("America/Los_Angeles")
-
-
-@dataclass(frozen=True)
-class Format:
-    extension: str
-    write: Callable[[Path, int, int], int]
-    peer_name: str
-    peer_read: Callable[[Path], int]
-
-
-def _pandas_csv(path: Path) -> int:
-    import pandas
-
-    return len(pandas.read_csv(path, dtype=str, keep_default_na=False))
-
-
-def _openpyxl_xlsx(path: Path) -> int:
-    import openpyxl
-
-    book = openpyxl.load_workbook(path, read_only=True, data_only=True)
-    try:
-        return sum(1 for _ in book.worksheets[0].iter_rows(values_only=True)) - 1
-    finally:
-        book.close()
-
-
-def _xlrd_xls(path: Path) -> int:
-    import xlrd
-
-    sheet = xlrd.open_workbook(str(path)).sheet_by_index(0)
-    return len([sheet.row_values(number) for number in range(1, sheet.nrows)])
-
-
-FORMATS = (
-    Format("csv", csv_file, "pandas.read_csv (plain read)", _pandas_csv),
-    Format("xlsx", xlsx_file, "openpyxl read-only (plain read)", _openpyxl_xlsx),
-    Format("xls", xls_file, "xlrd (plain read)", _xlrd_xls),
-)
+LABELS = {
+    "csv": "CSV",
+    "xlsx": "XLSX (as Excel saves it)",
+    "xlsx-inline": "XLSX (as openpyxl writes it)",
+    "xls": "XLS",
+}
 
 
 def case_6(context: BenchContext) -> list[Measure]:
-    measures = [_file_measure(context, spec) for spec in FORMATS]
+    measures = [_file_measure(context, name, spec) for name, spec in FORMATS.items()]
     measures.append(_api_measure(context))
     return measures
 
 
-def _file_measure(context: BenchContext, spec: Format) -> Measure:
+def _file_measure(context: BenchContext, name: str, spec: SignalFormat) -> Measure:
     size = context.plan.signal_file_bytes
-    row = Row(key=f"6.{spec.extension}", case=6,
-              title=f"{size / MB:g} MB {spec.extension.upper()} signal file: read + validate + map",
-              variant="in process", unit="s", higher_is_better=False, peer_name=spec.peer_name)
+    row = Row(key=f"6.{name}", case=6,
+              title=f"{size / MB:g} MB {LABELS[name]} signal file: read + validate + map",
+              variant="in process", unit="s", higher_is_better=False, peer_name=spec.peer.name)
     try:
-        prepare = _processor()
+        prepare = processor()
     except ImportError as exc:
         row.unavailable = f"ingest: {exc}"
         return Measure(row, None, None)
     folder = context.scratch / "signals"
     folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"signals.{spec.extension}"
-    rows = spec.write(path, size, CALLS)
+    path = folder / spec.file_name
+    try:
+        written = spec.write(path, size)
+    except ImportError as exc:
+        row.unavailable = f"{exc.name} is not installed"
+        return Measure(row, None, None)
     # One unrecorded read each, so neither side's first run pays for imports and cold caches.
     prepare(path)
-    spec.peer_read(path)
+    peer_read(spec.peer, path)
 
     async def ours() -> Outcome:
-        start = time.perf_counter()
-        good, bad = prepare(path)
-        elapsed = time.perf_counter() - start
-        return Outcome(elapsed, errors=bad, note=f"{good:,} rows, {good / elapsed:,.0f} rows/s")
+        times = prepare(path)
+        return Outcome(times.total, errors=_unexpected(times, written.rows, written.bad),
+                       note=_stages_note(times))
 
     async def peer() -> Outcome:
-        start = time.perf_counter()
-        count = spec.peer_read(path)
-        elapsed = time.perf_counter() - start
-        return Outcome(elapsed, errors=abs(count - rows), note=f"{count / elapsed:,.0f} rows/s")
+        read = peer_read(spec.peer, path)
+        return Outcome(read.seconds, errors=abs(read.rows - written.rows),
+                       note=f"{read.rows / read.seconds:,.0f} rows/s")
 
-    return Measure(row, Side("ours", ours), Side(spec.peer_name, peer))
+    peer_side = Side(spec.peer.name, peer, cpu_seconds=children_cpu_seconds)
+    return Measure(row, Side("ours", ours), peer_side)
 
 
-def _processor() -> Callable[[Path], tuple[int, int]]:
-    """Read, validate and map one file as the processor does; (good rows, bad rows).
+def _unexpected(times: StageTimes, rows: int, planted: int) -> int:
+    """Rows missed, and bad rows other than the ones the generator spoiled on purpose."""
+    return abs(times.rows - rows) + abs(times.bad - planted)
 
-    Mapping goes through ``map_rows`` (a column at a time) where ingest has it, else row by row
-    through ``map_row``, whichever the processor of this checkout uses.
-    """
-    from core.config import Settings
-    from ingest import mapping
-    from ingest.errors import FileRejected
-    from ingest.feeds import DEFAULT_FEED, default_feeds
-    from ingest.readers import read_table
-    from ingest.validate import Validation, check_file, validate
 
-    defaults = Settings()
-    feed = default_feeds()[DEFAULT_FEED]
-
-    def map_good_rows(checked: Validation) -> tuple[int, int]:
-        if hasattr(mapping, "map_rows"):
-            mapped = mapping.map_rows(feed, checked, ZONE)
-            return len(mapped.requests), len(mapped.failures)
-        good = failed = 0
-        for result in checked.good:
-            try:
-                mapping.map_row(feed, result.values, ZONE)
-            except ValueError:
-                failed += 1
-            else:
-                good += 1
-        return good, failed
-
-    def prepare(path: Path) -> tuple[int, int]:
-        problem = check_file(path, defaults.server.max_upload_bytes, defaults.server.allowed_extensions)
-        if problem:
-            raise FileRejected(problem)
-        checked = validate(read_table(path), feed, [], ZONE, defaults.post.max_bad_row_share)
-        if checked.file_error:
-            raise FileRejected(checked.file_error)
-        good, failed = map_good_rows(checked)
-        return good, len(checked.bad) + failed
-
-    return prepare
+def _stages_note(times: StageTimes) -> str:
+    return (f"{times.good:,} good + {times.bad:,} bad rows, {times.rows / times.total:,.0f} rows/s "
+            f"(read {times.read:.2f} s, validate {times.validate:.2f} s, map {times.map:.2f} s)")
 
 
 def _api_measure(context: BenchContext) -> Measure:

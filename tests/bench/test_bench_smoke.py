@@ -112,3 +112,15 @@ def test_case_list_is_checked() -> None:
         parse_cases("8")
     with pytest.raises(argparse.ArgumentTypeError, match="expected case numbers"):
         parse_cases("one")
+
+
+def test_the_processor_rejects_exactly_the_rows_the_generator_spoiled(tmp_path) -> None:
+    from bench.processor_stages import processor
+    from bench.signal_files import csv_file
+
+    path = tmp_path / "signals.csv"
+    written = csv_file(path, 200_000)
+    times = processor()(path)
+    assert written.bad > 0
+    assert (times.rows, times.bad) == (written.rows, written.bad)
+    assert times.total >= times.read + times.validate
