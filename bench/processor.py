@@ -29,7 +29,6 @@ from bench.processor_stages import (
     FORMATS,
     SignalFormat,
     StageTimes,
-    children_cpu_seconds,
     peer_read,
     processor,
 )
@@ -78,12 +77,16 @@ def _file_measure(context: BenchContext, name: str, spec: SignalFormat) -> Measu
         return Outcome(times.total, errors=_unexpected(times, written.rows, written.bad),
                        note=_stages_note(times))
 
+    peer_cpu = [0.0]
+
     async def peer() -> Outcome:
         read = peer_read(spec.peer, path)
+        peer_cpu[0] += read.cpu
         return Outcome(read.seconds, errors=abs(read.rows - written.rows),
                        note=f"{read.rows / read.seconds:,.0f} rows/s")
 
-    peer_side = Side(spec.peer.name, peer, cpu_seconds=children_cpu_seconds)
+    # The peer's interpreter reports the CPU time of its read alone, imports excluded.
+    peer_side = Side(spec.peer.name, peer, cpu_seconds=lambda: peer_cpu[0])
     return Measure(row, Side("ours", ours), peer_side)
 
 

@@ -12,7 +12,6 @@ mapping, so the peer is the floor, not a competitor.
 from __future__ import annotations
 
 import gc
-import resource
 import subprocess
 import sys
 import time
@@ -121,15 +120,16 @@ PEER_SCRIPT = """
 import sys, time
 path = sys.argv[1]
 {setup}
-started = time.perf_counter()
+started, cpu = time.perf_counter(), time.process_time()
 {read}
-print(time.perf_counter() - started, n)
+print(time.perf_counter() - started, time.process_time() - cpu, n)
 """
 
 
 @dataclass(frozen=True)
 class PeerRead:
     seconds: float
+    cpu: float
     rows: int
 
 
@@ -138,14 +138,8 @@ def peer_read(peer: Peer, path: Path, timeout: float | None = None) -> PeerRead:
     script = PEER_SCRIPT.format(setup=peer.setup, read=peer.read)
     result = subprocess.run([sys.executable, "-c", script, str(path)], capture_output=True, text=True,
                             timeout=timeout, check=True)
-    seconds, rows = result.stdout.split()
-    return PeerRead(float(seconds), int(rows))
-
-
-def children_cpu_seconds() -> float:
-    """CPU time of this process's reaped children: the peer's interpreters."""
-    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return usage.ru_utime + usage.ru_stime
+    seconds, cpu, rows = result.stdout.split()
+    return PeerRead(float(seconds), float(cpu), int(rows))
 
 
 @dataclass(frozen=True)
