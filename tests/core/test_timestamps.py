@@ -30,6 +30,7 @@ def utc(*parts: int) -> datetime:
         "2016/04/11T20:00:00.000Z",
         "2016/04/11T13:00:00-07:00",
         "2016-04-11T20:00:00Z",
+        "2016-04-11T20:00:00z",
         "2016-04-11T13:00:00-0700",
         "2016/04/11 13:00:00.000 PM",
         "2016/04/11 13:00:00 PM",
@@ -237,3 +238,8 @@ def test_instants_outside_the_utc_calendar_are_errors(text: str) -> None:
 def test_iso_utc_outside_the_utc_calendar_is_an_error() -> None:
     with pytest.raises(ValueError, match="out of range"):
         parse_iso_utc("0001-01-01 00:00:00+05:00")
+
+
+def test_compressed_and_excel_fractions_are_kept() -> None:
+    assert parse_timestamp("20160411130000250", PACIFIC).microsecond == 250000
+    assert parse_timestamp("2016/04/11 01:00:00.5 PM", PACIFIC).microsecond == 500000
