@@ -184,7 +184,7 @@ class Scanner:
         if last is not None and _unchanged_since(last, seen):
             return self.stager.stage(last, path) if last.state == UploadState.RECEIVED else None
         try:
-            size, digest = _digest(path)
+            size, digest = file_digest(path)
         except FileNotFoundError:
             return None
         if last is not None and last.sha256 == digest:
@@ -277,7 +277,8 @@ def _make_folders(folder: Path) -> None:
             part.mkdir(mode=FOLDER_MODE, exist_ok=True)
 
 
-def _digest(path: Path) -> tuple[int, str]:
+def file_digest(path: Path) -> tuple[int, str]:
+    """Size and sha256 of a file, read in chunks."""
     digest = hashlib.sha256()
     size = 0
     with open(path, "rb") as reader:

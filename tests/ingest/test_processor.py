@@ -99,6 +99,20 @@ async def test_a_refused_file_is_rejected_with_a_report_and_a_mail(
     assert Path(item.report).name in mail.read_text(encoding="utf-8")  # type: ignore[arg-type]
 
 
+async def test_a_damaged_snapshot_is_rejected_not_read(
+    ingest: Ingest, tenants: TenantStore, uploads: UploadStore, tenant: Tenant, fake_api: FakeApi
+) -> None:
+    upload_id = await stage(ingest, tenants, uploads, "in/sales.csv", signals(3))
+    [staged] = ingest.staged.waiting(["acme"])
+    Path(staged.snapshot).write_text("transaction_id,name,partner_unique_id\n")  # as after a power cut
+    summary = await ingest.run()
+    assert fake_api.received == []
+    [item] = summary.files
+    assert item.state == "rejected" and "upload the file again" in item.error
+    record = uploads.get(upload_id)
+    assert record is not None and record.state == "rejected"
+
+
 async def test_one_mail_per_tenant_per_run_with_every_report(
     ingest: Ingest, tenants: TenantStore, uploads: UploadStore, tenant: Tenant, fake_api: FakeApi
 ) -> None:
