@@ -10,6 +10,7 @@ import pytest
 
 from ingest.errors import FileRejected
 from ingest.readers import Table, read_table
+from tests.ingest.fixtures.make_fixtures import HEADER
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
@@ -21,17 +22,7 @@ SAMPLE_TABLE = Table(
 
 # What both workbook fixtures hold (see fixtures/make_fixtures.py), read as text.
 WORKBOOK_TABLE = Table(
-    header=[
-        "transaction_id",
-        "name",
-        "partner_unique_id",
-        "occurred_at_time",
-        "sale_amount",
-        "value",
-        "calling_phone_number",
-        "account_number",
-        "ratio",
-    ],
+    header=HEADER,
     rows=[
         [
             "00012345",
