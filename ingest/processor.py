@@ -154,11 +154,13 @@ class Processor:
         has, so a call-metadata file uploaded after the signals that refer to it still goes first.
         """
 
-        def rank(staged: StagedUpload) -> int:
-            feed = self.feeds.find(staged.tenant, staged.feed)
-            return _KIND_ORDER.get(feed.mapping.kind, len(_KIND_ORDER)) if feed else len(_KIND_ORDER)
-
-        return sorted(waiting, key=rank)
+        last = len(_KIND_ORDER)
+        ranks = {
+            (tenant, feed.name): _KIND_ORDER.get(feed.mapping.kind, last)
+            for tenant in {staged.tenant for staged in waiting}
+            for feed in self.feeds.list(tenant)
+        }
+        return sorted(waiting, key=lambda staged: ranks.get((staged.tenant, staged.feed), last))
 
     def _eligible(self, only: str | None) -> tuple[list[Tenant], list[str]]:
         candidates = [self.tenants.get(only)] if only else self.tenants.all()
