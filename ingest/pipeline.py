@@ -78,14 +78,18 @@ class Ingest:
         self._lock = RunLock(settings.data_dir)
         self._staging: set[asyncio.Task[StagedUpload | None]] = set()
 
-    def on_upload(self, upload: Upload, local_path: Path) -> None:
-        """An upload completed: stage it in a worker thread (call on the event loop; returns at once)."""
-        task = asyncio.get_running_loop().create_task(self.stage(upload, local_path))
+    def on_upload(self, upload: Upload, local_path: Path, kept: Path | None = None) -> None:
+        """An upload completed: take over the front door's ``kept`` name of its bytes, if given,
+        and stage it in a worker thread (call on the event loop; returns at once)."""
+        adopted = self.stager.adopt(upload, kept) if kept is not None else None
+        task = asyncio.get_running_loop().create_task(self.stage(upload, local_path, adopted))
         self._staging.add(task)
         task.add_done_callback(self._staged_done)
 
-    async def stage(self, upload: Upload, local_path: Path) -> StagedUpload | None:
-        return await self.stager.stage_in_worker(upload, local_path)
+    async def stage(
+        self, upload: Upload, local_path: Path, adopted: Path | None = None
+    ) -> StagedUpload | None:
+        return await self.stager.stage_in_worker(upload, local_path, adopted)
 
     async def settled(self) -> None:
         """Wait until every upload handed to :meth:`on_upload` so far is staged."""

@@ -1,8 +1,12 @@
 """The watcher: turn each completed upload into a staged, immutable snapshot.
 
-A snapshot is copied (not linked) to ``data_dir/staging/<tenant>/<upload id>/<name>`` with mode
-0600 while its sha256 is computed from the very bytes copied, so what the processor later reads is
-exactly what was checked, whatever the customer does to the file in ``in/`` meanwhile. A new
+A snapshot lies at ``data_dir/staging/<tenant>/<upload id>/<name>``, out of the customer's reach,
+so what the processor later reads is exactly what was checked, whatever the customer does to the
+file in ``in/`` meanwhile. For an SFTP upload it is the front door's kept name of the uploaded
+bytes, moved here: they were hashed as they arrived and the front door never writes into a
+published file, so a rename replaces a copy and a second hash of the whole file. Otherwise (a file
+found by the scan, or a kept name on another file system) the file is copied, with mode 0600, and
+its sha256 computed from the very bytes copied. A new
 upload of the same path before the next run supersedes the earlier one: each file is processed
 once, in its latest version.
 
@@ -55,15 +59,35 @@ class Stager:
         # executor, where the front door and the pipeline wait for short jobs.
         self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ingest-stager")
 
-    async def stage_in_worker(self, upload: Upload, local_path: Path) -> StagedUpload | None:
+    async def stage_in_worker(
+        self, upload: Upload, local_path: Path, adopted: Path | None = None
+    ) -> StagedUpload | None:
         """:meth:`stage` on the stager's own thread."""
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._worker, self.stage, upload, local_path)
+        return await loop.run_in_executor(self._worker, self.stage, upload, local_path, adopted)
 
-    def stage(self, upload: Upload, local_path: Path) -> StagedUpload | None:
-        """Snapshot ``upload`` (now at ``local_path``); None if it cannot be staged.
+    def adopt(self, upload: Upload, kept: Path) -> Path | None:
+        """Move the front door's kept name of ``upload`` (see the module docstring) to where its
+        snapshot goes; None where it cannot be moved, and :meth:`stage` then copies the upload.
 
-        Blocking (it copies the file): call it from a worker thread on the event loop.
+        A few system calls, no reading: fit for the event loop.
+        """
+        relative = _inbox_relative(upload.path)
+        if relative is None:
+            return None
+        folder = self.root / upload.tenant / str(upload.id)
+        try:
+            _make_folders(folder)
+            os.rename(kept, folder / relative.name)
+        except OSError:
+            return None
+        return folder / relative.name
+
+    def stage(self, upload: Upload, local_path: Path, adopted: Path | None = None) -> StagedUpload | None:
+        """Snapshot ``upload`` (now at ``local_path``), unless :meth:`adopt` did; None if it cannot
+        be staged.
+
+        Blocking (it may copy the file): call it from a worker thread on the event loop.
         """
         relative = _inbox_relative(upload.path)
         if relative is None:
@@ -72,7 +96,7 @@ class Stager:
         feed_name, feed_error = self._feed_of(upload.tenant, relative)
         folder = self.root / upload.tenant / str(upload.id)
         try:
-            snapshot, digest = _snapshot(local_path, folder)
+            snapshot, digest = (adopted, upload.sha256) if adopted else _snapshot(local_path, folder)
         except FileNotFoundError:
             shutil.rmtree(folder, ignore_errors=True)
             self.uploads.set_state(

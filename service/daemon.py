@@ -59,7 +59,7 @@ async def serve(settings: Settings, demo: bool = True) -> int:
     ingest = context.ingest
 
     def hand_over(event: UploadCompleted) -> None:
-        ingest.on_upload(event.upload, event.local_path)
+        ingest.on_upload(event.upload, event.local_path, event.kept)
 
     sftp = SftpServer(settings, context.tenants, context.uploads, context.defender, on_upload=hand_over)
     api = ApiServer(settings, context.tenants) if settings.api.enabled else None

@@ -13,11 +13,15 @@ from core.uploads import Upload
 class UploadCompleted:
     """A file the client finished and closed normally; it is already recorded in the state DB.
 
-    ``local_path`` is where the file lies now, inside the tenant's ``in/``.
+    ``local_path`` is where the file lies now, inside the tenant's ``in/``. ``kept`` is a second
+    name of the very bytes that were hashed, outside the tenant's reach, so they need not be
+    copied and hashed again: the listener may move it away (a rename, on the same file system)
+    during its call; whatever is still there when the call returns is deleted.
     """
 
     upload: Upload
     local_path: Path
+    kept: Path | None = None
 
 
 UploadListener = Callable[[UploadCompleted], None]

@@ -14,6 +14,8 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import os
+from pathlib import Path
+from typing import NamedTuple
 
 from asyncssh import SFTPFailure, SFTPPermissionDenied
 
@@ -24,6 +26,14 @@ from sftpd.vfs import TenantFileSystem, VirtualPath
 # gets a short read, as the protocol allows, instead of making the server allocate it.
 MAX_READ_BYTES = 4 * 1024 * 1024
 _COPY_CHUNK_BYTES = 1024 * 1024
+
+
+class Published(NamedTuple):
+    """A finished upload: its size, its sha256 and, if asked for, the name it keeps in staging."""
+
+    size: int
+    sha256: str
+    kept: Path | None
 
 
 class UploadTooLarge(SFTPFailure):
@@ -136,8 +146,9 @@ class IncomingFile:
         if self.is_open:
             os.fsync(self._fd)
 
-    async def finish(self) -> tuple[int, str]:
-        """Publish the file under its name; returns its size and sha256.
+    async def finish(self, keep: bool) -> Published:
+        """Publish the file under its name, with a kept name too if asked (see
+        :meth:`TenantFileSystem.publish`).
 
         A refused upload stays refused: closing it repeats the refusal, so even a client that
         ignored the failed write learns that nothing was stored.
@@ -149,12 +160,12 @@ class IncomingFile:
                 await asyncio.to_thread(self._rehash)
             os.close(self._fd)
             self._fd = -1
-            self._fs.publish(self._staging_name, self.path)
+            kept = self._fs.publish(self._staging_name, self.path, keep)
             self._staging_name = ""
         except BaseException:
             self.discard()
             raise
-        return self.size, self._sha256.hexdigest()
+        return Published(self.size, self._sha256.hexdigest(), kept)
 
     def discard(self) -> None:
         """Throw the partial file away; safe to call more than once."""

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import os
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from core.logs import get_logger
-from core.uploads import Upload, UploadStore
+from core.uploads import UploadStore
 from sftpd.events import UploadCompleted, UploadListener
 
 log = get_logger(__name__)
@@ -16,45 +17,77 @@ log = get_logger(__name__)
 class UploadRecorder:
     """Records completed uploads, then tells the listener; shared by all sessions of a server.
 
-    Records are written by a thread of their own: the database may be busy (another process, a
-    long transaction of the pipeline), which must never stall the event loop, and the client's
-    close reply waits for the record, so it must not queue behind work in the loop's default
-    executor (staging, scans) either. One thread suffices: the database serialises writers anyway.
+    The client's close is answered once the file is in place under its name, without waiting
+    for the record: the database may be busy (another process, a long transaction of the
+    pipeline), and a reply that waits for a thread and a commit costs a small file half its
+    upload time. Nothing is lost should the server stop in between: the file is in ``in/``, and
+    the ingest side's periodic scan stages files that no event announced.
+
+    Records are written in upload order by a thread of their own, never the event loop, and not
+    the loop's default executor either, where staging and scans would hold them up. One thread
+    suffices: the database serialises writers anyway.
     """
 
     def __init__(self, uploads: UploadStore, listener: UploadListener | None) -> None:
         self._uploads = uploads
         self._listener = listener
         self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sftpd-recorder")
+        self._pending: set[asyncio.Task[None]] = set()
 
-    async def completed(
-        self, tenant: str, relative_path: str, local_path: Path, size: int, sha256: str
-    ) -> Upload:
-        """Record the upload and hand it on."""
-        upload = await asyncio.get_running_loop().run_in_executor(
-            self._writer, self._uploads.record, tenant, relative_path, size, sha256, "sftp"
+    @property
+    def wants_files(self) -> bool:
+        """Whether anyone takes the kept name of an upload (see :class:`UploadCompleted`)."""
+        return self._listener is not None
+
+    def completed(
+        self, tenant: str, relative_path: str, local_path: Path, size: int, sha256: str,
+        kept: Path | None,
+    ) -> None:
+        """Record the upload and hand it on, in the background (call on the event loop)."""
+        task = asyncio.get_running_loop().create_task(
+            self._record(tenant, relative_path, local_path, size, sha256, kept)
         )
-        log.info(
-            "upload.completed",
-            tenant=tenant,
-            path=relative_path,
-            size=size,
-            sha256=sha256,
-            upload_id=upload.id,
-        )
+        self._pending.add(task)
+        task.add_done_callback(self._pending.discard)
+
+    async def settled(self) -> None:
+        """Wait until every upload completed so far is recorded and handed on."""
+        while self._pending:
+            await asyncio.gather(*list(self._pending), return_exceptions=True)
+
+    async def close(self) -> None:
+        """Finish the records under way, then stop taking new ones."""
+        await self.settled()
+        self._writer.shutdown(wait=False)
+
+    async def _record(
+        self, tenant: str, relative_path: str, local_path: Path, size: int, sha256: str,
+        kept: Path | None,
+    ) -> None:
+        try:
+            upload = await asyncio.get_running_loop().run_in_executor(
+                self._writer, self._uploads.record, tenant, relative_path, size, sha256, "sftp"
+            )
+        except Exception:
+            log.error("upload.record_failed", exc_info=True, tenant=tenant, path=relative_path,
+                      size=size, sha256=sha256)
+            _remove(kept)
+            return
+        log.info("upload.completed", tenant=tenant, path=relative_path, size=size, sha256=sha256,
+                 upload_id=upload.id)
         if self._listener is not None:
             try:
-                self._listener(UploadCompleted(upload, local_path))
+                self._listener(UploadCompleted(upload, local_path, kept))
             except Exception:
-                log.error(
-                    "upload.listener_failed",
-                    exc_info=True,
-                    tenant=tenant,
-                    path=relative_path,
-                    upload_id=upload.id,
-                )
-        return upload
+                log.error("upload.listener_failed", exc_info=True, tenant=tenant,
+                          path=relative_path, upload_id=upload.id)
+        _remove(kept)
 
-    def close(self) -> None:
-        """Stop taking records; those already queued are still written."""
-        self._writer.shutdown(wait=False)
+
+def _remove(kept: Path | None) -> None:
+    """Delete what the listener left of a kept name; one it moved away is gone already."""
+    if kept is not None:
+        try:
+            os.unlink(kept)
+        except FileNotFoundError:
+            pass

@@ -9,7 +9,7 @@ File I/O uses plain ``os`` calls on the event loop: writes of at most a few hund
 local page cache take microseconds, far less than handing each one to a thread (as aiofiles
 would). Work that can take long or wait on a lock (argon2, the database, re-reading a file)
 runs in threads; argon2 has its own pool, sized to the CPUs, and the recorder its own thread, so
-neither a burst of logins nor staging can delay the reply to a client's close.
+neither a burst of logins nor staging can delay the work of the loop.
 """
 
 from __future__ import annotations
@@ -116,8 +116,12 @@ class SftpServer:
         if self._hash_pool is not None:
             self._hash_pool.shutdown(wait=False, cancel_futures=True)
             self._hash_pool = None
-        self._recorder.close()
+        await self._recorder.close()
         log.info("sftpd.stopped")
+
+    async def settled(self) -> None:
+        """Wait until every upload finished so far is recorded and handed to the listener."""
+        await self._recorder.settled()
 
     def _new_connection(self) -> TenantSSHServer:
         assert self._gate is not None, "connections arrive only after start()"
@@ -135,7 +139,8 @@ class SftpServer:
         return TenantSFTPServer(chan, tenant, fs, self._rules, self._recorder)
 
     def _clear_staging(self) -> None:
-        """Remove partial uploads a previous run left behind (it crashed or was killed)."""
+        """Remove partial uploads and kept names a previous run left behind (it crashed or was
+        killed); a kept name lost this way costs only a copy, as the scan stages its file."""
         tenants_dir = self._settings.tenants_dir
         if not tenants_dir.is_dir():
             return

@@ -52,6 +52,7 @@ _WRITE_BITS = 0o222
 # Attributes a tenant may never set; times are the only harmless change.
 _FIXED_ATTRIBUTES = ("size", "uid", "gid", "owner", "group", "acl", "attrib_bits", "crtime")
 _NANOSECONDS = 1_000_000_000
+_KEPT_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC
 
 # See _closed_by_client: the asyncssh code that serves a client's SSH_FXP_CLOSE.
 _CLIENT_CLOSE_CODE = SFTPServerHandler._process_close.__code__
@@ -256,12 +257,11 @@ class TenantSFTPServer(asyncssh.SFTPServer):
     # Helpers
 
     async def _finish(self, upload: IncomingFile) -> None:
-        size, sha256 = await upload.finish()
-        if self._rules.is_temporary(upload.path.name):
-            return
-        await self._recorder.completed(
-            self._tenant, upload.path.relative, self._local(upload.path), size, sha256
-        )
+        temporary = self._rules.is_temporary(upload.path.name)
+        published = await upload.finish(keep=self._recorder.wants_files and not temporary)
+        if not temporary:
+            self._recorder.completed(self._tenant, upload.path.relative, self._local(upload.path),
+                                     published.size, published.sha256, published.kept)
 
     async def _rename(self, oldpath: bytes, newpath: bytes, replace: bool) -> None:
         source = VirtualPath.parse(oldpath)
@@ -286,10 +286,15 @@ class TenantSFTPServer(asyncssh.SFTPServer):
             and not self._rules.is_temporary(target.name)
         )
         if completes_upload:
-            size, sha256 = await asyncio.to_thread(digest_of, self._fs.open_for_reading(target))
-            await self._recorder.completed(
-                self._tenant, target.relative, self._local(target), size, sha256
-            )
+            # Hashed through a kept name, as the client may replace the target meanwhile.
+            kept = self._fs.keep(target)
+            try:
+                size, sha256 = await asyncio.to_thread(digest_of, os.open(kept, _KEPT_FLAGS))
+            except BaseException:
+                os.unlink(kept)
+                raise
+            self._recorder.completed(self._tenant, target.relative, self._local(target), size,
+                                     sha256, kept)
 
     def _check_writable(self, path: VirtualPath, action: str) -> None:
         if path.in_inbox:

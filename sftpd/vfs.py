@@ -48,6 +48,8 @@ INBOX = "in"
 OUTBOX = "out"
 ROOT_FOLDERS = (INBOX, OUTBOX)
 STAGING_DIR = ".incoming"
+# The name a published upload keeps in the staging folder for the ingest side (see publish).
+KEPT_SUFFIX = ".kept"
 
 FILE_MODE = 0o640
 DIR_MODE = 0o750
@@ -293,13 +295,39 @@ class TenantFileSystem:
             except FileNotFoundError:
                 pass
 
-    def publish(self, staging_name: str, target: VirtualPath) -> None:
-        """Move a finished staging file to ``target`` in one atomic step, replacing a file there."""
+    def publish(self, staging_name: str, target: VirtualPath, keep: bool = False) -> Path | None:
+        """Move a finished staging file to ``target`` in one atomic step, replacing a file there.
+
+        With ``keep``, the bytes also keep a name in the staging folder (see :meth:`keep`), made
+        before they appear at ``target``; returns its path, or None without ``keep``.
+        """
         with self.staging() as staging_fd, self.parent(target) as (target_fd, name):
+            kept = f"{staging_name}{KEPT_SUFFIX}" if keep else None
+            if kept is not None:
+                os.link(staging_name, kept, src_dir_fd=staging_fd, dst_dir_fd=staging_fd,
+                        follow_symlinks=False)
             try:
                 os.rename(staging_name, name, src_dir_fd=staging_fd, dst_dir_fd=target_fd)
             except OSError as exc:
+                if kept is not None:
+                    os.unlink(kept, dir_fd=staging_fd)
                 raise translate(exc, target) from None
+        return None if kept is None else self.root / STAGING_DIR / kept
+
+    def keep(self, path: VirtualPath) -> Path:
+        """A second name for the file ``path`` in the staging folder, which no client path reaches.
+
+        Whatever a client does to ``path`` afterwards (replace it, delete it, rename it), that
+        name holds the bytes as they are now: the front door never writes into a file once it is
+        published. Whoever takes the returned path must remove it.
+        """
+        kept = f"{secrets.token_hex(8)}{KEPT_SUFFIX}"
+        with self.staging() as staging_fd, self.parent(path) as (dir_fd, name):
+            try:
+                os.link(name, kept, src_dir_fd=dir_fd, dst_dir_fd=staging_fd, follow_symlinks=False)
+            except OSError as exc:
+                raise translate(exc, path) from None
+        return self.root / STAGING_DIR / kept
 
     def clear_staging(self) -> int:
         """Delete leftovers of uploads that never finished (after a crash); returns how many."""

@@ -38,6 +38,26 @@ async def test_stage_snapshots_the_upload(ingest: Ingest, tenants: TenantStore, 
     assert snapshot.read_text(encoding="utf-8") == SIGNALS
 
 
+async def test_an_adopted_kept_name_becomes_the_snapshot_without_a_copy(
+    ingest: Ingest, tenants: TenantStore, uploads: UploadStore, tenant: Tenant
+) -> None:
+    upload, path = drop(tenants, uploads, "acme", "in/sales.csv", SIGNALS)
+    kept = path.with_name(".sales.csv.kept")
+    os.link(path, kept)
+    adopted = ingest.stager.adopt(upload, kept)
+    assert adopted == ingest.settings.data_dir / "staging" / "acme" / str(upload.id) / "sales.csv"
+    assert not kept.exists() and adopted.stat().st_ino == path.stat().st_ino
+    staged = await ingest.stage(upload, path, adopted)
+    assert staged is not None and staged.snapshot == str(adopted) and staged.sha256 == upload.sha256
+    assert uploads.get(upload.id).state == "staged"  # type: ignore[union-attr]
+
+
+def test_a_kept_name_outside_in_is_not_adopted(ingest: Ingest, tenants: TenantStore, uploads: UploadStore,
+                                               tenant: Tenant) -> None:
+    upload, path = drop(tenants, uploads, "acme", "out/report.csv", SIGNALS)
+    assert ingest.stager.adopt(upload, path) is None and path.exists()
+
+
 async def test_feed_folder_picks_the_feed(ingest: Ingest, tenants: TenantStore, uploads: UploadStore,
                                           tenant: Tenant) -> None:
     upload, path = drop(tenants, uploads, "acme", "in/calls/day.csv", "x")

@@ -64,8 +64,15 @@ class RunningServer:
     def staging(self, tenant: str = TENANT) -> Path:
         return self.tenants.folders(tenant).root / ".incoming"
 
-    def recorded(self, tenant: str = TENANT) -> list[Upload]:
+    async def recorded(self, tenant: str = TENANT) -> list[Upload]:
+        """The uploads recorded so far, oldest first, once the records under way are written."""
+        await self.server.settled()
         return list(reversed(self.uploads.history(tenant)))
+
+    async def completed(self) -> list[UploadCompleted]:
+        """The listener's events so far, once the records under way are written."""
+        await self.server.settled()
+        return self.events
 
 
 ServerFactory = Callable[..., Awaitable[RunningServer]]

@@ -42,11 +42,11 @@ def staging_is_empty(staging: Path) -> bool:
     return not staging.is_dir() or not any(staging.iterdir())
 
 
-def assert_no_upload(server: RunningServer) -> None:
+async def assert_no_upload(server: RunningServer) -> None:
     assert list(server.inbox().iterdir()) == []
     assert staging_is_empty(server.staging())
-    assert server.recorded() == []
-    assert server.events == []
+    assert await server.recorded() == []
+    assert await server.completed() == []
 
 
 @pytest.mark.parametrize("victim", ["sftp", "sftp and ssh"])
@@ -69,7 +69,7 @@ async def test_killed_openssh_client_leaves_no_upload(
         await process.wait()
 
     await wait_until(lambda: staging_is_empty(server.staging()), "the partial file is removed")
-    assert_no_upload(server)
+    await assert_no_upload(server)
 
 
 @pytest.mark.parametrize("ending", ["abort", "close"])
@@ -88,7 +88,7 @@ async def test_asyncssh_connection_ended_mid_write_leaves_no_upload(
         await conn.wait_closed()
 
     await wait_until(lambda: staging_is_empty(server.staging()), "the partial file is removed")
-    assert_no_upload(server)
+    await assert_no_upload(server)
 
 
 async def test_server_shutdown_discards_open_uploads(make_server: ServerFactory) -> None:
@@ -99,7 +99,7 @@ async def test_server_shutdown_discards_open_uploads(make_server: ServerFactory)
         await remote.write(b"1,2\n" * 1000)
         await server.server.close()
 
-    assert_no_upload(server)
+    await assert_no_upload(server)
 
 
 async def test_leftovers_of_a_crash_are_removed_at_start(make_server: ServerFactory) -> None:
@@ -130,5 +130,5 @@ async def test_close_sent_just_before_the_connection_ends_still_counts(
             sftp.exit()
         await asyncio.gather(closing, return_exceptions=True)
 
-    await wait_until(lambda: len(server.recorded()) == 1, "the upload is recorded")
+    await wait_until(lambda: len(server.uploads.history(TENANT)) == 1, "the upload is recorded")
     assert (server.inbox() / "calls.csv").stat().st_size == 4000

@@ -31,7 +31,7 @@ async def test_put_ls_and_get_from_out(server: RunningServer, openssh: OpenSSHCl
     assert (server.inbox() / "calls.csv").read_bytes() == CSV
     assert "calls.csv" in run.stdout and "report.csv" in run.stdout
     assert (openssh.work_dir / "fetched.csv").read_bytes() == b"row,status\n1,ok\n"
-    [upload] = server.recorded()
+    [upload] = await server.recorded()
     assert (upload.path, upload.size) == ("in/calls.csv", len(CSV))
     assert upload.sha256 == hashlib.sha256(CSV).hexdigest()
 
@@ -49,7 +49,7 @@ async def test_put_recursive_creates_sub_folders(
     assert run.returncode == 0, run.stderr
     assert (server.inbox() / "batch-2024" / "signals.csv").read_bytes() == CSV
     assert (server.inbox() / "batch-2024" / "east" / "leads.xlsx").is_file()
-    assert sorted(upload.path for upload in server.recorded()) == [
+    assert sorted(upload.path for upload in await server.recorded()) == [
         "in/batch-2024/east/leads.xlsx",
         "in/batch-2024/signals.csv",
     ]
@@ -63,7 +63,7 @@ async def test_rejected_put_shows_the_reason(server: RunningServer, openssh: Ope
     assert run.returncode != 0
     assert "file type .txt is not accepted; use CSV, XLS, XLSX" in run.stderr
     assert not (server.inbox() / "notes.txt").exists()
-    assert server.recorded() == []
+    assert await server.recorded() == []
 
 
 async def test_oversize_put_shows_the_limit(make_server, tmp_path) -> None:  # type: ignore[no-untyped-def]
@@ -77,7 +77,7 @@ async def test_oversize_put_shows_the_limit(make_server, tmp_path) -> None:  # t
     assert "larger than the limit of 65536 bytes" in run.stderr
     assert list(server.inbox().iterdir()) == []
     assert list(server.staging().iterdir()) == []
-    assert server.recorded() == []
+    assert await server.recorded() == []
 
 
 async def test_writes_outside_in_are_refused(server: RunningServer, openssh: OpenSSHClient) -> None:
@@ -104,4 +104,4 @@ async def test_put_preserving_times(server: RunningServer, openssh: OpenSSHClien
 
     assert run.returncode == 0 and run.stderr == "", run.stderr
     assert (server.inbox() / "calls.csv").stat().st_mtime == 1_600_000_000
-    assert len(server.recorded()) == 1
+    assert len(await server.recorded()) == 1

@@ -40,10 +40,10 @@ async def test_completed_upload_is_recorded_and_announced(server: RunningServer)
             for start in range(0, len(data), 32 * 1024):
                 await remote.write(data[start : start + 32 * 1024])
 
-    [upload] = server.recorded()
+    [upload] = await server.recorded()
     assert (upload.tenant, upload.path, upload.size) == (TENANT, "in/2024/calls.csv", len(data))
     assert (upload.sha256, upload.source, upload.state) == (sha256(data), "sftp", "received")
-    [event] = server.events
+    [event] = await server.completed()
     assert event.upload == upload
     assert event.local_path == server.inbox() / "2024" / "calls.csv"
     assert event.local_path.read_bytes() == data
@@ -53,7 +53,7 @@ async def test_completed_upload_is_recorded_and_announced(server: RunningServer)
 async def test_accepted_names(server: RunningServer, name: str) -> None:
     async with asyncssh_sftp(server.port, TENANT, TEST_PASSWORD) as sftp:
         await put(sftp, f"/in/{name}", b"1,2\n")
-    assert [upload.path for upload in server.recorded()] == [f"in/{name}"]
+    assert [upload.path for upload in await server.recorded()] == [f"in/{name}"]
 
 
 @pytest.mark.parametrize(
@@ -70,7 +70,7 @@ async def test_refused_names_say_why(server: RunningServer, name: str, reason: s
         with pytest.raises(asyncssh.SFTPPermissionDenied, match="upload refused") as refused:
             await put(sftp, f"/in/{name}", b"1,2\n")
     assert reason in refused.value.reason
-    assert list(server.inbox().iterdir()) == [] and server.recorded() == []
+    assert list(server.inbox().iterdir()) == [] and await server.recorded() == []
 
 
 async def test_size_limit_is_enforced_while_writing(make_server: ServerFactory) -> None:
@@ -89,7 +89,7 @@ async def test_size_limit_is_enforced_while_writing(make_server: ServerFactory) 
         await put(sftp, "/in/after.csv", b"1,2\n")
 
     assert sorted(path.name for path in server.inbox().iterdir()) == ["after.csv", "exact.csv"]
-    assert [upload.path for upload in server.recorded()] == ["in/exact.csv", "in/after.csv"]
+    assert [upload.path for upload in await server.recorded()] == ["in/exact.csv", "in/after.csv"]
 
 
 async def test_temporary_name_counts_once_renamed(server: RunningServer) -> None:
@@ -98,12 +98,12 @@ async def test_temporary_name_counts_once_renamed(server: RunningServer) -> None
     async with asyncssh_sftp(server.port, TENANT, TEST_PASSWORD) as sftp:
         await put(sftp, "/in/calls.csv.filepart", data)
         assert await sftp.listdir("/in") == ["calls.csv.filepart"]
-        assert server.recorded() == []
+        assert await server.recorded() == []
         await sftp.rename("/in/calls.csv.filepart", "/in/calls.csv")
 
-    [upload] = server.recorded()
+    [upload] = await server.recorded()
     assert (upload.path, upload.size, upload.sha256) == ("in/calls.csv", len(data), sha256(data))
-    assert [event.upload for event in server.events] == [upload]
+    assert [event.upload for event in await server.completed()] == [upload]
     assert sorted(path.name for path in server.inbox().iterdir()) == ["calls.csv"]
 
 
@@ -115,7 +115,7 @@ async def test_temporary_name_renamed_to_a_refused_name(server: RunningServer) -
         with pytest.raises(asyncssh.SFTPPermissionDenied, match="no '.' except"):
             await sftp.posix_rename("/in/notes.txt.filepart", "/in/notes.v2.csv")
     assert [path.name for path in server.inbox().iterdir()] == ["notes.txt.filepart"]
-    assert server.recorded() == []
+    assert await server.recorded() == []
 
 
 async def test_temporary_file_replaces_an_earlier_upload(server: RunningServer) -> None:
@@ -127,7 +127,44 @@ async def test_temporary_file_replaces_an_earlier_upload(server: RunningServer) 
         await sftp.posix_rename("/in/calls.csv.part", "/in/calls.csv")
 
     assert (server.inbox() / "calls.csv").read_bytes() == b"new\n"
-    assert [upload.sha256 for upload in server.recorded()] == [sha256(b"old\n"), sha256(b"new\n")]
+    assert [upload.sha256 for upload in await server.recorded()] == [sha256(b"old\n"), sha256(b"new\n")]
+
+
+async def kept_bytes_server(
+    settings: Settings, tenants: TenantStore, uploads: UploadStore, state_db: Database,
+    seen: list[bytes],
+) -> SftpServer:
+    """A server whose listener reads each upload's kept name during its call."""
+    tenants.add(TENANT, "ops@acme.example", TEST_PASSWORD)
+
+    def listener(event: UploadCompleted) -> None:
+        assert event.kept is not None
+        seen.append(event.kept.read_bytes())
+
+    server = SftpServer(settings, tenants, uploads, Defender(state_db, settings.defender), listener)
+    await server.start()
+    return server
+
+
+async def test_the_listener_gets_the_uploaded_bytes_under_a_kept_name(
+    settings: Settings, tenants: TenantStore, uploads: UploadStore, state_db: Database
+) -> None:
+    seen: list[bytes] = []
+    server = await kept_bytes_server(settings, tenants, uploads, state_db, seen)
+    try:
+        async with asyncssh_sftp(server.port, TENANT, TEST_PASSWORD) as sftp:
+            await put(sftp, "/in/calls.csv", b"first\n")
+            # Replaced at once: the first upload's kept name still holds the first bytes.
+            await put(sftp, "/in/calls.csv", b"second\n")
+            await put(sftp, "/in/day.csv.filepart", b"third\n")
+            await sftp.rename("/in/day.csv.filepart", "/in/day.csv")
+        await server.settled()
+    finally:
+        await server.close()
+    assert seen == [b"first\n", b"second\n", b"third\n"]
+    # Names the listener did not move away are deleted after its call.
+    staging = tenants.folders(TENANT).root / ".incoming"
+    assert list(staging.iterdir()) == []
 
 
 async def test_renaming_an_accepted_file_is_a_move_not_an_upload(server: RunningServer) -> None:
@@ -136,7 +173,7 @@ async def test_renaming_an_accepted_file_is_a_move_not_an_upload(server: Running
         await sftp.rename("/in/calls.csv", "/in/renamed.csv")
         with pytest.raises(asyncssh.SFTPPermissionDenied, match="file type .txt"):
             await sftp.rename("/in/renamed.csv", "/in/renamed.txt")
-    assert [upload.path for upload in server.recorded()] == ["in/calls.csv"]
+    assert [upload.path for upload in await server.recorded()] == ["in/calls.csv"]
 
 
 async def test_every_upload_of_a_name_is_recorded(server: RunningServer) -> None:
@@ -145,7 +182,7 @@ async def test_every_upload_of_a_name_is_recorded(server: RunningServer) -> None
         await put(sftp, "/in/calls.csv", b"second\n")
         async with sftp.open("/in/calls.csv", "rb") as remote:
             assert await remote.read() == b"second\n"
-    assert [upload.sha256 for upload in server.recorded()] == [
+    assert [upload.sha256 for upload in await server.recorded()] == [
         sha256(b"first\n"),
         sha256(b"second\n"),
     ]
@@ -156,7 +193,7 @@ async def test_out_of_order_writes_are_hashed_correctly(server: RunningServer) -
         async with sftp.open("/in/calls.csv", "wb") as remote:
             await remote.write(b"world\n", offset=6)
             await remote.write(b"hello,", offset=0)
-    [upload] = server.recorded()
+    [upload] = await server.recorded()
     assert (upload.size, upload.sha256) == (12, sha256(b"hello,world\n"))
 
 
@@ -171,7 +208,7 @@ async def test_resumed_upload_keeps_what_was_there(server: RunningServer) -> Non
 
     await asyncio.to_thread(append_with_paramiko)
     assert (server.inbox() / "calls.csv").read_bytes() == b"1,2\n3,4\n"
-    assert server.recorded()[-1].sha256 == sha256(b"1,2\n3,4\n")
+    assert (await server.recorded())[-1].sha256 == sha256(b"1,2\n3,4\n")
 
 
 async def test_paramiko_upload(server: RunningServer, tmp_path) -> None:  # type: ignore[no-untyped-def]
@@ -185,7 +222,7 @@ async def test_paramiko_upload(server: RunningServer, tmp_path) -> None:  # type
                 sftp.put(str(local), "/in/leads.txt")
 
     await asyncio.to_thread(upload_with_paramiko)
-    [upload] = server.recorded()
+    [upload] = await server.recorded()
     assert (upload.path, upload.sha256) == ("in/leads.xlsx", sha256(local.read_bytes()))
 
 
@@ -201,7 +238,7 @@ async def test_open_modes_behave_like_a_file_system(server: RunningServer) -> No
             await sftp.open("/in/calls.csv", "xb")
         with pytest.raises(asyncssh.SFTPNoSuchFile):
             await sftp.open("/in/absent.csv", "r+b")
-    assert [upload.path for upload in server.recorded()] == ["in/calls.csv"]
+    assert [upload.path for upload in await server.recorded()] == ["in/calls.csv"]
 
 
 async def test_a_failing_listener_does_not_fail_the_upload(
@@ -234,5 +271,5 @@ async def test_asyncssh_put_and_get(server: RunningServer, tmp_path) -> None:  #
         await sftp.get("/in/calls.csv", str(tmp_path / "back.csv"))
     assert (tmp_path / "report.csv").read_bytes() == b"row,status\n1,ok\n"
     assert (tmp_path / "back.csv").read_bytes() == local.read_bytes()
-    [upload] = server.recorded()
+    [upload] = await server.recorded()
     assert upload.sha256 == sha256(local.read_bytes())
