@@ -31,6 +31,7 @@ from sftpd.hostkeys import host_key_pairs, load_or_create_host_keys
 from sftpd.recorder import UploadRecorder
 from sftpd.rules import UploadRules
 from sftpd.sftp import TenantSFTPServer
+from sftpd.tcp import QuickAckListener
 from sftpd.vfs import TenantFileSystem
 
 log = get_logger(__name__)
@@ -39,6 +40,9 @@ log = get_logger(__name__)
 # packet size lets a client send each SFTP write of up to 255 KiB (what OpenSSH's sftp picks from
 # the limits extension) in one SSH packet instead of eight: an eighth of the per-packet work.
 CHANNEL_MAX_PACKET_BYTES = 256 * 1024
+# Connections the kernel may hold before they are accepted: a burst of clients logging in at once
+# waits there, instead of being refused (the kernel caps it at net.core.somaxconn).
+LISTEN_BACKLOG = 1024
 
 
 class SftpServer:
@@ -100,6 +104,7 @@ class SftpServer:
             agent_forwarding=False,
             x11_forwarding=False,
             login_timeout=server.login_timeout_seconds,
+            tunnel=QuickAckListener(LISTEN_BACKLOG),
         )
         log.info("sftpd.listening", host=server.listen_host, port=self.port)
 
