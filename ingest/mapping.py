@@ -17,23 +17,27 @@ read the Excel style in *its* zone, not the tenant's; one unambiguous format avo
 gives equal keys to equal instants written differently. Missing values are left out, so the API
 applies its defaults (``value`` true, ``partner_unique_id`` empty, ``occurred_at_time`` now).
 
-Each request has a key: the sha256 of its kind, method, path and the sorted, length-prefixed
-``field=value`` pairs its body is made of (a canonical form of the body, much cheaper to make than
-canonical JSON). Equal requests have equal keys, whatever the column order of their files, so an
-outbox can refuse to queue a request twice.
+A body is kept as JSON text in one canonical spelling: compact, non-ASCII characters as they are,
+fields in a fixed order (by section, then field name), whatever the column order of the file. Each
+request has a key, the sha256 of its kind, method, path and that text, so equal requests have
+equal keys and an outbox can refuse to queue a request twice; JSON's quoting keeps a value from
+passing for another field.
 
 A whole file is mapped by ``map_rows``, a column at a time, into the same requests ``map_row``
-makes one row at a time.
+makes one row at a time; signal bodies, the bulk of all files, are then assembled as text from
+the JSON of each distinct value, never built as dicts.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from itertools import repeat
+from json.encoder import encode_basestring  # type: ignore[attr-defined]
 from typing import Any, NamedTuple, cast
 from zoneinfo import ZoneInfo
 
@@ -65,13 +69,19 @@ _INTEGER_FIELDS = frozenset({Target("search", "duration_in_seconds")})
 
 @dataclass(frozen=True)
 class DestinationRequest:
-    """A request ready to post; ``path`` is relative to the destination's API base."""
+    """A request ready to post; ``path`` is relative to the destination's API base, ``text`` is
+    the JSON body in its canonical spelling."""
 
     kind: str
     method: str
     path: str
-    body: dict[str, Any]
+    text: str
     key: str
+
+    @property
+    def body(self) -> dict[str, Any]:
+        """The body as data, for display and checks; posting uses ``text``."""
+        return cast(dict[str, Any], json.loads(self.text))
 
 
 def map_row(feed: Feed, values: dict[str, str | None], tz: ZoneInfo) -> DestinationRequest:
@@ -84,8 +94,7 @@ def map_row(feed: Feed, values: dict[str, str | None], tz: ZoneInfo) -> Destinat
     plan = _plan(feed, tuple(values), tz)
     row = list(values.values())
     sections: dict[str, dict[str, Any]] = {section: {} for section in plan.sections}
-    parts = []
-    for section, field, label, column, position, constant, check, integer in plan.steps:
+    for section, field, column, position, constant, check, integer in plan.steps:
         value = constant if position is None else row[position]
         if value is None:
             continue
@@ -95,16 +104,8 @@ def map_row(feed: Feed, values: dict[str, str | None], tz: ZoneInfo) -> Destinat
             except ValueError as exc:
                 raise ValueError(f"{column}: {exc}") from None
         sections[section][field] = int(value) if integer else value
-        parts.append(f"{label}{len(value)}:{value}")
-    body = plan.build(sections)
-    key_text = f"{plan.kind}\n{plan.method} {plan.path}\n" + "".join(parts)
-    return DestinationRequest(
-        kind=plan.kind,
-        method=plan.method,
-        path=plan.path,
-        body=body,
-        key=hashlib.sha256(key_text.encode()).hexdigest(),
-    )
+    text = _dumps(plan.build(sections))
+    return _request(plan, text, _key(plan, text))
 
 
 @dataclass
@@ -146,73 +147,103 @@ def _map_each(feed: Feed, rows: Iterable[RowResult], tz: ZoneInfo) -> MappedRows
 
 
 def _map_columns(plan: _Plan, good: GoodColumns) -> MappedRows:
+    if plan.kind == "signal":
+        return _signal_texts(plan, good)
     count = len(good.numbers)
     fields: dict[str, list[str]] = {section: [] for section in plan.sections}
     values: dict[str, list[Sequence[Any]]] = {section: [] for section in plan.sections}
     for step in plan.steps:
-        if step.position is None:
-            column: Sequence[Any] = [step.constant] * count
-        else:
-            column = good.values[step.position]
+        column = _column(step, good, count)
         fields[step.section].append(step.field)
         values[step.section].append(_integers(column) if step.integer else column)
     sections = [
         _section_dicts(tuple(fields[section]), values[section], count) for section in plan.sections
     ]
     mapped = MappedRows(requests=[], failures=[])
-    kind, method, path, build = plan.kind, plan.method, plan.path, plan.build
-    for number, key, row_sections in zip(good.numbers, _keys(plan, good), zip(*sections)):
+    for number, row_sections in zip(good.numbers, zip(*sections)):
         try:
-            body = build(dict(zip(plan.sections, row_sections)))
+            text = _dumps(plan.build(dict(zip(plan.sections, row_sections))))
         except ValueError as exc:
             mapped.failures.append((number, str(exc)))
             continue
-        mapped.requests.append((number, _request(kind, method, path, body, key)))
+        mapped.requests.append((number, _request(plan, text, _key(plan, text))))
     return mapped
 
 
-def _keys(plan: _Plan, good: GoodColumns) -> list[str]:
-    """The key of each good row, as ``map_row`` makes it.
+def _signal_texts(plan: _Plan, good: GoodColumns) -> MappedRows:
+    """The requests of a signal file, their bodies put together as text.
 
-    The key texts are formatted from one template per file: a column of mostly unique values
-    adds its label, length and value; one with missing or repeated values adds parts made once per
-    distinct value.
+    Each value's JSON (with its field name) is made once per distinct value, a section's parts are
+    joined a row at a time, and the sections go into one template: the very text ``map_row`` gets
+    from ``json`` for the same row, as ``tests/ingest/test_columns.py`` checks.
     """
-    template = [_literal(f"{plan.kind}\n{plan.method} {plan.path}\n")]
-    arguments: list[Sequence[Any]] = []
+    count = len(good.numbers)
+    parts: dict[str, list[Sequence[str]]] = {section: [] for section in plan.sections}
+    names: Sequence[str | None] = [None] * count
     for step in plan.steps:
-        if step.position is None:
-            assert step.constant is not None
-            template.append(_literal(f"{step.label}{len(step.constant)}:{step.constant}"))
-            continue
-        column = good.values[step.position]
-        distinct = set(column)
-        if None in distinct or len(distinct) * _REPEATS <= len(column):
-            template.append("%s")
-            arguments.append(_parts(step.label, column, distinct))
+        column = _column(step, good, count)
+        if step.section == "custom_data":
+            label, close = f'{{"name":{_text(step.field)},"value":', "}"
         else:
-            template.append(_literal(step.label) + "%d:%s")
-            arguments.extend((list(map(len, cast(Sequence[str], column))), column))
-    text = "".join(template)
-    if not arguments:
-        texts: Iterable[str] = [text % ()] * len(good.numbers)
-    else:
-        texts = map(text.__mod__, zip(*arguments))
-    return [hashlib.sha256(text.encode()).hexdigest() for text in texts]
+            label, close = f"{_text(step.field)}:", ""
+        parts[step.section].append(_json_parts(column, label, close, step.integer))
+        if (step.section, step.field) == ("signal", "name"):
+            names = column
+    search, signal, custom = (_joined(parts[section], count) for section in plan.sections)
+    bodies = map(
+        '{"search":{%s},"signal":{%s}%s}'.__mod__,
+        zip(search, signal, [f',"custom_data":[{text}]' if text else "" for text in custom]),
+    )
+    mapped = MappedRows(requests=[], failures=[])
+    for number, name, text in zip(good.numbers, names, bodies):
+        if not name:
+            mapped.failures.append((number, _NO_SIGNAL_NAME))
+            continue
+        mapped.requests.append((number, _request(plan, text, _key(plan, text))))
+    return mapped
 
 
-def _literal(text: str) -> str:
-    """``text`` as a part of a %-format template that stands for itself."""
-    return text.replace("%", "%%")
+def _column(step: _Step, good: GoodColumns, count: int) -> Sequence[str | None]:
+    if step.position is None:
+        return [step.constant] * count
+    return good.values[step.position]
 
 
-def _request(
-    kind: str, method: str, path: str, body: dict[str, Any], key: str
-) -> DestinationRequest:
+def _json_parts(
+    column: Sequence[str | None], label: str, close: str, integer: bool
+) -> list[str]:
+    """Each value's part of a JSON object or array, ``label`` + JSON + ``close``; empty if missing."""
+    encode: Callable[[str], str] = _integer_text if integer else _text
+    distinct = set(column)
+    if None in distinct or len(distinct) * _REPEATS <= len(column):
+        texts = {value: f"{label}{encode(value)}{close}" for value in distinct if value is not None}
+        return list(map(texts.get, column, repeat("")))
+    return [f"{label}{text}{close}" for text in map(encode, cast(Sequence[str], column))]
+
+
+def _joined(columns: list[Sequence[str]], count: int) -> list[str]:
+    """Each row's present parts of a section, comma-separated."""
+    if not columns:
+        return [""] * count
+    rows = zip(*columns)
+    if not any("" in column for column in map(set, columns)):
+        return list(map(",".join, rows))
+    return [",".join(filter(None, row)) for row in rows]
+
+
+def _integer_text(value: str) -> str:
+    return str(int(value))
+
+
+def _key(plan: _Plan, text: str) -> str:
+    return hashlib.sha256(f"{plan.kind}\n{plan.method} {plan.path}\n{text}".encode()).hexdigest()
+
+
+def _request(plan: _Plan, text: str, key: str) -> DestinationRequest:
     """A DestinationRequest made without the frozen dataclass' five ``object.__setattr__`` calls,
     which cost a microsecond a row; the instance is the same as one made by ``__init__``."""
     request = object.__new__(DestinationRequest)
-    fields = {"kind": kind, "method": method, "path": path, "body": body, "key": key}
+    fields = {"kind": plan.kind, "method": plan.method, "path": plan.path, "text": text, "key": key}
     object.__setattr__(request, "__dict__", fields)
     return request
 
@@ -222,16 +253,6 @@ def _section_fields(plan: _Plan) -> dict[str, list[str]]:
     for step in plan.steps:
         fields[step.section].append(step.field)
     return fields
-
-
-def _parts(
-    label: str, column: Sequence[str | None], distinct: Iterable[str | None]
-) -> list[str]:
-    """Each value's part of the key text, as ``map_row`` writes it; empty for a missing value."""
-    texts: dict[str | None, str] = {
-        value: f"{label}{len(value)}:{value}" for value in distinct if value is not None
-    }
-    return list(map(texts.get, column, repeat("")))
 
 
 def _integers(column: Sequence[str | None]) -> list[int | None]:
@@ -266,7 +287,6 @@ class _Step(NamedTuple):
 
     section: str
     field: str
-    label: str
     column: str
     position: int | None
     constant: str | None
@@ -294,14 +314,14 @@ def _plan(feed: Feed, columns: tuple[str, ...], tz: ZoneInfo) -> _Plan:
         return cached[1]
     kind = feed.mapping.kind
     steps = [
-        _step(target, f"{target}=", f"constant {target}", None, value, None)
+        _step(target, f"constant {target}", None, value, None)
         for target, value in feed.mapping.constants
     ]
     for position, column in enumerate(columns):
         target = feed.target(column)
         if target is not None:
             check = checker(target_type(target), tz)
-            steps.append(_step(target, f"{target}=", column, position, None, check))
+            steps.append(_step(target, column, position, None, check))
     order = _SECTIONS[kind]
     # Sorted steps make bodies whose fields, and so keys, do not depend on the file's column order.
     steps.sort(key=lambda step: (order.index(step.section), step.field.lower()))
@@ -318,7 +338,6 @@ def _plan(feed: Feed, columns: tuple[str, ...], tz: ZoneInfo) -> _Plan:
 
 def _step(
     target: Target,
-    label: str,
     column: str,
     position: int | None,
     constant: str | None,
@@ -327,7 +346,6 @@ def _step(
     return _Step(
         section=target.section,
         field=target.field,
-        label=label,
         column=column,
         position=position,
         constant=constant,
@@ -339,7 +357,7 @@ def _step(
 def _signal_body(sections: dict[str, dict[str, Any]]) -> dict[str, Any]:
     signal = sections.get("signal", {})
     if not signal.get("name"):
-        raise ValueError("the row has no signal name")
+        raise ValueError(_NO_SIGNAL_NAME)
     body: dict[str, Any] = {"search": sections.get("search", {}), "signal": signal}
     custom = sections.get("custom_data")
     if custom:
@@ -384,8 +402,12 @@ _SECTIONS = {
     "call": ("call", "attributes"),
 }
 _PATHS = {"signal": SIGNAL_PATH, "call": CALL_PATH}
+_NO_SIGNAL_NAME = "the row has no signal name"
+# The canonical spelling of a body, and of one text value in it.
+_dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+_text: Callable[[str], str] = encode_basestring
 _BUILDERS = {"signal": _signal_body, "lookup": _lookup_body, "call": _call_body}
-# A column whose values repeat this many times on average has its key parts made once per value.
+# A column whose values repeat this many times on average has its JSON made once per value.
 _REPEATS = 2
 # Plans by (feed identity, columns, zone); a handful of feeds and files are active at a time.
 MAX_CACHED_PLANS = 64

@@ -14,7 +14,7 @@ import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any
+from typing import Any, cast
 
 from core.clock import now_iso
 from core.db import Database
@@ -47,7 +47,8 @@ class QueuedRequest:
     url: str
     token: str | None
     key: str
-    body: dict[str, Any]
+    #: The JSON body, as ``ingest.mapping`` spells it.
+    text: str
 
 
 @dataclass(frozen=True)
@@ -68,9 +69,13 @@ class OutboxItem:
     url: str
     token: str | None
     key: str
-    body: dict[str, Any]
+    text: str
     state: str
     attempts: int
+
+    @property
+    def body(self) -> dict[str, Any]:
+        return cast(dict[str, Any], json.loads(self.text))
 
 
 @dataclass(frozen=True)
@@ -110,8 +115,8 @@ class Outbox:
             conn.executemany(
                 "INSERT INTO ingest_outbox (run_id, upload_id, tenant, row_number, kind, method, url,"
                 " token, key, body, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                [(run_id, upload_id, tenant, r.row_number, r.kind, r.method, r.url, r.token, r.key,
-                  json.dumps(r.body, ensure_ascii=False, separators=(",", ":")), now) for r in requests],
+                [(run_id, upload_id, tenant, r.row_number, r.kind, r.method, r.url, r.token, r.key, r.text,
+                  now) for r in requests],
             )
             conn.executemany(
                 "INSERT INTO ingest_rows (upload_id, row_number, status, error) VALUES (?, ?, ?, ?)",
@@ -200,6 +205,6 @@ def _item(row: sqlite3.Row) -> OutboxItem:
     return OutboxItem(
         id=row["id"], run_id=row["run_id"], upload_id=row["upload_id"], tenant=row["tenant"],
         row_number=row["row_number"], kind=row["kind"], method=row["method"], url=row["url"],
-        token=row["token"], key=row["key"], body=json.loads(row["body"]), state=row["state"],
+        token=row["token"], key=row["key"], text=row["body"], state=row["state"],
         attempts=row["attempts"],
     )

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 import random
 import time
 from collections.abc import Callable, Sequence
@@ -44,6 +45,7 @@ log = get_logger("ingest.poster")
 
 TOKEN_FIELD = "oauth_token"
 IDEMPOTENCY_HEADER = "Idempotency-Key"
+JSON_TYPE = "application/json"
 HTTP_UNAUTHORIZED = 401
 HTTP_REQUEST_TIMEOUT = 408
 HTTP_TOO_EARLY = 425
@@ -163,15 +165,15 @@ class Poster:
             report.left_pending += 1
 
     async def _deliver(self, item: OutboxItem, token: str, key: str, limiter: RateLimiter) -> Delivery:
-        body = {**item.body, TOKEN_FIELD: token}
-        headers = {IDEMPOTENCY_HEADER: item.key}
+        content = _with_token(item.text, token).encode()
+        headers = {IDEMPOTENCY_HEADER: item.key, "Content-Type": JSON_TYPE}
         status: int | None = None
         error = ""
         for attempt in range(1, self.settings.max_attempts + 1):
             retry_after: float | None = None
             await limiter.acquire()
             try:
-                response = await self.client.request(item.method, item.url, json=body, headers=headers)
+                response = await self.client.request(item.method, item.url, content=content, headers=headers)
             except httpx.TimeoutException:
                 status, error = None, f"no answer within {self.settings.timeout_seconds:g}s"
             except httpx.TransportError as exc:
@@ -225,6 +227,12 @@ def _retry_after(response: httpx.Response) -> float | None:
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=timezone.utc)
     return max(0.0, (moment - datetime.now(timezone.utc)).total_seconds())
+
+
+def _with_token(text: str, token: str) -> str:
+    """The JSON object ``text`` with the token as its first field, as the Signal API takes it."""
+    rest = text[1:].lstrip()
+    return f'{{"{TOKEN_FIELD}":{json.dumps(token)}' + ("}" if rest == "}" else "," + rest)
 
 
 def _json(response: httpx.Response) -> Any:

@@ -217,7 +217,7 @@ class Processor:
                 QueuedRequest(
                     row_number=number, kind=request.kind, method=request.method,
                     url=base + request.path, token=feed.destination.token, key=request.key,
-                    body=request.body,
+                    text=request.text,
                 )
                 for number, request in mapped.requests
             ]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import csv
 import email
 import email.policy
@@ -262,3 +263,10 @@ def test_nothing_is_left_in_the_send_log_from_older_windows(tmp_path: Path) -> N
     log.prune(150.0)
     assert log.since("k", 0.0) == [200.0]
     db.close()
+
+
+def test_the_token_goes_first_into_any_json_object() -> None:
+    from ingest.poster import _with_token
+
+    assert json.loads(_with_token("{}", 'se"cret')) == {"oauth_token": 'se"cret'}
+    assert _with_token('{"signal":{"name":"Sale"}}', "t") == '{"oauth_token":"t","signal":{"name":"Sale"}}'

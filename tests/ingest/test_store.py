@@ -108,7 +108,7 @@ def test_outbox_claims_a_file_and_queues_its_rows_all_or_nothing(db: Database, u
     second = uploads.record("acme", "in/sales.csv", 1, "0" * 64).id
     store.add(staged(first))
     store.add(staged(second))  # supersedes the first
-    request = QueuedRequest(2, "signal", "POST", "http://x/api", None, "k", {"signal": {"name": "Sale"}})
+    request = QueuedRequest(2, "signal", "POST", "http://x/api", None, "k", '{"signal":{"name":"Sale"}}')
     assert not outbox.enqueue(first, run.id, "acme", 1, [request], [])
     assert db.query("SELECT * FROM ingest_outbox") == []
     assert outbox.enqueue(second, run.id, "acme", 2, [request], [RejectedRow(3, "bad")])
