@@ -226,7 +226,7 @@ def _joined(columns: list[Sequence[str]], count: int) -> list[str]:
     if not columns:
         return [""] * count
     rows = zip(*columns)
-    if not any("" in column for column in map(set, columns)):
+    if not any("" in column for column in columns):
         return list(map(",".join, rows))
     return [",".join(filter(None, row)) for row in rows]
 
