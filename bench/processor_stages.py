@@ -80,10 +80,10 @@ def processor() -> Callable[[Path], StageTimes]:
             raise FileRejected(checked.file_error)
         mapped = map_rows(feed, checked, ZONE)
         done = time.perf_counter()
-        good = len(mapped.requests)
+        good = len(mapped)
         return StageTimes(read=read - started, validate=validated - read, map=done - validated,
                           total=done - started, cpu=time.process_time() - cpu,
-                          rows=len(checked.rows), good=good, bad=len(checked.rows) - good)
+                          rows=checked.row_count, good=good, bad=checked.row_count - good)
 
     return run
 

@@ -24,8 +24,8 @@ equal keys and an outbox can refuse to queue a request twice; JSON's quoting kee
 passing for another field.
 
 A whole file is mapped by ``map_rows``, a column at a time, into the same requests ``map_row``
-makes one row at a time; signal bodies, the bulk of all files, are then assembled as text from
-the JSON of each distinct value, never built as dicts.
+makes one row at a time; signal bodies, the bulk of all files, are then assembled as text by
+polars, column by column, never built as dicts.
 """
 
 from __future__ import annotations
@@ -33,13 +33,15 @@ from __future__ import annotations
 import hashlib
 import json
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from itertools import repeat
 from json.encoder import encode_basestring  # type: ignore[attr-defined]
 from typing import Any, NamedTuple, cast
 from zoneinfo import ZoneInfo
+
+import polars as pl
 
 from ingest.coercion import checker
 from ingest.feeds import Feed
@@ -105,16 +107,79 @@ def map_row(feed: Feed, values: dict[str, str | None], tz: ZoneInfo) -> Destinat
                 raise ValueError(f"{column}: {exc}") from None
         sections[section][field] = int(value) if integer else value
     text = _dumps(plan.build(sections))
-    return _request(plan, text, _key(plan, text))
+    return _request(plan.kind, plan.method, plan.path, text, _key(plan, text))
 
 
-@dataclass
 class MappedRows:
     """The requests of a file's good rows and the rows that cannot be mapped, by file row number,
-    each list in file order."""
+    each list in file order.
 
-    requests: list[tuple[int, DestinationRequest]]
-    failures: list[tuple[int, str]]
+    A file mapped by columns keeps its requests as columns too (``batch``), all of one kind,
+    method and path; ``requests`` makes the request objects only when asked for.
+    """
+
+    __slots__ = ("_batch", "_requests", "failures")
+
+    def __init__(
+        self,
+        requests: list[tuple[int, DestinationRequest]],
+        failures: list[tuple[int, str]],
+    ) -> None:
+        self._requests: list[tuple[int, DestinationRequest]] | None = requests
+        self._batch: RequestBatch | None = None
+        self.failures = failures
+
+    @classmethod
+    def _of(cls, batch: RequestBatch, failures: list[tuple[int, str]]) -> MappedRows:
+        mapped = cls([], failures)
+        mapped._requests, mapped._batch = None, batch
+        return mapped
+
+    @property
+    def requests(self) -> list[tuple[int, DestinationRequest]]:
+        if self._requests is None:
+            assert self._batch is not None
+            self._requests = list(self._batch)
+        return self._requests
+
+    def __len__(self) -> int:
+        """How many requests."""
+        return len(self._batch.numbers) if self._requests is None and self._batch else len(self.requests)
+
+    def rows(self) -> Iterator[tuple[int, str, str, str, str, str]]:
+        """Each request as (row number, kind, method, path, text, key), without request objects."""
+        if self._requests is None and self._batch is not None:
+            batch = self._batch
+            for number, text, key in zip(batch.numbers, batch.texts, batch.keys):
+                yield number, batch.kind, batch.method, batch.path, text, key
+            return
+        for number, request in self.requests:
+            yield number, request.kind, request.method, request.path, request.text, request.key
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, MappedRows):
+            return NotImplemented
+        return (self.requests, self.failures) == (other.requests, other.failures)
+
+    def __repr__(self) -> str:
+        return f"MappedRows(requests={self.requests!r}, failures={self.failures!r})"
+
+
+@dataclass(frozen=True)
+class RequestBatch:
+    """Requests of one kind, method and path, column by column."""
+
+    kind: str
+    method: str
+    path: str
+    numbers: list[int]
+    texts: list[str]
+    keys: list[str]
+
+    def __iter__(self) -> Iterator[tuple[int, DestinationRequest]]:
+        plan = (self.kind, self.method, self.path)
+        for number, text, key in zip(self.numbers, self.texts, self.keys):
+            yield number, _request(*plan, text, key)
 
 
 @collection_paused()
@@ -166,84 +231,93 @@ def _map_columns(plan: _Plan, good: GoodColumns) -> MappedRows:
         except ValueError as exc:
             mapped.failures.append((number, str(exc)))
             continue
-        mapped.requests.append((number, _request(plan, text, _key(plan, text))))
+        mapped.requests.append((number, _request(plan.kind, plan.method, plan.path, text, _key(plan, text))))
     return mapped
 
 
 def _signal_texts(plan: _Plan, good: GoodColumns) -> MappedRows:
-    """The requests of a signal file, their bodies put together as text.
+    """The requests of a signal file, their bodies put together as text by polars.
 
-    Each value's JSON (with its field name) is made once per distinct value, a section's parts are
-    joined a row at a time, and the sections go into one template: the very text ``map_row`` gets
-    from ``json`` for the same row, as ``tests/ingest/test_columns.py`` checks.
+    Each value becomes its JSON with its field name, a section's parts are joined with commas,
+    and the sections go into one template: the very text ``map_row`` gets from ``json`` for the
+    same row, as ``tests/ingest/test_columns.py`` checks.
     """
     count = len(good.numbers)
-    parts: dict[str, list[Sequence[str]]] = {section: [] for section in plan.sections}
-    names: Sequence[str | None] = [None] * count
+    parts: dict[str, list[pl.Expr]] = {section: [] for section in plan.sections}
+    names = pl.lit(None, dtype=pl.String)
+    frame = pl.DataFrame({str(position): values for position, values in enumerate(good.values)})
+    if not frame.width:
+        frame = pl.DataFrame({"_": [None] * count}, schema={"_": pl.String})
     for step in plan.steps:
-        column = _column(step, good, count)
+        column = _column_expr(step)
         if step.section == "custom_data":
             label, close = f'{{"name":{_text(step.field)},"value":', "}"
         else:
             label, close = f"{_text(step.field)}:", ""
-        parts[step.section].append(_json_parts(column, label, close, step.integer))
+        values = column if step.integer else _json_strings(column, frame)
+        parts[step.section].append(pl.lit(label) + values + pl.lit(close))
         if (step.section, step.field) == ("signal", "name"):
             names = column
-    search, signal, custom = (_joined(parts[section], count) for section in plan.sections)
-    bodies = map(
-        '{"search":{%s},"signal":{%s}%s}'.__mod__,
-        zip(search, signal, [f',"custom_data":[{text}]' if text else "" for text in custom]),
+    search, signal, custom = (_joined(parts[section]) for section in plan.sections)
+    bodies = pl.concat_str(
+        pl.lit('{"search":{'), search, pl.lit('},"signal":{'), signal, pl.lit("}"),
+        pl.when(custom != "").then(pl.lit(',"custom_data":[') + custom + pl.lit("]")).otherwise(pl.lit("")),
+        pl.lit("}"),
     )
-    mapped = MappedRows(requests=[], failures=[])
-    for number, name, text in zip(good.numbers, names, bodies):
-        if not name:
-            mapped.failures.append((number, _NO_SIGNAL_NAME))
-            continue
-        mapped.requests.append((number, _request(plan, text, _key(plan, text))))
-    return mapped
+    result = frame.select(text=bodies, named=names.fill_null("") != "")
+    texts = result.get_column("text").to_list()
+    named = result.get_column("named")
+    failures: list[tuple[int, str]] = []
+    numbers = good.numbers
+    if not named.all():
+        failures = [(good.numbers[index], _NO_SIGNAL_NAME) for index in (~named).arg_true().to_list()]
+        kept = named.arg_true().to_list()
+        numbers = [good.numbers[index] for index in kept]
+        texts = [texts[index] for index in kept]
+    prefix = f"{plan.kind}\n{plan.method} {plan.path}\n"
+    keys = [hashlib.sha256((prefix + text).encode()).hexdigest() for text in texts]
+    batch = RequestBatch(plan.kind, plan.method, plan.path, numbers, texts, keys)
+    return MappedRows._of(batch, failures)
+
+
+def _column_expr(step: _Step) -> pl.Expr:
+    if step.position is None:
+        return pl.lit(step.constant, dtype=pl.String)
+    return pl.col(str(step.position))
+
+
+def _json_strings(column: pl.Expr, frame: pl.DataFrame) -> pl.Expr:
+    """Each value as a JSON string: quoted as it is, unless it holds a character JSON escapes,
+    then as ``json`` spells it (each distinct value once)."""
+    values = frame.select(column).to_series()
+    if not values.str.contains(_JSON_ESCAPED).any():
+        return pl.lit('"') + column + pl.lit('"')
+    distinct = values.drop_nulls().unique().to_list()
+    return column.replace_strict(distinct, list(map(_text, distinct)), default=None, return_dtype=pl.String)
+
+
+def _joined(parts: list[pl.Expr]) -> pl.Expr:
+    """Each row's present parts of a section, comma-separated."""
+    if not parts:
+        return pl.lit("")
+    return pl.concat_str(parts, separator=",", ignore_nulls=True).fill_null("")
 
 
 def _column(step: _Step, good: GoodColumns, count: int) -> Sequence[str | None]:
     if step.position is None:
         return [step.constant] * count
-    return good.values[step.position]
-
-
-def _json_parts(
-    column: Sequence[str | None], label: str, close: str, integer: bool
-) -> list[str]:
-    """Each value's part of a JSON object or array, ``label`` + JSON + ``close``; empty if missing."""
-    encode: Callable[[str], str] = _integer_text if integer else _text
-    distinct = set(column)
-    if None in distinct or len(distinct) * _REPEATS <= len(column):
-        texts = {value: f"{label}{encode(value)}{close}" for value in distinct if value is not None}
-        return list(map(texts.get, column, repeat("")))
-    return [f"{label}{text}{close}" for text in map(encode, cast(Sequence[str], column))]
-
-
-def _joined(columns: list[Sequence[str]], count: int) -> list[str]:
-    """Each row's present parts of a section, comma-separated."""
-    if not columns:
-        return [""] * count
-    rows = zip(*columns)
-    if not any("" in column for column in columns):
-        return list(map(",".join, rows))
-    return [",".join(filter(None, row)) for row in rows]
-
-
-def _integer_text(value: str) -> str:
-    return str(int(value))
+    return good.values[step.position].to_list()
 
 
 def _key(plan: _Plan, text: str) -> str:
     return hashlib.sha256(f"{plan.kind}\n{plan.method} {plan.path}\n{text}".encode()).hexdigest()
 
 
-def _request(plan: _Plan, text: str, key: str) -> DestinationRequest:
+def _request(kind: str, method: str, path: str, text: str, key: str) -> DestinationRequest:
     """A DestinationRequest made without the frozen dataclass' five ``object.__setattr__`` calls,
     which cost a microsecond a row; the instance is the same as one made by ``__init__``."""
     request = object.__new__(DestinationRequest)
-    fields = {"kind": plan.kind, "method": plan.method, "path": plan.path, "text": text, "key": key}
+    fields = {"kind": kind, "method": method, "path": path, "text": text, "key": key}
     object.__setattr__(request, "__dict__", fields)
     return request
 
@@ -407,8 +481,8 @@ _NO_SIGNAL_NAME = "the row has no signal name"
 _dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 _text: Callable[[str], str] = encode_basestring
 _BUILDERS = {"signal": _signal_body, "lookup": _lookup_body, "call": _call_body}
-# A column whose values repeat this many times on average has its JSON made once per value.
-_REPEATS = 2
+# Characters that ``json`` escapes in a string (with ``ensure_ascii=False``), as a polars pattern.
+_JSON_ESCAPED = r'["\\\x00-\x1f]'
 # Plans by (feed identity, columns, zone); a handful of feeds and files are active at a time.
 MAX_CACHED_PLANS = 64
 _PLANS: OrderedDict[tuple[int, tuple[str, ...], ZoneInfo], tuple[Feed, _Plan]] = OrderedDict()

@@ -207,22 +207,20 @@ class Processor:
         zone = ZoneInfo(tenant.timezone)
         checked = validate(table, feed, self.tenants.dictionary(tenant.name), zone,
                            self.settings.post.max_bad_row_share)
-        rejected = [RejectedRow(row.number, row.error) for row in checked.rows if row.error]
+        rejected = [RejectedRow(row.number, row.error) for row in checked.bad if row.error]
         if checked.file_error:
-            return _Prepared(len(checked.rows), [], rejected, checked.file_error)
+            return _Prepared(checked.row_count, [], rejected, checked.file_error)
         base = feed.destination.url or self.settings.embedded_api_base
         with collection_paused():
             mapped = map_rows(feed, checked, zone)
+            token = feed.destination.token
             requests = [
-                QueuedRequest(
-                    row_number=number, kind=request.kind, method=request.method,
-                    url=base + request.path, token=feed.destination.token, key=request.key,
-                    text=request.text,
-                )
-                for number, request in mapped.requests
+                QueuedRequest(row_number=number, kind=kind, method=method, url=base + path,
+                              token=token, key=key, text=text)
+                for number, kind, method, path, text, key in mapped.rows()
             ]
         rejected.extend(RejectedRow(number, error) for number, error in mapped.failures)
-        return _Prepared(len(checked.rows), requests, rejected)
+        return _Prepared(checked.row_count, requests, rejected)
 
     def _queue(self, staged: StagedUpload, run: RunRecord, prepared: _Prepared) -> bool:
         with self.outbox.db.transaction():

@@ -11,7 +11,11 @@ name rule itself is enforced separately (``ingest.validate.check_file``).
 CSV: UTF-8 with or without BOM, or UTF-16 with a BOM as Excel writes "Unicode text" (a BOM-less
 UTF-16 file is recognised by its NUL bytes); other encodings are refused rather than misread. The
 delimiter (comma, semicolon or tab) is the one found most often, outside quotes, on the header line.
-Quoting is strict, so a stray quote cannot silently swallow the rest of the file.
+Quoting is strict, so a stray quote cannot silently swallow the rest of the file. Files are
+parsed by polars' multithreaded reader and cleaned a column at a time; wherever its rules and the
+csv module's could part (a bare CR line end, a NUL byte, a quote out of place, a row longer than
+the header), polars gives way and the csv module decides, so every file reads as the csv module
+reads it.
 
 Workbooks: the first sheet, through python-calamine. Cells that hold numbers are rendered the way
 a person reads them: whole numbers without ``.0``, others in positional notation (never
@@ -34,6 +38,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import polars as pl
 import python_calamine
 
 from ingest.errors import FileRejected
@@ -43,6 +48,12 @@ __all__ = ["MISSING", "Table", "read_table"]
 
 #: Cell texts (after stripping) that mean "no value".
 MISSING = frozenset({""} | {"".join(c) for c in itertools.product(*zip("null", "NULL"))})
+#: What ``str.strip()`` removes (every character whose ``isspace()`` is true), for polars to strip
+#: the very same; ``tests/ingest/test_readers.py`` checks it against this Python's Unicode tables.
+WHITESPACE = (
+    "\t\n\x0b\x0c\r\x1c\x1d\x1e\x1f \x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006"
+    "\u2007\u2008\u2009\u200a\u2028\u2029\u202f\u205f\u3000"
+)
 
 DELIMITERS = (",", ";", "\t")
 ZIP_MAGIC = b"PK\x03\x04"
@@ -66,12 +77,13 @@ class Table:
     works a column at a time: the rows of a large file are then only made if someone asks for them.
     """
 
-    __slots__ = ("_columns", "_rows", "header")
+    __slots__ = ("_columns", "_rows", "_series", "header")
 
     def __init__(self, header: list[str], rows: list[list[str | None]]) -> None:
         self.header = header
         self._rows: list[list[str | None]] | None = rows
         self._columns: list[list[str | None]] | None = None
+        self._series: list[pl.Series] | None = None
 
     @classmethod
     def from_columns(cls, header: list[str], columns: list[list[str | None]]) -> Table:
@@ -80,20 +92,35 @@ class Table:
         table._rows, table._columns = None, columns
         return table
 
+    @classmethod
+    def from_series(cls, header: list[str], series: list[pl.Series]) -> Table:
+        """A table with one equally long polars column of text per header name."""
+        table = cls(header, [])
+        table._rows, table._series = None, series
+        return table
+
     @property
     def rows(self) -> list[list[str | None]]:
         if self._rows is None:
-            assert self._columns is not None
-            self._rows = list(map(list, zip(*self._columns)))
+            columns = self.columns
+            assert columns is not None
+            self._rows = list(map(list, zip(*columns)))
             # The rows may now be changed in place; the columns would not follow.
-            self._columns = None
+            self._columns = self._series = None
         return self._rows
 
     @property
     def columns(self) -> list[list[str | None]] | None:
         """The values column by column if the table came that way and its rows were never asked
         for, else None."""
+        if self._columns is None and self._series is not None:
+            self._columns = [series.to_list() for series in self._series]
         return self._columns
+
+    @property
+    def series(self) -> list[pl.Series] | None:
+        """The polars columns if the table came that way and its rows were never asked for."""
+        return self._series
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Table):
@@ -119,7 +146,62 @@ def read_table(path: Path) -> Table:
 
 def _read_csv(data: bytes) -> Table:
     text = _decode(data)
-    reader = csv.reader(io.StringIO(text, newline=""), delimiter=_delimiter(text), strict=True)
+    delimiter = _delimiter(text)
+    return _read_csv_columns(text, delimiter) or _read_csv_records(text, delimiter)
+
+
+def _read_csv_columns(text: str, delimiter: str) -> Table | None:
+    """The table as polars reads it, or None where the csv module must decide (see the module
+    docstring): any file polars refuses, and those where the two could read differently."""
+    if "\x00" in text or text.count("\r") != text.count("\r\n") or not text.strip(WHITESPACE):
+        return None
+    if not _strictly_quoted(text, delimiter):
+        return None
+    try:
+        frame = pl.read_csv(
+            text.encode(), has_header=False, infer_schema=False, separator=delimiter,
+            quote_char='"', raise_if_empty=True,
+        )
+    except pl.exceptions.PolarsError:
+        return None
+    header = _header(list(frame.row(0)))
+    width = len(header)
+    cleaned = frame.slice(1).select(_cleaned(pl.col(name)) for name in frame.columns)
+    beyond = cleaned.columns[width:]
+    if not width or (beyond and cleaned.select(pl.any_horizontal(pl.col(beyond).is_not_null()).any()).item()):
+        # A nameless header or cells beyond it: the csv module's rows say what validation sees.
+        return None
+    return Table.from_series(header, cleaned.get_columns()[:width])
+
+
+def _strictly_quoted(text: str, delimiter: str) -> bool:
+    """Whether every quote opens a field, is doubled inside one, or closes one at its end.
+
+    Where quotes are otherwise, the csv module refuses the file or keeps the quote as text, and
+    polars may read something else. Line ends are LF or CRLF here.
+    """
+    find = text.find
+    start = find('"')
+    while start != -1:
+        if start and text[start - 1] not in (delimiter, "\n"):
+            return False
+        end = find('"', start + 1)
+        while end != -1 and text.startswith('"', end + 1):
+            end = find('"', end + 2)
+        if end == -1 or text[end + 1 : end + 2] not in (delimiter, "\r", "\n", ""):
+            return False
+        start = find('"', end + 1)
+    return True
+
+
+def _cleaned(column: pl.Expr) -> pl.Expr:
+    """``_clean_texts`` as a polars expression."""
+    text = column.str.strip_chars(WHITESPACE)
+    return pl.when(text.is_in(list(MISSING))).then(None).otherwise(text).name.keep()
+
+
+def _read_csv_records(text: str, delimiter: str) -> Table:
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, strict=True)
     try:
         records = list(reader)
     except csv.Error as exc:

@@ -10,7 +10,7 @@ request field a column is mapped to, custom data fields missing from the tenant'
 (signal names may be new, custom data fields may not [invoca-sftp-signal-upload.txt]), a signal row
 that cannot find its call, and a call that ends before it starts.
 
-Checks run a column at a time, each distinct value once (see ``ingest.coercion.column_checker``).
+Checks run a column at a time on polars columns (see ``ingest.column_checks``).
 Values come out in canonical form (see ``ingest.coercion``), keyed by the template's spelling of
 the column name, and the good rows also column by column (``Validation.columns``), which is how
 ``ingest.mapping.map_rows`` maps a file.
@@ -21,15 +21,16 @@ from __future__ import annotations
 
 import itertools
 import stat
-from collections.abc import Collection, Iterable, Sequence
-from dataclasses import dataclass, field
-from itertools import compress
+from collections.abc import Collection, Iterable
+from dataclasses import dataclass
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
+import polars as pl
+
 from core.config import MiB
 from core.filenames import upload_name_error
-from ingest.coercion import column_checker
+from ingest.column_checks import check_column
 from ingest.feeds import REQUIRED_TARGETS, Feed
 from ingest.fields import DICTIONARY_SECTIONS, SEARCH_KEYS, Target, target_type
 from ingest.gcpause import collection_paused
@@ -102,15 +103,69 @@ class GoodColumns:
     tz: ZoneInfo
     keys: tuple[str, ...]
     numbers: list[int]
-    values: list[Sequence[str | None]]
+    values: list[pl.Series]
 
 
-@dataclass
+@dataclass(frozen=True)
+class _Checked:
+    """What ``validate`` found, column by column: enough to make each row's result on demand."""
+
+    keys: tuple[str, ...]
+    canonical: list[pl.Series]
+    #: Row indices (from the first data row) of the rows that are not blank.
+    filled: list[int]
+    errors: dict[int, str]
+
+    def results(self) -> list[RowResult]:
+        return self._results(self.filled)
+
+    def bad(self) -> list[RowResult]:
+        return self._results(sorted(self.errors))
+
+    def _results(self, indices: list[int]) -> list[RowResult]:
+        cells = [column.gather(indices).to_list() for column in self.canonical]
+        values = zip(*cells) if cells else itertools.repeat(())
+        return [
+            RowResult._lazy(FIRST_DATA_ROW + index, self.keys, row, self.errors.get(index))
+            for index, row in zip(indices, values)
+        ]
+
+
 class Validation:
-    file_error: str | None
-    rows: list[RowResult]
-    #: The good rows by column, when ``validate`` made this; None otherwise.
-    columns: GoodColumns | None = field(default=None, compare=False, repr=False)
+    """A file's verdict (``file_error``), its row results and, when ``validate`` made it, its good
+    rows by column. Rows of a large file are made only when asked for: the processor needs the
+    bad ones and the columns."""
+
+    __slots__ = ("_checked", "_rows", "columns", "file_error")
+
+    def __init__(
+        self,
+        file_error: str | None,
+        rows: list[RowResult],
+        columns: GoodColumns | None = None,
+    ) -> None:
+        self.file_error = file_error
+        self._rows: list[RowResult] | None = rows
+        self._checked: _Checked | None = None
+        self.columns = columns
+
+    @classmethod
+    def _of(cls, file_error: str | None, checked: _Checked, columns: GoodColumns | None) -> Validation:
+        validation = cls(file_error, [], columns)
+        validation._rows, validation._checked = None, checked
+        return validation
+
+    @property
+    def rows(self) -> list[RowResult]:
+        if self._rows is None:
+            assert self._checked is not None
+            self._rows = self._checked.results()
+        return self._rows
+
+    @property
+    def row_count(self) -> int:
+        """Rows that are not blank."""
+        return len(self._checked.filled) if self._rows is None and self._checked else len(self.rows)
 
     @property
     def good(self) -> list[RowResult]:
@@ -118,7 +173,17 @@ class Validation:
 
     @property
     def bad(self) -> list[RowResult]:
+        if self._rows is None and self._checked is not None:
+            return self._checked.bad()
         return [row for row in self.rows if row.error is not None]
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Validation):
+            return NotImplemented
+        return (self.file_error, self.rows) == (other.file_error, other.rows)
+
+    def __repr__(self) -> str:
+        return f"Validation(file_error={self.file_error!r}, rows={self.rows!r})"
 
 
 def check_file(path: Path, max_bytes: int, allowed_extensions: Iterable[str]) -> str | None:
@@ -175,20 +240,15 @@ def validate(
         return Validation(file_error=error, rows=[])
 
     width = len(table.header)
-    columns = table.columns
     errors: dict[int, list[str]] = {}
-    if columns is None:
-        rows = table.rows
-        filled = list(map(any, rows))
-        for index, length in enumerate(map(len, rows)):
-            if length > width:
-                errors[index] = [f"the row has {length} values but the header has {width} columns"]
-        columns = _columns(rows, width)
-    elif any(map(all, columns)):
-        filled = [True] * len(columns[0])
-    else:
-        filled = list(map(any, zip(*columns)))
-    canonical: list[list[str | None]] = []
+    columns = _series(table, width, errors)
+    rows = len(columns[0])
+    present = [(column.is_not_null() & (column != "")).alias(str(n)) for n, column in enumerate(columns)]
+    mask = pl.select(pl.any_horizontal(present)).to_series()
+    filled = list(range(rows)) if mask.all() else mask.arg_true().to_list()
+    if errors:
+        filled = sorted(set(filled) | set(errors))
+    canonical: list[pl.Series] = []
     invalid: list[set[int]] = []
     for item in plan:
         values, problems = _check_column(item, columns[item.index], known_fields, tz)
@@ -199,34 +259,21 @@ def validate(
     _check_rows(plan, canonical, invalid, feed, errors)
 
     keys = tuple(item.key for item in plan)
-    row_errors: list[str | None] = [None] * len(filled)
-    for index, messages in errors.items():
-        row_errors[index] = "; ".join(messages)
     # Blank rows (every value missing) get no result; the others keep their file row numbers.
-    numbers = range(FIRST_DATA_ROW, FIRST_DATA_ROW + len(filled))
-    row_values = zip(*canonical) if canonical else itertools.repeat(())
-    results = list(
-        map(
-            RowResult._lazy,
-            compress(numbers, filled),
-            itertools.repeat(keys),
-            compress(row_values, filled),
-            compress(row_errors, filled),
-        )
-    )
+    row_errors = {index: "; ".join(messages) for index, messages in errors.items()}
+    checked = _Checked(keys=keys, canonical=canonical, filled=filled, errors=row_errors)
     by_column = None
     if all(map(_canonical_for_target, plan)):
-        good = [is_filled and error is None for is_filled, error in zip(filled, row_errors)]
+        good = [index for index in filled if index not in row_errors] if row_errors else filled
         by_column = GoodColumns(
             feed=feed,
             tz=tz,
             keys=keys,
-            numbers=list(compress(numbers, good)),
-            values=[list(compress(values, good)) for values in canonical],
+            numbers=[FIRST_DATA_ROW + index for index in good],
+            values=[values if len(good) == rows else values.gather(good) for values in canonical],
         )
-    return Validation(
-        file_error=_share_error(results, max_bad_row_share), rows=results, columns=by_column
-    )
+    share_error = _share_error(len(filled), len(row_errors), max_bad_row_share)
+    return Validation._of(share_error, checked, by_column)
 
 
 def _canonical_for_target(item: _Column) -> bool:
@@ -304,22 +351,30 @@ def _mapping_error(plan: list[_Column], feed: Feed, known_fields: set[str]) -> s
     return None
 
 
-def _columns(rows: list[list[str | None]], width: int) -> list[list[str | None]]:
-    if not rows:
-        return [[] for _ in range(width)]
-    if min(map(len, rows)) < width:
-        rows = [row + [None] * (width - len(row)) for row in rows]
-    return [list(values) for values, _ in zip(zip(*rows), range(width))]
+def _series(table: Table, width: int, errors: dict[int, list[str]]) -> list[pl.Series]:
+    """The table's first ``width`` columns; rows longer than that are errors."""
+    if table.series is not None:
+        return table.series
+    columns = table.columns
+    if columns is None:
+        rows = table.rows
+        for index, length in enumerate(map(len, rows)):
+            if length > width:
+                errors[index] = [f"the row has {length} values but the header has {width} columns"]
+        if rows and min(map(len, rows)) < width:
+            rows = [row + [None] * (width - len(row)) for row in rows]
+        columns = [list(values) for values, _ in zip(zip(*rows), range(width))] if rows else []
+        if not columns:
+            columns = [[] for _ in range(width)]
+    return [pl.Series(values, dtype=pl.String) for values in columns]
 
 
 def _check_column(
-    item: _Column, values: list[str | None], known_fields: set[str], tz: ZoneInfo
-) -> tuple[list[str | None], list[tuple[int, str]]]:
-    canonical, problems = column_checker(item.type, tz)(values)
-    if item.column is not None and item.column.required and None in values:
-        problems.extend(
-            (index, "missing value") for index, value in enumerate(values) if value is None
-        )
+    item: _Column, values: pl.Series, known_fields: set[str], tz: ZoneInfo
+) -> tuple[pl.Series, list[tuple[int, str]]]:
+    canonical, problems = check_column(item.type, tz, values)
+    if item.column is not None and item.column.required and values.null_count():
+        problems.extend((index, "missing value") for index in values.is_null().arg_true().to_list())
     if item.column is not None and item.column.choices:
         canonical = _check_choices(item.column.choices, canonical, problems)
     target = item.target
@@ -327,7 +382,7 @@ def _check_column(
         required_type = target_type(target)
         if required_type != item.type:
             bad = {index for index, _ in problems}
-            canonical, more = column_checker(required_type, tz)(canonical)
+            canonical, more = check_column(required_type, tz, canonical)
             problems.extend(
                 (index, f"{message} (mapped to {target})")
                 for index, message in more
@@ -336,29 +391,32 @@ def _check_column(
         if target.section in DICTIONARY_SECTIONS and target.field.lower() not in known_fields:
             message = _not_in_dictionary(target)
             problems.extend(
-                (index, message) for index, value in enumerate(values) if value is not None
+                (index, message) for index in values.is_not_null().arg_true().to_list()
             )
     problems.sort(key=lambda problem: problem[0])
     return canonical, problems
 
 
 def _check_choices(
-    choices: tuple[str, ...], values: list[str | None], problems: list[tuple[int, str]]
-) -> list[str | None]:
+    choices: tuple[str, ...], values: pl.Series, problems: list[tuple[int, str]]
+) -> pl.Series:
     allowed = {choice.lower(): choice for choice in choices}
-    canonical: list[str | None] = []
-    for index, value in enumerate(values):
-        if value is not None and value.lower() not in allowed:
-            problems.append((index, f"{value!r} is not one of {', '.join(choices)}"))
-            canonical.append(value)
-        else:
-            canonical.append(value if value is None else allowed[value.lower()])
+    spelled: dict[str, str] = {}
+    for value in values.drop_nulls().unique().to_list():
+        if value.lower() in allowed:
+            spelled[value] = allowed[value.lower()]
+    canonical = values.replace(list(spelled), list(spelled.values()))
+    refused = (values.is_not_null() & ~values.is_in(list(spelled))).arg_true()
+    problems.extend(
+        (index, f"{value!r} is not one of {', '.join(choices)}")
+        for index, value in zip(refused.to_list(), values.gather(refused).to_list())
+    )
     return canonical
 
 
 def _check_rows(
     plan: list[_Column],
-    canonical: list[list[str | None]],
+    canonical: list[pl.Series],
     invalid: list[set[int]],
     feed: Feed,
     errors: dict[int, list[str]],
@@ -377,11 +435,8 @@ def _check_rows(
         item = plan[position]
         if item.column is not None and item.column.required:
             continue
-        for index, value in enumerate(canonical[position]):
-            if value is None:
-                errors.setdefault(index, []).append(
-                    f"{item.key}: missing value; {target} is required"
-                )
+        for index in canonical[position].is_null().arg_true().to_list():
+            errors.setdefault(index, []).append(f"{item.key}: missing value; {target} is required")
     if kind == "signal":
         _check_search(plan, canonical, constants, by_target, errors)
     if kind == "call":
@@ -389,9 +444,11 @@ def _check_rows(
         end = by_target.get(Target("call", "call_end"))
         if start is not None and end is not None:
             skip = invalid[start] | invalid[end]
-            for index, (begun, ended) in enumerate(zip(canonical[start], canonical[end])):
-                # Canonical timestamps share one fixed-width UTC format: text order is time order.
-                if begun and ended and ended < begun and index not in skip:
+            # Canonical timestamps share one fixed-width UTC format: text order is time order.
+            early = (canonical[end] < canonical[start]).fill_null(False).arg_true().to_list()
+            for index in early:
+                if index not in skip:
+                    begun, ended = canonical[start][index], canonical[end][index]
                     errors.setdefault(index, []).append(
                         f"{plan[end].key} ({ended}) is before {plan[start].key} ({begun})"
                     )
@@ -399,7 +456,7 @@ def _check_rows(
 
 def _check_search(
     plan: list[_Column],
-    canonical: list[list[str | None]],
+    canonical: list[pl.Series],
     constants: set[Target],
     by_target: dict[Target, int],
     errors: dict[int, list[str]],
@@ -411,23 +468,24 @@ def _check_search(
     if not positions:
         return
     message = f"no {', '.join(plan[p].key for p in positions)}: the row cannot find its call"
-    for index, values in enumerate(zip(*(canonical[p] for p in positions))):
-        if not any(values):
-            errors.setdefault(index, []).append(message)
+    missing = pl.select(
+        pl.all_horizontal(canonical[p].is_null().alias(str(p)) for p in positions)
+    ).to_series()
+    for index in missing.arg_true().to_list():
+        errors.setdefault(index, []).append(message)
 
 
 def _not_in_dictionary(target: Target) -> str:
     return f"custom data field {target.field!r} is not in the tenant's data dictionary"
 
 
-def _share_error(results: list[RowResult], max_bad_row_share: float) -> str | None:
-    if not results:
+def _share_error(rows: int, bad: int, max_bad_row_share: float) -> str | None:
+    if not rows:
         return None
-    bad = sum(1 for row in results if row.error is not None)
-    share = bad / len(results)
+    share = bad / rows
     if share <= max_bad_row_share:
         return None
     return (
-        f"{bad} of {len(results)} rows are bad ({share:.0%}), more than the {max_bad_row_share:.0%}"
+        f"{bad} of {rows} rows are bad ({share:.0%}), more than the {max_bad_row_share:.0%}"
         " allowed: the whole file is rejected"
     )
