@@ -81,7 +81,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if output is None and not plan.quick and tuple(args.cases) == ALL_CASES:
         output = DEFAULT_OUTPUT
     rows, extra = asyncio.run(run_cases(plan, args.cases))
-    verdicts = judge_all(rows)
+    verdicts = judge_all(rows, quick=plan.quick)
     command = "bench/run.sh" + ("".join(f" {arg}" for arg in (argv if argv is not None else sys.argv[1:])))
     document = render(rows, verdicts, describe(extra), method(plan), command.strip())
     print()
