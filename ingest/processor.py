@@ -28,6 +28,7 @@ import httpx
 
 from core.clock import parse_iso
 from core.config import Settings
+from core.digests import file_digest
 from core.logs import get_logger
 from core.tenants import Tenant, TenantStore
 from core.uploads import UploadState, UploadStore
@@ -40,7 +41,6 @@ from ingest.poster import Delivery, Poster, PostReport
 from ingest.readers import read_table
 from ingest.reports import FileSummary, write_report
 from ingest.store import FeedStore, RunCounts, RunRecord, RunStore, SendLog, StagedState, StagedStore, StagedUpload
-from ingest.staging import file_digest
 from ingest.validate import check_file, validate
 
 log = get_logger("ingest.processor")

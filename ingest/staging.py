@@ -32,6 +32,7 @@ from pathlib import Path, PurePosixPath
 
 from core.clock import now_iso, parse_iso
 from core.config import Settings
+from core.digests import file_digest
 from core.logs import get_logger
 from core.tenants import TenantStore
 from core.uploads import Upload, UploadState, UploadStore
@@ -299,14 +300,3 @@ def _make_folders(folder: Path) -> None:
     for part in reversed(missing):
         if not part.exists():
             part.mkdir(mode=FOLDER_MODE, exist_ok=True)
-
-
-def file_digest(path: Path) -> tuple[int, str]:
-    """Size and sha256 of a file, read in chunks."""
-    digest = hashlib.sha256()
-    size = 0
-    with open(path, "rb") as reader:
-        while chunk := reader.read(COPY_CHUNK_BYTES):
-            digest.update(chunk)
-            size += len(chunk)
-    return size, digest.hexdigest()

@@ -39,11 +39,12 @@ from asyncssh import (
 )
 from asyncssh.sftp import SFTPServerHandler
 
+from core.digests import fd_digest
 from core.logs import get_logger
 from sftpd.handles import IncomingFile, ReadHandle, UploadTooLarge
 from sftpd.recorder import UploadRecorder
 from sftpd.rules import UploadRules
-from sftpd.vfs import INBOX, OUTBOX, TenantFileSystem, VirtualPath, digest_of, name_error
+from sftpd.vfs import INBOX, OUTBOX, TenantFileSystem, VirtualPath, name_error
 
 log = get_logger(__name__)
 
@@ -289,7 +290,7 @@ class TenantSFTPServer(asyncssh.SFTPServer):
             # Hashed through a kept name, as the client may replace the target meanwhile.
             kept = self._fs.keep(target)
             try:
-                size, sha256 = await asyncio.to_thread(digest_of, os.open(kept, _KEPT_FLAGS))
+                size, sha256 = await asyncio.to_thread(fd_digest, os.open(kept, _KEPT_FLAGS))
             except BaseException:
                 os.unlink(kept)
                 raise

@@ -24,7 +24,6 @@ operation lands on the file the path names, inside the root.
 from __future__ import annotations
 
 import errno
-import hashlib
 import os
 import secrets
 import stat
@@ -57,7 +56,6 @@ STAGING_MODE = 0o700
 # The longest file name Linux file systems accept, in bytes.
 MAX_NAME_BYTES = 255
 
-_HASH_CHUNK_BYTES = 1024 * 1024
 _P = ParamSpec("_P")
 _R = TypeVar("_R")
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
@@ -383,19 +381,6 @@ class TenantFileSystem:
             return False
         self._kept[key] = fd
         return True
-
-
-def digest_of(fd: int) -> tuple[int, str]:
-    """The size and sha256 of what ``fd`` reads, from where it stands; closes ``fd``."""
-    sha256 = hashlib.sha256()
-    size = 0
-    try:
-        while chunk := os.read(fd, _HASH_CHUNK_BYTES):
-            sha256.update(chunk)
-            size += len(chunk)
-    finally:
-        os.close(fd)
-    return size, sha256.hexdigest()
 
 
 def translate(exc: OSError, path: VirtualPath) -> SFTPError | OSError:
