@@ -168,7 +168,7 @@ def _read_csv_columns(text: str, delimiter: str) -> Table | None:
     width = len(header)
     cleaned = frame.slice(1).select(_cleaned(pl.col(name)) for name in frame.columns)
     beyond = cleaned.columns[width:]
-    if not width or (beyond and cleaned.select(pl.any_horizontal(pl.col(beyond).is_not_null()).any()).item()):
+    if not width or (beyond and cleaned.select(pl.col(beyond).is_not_null().any()).sum_horizontal().item()):
         # A nameless header or cells beyond it: the csv module's rows say what validation sees.
         return None
     return Table.from_series(header, cleaned.get_columns()[:width])
