@@ -76,15 +76,15 @@ class Ingest:
             SendLog(db), Mailer(settings.mail, settings.mail_outbox),
         )
         self._lock = RunLock(settings.data_dir)
-        self._staging: set[asyncio.Task[StagedUpload | None]] = set()
 
     def on_upload(self, upload: Upload, local_path: Path, kept: Path | None = None) -> None:
         """An upload completed: take over the front door's ``kept`` name of its bytes, if given,
-        and stage it in a worker thread (call on the event loop; returns at once)."""
+        and queue its staging on the stager's thread.
+
+        A rename at most, so any thread may call it; the front door calls it on its recorder's.
+        """
         adopted = self.stager.adopt(upload, kept) if kept is not None else None
-        task = asyncio.get_running_loop().create_task(self.stage(upload, local_path, adopted))
-        self._staging.add(task)
-        task.add_done_callback(self._staged_done)
+        self.stager.queue(upload, local_path, adopted)
 
     async def stage(
         self, upload: Upload, local_path: Path, adopted: Path | None = None
@@ -93,8 +93,7 @@ class Ingest:
 
     async def settled(self) -> None:
         """Wait until every upload handed to :meth:`on_upload` so far is staged."""
-        while self._staging:
-            await asyncio.gather(*list(self._staging), return_exceptions=True)
+        await self.stager.settled()
 
     async def scan(self) -> list[StagedUpload]:
         """Stage the stable files in tenants' ``in/`` that no upload event announced."""
@@ -202,8 +201,3 @@ class Ingest:
         except Exception:
             log.error("ingest.serve_error", exc_info=True)
         return True
-
-    def _staged_done(self, task: asyncio.Task[StagedUpload | None]) -> None:
-        self._staging.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            log.error("staging.failed", error=repr(task.exception()))

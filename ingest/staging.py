@@ -67,6 +67,22 @@ class Stager:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._worker, self.stage, upload, local_path, adopted)
 
+    def queue(self, upload: Upload, local_path: Path, adopted: Path | None = None) -> None:
+        """:meth:`stage` on the stager's own thread, in the order of the calls, from any thread;
+        a failure is logged, as no one waits for the result."""
+        self._worker.submit(self._stage_logged, upload, local_path, adopted)
+
+    async def settled(self) -> None:
+        """Wait until everything queued so far is staged (the thread takes jobs in order)."""
+        await asyncio.wrap_future(self._worker.submit(_nothing))
+
+    def _stage_logged(self, upload: Upload, local_path: Path, adopted: Path | None) -> None:
+        try:
+            self.stage(upload, local_path, adopted)
+        except Exception:
+            log.error("staging.failed", exc_info=True, tenant=upload.tenant, upload=upload.id,
+                      path=upload.path)
+
     def adopt(self, upload: Upload, kept: Path) -> Path | None:
         """Move the front door's kept name of ``upload`` (see the module docstring) to where its
         snapshot goes; None where it cannot be moved, and :meth:`stage` then copies the upload.
@@ -300,3 +316,7 @@ def _make_folders(folder: Path) -> None:
     for part in reversed(missing):
         if not part.exists():
             part.mkdir(mode=FOLDER_MODE, exist_ok=True)
+
+
+def _nothing() -> None:
+    """A job that only marks a place in the stager's queue."""

@@ -25,4 +25,5 @@ class UploadCompleted:
 
 
 UploadListener = Callable[[UploadCompleted], None]
-"""Called on the event loop for every completed upload; it must not block (hand work off)."""
+"""Called for every completed upload, in upload order, on the front door's recorder thread, never
+the event loop: it may block for short work (a rename), which holds up only later records."""

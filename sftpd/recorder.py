@@ -23,16 +23,16 @@ class UploadRecorder:
     upload time. Nothing is lost should the server stop in between: the file is in ``in/``, and
     the ingest side's periodic scan stages files that no event announced.
 
-    Records are written in upload order by a thread of their own, never the event loop, and not
-    the loop's default executor either, where staging and scans would hold them up. One thread
-    suffices: the database serialises writers anyway.
+    Records are written and handed on in upload order by a thread of their own, never the event
+    loop (which only queues the job), and not the loop's default executor either, where staging
+    and scans would hold them up. One thread suffices: the database serialises writers anyway.
     """
 
     def __init__(self, uploads: UploadStore, listener: UploadListener | None) -> None:
         self._uploads = uploads
         self._listener = listener
         self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sftpd-recorder")
-        self._pending: set[asyncio.Task[None]] = set()
+        self._closed = False
 
     @property
     def wants_files(self) -> bool:
@@ -43,31 +43,33 @@ class UploadRecorder:
         self, tenant: str, relative_path: str, local_path: Path, size: int, sha256: str,
         kept: Path | None,
     ) -> None:
-        """Record the upload and hand it on, in the background (call on the event loop)."""
-        task = asyncio.get_running_loop().create_task(
-            self._record(tenant, relative_path, local_path, size, sha256, kept)
-        )
-        self._pending.add(task)
-        task.add_done_callback(self._pending.discard)
+        """Record the upload and hand it on, in the background; once closed, leave it to the
+        ingest side's scan."""
+        if self._closed:
+            log.warning("upload.not_recorded", reason="the server is stopping", tenant=tenant,
+                        path=relative_path)
+            _remove(kept)
+            return
+        self._writer.submit(self._record, tenant, relative_path, local_path, size, sha256, kept)
 
     async def settled(self) -> None:
-        """Wait until every upload completed so far is recorded and handed on."""
-        while self._pending:
-            await asyncio.gather(*list(self._pending), return_exceptions=True)
+        """Wait until every upload completed so far is recorded and handed on (the thread takes
+        jobs in order)."""
+        if not self._closed:
+            await asyncio.wrap_future(self._writer.submit(_nothing))
 
     async def close(self) -> None:
         """Finish the records under way, then stop taking new ones."""
         await self.settled()
+        self._closed = True
         self._writer.shutdown(wait=False)
 
-    async def _record(
+    def _record(
         self, tenant: str, relative_path: str, local_path: Path, size: int, sha256: str,
         kept: Path | None,
     ) -> None:
         try:
-            upload = await asyncio.get_running_loop().run_in_executor(
-                self._writer, self._uploads.record, tenant, relative_path, size, sha256, "sftp"
-            )
+            upload = self._uploads.record(tenant, relative_path, size, sha256, "sftp")
         except Exception:
             log.error("upload.record_failed", exc_info=True, tenant=tenant, path=relative_path,
                       size=size, sha256=sha256)
@@ -82,6 +84,10 @@ class UploadRecorder:
                 log.error("upload.listener_failed", exc_info=True, tenant=tenant,
                           path=relative_path, upload_id=upload.id)
         _remove(kept)
+
+
+def _nothing() -> None:
+    """A job that only marks a place in the recorder's queue."""
 
 
 def _remove(kept: Path | None) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import os
+import threading
 
 import asyncssh
 import pytest
@@ -165,6 +166,35 @@ async def test_the_listener_gets_the_uploaded_bytes_under_a_kept_name(
     # Names the listener did not move away are deleted after its call.
     staging = tenants.folders(TENANT).root / ".incoming"
     assert list(staging.iterdir()) == []
+
+
+async def test_the_listener_is_called_off_the_event_loop_in_upload_order(
+    settings: Settings, tenants: TenantStore, uploads: UploadStore, state_db: Database
+) -> None:
+    tenants.add(TENANT, "ops@acme.example", TEST_PASSWORD)
+    calls: list[tuple[str, str, bool]] = []
+
+    def listener(event: UploadCompleted) -> None:
+        try:
+            asyncio.get_running_loop()
+            on_loop = True
+        except RuntimeError:
+            on_loop = False
+        calls.append((event.upload.path, threading.current_thread().name, on_loop))
+
+    server = SftpServer(settings, tenants, uploads, Defender(state_db, settings.defender), listener)
+    await server.start()
+    try:
+        async with asyncssh_sftp(server.port, TENANT, TEST_PASSWORD) as sftp:
+            for number in range(5):
+                await put(sftp, f"/in/day{number}.csv", b"1,2\n")
+        await server.settled()
+    finally:
+        await server.close()
+    assert [path for path, _, _ in calls] == [f"in/day{number}.csv" for number in range(5)]
+    assert {(thread.startswith("sftpd-recorder"), on_loop) for _, thread, on_loop in calls} == {
+        (True, False)
+    }
 
 
 async def test_renaming_an_accepted_file_is_a_move_not_an_upload(server: RunningServer) -> None:
