@@ -50,6 +50,15 @@ log = get_logger(__name__)
 
 _MODIFYING_FLAGS = FXF_WRITE | FXF_APPEND | FXF_CREAT | FXF_TRUNC | FXF_EXCL
 _WRITE_BITS = 0o222
+_FILE_TYPES = {
+    stat.S_IFREG: asyncssh.FILEXFER_TYPE_REGULAR,
+    stat.S_IFDIR: asyncssh.FILEXFER_TYPE_DIRECTORY,
+    stat.S_IFLNK: asyncssh.FILEXFER_TYPE_SYMLINK,
+    stat.S_IFCHR: asyncssh.FILEXFER_TYPE_CHAR_DEVICE,
+    stat.S_IFBLK: asyncssh.FILEXFER_TYPE_BLOCK_DEVICE,
+    stat.S_IFIFO: asyncssh.FILEXFER_TYPE_FIFO,
+    stat.S_IFSOCK: asyncssh.FILEXFER_TYPE_SOCKET,
+}
 # Attributes a tenant may never set; times are the only harmless change.
 _FIXED_ATTRIBUTES = ("size", "uid", "gid", "owner", "group", "acl", "attrib_bits", "crtime")
 _NANOSECONDS = 1_000_000_000
@@ -105,15 +114,15 @@ class TenantSFTPServer(asyncssh.SFTPServer):
 
     def lstat(self, path: bytes) -> SFTPAttrs:
         target = VirtualPath.parse(path)
-        return _attrs(self._fs.lstat(target), target)
+        return _attrs(self._fs.lstat(target), target, self._tenant)
 
     def fstat(self, file_obj: object) -> SFTPAttrs:
         handle = _handle(file_obj)
-        return _attrs(handle.fstat(), handle.path)
+        return _attrs(handle.fstat(), handle.path, self._tenant)
 
     def scandir(self, path: bytes) -> AsyncIterator[SFTPName]:
         folder = VirtualPath.parse(path)
-        return self._names(folder, self._fs.entries(folder))
+        return self._names(folder, self._fs.entries(folder), self._tenant)
 
     def format_user(self, uid: int | None) -> str:
         return self._tenant
@@ -328,10 +337,10 @@ class TenantSFTPServer(asyncssh.SFTPServer):
 
     @staticmethod
     async def _names(
-        folder: VirtualPath, entries: list[tuple[str, os.stat_result]]
+        folder: VirtualPath, entries: list[tuple[str, os.stat_result]], owner: str
     ) -> AsyncIterator[SFTPName]:
         for name, info in entries:
-            yield SFTPName(name.encode(), attrs=_attrs(info, folder.child(name)))
+            yield SFTPName(name.encode(), attrs=_attrs(info, folder.child(name), owner))
 
 
 def _handle(file_obj: object) -> OpenFile:
@@ -340,12 +349,23 @@ def _handle(file_obj: object) -> OpenFile:
     return file_obj
 
 
-def _attrs(info: os.stat_result, path: VirtualPath) -> SFTPAttrs:
-    """The attributes shown to the tenant: write bits only where it may write."""
-    attrs = SFTPAttrs.from_local(info)
-    if path.parts[:1] != (INBOX,) and attrs.permissions is not None:
-        attrs.permissions &= ~_WRITE_BITS
-    return attrs
+def _attrs(info: os.stat_result, path: VirtualPath, owner: str) -> SFTPAttrs:
+    """The attributes shown to the tenant: its own name as owner and group, as in listings, and
+    write bits only where it may write.
+
+    Made here rather than by ``SFTPAttrs.from_local``, which looks the host's user and group up
+    in the password database on every call, for names a tenant has no business seeing.
+    """
+    mode = info.st_mode if path.parts[:1] == (INBOX,) else info.st_mode & ~_WRITE_BITS
+    atime, atime_ns = divmod(info.st_atime_ns, _NANOSECONDS)
+    mtime, mtime_ns = divmod(info.st_mtime_ns, _NANOSECONDS)
+    ctime, ctime_ns = divmod(info.st_ctime_ns, _NANOSECONDS)
+    return SFTPAttrs(
+        type=_FILE_TYPES.get(stat.S_IFMT(mode), asyncssh.FILEXFER_TYPE_UNKNOWN), size=info.st_size,
+        uid=info.st_uid, gid=info.st_gid, owner=owner, group=owner, permissions=mode,
+        atime=atime, atime_ns=atime_ns, crtime=mtime, crtime_ns=mtime_ns, mtime=mtime,
+        mtime_ns=mtime_ns, ctime=ctime, ctime_ns=ctime_ns, nlink=info.st_nlink,
+    )
 
 
 def _requested_times(attrs: SFTPAttrs, path: VirtualPath) -> tuple[int, int] | None:

@@ -304,3 +304,23 @@ async def test_paramiko_cannot_escape_either(server: RunningServer, secret: Path
 
     await asyncio.to_thread(with_paramiko)
     assert secret.read_bytes() == SECRET
+
+
+async def test_attributes_match_the_file_and_listings_name_the_tenant(server: RunningServer) -> None:
+    """Sizes, types, modes and times as the host has them; the owner and group in a listing are
+    the tenant's name, never the host's user."""
+    async with asyncssh_sftp(server.port, TENANT, TEST_PASSWORD) as sftp:
+        async with sftp.open("/in/calls.csv", "wb") as remote:
+            await remote.write(b"1,2\n")
+        await server.completed()
+        attrs = await sftp.stat("/in/calls.csv")
+        folder = await sftp.stat("/in")
+        listed = {name.filename: name for name in await sftp.readdir("/in")}
+    info = (server.inbox(TENANT) / "calls.csv").stat()
+    assert (attrs.type, attrs.size, attrs.permissions, attrs.mtime, attrs.atime) == (
+        asyncssh.FILEXFER_TYPE_REGULAR, 4, info.st_mode, int(info.st_mtime), int(info.st_atime)
+    )
+    assert folder.type == asyncssh.FILEXFER_TYPE_DIRECTORY
+    entry = listed["calls.csv"]
+    assert entry.attrs.size == 4
+    assert str(entry.longname).split()[2:4] == [TENANT, TENANT]
