@@ -144,7 +144,9 @@ class MappedRows:
 
     def __len__(self) -> int:
         """How many requests."""
-        return len(self._batch.numbers) if self._requests is None and self._batch else len(self.requests)
+        if self._requests is None and self._batch is not None:
+            return len(self._batch.numbers)
+        return len(self.requests)
 
     def rows(self) -> Iterator[tuple[int, str, str, str, str, str]]:
         """Each request as (row number, kind, method, path, text, key), without request objects."""
@@ -231,7 +233,8 @@ def _map_columns(plan: _Plan, good: GoodColumns) -> MappedRows:
         except ValueError as exc:
             mapped.failures.append((number, str(exc)))
             continue
-        mapped.requests.append((number, _request(plan.kind, plan.method, plan.path, text, _key(plan, text))))
+        request = _request(plan.kind, plan.method, plan.path, text, _key(plan, text))
+        mapped.requests.append((number, request))
     return mapped
 
 
@@ -259,10 +262,10 @@ def _signal_texts(plan: _Plan, good: GoodColumns) -> MappedRows:
         if (step.section, step.field) == ("signal", "name"):
             names = column
     search, signal, custom = (_joined(parts[section]) for section in plan.sections)
+    custom_data = pl.when(custom != "").then(pl.lit(',"custom_data":[') + custom + pl.lit("]"))
     bodies = pl.concat_str(
         pl.lit('{"search":{'), search, pl.lit('},"signal":{'), signal, pl.lit("}"),
-        pl.when(custom != "").then(pl.lit(',"custom_data":[') + custom + pl.lit("]")).otherwise(pl.lit("")),
-        pl.lit("}"),
+        custom_data.otherwise(pl.lit("")), pl.lit("}"),
     )
     result = frame.select(text=bodies, named=names.fill_null("") != "")
     texts = result.get_column("text").to_list()
@@ -270,12 +273,12 @@ def _signal_texts(plan: _Plan, good: GoodColumns) -> MappedRows:
     failures: list[tuple[int, str]] = []
     numbers = good.numbers
     if not named.all():
-        failures = [(good.numbers[index], _NO_SIGNAL_NAME) for index in (~named).arg_true().to_list()]
+        unnamed = (~named).arg_true().to_list()
+        failures = [(good.numbers[index], _NO_SIGNAL_NAME) for index in unnamed]
         kept = named.arg_true().to_list()
         numbers = [good.numbers[index] for index in kept]
         texts = [texts[index] for index in kept]
-    prefix = f"{plan.kind}\n{plan.method} {plan.path}\n"
-    keys = [hashlib.sha256((prefix + text).encode()).hexdigest() for text in texts]
+    keys = [_key(plan, text) for text in texts]
     batch = RequestBatch(plan.kind, plan.method, plan.path, numbers, texts, keys)
     return MappedRows._of(batch, failures)
 
@@ -293,7 +296,8 @@ def _json_strings(column: pl.Expr, frame: pl.DataFrame) -> pl.Expr:
     if not values.str.contains(_JSON_ESCAPED).any():
         return pl.lit('"') + column + pl.lit('"')
     distinct = values.drop_nulls().unique().to_list()
-    return column.replace_strict(distinct, list(map(_text, distinct)), default=None, return_dtype=pl.String)
+    texts = list(map(_text, distinct))
+    return column.replace_strict(distinct, texts, default=None, return_dtype=pl.String)
 
 
 def _joined(parts: list[pl.Expr]) -> pl.Expr:

@@ -167,8 +167,8 @@ def _read_csv_columns(text: str, delimiter: str) -> Table | None:
     header = _header(list(frame.row(0)))
     width = len(header)
     cleaned = frame.slice(1).select(_cleaned(pl.col(name)) for name in frame.columns)
-    beyond = cleaned.columns[width:]
-    if not width or (beyond and cleaned.select(pl.col(beyond).is_not_null().any()).sum_horizontal().item()):
+    beyond = cleaned.get_columns()[width:]
+    if not width or any(column.is_not_null().any() for column in beyond):
         # A nameless header or cells beyond it: the csv module's rows say what validation sees.
         return None
     return Table.from_series(header, cleaned.get_columns()[:width])

@@ -150,7 +150,9 @@ class Validation:
         self.columns = columns
 
     @classmethod
-    def _of(cls, file_error: str | None, checked: _Checked, columns: GoodColumns | None) -> Validation:
+    def _of(
+        cls, file_error: str | None, checked: _Checked, columns: GoodColumns | None
+    ) -> Validation:
         validation = cls(file_error, [], columns)
         validation._rows, validation._checked = None, checked
         return validation
@@ -243,7 +245,9 @@ def validate(
     errors: dict[int, list[str]] = {}
     columns = _series(table, width, errors)
     rows = len(columns[0])
-    present = [(column.is_not_null() & (column != "")).alias(str(n)) for n, column in enumerate(columns)]
+    present = [
+        (column.is_not_null() & (column != "")).alias(str(n)) for n, column in enumerate(columns)
+    ]
     mask = pl.select(pl.any_horizontal(present)).to_series()
     filled = list(range(rows)) if mask.all() else mask.arg_true().to_list()
     if errors:
