@@ -36,6 +36,7 @@ from core.digests import file_digest
 from core.logs import get_logger
 from core.tenants import TenantStore
 from core.uploads import Upload, UploadState, UploadStore
+from core.workers import caught_up
 from ingest.store import FeedStore, StagedState, StagedStore, StagedUpload
 
 log = get_logger("ingest.staging")
@@ -74,7 +75,7 @@ class Stager:
 
     async def settled(self) -> None:
         """Wait until everything queued so far is staged (the thread takes jobs in order)."""
-        await asyncio.wrap_future(self._worker.submit(_nothing))
+        await caught_up(self._worker)
 
     def _stage_logged(self, upload: Upload, local_path: Path, adopted: Path | None) -> None:
         try:
@@ -316,7 +317,3 @@ def _make_folders(folder: Path) -> None:
     for part in reversed(missing):
         if not part.exists():
             part.mkdir(mode=FOLDER_MODE, exist_ok=True)
-
-
-def _nothing() -> None:
-    """A job that only marks a place in the stager's queue."""

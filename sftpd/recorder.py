@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from core.logs import get_logger
 from core.uploads import UploadStore
+from core.workers import caught_up
 from sftpd.events import UploadCompleted, UploadListener
 
 log = get_logger(__name__)
@@ -56,7 +56,7 @@ class UploadRecorder:
         """Wait until every upload completed so far is recorded and handed on (the thread takes
         jobs in order)."""
         if not self._closed:
-            await asyncio.wrap_future(self._writer.submit(_nothing))
+            await caught_up(self._writer)
 
     async def close(self) -> None:
         """Finish the records under way, then stop taking new ones."""
@@ -84,10 +84,6 @@ class UploadRecorder:
                 log.error("upload.listener_failed", exc_info=True, tenant=tenant,
                           path=relative_path, upload_id=upload.id)
         _remove(kept)
-
-
-def _nothing() -> None:
-    """A job that only marks a place in the recorder's queue."""
 
 
 def _remove(kept: Path | None) -> None:
