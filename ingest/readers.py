@@ -153,7 +153,7 @@ def _read_csv(data: bytes) -> Table:
 def _read_csv_columns(text: str, delimiter: str) -> Table | None:
     """The table as polars reads it, or None where the csv module must decide (see the module
     docstring): any file polars refuses, and those where the two could read differently."""
-    if "\x00" in text or text.count("\r") != text.count("\r\n") or not text.strip(WHITESPACE):
+    if "\x00" in text or text.count("\r") != text.count("\r\n"):
         return None
     if not _strictly_quoted(text, delimiter):
         return None
