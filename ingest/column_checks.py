@@ -14,14 +14,14 @@ thousands of rows:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from zoneinfo import ZoneInfo
 
 import polars as pl
 
 from ingest.coercion import MAX_STRING_LENGTH, Checker, checker, too_long
 
-__all__ = ["Problems", "check_column", "column_checker"]
+__all__ = ["Problems", "check_column"]
 
 #: (row index, message) for each bad value of a column, in row order.
 Problems = list[tuple[int, str]]
@@ -66,18 +66,6 @@ def check_column(type_name: str, tz: ZoneInfo, column: pl.Series) -> tuple[pl.Se
     proven = _PROVEN.get(type_name)
     known = None if proven is None else column.to_frame("v").select(proven(pl.col("v"))).to_series()
     return _by_value(check, column, known)
-
-
-def column_checker(
-    type_name: str, tz: ZoneInfo
-) -> Callable[[Sequence[str | None]], tuple[list[str | None], Problems]]:
-    """``check_column`` on a plain sequence, with the values as a list."""
-
-    def check(values: Sequence[str | None]) -> tuple[list[str | None], Problems]:
-        canonical, problems = check_column(type_name, tz, pl.Series(values, dtype=pl.String))
-        return canonical.to_list(), problems
-
-    return check
 
 
 def _too_long(column: pl.Series) -> Problems:

@@ -9,15 +9,17 @@ from __future__ import annotations
 
 import gc
 import threading
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import openpyxl
+import polars as pl
 import pytest
 
 from ingest.coercion import checker
-from ingest.column_checks import column_checker
+from ingest.column_checks import Problems, check_column
 from ingest.feeds import Feed, default_feeds, parse_feed
 from ingest.gcpause import collection_paused
 from ingest.mapping import MappedRows, map_row, map_rows
@@ -31,6 +33,18 @@ CALLS = default_feeds()["calls"]
 ORDERS = parse_feed((EXAMPLES / "orders.toml").read_text())
 LOOKUP = parse_feed((EXAMPLES / "lookup.toml").read_text())
 DICTIONARY = ["plan_type", "region"]
+
+
+def column_checker(
+    type_name: str, tz: ZoneInfo
+) -> Callable[[list[str | None]], tuple[list[str | None], Problems]]:
+    """``check_column`` on a list, with the values as a list."""
+
+    def check(values: list[str | None]) -> tuple[list[str | None], Problems]:
+        canonical, problems = check_column(type_name, tz, pl.Series(values, dtype=pl.String))
+        return canonical.to_list(), problems
+
+    return check
 
 
 def one_by_one(type_name: str, tz: ZoneInfo, column: list[str | None]) -> tuple[list, list]:
