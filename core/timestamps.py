@@ -12,6 +12,11 @@ explicitly instead of letting arithmetic guess:
   an error: any reading of it would move the event by an hour without anyone noticing;
 * a time inside the autumn fold (01:30 on 2026-11-01 in Los Angeles, which happens twice) is the
   first occurrence, still on daylight time, as ``fold=0`` of PEP 495 and spreadsheets read it.
+
+Every instant accepted lies in ``[EARLIEST, LATEST]``: from 1900-01-01 (the first day a
+spreadsheet can show) to 9999-12-30 in UTC, so it has a date with a four-digit year in every time
+zone and renders everywhere it is shown (API responses, the Transactions API in the account's
+zone, reports). Anything outside is a ``TimestampError``, never an ``OverflowError`` later.
 """
 
 from __future__ import annotations
@@ -21,18 +26,29 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta, timezone
 from zoneinfo import ZoneInfo
 
-__all__ = ["FORMATS_HINT", "PACIFIC", "TimestampError", "format_iso_utc", "parse_iso_utc", "parse_timestamp"]
+__all__ = [
+    "EARLIEST",
+    "FORMATS_HINT",
+    "LATEST",
+    "PACIFIC",
+    "TimestampError",
+    "format_iso_utc",
+    "parse_iso_utc",
+    "parse_timestamp",
+]
 
 PACIFIC = ZoneInfo("America/Los_Angeles")
 UTC_ZONE = ZoneInfo("UTC")
 EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+# The accepted instants (see the module docstring): a day's margin below year 10000 in any zone.
+EARLIEST = datetime(1900, 1, 1, tzinfo=timezone.utc)
+LATEST = datetime(9999, 12, 30, 23, 59, 59, 999999, tzinfo=timezone.utc)
 
 FORMATS_HINT = (
     "expected epoch seconds (10 digits) or milliseconds (13), YYYYMMDDHHMMSSsss (17 digits, "
     "Pacific time), ISO 8601 with an offset or Z (2016-04-11T13:00:00-07:00) or "
     "YYYY/MM/DD HH:MM:SS AM/PM"
 )
-
 
 
 class TimestampError(ValueError):
@@ -58,16 +74,16 @@ _ISO_UTC = re.compile(
 def parse_timestamp(text: str, tz: ZoneInfo) -> datetime:
     """One of the four Signal API formats as UTC; Excel style is read in ``tz``.
 
-    Raises TimestampError naming the value and the formats accepted.
+    Raises TimestampError naming the value and the formats accepted, or the range.
     """
     value = text.strip()
     try:
         if value.isdigit() and value.isascii():
-            return _parse_digits(value)
+            return _in_range(text, _parse_digits(value))
         if match := _ISO.fullmatch(value):
-            return _parse_iso(value, match)
+            return _in_range(text, _parse_iso(value, match))
         if match := _EXCEL.fullmatch(value):
-            return _parse_excel(value, match, tz)
+            return _in_range(text, _parse_excel(value, match, tz))
     except OverflowError:
         raise TimestampError(_out_of_range(text)) from None
     raise TimestampError(f"{text!r} is not a timestamp: {FORMATS_HINT}")
@@ -83,7 +99,10 @@ def parse_iso_utc(text: str) -> datetime:
     value = text.strip()
     match = _ISO_UTC.fullmatch(value)
     if match is None and (excel := _EXCEL.fullmatch(value)):
-        return _parse_excel(value, excel, UTC_ZONE)
+        try:
+            return _in_range(text, _parse_excel(value, excel, UTC_ZONE))
+        except OverflowError:
+            raise TimestampError(_out_of_range(text)) from None
     if match is None:
         raise TimestampError(
             f"{text!r} is not an ISO 8601 UTC timestamp: expected YYYY-MM-DDTHH:MM:SS[.ffffff]Z,"
@@ -93,7 +112,7 @@ def parse_iso_utc(text: str) -> datetime:
     zone = timezone.utc if zulu or not sign else _offset(value, sign, off_h, off_m)
     moment = _build(value, [year, month, day, hour, minute, second], fraction, zone)
     try:
-        return moment.astimezone(timezone.utc)
+        return _in_range(text, moment.astimezone(timezone.utc))
     except OverflowError:
         raise TimestampError(_out_of_range(text)) from None
 
@@ -106,8 +125,13 @@ def format_iso_utc(moment: datetime) -> str:
 
 
 def _out_of_range(text: str) -> str:
-    """Year 1 ahead of UTC, or year 9999 behind it: the instant has no date in UTC."""
-    return f"{text!r} is out of range: in UTC it falls before year 1 or after year 9999"
+    return f"{text!r} is out of range: in UTC it must fall from 1900-01-01 to 9999-12-30"
+
+
+def _in_range(text: str, moment: datetime) -> datetime:
+    if not EARLIEST <= moment <= LATEST:
+        raise TimestampError(_out_of_range(text))
+    return moment
 
 
 def _parse_digits(value: str) -> datetime:

@@ -2,12 +2,23 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from collections.abc import Callable
+from datetime import datetime, timedelta, timezone
 from zoneinfo import ZoneInfo
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from core.timestamps import parse_iso_utc, parse_timestamp
+from core.timestamps import (
+    EARLIEST,
+    EPOCH,
+    LATEST,
+    TimestampError,
+    format_iso_utc,
+    parse_iso_utc,
+    parse_timestamp,
+)
 
 PACIFIC = ZoneInfo("America/Los_Angeles")
 BERLIN = ZoneInfo("Europe/Berlin")
@@ -243,3 +254,107 @@ def test_iso_utc_outside_the_utc_calendar_is_an_error() -> None:
 def test_compressed_and_excel_fractions_are_kept() -> None:
     assert parse_timestamp("20160411130000250", PACIFIC).microsecond == 250000
     assert parse_timestamp("2016/04/11 01:00:00.5 PM", PACIFIC).microsecond == 500000
+
+
+# Properties (hypothesis): the parsers raise nothing but TimestampError on any text, accept only
+# instants from EARLIEST to LATEST, and read back what the documented formats write.
+
+ZONES = [ZoneInfo(key) for key in (
+    "UTC", "America/Los_Angeles", "Europe/Berlin", "Pacific/Kiritimati", "Pacific/Pago_Pago",
+    "Asia/Kathmandu", "Australia/Lord_Howe", "America/St_Johns",
+)]
+zones = st.sampled_from(ZONES)
+# Local times from two days before EARLIEST to past LATEST, so both ends of the range are reached.
+naive_times = st.datetimes(min_value=datetime(1899, 12, 30), max_value=datetime(9999, 12, 31, 23, 59))
+# Text shaped like each format, with any digits, so the calendar and offset edges are reached.
+near_misses = st.one_of(
+    st.from_regex(r"[0-9]{4}[-/][0-9]{2}[-/][0-9]{2}[Tt][0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,7})?"
+                  r"([Zz]|[+-][0-9]{2}:?[0-9]{2})", fullmatch=True),
+    st.from_regex(r"[0-9]{4}/[0-9]{1,2}/[0-9]{1,2} +[0-9]{1,2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,3})? *"
+                  r"[AaPp][Mm]", fullmatch=True),
+    st.from_regex(r"[0-9]{4}-[0-9]{2}-[0-9]{2}[T ][0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,9})?"
+                  r"([Zz]|[+-][0-9]{2}:?[0-9]{2})?", fullmatch=True),
+    st.from_regex(r"[0-9]{8,18}", fullmatch=True),
+    st.text(),
+)
+
+
+def _parse_or_reason(parse: Callable[[], datetime]) -> datetime | str:
+    """The instant, or the reason of the parser's own error (any other exception fails the test)."""
+    try:
+        moment = parse()
+    except TimestampError as exc:
+        return str(exc)
+    assert moment.tzinfo is timezone.utc and EARLIEST <= moment <= LATEST
+    return moment
+
+
+@settings(deadline=None)
+@given(near_misses, zones)
+def test_any_text_is_an_instant_in_range_or_a_timestamp_error(text: str, zone: ZoneInfo) -> None:
+    _parse_or_reason(lambda: parse_timestamp(text, zone))
+    _parse_or_reason(lambda: parse_iso_utc(text))
+
+
+@settings(deadline=None)
+@given(st.datetimes(min_value=EARLIEST.replace(tzinfo=None), max_value=LATEST.replace(tzinfo=None)))
+def test_canonical_text_reads_back_to_the_millisecond(naive: datetime) -> None:
+    moment = naive.replace(tzinfo=timezone.utc)
+    expected = moment.replace(microsecond=moment.microsecond // 1000 * 1000)
+    text = format_iso_utc(moment)
+    assert parse_timestamp(text, PACIFIC) == expected
+    assert parse_iso_utc(text) == expected
+    assert format_iso_utc(parse_iso_utc(text)) == text
+
+
+@settings(deadline=None)
+@given(st.integers(min_value=0, max_value=10**10 - 1), st.integers(min_value=0, max_value=999))
+def test_epoch_seconds_and_milliseconds_read_back(seconds: int, millis: int) -> None:
+    assert parse_timestamp(f"{seconds:010d}", PACIFIC) == EPOCH + timedelta(seconds=seconds)
+    if seconds < 10**10 - 1:  # 13 digits stop at year 2286 too
+        moment = EPOCH + timedelta(seconds=seconds, milliseconds=millis)
+        assert parse_timestamp(f"{seconds:010d}{millis:03d}", PACIFIC) == moment
+
+
+def _wall_clock(naive: datetime, zone: ZoneInfo) -> datetime | None:
+    """The instant of a local time by the module's DST rule (fold 0), None inside a gap."""
+    first = naive.replace(tzinfo=zone, fold=0)
+    if first.astimezone(timezone.utc).astimezone(zone).replace(tzinfo=None) != naive:
+        return None
+    return first.astimezone(timezone.utc)
+
+
+@settings(deadline=None)
+@given(naive_times, zones)
+def test_excel_style_reads_back_in_the_tenants_zone(naive: datetime, zone: ZoneInfo) -> None:
+    naive = naive.replace(microsecond=naive.microsecond // 1000 * 1000)
+    hour = naive.hour % 12 or 12
+    text = naive.strftime(f"%Y/%m/%d {hour:02d}:%M:%S.") + f"{naive.microsecond // 1000:03d} " \
+        + ("PM" if naive.hour >= 12 else "AM")
+    _check_local_reading(parse_timestamp, text, naive, zone)
+
+
+@settings(deadline=None)
+@given(naive_times)
+def test_compressed_reads_back_in_pacific_time(naive: datetime) -> None:
+    naive = naive.replace(microsecond=naive.microsecond // 1000 * 1000)
+    text = f"{naive.year:04d}{naive:%m%d%H%M%S}{naive.microsecond // 1000:03d}"
+    _check_local_reading(parse_timestamp, text, naive, BERLIN, PACIFIC)
+
+
+def _check_local_reading(
+    parse: Callable[[str, ZoneInfo], datetime], text: str, naive: datetime, zone: ZoneInfo,
+    read_in: ZoneInfo | None = None,
+) -> None:
+    """``text`` (``naive`` on a wall clock) is its instant, refused in a gap or out of range."""
+    try:
+        expected = _wall_clock(naive, read_in or zone)
+    except OverflowError:  # before year 1 or after 9999 in UTC
+        expected = None
+    outcome = _parse_or_reason(lambda: parse(text, zone))
+    if expected is None:
+        assert isinstance(outcome, str) and ("does not exist" in outcome or "out of range" in outcome)
+    elif EARLIEST <= expected <= LATEST:
+        assert outcome == expected
+    else:
+        assert isinstance(outcome, str) and "out of range" in outcome
