@@ -1,8 +1,9 @@
 """The per-file report a customer reads in ``out/``: a short summary, then one line per row.
 
 Reports are opened in spreadsheets, so every cell that a spreadsheet would take for a formula
-(``= + - @``, tab, carriage return) is prefixed with ``'`` (OWASP's CSV injection advice). They
-are written to a hidden temporary file and renamed, so a client listing ``out/`` never sees half a
+(``= + - @``, tab, carriage return; plain numbers aside) is prefixed with ``'`` by
+:func:`core.csvsafe.safe_cell`, as in the Transactions API's CSV (OWASP's CSV injection
+advice). They are written to a hidden temporary file and renamed, so a client listing ``out/`` never sees half a
 report, and are UTF-8 with a byte-order mark so Excel reads accents right.
 """
 
@@ -13,12 +14,12 @@ import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from pathlib import PurePosixPath, Path
+from pathlib import Path, PurePosixPath
 from zoneinfo import ZoneInfo
 
+from core.csvsafe import safe_cell
 from ingest.outbox import RowOutcome
 
-FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
 REPORT_SUFFIX = "-report.csv"
 RUN_TIME_FORMAT = "%Y%m%dT%H%M%S"
 SUMMARY_TIME_FORMAT = "%Y-%m-%d %H:%M:%S %Z"
@@ -45,12 +46,6 @@ class FileSummary:
     pending: int
     error: str = ""
     report: str | None = None
-
-
-def escape_cell(value: object) -> str:
-    """A cell a spreadsheet shows as text, never evaluates."""
-    text = "" if value is None else str(value)
-    return "'" + text if text.startswith(FORMULA_PREFIXES) else text
 
 
 def report_path(out_dir: Path, upload_path: str, run_time: datetime) -> Path:
@@ -118,7 +113,7 @@ def _write_atomically(target: Path, lines: Iterable[Iterable[object]]) -> None:
         with open(fd, "w", encoding="utf-8-sig", newline="", closefd=False) as stream:
             writer = csv.writer(stream)
             for line in lines:
-                writer.writerow([escape_cell(cell) for cell in line])
+                writer.writerow([safe_cell(cell) for cell in line])
             stream.flush()
             os.fsync(fd)
     except BaseException:

@@ -11,7 +11,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from ingest.outbox import RowOutcome
-from ingest.reports import FileSummary, escape_cell, report_path, write_report
+from ingest.reports import FileSummary, report_path, write_report
 
 LA = ZoneInfo("America/Los_Angeles")
 RUN_TIME = datetime(2026, 3, 8, 14, 0, 5, tzinfo=timezone.utc)  # 07:00:05 PDT
@@ -31,21 +31,13 @@ def read(path: Path) -> list[list[str]]:
         return list(csv.reader(stream))
 
 
-@pytest.mark.parametrize("value", ["=1+1", "+1", "-2", "@SUM(A1)", "\tx", "\rx", "=HYPERLINK(\"http://x\")"])
-def test_cells_a_spreadsheet_would_evaluate_are_quoted(value: str) -> None:
-    assert escape_cell(value) == "'" + value
-
-
-@pytest.mark.parametrize("value", ["Sale", "1.50", "", "a=b", "T-1"])
-def test_plain_cells_are_left_alone(value: str) -> None:
-    assert escape_cell(value) == value
-
-
 def test_report_has_summary_then_rows_and_escapes_every_cell(tmp_path: Path) -> None:
     rows = [
         RowOutcome(2, "posted", "00000000-0000000A", ""),
         RowOutcome(3, "failed", None, "RecordNotFound: No call found."),
         RowOutcome(4, "rejected", None, "=cmd|' /C calc'!A0"),
+        RowOutcome(5, "rejected", None, "-2+3+cmd|' /C calc'!A0"),
+        RowOutcome(6, "rejected", None, "-12.5"),
     ]
     path = write_report(tmp_path, summary(path="in/=evil.csv"), rows, RUN_TIME, LA)
     assert path == tmp_path / "=evil-20260308T070005-report.csv"
@@ -62,6 +54,8 @@ def test_report_has_summary_then_rows_and_escapes_every_cell(tmp_path: Path) -> 
         ["2", "posted", "00000000-0000000A", ""],
         ["3", "failed", "", "RecordNotFound: No call found."],
         ["4", "rejected", "", "'=cmd|' /C calc'!A0"],
+        ["5", "rejected", "", "'-2+3+cmd|' /C calc'!A0"],
+        ["6", "rejected", "", "-12.5"],  # a plain number stays a number
     ]
 
 
