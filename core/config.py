@@ -37,6 +37,19 @@ class ServerSettings:
     temporary_suffixes: tuple[str, ...] = (".filepart", ".part", ".partial", ".tmp", ".upload")
     login_timeout_seconds: float = 60.0
     max_connections: int = 1000
+    # Connection limits (sftpd/limits.py): no one address or tenant can use up the listener.
+    # Connections from one address not logged in yet, and all connections from one address.
+    max_prelogin_per_source: int = 20
+    max_connections_per_source: int = 100
+    # Logged-in connections per tenant; one more login is refused with the reason.
+    max_sessions_per_tenant: int = 10
+    # A logged-in connection with no SFTP request for this long is closed (0: never).
+    idle_timeout_seconds: float = 600.0
+    # An upload averaging less than this over the window is aborted, never published (0: off).
+    min_upload_bytes_per_second: int = 1024
+    upload_rate_window_seconds: float = 60.0
+    # Files open at once per logged-in connection (a folder listing counts while it is read).
+    max_handles_per_session: int = 64
 
 
 @dataclass(frozen=True)
@@ -46,6 +59,13 @@ class DefenderSettings:
     account_max_failures: int = 5
     account_window_seconds: float = 300.0
     account_lockout_seconds: float = 900.0
+    # Per (account, source address) pair: failures from one address lock the account there.
+    pair_max_failures: int = 5
+    pair_window_seconds: float = 300.0
+    pair_lockout_seconds: float = 900.0
+    # The account-wide lockout spares sources that logged in to the account within this many
+    # days (0: remember none, the account lockout stops every source).
+    known_source_days: float = 90.0
     source_max_failures: int = 20
     source_window_seconds: float = 300.0
     source_lockout_seconds: float = 900.0
@@ -82,6 +102,10 @@ class ApiSettings:
     rate_limit_window_seconds: float = 60.0
     # Calls farther than this (in weighted seconds) from a call_start_time search never match.
     match_tolerance_seconds: float = 600.0
+    # Largest request body read (413 beyond it, counted while streaming, after the token check).
+    max_body_bytes: int = 1 * MiB
+    # Deepest JSON nesting of a request body (objects and arrays; 400 beyond it).
+    max_json_depth: int = 32
 
 
 @dataclass(frozen=True)
@@ -95,6 +119,29 @@ class PostSettings:
     backoff_base_seconds: float = 1.0
     backoff_max_seconds: float = 120.0
     max_bad_row_share: float = 0.5
+    # A row that used up max_attempts in a run is set aside this long before the next try.
+    row_retry_after_seconds: float = 900.0
+    # A row still failing (5xx, time-out, no connection) after this many tries in all, or this
+    # many hours after it was queued, is marked failed with its last error.
+    max_row_attempts_total: int = 24
+    max_row_age_hours: float = 72.0
+
+
+@dataclass(frozen=True)
+class ParseSettings:
+    """Bounds on reading one uploaded file: a child process of its own, and a workbook pre-check."""
+
+    # Limits of the child that reads, validates and maps one file (ingest/sandbox.py).
+    memory_mib: int = 2048
+    cpu_seconds: float = 120.0
+    wall_seconds: float = 300.0
+    # A workbook is refused before any reader opens it when its zip directory or its first
+    # sheet's declared size says it would unpack to far more than its upload (ingest/precheck.py).
+    max_workbook_entries: int = 1000
+    max_unpacked_mib: int = 256
+    # Per entry of 1 MiB or more unpacked; Apache POI's zip-bomb guard uses the same 100:1.
+    max_compression_ratio: float = 100.0
+    max_sheet_cells: int = 5_000_000
 
 
 @dataclass(frozen=True)
@@ -124,6 +171,7 @@ class Settings:
     schedule: ScheduleSettings = field(default_factory=ScheduleSettings)
     api: ApiSettings = field(default_factory=ApiSettings)
     post: PostSettings = field(default_factory=PostSettings)
+    parse: ParseSettings = field(default_factory=ParseSettings)
     mail: MailSettings = field(default_factory=MailSettings)
 
     @property

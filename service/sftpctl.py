@@ -353,7 +353,7 @@ def uploads(context: Context, args: argparse.Namespace) -> None:
 
 def lockouts(context: Context, args: argparse.Namespace) -> None:
     rows = [to_plain(lock) for lock in context.defender.lockouts()]
-    print_json(rows) if args.json else print_table(rows, ["kind", "key", "until", "failures"],
+    print_json(rows) if args.json else print_table(rows, ["kind", "key", "source", "until", "failures"],
                                                    empty="no active lockouts")
 
 

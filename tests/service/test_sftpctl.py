@@ -165,3 +165,24 @@ def test_runs_uploads_and_lockouts_start_empty(ctl) -> None:
     assert ctl("uploads", "acme")[1].strip() == "no uploads for 'acme'"
     assert ctl("lockouts")[1].strip() == "no active lockouts"
     assert ctl("uploads", "ghost")[0] == 1
+
+
+def test_lockouts_show_pairs_and_unblock_and_unlock_lift_them(ctl, settings: Settings) -> None:
+    from core.tenants import open_state
+    from sftpd.defender import Defender
+
+    ctl("tenant", "add", "acme", "--email", "ops@acme.example")
+    db = open_state(settings.state_db)
+    try:
+        for _ in range(settings.defender.account_max_failures):
+            Defender(db, settings.defender).record_failure("acme", "203.0.113.7")
+    finally:
+        db.close()
+    rows = json.loads(ctl("lockouts", "--json")[1])
+    assert [(row["kind"], row["key"], row["source"]) for row in rows] == [
+        ("account", "acme", ""), ("pair", "acme", "203.0.113.7")]
+    assert ctl("lockouts")[1].splitlines()[0].split()[:3] == ["KIND", "KEY", "SOURCE"]
+    assert ctl("unblock", "203.0.113.7")[1].strip() == "source 203.0.113.7 unblocked"
+    assert [row["kind"] for row in json.loads(ctl("lockouts", "--json")[1])] == ["account"]
+    assert ctl("tenant", "unlock", "acme")[1].strip() == "tenant 'acme' unlocked"
+    assert ctl("lockouts")[1].strip() == "no active lockouts"

@@ -14,6 +14,7 @@ import pytest
 from core.tenants import open_state
 from sftpd.defender import Defender
 from tests.conftest import TEST_PASSWORD
+from tests.sftpd.conftest import OTHER_TENANT, TENANT, RunningServer, ServerFactory
 from tests.support.clients import (
     OpenSSHClient,
     asyncssh_connect,
@@ -21,17 +22,18 @@ from tests.support.clients import (
     paramiko_sftp,
     paramiko_transport,
 )
-from tests.sftpd.conftest import TENANT, RunningServer, ServerFactory
 
 WRONG_PASSWORD = "not-the-password-1234"
 NEW_PASSWORD = "a-brand-new-password"
 
 
 async def can_log_in(
-    server: RunningServer, user: str = TENANT, password: str = TEST_PASSWORD
+    server: RunningServer, user: str = TENANT, password: str = TEST_PASSWORD, source: str = ""
 ) -> bool:
+    """Log in with asyncssh, from ``source`` if given (any 127.x.y.z address works on Linux)."""
+    options = {"local_addr": (source, 0)} if source else {}
     try:
-        async with asyncssh_connect(server.port, user, password):
+        async with asyncssh_connect(server.port, user, password, **options):
             return True
     except asyncssh.PermissionDenied:
         return False
@@ -142,12 +144,50 @@ async def test_account_lockout_and_unlock_from_another_process(
     operator_db = open_state(server.settings.state_db)  # what sftpctl opens, in its own process
     try:
         operator = Defender(operator_db, server.settings.defender)
-        [lockout] = operator.lockouts()
-        assert (lockout.kind, lockout.key, lockout.failures) == ("account", TENANT, 5)
+        locks = [(lock.kind, lock.key, lock.source, lock.failures) for lock in operator.lockouts()]
+        assert locks == [("account", TENANT, "", 5), ("pair", TENANT, "127.0.0.1", 5)]
         assert operator.unlock_account(TENANT)
     finally:
         operator_db.close()
     assert await can_log_in(server)
+
+
+async def test_failures_elsewhere_never_lock_the_tenant_out_of_its_usual_address(
+    server: RunningServer, openssh: OpenSSHClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO)
+    usual = await openssh.run(TENANT, TEST_PASSWORD, ["ls /"])  # from 127.0.0.1
+    assert usual.returncode == 0, usual.stderr
+    attacker, stranger = "127.0.0.2", "127.0.0.3"
+    for _ in range(server.settings.defender.account_max_failures + 1):
+        assert not await can_log_in(server, TENANT, WRONG_PASSWORD, source=attacker)
+
+    assert not await can_log_in(server, source=attacker), "the attacker's pair is locked"
+    assert not await can_log_in(server, source=stranger), "the account is locked for strangers"
+    again = await openssh.run(TENANT, TEST_PASSWORD, ["ls /"])
+    assert again.returncode == 0, again.stderr
+    assert "in" in again.stdout and "out" in again.stdout
+    assert await can_log_in(server, OTHER_TENANT, source=attacker), "the address is not locked"
+    assert [(lock.kind, lock.key, lock.source) for lock in server.defender.lockouts()] == [
+        ("account", TENANT, ""),
+        ("pair", TENANT, attacker),
+    ]
+    refusals = {
+        (entry["source"], str(entry["reason"]).split()[0])
+        for entry in logged(caplog, "auth.refused")
+    }
+    assert refusals == {(attacker, "pair"), (stranger, "account")}
+
+
+async def test_an_operator_unblock_lifts_the_pair_lockout(make_server: ServerFactory) -> None:
+    server = await make_server(defender__account_max_failures=100)
+    attacker = "127.0.0.2"
+    for _ in range(server.settings.defender.pair_max_failures):
+        assert not await can_log_in(server, TENANT, WRONG_PASSWORD, source=attacker)
+    assert not await can_log_in(server, source=attacker)
+    assert await can_log_in(server), "only the pair is locked"
+    assert server.defender.unlock_source(attacker)
+    assert await can_log_in(server, source=attacker)
 
 
 async def test_source_lockout_covers_every_account(make_server: ServerFactory) -> None:
