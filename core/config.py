@@ -37,6 +37,11 @@ class ServerSettings:
     temporary_suffixes: tuple[str, ...] = (".filepart", ".part", ".partial", ".tmp", ".upload")
     login_timeout_seconds: float = 60.0
     max_connections: int = 1000
+    # Shape of paths under in/ (sftpd/rules.py): folder levels below in/, bytes per name (at
+    # most 255, the OS limit) and bytes per whole path such as /in/a/b.csv.
+    max_folder_depth: int = 8
+    max_name_bytes: int = 255
+    max_path_bytes: int = 1024
     # Connection limits (sftpd/limits.py): no one address or tenant can use up the listener.
     # Connections from one address not logged in yet, and all connections from one address.
     max_prelogin_per_source: int = 20

@@ -15,10 +15,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
+from core.config import ParseSettings
 from ingest.errors import FileRejected
 from ingest.feeds import Feed
 from ingest.mapping import DestinationRequest, map_rows
+from ingest.precheck import check_workbook
 from ingest.readers import read_table
+from ingest.sandbox import Limits, WorkerFailed, run_limited
 from ingest.validate import RowResult, check_file, validate
 
 __all__ = ["CheckResult", "check_sample", "format_check"]
@@ -59,14 +62,46 @@ def check_sample(
     max_bad_row_share: float,
     max_bytes: int,
     allowed_extensions: Iterable[str],
+    limits: ParseSettings,
     sample_requests: int = 5,
 ) -> CheckResult:
-    """Check, read, validate and map ``path`` as a run would, keeping the first requests."""
+    """Check, read, validate and map ``path`` as a run would, keeping the first requests.
+
+    Like a run, it reads the file in a limited child process: a sample is as untrusted as an
+    upload, and the operator's shell is no place for a reader to abort.
+    """
+    job = _CheckJob(path, feed, tuple(dictionary), tz.key, max_bad_row_share, max_bytes,
+                    tuple(allowed_extensions), limits, sample_requests)
+    try:
+        return run_limited(_check, job, Limits.from_settings(limits))
+    except WorkerFailed as exc:
+        return CheckResult(path=path, feed=feed.name, template=feed.template.name, timezone=tz.key,
+                           file_error=exc.reason)
+
+
+@dataclass(frozen=True)
+class _CheckJob:
+    path: Path
+    feed: Feed
+    dictionary: tuple[str, ...]
+    timezone: str
+    max_bad_row_share: float
+    max_bytes: int
+    allowed_extensions: tuple[str, ...]
+    limits: ParseSettings
+    sample_requests: int
+
+
+def _check(job: _CheckJob) -> CheckResult:
+    """The dry run itself, in the child."""
+    path, feed, dictionary, tz = job.path, job.feed, job.dictionary, ZoneInfo(job.timezone)
+    max_bad_row_share, sample_requests, limits = job.max_bad_row_share, job.sample_requests, job.limits
     result = CheckResult(path=path, feed=feed.name, template=feed.template.name, timezone=tz.key)
-    result.file_error = check_file(path, max_bytes, allowed_extensions)
+    result.file_error = check_file(path, job.max_bytes, job.allowed_extensions)
     if result.file_error:
         return result
     try:
+        check_workbook(path, limits)
         table = read_table(path)
     except FileRejected as exc:
         result.file_error = exc.reason

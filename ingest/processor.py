@@ -3,7 +3,8 @@
 The order is what makes a run safe to interrupt at any point:
 
 1. Each waiting file of a tenant that may be processed (it has a login and is enabled) is read,
-   validated and mapped in a worker thread, then queued: its requests and its rejected rows go to
+   validated and mapped in a child process of its own with memory and time limits
+   (``ingest.sandbox``), then queued: its requests and its rejected rows go to
    the outbox in one transaction with the claim of the file. A refused file is reported at once.
 2. Every pending request of those tenants is posted, oldest first, so the rows an interrupted
    run left behind go before new ones. Each answer is written as it arrives.
@@ -28,20 +29,25 @@ import httpx
 
 from core.clock import parse_iso
 from core.config import Settings
-from core.digests import file_digest
 from core.logs import get_logger
 from core.tenants import Tenant, TenantStore
 from core.uploads import UploadState, UploadStore
-from ingest.errors import FileRejected
-from ingest.gcpause import collection_paused
-from ingest.mapping import map_rows
 from ingest.notify import Mailer, TenantRun, failure_message
-from ingest.outbox import Outbox, OutboxItem, QueuedRequest, RejectedRow
+from ingest.outbox import Outbox, OutboxItem
 from ingest.poster import Delivery, Poster, PostReport
-from ingest.readers import read_table
+from ingest.prepare import Prepared, PrepareJob, prepare
 from ingest.reports import FileSummary, write_report
-from ingest.store import FeedStore, RunCounts, RunRecord, RunStore, SendLog, StagedState, StagedStore, StagedUpload
-from ingest.validate import check_file, validate
+from ingest.sandbox import INTERNAL_ERROR, Limits, WorkerFailed, run_limited
+from ingest.store import (
+    FeedStore,
+    RunCounts,
+    RunRecord,
+    RunStore,
+    SendLog,
+    StagedState,
+    StagedStore,
+    StagedUpload,
+)
 
 log = get_logger("ingest.processor")
 
@@ -87,16 +93,6 @@ class RunSummary:
         )
 
 
-@dataclass(frozen=True)
-class _Prepared:
-    """One file read, validated and mapped: what to queue, or why the whole file is refused."""
-
-    rows_total: int
-    requests: list[QueuedRequest]
-    rejected: list[RejectedRow]
-    error: str = ""
-
-
 class Processor:
     def __init__(
         self, settings: Settings, tenants: TenantStore, uploads: UploadStore, feeds: FeedStore,
@@ -124,7 +120,7 @@ class Processor:
         files_read = rejected_rows = 0
         for staged in self._in_posting_order(self.staged.waiting(names)):
             emit("file.started", tenant=staged.tenant, file=staged.path, upload=staged.upload_id)
-            prepared = await asyncio.to_thread(self._prepare_safely, staged, by_name[staged.tenant])
+            prepared = await self._prepare(staged, by_name[staged.tenant])
             files_read += 1
             rejected_rows += len(prepared.rejected)
             if prepared.error:
@@ -172,57 +168,38 @@ class Processor:
         ]
         return eligible, problems
 
-    def _prepare_safely(self, staged: StagedUpload, tenant: Tenant) -> _Prepared:
-        """:meth:`_prepare`, turning a fault of ours on one file into that file's rejection.
+    async def _prepare(self, staged: StagedUpload, tenant: Tenant) -> Prepared:
+        """Read, validate and map one file in a limited child process (``ingest.sandbox``).
 
-        Otherwise a single file that trips a bug would fail every run, for every tenant.
+        Whatever the file does to the reader (a crash, a memory or time blow-up) or to our own
+        code, it becomes that file's rejection; the run and every other file go on.
         """
-        try:
-            return self._prepare(staged, tenant)
-        except Exception:
-            log.error("ingest.prepare_failed", exc_info=True, tenant=staged.tenant, upload=staged.upload_id)
-            return _Prepared(0, [], [], "the file could not be processed because of an internal error;"
-                                        " the operators have been told")
-
-    def _prepare(self, staged: StagedUpload, tenant: Tenant) -> _Prepared:
-        """Read, validate and map one file (blocking; runs in a worker thread)."""
         if staged.error:
-            return _Prepared(0, [], [], staged.error)
-        snapshot = Path(staged.snapshot)
-        server = self.settings.server
-        problem = check_file(snapshot, server.max_upload_bytes, server.allowed_extensions)
-        if problem:
-            return _Prepared(0, [], [], problem)
-        # Snapshots are not fsynced: after a power cut one may be short or empty. Never read it then.
-        if file_digest(snapshot)[1] != staged.sha256:
-            return _Prepared(0, [], [], "the stored copy of this upload is damaged (its sha256 no longer"
-                                        " matches the upload); please upload the file again")
+            return Prepared.refused(staged.error)
         feed = self.feeds.find(tenant.name, staged.feed)
         if feed is None:
-            return _Prepared(0, [], [], f"the feed {staged.feed!r} no longer exists")
+            return Prepared.refused(f"the feed {staged.feed!r} no longer exists")
+        settings = self.settings
+        job = PrepareJob(
+            snapshot=Path(staged.snapshot), sha256=staged.sha256, feed=feed,
+            dictionary=tuple(self.tenants.dictionary(tenant.name)), timezone=tenant.timezone,
+            base_url=feed.destination.url or settings.embedded_api_base,
+            max_upload_bytes=settings.server.max_upload_bytes,
+            allowed_extensions=settings.server.allowed_extensions,
+            max_bad_row_share=settings.post.max_bad_row_share, limits=settings.parse,
+        )
         try:
-            table = read_table(snapshot)
-        except FileRejected as exc:
-            return _Prepared(0, [], [], exc.reason)
-        zone = ZoneInfo(tenant.timezone)
-        checked = validate(table, feed, self.tenants.dictionary(tenant.name), zone,
-                           self.settings.post.max_bad_row_share)
-        rejected = [RejectedRow(row.number, row.error) for row in checked.bad if row.error]
-        if checked.file_error:
-            return _Prepared(checked.row_count, [], rejected, checked.file_error)
-        base = feed.destination.url or self.settings.embedded_api_base
-        with collection_paused():
-            mapped = map_rows(feed, checked, zone)
-            token = feed.destination.token
-            requests = [
-                QueuedRequest(row_number=number, kind=kind, method=method, url=base + path,
-                              token=token, key=key, text=text)
-                for number, kind, method, path, text, key in mapped.rows()
-            ]
-        rejected.extend(RejectedRow(number, error) for number, error in mapped.failures)
-        return _Prepared(checked.row_count, requests, rejected)
+            return await asyncio.to_thread(run_limited, prepare, job, Limits.from_settings(settings.parse))
+        except WorkerFailed as exc:
+            log.warning("ingest.prepare_failed", tenant=staged.tenant, upload=staged.upload_id,
+                        limit=exc.kind, reason=exc.reason)
+            return Prepared.refused(exc.reason)
+        except Exception:
+            log.error("ingest.prepare_failed", exc_info=True, tenant=staged.tenant,  # noqa: G201
+                      upload=staged.upload_id)
+            return Prepared.refused(INTERNAL_ERROR)
 
-    def _queue(self, staged: StagedUpload, run: RunRecord, prepared: _Prepared) -> bool:
+    def _queue(self, staged: StagedUpload, run: RunRecord, prepared: Prepared) -> bool:
         with self.outbox.db.transaction():
             claimed = self.outbox.enqueue(staged.upload_id, run.id, staged.tenant, prepared.rows_total,
                                           prepared.requests, prepared.rejected)
@@ -231,7 +208,7 @@ class Processor:
                                        f"{len(prepared.requests)} rows queued")
         return claimed
 
-    def _reject(self, staged: StagedUpload, run: RunRecord, prepared: _Prepared) -> bool:
+    def _reject(self, staged: StagedUpload, run: RunRecord, prepared: Prepared) -> bool:
         with self.outbox.db.transaction():
             claimed = self.outbox.enqueue(staged.upload_id, run.id, staged.tenant, prepared.rows_total, [],
                                           prepared.rejected)

@@ -297,7 +297,7 @@ def check(context: Context, args: argparse.Namespace) -> int:
     result = check_sample(
         args.file, feed, context.tenants.dictionary(tenant.name), ZoneInfo(tenant.timezone),
         settings.post.max_bad_row_share, settings.server.max_upload_bytes,
-        settings.server.allowed_extensions,
+        settings.server.allowed_extensions, settings.parse,
     )
     if args.json:
         print_json({

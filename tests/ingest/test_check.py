@@ -6,14 +6,17 @@ import json
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
+from core.config import ParseSettings
 from ingest.check import CheckResult, check_sample, format_check
 from ingest.feeds import Feed, default_feeds
+from tests.ingest import hostile
 
 PACIFIC = ZoneInfo("America/Los_Angeles")
 SIGNALS = default_feeds()["signals"]
 ALLOWED = ("csv", "xlsx", "xls")
 MAX_BYTES = 5 * 1024 * 1024
 FIXTURES = Path(__file__).parent / "fixtures"
+LIMITS = ParseSettings()
 
 
 def check(path: Path, feed: Feed = SIGNALS, share: float = 0.5, sample: int = 5) -> CheckResult:
@@ -25,6 +28,7 @@ def check(path: Path, feed: Feed = SIGNALS, share: float = 0.5, sample: int = 5)
         share,
         MAX_BYTES,
         ALLOWED,
+        LIMITS,
         sample_requests=sample,
     )
 
@@ -93,7 +97,7 @@ def test_refused_by_name(tmp_path: Path) -> None:
 
 def test_refused_by_size(tmp_path: Path) -> None:
     path = write(tmp_path, "transaction_id,name\n" + "T1,Sale\n" * 10)
-    result = check_sample(path, SIGNALS, [], PACIFIC, 0.5, 50, ALLOWED)
+    result = check_sample(path, SIGNALS, [], PACIFIC, 0.5, 50, ALLOWED, LIMITS)
     assert result.file_error is not None and "files may be at most" in result.file_error
 
 
@@ -122,3 +126,11 @@ def test_a_workbook(tmp_path: Path) -> None:
     # Midnight at the start of the spring-forward day exists (the gap is 02:00-03:00).
     assert third["signal"]["occurred_at_time"] == "2026-03-08T08:00:00.000Z"
     assert third["signal"]["sale_amount"] == "12345678901"
+
+
+def test_a_workbook_that_aborts_the_reader_is_refused_and_the_caller_lives(tmp_path: Path) -> None:
+    path = tmp_path / "far.xlsx"
+    path.write_bytes(hostile.far_cell(declare=False))
+    result = check(path)
+    assert not result.ok and result.file_error is not None and "stray cell" in result.file_error
+    assert check(FIXTURES / "signals.xlsx").rows > 0

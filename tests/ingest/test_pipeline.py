@@ -60,7 +60,8 @@ async def test_serve_forever_catches_up_then_keeps_scanning_and_stops_cleanly(
         os.utime(inbox / name, (old, old))
 
     async def until(condition: Callable[[], bool]) -> None:
-        for _ in range(250):
+        # Generous: the first run starts the file readers' fork server (ingest.sandbox).
+        for _ in range(1000):
             if condition():
                 return
             await asyncio.sleep(0.02)

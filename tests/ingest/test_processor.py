@@ -18,6 +18,7 @@ from core.tenants import Tenant, TenantStore
 from core.uploads import UploadStore
 from ingest.pipeline import Ingest
 from tests.conftest import TEST_PASSWORD
+from tests.ingest import hostile
 from tests.ingest.conftest import FakeApi, drop, idempotent
 
 SIGNALS = "transaction_id,name,partner_unique_id,sale_amount\nT1,Sale,1,10.50\nT2,Sale,2,12.345\nT3,Quote,3,\n"
@@ -272,24 +273,22 @@ async def test_crash_and_resume_against_the_embedded_ledger(
         await api.close()
 
 
-async def test_a_file_that_trips_a_bug_is_rejected_and_the_others_still_run(
+async def test_spreadsheet_bombs_are_rejected_with_a_reason_and_the_others_still_run(
     ingest: Ingest, tenants: TenantStore, uploads: UploadStore, tenant: Tenant, fake_api: FakeApi,
-    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    import ingest.processor as processor
-
-    real_read_table = processor.read_table
-
-    def read_table(path: Path) -> Any:
-        if path.name == "poison.csv":
-            raise RuntimeError("a bug")
-        return real_read_table(path)
-
-    monkeypatch.setattr(processor, "read_table", read_table)
-    await stage(ingest, tenants, uploads, "in/poison.csv", signals(1))
+    """The 1.6 KB workbook that used to abort the whole daemon, with and without its declared range,
+    and a zip bomb, each beside a good file of the same tenant."""
+    for name, data in [("far.xlsx", hostile.far_cell(declare=False)), ("declared.xlsx", hostile.far_cell(declare=True)),
+                       ("bomb.xlsx", hostile.zip_bomb(32))]:
+        upload, path = drop(tenants, uploads, "acme", f"in/{name}", data)
+        await ingest.stage(upload, path)
     await stage(ingest, tenants, uploads, "in/fine.csv", signals(2))
     summary = await ingest.run()
     states = {Path(item.path).name: (item.state, item.error) for item in summary.files}
-    assert states["poison.csv"][0] == "rejected" and "internal error" in states["poison.csv"][1]
+    assert states["far.xlsx"][0] == "rejected" and "MiB of memory allowed" in states["far.xlsx"][1]
+    assert states["declared.xlsx"][0] == "rejected" and "A1:XFD1048576" in states["declared.xlsx"][1]
+    assert states["bomb.xlsx"][0] == "rejected" and "zip bomb" in states["bomb.xlsx"][1]
     assert states["fine.csv"] == ("posted", "")
+    head, _ = read_report(summary.files[[Path(f.path).name for f in summary.files].index("far.xlsx")].report)
+    assert "stray cell" in head["reason"]
     assert summary.run.status == "finished"

@@ -1,0 +1,175 @@
+"""Run one piece of work on one untrusted file in a child process with hard limits.
+
+Readers are compiled code fed by strangers: a 1.6 KB workbook with cells at ``A1`` and
+``XFD1048576`` makes calamine ask for 512 GiB, and the Rust allocator then aborts the whole
+process. So every file is read, validated and mapped in a child of its own, with an address-space
+limit (the allocator fails inside the child), a CPU-time limit (the kernel stops a spinning child)
+and a wall-time limit (the parent kills a stalled one). Whatever happens there, the parent learns
+it as a :class:`WorkerFailed` with a reason a customer can act on, and the daemon, the run and every
+other file go on.
+
+Children come from a fork server started once, clean, with the readers already imported: a fork
+costs milliseconds, not the second a fresh interpreter with polars would, and never copies the
+daemon's event loop or threads. The function and its argument travel by pickle, so the function
+must be importable at module level.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import resource
+import signal
+import threading
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass
+from multiprocessing.connection import Connection
+from typing import Any, TypeVar, cast
+
+from core.config import MiB, ParseSettings
+from core.logs import get_logger
+
+__all__ = ["Limits", "WorkerFailed", "run_limited"]
+
+log = get_logger(__name__)
+
+T = TypeVar("T")
+A = TypeVar("A")
+
+# Imported by the fork server before its first fork, so children start with them loaded.
+PRELOAD = ["ingest.prepare", "ingest.check"]
+INTERNAL_ERROR = "the file could not be processed because of an internal error; the operators have been told"
+# Seconds between the soft CPU limit (SIGXCPU) and the hard one (SIGKILL).
+CPU_GRACE_SECONDS = 5
+
+_context = multiprocessing.get_context("forkserver")
+_preload_lock = threading.Lock()
+_preloaded = False
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What one child may use: bytes of address space, seconds of CPU and of wall time."""
+
+    memory_bytes: int
+    cpu_seconds: float
+    wall_seconds: float
+
+    @classmethod
+    def from_settings(cls, settings: ParseSettings) -> Limits:
+        return cls(settings.memory_mib * MiB, settings.cpu_seconds, settings.wall_seconds)
+
+
+class WorkerFailed(Exception):
+    """The child did not return: ``reason`` says why in a customer's words, ``kind`` for operators
+    (``memory``, ``cpu``, ``time``, ``crash`` or ``error``)."""
+
+    def __init__(self, kind: str, reason: str) -> None:
+        super().__init__(reason)
+        self.kind = kind
+        self.reason = reason
+
+
+def run_limited(function: Callable[[A], T], argument: A, limits: Limits) -> T:
+    """``function(argument)`` in a limited child; its result, or :class:`WorkerFailed`.
+
+    Blocking: call it from a worker thread (``asyncio.to_thread``) in async code.
+    """
+    _ensure_preload()
+    receiver, sender = _context.Pipe(duplex=False)
+    child = _context.Process(target=_child_main, args=(sender, function, argument, limits), daemon=True)
+    started = time.monotonic()
+    child.start()
+    sender.close()
+    try:
+        outcome = _receive(receiver, child, limits.wall_seconds)
+    finally:
+        receiver.close()
+        if child.is_alive():
+            child.kill()
+        child.join()
+        exitcode = child.exitcode
+        child.close()
+    kind, value = outcome or _death(exitcode, limits)
+    log.debug("sandbox.done", kind=kind, seconds=round(time.monotonic() - started, 3))
+    if kind != "ok":
+        raise WorkerFailed(kind, value)
+    return cast(T, value)
+
+
+def _receive(receiver: Connection, child: Any, wall_seconds: float) -> tuple[str, Any] | None:
+    """The child's message, or None if it died without sending one."""
+    if not receiver.poll(wall_seconds):
+        if child.is_alive():
+            raise WorkerFailed(
+                "time", f"reading the file took longer than the {wall_seconds:g} seconds allowed for one file"
+            )
+        return None
+    try:
+        message: tuple[str, Any] = receiver.recv()
+    except (EOFError, OSError):
+        return None
+    return message
+
+
+def _death(exitcode: int | None, limits: Limits) -> tuple[str, str]:
+    """What a child that sent nothing died of, from its exit status."""
+    if exitcode in (-signal.SIGXCPU, -signal.SIGKILL):
+        return "cpu", (
+            f"reading the file needed more than the {limits.cpu_seconds:g} seconds of processing time"
+            " allowed for one file"
+        )
+    if exitcode == -signal.SIGABRT:
+        return "memory", _memory_reason(limits)
+    return "crash", f"the file could not be read: the reader stopped unexpectedly (exit status {exitcode})"
+
+
+def _memory_reason(limits: Limits) -> str:
+    return (
+        f"reading the file needed more than the {limits.memory_bytes // MiB} MiB of memory allowed for one"
+        " file; a sheet whose used range is far larger than its data (a stray cell far down or to the"
+        " right) or a workbook that unpacks to a huge size causes this: delete the empty rows and"
+        " columns, or save the sheet as CSV"
+    )
+
+
+def _ensure_preload() -> None:
+    """Name the modules the fork server imports, once, before it starts."""
+    global _preloaded
+    with _preload_lock:
+        if not _preloaded:
+            _context.set_forkserver_preload(PRELOAD)
+            _preloaded = True
+
+
+def _child_main(sender: Connection, function: Callable[[Any], Any], argument: Any, limits: Limits) -> None:
+    """The child: limit itself, run, send one message, exit."""
+    _limit(limits)
+    try:
+        message: tuple[str, Any] = ("ok", function(argument))
+    except MemoryError:
+        message = ("memory", _memory_reason(limits))
+    except BaseException as exc:  # noqa: BLE001 - a Rust panic arrives as a BaseException
+        log.error("sandbox.error", error=f"{type(exc).__name__}: {exc}", traceback=traceback.format_exc())
+        message = ("error", INTERNAL_ERROR)
+    try:
+        sender.send(message)
+    except MemoryError:
+        sender.send(("memory", _memory_reason(limits)))
+    finally:
+        sender.close()
+
+
+def _limit(limits: Limits) -> None:
+    memory = int(limits.memory_bytes)
+    resource.setrlimit(resource.RLIMIT_AS, (memory, memory))
+    cpu = max(1, int(limits.cpu_seconds + 0.999))
+    resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu + CPU_GRACE_SECONDS))
+    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+    # A reader that aborts prints one line ("memory allocation of N bytes failed"), not a backtrace
+    # of fifty lines in the middle of the daemon's JSON log.
+    os.environ["RUST_BACKTRACE"] = "0"
+    # Parsing yields to the SSH sessions and the API when the machine is busy.
+    os.nice(5)

@@ -1,0 +1,104 @@
+"""The limited child: every way it can fail reaches the parent as a reason, and the parent lives on."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import pytest
+
+from core.config import MiB
+from ingest.readers import read_table
+from ingest.sandbox import Limits, WorkerFailed, run_limited
+from tests.ingest import hostile
+
+LIMITS = Limits(memory_bytes=1024 * MiB, cpu_seconds=2, wall_seconds=20)
+
+
+# The children's work: module-level, so the fork server can import it by name.
+
+def double(value: int) -> int:
+    return value * 2
+
+
+def pid_of_child(_: None) -> int:
+    return os.getpid()
+
+
+def fail(message: str) -> None:
+    raise ValueError(message)
+
+
+def abort(_: None) -> None:
+    os.abort()
+
+
+def allocate(mib: int) -> int:
+    return len(bytearray(mib * MiB))
+
+
+def spin(_: None) -> None:
+    while True:
+        pass
+
+
+def sleep(seconds: float) -> None:
+    time.sleep(seconds)
+
+
+def read(path: Path) -> list[str]:
+    return read_table(path).header
+
+
+def test_a_result_comes_back_from_another_process() -> None:
+    assert run_limited(double, 21, LIMITS) == 42
+    assert run_limited(pid_of_child, None, LIMITS) != os.getpid()
+
+
+def test_an_exception_becomes_an_internal_error_without_details() -> None:
+    with pytest.raises(WorkerFailed) as failed:
+        run_limited(fail, "secret detail", LIMITS)
+    assert failed.value.kind == "error" and "internal error" in failed.value.reason
+    assert "secret" not in failed.value.reason
+
+
+def test_an_abort_is_a_memory_failure_and_the_parent_lives() -> None:
+    with pytest.raises(WorkerFailed) as failed:
+        run_limited(abort, None, LIMITS)
+    assert failed.value.kind == "memory" and "1024 MiB" in failed.value.reason
+    assert run_limited(double, 1, LIMITS) == 2
+
+
+def test_memory_beyond_the_limit_is_refused_inside_the_child() -> None:
+    with pytest.raises(WorkerFailed) as failed:
+        run_limited(allocate, 2048, LIMITS)
+    assert failed.value.kind == "memory"
+    assert run_limited(allocate, 16, LIMITS) == 16 * MiB
+
+
+def test_a_spinning_child_is_stopped_by_its_cpu_limit() -> None:
+    started = time.monotonic()
+    with pytest.raises(WorkerFailed) as failed:
+        run_limited(spin, None, Limits(LIMITS.memory_bytes, cpu_seconds=1, wall_seconds=30))
+    assert failed.value.kind == "cpu" and "1 seconds of processing time" in failed.value.reason
+    assert time.monotonic() - started < 15
+
+
+def test_a_stalled_child_is_killed_at_its_wall_time() -> None:
+    started = time.monotonic()
+    with pytest.raises(WorkerFailed) as failed:
+        run_limited(sleep, 60, Limits(LIMITS.memory_bytes, cpu_seconds=5, wall_seconds=0.5))
+    assert failed.value.kind == "time" and time.monotonic() - started < 10
+
+
+def test_the_17_billion_cell_workbook_aborts_the_reader_in_the_child_only(tmp_path: Path) -> None:
+    """The 1.6 KB file that used to abort the daemon: calamine really asks for 512 GiB here."""
+    path = tmp_path / "far.xlsx"
+    path.write_bytes(hostile.far_cell(declare=False))
+    with pytest.raises(WorkerFailed) as failed:
+        run_limited(read, path, LIMITS)
+    assert failed.value.kind == "memory" and "stray cell" in failed.value.reason
+    good = tmp_path / "good.xlsx"
+    good.write_bytes(hostile.small_table(["transaction_id"], [["T1"]]))
+    assert run_limited(read, good, LIMITS) == ["transaction_id"]
