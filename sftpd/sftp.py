@@ -44,7 +44,7 @@ from core.logs import get_logger
 from sftpd.handles import IncomingFile, ReadHandle, UploadTooLarge
 from sftpd.recorder import UploadRecorder
 from sftpd.rules import UploadRules
-from sftpd.vfs import INBOX, OUTBOX, TenantFileSystem, VirtualPath, name_error
+from sftpd.vfs import INBOX, OUTBOX, TenantFileSystem, VirtualPath, folder_extent, name_error
 
 log = get_logger(__name__)
 
@@ -139,7 +139,8 @@ class TenantSFTPServer(asyncssh.SFTPServer):
                 raise SFTPFailure("/ is a folder, not a file")
             return ReadHandle(target, self._fs.open_for_reading(target))
         self._check_writable(target, "upload to")
-        problem = name_error(target.name) or self._rules.name_error(target.name)
+        problem = (name_error(target.name) or self._rules.name_error(target.name)
+                   or self._rules.path_error(target, folder=False))
         if problem:
             self._refuse_upload(target, problem)
         existing = self._fs.lookup(target)
@@ -224,7 +225,7 @@ class TenantSFTPServer(asyncssh.SFTPServer):
     def mkdir(self, path: bytes, attrs: SFTPAttrs) -> None:
         target = VirtualPath.parse(path)
         self._check_writable(target, "create folders in")
-        problem = name_error(target.name)
+        problem = name_error(target.name) or self._rules.path_error(target, folder=True)
         if problem:
             raise SFTPPermissionDenied(f"folder refused: {problem}")
         self._fs.mkdir(target)
@@ -280,11 +281,14 @@ class TenantSFTPServer(asyncssh.SFTPServer):
         self._check_writable(target, "move to")
         mode = self._fs.lstat(source).st_mode
         if stat.S_ISREG(mode):
-            problem = name_error(target.name) or self._rules.name_error(target.name)
+            problem = (name_error(target.name) or self._rules.name_error(target.name)
+                       or self._rules.path_error(target, folder=False))
             if problem:
                 self._refuse_upload(target, problem, action="rename")
         elif stat.S_ISDIR(mode):
-            problem = name_error(target.name)
+            # The folder's contents move with it: their depth and path lengths count too.
+            below = await asyncio.to_thread(folder_extent, self._fs.open_folder(source))
+            problem = name_error(target.name) or self._rules.path_error(target, True, *below)
             if problem:
                 raise SFTPPermissionDenied(f"rename refused: {problem}")
         else:
