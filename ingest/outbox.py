@@ -5,6 +5,11 @@ file, so a file is either wholly queued or still waiting. Each request is marked
 response arrives; after a crash the next run sends what is still ``pending``, so nothing is lost
 and nothing already marked is sent again. The one request in flight at the crash is sent again,
 which the Signal API treats as a no-op (same call, name and partner_unique_id).
+
+A request that keeps failing for no fault of its content (5xx, time-outs, no connection) carries
+its tries and last error here, and may be set aside until ``next_attempt_at`` so the rows after it
+go on; once it is failed for good, ``gave_up`` tells it from a row the destination refused. The
+operator sees those stuck rows with ``sftpctl outbox``, and can retry or drop them.
 """
 
 from __future__ import annotations
@@ -16,10 +21,14 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, cast
 
-from core.clock import now_iso
+from core.clock import now_iso, parse_iso, utcnow
 from core.db import Database
+from core.tenants import TenantError
+from core.uploads import UploadState, UploadStore
+from ingest.store import StagedState, StagedStore
 
-from ingest.store import StagedStore
+#: The error of a row the operator gave up on with ``sftpctl outbox drop``.
+DROPPED = "dropped by the operator"
 
 
 class OutboxState(StrEnum):
@@ -72,6 +81,8 @@ class OutboxItem:
     text: str
     state: str
     attempts: int
+    #: When the row was queued (None for rows queued before this column existed).
+    queued_at: str | None = None
 
     @property
     def body(self) -> dict[str, Any]:
@@ -84,6 +95,29 @@ class RowOutcome:
     status: str
     transaction_id: str | None
     error: str
+
+
+@dataclass(frozen=True)
+class StuckItem:
+    """A request still pending after failed tries, or failed because delivery gave up."""
+
+    id: int
+    tenant: str
+    upload_id: int
+    file: str
+    row: int
+    state: str
+    attempts: int
+    error: str
+    queued_at: str | None
+    next_attempt_at: str | None
+
+    @property
+    def age_seconds(self) -> float:
+        """Seconds since the row was queued (0 when unknown)."""
+        if not self.queued_at:
+            return 0.0
+        return max(0.0, (utcnow() - parse_iso(self.queued_at)).total_seconds())
 
 
 @dataclass(frozen=True)
@@ -114,9 +148,9 @@ class Outbox:
                 return False
             conn.executemany(
                 "INSERT INTO ingest_outbox (run_id, upload_id, tenant, row_number, kind, method, url,"
-                " token, key, body, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " token, key, body, updated_at, queued_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [(run_id, upload_id, tenant, r.row_number, r.kind, r.method, r.url, r.token, r.key, r.text,
-                  now) for r in requests],
+                  now, now) for r in requests],
             )
             conn.executemany(
                 "INSERT INTO ingest_rows (upload_id, row_number, status, error) VALUES (?, ?, ?, ?)",
@@ -125,27 +159,119 @@ class Outbox:
         return True
 
     def pending(self, tenants: Sequence[str]) -> list[OutboxItem]:
-        """Requests still to send for these tenants, oldest first (an interrupted run's first)."""
+        """Requests to send now for these tenants, oldest first (an interrupted run's first).
+
+        Rows set aside after failing wait until their ``next_attempt_at``.
+        """
         marks = ", ".join("?" * len(tenants))
         rows = self.db.query(
-            f"SELECT * FROM ingest_outbox WHERE state = ? AND tenant IN ({marks}) ORDER BY id",
-            (OutboxState.PENDING.value, *tenants),
+            f"SELECT * FROM ingest_outbox WHERE state = ? AND tenant IN ({marks})"
+            " AND (next_attempt_at IS NULL OR next_attempt_at <= ?) ORDER BY id",
+            (OutboxState.PENDING.value, *tenants, now_iso()),
         )
         return [_item(row) for row in rows]
 
     def mark_sent(self, item_id: int, status_code: int, transaction_id: str | None, attempts: int) -> None:
         self._settle(item_id, OutboxState.SENT, RowStatus.POSTED, status_code, transaction_id, "", attempts)
 
-    def mark_failed(self, item_id: int, status_code: int | None, error: str, attempts: int) -> None:
-        self._settle(item_id, OutboxState.FAILED, RowStatus.FAILED, status_code, None, error, attempts)
+    def mark_failed(
+        self, item_id: int, status_code: int | None, error: str, attempts: int, gave_up: bool = False
+    ) -> None:
+        """The row failed: refused by the destination, or ``gave_up`` on after too many tries."""
+        self._settle(item_id, OutboxState.FAILED, RowStatus.FAILED, status_code, None, error, attempts,
+                     gave_up)
 
-    def note_attempts(self, item_id: int, status_code: int | None, error: str, attempts: int) -> None:
-        """Record tries of a request that stays pending (destination down, token refused)."""
+    def note_attempts(
+        self, item_id: int, status_code: int | None, error: str, attempts: int,
+        next_attempt_at: str | None = None,
+    ) -> None:
+        """Record tries of a request that stays pending (destination down, token refused), set
+        aside until ``next_attempt_at`` if given."""
         self.db.execute(
-            "UPDATE ingest_outbox SET status_code = ?, error = ?, attempts = attempts + ?, updated_at = ?"
-            " WHERE id = ?",
-            (status_code, error, attempts, now_iso(), item_id),
+            "UPDATE ingest_outbox SET status_code = ?, error = ?, attempts = attempts + ?, updated_at = ?,"
+            " next_attempt_at = ? WHERE id = ? AND state = ?",
+            (status_code, error, attempts, now_iso(), next_attempt_at, item_id, OutboxState.PENDING.value),
         )
+
+    def stuck(self, tenant: str | None = None) -> list[StuckItem]:
+        """Rows pending after failed tries, and rows failed because delivery gave up; oldest first."""
+        where, params = _stuck_clause(tenant)
+        rows = self.db.query(
+            "SELECT o.id, o.tenant, o.upload_id, s.path, o.row_number, o.state, o.attempts, o.error,"
+            " o.queued_at, o.next_attempt_at FROM ingest_outbox o"
+            f" JOIN ingest_staged s ON s.upload_id = o.upload_id WHERE {where} ORDER BY o.id",
+            params,
+        )
+        return [StuckItem(*row) for row in rows]
+
+    def retry(self, ids: Sequence[int] = (), tenant: str | None = None) -> int:
+        """Put rows back to pending, with their tries forgotten; returns how many.
+
+        By id, any row not yet posted; by tenant, its stuck rows. A finished file whose row comes
+        back is processing again: the next run posts the row and writes a new report.
+        """
+        with self.db.transaction() as conn:
+            rows = self._chosen(conn, ids, tenant, (OutboxState.PENDING, OutboxState.FAILED))
+            conn.executemany(
+                "UPDATE ingest_outbox SET state = ?, attempts = 0, error = '', status_code = NULL,"
+                " next_attempt_at = NULL, gave_up = 0, updated_at = ? WHERE id = ?",
+                [(OutboxState.PENDING.value, now_iso(), row["id"]) for row in rows],
+            )
+            conn.executemany(
+                "DELETE FROM ingest_rows WHERE upload_id = ? AND row_number = ?",
+                [(row["upload_id"], row["row_number"]) for row in rows],
+            )
+            reopened = {row["upload_id"] for row in rows if row["state"] == OutboxState.FAILED.value}
+            for upload_id in reopened:
+                cursor = conn.execute(
+                    "UPDATE ingest_staged SET state = ?, finished_at = NULL WHERE upload_id = ? AND state IN"
+                    " (?, ?)", (StagedState.PROCESSING.value, upload_id, StagedState.POSTED.value,
+                                StagedState.PARTLY_FAILED.value),
+                )
+                if cursor.rowcount:
+                    UploadStore(self.db).set_state(upload_id, UploadState.PROCESSING, "rows requeued by the"
+                                                                                      " operator")
+        return len(rows)
+
+    def drop(self, ids: Sequence[int] = (), tenant: str | None = None) -> int:
+        """Fail rows for good with :data:`DROPPED`; returns how many.
+
+        By id, a pending row or one delivery gave up on; by tenant, its stuck rows. A file left
+        with no pending row is finished by the next run, as partly failed.
+        """
+        with self.db.transaction() as conn:
+            rows = self._chosen(conn, ids, tenant, (OutboxState.PENDING,), gave_up_only=True)
+            for row in rows:
+                if row["state"] == OutboxState.PENDING.value:
+                    self._settle(row["id"], OutboxState.FAILED, RowStatus.FAILED, None, None, DROPPED, 0)
+                    continue
+                conn.execute("UPDATE ingest_outbox SET error = ?, gave_up = 0, updated_at = ? WHERE id = ?",
+                             (DROPPED, now_iso(), row["id"]))
+                conn.execute("UPDATE ingest_rows SET error = ? WHERE upload_id = ? AND row_number = ?",
+                             (DROPPED, row["upload_id"], row["row_number"]))
+        return len(rows)
+
+    def _chosen(
+        self, conn: sqlite3.Connection, ids: Sequence[int], tenant: str | None,
+        states: Sequence[OutboxState], gave_up_only: bool = False,
+    ) -> list[sqlite3.Row]:
+        """The rows an operator's ``retry`` or ``drop`` names; an id that cannot be is an error."""
+        columns = "SELECT id, upload_id, row_number, state, gave_up FROM ingest_outbox"
+        if tenant is not None:
+            where, params = _stuck_clause(tenant)
+            return conn.execute(f"{columns} o WHERE {where} ORDER BY id", params).fetchall()
+        rows = []
+        for item_id in ids:
+            row = conn.execute(f"{columns} WHERE id = ?", (item_id,)).fetchone()
+            if row is None:
+                raise TenantError(f"no outbox item {item_id}")
+            allowed = row["state"] in {state.value for state in states} or (
+                row["state"] == OutboxState.FAILED.value and (row["gave_up"] or not gave_up_only))
+            if not allowed:
+                raise TenantError(f"outbox item {item_id} is {row['state']}"
+                                  + (" (refused by the destination)" if row["state"] == "failed" else ""))
+            rows.append(row)
+        return rows
 
     def counts(self, upload_id: int) -> RowCounts:
         rows = self.db.query(
@@ -182,14 +308,14 @@ class Outbox:
 
     def _settle(
         self, item_id: int, state: OutboxState, status: RowStatus, status_code: int | None,
-        transaction_id: str | None, error: str, attempts: int,
+        transaction_id: str | None, error: str, attempts: int, gave_up: bool = False,
     ) -> None:
         with self.db.transaction() as conn:
             row = conn.execute(
                 "UPDATE ingest_outbox SET state = ?, status_code = ?, transaction_id = ?, error = ?,"
-                " attempts = attempts + ?, updated_at = ? WHERE id = ? AND state = ?"
-                " RETURNING upload_id, row_number",
-                (state.value, status_code, transaction_id, error, attempts, now_iso(), item_id,
+                " attempts = attempts + ?, updated_at = ?, next_attempt_at = NULL, gave_up = ?"
+                " WHERE id = ? AND state = ? RETURNING upload_id, row_number",
+                (state.value, status_code, transaction_id, error, attempts, now_iso(), int(gave_up), item_id,
                  OutboxState.PENDING.value),
             ).fetchone()
             if row is None:
@@ -206,5 +332,15 @@ def _item(row: sqlite3.Row) -> OutboxItem:
         id=row["id"], run_id=row["run_id"], upload_id=row["upload_id"], tenant=row["tenant"],
         row_number=row["row_number"], kind=row["kind"], method=row["method"], url=row["url"],
         token=row["token"], key=row["key"], text=row["body"], state=row["state"],
-        attempts=row["attempts"],
+        attempts=row["attempts"], queued_at=row["queued_at"],
     )
+
+
+def _stuck_clause(tenant: str | None) -> tuple[str, tuple[object, ...]]:
+    """Where a row of the ``ingest_outbox o`` is stuck: pending after tries, or given up on."""
+    where = "((o.state = ? AND o.attempts > 0) OR (o.state = ? AND o.gave_up = 1))"
+    params: tuple[object, ...] = (OutboxState.PENDING.value, OutboxState.FAILED.value)
+    if tenant is not None:
+        where += " AND o.tenant = ?"
+        params += (tenant,)
+    return where, params

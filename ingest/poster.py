@@ -7,13 +7,21 @@ next request starts, which is what makes a crash resumable (see :mod:`ingest.out
 
 What the answers mean:
 
-- 2xx: posted. 403, 404 and other 4xx: the row failed, with the server's ``errors`` message.
+- 2xx: posted. 403, 404 and other 4xx: the row failed, with the server's ``errors`` message: the
+  destination refused its content, and sending it again would not change that.
 - 401: the token is refused. That tenant posts nothing more this run; its rows stay pending.
-- 429, 5xx, time-outs and connection errors: retried with exponential backoff and full jitter,
-  or after ``Retry-After`` when the server sends one. When the attempts run out and the
-  destination has answered nothing else this run, it is *down*: its rows stay pending for the
-  next run. If it did answer other rows, the one row that keeps failing is marked failed, so a
-  single bad row cannot hold back the rest.
+- 5xx, 408, 425, 429, time-outs and connection errors: tried again, up to ``max_attempts`` times
+  in a run, after an exponential backoff with full jitter (or ``Retry-After`` when the server
+  sends one, which holds back the whole token). While a row waits for its next try it steps
+  aside and the rows after it go on: one row the destination keeps failing (a poison row) never
+  blocks a tenant. The price is order: a row retried later may land after a later row of the
+  same token.
+- A row that used up its tries in a run, while the destination answered other rows, is set
+  aside for ``row_retry_after_seconds``. Once it has failed ``max_row_attempts_total`` tries in
+  all, or still fails ``max_row_age_hours`` after it was queued, it is failed with its last
+  error (``gave_up``), and its file can finish. ``sftpctl outbox`` lists such rows.
+- When ``max_attempts`` tries in a row, of more than one request, all fail, the destination is
+  *down*: the token's other rows stay pending, untried and in order, for the next run.
 
 A run takes as long as the rate budget needs: a file larger than one slot's budget keeps posting
 past the next slot time, and the serving loop runs once more for the slots that passed meanwhile.
@@ -23,18 +31,21 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import heapq
 import json
 import random
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from email.utils import parsedate_to_datetime
 from enum import StrEnum
 from typing import Any
 
 import httpx
 
+from core.clock import iso, parse_iso, utcnow
 from core.config import PostSettings
 from core.logs import get_logger
 from ingest.outbox import Outbox, OutboxItem
@@ -84,6 +95,28 @@ class PostReport:
     down: dict[str, str] = field(default_factory=dict)
 
 
+@dataclass
+class _Entry:
+    """One request's progress in this run: tries so far, its last failure, when to try again."""
+
+    item: OutboxItem
+    token: str
+    tries: int = 0
+    status: int | None = None
+    error: str = ""
+
+
+@dataclass(frozen=True)
+class _Reply:
+    """What one try got: an answer (``outcome``), or a failure worth another try (None)."""
+
+    outcome: Outcome | None
+    status: int | None
+    transaction_id: str | None = None
+    error: str = ""
+    retry_after: float | None = None
+
+
 def limiter_key(token: str) -> str:
     """The rate-limit key of a token: a digest, so the token itself is never stored twice."""
     return hashlib.sha256(token.encode("utf-8")).hexdigest()[:32]
@@ -127,31 +160,61 @@ class Poster:
         self, key: str, group: list[tuple[OutboxItem, str]], report: PostReport,
         after: Callable[[OutboxItem, Delivery], None] | None,
     ) -> None:
+        """Post one token's rows; a row waiting for its next try lets the next rows go first."""
         limiter = RateLimiter(self.settings.rate_limit_requests, self.settings.rate_limit_window_seconds)
         now = time.time()
         limiter.seed(now - at for at in self.send_log.since(key, now - limiter.window))
-        answered = False
+        waiting = deque(_Entry(item, token) for item, token in group)
+        deferred: list[tuple[float, int, _Entry]] = []  # (monotonic due time, outbox id, entry)
+        answered = False  # the destination answered some row of this token in this run
+        streak: list[int] = []  # ids of the rows whose tries failed since the last answer
+        hold = 0.0  # the destination asked the whole token to wait until then (monotonic)
         down = ""
-        for item, token in group:
-            if down or item.tenant in self._refused:
-                report.left_pending += 1
-                if down:
-                    report.down.setdefault(item.tenant, down)
+        while waiting or deferred:
+            entry = await _next_entry(waiting, deferred)
+            if entry.item.tenant in self._refused:
+                self._leave(entry, report)
                 continue
-            delivery = await self._deliver(item, token, key, limiter)
-            if delivery.outcome is Outcome.GAVE_UP and answered and not delivery.throttled:
-                delivery = Delivery(Outcome.FAILED, delivery.status_code, None, delivery.error, delivery.attempts)
-            answered = answered or delivery.outcome in (Outcome.SENT, Outcome.FAILED)
-            self._record(item, delivery, report)
-            if delivery.outcome is Outcome.GAVE_UP:
-                down = f"{_origin(item.url)} did not answer: {delivery.error}"
-                report.down.setdefault(item.tenant, down)
-                log.warning("post.destination_down", destination=_origin(item.url), error=delivery.error)
-            elif delivery.outcome is Outcome.UNAUTHORIZED:
-                self._refused.add(item.tenant)
-                log.warning("post.token_refused", tenant=item.tenant, destination=_origin(item.url))
-            if after is not None:
-                after(item, delivery)
+            if hold > time.monotonic():
+                await asyncio.sleep(hold - time.monotonic())
+            reply = await self._try(entry, key, limiter)
+            entry.tries += 1
+            if reply.outcome is not None:
+                streak.clear()
+                answered = answered or reply.outcome is not Outcome.UNAUTHORIZED
+                delivery = Delivery(reply.outcome, reply.status, reply.transaction_id, reply.error, entry.tries)
+                self._record(entry.item, delivery, report)
+                if reply.outcome is Outcome.UNAUTHORIZED:
+                    self._refused.add(entry.item.tenant)
+                    log.warning("post.token_refused", tenant=entry.item.tenant, destination=_origin(entry.item.url))
+                if after is not None:
+                    after(entry.item, delivery)
+                continue
+            entry.status, entry.error = reply.status, reply.error
+            streak.append(entry.item.id)
+            delay = reply.retry_after if reply.retry_after is not None else self._backoff(entry.tries)
+            if delay > self.settings.backoff_max_seconds:
+                down = f"{reply.error}; asked to retry after {delay:.0f}s"
+                self._leave(entry, report)
+                break
+            if entry.tries >= self.settings.max_attempts:
+                self._give_up(entry, answered, report, after)
+            else:
+                due = time.monotonic() + delay
+                if reply.retry_after is not None:
+                    hold = due
+                heapq.heappush(deferred, (due, entry.item.id, entry))
+            if len(streak) >= self.settings.max_attempts and len(set(streak)) > 1:
+                down = f"{_origin(entry.item.url)} did not answer: {reply.error}"
+                break
+        if down:
+            log.warning("post.destination_down", destination=_origin(group[0][0].url), error=down)
+            for _, _, entry in sorted(deferred):
+                self._give_up(entry, False, report, after)
+            for entry in waiting:
+                report.left_pending += 1
+                report.down.setdefault(entry.item.tenant, down)
+            report.down.setdefault(group[0][0].tenant, down)
 
     def _record(self, item: OutboxItem, delivery: Delivery, report: PostReport) -> None:
         if delivery.outcome is Outcome.SENT:
@@ -164,49 +227,83 @@ class Poster:
             self.outbox.note_attempts(item.id, delivery.status_code, delivery.error, delivery.attempts)
             report.left_pending += 1
 
-    async def _deliver(self, item: OutboxItem, token: str, key: str, limiter: RateLimiter) -> Delivery:
-        content = _with_token(item.text, token).encode()
+    def _leave(self, entry: _Entry, report: PostReport) -> None:
+        """The row stays pending as it is, in its place: it is not its fault (401, throttled)."""
+        if entry.tries:
+            self.outbox.note_attempts(entry.item.id, entry.status, entry.error, entry.tries)
+        report.left_pending += 1
+
+    def _give_up(
+        self, entry: _Entry, answered: bool, report: PostReport,
+        after: Callable[[OutboxItem, Delivery], None] | None,
+    ) -> None:
+        """A row's tries of this run failed: fail it if it is past its limits, else keep it pending.
+
+        Set aside (``next_attempt_at``) when the destination answered other rows, so the next runs
+        do not spend their time on it first; kept in its place when nothing answered (down).
+        """
+        item, settings = entry.item, self.settings
+        total = item.attempts + entry.tries
+        age_hours = (utcnow() - parse_iso(item.queued_at)).total_seconds() / 3600 if item.queued_at else 0.0
+        if total >= settings.max_row_attempts_total or age_hours >= settings.max_row_age_hours:
+            reason = f"{entry.error} (after {total} attempts" + (
+                f"; queued {age_hours:.0f} h ago)" if total < settings.max_row_attempts_total else ")")
+            delivery = Delivery(Outcome.FAILED, entry.status, None, reason, entry.tries)
+            self.outbox.mark_failed(item.id, entry.status, reason, entry.tries, gave_up=True)
+            report.failed += 1
+            log.warning("post.row_given_up", tenant=item.tenant, upload=item.upload_id, row=item.row_number,
+                        attempts=total, error=entry.error)
+        else:
+            later = iso(utcnow() + timedelta(seconds=settings.row_retry_after_seconds)) if answered else None
+            delivery = Delivery(Outcome.GAVE_UP, entry.status, None, entry.error, entry.tries)
+            self.outbox.note_attempts(item.id, entry.status, entry.error, entry.tries, later)
+            report.left_pending += 1
+            if not answered:
+                report.down.setdefault(item.tenant, f"{_origin(item.url)} did not answer: {entry.error}")
+            log.warning("post.row_set_aside" if later else "post.row_kept", tenant=item.tenant, upload=item.upload_id, row=item.row_number,
+                        attempts=total, until=later, error=entry.error)
+        if after is not None:
+            after(item, delivery)
+
+    async def _try(self, entry: _Entry, key: str, limiter: RateLimiter) -> _Reply:
+        """Send the request once and say what came of it."""
+        item = entry.item
+        content = _with_token(item.text, entry.token).encode()
         headers = {IDEMPOTENCY_HEADER: item.key, "Content-Type": JSON_TYPE}
-        status: int | None = None
-        error = ""
-        for attempt in range(1, self.settings.max_attempts + 1):
-            retry_after: float | None = None
-            await limiter.acquire()
-            try:
-                response = await self.client.request(item.method, item.url, content=content, headers=headers)
-            except httpx.TimeoutException:
-                status, error = None, f"no answer within {self.settings.timeout_seconds:g}s"
-            except httpx.TransportError as exc:
-                status, error = None, f"cannot reach {_origin(item.url)} ({type(exc).__name__})"
-            else:
-                status = response.status_code
-                if response.is_success:
-                    return Delivery(Outcome.SENT, status, _transaction_id(response), "", attempt)
-                if status == HTTP_UNAUTHORIZED:
-                    return Delivery(Outcome.UNAUTHORIZED, status, None,
-                                    "the destination refused the API token (HTTP 401)", attempt)
-                error = _error_message(response)
-                if not _retryable(status):
-                    return Delivery(Outcome.FAILED, status, None, error, attempt)
-                retry_after = _retry_after(response)
-            finally:
-                limiter.release()
-                self.send_log.record(key, time.time())
-            if attempt == self.settings.max_attempts:
-                break
-            delay = retry_after if retry_after is not None else self._backoff(attempt)
-            if delay > self.settings.backoff_max_seconds:
-                return Delivery(Outcome.GAVE_UP, status, None,
-                                f"{error}; asked to retry after {delay:.0f}s", attempt, throttled=True)
-            await asyncio.sleep(delay)
-        return Delivery(Outcome.GAVE_UP, status, None,
-                        f"{error} (after {self.settings.max_attempts} attempts)", self.settings.max_attempts,
-                        throttled=status == HTTP_TOO_MANY_REQUESTS)
+        await limiter.acquire()
+        try:
+            response = await self.client.request(item.method, item.url, content=content, headers=headers)
+        except httpx.TimeoutException:
+            return _Reply(None, None, error=f"no answer within {self.settings.timeout_seconds:g}s")
+        except httpx.TransportError as exc:
+            return _Reply(None, None, error=f"cannot reach {_origin(item.url)} ({type(exc).__name__})")
+        finally:
+            limiter.release()
+            self.send_log.record(key, time.time())
+        status = response.status_code
+        if response.is_success:
+            return _Reply(Outcome.SENT, status, _transaction_id(response))
+        if status == HTTP_UNAUTHORIZED:
+            return _Reply(Outcome.UNAUTHORIZED, status, error="the destination refused the API token (HTTP 401)")
+        error = _error_message(response)
+        if not _retryable(status):
+            return _Reply(Outcome.FAILED, status, error=error)
+        return _Reply(None, status, error=error, retry_after=_retry_after(response))
 
     def _backoff(self, attempt: int) -> float:
         """Full jitter: uniform in [0, min(max, base * 2**(attempt-1))]."""
         ceiling = min(self.settings.backoff_max_seconds, self.settings.backoff_base_seconds * 2 ** (attempt - 1))
         return random.uniform(0, ceiling)
+
+
+async def _next_entry(waiting: deque[_Entry], deferred: list[tuple[float, int, _Entry]]) -> _Entry:
+    """A set-aside row whose time has come, else the next new row, else the first to come due."""
+    if deferred and (deferred[0][0] <= time.monotonic() or not waiting):
+        wait = deferred[0][0] - time.monotonic()
+        if wait > 0:
+            await asyncio.sleep(wait)
+        return heapq.heappop(deferred)[2]
+    return waiting.popleft()
 
 
 def _retryable(status: int) -> bool:

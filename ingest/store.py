@@ -99,6 +99,14 @@ MIGRATIONS = [
     );
     CREATE INDEX ingest_sends_by_limiter ON ingest_sends (limiter, at);
     """,
+    # Poison rows: when a row was queued, when it may be tried next (set aside after failing),
+    # and whether the outbox gave up on delivering it (as opposed to the destination refusing it).
+    """
+    ALTER TABLE ingest_outbox ADD COLUMN queued_at TEXT;
+    ALTER TABLE ingest_outbox ADD COLUMN next_attempt_at TEXT;
+    ALTER TABLE ingest_outbox ADD COLUMN gave_up INTEGER NOT NULL DEFAULT 0;
+    UPDATE ingest_outbox SET queued_at = updated_at;
+    """,
 ]
 
 

@@ -10,8 +10,11 @@ import email.utils
 import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
+from typing import Any
 
 import pytest
+from starlette.requests import Request
+from starlette.responses import Response
 
 from core.config import Settings
 from core.db import Database
@@ -20,7 +23,15 @@ from core.uploads import UploadStore
 from ingest.pipeline import Ingest
 from ingest.processor import RunSummary
 from ingest.ratelimit import RateLimiter
-from tests.ingest.conftest import FakeApi, drop, errors, stall, status
+from tests.ingest.conftest import (
+    Answer,
+    FakeApi,
+    drop,
+    errors,
+    idempotent,
+    stall,
+    status,
+)
 
 
 def signals(count: int, start: int = 1) -> str:
@@ -196,19 +207,104 @@ async def test_destination_down_for_the_whole_run_keeps_rows_pending(
 
 
 async def test_a_row_the_server_keeps_failing_is_failed_once_others_got_through(
-    ingest: Ingest, tenants: TenantStore, uploads: UploadStore, tenant: Tenant, fake_api: FakeApi
+    ingest_settings: Settings, state_db: Database, tenants: TenantStore, uploads: UploadStore,
+    tenant: Tenant, fake_api: FakeApi,
 ) -> None:
-    async def answer_row_2_with_500(request, body):  # type: ignore[no-untyped-def]
-        from tests.ingest.conftest import idempotent
-        if body["search"]["transaction_id"] == "T2":
-            return await status(500, {"detail": "boom"})(request, body)
-        return await idempotent(fake_api, request.headers.get("idempotency-key"))
-
-    fake_api.answer(*[answer_row_2_with_500] * 10)
+    ingest = Ingest(ingest_settings.replace(post__max_row_attempts_total=3), state_db, tenants, uploads)
+    fake_api.answer(*[poison(fake_api, "T2")] * 10)
     summary = await post(ingest, tenants, uploads, signals(3))
+    await ingest.aclose()
     rows = report_rows(summary)
     assert rows["3"] == ["failed", "", "HTTP 500: boom (after 3 attempts)"]
     assert rows["2"][0] == rows["4"][0] == "posted"
+
+
+def poison(api: FakeApi, *transaction_ids: str, code: int = 500) -> Answer:
+    """An answer that fails the rows naming these transaction ids, and takes the others."""
+    async def answer(request: Request, body: dict[str, Any]) -> Response:
+        if body["search"]["transaction_id"] in transaction_ids:
+            return await status(code, {"detail": "boom"})(request, body)
+        return await idempotent(api, request.headers.get("idempotency-key"))
+
+    return answer
+
+
+def tries_of(api: FakeApi, transaction_id: str) -> list[int]:
+    """Where in the order of arrival the server got requests for this row."""
+    return [i for i, got in enumerate(api.received) if got.body["search"]["transaction_id"] == transaction_id]
+
+
+async def test_a_poison_row_first_in_line_blocks_neither_its_file_nor_the_next_files(
+    ingest_settings: Settings, state_db: Database, tenants: TenantStore, uploads: UploadStore,
+    tenant: Tenant, fake_api: FakeApi,
+) -> None:
+    settings = ingest_settings.replace(post__max_row_attempts_total=6, post__backoff_base_seconds=0.05)
+    ingest = Ingest(settings, state_db, tenants, uploads)
+    fake_api.answer(*[poison(fake_api, "T1")] * 100)
+    for name, start in (("a.csv", 1), ("b.csv", 4)):
+        upload, path = drop(tenants, uploads, "acme", f"in/{name}", signals(3, start))
+        await ingest.stage(upload, path)
+    started = time.monotonic()
+    first = await ingest.run()
+    assert time.monotonic() - started < 5
+    # Every other row went; the file behind the poison row is done; T1 was tried max_attempts
+    # times, with other rows sent between its tries rather than after them.
+    assert first.run.posted == 5 and first.run.pending == 1
+    assert [item.path for item in first.files] == ["in/b.csv"] and first.files[0].state == "posted"
+    poisoned = tries_of(fake_api, "T1")
+    assert len(poisoned) == 3 and poisoned[0] == 0 and poisoned[-1] > tries_of(fake_api, "T2")[0]
+    [stuck] = ingest.outbox.stuck("acme")
+    assert (stuck.file, stuck.row, stuck.attempts, stuck.state) == ("in/a.csv", 2, 3, "pending")
+    assert stuck.error == "HTTP 500: boom" and stuck.next_attempt_at is not None
+    # Set aside: the next run does not spend a single request on it.
+    again = await ingest.run()
+    assert len(tries_of(fake_api, "T1")) == 3 and again.files == []
+    # Once its time has come, it fails its last tries and its file finishes, partly failed.
+    state_db.execute("UPDATE ingest_outbox SET next_attempt_at = '2000-01-01T00:00:00.000Z'")
+    last = await ingest.run()
+    await ingest.aclose()
+    assert len(tries_of(fake_api, "T1")) == 6
+    [done] = last.files
+    assert (done.path, done.state, done.posted, done.failed) == ("in/a.csv", "partly failed", 2, 1)
+    assert report_rows(last)["2"] == ["failed", "", "HTTP 500: boom (after 6 attempts)"]
+    assert ingest.outbox.stuck("acme")[0].state == "failed"
+    [mail] = mails(ingest)
+    assert "2 posted, 1 failed" in mail
+
+
+async def test_a_row_still_failing_past_its_age_is_failed_with_the_reason(
+    ingest_settings: Settings, state_db: Database, tenants: TenantStore, uploads: UploadStore,
+    tenant: Tenant, fake_api: FakeApi,
+) -> None:
+    ingest = Ingest(ingest_settings.replace(post__max_row_age_hours=0.0), state_db, tenants, uploads)
+    fake_api.answer(*[poison(fake_api, "T2", code=502)] * 10)
+    summary = await post(ingest, tenants, uploads, signals(2))
+    await ingest.aclose()
+    assert report_rows(summary)["3"] == ["failed", "", "HTTP 502: boom (after 3 attempts; queued 0 h ago)"]
+    assert summary.files[0].state == "partly failed"
+
+
+@pytest.mark.parametrize("code", [400, 409, 422])
+async def test_a_request_refused_for_its_content_fails_at_once(
+    ingest: Ingest, tenants: TenantStore, uploads: UploadStore, tenant: Tenant, fake_api: FakeApi, code: int,
+) -> None:
+    fake_api.answer(errors(code, "RecordInvalid", "bad row"))
+    summary = await post(ingest, tenants, uploads, signals(2))
+    assert len(fake_api.received) == 2
+    assert report_rows(summary)["2"] == ["failed", "", "RecordInvalid: bad row"]
+    assert ingest.outbox.stuck("acme") == []  # the destination's verdict, not a stuck delivery
+
+
+async def test_rows_of_a_down_destination_keep_their_place_and_are_not_set_aside(
+    ingest: Ingest, tenants: TenantStore, uploads: UploadStore, tenant: Tenant, fake_api: FakeApi
+) -> None:
+    fake_api.answer(*[status(503)] * 3)
+    summary = await post(ingest, tenants, uploads, signals(4))
+    assert summary.run.pending == 4
+    assert len(fake_api.received) == 3  # max_attempts tries, of two rows, in a row: down
+    stuck = ingest.outbox.stuck("acme")
+    assert [item.row for item in stuck] == [2, 3] and all(item.next_attempt_at is None for item in stuck)
+    assert [item.row_number for item in ingest.outbox.pending(["acme"])] == [2, 3, 4, 5]
 
 
 async def test_connection_refused_means_down(
