@@ -1,4 +1,8 @@
-"""How ``sftpctl`` prints: aligned tables for people, JSON for scripts."""
+"""How ``sftpctl`` prints: aligned tables for people, JSON for scripts.
+
+Whatever is printed may hold a tenant's file name, so it goes through :mod:`core.display` first:
+control and bidi characters are shown escaped, never sent to the terminal.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +11,8 @@ import json
 import sys
 from collections.abc import Mapping, Sequence
 from typing import Any, TextIO
+
+from core.display import for_terminal, json_safe, text_for_terminal
 
 
 def to_plain(value: Any) -> Any:
@@ -23,8 +29,13 @@ def to_plain(value: Any) -> Any:
 
 
 def print_json(value: Any, stream: TextIO | None = None) -> None:
-    json.dump(to_plain(value), stream or sys.stdout, indent=2, ensure_ascii=False)
-    (stream or sys.stdout).write("\n")
+    out = stream or sys.stdout
+    out.write(json_safe(json.dumps(to_plain(value), indent=2, ensure_ascii=False)) + "\n")
+
+
+def print_text(text: str, stream: TextIO | None = None, end: str = "\n") -> None:
+    """Free text (messages, a check's or a feed's listing), escaped for the terminal."""
+    (stream or sys.stdout).write(text_for_terminal(text) + end)
 
 
 def print_table(rows: Sequence[Mapping[str, Any]], columns: Sequence[str], stream: TextIO | None = None,
@@ -45,7 +56,7 @@ def print_fields(record: Mapping[str, Any], stream: TextIO | None = None) -> Non
     out = stream or sys.stdout
     width = max((len(key) for key in record), default=0)
     for key, value in record.items():
-        out.write(f"{key.ljust(width)}  {_cell(value)}\n")
+        out.write(f"{for_terminal(key).ljust(width)}  {_cell(value)}\n")
 
 
 def _cell(value: Any) -> str:
@@ -55,4 +66,4 @@ def _cell(value: Any) -> str:
         return "yes" if value else "no"
     if isinstance(value, (list, tuple)):
         return ", ".join(_cell(item) for item in value) or "-"
-    return str(value)
+    return for_terminal(value)

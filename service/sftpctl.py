@@ -23,7 +23,7 @@ from ingest.feeds import FeedError, format_feed
 from ingest.runlock import RunInProgress
 from service.context import Context
 from service.embedded_api import embedded_api_running
-from service.output import print_fields, print_json, print_table, to_plain
+from service.output import print_fields, print_json, print_table, print_text, to_plain
 from service.settings import add_settings_arguments, settings_from_args
 
 
@@ -43,7 +43,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return args.handler(context, args) or 0
     except (CommandError, TenantError, PasswordError, FeedError, FileRejected, ConfigError,
             RunInProgress) as exc:
-        print(f"sftpctl: {exc}", file=sys.stderr)
+        print_text(f"sftpctl: {exc}", sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("sftpctl: interrupted", file=sys.stderr)
@@ -280,7 +280,7 @@ def feed_show(context: Context, args: argparse.Namespace) -> None:
         if args.json:
             print_json({"feed": feed, "text": store.text(args.tenant, args.name)})
         else:
-            print(format_feed(feed))
+            print_text(format_feed(feed))
         return
     default = store.default(args.tenant).name
     rows = [{"feed": f.name, "default": f.name == default, "kind": f.mapping.kind,
@@ -309,7 +309,7 @@ def check(context: Context, args: argparse.Namespace) -> int:
                          for number, request in result.requests],
         })
     else:
-        print(format_check(result))
+        print_text(format_check(result))
     return 0 if result.ok else 1
 
 
@@ -320,7 +320,8 @@ def run(context: Context, args: argparse.Namespace) -> int:
     def progress(event: str, **fields: Any) -> None:
         if not args.json:
             detail = " ".join(f"{key}={value}" for key, value in fields.items())
-            print(f"{event} {detail}".rstrip(), flush=True)
+            print_text(f"{event} {detail}".rstrip())
+            sys.stdout.flush()
 
     async def go() -> Any:
         async with embedded_api_running(context.settings, context.tenants):
@@ -363,7 +364,7 @@ def unblock(context: Context, args: argparse.Namespace) -> None:
 
 
 def _done(args: argparse.Namespace, message: str) -> None:
-    print_json({"ok": True, "message": message}) if args.json else print(message)
+    print_json({"ok": True, "message": message}) if args.json else print_text(message)
 
 
 if __name__ == "__main__":

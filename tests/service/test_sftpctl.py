@@ -186,3 +186,22 @@ def test_lockouts_show_pairs_and_unblock_and_unlock_lift_them(ctl, settings: Set
     assert [row["kind"] for row in json.loads(ctl("lockouts", "--json")[1])] == ["account"]
     assert ctl("tenant", "unlock", "acme")[1].strip() == "tenant 'acme' unlocked"
     assert ctl("lockouts")[1].strip() == "no active lockouts"
+
+
+def test_uploads_escape_control_and_bidi_characters_of_file_names(ctl, settings: Settings) -> None:
+    from core.display import UNSAFE
+    from core.tenants import open_state
+    from core.uploads import UploadStore
+
+    ctl("tenant", "add", "acme", "--email", "ops@acme.example")
+    name = "in/report\u202evsc.exe\x1b[2J\x85\u2066.csv"
+    db = open_state(settings.state_db)
+    try:
+        UploadStore(db).record("acme", name, 10, "0" * 64)
+    finally:
+        db.close()
+    code, out, _ = ctl("uploads", "acme")
+    assert code == 0 and "in/report\\u202evsc.exe\\x1b[2J\\x85\\u2066.csv" in out
+    code, out, _ = ctl("uploads", "acme", "--json")
+    assert json.loads(out)[0]["path"] == name
+    assert not any(ord(char) in UNSAFE - {0x0A} for char in out)
