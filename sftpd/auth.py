@@ -21,6 +21,7 @@ from core.config import DefenderSettings
 from core.logs import get_logger
 from core.tenants import TenantStore
 from sftpd.defender import MAX_KEY_LENGTH, Defender, Lockout
+from sftpd.limits import Admission, Refused
 
 log = get_logger(__name__)
 
@@ -79,29 +80,32 @@ class LoginGate:
 class TenantSSHServer(asyncssh.SSHServer):
     """One SSH connection's authentication: passwords (plain or keyboard-interactive) only.
 
-    ``opened`` is told of the new connection and may refuse it (connection limit); ``closed``
-    is told when it ends.
+    ``opened`` admits the new connection from its source address under the connection limits
+    (see :mod:`sftpd.limits`), or raises :class:`Refused`; ``closed`` is told when it ends. A
+    good password is a login only if the tenant's session limit has room.
     """
 
     def __init__(
         self,
         gate: LoginGate,
-        opened: Callable[[asyncssh.SSHServerConnection], bool],
+        opened: Callable[[asyncssh.SSHServerConnection, str], Admission],
         closed: Callable[[asyncssh.SSHServerConnection], None],
     ) -> None:
         self._gate = gate
         self._opened = opened
         self._closed = closed
         self._conn: asyncssh.SSHServerConnection | None = None
+        self._admission: Admission | None = None
         self._source = "unknown"
 
     def connection_made(self, conn: asyncssh.SSHServerConnection) -> None:
         self._conn = conn
         peer = conn.get_extra_info("peername")
         self._source = str(peer[0]) if peer else "unknown"
-        if not self._opened(conn):
-            log.warning("connection.refused", source=self._source, reason="too many connections")
-            conn.disconnect(asyncssh.DISC_TOO_MANY_CONNECTIONS, "Too many connections")
+        try:
+            self._admission = self._opened(conn, self._source)
+        except Refused as exc:
+            conn.disconnect(exc.code, exc.reason)
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self._conn is not None:
@@ -123,7 +127,8 @@ class TenantSSHServer(asyncssh.SSHServer):
         return True
 
     async def validate_password(self, username: str, password: str) -> bool:
-        return await self._gate.check(username, password, self._source, "password")
+        ok = await self._gate.check(username, password, self._source, "password")
+        return ok and self._logged_in(username)
 
     def get_kbdint_challenge(
         self, username: str, lang: str, submethods: str
@@ -133,7 +138,16 @@ class TenantSSHServer(asyncssh.SSHServer):
     async def validate_kbdint_response(self, username: str, responses: Sequence[str]) -> bool:
         if len(responses) != 1:
             return False
-        return await self._gate.check(username, responses[0], self._source, "keyboard-interactive")
+        ok = await self._gate.check(username, responses[0], self._source, "keyboard-interactive")
+        return ok and self._logged_in(username)
+
+    def _logged_in(self, username: str) -> bool:
+        """Count the login against the tenant's session limit; :class:`Refused` (which asyncssh
+        turns into a disconnect with the reason) when it is full."""
+        if self._admission is None:
+            return False
+        self._admission.log_in(username)
+        return True
 
 
 def _printable(username: str) -> str:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import os
 from concurrent.futures import ThreadPoolExecutor
+from typing import cast
 
 import asyncssh
 
@@ -28,6 +29,7 @@ from sftpd.auth import LoginGate, TenantSSHServer
 from sftpd.defender import Defender
 from sftpd.events import UploadListener
 from sftpd.hostkeys import host_key_pairs, load_or_create_host_keys
+from sftpd.limits import Admission, ConnectionLimits, LimitCounters
 from sftpd.recorder import UploadRecorder
 from sftpd.rules import UploadRules
 from sftpd.sftp import TenantSFTPServer
@@ -63,7 +65,8 @@ class SftpServer:
         self._defender = defender
         self._hash_pool: ThreadPoolExecutor | None = None
         self._gate: LoginGate | None = None
-        self._connections: set[asyncssh.SSHServerConnection] = set()
+        self._limits = ConnectionLimits(settings.server)
+        self._connections: dict[asyncssh.SSHServerConnection, Admission] = {}
         self._acceptor: asyncssh.SSHAcceptor | None = None
 
     @property
@@ -76,6 +79,11 @@ class SftpServer:
     @property
     def connection_count(self) -> int:
         return len(self._connections)
+
+    @property
+    def limit_counters(self) -> LimitCounters:
+        """How often each connection limit refused or cut something off (see sftpd.limits)."""
+        return self._limits.counters
 
     async def start(self) -> None:
         server = self._settings.server
@@ -130,18 +138,23 @@ class SftpServer:
 
     def _new_connection(self) -> TenantSSHServer:
         assert self._gate is not None, "connections arrive only after start()"
-        return TenantSSHServer(self._gate, self._connection_opened, self._connections.discard)
+        return TenantSSHServer(self._gate, self._connection_opened, self._connection_closed)
 
-    def _connection_opened(self, conn: asyncssh.SSHServerConnection) -> bool:
-        if len(self._connections) >= self._settings.server.max_connections:
-            return False
-        self._connections.add(conn)
-        return True
+    def _connection_opened(self, conn: asyncssh.SSHServerConnection, source: str) -> Admission:
+        admission = self._limits.admit(source, conn.disconnect)
+        self._connections[conn] = admission
+        return admission
+
+    def _connection_closed(self, conn: asyncssh.SSHServerConnection) -> None:
+        admission = self._connections.pop(conn, None)
+        if admission is not None:
+            admission.close()
 
     def _new_session(self, chan: asyncssh.SSHServerChannel) -> TenantSFTPServer:
         tenant = chan.get_extra_info("username")
         fs = TenantFileSystem(self._tenants.folders(tenant).root)
-        return TenantSFTPServer(chan, tenant, fs, self._rules, self._recorder)
+        admission = self._connections[cast(asyncssh.SSHServerConnection, chan.get_connection())]
+        return TenantSFTPServer(chan, tenant, fs, self._rules, self._recorder, admission)
 
     def _clear_staging(self) -> None:
         """Remove partial uploads and kept names a previous run left behind (it crashed or was

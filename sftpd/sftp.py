@@ -10,6 +10,11 @@
 Refusals are SFTP statuses whose message says what was refused and why; clients such as WinSCP
 and FileZilla show it. OpenSSH's ``sftp`` prints only the status code, so for upload-rule
 refusals the message is also written to the channel's stderr, which ``sftp`` shows.
+
+The connection's :class:`~sftpd.limits.Admission` sees every request (idle timeout), counts open
+files and listings, and watches each upload's pace. Folders are listed in chunks of
+:data:`LISTING_CHUNK` names read by a worker thread as the client asks for them, so a folder of
+100,000 files never holds up the event loop, and with it every other session.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ import os
 import stat
 import sys
 from collections.abc import AsyncIterator, Awaitable
+from functools import partial
 from pathlib import Path
 from typing import NoReturn
 
@@ -42,6 +48,7 @@ from asyncssh.sftp import SFTPServerHandler
 from core.digests import fd_digest
 from core.logs import get_logger
 from sftpd.handles import IncomingFile, ReadHandle, UploadTooLarge
+from sftpd.limits import Admission, UploadPace
 from sftpd.recorder import UploadRecorder
 from sftpd.rules import UploadRules
 from sftpd.vfs import INBOX, OUTBOX, TenantFileSystem, VirtualPath, folder_extent, name_error
@@ -63,6 +70,9 @@ _FILE_TYPES = {
 _FIXED_ATTRIBUTES = ("size", "uid", "gid", "owner", "group", "acl", "attrib_bits", "crtime")
 _NANOSECONDS = 1_000_000_000
 _KEPT_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC
+# Names a worker thread reads (and stats) from a folder at a time. A folder that fits in one
+# chunk is listed sorted; a larger one in the order the file system gives (clients sort anyway).
+LISTING_CHUNK = 1000
 
 # See _closed_by_client: the asyncssh code that serves a client's SSH_FXP_CLOSE.
 _CLIENT_CLOSE_CODE = SFTPServerHandler._process_close.__code__
@@ -93,12 +103,17 @@ class TenantSFTPServer(asyncssh.SFTPServer):
         fs: TenantFileSystem,
         rules: UploadRules,
         recorder: UploadRecorder,
+        admission: Admission,
     ) -> None:
         super().__init__(chan)
         self._tenant = tenant
         self._fs = fs
         self._rules = rules
         self._recorder = recorder
+        self._admission = admission
+        # Uploads watched for their pace, and those aborted as too slow (already discarded).
+        self._paces: dict[IncomingFile, UploadPace] = {}
+        self._too_slow: dict[IncomingFile, SFTPFailure] = {}
         peer = chan.get_extra_info("peername")
         self._source = str(peer[0]) if peer else "unknown"
         log.info("sftp.session.started", tenant=tenant, source=self._source)
@@ -106,23 +121,26 @@ class TenantSFTPServer(asyncssh.SFTPServer):
     # Names and attributes
 
     def realpath(self, path: bytes) -> bytes:
-        return str(VirtualPath.parse(path)).encode()
+        return str(self._parse(path)).encode()
 
     def stat(self, path: bytes) -> SFTPAttrs:
         """Links are never followed, so stat reports what lstat does."""
         return self.lstat(path)
 
     def lstat(self, path: bytes) -> SFTPAttrs:
-        target = VirtualPath.parse(path)
+        target = self._parse(path)
         return _attrs(self._fs.lstat(target), target, self._tenant)
 
     def fstat(self, file_obj: object) -> SFTPAttrs:
-        handle = _handle(file_obj)
+        handle = self._file(file_obj)
         return _attrs(handle.fstat(), handle.path, self._tenant)
 
     def scandir(self, path: bytes) -> AsyncIterator[SFTPName]:
-        folder = VirtualPath.parse(path)
-        return self._names(folder, self._fs.entries(folder), self._tenant)
+        """The folder is checked now; its names are read when the client asks for them."""
+        folder = self._parse(path)
+        with self._fs.directory(folder):
+            pass
+        return self._names(folder)
 
     def format_user(self, uid: int | None) -> str:
         return self._tenant
@@ -133,7 +151,22 @@ class TenantSFTPServer(asyncssh.SFTPServer):
     # Files
 
     async def open(self, path: bytes, pflags: int, attrs: SFTPAttrs) -> OpenFile:
-        target = VirtualPath.parse(path)
+        target = self._parse(path)
+        self._admission.take_handle()
+        try:
+            handle = await self._open(target, pflags)
+        except BaseException:
+            self._admission.release_handle()
+            raise
+        if isinstance(handle, IncomingFile):
+            pace = self._admission.watch_upload(
+                target.relative, partial(self._abort_upload, handle)
+            )
+            if pace is not None:
+                self._paces[handle] = pace
+        return handle
+
+    async def _open(self, target: VirtualPath, pflags: int) -> OpenFile:
         if not pflags & _MODIFYING_FLAGS:
             if target.is_root:
                 raise SFTPFailure("/ is a folder, not a file")
@@ -163,21 +196,36 @@ class TenantSFTPServer(asyncssh.SFTPServer):
         return incoming
 
     def read(self, file_obj: object, offset: int, size: int) -> bytes:
-        return _handle(file_obj).read(offset, size)
+        return self._file(file_obj).read(offset, size)
 
     def write(self, file_obj: object, offset: int, data: bytes) -> int:
-        handle = _handle(file_obj)
+        handle = self._file(file_obj)
+        if isinstance(handle, IncomingFile) and handle in self._too_slow:
+            raise self._too_slow[handle]
         try:
-            return handle.write(offset, data)
+            written = handle.write(offset, data)
         except UploadTooLarge as exc:
             self._refuse_upload(handle.path, str(exc.reason), exc)
+        pace = self._paces.get(handle) if isinstance(handle, IncomingFile) else None
+        if pace is not None:
+            pace.add(written)
+        return written
 
     def close(self, file_obj: object) -> Awaitable[None] | None:
         """Publish an upload the client closed; discard one left open when the session ended."""
         by_client = _closed_by_client()
-        handle = _handle(file_obj)
+        handle = self._file(file_obj)
+        self._admission.release_handle()
         if isinstance(handle, ReadHandle):
             handle.close()
+            return None
+        pace = self._paces.pop(handle, None)
+        if pace is not None:
+            pace.stop()
+        too_slow = self._too_slow.pop(handle, None)
+        if too_slow is not None:
+            if by_client:
+                raise too_slow
             return None
         if by_client:
             return self._finish(handle)
@@ -193,7 +241,7 @@ class TenantSFTPServer(asyncssh.SFTPServer):
         return None
 
     def fsetstat(self, file_obj: object, attrs: SFTPAttrs) -> None:
-        handle = _handle(file_obj)
+        handle = self._file(file_obj)
         if isinstance(handle, ReadHandle):
             raise SFTPPermissionDenied(f"{handle.path} was opened for reading only")
         times = _requested_times(attrs, handle.path)
@@ -201,14 +249,14 @@ class TenantSFTPServer(asyncssh.SFTPServer):
             handle.set_times(times)
 
     def fsync(self, file_obj: object) -> None:
-        handle = _handle(file_obj)
+        handle = self._file(file_obj)
         if isinstance(handle, IncomingFile):
             handle.fsync()
 
     # Changes to names
 
     def setstat(self, path: bytes, attrs: SFTPAttrs) -> None:
-        target = VirtualPath.parse(path)
+        target = self._parse(path)
         self._check_writable(target, "change")
         times = _requested_times(attrs, target)
         if times:
@@ -218,12 +266,12 @@ class TenantSFTPServer(asyncssh.SFTPServer):
         self.setstat(path, attrs)
 
     def remove(self, path: bytes) -> None:
-        target = VirtualPath.parse(path)
+        target = self._parse(path)
         self._check_writable(target, "delete")
         self._fs.unlink(target)
 
     def mkdir(self, path: bytes, attrs: SFTPAttrs) -> None:
-        target = VirtualPath.parse(path)
+        target = self._parse(path)
         self._check_writable(target, "create folders in")
         problem = name_error(target.name) or self._rules.path_error(target, folder=True)
         if problem:
@@ -231,7 +279,7 @@ class TenantSFTPServer(asyncssh.SFTPServer):
         self._fs.mkdir(target)
 
     def rmdir(self, path: bytes) -> None:
-        target = VirtualPath.parse(path)
+        target = self._parse(path)
         self._check_writable(target, "delete")
         self._fs.rmdir(target)
 
@@ -262,10 +310,33 @@ class TenantSFTPServer(asyncssh.SFTPServer):
         raise SFTPOpUnsupported("file system statistics are not available")
 
     def exit(self) -> None:
+        for pace in self._paces.values():
+            pace.stop()
+        self._paces.clear()
         self._fs.close()
         log.info("sftp.session.ended", tenant=self._tenant, source=self._source)
 
     # Helpers
+
+    def _parse(self, path: bytes) -> VirtualPath:
+        """A request naming a path: the connection is not idle."""
+        self._admission.touch()
+        return VirtualPath.parse(path)
+
+    def _file(self, file_obj: object) -> OpenFile:
+        """A request on an open file: the connection is not idle."""
+        self._admission.touch()
+        if not isinstance(file_obj, (ReadHandle, IncomingFile)):
+            raise asyncssh.SFTPInvalidHandle("invalid file handle")
+        return file_obj
+
+    def _abort_upload(self, upload: IncomingFile, reason: str) -> None:
+        """Throw away an upload too slow to go on (see :class:`~sftpd.limits.UploadPace`); its
+        later writes and its close fail with ``reason``."""
+        self._paces.pop(upload, None)
+        upload.discard()
+        self._too_slow[upload] = SFTPFailure(reason)
+        self.channel.write_stderr(f"sftpd: {upload.path}: {reason}\n".encode())
 
     async def _finish(self, upload: IncomingFile) -> None:
         temporary = self._rules.is_temporary(upload.path.name)
@@ -275,8 +346,8 @@ class TenantSFTPServer(asyncssh.SFTPServer):
                                      published.size, published.sha256, published.kept)
 
     async def _rename(self, oldpath: bytes, newpath: bytes, replace: bool) -> None:
-        source = VirtualPath.parse(oldpath)
-        target = VirtualPath.parse(newpath)
+        source = self._parse(oldpath)
+        target = self._parse(newpath)
         self._check_writable(source, "move")
         self._check_writable(target, "move to")
         mode = self._fs.lstat(source).st_mode
@@ -339,18 +410,26 @@ class TenantSFTPServer(asyncssh.SFTPServer):
     def _local(self, path: VirtualPath) -> Path:
         return self._fs.root.joinpath(*path.parts)
 
-    @staticmethod
-    async def _names(
-        folder: VirtualPath, entries: list[tuple[str, os.stat_result]], owner: str
-    ) -> AsyncIterator[SFTPName]:
-        for name, info in entries:
-            yield SFTPName(name.encode(), attrs=_attrs(info, folder.child(name), owner))
-
-
-def _handle(file_obj: object) -> OpenFile:
-    if not isinstance(file_obj, (ReadHandle, IncomingFile)):
-        raise asyncssh.SFTPInvalidHandle("invalid file handle")
-    return file_obj
+    async def _names(self, folder: VirtualPath) -> AsyncIterator[SFTPName]:
+        """The folder's names, read :data:`LISTING_CHUNK` at a time by a worker thread; counted
+        as an open handle while the client reads them."""
+        self._admission.take_handle()
+        try:
+            listing = self._fs.listing(folder)
+            try:
+                chunk = await asyncio.to_thread(listing.read, LISTING_CHUNK)
+                if len(chunk) < LISTING_CHUNK:
+                    chunk.sort()
+                while chunk:
+                    for name, info in chunk:
+                        yield SFTPName(name.encode(),
+                                       attrs=_attrs(info, folder.child(name), self._tenant))
+                    self._admission.touch()
+                    chunk = await asyncio.to_thread(listing.read, LISTING_CHUNK)
+            finally:
+                listing.close()
+        finally:
+            self._admission.release_handle()
 
 
 def _attrs(info: os.stat_result, path: VirtualPath, owner: str) -> SFTPAttrs:

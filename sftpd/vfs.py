@@ -27,6 +27,7 @@ import errno
 import os
 import secrets
 import stat
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -137,6 +138,51 @@ def name_error(name: str) -> str | None:
     return None
 
 
+class Listing:
+    """The entries of one folder, read a chunk at a time, in a worker thread.
+
+    It holds a descriptor of its own with its own read position (a ``dup`` would share the
+    position with the session's kept folder, and with every other listing of that folder), so
+    the session may end, or list the same folder again, while a chunk is read. ``read`` and
+    ``close`` take a lock, so the folder is never closed under a running read.
+    """
+
+    def __init__(self, fd: int, root: bool) -> None:
+        self._fd = fd
+        self._root = root
+        self._lock = threading.Lock()
+        try:
+            self._scan = os.scandir(fd)
+        except BaseException:
+            os.close(fd)
+            raise
+
+    def read(self, limit: int) -> list[tuple[str, os.stat_result]]:
+        """Up to ``limit`` more names with their attributes; empty at the end. Blocking."""
+        entries: list[tuple[str, os.stat_result]] = []
+        with self._lock:
+            if self._fd < 0:
+                return entries
+            for entry in self._scan:
+                if self._root and entry.name not in ROOT_FOLDERS:
+                    continue
+                try:
+                    entries.append((entry.name, entry.stat(follow_symlinks=False)))
+                except FileNotFoundError:
+                    continue
+                if len(entries) >= limit:
+                    break
+        return entries
+
+    def close(self) -> None:
+        """Safe to call more than once; waits for a read under way."""
+        with self._lock:
+            if self._fd >= 0:
+                self._scan.close()
+                os.close(self._fd)
+                self._fd = -1
+
+
 class TenantFileSystem:
     """The files under one tenant's root, reached without following any link."""
 
@@ -193,19 +239,12 @@ class TenantFileSystem:
             except OSError as exc:
                 raise translate(exc, path) from None
 
-    def entries(self, path: VirtualPath) -> list[tuple[str, os.stat_result]]:
-        """The names in a directory with their attributes, sorted; the root shows in/ and out/."""
-        entries: list[tuple[str, os.stat_result]] = []
-        with self.directory(path) as fd, os.scandir(fd) as scan:
-            for entry in scan:
-                if path.is_root and entry.name not in ROOT_FOLDERS:
-                    continue
-                try:
-                    entries.append((entry.name, entry.stat(follow_symlinks=False)))
-                except FileNotFoundError:
-                    continue
-        entries.sort()
-        return entries
+    def listing(self, path: VirtualPath) -> Listing:
+        """The folder ``path``, to be read in chunks (see :class:`Listing`); the root shows
+        in/ and out/ only."""
+        with self.directory(path) as fd:
+            own = os.open(".", _DIR_FLAGS, dir_fd=fd)
+        return Listing(own, root=path.is_root)
 
     def open_for_reading(self, path: VirtualPath) -> int:
         """A descriptor for reading the regular file ``path``."""
