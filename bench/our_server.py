@@ -47,8 +47,11 @@ listen_port = {port}
 keys_dir = "{keys_dir}"
 # Raised for the 200 MB upload case.
 max_upload_bytes = {max_upload_bytes}
-# Raised for the 500 idle sessions case.
+# Raised for the 500 idle sessions case: one tenant, from one address, opening many at once.
 max_connections = {max_connections}
+max_connections_per_source = {max_connections}
+max_prelogin_per_source = {max_connections}
+max_sessions_per_tenant = {max_connections}
 
 [defender]
 # No benchmark fails a login; raised so a burst of logins from 127.0.0.1 is never blocked.

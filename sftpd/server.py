@@ -9,7 +9,9 @@ File I/O uses plain ``os`` calls on the event loop: writes of at most a few hund
 local page cache take microseconds, far less than handing each one to a thread (as aiofiles
 would). Work that can take long or wait on a lock (argon2, the database, re-reading a file)
 runs in threads; argon2 has its own pool, sized to the CPUs, and the recorder its own thread, so
-neither a burst of logins nor staging can delay the work of the loop.
+neither a burst of logins nor staging can delay the work of the loop. So do folder listings, a
+chunk of names at a time (see :mod:`sftpd.sftp`). How many connections, sessions and open files
+each address, tenant and session may hold is :mod:`sftpd.limits`' business.
 """
 
 from __future__ import annotations
