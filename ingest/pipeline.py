@@ -112,13 +112,14 @@ class Ingest:
             interrupted = self.run_store.mark_interrupted()
             if interrupted:
                 log.warning("ingest.resuming", interrupted_runs=interrupted)
-            await self.settled()
-            await self.scan()
             record = self.run_store.start(kind, slot, tenant, os.getpid())
             log.info("ingest.run_started", run=record.id, trigger=kind.value, tenant=tenant)
             if progress is not None:
                 progress("run.started", run=record.id, trigger=kind.value)
             try:
+                # Inside the run's record, so a failure here is a failed run with its reason.
+                await self.settled()
+                await self.scan()
                 async with self._http() as client:
                     counts, files, problems = await self.processor.process(record, tenant, client, progress)
             except asyncio.CancelledError:

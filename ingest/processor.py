@@ -120,20 +120,26 @@ class Processor:
         files_read = rejected_rows = 0
         for staged in self._in_posting_order(self.staged.waiting(names)):
             emit("file.started", tenant=staged.tenant, file=staged.path, upload=staged.upload_id)
-            prepared = await self._prepare(staged, by_name[staged.tenant])
-            files_read += 1
-            rejected_rows += len(prepared.rejected)
-            if prepared.error:
-                if self._reject(staged, run, prepared):
-                    emit("file.rejected", tenant=staged.tenant, file=staged.path, reason=prepared.error)
-                    finished.append(self._finish(staged.upload_id, emit))
-            elif self._queue(staged, run, prepared):
-                emit("file.queued", tenant=staged.tenant, file=staged.path, rows=len(prepared.requests),
-                     rejected=len(prepared.rejected))
+            try:
+                prepared = await self._prepare(staged, by_name[staged.tenant])
+                files_read += 1
+                rejected_rows += len(prepared.rejected)
+                if prepared.error:
+                    if self._reject(staged, run, prepared):
+                        emit("file.rejected", tenant=staged.tenant, file=staged.path, reason=prepared.error)
+                        finished.append(self._finish(staged.upload_id, emit))
+                elif self._queue(staged, run, prepared):
+                    emit("file.queued", tenant=staged.tenant, file=staged.path, rows=len(prepared.requests),
+                         rejected=len(prepared.rejected))
+            except Exception as exc:
+                problems.append(self._file_problem(staged, "could not be queued", exc))
         report = await self._post(names, by_name, client, emit)
         for staged in self.staged.processing(names):
-            if self.outbox.counts(staged.upload_id).pending == 0:
-                finished.append(self._finish(staged.upload_id, emit))
+            try:
+                if self.outbox.counts(staged.upload_id).pending == 0:
+                    finished.append(self._finish(staged.upload_id, emit))
+            except Exception as exc:
+                problems.append(self._file_problem(staged, "could not be finished", exc))
         problems += self._post_problems(report, names)
         for tenant in tenants:
             await self._notify(tenant, run, [item for item in finished if item.tenant == tenant.name],
@@ -142,6 +148,15 @@ class Processor:
         counts = RunCounts(files=files_read, posted=report.sent, failed=report.failed,
                            rejected=rejected_rows, pending=pending)
         return counts, finished, problems
+
+    def _file_problem(self, staged: StagedUpload, what: str, exc: Exception) -> str:
+        """Log a fault of ours (or of the machine: a full disk) on one file; the run goes on.
+
+        The file keeps its state, so the next run tries it again from where it stopped.
+        """
+        log.error("ingest.file_failed", exc_info=True, tenant=staged.tenant,  # noqa: G201
+                  upload=staged.upload_id, step=what)
+        return f"{staged.tenant}: {staged.path} (upload {staged.upload_id}) {what}: {type(exc).__name__}: {exc}"
 
     def _in_posting_order(self, waiting: list[StagedUpload]) -> list[StagedUpload]:
         """Calls first, then lookup rows, then signals; upload order within each.

@@ -24,6 +24,7 @@ import asyncio
 import hashlib
 import os
 import shutil
+import stat
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -182,33 +183,48 @@ class Scanner:
     def __init__(self, settings: Settings, tenants: TenantStore, uploads: UploadStore, stager: Stager) -> None:
         self.stable_seconds = settings.schedule.stable_seconds
         self.temporary_suffixes = tuple(settings.server.temporary_suffixes)
+        self.max_folder_depth = settings.server.max_folder_depth
         self.tenants = tenants
         self.uploads = uploads
         self.stager = stager
         self._handled: dict[tuple[str, str], _Seen] = {}
 
     def scan(self) -> list[StagedUpload]:
-        """One pass over every tenant's ``in/``; blocking, run it in a worker thread."""
+        """One pass over every tenant's ``in/``; blocking, run it in a worker thread.
+
+        A file or folder the OS refuses (a path past its length limit, a name it cannot stat)
+        is logged and skipped: one tenant's odd folder never stops the scan of the others.
+        """
         staged: list[StagedUpload] = []
         present: set[tuple[str, str]] = set()
         for tenant in self.tenants.all():
-            inbox = self.tenants.folders(tenant.name).inbox
-            last_uploads: dict[str, Upload] | None = None
-            for path in self._files(inbox):
-                key = (tenant.name, f"{INBOX}/{path.relative_to(inbox).as_posix()}")
-                present.add(key)
+            try:
+                self._scan_tenant(tenant.name, staged, present)
+            except Exception:
+                log.error("staging.scan_failed", exc_info=True, tenant=tenant.name)  # noqa: G201
+        for key in set(self._handled) - present:
+            del self._handled[key]
+        return staged
+
+    def _scan_tenant(self, tenant: str, staged: list[StagedUpload], present: set[tuple[str, str]]) -> None:
+        inbox = self.tenants.folders(tenant).inbox
+        last_uploads: dict[str, Upload] | None = None
+        for path in self._files(inbox):
+            key = (tenant, f"{INBOX}/{path.relative_to(inbox).as_posix()}")
+            present.add(key)
+            try:
                 seen = self._stable(path)
                 if seen is None or self._handled.get(key) == seen:
                     continue
                 if last_uploads is None:
-                    last_uploads = _last_upload_by_path(self.uploads.history(tenant.name))
-                result = self._stage_if_new(tenant.name, key[1], path, seen, last_uploads.get(key[1]))
-                self._handled[key] = seen
-                if result is not None:
-                    staged.append(result)
-        for key in set(self._handled) - present:
-            del self._handled[key]
-        return staged
+                    last_uploads = _last_upload_by_path(self.uploads.history(tenant))
+                result = self._stage_if_new(tenant, key[1], path, seen, last_uploads.get(key[1]))
+            except OSError as exc:
+                log.warning("staging.unreadable", tenant=tenant, path=key[1], error=exc.strerror or str(exc))
+                continue
+            self._handled[key] = seen
+            if result is not None:
+                staged.append(result)
 
     def _stable(self, path: Path) -> _Seen | None:
         """The file's size and mtime if it has not been written for ``stable_seconds``."""
@@ -236,16 +252,30 @@ class Scanner:
         return self.stager.stage(upload, path)
 
     def _files(self, inbox: Path) -> list[Path]:
+        """Regular files under ``inbox``, no deeper than the front door lets folders go."""
         found: list[Path] = []
-        for folder, dirs, files in os.walk(inbox):
+        for folder, dirs, files in os.walk(inbox, onerror=_skip_folder):
+            depth = len(Path(folder).relative_to(inbox).parts)
+            if depth >= self.max_folder_depth:
+                if dirs:
+                    log.warning("staging.too_deep", folder=str(folder), depth=depth + 1)
+                dirs[:] = []
             dirs[:] = sorted(name for name in dirs if not name.startswith("."))
             for name in sorted(files):
                 if name.startswith(".") or name.endswith(self.temporary_suffixes):
                     continue
                 path = Path(folder) / name
-                if path.is_file() and not path.is_symlink():
-                    found.append(path)
+                try:
+                    if stat.S_ISREG(path.lstat().st_mode):
+                        found.append(path)
+                except OSError as exc:
+                    log.warning("staging.unreadable", path=str(path), error=exc.strerror or str(exc))
         return found
+
+
+def _skip_folder(error: OSError) -> None:
+    """os.walk's error handler: a folder it cannot list is logged and left out."""
+    log.warning("staging.unreadable", path=str(error.filename), error=error.strerror or str(error))
 
 
 def _inbox_relative(upload_path: str) -> PurePosixPath | None:

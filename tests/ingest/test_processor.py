@@ -292,3 +292,25 @@ async def test_spreadsheet_bombs_are_rejected_with_a_reason_and_the_others_still
     head, _ = read_report(summary.files[[Path(f.path).name for f in summary.files].index("far.xlsx")].report)
     assert "stray cell" in head["reason"]
     assert summary.run.status == "finished"
+
+
+async def test_a_file_whose_report_cannot_be_written_waits_and_the_others_finish(
+    ingest: Ingest, tenants: TenantStore, uploads: UploadStore, tenant: Tenant, fake_api: FakeApi,
+) -> None:
+    """A fault on one file (here its tenant's out/ is not a folder) is that file's, and the run's
+    record says so; the next run finishes it."""
+    tenants.add("beta", "ops@beta.example", TEST_PASSWORD)
+    await stage(ingest, tenants, uploads, "in/a.csv", signals(1))
+    await stage(ingest, tenants, uploads, "in/b.csv", signals(1), tenant="beta")
+    out = tenants.folders("acme").outbox
+    out.rmdir()
+    out.write_text("not a folder", encoding="utf-8")
+    summary = await ingest.run()
+    assert summary.run.status == "finished" and not summary.ok
+    assert [(item.tenant, item.state) for item in summary.files] == [("beta", "posted")]
+    assert "acme: in/a.csv" in summary.run.detail and "could not be finished" in summary.run.detail
+    out.unlink()
+    out.mkdir()
+    again = await ingest.run()
+    assert [(item.tenant, item.state) for item in again.files] == [("acme", "posted")]
+    assert again.ok and len(list(out.iterdir())) == 1

@@ -215,3 +215,42 @@ async def test_scan_records_a_changed_file_as_a_new_upload(
     [staged] = await scanning.scan()
     assert staged.upload_id != upload.id
     assert uploads.get(upload.id).state == "superseded"  # type: ignore[union-attr]
+
+
+def nest_past_path_max(top: Path) -> None:
+    """Folders nested below ``top`` until a file's path in the last is over 4096 bytes (the OS's
+    PATH_MAX) while the folder's own is not: the walk lists the folder, and the file's path is one
+    the OS refuses. Made relative to an open folder, as only such tricks can."""
+    name = "d" * 200
+    fd = os.open(top, os.O_RDONLY | os.O_DIRECTORY)
+    length = len(str(top).encode())
+    try:
+        while length + len(name) + 1 < 4095:
+            os.mkdir(name, dir_fd=fd)
+            inner = os.open(name, os.O_RDONLY | os.O_DIRECTORY, dir_fd=fd)
+            os.close(fd)
+            fd, length = inner, length + len(name) + 1
+        file = os.open("f" * 250 + ".csv", os.O_WRONLY | os.O_CREAT, 0o600, dir_fd=fd)
+        os.write(file, SIGNALS.encode())
+        os.close(file)
+        old = time.time() - 600
+        os.utime("f" * 250 + ".csv", (old, old), dir_fd=fd)
+    finally:
+        os.close(fd)
+
+
+@pytest.mark.parametrize("max_depth", [8, 1000])
+async def test_a_folder_nested_past_the_path_limit_stops_no_scan(
+    ingest: Ingest, tenants: TenantStore, uploads: UploadStore, tenant: Tenant, max_depth: int
+) -> None:
+    """Within the depth limit the walk never goes there; past it the OS refuses, and the scan
+    skips what it cannot reach, for this tenant and every other."""
+    tenants.add("beta", "ops@beta.example", "a-long-password-for-beta")
+    ingest.scanner.max_folder_depth = max_depth
+    nest_past_path_max(tenants.folders("acme").inbox)
+    for name in ("acme", "beta"):
+        path = tenants.folders(name).inbox / "ok.csv"
+        path.write_text(SIGNALS, encoding="utf-8")
+        make_old(path)
+    staged = await ingest.scan()
+    assert sorted((item.tenant, item.path) for item in staged) == [("acme", "in/ok.csv"), ("beta", "in/ok.csv")]
