@@ -20,6 +20,7 @@ from core.tenants import TenantError
 from ingest.check import check_sample, format_check
 from ingest.errors import FileRejected
 from ingest.feeds import FeedError, format_feed
+from ingest.outbox import DROPPED
 from ingest.runlock import RunInProgress
 from service.context import Context
 from service.embedded_api import embedded_api_running
@@ -127,6 +128,17 @@ def build_parser() -> argparse.ArgumentParser:
     sub = command(commands, "uploads", uploads, "a tenant's upload history and states")
     sub.add_argument("name")
     sub.add_argument("--limit", type=int, default=50)
+    outbox = command(commands, "outbox", outbox_list,
+                     "rows whose delivery is stuck: pending after failed tries, or given up on")
+    outbox.add_argument("--tenant", help="only this tenant")
+    actions = outbox.add_subparsers(dest="action", metavar="ACTION")
+    sub = command(actions, "retry", outbox_retry, "put rows back to pending, their tries forgotten")
+    sub.add_argument("ids", nargs="*", type=int, metavar="ID")
+    sub.add_argument("--tenant", help="every stuck row of this tenant")
+    sub = command(actions, "drop", outbox_drop, f"fail rows for good ({DROPPED!r})")
+    sub.add_argument("ids", nargs="*", type=int, metavar="ID")
+    sub.add_argument("--tenant", help="every stuck row of this tenant (needs --yes)")
+    sub.add_argument("--yes", action="store_true", help="confirm dropping a tenant's rows")
     command(commands, "lockouts", lockouts, "list active brute-force lockouts")
     command(commands, "unblock", unblock, "clear the lockout of a source address").add_argument("address")
     return parser
@@ -350,6 +362,51 @@ def uploads(context: Context, args: argparse.Namespace) -> None:
     else:
         columns = ["id", "path", "size", "received_at", "source", "state", "posted", "failed", "rejected"]
         print_table(rows, columns, empty=f"no uploads for {args.name!r}")
+
+
+def outbox_list(context: Context, args: argparse.Namespace) -> None:
+    if args.tenant:
+        context.tenants.get(args.tenant)
+    items = context.ingest.outbox.stuck(args.tenant)
+    if args.json:
+        print_json([{**to_plain(item), "age_seconds": round(item.age_seconds)} for item in items])
+        return
+    rows = [{"id": item.id, "tenant": item.tenant, "file": item.file, "row": item.row, "state": item.state,
+             "attempts": item.attempts, "age": _age(item.age_seconds), "next try": item.next_attempt_at,
+             "last error": item.error} for item in items]
+    print_table(rows, ["id", "tenant", "file", "row", "state", "attempts", "age", "next try", "last error"],
+                empty="no stuck rows")
+
+
+def outbox_retry(context: Context, args: argparse.Namespace) -> None:
+    ids, tenant = _outbox_targets(context, args)
+    count = context.ingest.outbox.retry(ids, tenant)
+    _done(args, f"{count} row(s) back to pending; the next run sends them")
+
+
+def outbox_drop(context: Context, args: argparse.Namespace) -> None:
+    ids, tenant = _outbox_targets(context, args)
+    if tenant and not args.yes:
+        raise CommandError(f"drop fails every stuck row of {tenant!r} for good; add --yes to confirm")
+    count = context.ingest.outbox.drop(ids, tenant)
+    _done(args, f"{count} row(s) dropped; their files finish at the next run")
+
+
+def _outbox_targets(context: Context, args: argparse.Namespace) -> tuple[list[int], str | None]:
+    if bool(args.ids) == bool(args.tenant):
+        raise CommandError("name the rows: one or more IDs (see `sftpctl outbox`), or --tenant NAME")
+    if args.tenant:
+        context.tenants.get(args.tenant)
+    return list(args.ids), args.tenant
+
+
+def _age(seconds: float) -> str:
+    """``3d04h``, ``2h05m`` or ``7m``: enough to see how long a row has waited."""
+    minutes = int(seconds // 60)
+    days, hours = divmod(minutes // 60, 24)
+    if days:
+        return f"{days}d{hours:02d}h"
+    return f"{hours}h{minutes % 60:02d}m" if hours else f"{minutes}m"
 
 
 def lockouts(context: Context, args: argparse.Namespace) -> None:

@@ -205,3 +205,91 @@ def test_uploads_escape_control_and_bidi_characters_of_file_names(ctl, settings:
     code, out, _ = ctl("uploads", "acme", "--json")
     assert json.loads(out)[0]["path"] == name
     assert not any(ord(char) in UNSAFE - {0x0A} for char in out)
+
+
+class _Destination:
+    """A real HTTP server on loopback standing in for the Signal API: it answers 500 to the
+    rows named in ``failing`` and creates every other one."""
+
+    def __init__(self) -> None:
+        import http.server
+        import threading
+
+        self.failing: set[str] = set()
+        destination = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                wanted = body["search"]["transaction_id"]
+                code = 500 if wanted in destination.failing else 201
+                payload = json.dumps({"signal": {"transaction_id": f"X-{wanted}"}}).encode()
+                self.send_response(code)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = self.server.server_address[1]
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def destination():
+    server = _Destination()
+    yield server
+    server.close()
+
+
+def test_outbox_lists_a_stuck_row_then_drop_and_retry_settle_it(
+    ctl, settings: Settings, tmp_path: Path, destination: _Destination,
+) -> None:
+    config = tmp_path / "sftpd.toml"
+    config.write_text(f'data_dir = "{settings.data_dir}"\n[api]\nenabled = false\nlisten_port = {destination.port}\n'
+                      "[schedule]\nstable_seconds = 0.0\n"
+                      "[post]\nmax_attempts = 2\nbackoff_base_seconds = 0.01\nbackoff_max_seconds = 0.05\n")
+    cli = ("--config", str(config))
+    ctl(*cli, "tenant", "add", "acme", "--email", "ops@acme.example")
+    (settings.tenants_dir / "acme" / "in" / "s.csv").write_text(
+        "transaction_id,name,partner_unique_id\nT1,Sale,1\nT2,Sale,2\nT3,Sale,3\n")
+    destination.failing = {"T1"}
+    assert ctl(*cli, "run")[0] == 1
+    [item] = json.loads(ctl(*cli, "outbox", "--json")[1])
+    assert (item["tenant"], item["file"], item["row"], item["state"], item["attempts"]) == (
+        "acme", "in/s.csv", 2, "pending", 2)
+    assert item["error"] == "HTTP 500 Internal Server Error" and item["age_seconds"] >= 0
+    table = ctl(*cli, "outbox")[1].splitlines()
+    assert table[0].split()[:6] == ["ID", "TENANT", "FILE", "ROW", "STATE", "ATTEMPTS"]
+    assert "in/s.csv" in table[1] and "HTTP 500" in table[1]
+    [upload] = json.loads(ctl(*cli, "uploads", "acme", "--json")[1])
+    assert (upload["state"], upload["posted"], upload["pending"]) == ("processing", 2, 1)
+
+    # Dropping a tenant's rows needs --yes; the next run finishes the file with the reason.
+    code, _, err = ctl(*cli, "outbox", "drop", "--tenant", "acme")
+    assert code == 1 and "--yes" in err
+    assert ctl(*cli, "outbox", "drop", "--tenant", "acme", "--yes")[1].startswith("1 row(s) dropped")
+    assert ctl(*cli, "outbox")[1].strip() == "no stuck rows"
+    ctl(*cli, "run")
+    [upload] = json.loads(ctl(*cli, "uploads", "acme", "--json")[1])
+    assert (upload["state"], upload["posted"], upload["failed"]) == ("partly failed", 2, 1)
+    assert "dropped by the operator" in Path(upload["report"]).read_text(encoding="utf-8-sig")
+
+    # Retried by id once the destination takes it: the file is processed again and posted.
+    destination.failing = set()
+    code, out, _ = ctl(*cli, "outbox", "retry", str(item["id"]))
+    assert code == 0 and out.startswith("1 row(s) back to pending")
+    assert ctl(*cli, "run")[0] == 0
+    [upload] = json.loads(ctl(*cli, "uploads", "acme", "--json")[1])
+    assert (upload["state"], upload["posted"], upload["failed"]) == ("posted", 3, 0)
+    code, _, err = ctl(*cli, "outbox", "retry", str(item["id"]))
+    assert code == 1 and "is sent" in err
+    assert ctl(*cli, "outbox", "retry")[0] == 1
