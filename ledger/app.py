@@ -1,7 +1,10 @@
 """The ASGI application: Signal API, Transactions API, and the calls and lookup-table extensions.
 
 Endpoints read their JSON bodies themselves so that a request is judged in the document's
-order: token first (401), then rate limit (429), then the data (403 / 404). Store calls are short
+order: token first (401), then rate limit (429), then the body's size (413) and depth (400), then
+the data (403 / 404). A token in the headers or query string is checked before a byte of the body
+is read; without one, the body is read (within its bounds) to look for ``oauth_token``. Store
+calls are short
 SQLite transactions run directly on the event loop: cheaper than a thread hop per request, and
 requests are serialised by the store anyway.
 """
@@ -15,15 +18,25 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from fastapi import FastAPI, Query
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
+from starlette.routing import Match
 
 from core.config import Settings
 from core.logs import get_logger
 from core.tenants import Tenant, TenantStore
 from ledger import API_VERSION
 from ledger.auth import Gatekeeper, request_token
-from ledger.errors import ApiError, RecordInvalid, RecordNotFound
+from ledger.bodies import parse_json, read_body
+from ledger.errors import (
+    ApiError,
+    PayloadTooLarge,
+    RecordInvalid,
+    RecordNotFound,
+    RoutingError,
+)
 from ledger.openapi import answers, json_body, publish_models
 from ledger.queries import parse_transactions_request
 from ledger.ratelimit import SlidingWindowLimiter
@@ -42,6 +55,7 @@ from ledger.store import LedgerStore
 log = get_logger("ledger.app")
 
 MAX_TABLE_NAME_LENGTH = 64
+MAX_PATH_ID_LENGTH = 255
 _VERSION_DIGITS = (4, 2, 2)
 
 
@@ -52,23 +66,43 @@ class _Endpoints:
         self.tenants = tenants
         self.store = store
         self.tolerance = settings.api.match_tolerance_seconds
+        self.max_body_bytes = settings.api.max_body_bytes
+        self.max_json_depth = settings.api.max_json_depth
         limit = settings.api.rate_limit_requests
         limiter = SlidingWindowLimiter(limit, settings.api.rate_limit_window_seconds) if limit > 0 else None
         self.gate = Gatekeeper(tenants, limiter)
 
     async def _admit(self, request: Request, version: str) -> tuple[Tenant, Any]:
-        """The tenant and the parsed JSON body; a bad body is reported only after the token."""
+        """The tenant and the parsed JSON body; a bad body is reported only after the token.
+
+        A body that cannot be read (too large, too deep, not JSON) holds no token, so without a
+        token in the headers or query string it is a 401.
+        """
         _check_version(version)
-        raw = await request.body()
+        token = request_token(request)
+        body, unread = None, _has_body(request)
+        if token is None:
+            try:
+                body, unread = await self._json(request), False
+            except PayloadTooLarge:
+                pass
+            except ApiError:
+                unread = False
+            token = request_token(request, body)
         try:
-            body = json.loads(raw) if raw.strip() else None
-            problem = None if body is not None else RecordInvalid("the request body must be a JSON object")
-        except (ValueError, UnicodeDecodeError) as exc:
-            body, problem = None, RecordInvalid(f"the request body is not valid JSON: {exc}")
-        tenant = self.gate.admit(request_token(request, body))
-        if problem is not None:
-            raise problem
+            tenant = self.gate.admit(token)
+        except ApiError as refused:
+            if unread:  # close the connection rather than drain the body
+                refused.headers["Connection"] = "close"
+            raise
+        if unread:
+            body = await self._json(request)
+        if body is None:
+            raise RecordInvalid("the request body must be a JSON object")
         return tenant, body
+
+    async def _json(self, request: Request) -> Any:
+        return parse_json(await read_body(request, self.max_body_bytes), self.max_json_depth)
 
     async def post_signal(self, request: Request, version: str) -> Response:
         return await self._signal(request, version, None)
@@ -78,6 +112,10 @@ class _Endpoints:
 
     async def _signal(self, request: Request, version: str, transaction_id: str | None) -> Response:
         tenant, body = await self._admit(request, version)
+        if transaction_id is not None and not 0 < len(transaction_id.strip()) <= MAX_PATH_ID_LENGTH:
+            raise RecordInvalid(
+                f"transaction_id in the path must be 1 to {MAX_PATH_ID_LENGTH} characters"
+            )
         params = validate_body(SignalRequest, body, ZoneInfo(tenant.timezone))
         search = params.search.to_search(transaction_id)
         custom_data = self._dictionary_fields(
@@ -147,6 +185,11 @@ def _status(outcome: Outcome) -> int:
     return 201 if outcome is Outcome.CREATED else 200
 
 
+def _has_body(request: Request) -> bool:
+    length = request.headers.get("content-length", "0").strip()
+    return length != "0" or "chunked" in request.headers.get("transfer-encoding", "").lower()
+
+
 def _check_version(version: str) -> None:
     """Any ``YYYY-MM-DD`` version is served the same way; anything else is an unknown path."""
     parts = version.split("-")
@@ -157,6 +200,30 @@ def _check_version(version: str) -> None:
 async def _api_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, ApiError)
     return JSONResponse(exc.body(), status_code=exc.status_code, headers=exc.headers)
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    """Routing's own answers (no such path, no such method) in the API's error shape; a 405
+    names in ``Allow`` every method of every route on that path, not only the first route's."""
+    assert isinstance(exc, HTTPException)
+    headers = dict(exc.headers or {})
+    if exc.status_code == 405:
+        allowed: set[str] = set()
+        for route in request.app.router.routes:
+            match, _ = route.matches(request.scope)
+            methods = getattr(route, "methods", None)
+            if match is not Match.NONE and methods:
+                allowed |= methods
+        if allowed:
+            headers["Allow"] = ", ".join(sorted(allowed))
+    error = RoutingError(exc.status_code, str(exc.detail), headers)
+    return await _api_error(request, error)
+
+
+async def _validation_error(request: Request, exc: Exception) -> Response:
+    """FastAPI's own parameter checks, should one ever fire, answer like the API's (403)."""
+    assert isinstance(exc, RequestValidationError)
+    return await _api_error(request, RecordInvalid(f"invalid request: {exc.errors()!r:.200}"))
 
 
 def create_app(settings: Settings, tenants: TenantStore, store: LedgerStore | None = None) -> FastAPI:
@@ -176,8 +243,12 @@ def create_app(settings: Settings, tenants: TenantStore, store: LedgerStore | No
         lifespan=lifespan,
     )
     app.add_exception_handler(ApiError, _api_error)
+    app.add_exception_handler(HTTPException, _http_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
     endpoints = _Endpoints(settings, tenants, ledger)
-    signal_answers = answers("An existing signal was found (and updated if it differed)", 401, 403, 404, 429)
+    signal_answers = answers(
+        "An existing signal was found (and updated if it differed)", 400, 401, 403, 404, 413, 429
+    )
     for suffix in ("", ".json"):
         for method in ("POST", "PUT"):
             app.add_api_route(
@@ -204,7 +275,9 @@ def create_app(settings: Settings, tenants: TenantStore, store: LedgerStore | No
             methods=["POST"],
             summary="Create or correct a call record (extension)",
             status_code=201,
-            responses=answers("The call existed (and was corrected if it differed)", 401, 403, 429),
+            responses=answers(
+                "The call existed (and was corrected if it differed)", 400, 401, 403, 413, 429
+            ),
             openapi_extra=json_body(CallRequest),
         )
     app.add_api_route(
@@ -213,7 +286,9 @@ def create_app(settings: Settings, tenants: TenantStore, store: LedgerStore | No
         methods=["PUT"],
         summary="Upsert a lookup row and apply its data to the calls it matches (extension)",
         status_code=201,
-        responses=answers("The row existed (and was replaced if it differed)", 401, 403, 429),
+        responses=answers(
+            "The row existed (and was replaced if it differed)", 400, 401, 403, 413, 429
+        ),
         openapi_extra=json_body(LookupRowRequest),
     )
     app.add_api_route(

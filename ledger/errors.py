@@ -70,3 +70,31 @@ class RateLimited(ApiError):
 
     def __init__(self, message: str, retry_after_seconds: int) -> None:
         super().__init__(message, headers={"Retry-After": str(retry_after_seconds)})
+
+
+class BadRequest(ApiError):
+    """A body the server refuses to parse at all (nested deeper than ``api.max_json_depth``)."""
+
+    status_code = 400
+    error_class = "BadRequest"
+
+
+class PayloadTooLarge(ApiError):
+    """A body over ``api.max_body_bytes``; it is refused unread, or as soon as the limit is passed,
+    and the connection is closed rather than made to drain the rest."""
+
+    status_code = 413
+    error_class = "PayloadTooLarge"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, headers={"Connection": "close"})
+
+
+class RoutingError(ApiError):
+    """No such path (404) or no such method on it (405, with ``Allow``), in the API's error shape."""
+
+    error_class = "RoutingError"
+
+    def __init__(self, status_code: int, message: str, headers: dict[str, str] | None = None) -> None:
+        super().__init__(message, headers)
+        self.status_code = status_code

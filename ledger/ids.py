@@ -10,7 +10,8 @@ import re
 import uuid
 
 TRANSACTION_ID_PATTERN = re.compile(r"^[0-9A-Fa-f]{8}-[0-9A-Fa-f]{8}$")
-MAX_SEQUENCE = (1 << 64) - 1
+# SQLite's largest integer: a larger id names no transaction (and would overflow the query).
+MAX_SEQUENCE = (1 << 63) - 1
 _LOW_BITS = 32
 _LOW_MASK = (1 << _LOW_BITS) - 1
 
@@ -23,11 +24,13 @@ def format_transaction_id(sequence: int) -> str:
 
 
 def parse_transaction_id(text: str) -> int | None:
-    """The sequence number behind a transaction id, or None if ``text`` is not in that shape."""
-    if not TRANSACTION_ID_PATTERN.match(text):
+    """The sequence number behind a transaction id, or None if ``text`` is not in that shape or
+    beyond :data:`MAX_SEQUENCE`."""
+    if not TRANSACTION_ID_PATTERN.fullmatch(text):
         return None
     high, low = text.split("-")
-    return (int(high, 16) << _LOW_BITS) | int(low, 16)
+    sequence = (int(high, 16) << _LOW_BITS) | int(low, 16)
+    return sequence if sequence <= MAX_SEQUENCE else None
 
 
 def call_record_id_for(tenant: str, external_id: str) -> str:

@@ -42,9 +42,11 @@ def json_body(model: type[BaseModel]) -> dict[str, Any]:
 Responses = dict[int | str, dict[str, Any]]
 
 _ERROR_DESCRIPTIONS = {
+    400: "A body nested deeper than api.max_json_depth",
     401: "Invalid or missing oauth token",
     403: "Invalid data or resource; see errors.class and errors.invalid_data",
     404: "No matching call (or unknown API version)",
+    413: "A body larger than api.max_body_bytes (checked after the token)",
     429: "Rate limit exceeded; see Retry-After",
 }
 

@@ -9,14 +9,16 @@ from datetime import date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 from ledger.errors import RecordInvalid
-from ledger.ids import parse_transaction_id
+from ledger.ids import MAX_SEQUENCE, format_transaction_id, parse_transaction_id
 from ledger.records import TransactionQuery, TransactionType
 from ledger.render import DEFAULT_COLUMNS, DEFAULT_COLUMNS_TOKEN, OPTIONAL_COLUMNS
 
 # The Transactions API's documented page sizes.
 DEFAULT_LIMIT = 1000
 MAX_LIMIT = 4000
-DATE_PATTERN = re.compile(r"\d{4}-\d{2}-\d{2}")
+DATE_PATTERN = re.compile(r"\d{4}-\d{2}-\d{2}", re.ASCII)
+# The days a call can fall on (core.timestamps accepts 1900-01-01..9999-12-30 UTC).
+FIRST_DAY = date(1900, 1, 1)
 KNOWN_PARAMETERS = frozenset(
     {
         "start_after_transaction_id",
@@ -50,7 +52,7 @@ def parse_transactions_request(params: Mapping[str, str], tz: ZoneInfo) -> Trans
         limit=_limit(params.get("limit")),
         types=_types(params.get("transaction_type")),
         start_from=_midnight(first, tz) if first else None,
-        start_before=_midnight(last + timedelta(days=1), tz) if last else None,
+        start_before=_midnight(last + timedelta(days=1), tz) if last and last < date.max else None,
     )
     return TransactionsRequest(query, _columns(params.get("include_columns")))
 
@@ -61,7 +63,8 @@ def _cursor(text: str | None) -> int:
     sequence = parse_transaction_id(text.strip())
     if sequence is None:
         raise RecordInvalid(
-            f"start_after_transaction_id must be a transaction id such as 00000000-0000000A, got {text!r}"
+            "start_after_transaction_id must be a transaction id such as 00000000-0000000A,"
+            f" at most {format_transaction_id(MAX_SEQUENCE)}, got {text!r}"
         )
     return sequence
 
@@ -69,7 +72,10 @@ def _cursor(text: str | None) -> int:
 def _limit(text: str | None) -> int:
     if text is None or text == "":
         return DEFAULT_LIMIT
-    if not text.strip().isdigit() or not 1 <= int(text) <= MAX_LIMIT:
+    digits = text.strip()
+    if not (digits.isascii() and digits.isdigit() and len(digits) <= len(str(MAX_LIMIT))) or not (
+        1 <= int(digits) <= MAX_LIMIT
+    ):
         raise RecordInvalid(f"limit must be a whole number from 1 to {MAX_LIMIT}, got {text!r}")
     return int(text)
 
@@ -80,10 +86,15 @@ def _date(params: Mapping[str, str], name: str) -> date | None:
         return None
     if DATE_PATTERN.fullmatch(text):
         try:
-            return date.fromisoformat(text)
+            day = date.fromisoformat(text)
         except ValueError:
             pass
-    raise RecordInvalid(f"{name} must be a date as YYYY-MM-DD, got {text!r}")
+        else:
+            if day >= FIRST_DAY:
+                return day
+    raise RecordInvalid(
+        f"{name} must be a date as YYYY-MM-DD from {FIRST_DAY} to {date.max}, got {text!r}"
+    )
 
 
 def _midnight(day: date, tz: ZoneInfo) -> float:

@@ -2,7 +2,9 @@
 
 Times go out the way the Signal API document shows them: ``*_t`` as epoch seconds in a string,
 and a readable ``MM/DD/YYYY HH:MM AM/PM UTC``. Transactions API rows add ISO 8601 times in the
-tenant's time zone, as the platform reports in its own zone.
+tenant's time zone, as the platform reports in its own zone. Requests cannot store a time outside
+``core.timestamps``' range; a row written before that rule that cannot be shown in the tenant's
+zone is shown in UTC rather than failing its page. CSV cells go through ``core.csvsafe``.
 """
 
 from __future__ import annotations
@@ -11,10 +13,11 @@ import csv
 import io
 import json
 from collections.abc import Iterable, Sequence
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from core.csvsafe import safe_cell
 from ledger.ids import format_transaction_id
 from ledger.records import Call, LookupResult, Signal, SignalContent, TransactionRow
 
@@ -42,12 +45,24 @@ def epoch_text(moment: float) -> str:
     return str(int(moment // 1))
 
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+
+
+def _utc(moment: float) -> datetime:
+    """Epoch arithmetic, which covers years 1-9999 where ``fromtimestamp`` may not."""
+    return _EPOCH + timedelta(seconds=moment)
+
+
 def display_time(moment: float) -> str:
-    return datetime.fromtimestamp(moment, timezone.utc).strftime("%m/%d/%Y %I:%M %p UTC")
+    return _utc(moment).strftime("%m/%d/%Y %I:%M %p UTC")
 
 
 def local_iso(moment: float, tz: ZoneInfo) -> str:
-    return datetime.fromtimestamp(moment, tz).isoformat(timespec="seconds")
+    instant = _utc(moment)
+    try:
+        return instant.astimezone(tz).isoformat(timespec="seconds")
+    except OverflowError:  # a year-1 or year-9999 row of an older ledger: UTC still shows it
+        return instant.isoformat(timespec="seconds")
 
 
 def _transaction_id(sequence: int | None) -> str | None:
@@ -163,7 +178,8 @@ def transaction_row(row: TransactionRow, columns: Sequence[str], tz: ZoneInfo) -
 
 
 def transactions_csv(rows: Iterable[dict[str, Any]], columns: Sequence[str]) -> str:
-    """CSV with a header; nested values (signals, custom data) are JSON text in their cell."""
+    """CSV with a header; nested values (signals, custom data) are JSON text in their cell, and
+    a cell a spreadsheet would evaluate as a formula is quoted (``core.csvsafe``)."""
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\r\n")
     writer.writerow(columns)
@@ -173,8 +189,6 @@ def transactions_csv(rows: Iterable[dict[str, Any]], columns: Sequence[str]) -> 
 
 
 def _cell(value: Any) -> str:
-    if value is None:
-        return ""
     if isinstance(value, (dict, list)):
         return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
-    return str(value)
+    return safe_cell(value)

@@ -23,6 +23,8 @@ from ledger.records import CallSearch
 from core.timestamps import PACIFIC, parse_timestamp
 
 MAX_PARAMETER_LENGTH = 255
+# A week: longer is no phone call, and every duration stays a small SQLite integer.
+MAX_DURATION_SECONDS = 7 * 24 * 3600
 MONEY_PATTERN = re.compile(r"-?\d+(\.\d{1,2})?")
 E164_PATTERN = re.compile(r"\+[1-9]\d{6,14}")
 _PHONE_PUNCTUATION = re.compile(r"[\s().-]")
@@ -86,11 +88,22 @@ def _flag(value: Any) -> bool:
 
 
 def _duration(value: Any) -> int:
-    if isinstance(value, str) and value.strip().isdigit():
-        return int(value.strip())
-    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
-        return value
-    raise ValueError(f"must be a whole, non-negative number of seconds, got {value!r}")
+    seconds: int | None = None
+    if isinstance(value, str) and value.strip().isascii() and value.strip().isdigit():
+        seconds = int(value.strip()) if len(value.strip()) <= len(str(MAX_DURATION_SECONDS)) else -1
+    elif isinstance(value, int) and not isinstance(value, bool):
+        seconds = value
+    if seconds is None or not 0 <= seconds <= MAX_DURATION_SECONDS:
+        raise ValueError(
+            f"must be a whole number of seconds from 0 to {MAX_DURATION_SECONDS}, got {_shown(value)}"
+        )
+    return seconds
+
+
+def _shown(value: Any) -> str:
+    """``repr(value)``, cut short: a refused value may be a 4,000-digit number."""
+    text = repr(value) if not isinstance(value, int) or abs(value) < 10**40 else f"{str(value)[:40]}..."
+    return text if len(text) <= MAX_PARAMETER_LENGTH else f"{text[:MAX_PARAMETER_LENGTH]}..."
 
 
 def normalize_phone(value: Any) -> str:

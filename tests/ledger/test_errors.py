@@ -93,7 +93,7 @@ INVALID_SEARCHES: list[tuple[dict[str, Any], str]] = [
     ),
     (
         {"call_start_time": "1435993200", "duration_in_seconds": -5},
-        "search.duration_in_seconds: must be a whole, non-negative number of seconds, got -5",
+        "search.duration_in_seconds: must be a whole number of seconds from 0 to 604800, got -5",
     ),
     (
         {"call_record_id": "not-a-guid"},

@@ -64,9 +64,24 @@ BAD_PARAMETERS: list[tuple[dict[str, Any], str]] = [
     ({"limit": "ten"}, "limit must be a whole number from 1 to 4000, got 'ten'"),
     (
         {"start_after_transaction_id": "42"},
-        "start_after_transaction_id must be a transaction id such as 00000000-0000000A, got '42'",
+        "start_after_transaction_id must be a transaction id such as 00000000-0000000A,"
+        " at most 7FFFFFFF-FFFFFFFF, got '42'",
     ),
-    ({"from_": "04/11/2016"}, "from must be a date as YYYY-MM-DD, got '04/11/2016'"),
+    (
+        {"start_after_transaction_id": "80000000-00000000"},  # beyond SQLite's integers
+        "start_after_transaction_id must be a transaction id such as 00000000-0000000A,"
+        " at most 7FFFFFFF-FFFFFFFF, got '80000000-00000000'",
+    ),
+    (
+        {"from_": "04/11/2016"},
+        "from must be a date as YYYY-MM-DD from 1900-01-01 to 9999-12-31, got '04/11/2016'",
+    ),
+    (
+        {"to": "0001-01-01"},
+        "to must be a date as YYYY-MM-DD from 1900-01-01 to 9999-12-31, got '0001-01-01'",
+    ),
+    ({"limit": "²"}, "limit must be a whole number from 1 to 4000, got '²'"),
+    ({"limit": "1" * 5000}, f"limit must be a whole number from 1 to 4000, got '{'1' * 5000}'"),
     ({"from_": "2016-04-12", "to": "2016-04-11"}, "from (2016-04-12) must not be after to (2016-04-11)"),
     (
         {"transaction_type": "sale"},

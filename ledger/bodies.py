@@ -1,0 +1,85 @@
+"""Request bodies read within bounds: at most ``api.max_body_bytes``, nested at most
+``api.max_json_depth`` deep, numbers finite.
+
+The size is checked against ``Content-Length`` before a byte is read, and counted while the body
+streams in (chunked uploads declare no length), so an oversized body costs at most the limit in
+memory. The endpoints call this only after a token from the headers or the query string has been
+accepted; a body is read to look for a token only when there is none there.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any
+
+from starlette.requests import Request
+
+from ledger.errors import BadRequest, PayloadTooLarge, RecordInvalid
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The whole body, or ``PayloadTooLarge`` as soon as it is known to exceed ``limit`` bytes."""
+    declared = request.headers.get("content-length", "").strip()
+    if declared.isdigit() and int(declared) > limit:
+        raise _too_large(limit)
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise _too_large(limit)
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def parse_json(raw: bytes, max_depth: int) -> Any:
+    """The JSON value of ``raw``; None for an empty body.
+
+    ``RecordInvalid`` for text that is not JSON or holds NaN, Infinity or a number too large for a
+    float; ``BadRequest`` for objects and arrays nested deeper than ``max_depth``.
+    """
+    if not raw.strip():
+        return None
+    try:
+        value = json.loads(raw, parse_constant=_refuse_constant, parse_float=_finite_float)
+    except RecursionError:  # deeper than the interpreter's own limit: far past max_depth
+        raise _too_deep(max_depth) from None
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise RecordInvalid(f"the request body is not valid JSON: {exc}") from None
+    if _deeper_than(value, max_depth):
+        raise _too_deep(max_depth)
+    return value
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def _finite_float(text: str) -> float:
+    number = float(text)
+    if not math.isfinite(number):
+        raise ValueError(f"{text} is out of range for a number")
+    return number
+
+
+def _deeper_than(value: Any, limit: int) -> bool:
+    """Whether objects and arrays nest more than ``limit`` levels (a scalar body is depth 0)."""
+    stack: list[tuple[Any, int]] = [(value, 0)]
+    while stack:
+        item, depth = stack.pop()
+        children = item.values() if isinstance(item, dict) else item if isinstance(item, list) else None
+        if children is None:
+            continue
+        if depth + 1 > limit:
+            return True
+        stack.extend((child, depth + 1) for child in children if isinstance(child, (dict, list)))
+    return False
+
+
+def _too_large(limit: int) -> PayloadTooLarge:
+    return PayloadTooLarge(f"the request body is larger than {limit} bytes")
+
+
+def _too_deep(limit: int) -> BadRequest:
+    return BadRequest(f"the request body nests objects and arrays deeper than {limit} levels")
