@@ -152,7 +152,7 @@ class SftpServer:
         if admission is not None:
             admission.close()
 
-    def _new_session(self, chan: asyncssh.SSHServerChannel) -> TenantSFTPServer:
+    def _new_session(self, chan: asyncssh.SSHServerChannel[bytes]) -> TenantSFTPServer:
         tenant = chan.get_extra_info("username")
         fs = TenantFileSystem(self._tenants.folders(tenant).root)
         admission = self._connections[cast(asyncssh.SSHServerConnection, chan.get_connection())]

@@ -98,7 +98,7 @@ class TenantSFTPServer(asyncssh.SFTPServer):
 
     def __init__(
         self,
-        chan: asyncssh.SSHServerChannel,
+        chan: asyncssh.SSHServerChannel[bytes],
         tenant: str,
         fs: TenantFileSystem,
         rules: UploadRules,

@@ -172,6 +172,9 @@ async def test_open_files_per_session_are_capped(make_server: ServerFactory) -> 
         handles = [await sftp.open(f"/in/{n}.csv", "wb") for n in range(3)]
         with pytest.raises(asyncssh.SFTPFailure, match="too many open files .*3 at most"):
             await sftp.open("/in/3.csv", "wb")
+        # A folder listing holds the folder open while it is read, so it counts too.
+        with pytest.raises(asyncssh.SFTPFailure, match="too many open files"):
+            await sftp.listdir("/in")
         # Another session, even of the same tenant, has its own allowance.
         async with (
             asyncssh_sftp(server.port, TENANT, TEST_PASSWORD) as other,
@@ -184,7 +187,7 @@ async def test_open_files_per_session_are_capped(make_server: ServerFactory) -> 
         for handle in handles:
             await handle.close()
         assert len(await sftp.listdir("/in")) == 5
-    assert server.server.limit_counters.snapshot() == {"max_handles_per_session": 1}
+    assert server.server.limit_counters.snapshot() == {"max_handles_per_session": 2}
 
 
 async def test_a_huge_listing_does_not_hold_up_another_tenant(
