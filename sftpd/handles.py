@@ -7,20 +7,29 @@ file is simply deleted.
 
 The sha256 is computed as the bytes arrive, which is free when the client writes in order (every
 common client does); otherwise the finished file is read once more.
+
+A write the file system refuses (disk full, quota, I/O error) fails the whole upload: the partial
+file is discarded at once, freeing its space, and every later write and the client's close get
+the same error. A client that ignores a failed write and closes the handle anyway (OpenSSH's
+``sftp`` and asyncssh do) must never have a truncated file published, recorded or processed.
 """
 
 from __future__ import annotations
 
 import asyncio
+import errno
 import hashlib
 import os
 from pathlib import Path
-from typing import NamedTuple
+from typing import NamedTuple, NoReturn
 
-from asyncssh import SFTPFailure, SFTPPermissionDenied
+from asyncssh import SFTPError, SFTPFailure, SFTPNoSpaceOnFilesystem, SFTPPermissionDenied
 
+from core.logs import get_logger
 from sftpd.rules import UploadRules
 from sftpd.vfs import TenantFileSystem, VirtualPath
+
+log = get_logger(__name__)
 
 # asyncssh advertises this as its largest read (limits@openssh.com); a client asking for more
 # gets a short read, as the protocol allows, instead of making the server allocate it.
@@ -80,7 +89,7 @@ class IncomingFile:
         self._sha256 = hashlib.sha256()
         self._hashed = 0
         self._in_order = True
-        self._refusal: SFTPFailure | None = None
+        self._refusal: SFTPError | None = None
 
     @property
     def is_open(self) -> bool:
@@ -95,6 +104,8 @@ class IncomingFile:
         try:
             while chunk := os.read(source, _COPY_CHUNK_BYTES):
                 self.write(self.size, chunk)
+        except OSError as exc:
+            self._fail(exc, "copying the existing file")
         finally:
             os.close(source)
 
@@ -110,10 +121,13 @@ class IncomingFile:
             raise UploadTooLarge(self._too_large_message)
         view = memoryview(data)
         position = offset
-        while view:
-            written = os.pwrite(self._fd, view, position)
-            view = view[written:]
-            position += written
+        try:
+            while view:
+                written = os.pwrite(self._fd, view, position)
+                view = view[written:]
+                position += written
+        except OSError as exc:
+            self._fail(exc, "writing")
         if self._in_order and offset == self._hashed:
             self._sha256.update(data)
             self._hashed = end
@@ -143,8 +157,13 @@ class IncomingFile:
             os.utime(self._fd, ns=times_ns)
 
     def fsync(self) -> None:
+        if self._refusal is not None:
+            raise self._refusal
         if self.is_open:
-            os.fsync(self._fd)
+            try:
+                os.fsync(self._fd)
+            except OSError as exc:
+                self._fail(exc, "flushing")
 
     async def finish(self, keep: bool) -> Published:
         """Publish the file under its name, with a kept name too if asked (see
@@ -162,6 +181,8 @@ class IncomingFile:
             self._fd = -1
             kept = self._fs.publish(self._staging_name, self.path, keep)
             self._staging_name = ""
+        except OSError as exc:
+            self._fail(exc, "finishing")
         except BaseException:
             self.discard()
             raise
@@ -175,6 +196,30 @@ class IncomingFile:
         if self._staging_name:
             self._fs.discard_staging_file(self._staging_name)
             self._staging_name = ""
+
+    def _fail(self, exc: OSError, doing: str) -> NoReturn:
+        """The file system refused the upload's bytes: discard it, and refuse it from now on."""
+        self.discard()
+        refusal: SFTPError
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            refusal = SFTPNoSpaceOnFilesystem(
+                f"{self.path}: the server is out of space; the upload was discarded,"
+                " try again later"
+            )
+        else:
+            refusal = SFTPFailure(
+                f"{self.path}: the upload failed ({exc.strerror}) and was discarded"
+            )
+        self._refusal = refusal
+        log.error(
+            "upload.failed",
+            tenant=self._fs.root.name,
+            path=self.path.relative,
+            received=self.size,
+            reason=f"{doing}: {exc.strerror or exc}",
+            errno=errno.errorcode.get(exc.errno or 0, str(exc.errno)),
+        )
+        raise refusal from None
 
     def _rehash(self) -> None:
         digest = hashlib.sha256()
