@@ -115,6 +115,25 @@ def migrate(db: Database) -> None:
     db.migrate(COMPONENT, MIGRATIONS)
 
 
+def purge_tenant(db: Database, tenant: str) -> None:
+    """Delete the pipeline's rows of ``tenant``: its queued and settled rows, staged uploads,
+    feeds and the runs started for it alone. Part of ``sftpctl tenant purge``: call it before the
+    tenant itself is deleted, while holding the run lock; the staged snapshots are the caller's."""
+    with db.transaction() as conn:
+        conn.execute("DELETE FROM ingest_outbox WHERE tenant = ?", (tenant,))
+        conn.execute(
+            "DELETE FROM ingest_rows WHERE upload_id IN (SELECT upload_id FROM ingest_staged WHERE tenant = ?)",
+            (tenant,),
+        )
+        conn.execute("DELETE FROM ingest_staged WHERE tenant = ?", (tenant,))
+        conn.execute("DELETE FROM ingest_feeds WHERE tenant = ?", (tenant,))
+        conn.execute(
+            "DELETE FROM ingest_runs WHERE tenant = ? AND id NOT IN (SELECT run_id FROM ingest_staged"
+            " WHERE run_id IS NOT NULL) AND id NOT IN (SELECT run_id FROM ingest_outbox)",
+            (tenant,),
+        )
+
+
 class UnknownFeed(TenantError):
     """A tenant has no feed of that name; the message lists the feeds it has."""
 

@@ -376,6 +376,17 @@ class LedgerStore:
             for row in rows
         ]
 
+    def purge_tenant(self, tenant: str) -> int:
+        """Delete every call, signal, lookup row and transaction of ``tenant`` (``sftpctl tenant
+        purge``), so a new tenant of the same name starts empty; returns the transactions removed.
+        Their sequence numbers are never reused."""
+        with self.db.transaction() as conn:
+            conn.execute("DELETE FROM signals WHERE call_id IN (SELECT id FROM calls WHERE tenant = ?)", (tenant,))
+            removed = conn.execute("DELETE FROM transactions WHERE tenant = ?", (tenant,)).rowcount
+            for table in ("calls", "signal_names", "lookup_rows"):
+                conn.execute(f"DELETE FROM {table} WHERE tenant = ?", (tenant,))
+        return removed
+
     # Writing transactions
 
     def _next_sequence(self, conn: sqlite3.Connection) -> int:

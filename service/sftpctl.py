@@ -25,6 +25,7 @@ from ingest.runlock import RunInProgress
 from service.context import Context
 from service.embedded_api import embedded_api_running
 from service.output import print_fields, print_json, print_table, print_text, to_plain
+from service.purge import purge_tenant
 from service.settings import add_settings_arguments, settings_from_args
 
 
@@ -238,8 +239,8 @@ def tenant_remove(context: Context, args: argparse.Namespace) -> None:
 def tenant_purge(context: Context, args: argparse.Namespace) -> None:
     if not args.yes:
         raise CommandError(f"purge deletes all files and history of {args.name!r}; add --yes to confirm")
-    context.tenants.purge(args.name)
-    _done(args, f"tenant {args.name!r} purged")
+    purge_tenant(context, args.name)
+    _done(args, f"tenant {args.name!r} purged: its files, uploads, queued rows and ledger calls")
 
 
 def fields_list(context: Context, args: argparse.Namespace) -> None:

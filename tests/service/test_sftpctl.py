@@ -293,3 +293,78 @@ def test_outbox_lists_a_stuck_row_then_drop_and_retry_settle_it(
     code, _, err = ctl(*cli, "outbox", "retry", str(item["id"]))
     assert code == 1 and "is sent" in err
     assert ctl(*cli, "outbox", "retry")[0] == 1
+
+
+def _transactions(config: Path, token: str) -> list[dict[str, object]]:
+    """The tenant's transactions as a Transactions API client reads them."""
+    import asyncio
+
+    import httpx
+
+    from core.config import load_settings
+    from ledger.server import ApiServer
+    from service.context import Context
+
+    async def read() -> list[dict[str, object]]:
+        context = Context(load_settings(config))
+        server = ApiServer(context.settings, context.tenants)
+        await server.start()
+        try:
+            async with httpx.AsyncClient() as client:
+                answer = await client.get(f"{server.url}/api/2020-10-01/transactions.json",
+                                          headers={"Authorization": f"Bearer {token}"})
+            assert answer.status_code == 200, answer.text
+            return list(answer.json())
+        finally:
+            await server.close()
+            context.close()
+
+    return asyncio.run(read())
+
+
+def test_purge_removes_everything_so_a_new_tenant_of_the_same_name_starts_empty(
+    ctl, settings: Settings, tmp_path: Path,
+) -> None:
+    from tests.conftest import free_port
+
+    config = tmp_path / "sftpd.toml"
+    config.write_text(f'data_dir = "{settings.data_dir}"\n[api]\nlisten_port = {free_port()}\n'
+                      "[schedule]\nstable_seconds = 0.0\n")
+    cli = ("--config", str(config))
+    ctl(*cli, "tenant", "add", "acme", "--email", "ops@acme.example")
+    inbox = settings.tenants_dir / "acme" / "in"
+    (inbox / "calls").mkdir()
+    (inbox / "calls" / "calls.csv").write_text(
+        "customer_id,call_start,call_end,calling_phone_number,agent_queue_assigned\n"
+        "cust-001,2026-11-20T18:02:13Z,2026-11-20T18:12:13Z,+1 8885551212,Wireless Sales\n")
+    (inbox / "signals.csv").write_text(
+        "call_start_time,calling_phone_number,name,partner_unique_id\n"
+        "2026/11/20T10:02:20-08:00,+1 8885551212,Sale,order-1\n")
+    assert ctl(*cli, "run")[0] == 0
+    old_token = ctl(*cli, "token", "show", "acme")[1].strip()
+    assert [row["transaction_type"] for row in _transactions(config, old_token)] == ["call", "signal"]
+    staging = settings.data_dir / "staging" / "acme"
+    assert any(staging.iterdir())
+
+    assert ctl(*cli, "tenant", "purge", "acme", "--yes")[0] == 0
+    ctl(*cli, "tenant", "add", "acme", "--email", "new@acme.example")
+    new_token = ctl(*cli, "token", "show", "acme")[1].strip()
+    assert _transactions(config, new_token) == []
+    assert not staging.exists()
+    assert ctl(*cli, "uploads", "acme")[1].strip() == "no uploads for 'acme'"
+    assert ctl(*cli, "outbox")[1].strip() == "no stuck rows"
+    from core.tenants import open_state
+    db = open_state(settings.state_db)
+    try:
+        for table in ("ingest_staged", "ingest_outbox", "ingest_rows", "ingest_feeds"):
+            assert db.query_one(f"SELECT COUNT(*) AS n FROM {table}")["n"] == 0, table
+    finally:
+        db.close()
+    # The new tenant's own upload of the same calls is a new call, not the old one found again.
+    (inbox / "calls").mkdir()
+    (inbox / "calls" / "calls.csv").write_text(
+        "customer_id,call_start,call_end,calling_phone_number,agent_queue_assigned\n"
+        "cust-001,2026-11-20T18:02:13Z,2026-11-20T18:12:13Z,+1 8885551212,Wireless Sales\n")
+    assert ctl(*cli, "run")[0] == 0
+    [call] = _transactions(config, new_token)
+    assert call["transaction_type"] == "call" and call.get("corrects_transaction_id") in (None, "")
