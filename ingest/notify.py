@@ -1,5 +1,9 @@
 """Failure mail: one message per tenant per run, with the summary and the reports attached.
 
+The processor queues a notice with the finish of each file the contact must hear of and marks it
+sent after the message went out (``ingest.store.NoticeStore``), so a crash never loses a mail;
+the one mail in flight at a crash may arrive twice, with the same Message-ID.
+
 Sent over SMTP (:mod:`smtplib` in a worker thread, so the event loop keeps serving) when
 ``mail.smtp_host`` is set; otherwise, or when the SMTP server cannot take it, the message is
 written as an ``.eml`` file to the mail outbox folder, so no failure notice is ever dropped.
@@ -51,15 +55,20 @@ class TenantRun:
         )
 
 
-def failure_message(sender: str, run: TenantRun) -> EmailMessage:
-    """The message for ``run``; reports listed in its files are attached."""
+def failure_message(sender: str, run: TenantRun, key: str | None = None) -> EmailMessage:
+    """The message for ``run``; reports listed in its files are attached.
+
+    ``key`` names the message for good: a message sent again after a crash carries the same
+    Message-ID, so a mail system (or a person) can tell the copy for what it is.
+    """
     local_time = run.run_time.astimezone(run.zone).strftime(SUMMARY_TIME_FORMAT)
     message = EmailMessage()
     message["From"] = sender
     message["To"] = run.email
     message["Subject"] = f"{SUBJECT_PREFIX} {run.tenant}: problems in the run of {local_time}"
     message["Date"] = format_datetime(run.run_time)
-    message["Message-ID"] = make_msgid(domain=sender.rpartition("@")[2] or None)
+    domain = sender.rpartition("@")[2] or "localhost"
+    message["Message-ID"] = f"<{key}@{domain}>" if key else make_msgid(domain=domain)
     message.set_content(_body(run, local_time))
     for item in run.files:
         if item.report:

@@ -224,7 +224,8 @@ class Outbox:
             reopened = {row["upload_id"] for row in rows if row["state"] == OutboxState.FAILED.value}
             for upload_id in reopened:
                 cursor = conn.execute(
-                    "UPDATE ingest_staged SET state = ?, finished_at = NULL WHERE upload_id = ? AND state IN"
+                    "UPDATE ingest_staged SET state = ?, finished_at = NULL, report = NULL"
+                    " WHERE upload_id = ? AND state IN"
                     " (?, ?)", (StagedState.PROCESSING.value, upload_id, StagedState.POSTED.value,
                                 StagedState.PARTLY_FAILED.value),
                 )

@@ -36,10 +36,11 @@ from ingest.notify import Mailer, TenantRun, failure_message
 from ingest.outbox import Outbox, OutboxItem
 from ingest.poster import Delivery, Poster, PostReport
 from ingest.prepare import Prepared, PrepareJob, prepare
-from ingest.reports import FileSummary, write_report
+from ingest.reports import FileSummary, choose_report_path, write_report_at
 from ingest.sandbox import INTERNAL_ERROR, Limits, WorkerFailed, run_limited
 from ingest.store import (
     FeedStore,
+    NoticeStore,
     RunCounts,
     RunRecord,
     RunStore,
@@ -107,6 +108,7 @@ class Processor:
         self.runs = runs
         self.send_log = send_log
         self.mailer = mailer
+        self.notices = NoticeStore(staged.db)
 
     async def process(
         self, run: RunRecord, only: str | None, client: httpx.AsyncClient, progress: Progress | None = None,
@@ -118,6 +120,15 @@ class Processor:
         by_name = {tenant.name: tenant for tenant in tenants}
         finished: list[FileSummary] = []
         files_read = rejected_rows = 0
+        tried: set[int] = set()
+
+        def finish(staged: StagedUpload) -> None:
+            tried.add(staged.upload_id)
+            try:
+                finished.append(self._finish(staged.upload_id, emit))
+            except Exception as exc:  # noqa: BLE001 - a bulkhead: the fault is this file's alone
+                problems.append(self._file_problem(staged, "could not be finished", exc))
+
         for staged in self._in_posting_order(self.staged.waiting(names)):
             emit("file.started", tenant=staged.tenant, file=staged.path, upload=staged.upload_id)
             try:
@@ -125,25 +136,31 @@ class Processor:
                 files_read += 1
                 rejected_rows += len(prepared.rejected)
                 if prepared.error:
-                    if self._reject(staged, run, prepared):
-                        emit("file.rejected", tenant=staged.tenant, file=staged.path, reason=prepared.error)
-                        finished.append(self._finish(staged.upload_id, emit))
+                    rejected = self._reject(staged, run, prepared)
                 elif self._queue(staged, run, prepared):
                     emit("file.queued", tenant=staged.tenant, file=staged.path, rows=len(prepared.requests),
                          rejected=len(prepared.rejected))
             except Exception as exc:  # noqa: BLE001 - a bulkhead: the fault is this file's alone
                 problems.append(self._file_problem(staged, "could not be queued", exc))
+                continue
+            if prepared.error and rejected:
+                emit("file.rejected", tenant=staged.tenant, file=staged.path, reason=prepared.error)
+                finish(staged)
         report = await self._post(names, by_name, client, emit)
+        # Rejections whose report a crash or a fault kept from being written, then settled files.
+        for staged in self.staged.unreported_rejections(names):
+            if staged.upload_id not in tried:
+                finish(staged)
         for staged in self.staged.processing(names):
-            try:
-                if self.outbox.counts(staged.upload_id).pending == 0:
-                    finished.append(self._finish(staged.upload_id, emit))
-            except Exception as exc:  # noqa: BLE001 - a bulkhead: the fault is this file's alone
-                problems.append(self._file_problem(staged, "could not be finished", exc))
+            if self.outbox.counts(staged.upload_id).pending == 0:
+                finish(staged)
         problems += self._post_problems(report, names)
         for tenant in tenants:
-            await self._notify(tenant, run, [item for item in finished if item.tenant == tenant.name],
-                               _tenant_problems(report, tenant.name), emit)
+            try:
+                await self._notify(tenant, run, _tenant_problems(report, tenant.name), emit)
+            except Exception as exc:  # a bulkhead: the notices stay queued for the next run
+                log.error("ingest.mail_failed", exc_info=True, tenant=tenant.name)  # noqa: G201
+                problems.append(f"{tenant.name}: the failure mail could not be sent: {type(exc).__name__}: {exc}")
         pending = sum(self.outbox.counts(item.upload_id).pending for item in self.staged.processing(names))
         counts = RunCounts(files=files_read, posted=report.sent, failed=report.failed,
                            rejected=rejected_rows, pending=pending)
@@ -250,51 +267,87 @@ class Processor:
         return await poster.post(items, lambda item: item.token or tenants[item.tenant].api_token, after)
 
     def _finish(self, upload_id: int, emit: Progress) -> FileSummary:
-        """Write the report of a file whose rows are all settled and give it its final state."""
+        """Write the report of a file whose rows are all settled and give it its final state.
+
+        Each step can be repeated after a crash without doubling anything: the report's path is
+        recorded before it is written (so a repeat rewrites that one report), and the final state
+        and the contact's notice are committed together after it.
+        """
         staged = self.staged.get(upload_id)
-        upload = self.uploads.get(upload_id)
-        assert staged is not None and upload is not None
-        counts = self.outbox.counts(upload_id)
-        if staged.state == StagedState.REJECTED:
-            state = StagedState.REJECTED
+        assert staged is not None
+        summary = self._summary(staged)
+        state = StagedState(summary.state)
+        tenant = self.tenants.get(staged.tenant)
+        zone = ZoneInfo(tenant.timezone)
+        claimed_by = self.runs.get(staged.run_id) if staged.run_id else None
+        run_time = parse_iso(claimed_by.started_at) if claimed_by else parse_iso(staged.staged_at)
+        out_dir = self.tenants.folders(staged.tenant).outbox
+        target = Path(self.staged.reserve_report(
+            upload_id, lambda taken: str(choose_report_path(out_dir, summary, run_time, zone, taken))
+        ))
+        write_report_at(target, out_dir, summary, self.outbox.results(upload_id), run_time, zone)
+        with self.staged.db.transaction():
+            self.staged.finish(upload_id, state, str(target))
+            if state != StagedState.REJECTED:
+                self.uploads.set_state(upload_id, UploadState(state.value), _detail(summary))
+            if summary.state == StagedState.REJECTED or summary.failed or summary.rejected:
+                self.notices.add(upload_id, staged.tenant)
+        emit("file.done", tenant=staged.tenant, file=staged.path, state=state.value, posted=summary.posted,
+             failed=summary.failed, rejected=summary.rejected, report=target.name)
+        log.info("ingest.file_done", tenant=staged.tenant, upload=upload_id, state=state.value,
+                 posted=summary.posted, failed=summary.failed, rejected=summary.rejected)
+        return dataclasses.replace(summary, report=str(target))
+
+    def _summary(self, staged: StagedUpload) -> FileSummary:
+        """A file's outcome as its report and mail tell it, from what the database holds."""
+        upload = self.uploads.get(staged.upload_id)
+        assert upload is not None
+        counts = self.outbox.counts(staged.upload_id)
+        if staged.state in (StagedState.REJECTED, StagedState.POSTED, StagedState.PARTLY_FAILED):
+            state = StagedState(staged.state)
         elif counts.failed or counts.rejected:
             state = StagedState.PARTLY_FAILED
         else:
             state = StagedState.POSTED
-        summary = FileSummary(
-            upload_id=upload_id, tenant=staged.tenant, path=staged.path, feed=staged.feed,
+        return FileSummary(
+            upload_id=staged.upload_id, tenant=staged.tenant, path=staged.path, feed=staged.feed,
             received_at=upload.received_at, state=state.value, rows_total=counts.total, posted=counts.posted,
             failed=counts.failed, rejected=counts.rejected, pending=counts.pending, error=staged.error,
+            report=staged.report,
         )
-        tenant = self.tenants.get(staged.tenant)
-        claimed_by = self.runs.get(staged.run_id) if staged.run_id else None
-        run_time = parse_iso(claimed_by.started_at) if claimed_by else parse_iso(staged.staged_at)
-        report = write_report(self.tenants.folders(staged.tenant).outbox, summary,
-                              self.outbox.results(upload_id), run_time, ZoneInfo(tenant.timezone))
-        with self.staged.db.transaction():
-            self.staged.finish(upload_id, state, str(report))
-            if state != StagedState.REJECTED:
-                self.uploads.set_state(upload_id, UploadState(state.value), _detail(summary))
-        emit("file.done", tenant=staged.tenant, file=staged.path, state=state.value, posted=counts.posted,
-             failed=counts.failed, rejected=counts.rejected, report=report.name)
-        log.info("ingest.file_done", tenant=staged.tenant, upload=upload_id, state=state.value,
-                 posted=counts.posted, failed=counts.failed, rejected=counts.rejected)
-        return dataclasses.replace(summary, report=str(report))
 
     def _post_problems(self, report: PostReport, names: Sequence[str]) -> list[str]:
         return [problem for name in names for problem in _tenant_problems(report, name)]
 
-    async def _notify(
-        self, tenant: Tenant, run: RunRecord, files: list[FileSummary], problems: list[str], emit: Progress
+    async def _notify(self, tenant: Tenant, run: RunRecord, problems: list[str], emit: Progress) -> None:
+        """Mail the contact about every finished file not yet mailed, and this run's problems.
+
+        At least once, never lost: notices are queued with the finish of their file and marked
+        sent only after the message went out. A message that was tried before goes again under its
+        own key (the same ``.eml`` name and Message-ID, so the copy can be told for what it is);
+        new notices go together in one new message.
+        """
+        notices = self.notices.unsent(tenant.name)
+        retried = sorted({notice.mail_key for notice in notices if notice.mail_key})
+        for key in retried:
+            await self._mail(tenant, run, key, [n.upload_id for n in notices if n.mail_key == key], [], emit)
+        fresh = [notice for notice in notices if notice.mail_key is None]
+        if not fresh and not problems:
+            return
+        key = f"{parse_iso(run.started_at).strftime('%Y%m%dT%H%M%SZ')}-run{run.id}-{tenant.name}"
+        self.notices.name([notice.id for notice in fresh], key)
+        await self._mail(tenant, run, key, [notice.upload_id for notice in fresh], problems, emit)
+
+    async def _mail(
+        self, tenant: Tenant, run: RunRecord, key: str, uploads: list[int], problems: list[str], emit: Progress,
     ) -> None:
+        files = [self._summary(staged) for upload_id in uploads if (staged := self.staged.get(upload_id))]
         notice = TenantRun(tenant=tenant.name, email=tenant.email, run_id=run.id,
                            run_time=parse_iso(run.started_at), zone=ZoneInfo(tenant.timezone),
                            files=files, problems=problems)
-        if not notice.failed:
-            return
-        message = await asyncio.to_thread(failure_message, self.settings.mail.sender, notice)
-        name = f"{parse_iso(run.started_at).strftime('%Y%m%dT%H%M%SZ')}-run{run.id}-{tenant.name}"
-        where = await self.mailer.send(message, name)
+        message = await asyncio.to_thread(failure_message, self.settings.mail.sender, notice, key)
+        where = await self.mailer.send(message, key)
+        self.notices.sent(key)
         emit("mail.sent", tenant=tenant.name, to=tenant.email, via=where)
 
 

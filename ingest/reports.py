@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import csv
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path, PurePosixPath
@@ -82,20 +82,37 @@ def summary_lines(summary: FileSummary, processed_at: datetime) -> list[tuple[st
     return lines
 
 
-def write_report(
-    out_dir: Path, summary: FileSummary, rows: Sequence[RowOutcome], run_time: datetime, zone: ZoneInfo
+def choose_report_path(
+    out_dir: Path, summary: FileSummary, run_time: datetime, zone: ZoneInfo,
+    taken: Callable[[str], bool] = lambda path: False,
 ) -> Path:
-    """Write the report of one file and return its path; an earlier report is never overwritten."""
-    local_time = run_time.astimezone(zone)
-    target = report_path(out_dir, summary.path, local_time)
-    if target.exists():
+    """Where the report of ``summary`` goes: :func:`report_path`, or, when that is taken (by a
+    file there or by another upload, as ``taken`` says), the same with the upload id added."""
+    target = report_path(out_dir, summary.path, run_time.astimezone(zone))
+    if target.exists() or taken(str(target)):
         target = target.with_name(target.name.replace(REPORT_SUFFIX, f"-{summary.upload_id}{REPORT_SUFFIX}"))
+    return target
+
+
+def write_report_at(
+    target: Path, out_dir: Path, summary: FileSummary, rows: Sequence[RowOutcome], run_time: datetime,
+    zone: ZoneInfo,
+) -> Path:
+    """Write the report of one file at ``target`` (replacing what is there) and return it."""
     _make_folders(out_dir, target.parent)
-    lines: list[Iterable[object]] = [*summary_lines(summary, local_time), ()]
+    lines: list[Iterable[object]] = [*summary_lines(summary, run_time.astimezone(zone)), ()]
     lines.append(ROW_HEADER)
     lines += [(row.row_number, row.status, row.transaction_id, row.error) for row in rows]
     _write_atomically(target, lines)
     return target
+
+
+def write_report(
+    out_dir: Path, summary: FileSummary, rows: Sequence[RowOutcome], run_time: datetime, zone: ZoneInfo
+) -> Path:
+    """Write the report of one file and return its path; an earlier report is never overwritten."""
+    target = choose_report_path(out_dir, summary, run_time, zone)
+    return write_report_at(target, out_dir, summary, rows, run_time, zone)
 
 
 def _make_folders(out_dir: Path, folder: Path) -> None:

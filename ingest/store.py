@@ -9,6 +9,7 @@ files' history with it.
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
@@ -16,7 +17,13 @@ from enum import StrEnum
 from core.clock import iso, now_iso
 from core.db import Database
 from core.tenants import TenantError
-from ingest.feeds import DEFAULT_FEED, DEFAULT_FEED_TEXTS, Feed, default_feeds, parse_feed
+from ingest.feeds import (
+    DEFAULT_FEED,
+    DEFAULT_FEED_TEXTS,
+    Feed,
+    default_feeds,
+    parse_feed,
+)
 
 COMPONENT = "ingest"
 
@@ -106,6 +113,19 @@ MIGRATIONS = [
     ALTER TABLE ingest_outbox ADD COLUMN next_attempt_at TEXT;
     ALTER TABLE ingest_outbox ADD COLUMN gave_up INTEGER NOT NULL DEFAULT 0;
     UPDATE ingest_outbox SET queued_at = updated_at;
+    """,
+    # Failure mail as durable as rows: a finished file that needs its contact told is queued in
+    # the transaction that finishes it; ``mail_key`` names the message once it is first tried.
+    """
+    CREATE TABLE ingest_notices (
+        id INTEGER PRIMARY KEY,
+        upload_id INTEGER NOT NULL REFERENCES ingest_staged(upload_id) ON DELETE CASCADE,
+        tenant TEXT NOT NULL,
+        queued_at TEXT NOT NULL,
+        mail_key TEXT,
+        sent_at TEXT
+    );
+    CREATE INDEX ingest_notices_unsent ON ingest_notices (tenant, sent_at);
     """,
 ]
 
@@ -308,6 +328,34 @@ class StagedStore:
             (StagedState.REJECTED.value, run_id, reason, upload_id),
         )
 
+    def unreported_rejections(self, tenants: list[str]) -> list[StagedUpload]:
+        """Rejected uploads whose report is not written yet (a crash came between the two)."""
+        marks = ", ".join("?" * len(tenants))
+        rows = self.db.query(
+            f"SELECT * FROM ingest_staged WHERE state = ? AND finished_at IS NULL AND tenant IN ({marks})"
+            " ORDER BY upload_id", (StagedState.REJECTED.value, *tenants),
+        )
+        return [_staged(row) for row in rows]
+
+    def reserve_report(self, upload_id: int, choose: Callable[[Callable[[str], bool]], str]) -> str:
+        """The report path of an upload being finished: the one recorded before, or ``choose``'s.
+
+        ``choose`` is told which paths other uploads hold. The path is recorded before the report
+        is written, so finishing again after a crash rewrites the same report instead of adding a
+        second one.
+        """
+        with self.db.transaction() as conn:
+            row = conn.execute("SELECT report FROM ingest_staged WHERE upload_id = ?", (upload_id,)).fetchone()
+            if row["report"]:
+                return str(row["report"])
+
+            def taken(path: str) -> bool:
+                return conn.execute("SELECT 1 FROM ingest_staged WHERE report = ?", (path,)).fetchone() is not None
+
+            path = choose(taken)
+            conn.execute("UPDATE ingest_staged SET report = ? WHERE upload_id = ?", (path, upload_id))
+            return path
+
     def finish(self, upload_id: int, state: StagedState, report: str | None) -> None:
         self.db.execute(
             "UPDATE ingest_staged SET state = ?, report = ?, finished_at = ? WHERE upload_id = ?",
@@ -325,6 +373,45 @@ class StagedStore:
             (state.value, *tenants),
         )
         return [_staged(row) for row in rows]
+
+
+@dataclass(frozen=True)
+class Notice:
+    """A finished file whose contact must hear of it, and the message that tells them, once named."""
+
+    id: int
+    upload_id: int
+    tenant: str
+    mail_key: str | None
+
+
+class NoticeStore:
+    """The failure-mail queue: at least once per finished file, the same message on every retry."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    def add(self, upload_id: int, tenant: str) -> None:
+        """Queue a notice; call it in the transaction that finishes the file."""
+        self.db.execute("INSERT INTO ingest_notices (upload_id, tenant, queued_at) VALUES (?, ?, ?)",
+                        (upload_id, tenant, now_iso()))
+
+    def unsent(self, tenant: str) -> list[Notice]:
+        rows = self.db.query(
+            "SELECT id, upload_id, tenant, mail_key FROM ingest_notices WHERE tenant = ? AND sent_at IS NULL"
+            " ORDER BY id", (tenant,),
+        )
+        return [Notice(row["id"], row["upload_id"], row["tenant"], row["mail_key"]) for row in rows]
+
+    def name(self, ids: Sequence[int], mail_key: str) -> None:
+        """Give notices not yet in a message the key of the message about to be sent."""
+        with self.db.transaction() as conn:
+            conn.executemany("UPDATE ingest_notices SET mail_key = ? WHERE id = ? AND mail_key IS NULL",
+                             [(mail_key, notice_id) for notice_id in ids])
+
+    def sent(self, mail_key: str) -> None:
+        self.db.execute("UPDATE ingest_notices SET sent_at = ? WHERE mail_key = ? AND sent_at IS NULL",
+                        (now_iso(), mail_key))
 
 
 class RunStatus(StrEnum):

@@ -314,3 +314,51 @@ async def test_a_file_whose_report_cannot_be_written_waits_and_the_others_finish
     again = await ingest.run()
     assert [(item.tenant, item.state) for item in again.files] == [("acme", "posted")]
     assert again.ok and len(list(out.iterdir())) == 1
+
+
+async def test_a_rejection_whose_report_failed_gets_one_report_and_one_mail_later(
+    ingest: Ingest, tenants: TenantStore, uploads: UploadStore, tenant: Tenant, fake_api: FakeApi,
+) -> None:
+    """The report path is recorded before the report is written, the mail queued with the finish:
+    a fault between rejecting a file and reporting it loses neither, and doubles neither."""
+    await stage(ingest, tenants, uploads, "in/bad.csv", "no_such_column\nx\n")
+    out = tenants.folders("acme").outbox
+    out.rmdir()
+    out.write_text("not a folder", encoding="utf-8")
+    first = await ingest.run()
+    assert first.files == [] and "could not be finished" in first.run.detail
+    assert not ingest.settings.mail_outbox.exists()
+    out.unlink()
+    out.mkdir()
+    second = await ingest.run()
+    [item] = second.files
+    assert item.state == "rejected" and item.report is not None
+    assert [path.name for path in out.iterdir()] == [Path(item.report).name]
+    [mail] = ingest.settings.mail_outbox.glob("*.eml")
+    assert Path(item.report).name in mail.read_text(encoding="utf-8")
+    third = await ingest.run()
+    assert third.files == [] and len(list(ingest.settings.mail_outbox.glob("*.eml"))) == 1
+    assert len(list(out.iterdir())) == 1
+
+
+async def test_a_mail_that_could_not_go_is_sent_at_the_next_run_under_its_own_name(
+    ingest: Ingest, tenants: TenantStore, uploads: UploadStore, tenant: Tenant, fake_api: FakeApi,
+) -> None:
+    await stage(ingest, tenants, uploads, "in/bad.csv", "no_such_column\nx\n")
+    spool = ingest.settings.mail_outbox
+    spool.parent.mkdir(parents=True, exist_ok=True)
+    spool.write_text("not a folder", encoding="utf-8")
+    first = await ingest.run()
+    assert [item.state for item in first.files] == ["rejected"]
+    assert "failure mail could not be sent" in first.run.detail
+    spool.unlink()
+    await stage(ingest, tenants, uploads, "in/worse.csv", "no_such_column\nx\n")
+    second = await ingest.run()
+    mails = sorted(spool.glob("*.eml"))
+    # The first run's message, sent now under its first name, and the second run's own.
+    assert [mail.name.split("-", 1)[1] for mail in mails] == ["run1-acme.eml", "run2-acme.eml"]
+    assert "bad.csv" in mails[0].read_text(encoding="utf-8") and "worse.csv" not in mails[0].read_text(encoding="utf-8")
+    assert "Message-ID: <" + mails[0].stem + "@" in mails[0].read_text(encoding="utf-8")
+    assert [item.state for item in second.files] == ["rejected"]
+    await ingest.run()
+    assert len(list(spool.glob("*.eml"))) == 2
