@@ -276,7 +276,7 @@ def create_app(settings: Settings, tenants: TenantStore, store: LedgerStore | No
             summary="Create or correct a call record (extension)",
             status_code=201,
             responses=answers(
-                "The call existed (and was corrected if it differed)", 400, 401, 403, 413, 429
+                "The call existed (and was corrected if it differed)", 400, 401, 403, 404, 413, 429
             ),
             openapi_extra=json_body(CallRequest),
         )
@@ -287,7 +287,7 @@ def create_app(settings: Settings, tenants: TenantStore, store: LedgerStore | No
         summary="Upsert a lookup row and apply its data to the calls it matches (extension)",
         status_code=201,
         responses=answers(
-            "The row existed (and was replaced if it differed)", 400, 401, 403, 413, 429
+            "The row existed (and was replaced if it differed)", 400, 401, 403, 404, 413, 429
         ),
         openapi_extra=json_body(LookupRowRequest),
     )
@@ -296,7 +296,7 @@ def create_app(settings: Settings, tenants: TenantStore, store: LedgerStore | No
         _with_query_docs(endpoints.transactions_json),
         methods=["GET"],
         summary="Transactions after a cursor, as a JSON array",
-        responses=answers("The rows after the cursor, oldest first", 401, 403, 429),
+        responses=answers("The rows after the cursor, oldest first", 401, 403, 404, 429),
     )
     app.add_api_route(
         "/api/{version}/transactions.csv",
@@ -304,7 +304,9 @@ def create_app(settings: Settings, tenants: TenantStore, store: LedgerStore | No
         methods=["GET"],
         summary="Transactions after a cursor, as CSV",
         response_class=Response,
-        responses=answers("The rows after the cursor, oldest first", 401, 403, 429, media_type="text/csv"),
+        responses=answers(
+            "The rows after the cursor, oldest first", 401, 403, 404, 429, media_type="text/csv"
+        ),
     )
     publish_models(app, [SignalRequest, CallRequest, LookupRowRequest])
     return app

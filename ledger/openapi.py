@@ -64,6 +64,25 @@ def answers(success: str, *errors: int, media_type: str | None = None) -> Respon
     return documented
 
 
+VERSION_PATTERN = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$"
+
+
+def _describe_what_handlers_check(document: dict[str, Any]) -> None:
+    """Say what the handlers enforce themselves: the ``{version}`` shape (else 404), and no
+    422, since FastAPI's own parameter errors are answered as 403 like every other bad input."""
+    for operations in document.get("paths", {}).values():
+        for operation in operations.values():
+            operation.get("responses", {}).pop("422", None)
+            for parameter in operation.get("parameters", []):
+                if parameter["name"] == "version" and parameter["in"] == "path":
+                    parameter["schema"] = {
+                        "type": "string", "pattern": VERSION_PATTERN, "examples": ["2020-10-01"]
+                    }
+    schemas = document.get("components", {}).get("schemas", {})
+    for unused in ("HTTPValidationError", "ValidationError"):
+        schemas.pop(unused, None)
+
+
 def publish_models(app: FastAPI, models: Sequence[type[BaseModel]]) -> None:
     """Make ``app.openapi()`` include the schemas of ``models`` (and of the models they use)."""
 
@@ -77,6 +96,7 @@ def publish_models(app: FastAPI, models: Sequence[type[BaseModel]]) -> None:
             )
             schemas = document.setdefault("components", {}).setdefault("schemas", {})
             schemas.update(definitions.get("$defs", {}))
+            _describe_what_handlers_check(document)
             app.openapi_schema = document
         return app.openapi_schema
 
