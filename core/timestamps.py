@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 from zoneinfo import ZoneInfo
 
 __all__ = [
@@ -39,10 +39,10 @@ __all__ = [
 
 PACIFIC = ZoneInfo("America/Los_Angeles")
 UTC_ZONE = ZoneInfo("UTC")
-EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 # The accepted instants (see the module docstring): a day's margin below year 10000 in any zone.
-EARLIEST = datetime(1900, 1, 1, tzinfo=timezone.utc)
-LATEST = datetime(9999, 12, 30, 23, 59, 59, 999999, tzinfo=timezone.utc)
+EARLIEST = datetime(1900, 1, 1, tzinfo=UTC)
+LATEST = datetime(9999, 12, 30, 23, 59, 59, 999999, tzinfo=UTC)
 
 FORMATS_HINT = (
     "expected epoch seconds (10 digits) or milliseconds (13), YYYYMMDDHHMMSSsss (17 digits, "
@@ -109,18 +109,18 @@ def parse_iso_utc(text: str) -> datetime:
             " e.g. 2020-01-03T20:02:13Z, or a spreadsheet date cell"
         )
     year, month, day, hour, minute, second, fraction, zulu, sign, off_h, off_m = match.groups()
-    zone = timezone.utc if zulu or not sign else _offset(value, sign, off_h, off_m)
+    zone = UTC if zulu or not sign else _offset(value, sign, off_h, off_m)
     moment = _build(value, [year, month, day, hour, minute, second], fraction, zone)
     try:
-        return _in_range(text, moment.astimezone(timezone.utc))
+        return _in_range(text, moment.astimezone(UTC))
     except OverflowError:
         raise TimestampError(_out_of_range(text)) from None
 
 
 def format_iso_utc(moment: datetime) -> str:
     """The canonical text of an aware instant: ISO 8601 UTC with milliseconds and ``Z``."""
-    if moment.tzinfo is not timezone.utc:
-        moment = moment.astimezone(timezone.utc)
+    if moment.tzinfo is not UTC:
+        moment = moment.astimezone(UTC)
     return moment.isoformat(timespec="milliseconds")[:23] + "Z"
 
 
@@ -153,13 +153,13 @@ def _parse_iso(value: str, match: re.Match[str]) -> datetime:
     # The pattern has vetted the shape, so the C parser may read it; if it refuses (an invalid
     # date, a lower-case z), the groups say precisely what is wrong.
     try:
-        return datetime.fromisoformat(value.replace("/", "-")).astimezone(timezone.utc)
+        return datetime.fromisoformat(value.replace("/", "-")).astimezone(UTC)
     except ValueError:
         pass
     year, _, month, day, hour, minute, second, fraction, zulu, sign, off_h, off_m = match.groups()
-    zone = timezone.utc if zulu else _offset(value, sign, off_h, off_m)
+    zone = UTC if zulu else _offset(value, sign, off_h, off_m)
     moment = _build(value, [year, month, day, hour, minute, second], fraction, zone)
-    return moment.astimezone(timezone.utc)
+    return moment.astimezone(UTC)
 
 
 def _parse_excel(value: str, match: re.Match[str], tz: ZoneInfo) -> datetime:
@@ -216,10 +216,10 @@ def _localize(value: str, naive: datetime, zone: ZoneInfo) -> datetime:
     offset = naive.replace(tzinfo=zone).utcoffset()
     assert offset is not None  # a ZoneInfo always has one
     if naive.replace(tzinfo=zone, fold=1).utcoffset() != offset:
-        local = (naive - offset).replace(tzinfo=timezone.utc).astimezone(zone)
+        local = (naive - offset).replace(tzinfo=UTC).astimezone(zone)
         if local.replace(tzinfo=None) != naive:
             raise TimestampError(
                 f"{value!r} does not exist in {zone.key}: the clocks skip that hour when daylight"
                 " saving time starts; give the time with a UTC offset instead"
             )
-    return (naive - offset).replace(tzinfo=timezone.utc)
+    return (naive - offset).replace(tzinfo=UTC)

@@ -17,10 +17,10 @@ from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, ConfigDict, Field, PlainValidator, ValidationError, ValidationInfo
 
+from core.timestamps import PACIFIC, parse_timestamp
 from ledger.errors import NO_SEARCH_MESSAGE, RecordInvalid
 from ledger.ids import call_record_id_for
 from ledger.records import CallSearch
-from core.timestamps import PACIFIC, parse_timestamp
 
 MAX_PARAMETER_LENGTH = 255
 # A week: longer is no phone call, and every duration stays a small SQLite integer.

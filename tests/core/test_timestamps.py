@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -23,11 +23,11 @@ from core.timestamps import (
 PACIFIC = ZoneInfo("America/Los_Angeles")
 BERLIN = ZoneInfo("Europe/Berlin")
 # The instant every example of the Signal API doc stands for: 11 April 2016, 1 PM Pacific.
-DOC_INSTANT = datetime(2016, 4, 11, 20, 0, tzinfo=timezone.utc)
+DOC_INSTANT = datetime(2016, 4, 11, 20, 0, tzinfo=UTC)
 
 
 def utc(*parts: int) -> datetime:
-    return datetime(*parts, tzinfo=timezone.utc)
+    return datetime(*parts, tzinfo=UTC)
 
 
 @pytest.mark.parametrize(
@@ -56,7 +56,7 @@ def test_every_example_of_the_doc_is_the_same_instant(text: str) -> None:
 
 def test_results_are_aware_utc() -> None:
     parsed = parse_timestamp("2016/04/11 01:00:00 PM", PACIFIC)
-    assert parsed.tzinfo is timezone.utc
+    assert parsed.tzinfo is UTC
 
 
 def test_epoch_milliseconds_keep_their_fraction() -> None:
@@ -220,7 +220,7 @@ def test_the_second_occurrence_needs_an_offset() -> None:
 )
 def test_iso_utc(text: str, expected: datetime) -> None:
     parsed = parse_iso_utc(text)
-    assert parsed == expected and parsed.tzinfo is timezone.utc
+    assert parsed == expected and parsed.tzinfo is UTC
 
 
 @pytest.mark.parametrize(
@@ -285,7 +285,7 @@ def _parse_or_reason(parse: Callable[[], datetime]) -> datetime | str:
         moment = parse()
     except TimestampError as exc:
         return str(exc)
-    assert moment.tzinfo is timezone.utc and EARLIEST <= moment <= LATEST
+    assert moment.tzinfo is UTC and EARLIEST <= moment <= LATEST
     return moment
 
 
@@ -299,7 +299,7 @@ def test_any_text_is_an_instant_in_range_or_a_timestamp_error(text: str, zone: Z
 @settings(deadline=None)
 @given(st.datetimes(min_value=EARLIEST.replace(tzinfo=None), max_value=LATEST.replace(tzinfo=None)))
 def test_canonical_text_reads_back_to_the_millisecond(naive: datetime) -> None:
-    moment = naive.replace(tzinfo=timezone.utc)
+    moment = naive.replace(tzinfo=UTC)
     expected = moment.replace(microsecond=moment.microsecond // 1000 * 1000)
     text = format_iso_utc(moment)
     assert parse_timestamp(text, PACIFIC) == expected
@@ -319,9 +319,9 @@ def test_epoch_seconds_and_milliseconds_read_back(seconds: int, millis: int) -> 
 def _wall_clock(naive: datetime, zone: ZoneInfo) -> datetime | None:
     """The instant of a local time by the module's DST rule (fold 0), None inside a gap."""
     first = naive.replace(tzinfo=zone, fold=0)
-    if first.astimezone(timezone.utc).astimezone(zone).replace(tzinfo=None) != naive:
+    if first.astimezone(UTC).astimezone(zone).replace(tzinfo=None) != naive:
         return None
-    return first.astimezone(timezone.utc)
+    return first.astimezone(UTC)
 
 
 @settings(deadline=None)
