@@ -117,6 +117,18 @@ async def test_a_week_long_call_is_accepted(with_call: TenantClient) -> None:
     assert (await with_call.call(**CALL, duration_in_seconds=604800)).status_code == 200
 
 
+@pytest.mark.parametrize(
+    "amount, message",
+    [("١٢.٥٠", "must be money with at most 2 decimal places"), ("9" * 256, "at most 255 characters")],
+)
+async def test_money_is_ascii_digits_of_a_parameters_length(
+    with_call: TenantClient, amount: str, message: str
+) -> None:
+    response = await with_call.signal({"network_id": "n-1"}, {"name": "Sale", "sale_amount": amount})
+
+    assert response.status_code == 403 and message in response.json()["errors"]["invalid_data"]
+
+
 @pytest.mark.parametrize("number", [b"NaN", b"Infinity", b"-Infinity", b"1e400"])
 async def test_numbers_must_be_finite(with_call: TenantClient, number: bytes) -> None:
     body = b'{"signal": {"name": "Sale", "sale_amount": %s}, "search": {"network_id": "n-1"}}' % number
