@@ -15,7 +15,14 @@ from collections.abc import Callable
 from typing import Annotated, Any, TypeVar
 from zoneinfo import ZoneInfo
 
-from pydantic import BaseModel, ConfigDict, Field, PlainValidator, ValidationError, ValidationInfo
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PlainValidator,
+    ValidationError,
+    ValidationInfo,
+)
 
 from core.timestamps import PACIFIC, parse_timestamp
 from ledger.errors import NO_SEARCH_MESSAGE, RecordInvalid
