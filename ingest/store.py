@@ -141,6 +141,7 @@ def purge_tenant(db: Database, tenant: str) -> None:
     tenant itself is deleted, while holding the run lock; the staged snapshots are the caller's."""
     with db.transaction() as conn:
         conn.execute("DELETE FROM ingest_outbox WHERE tenant = ?", (tenant,))
+        conn.execute("DELETE FROM ingest_notices WHERE tenant = ?", (tenant,))
         conn.execute(
             "DELETE FROM ingest_rows WHERE upload_id IN (SELECT upload_id FROM ingest_staged WHERE tenant = ?)",
             (tenant,),

@@ -42,7 +42,7 @@ def purge_tenant(context: Context, name: str) -> None:
         mails = _mails_of(context, name)
         for mail in mails:
             mail.unlink(missing_ok=True)
-        context.defender.unlock_account(name)
+        context.defender.forget_account(name)
         context.tenants.purge(name)
     log.info("tenant.purged", tenant=name, transactions=removed, mails=len(mails))
 

@@ -279,6 +279,12 @@ class Defender:
         failures; False if it was not locked."""
         return self._unlock("kind IN ('account', 'pair') AND account = ?", name)
 
+    def forget_account(self, name: str) -> None:
+        """Everything remembered of an account (lockouts, failures, known sources), for a purge:
+        a new tenant of the same name must not inherit the old one's trusted addresses."""
+        self.unlock_account(name)
+        self.db.execute("DELETE FROM sftpd_known_sources WHERE account = ?", (_key(name),))
+
     def unlock_source(self, address: str) -> bool:
         """Lift a source address's lockouts, its own and its pairs, and forget its failures;
         False if it was not locked."""

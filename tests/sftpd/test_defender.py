@@ -228,3 +228,12 @@ def test_thresholds_come_from_the_settings(state_db: Database, clock: Clock) -> 
 def test_attempted_names_are_stored_cut_to_a_sane_length(defender: Defender) -> None:
     fail(defender, 5, account="x" * 10_000)
     assert [len(lockout.key) for lockout in defender.lockouts()] == [255, 255]
+
+
+def test_forgetting_an_account_drops_its_known_sources_and_lockouts(defender: Defender) -> None:
+    """What ``tenant purge`` relies on: a new tenant of the name inherits no trusted address."""
+    defender.record_success("acme", SOURCE)
+    fail(defender, 5, source="198.51.100.7")
+    assert defender.is_known("acme", SOURCE) and defender.lockouts()
+    defender.forget_account("acme")
+    assert not defender.is_known("acme", SOURCE) and not defender.lockouts()
