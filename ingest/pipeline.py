@@ -30,7 +30,16 @@ from ingest.runlock import RunInProgress, RunLock
 from ingest.schedule import Schedule
 from ingest.staging import Scanner, Stager
 from ingest.store import (
-    FeedStore, RunCounts, RunRecord, RunStatus, RunStore, SendLog, StagedStore, StagedUpload, Trigger, migrate,
+    FeedStore,
+    RunCounts,
+    RunRecord,
+    RunStatus,
+    RunStore,
+    SendLog,
+    StagedStore,
+    StagedUpload,
+    Trigger,
+    migrate,
 )
 
 log = get_logger("ingest.pipeline")
@@ -101,9 +110,12 @@ class Ingest:
 
     async def run(
         self, tenant: str | None = None, trigger: str = "manual", progress: Progress | None = None,
-        slot: datetime | None = None,
+        slot: datetime | None = None, embedded_base: str | None = None,
     ) -> RunSummary:
-        """Process now and wait; raises :class:`RunInProgress` if another run holds the lock."""
+        """Process now and wait; raises :class:`RunInProgress` if another run holds the lock.
+
+        ``embedded_base``: where the embedded API answers for this run, if not where configured.
+        """
         kind = Trigger(trigger)
         if tenant is not None:
             self.tenants.get(tenant)
@@ -121,7 +133,9 @@ class Ingest:
                 await self.settled()
                 await self.scan()
                 async with self._http() as client:
-                    counts, files, problems = await self.processor.process(record, tenant, client, progress)
+                    counts, files, problems = await self.processor.process(
+                        record, tenant, client, progress, embedded_base
+                    )
             except asyncio.CancelledError:
                 self.run_store.finish(record.id, RunStatus.INTERRUPTED, RunCounts(), "stopped during the run")
                 raise

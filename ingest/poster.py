@@ -38,7 +38,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 from email.utils import parsedate_to_datetime
 from enum import StrEnum
 from typing import Any
@@ -125,11 +125,16 @@ def limiter_key(token: str) -> str:
 class Poster:
     """One posting pass over a list of outbox items; built per run, around a shared client."""
 
-    def __init__(self, settings: PostSettings, client: httpx.AsyncClient, outbox: Outbox, send_log: SendLog) -> None:
+    def __init__(
+        self, settings: PostSettings, client: httpx.AsyncClient, outbox: Outbox, send_log: SendLog,
+        route: Callable[[str], str] | None = None,
+    ) -> None:
         self.settings = settings
         self.client = client
         self.outbox = outbox
         self.send_log = send_log
+        # Where a stored URL is sent in this run; the outbox keeps the URL as queued.
+        self.route = route or (lambda url: url)
         self._refused: set[str] = set()
 
     async def post(
@@ -272,7 +277,8 @@ class Poster:
         headers = {IDEMPOTENCY_HEADER: item.key, "Content-Type": JSON_TYPE}
         await limiter.acquire()
         try:
-            response = await self.client.request(item.method, item.url, content=content, headers=headers)
+            response = await self.client.request(item.method, self.route(item.url), content=content,
+                                                 headers=headers)
         except httpx.TimeoutException:
             return _Reply(None, None, error=f"no answer within {self.settings.timeout_seconds:g}s")
         except httpx.TransportError as exc:
@@ -322,8 +328,8 @@ def _retry_after(response: httpx.Response) -> float | None:
     except (TypeError, ValueError):
         return None
     if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=timezone.utc)
-    return max(0.0, (moment - datetime.now(timezone.utc)).total_seconds())
+        moment = moment.replace(tzinfo=UTC)
+    return max(0.0, (moment - datetime.now(UTC)).total_seconds())
 
 
 def _with_token(text: str, token: str) -> str:

@@ -112,8 +112,13 @@ class Processor:
 
     async def process(
         self, run: RunRecord, only: str | None, client: httpx.AsyncClient, progress: Progress | None = None,
+        embedded_base: str | None = None,
     ) -> tuple[RunCounts, list[FileSummary], list[str]]:
-        """Do the work of ``run`` for every eligible tenant (or just ``only``)."""
+        """Do the work of ``run`` for every eligible tenant (or just ``only``).
+
+        ``embedded_base`` is where the embedded API answers for this run, when not at its
+        configured address (``sftpctl run`` serves one of its own on a free port).
+        """
         emit = progress or _silent
         tenants, problems = self._eligible(only)
         names = [tenant.name for tenant in tenants]
@@ -146,7 +151,7 @@ class Processor:
             if prepared.error and rejected:
                 emit("file.rejected", tenant=staged.tenant, file=staged.path, reason=prepared.error)
                 finish(staged)
-        report = await self._post(names, by_name, client, emit)
+        report = await self._post(names, by_name, client, emit, embedded_base)
         # Rejections whose report a crash or a fault kept from being written, then settled files.
         for staged in self.staged.unreported_rejections(names):
             if staged.upload_id not in tried:
@@ -250,7 +255,8 @@ class Processor:
         return claimed
 
     async def _post(
-        self, names: list[str], tenants: dict[str, Tenant], client: httpx.AsyncClient, emit: Progress
+        self, names: list[str], tenants: dict[str, Tenant], client: httpx.AsyncClient, emit: Progress,
+        embedded_base: str | None,
     ) -> PostReport:
         items = self.outbox.pending(names)
         total = len(items)
@@ -263,7 +269,14 @@ class Processor:
             if done % PROGRESS_EVERY_ROWS == 0 or done == total:
                 emit("post.progress", done=done, total=total)
 
-        poster = Poster(self.settings.post, client, self.outbox, self.send_log)
+        configured = self.settings.embedded_api_base
+
+        def route(url: str) -> str:
+            if embedded_base and url.startswith(configured + "/"):
+                return embedded_base + url[len(configured):]
+            return url
+
+        poster = Poster(self.settings.post, client, self.outbox, self.send_log, route)
         return await poster.post(items, lambda item: item.token or tenants[item.tenant].api_token, after)
 
     def _finish(self, upload_id: int, emit: Progress) -> FileSummary:

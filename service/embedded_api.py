@@ -1,7 +1,9 @@
 """Make sure the embedded API answers while ``sftpctl run`` posts to it.
 
 The daemon normally serves it; when the daemon is not running, the CLI serves it for the length
-of the run, so an operator can process files with nothing else started.
+of the run, so an operator can process files with nothing else started. It does so on a free
+loopback port, never on the configured one, so the daemon can start whatever the CLI is doing;
+the run's requests for the configured address are routed there.
 """
 
 from __future__ import annotations
@@ -10,17 +12,18 @@ import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from core.config import Settings
+from core.config import EMBEDDED_API_VERSION, Settings
 from core.tenants import TenantStore
 from ledger.server import ApiServer
 
 PROBE_TIMEOUT_SECONDS = 1.0
+LOOPBACK = "127.0.0.1"
 
 
 async def _answers(host: str, port: int) -> bool:
     try:
         _, writer = await asyncio.wait_for(asyncio.open_connection(host, port), PROBE_TIMEOUT_SECONDS)
-    except (OSError, asyncio.TimeoutError):
+    except (TimeoutError, OSError):
         return False
     writer.close()
     await writer.wait_closed()
@@ -28,13 +31,15 @@ async def _answers(host: str, port: int) -> bool:
 
 
 @asynccontextmanager
-async def embedded_api_running(settings: Settings, tenants: TenantStore) -> AsyncIterator[None]:
+async def embedded_api_running(settings: Settings, tenants: TenantStore) -> AsyncIterator[str | None]:
+    """Where the embedded API answers during the block: None for its configured address (the
+    daemon serves it, or it is turned off), else the base URL of the one served here."""
     if not settings.api.enabled or await _answers(settings.api.listen_host, settings.api.listen_port):
-        yield
+        yield None
         return
-    server = ApiServer(settings, tenants)
+    server = ApiServer(settings.replace(api__listen_host=LOOPBACK, api__listen_port=0), tenants)
     await server.start()
     try:
-        yield
+        yield f"{server.url}/api/{EMBEDDED_API_VERSION}"
     finally:
         await server.close()

@@ -337,8 +337,9 @@ def run(context: Context, args: argparse.Namespace) -> int:
             sys.stdout.flush()
 
     async def go() -> Any:
-        async with embedded_api_running(context.settings, context.tenants):
-            return await context.ingest.run(tenant=args.tenant, trigger="manual", progress=progress)
+        async with embedded_api_running(context.settings, context.tenants) as embedded_base:
+            return await context.ingest.run(tenant=args.tenant, trigger="manual", progress=progress,
+                                            embedded_base=embedded_base)
 
     summary = asyncio.run(go())
     if args.json:
