@@ -96,11 +96,13 @@ def _iso_utc(value: str) -> str:
 
 
 def _valid_canonical(value: str) -> None:
-    """A canonical timestamp that is well-formed may still name a day that does not exist."""
+    """A canonical timestamp that is well-formed may still name a day that does not exist, or
+    one outside the range every timestamp must keep (``core.timestamps``)."""
     try:
         datetime.fromisoformat(value)
     except ValueError as exc:
         raise ValueError(f"{value!r} is not a valid date and time: {exc}") from None
+    parse_iso_utc(value)
 
 
 def _bool(value: str) -> str:

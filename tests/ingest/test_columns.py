@@ -149,6 +149,17 @@ def test_out_of_range_timestamps_are_row_errors_not_crashes() -> None:
     assert all("out of range" in message for _, message in errors)
 
 
+@pytest.mark.parametrize("type_name", ["timestamp", "iso_utc"])
+def test_canonical_timestamps_out_of_range_are_row_errors_too(type_name: str) -> None:
+    """The text the pipeline itself writes is checked for the range as well, so the API never
+    sees a year it refuses."""
+    column: list[str | None] = ["0001-01-01T00:00:00.000Z", "1899-12-31T23:59:59.999Z",
+                                "1900-01-01T00:00:00.000Z", "9999-12-31T00:00:00.000Z"]
+    got = column_checker(type_name, PACIFIC)(column)
+    assert got == one_by_one(type_name, PACIFIC, column)
+    assert [index for index, _ in got[1]] == [0, 1, 3]
+
+
 # --- reading ------------------------------------------------------------------------------------
 
 
