@@ -49,3 +49,27 @@ def test_parse_listen() -> None:
     assert parse_listen("[::1]:2222") == ("::1", 2222)
     with pytest.raises(ConfigError):
         parse_listen("localhost")
+
+
+def test_the_example_file_names_every_setting_at_its_default() -> None:
+    """``etc/sftpd.toml`` documents every setting: each one is there, with the default value
+    (settings without a value, such as ``mail.outbox_dir``, are shown commented out)."""
+    import dataclasses
+    import tomllib
+
+    from core.config import Settings
+
+    example = Path(__file__).parents[2] / "etc" / "sftpd.toml"
+    raw = tomllib.loads(example.read_text(encoding="utf-8"))
+    missing = []
+    defaults = Settings()
+    for section in dataclasses.fields(Settings):
+        value = getattr(defaults, section.name)
+        if not dataclasses.is_dataclass(value):
+            missing += [] if section.name in raw else [section.name]
+            continue
+        for item in dataclasses.fields(value):
+            if getattr(value, item.name) is not None and item.name not in raw.get(section.name, {}):
+                missing.append(f"{section.name}.{item.name}")
+    assert missing == []
+    assert load_settings(example) == defaults
