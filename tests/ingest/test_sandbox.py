@@ -102,3 +102,23 @@ def test_the_17_billion_cell_workbook_aborts_the_reader_in_the_child_only(tmp_pa
     good = tmp_path / "good.xlsx"
     good.write_bytes(hostile.small_table(["transaction_id"], [["T1"]]))
     assert run_limited(read, good, LIMITS) == ["transaction_id"]
+
+
+def test_the_fork_server_preloads_what_the_main_script_is_made_of(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every child runs the parent's main again; an entry-point script's module must be loaded in
+    the fork server already, or each file would import the daemon anew (CPython gh-126631)."""
+    import sys
+    import types
+
+    from ingest import prepare, sandbox
+
+    script = types.ModuleType("__main__")
+    script.__dict__.update(main=prepare.prepare, sys=sys, re=types)
+    monkeypatch.setitem(sys.modules, "__main__", script)
+    assert sandbox._main_modules() == ["ingest.prepare"]
+    module = types.ModuleType("__main__")
+    module.__spec__ = types.SimpleNamespace(name="service.daemon")  # type: ignore[assignment]
+    monkeypatch.setitem(sys.modules, "__main__", module)
+    assert sandbox._main_modules() == ["service.daemon"]
+    module.__spec__ = types.SimpleNamespace(name="pytest.__main__")  # type: ignore[assignment]
+    assert sandbox._main_modules() == []
