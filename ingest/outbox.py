@@ -16,8 +16,8 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, cast
 
@@ -58,6 +58,50 @@ class QueuedRequest:
     key: str
     #: The JSON body, as ``ingest.mapping`` spells it.
     text: str
+
+
+@dataclass
+class QueuedRows:
+    """A file's mapped requests, a column each, in row order.
+
+    This is how they cross the pipe from the child that parses the file (lists of plain values,
+    with repeated texts shared, pickle several times faster than as many request objects:
+    ``bench/sandbox_cost.py``) and go into the outbox.
+    """
+
+    numbers: list[int] = field(default_factory=list)
+    kinds: list[str] = field(default_factory=list)
+    methods: list[str] = field(default_factory=list)
+    urls: list[str] = field(default_factory=list)
+    tokens: list[str | None] = field(default_factory=list)
+    keys: list[str] = field(default_factory=list)
+    texts: list[str] = field(default_factory=list)
+
+    @classmethod
+    def of(cls, requests: Iterable[QueuedRequest]) -> QueuedRows:
+        rows = cls()
+        for request in requests:
+            rows.append(request.row_number, request.kind, request.method, request.url, request.token,
+                        request.key, request.text)
+        return rows
+
+    def append(self, number: int, kind: str, method: str, url: str, token: str | None, key: str,
+               text: str) -> None:
+        self.numbers.append(number)
+        self.kinds.append(kind)
+        self.methods.append(method)
+        self.urls.append(url)
+        self.tokens.append(token)
+        self.keys.append(key)
+        self.texts.append(text)
+
+    def __len__(self) -> int:
+        return len(self.numbers)
+
+    def __iter__(self) -> Iterator[QueuedRequest]:
+        for values in zip(self.numbers, self.kinds, self.methods, self.urls, self.tokens, self.keys,
+                          self.texts):
+            yield QueuedRequest(*values)
 
 
 @dataclass(frozen=True)
@@ -136,7 +180,7 @@ class Outbox:
 
     def enqueue(
         self, upload_id: int, run_id: int, tenant: str, rows_total: int,
-        requests: Sequence[QueuedRequest], rejected: Sequence[RejectedRow],
+        requests: QueuedRows, rejected: Sequence[RejectedRow],
     ) -> bool:
         """Claim a staged file for ``run_id`` and queue its rows, all or nothing.
 
@@ -149,8 +193,10 @@ class Outbox:
             conn.executemany(
                 "INSERT INTO ingest_outbox (run_id, upload_id, tenant, row_number, kind, method, url,"
                 " token, key, body, updated_at, queued_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                [(run_id, upload_id, tenant, r.row_number, r.kind, r.method, r.url, r.token, r.key, r.text,
-                  now, now) for r in requests],
+                [(run_id, upload_id, tenant, number, kind, method, url, token, key, text, now, now)
+                 for number, kind, method, url, token, key, text in zip(
+                     requests.numbers, requests.kinds, requests.methods, requests.urls, requests.tokens,
+                     requests.keys, requests.texts)],
             )
             conn.executemany(
                 "INSERT INTO ingest_rows (upload_id, row_number, status, error) VALUES (?, ?, ?, ?)",

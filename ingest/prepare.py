@@ -17,7 +17,7 @@ from ingest.errors import FileRejected
 from ingest.feeds import Feed
 from ingest.gcpause import collection_paused
 from ingest.mapping import map_rows
-from ingest.outbox import QueuedRequest, RejectedRow
+from ingest.outbox import QueuedRows, RejectedRow
 from ingest.precheck import check_workbook
 from ingest.readers import read_table
 from ingest.validate import check_file, validate
@@ -46,13 +46,13 @@ class Prepared:
     """What to queue for one file, or why the whole file is refused (``error``)."""
 
     rows_total: int
-    requests: list[QueuedRequest]
+    requests: QueuedRows
     rejected: list[RejectedRow]
     error: str = ""
 
     @classmethod
     def refused(cls, reason: str, rows_total: int = 0, rejected: list[RejectedRow] | None = None) -> Prepared:
-        return cls(rows_total, [], rejected or [], reason)
+        return cls(rows_total, QueuedRows(), rejected or [], reason)
 
 
 def prepare(job: PrepareJob) -> Prepared:
@@ -79,10 +79,10 @@ def prepare(job: PrepareJob) -> Prepared:
     with collection_paused():
         mapped = map_rows(feed, checked, zone)
         token = feed.destination.token
-        requests = [
-            QueuedRequest(row_number=number, kind=kind, method=method, url=job.base_url + path,
-                          token=token, key=key, text=text)
-            for number, kind, method, path, text, key in mapped.rows()
-        ]
+        requests = QueuedRows()
+        urls: dict[str, str] = {}
+        for number, kind, method, path, text, key in mapped.rows():
+            url = urls.get(path) or urls.setdefault(path, job.base_url + path)
+            requests.append(number, kind, method, url, token, key, text)
     rejected.extend(RejectedRow(number, error) for number, error in mapped.failures)
     return Prepared(checked.row_count, requests, rejected)

@@ -33,7 +33,7 @@ from core.logs import get_logger
 from core.tenants import Tenant, TenantStore
 from core.uploads import UploadState, UploadStore
 from ingest.notify import Mailer, TenantRun, failure_message
-from ingest.outbox import Outbox, OutboxItem
+from ingest.outbox import Outbox, OutboxItem, QueuedRows
 from ingest.poster import Delivery, Poster, PostReport
 from ingest.prepare import Prepared, PrepareJob, prepare
 from ingest.reports import FileSummary, choose_report_path, write_report_at
@@ -247,8 +247,8 @@ class Processor:
 
     def _reject(self, staged: StagedUpload, run: RunRecord, prepared: Prepared) -> bool:
         with self.outbox.db.transaction():
-            claimed = self.outbox.enqueue(staged.upload_id, run.id, staged.tenant, prepared.rows_total, [],
-                                          prepared.rejected)
+            claimed = self.outbox.enqueue(staged.upload_id, run.id, staged.tenant, prepared.rows_total,
+                                          QueuedRows(), prepared.rejected)
             if claimed:
                 self.staged.reject(staged.upload_id, run.id, prepared.error)
                 self.uploads.set_state(staged.upload_id, UploadState.REJECTED, prepared.error)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime, timezone
 
 import pytest
 
@@ -11,10 +11,19 @@ from core.tenants import Tenant, TenantStore
 from core.uploads import UploadStore
 from ingest.errors import FeedError
 from ingest.feeds import parse_feed
-from ingest.outbox import Outbox, QueuedRequest, RejectedRow
+from ingest.outbox import Outbox, QueuedRequest, QueuedRows, RejectedRow
 from ingest.store import (
     MIGRATIONS,
-    FeedStore, RunCounts, RunStatus, RunStore, StagedState, StagedStore, StagedUpload, Trigger, UnknownFeed, migrate,
+    FeedStore,
+    RunCounts,
+    RunStatus,
+    RunStore,
+    StagedState,
+    StagedStore,
+    StagedUpload,
+    Trigger,
+    UnknownFeed,
+    migrate,
 )
 
 ORDERS = """\
@@ -110,9 +119,9 @@ def test_outbox_claims_a_file_and_queues_its_rows_all_or_nothing(db: Database, u
     store.add(staged(first))
     store.add(staged(second))  # supersedes the first
     request = QueuedRequest(2, "signal", "POST", "http://x/api", None, "k", '{"signal":{"name":"Sale"}}')
-    assert not outbox.enqueue(first, run.id, "acme", 1, [request], [])
+    assert not outbox.enqueue(first, run.id, "acme", 1, QueuedRows.of([request]), [])
     assert db.query("SELECT * FROM ingest_outbox") == []
-    assert outbox.enqueue(second, run.id, "acme", 2, [request], [RejectedRow(3, "bad")])
+    assert outbox.enqueue(second, run.id, "acme", 2, QueuedRows.of([request]), [RejectedRow(3, "bad")])
     assert store.get(second).state == StagedState.PROCESSING  # type: ignore[union-attr]
     [item] = outbox.pending(["acme"])
     assert item.body == {"signal": {"name": "Sale"}} and item.token is None
@@ -127,7 +136,7 @@ def test_outbox_claims_a_file_and_queues_its_rows_all_or_nothing(db: Database, u
 def test_runs_remember_their_slot_and_stale_runs_are_closed(db: Database) -> None:
     runs = RunStore(db)
     assert runs.last_slot() is None
-    slot = datetime(2026, 3, 8, 13, tzinfo=timezone.utc)
+    slot = datetime(2026, 3, 8, 13, tzinfo=UTC)
     stale = runs.start(Trigger.SCHEDULED, slot, None, 4242)
     runs.start(Trigger.MANUAL, None, "acme", 4243)
     assert runs.last_slot() == "2026-03-08T13:00:00.000Z"
