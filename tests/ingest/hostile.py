@@ -76,6 +76,29 @@ def zip_bomb(unpacked_mib: int = 64) -> bytes:
     return workbook(rows, "A1", extra={"xl/media/padding.bin": bytes(unpacked_mib * 1024 * 1024)})
 
 
+def shared_strings_bomb(unpacked_mib: int = 32) -> bytes:
+    """One cell whose shared-strings table holds megabytes of one repeated string."""
+    rows = '<row r="1"><c r="A1" t="s"><v>0</v></c></row>'
+    item = "<si><t>" + "A" * 1000 + "</t></si>"
+    table = ('<?xml version="1.0" encoding="UTF-8" standalone="yes"?>'
+             '<sst xmlns="http://schemas.openxmlformats.org/spreadsheetml/2006/main">'
+             + item * (unpacked_mib * 1024 * 1024 // len(item)) + "</sst>")
+    return workbook(rows, "A1", extra={"xl/sharedStrings.xml": table.encode()})
+
+
+def far_cell_xls() -> bytes:
+    """The old format's far cell: A1 and IV65536, a 5.6 KB file read as 16.7 million cells."""
+    import xlwt
+
+    book = xlwt.Workbook()
+    sheet = book.add_sheet("Sheet1")
+    sheet.write(0, 0, "transaction_id")
+    sheet.write(65535, 255, "x")
+    buffer = io.BytesIO()
+    book.save(buffer)
+    return buffer.getvalue()
+
+
 def many_parts(count: int) -> bytes:
     rows = f'<row r="1">{_cell("A1", "transaction_id")}</row>'
     return workbook(rows, "A1", extra={f"xl/parts/{n}.xml": b"<a/>" for n in range(count)})

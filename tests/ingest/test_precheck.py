@@ -40,6 +40,13 @@ def test_a_zip_bomb_is_refused_by_its_ratio_in_milliseconds(tmp_path: Path) -> N
     assert "xl/media/padding.bin" in refused.value.reason and "zip bomb" in refused.value.reason
 
 
+def test_a_shared_strings_bomb_is_refused_by_its_ratio(tmp_path: Path) -> None:
+    path = write(tmp_path, "strings.xlsx", hostile.shared_strings_bomb(32))
+    with pytest.raises(FileRejected) as refused:
+        check_workbook(path, LIMITS)
+    assert "xl/sharedStrings.xml" in refused.value.reason
+
+
 def test_the_total_unpacked_size_is_bounded(tmp_path: Path) -> None:
     path = write(tmp_path, "big.xlsx", hostile.zip_bomb(3))
     with pytest.raises(FileRejected, match="unpacks to 3 MiB, more than the 2 MiB"):

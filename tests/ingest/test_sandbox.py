@@ -104,6 +104,15 @@ def test_the_17_billion_cell_workbook_aborts_the_reader_in_the_child_only(tmp_pa
     assert run_limited(read, good, LIMITS) == ["transaction_id"]
 
 
+def test_an_xls_far_cell_is_held_to_the_memory_limit(tmp_path: Path) -> None:
+    """No cheap pre-check reads an XLS's range: the child's limit is what holds it."""
+    path = tmp_path / "far.xls"
+    path.write_bytes(hostile.far_cell_xls())
+    with pytest.raises(WorkerFailed) as failed:
+        run_limited(read, path, Limits(512 * MiB, cpu_seconds=20, wall_seconds=60))
+    assert failed.value.kind == "memory"
+
+
 def test_the_fork_server_preloads_what_the_main_script_is_made_of(monkeypatch: pytest.MonkeyPatch) -> None:
     """Every child runs the parent's main again; an entry-point script's module must be loaded in
     the fork server already, or each file would import the daemon anew (CPython gh-126631)."""
@@ -115,10 +124,11 @@ def test_the_fork_server_preloads_what_the_main_script_is_made_of(monkeypatch: p
     script = types.ModuleType("__main__")
     script.__dict__.update(main=prepare.prepare, sys=sys, re=types)
     monkeypatch.setitem(sys.modules, "__main__", script)
-    assert sandbox._main_modules() == ["ingest.prepare"]
+    assert sandbox._main_modules() == ["ingest.prepare", "sys", "types"]
     module = types.ModuleType("__main__")
     module.__spec__ = types.SimpleNamespace(name="service.daemon")  # type: ignore[assignment]
+    module.__dict__.update(run_limited=run_limited, main=lambda: None)
     monkeypatch.setitem(sys.modules, "__main__", module)
-    assert sandbox._main_modules() == ["service.daemon"]
+    assert sandbox._main_modules() == ["ingest.sandbox", "tests.ingest.test_sandbox"]
     module.__spec__ = types.SimpleNamespace(name="pytest.__main__")  # type: ignore[assignment]
     assert sandbox._main_modules() == []
