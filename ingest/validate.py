@@ -263,8 +263,10 @@ def validate(
     _check_rows(plan, canonical, invalid, feed, errors)
 
     keys = tuple(item.key for item in plan)
-    # Blank rows (every value missing) get no result; the others keep their file row numbers.
-    row_errors = {index: "; ".join(messages) for index, messages in errors.items()}
+    # Blank rows (every value missing) get no result, so no error either (a required column is
+    # missing in them too); the others keep their file row numbers.
+    kept = set(filled)
+    row_errors = {index: "; ".join(messages) for index, messages in errors.items() if index in kept}
     checked = _Checked(keys=keys, canonical=canonical, filled=filled, errors=row_errors)
     by_column = None
     if all(map(_canonical_for_target, plan)):

@@ -196,6 +196,14 @@ def test_row_numbers_follow_the_file_and_skip_blank_rows() -> None:
     assert [row.number for row in result.rows] == [2, 4]
 
 
+def test_a_blank_row_is_no_bad_row_whichever_is_asked_first() -> None:
+    """The processor asks for the bad rows alone; a blank row must not be one (it was, with
+    "name: missing value", and counted against the bad-row share)."""
+    rows = [["T1", "Sale"], [None, None], ["T3", "Sale"], [None, None]]
+    result = run(SIGNALS, ["transaction_id", "name"], *rows, share=0.4)
+    assert (result.file_error, result.bad, result.row_count) == (None, [], 2)
+
+
 def test_row_longer_than_the_header() -> None:
     result = run(SIGNALS, ["transaction_id", "name"], ["T1", "Sale", "surplus"])
     assert result.rows[0].error == "the row has 3 values but the header has 2 columns"
