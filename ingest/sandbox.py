@@ -27,6 +27,7 @@ import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
+from types import ModuleType
 from typing import Any, TypeVar, cast
 
 from core.config import MiB, ParseSettings
@@ -146,22 +147,25 @@ def _ensure_preload() -> None:
 
 
 def _main_modules() -> list[str]:
-    """The modules the parent's main script or module is made of.
+    """The modules the parent's main script or module imported, or drew functions and classes from.
 
     multiprocessing makes every child run the parent's ``__main__`` again (as ``__mp_main__``).
-    That is free only if what it imports is in the fork server already, and CPython 3.11's
+    That is cheap only if what it imports is in the fork server already, and CPython 3.11's
     fork server never preloads ``__main__`` itself: it looks for ``main_path`` where spawn
-    stores ``init_main_from_path`` (gh-126631, fixed in 3.13). So preload the main module by
-    name, or, for a script such as the ``sftpd`` entry point, the modules its functions come from;
-    otherwise every file would import the whole daemon again (0.34 s a file, measured).
+    stores ``init_main_from_path`` (gh-126631, fixed in 3.13). Without this, every file would
+    import the whole daemon again (0.33 s a file from the ``sftpd`` entry script, measured). A
+    ``-m package`` main (``pytest``) is never run again, so it needs nothing.
     """
     main = sys.modules.get("__main__")
     name = getattr(getattr(main, "__spec__", None), "name", None)
-    if name:
-        return [] if name.endswith("__main__") else [name]
-    sources = {getattr(value, "__module__", None) for value in vars(main).values() if callable(value)}
-    return sorted(source for source in sources if source and source in sys.modules
-                  and source not in ("__main__", "builtins"))
+    if main is None or (name and name.endswith("__main__")):
+        return []
+    sources = {
+        value.__name__ if isinstance(value, ModuleType) else getattr(value, "__module__", None)
+        for value in vars(main).values() if callable(value) or isinstance(value, ModuleType)
+    }
+    return sorted(source for source in sources
+                  if source and source in sys.modules and source not in ("__main__", "builtins", name))
 
 
 def _child_main(sender: Connection, function: Callable[[Any], Any], argument: Any, limits: Limits) -> None:
