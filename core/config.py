@@ -14,7 +14,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
+from core.timestamps import PACIFIC_ZONE
+
 MiB = 1024 * 1024
+
+# The one default zone: of the schedule's slots and of a new tenant (its Excel-style timestamps,
+# its reports). The Signal API's home zone, which the hosted original runs on.
+DEFAULT_ZONE = PACIFIC_ZONE
 
 # The Signal API version the embedded API serves and our feeds post to (any YYYY-MM-DD is accepted).
 EMBEDDED_API_VERSION = "2020-10-01"
@@ -90,7 +96,7 @@ class PasswordSettings:
 class ScheduleSettings:
     """When the processor runs, and how the watcher scans for files that arrived another way."""
 
-    timezone: str = "America/Los_Angeles"
+    timezone: str = DEFAULT_ZONE
     hours: tuple[int, ...] = (0, 6, 12, 18)
     scan_interval_seconds: float = 60.0
     stable_seconds: float = 30.0

@@ -3,6 +3,11 @@
 This is the data provider the front door authenticates against and the operator CLI edits. A
 tenant whose login was removed (``password_hash`` is NULL) keeps its files, settings and history,
 but is *invalid*: it cannot log in and its files wait, unprocessed, until a new login is set.
+
+Whether a tenant may act is decided here and nowhere else: :attr:`Tenant.may_log_in` (the front
+door), :attr:`Tenant.may_post` (the embedded API) and :attr:`Tenant.may_be_processed` (the
+processor). The names of a tenant's two folders, :data:`IN_DIR` and :data:`OUT_DIR`, live here
+too, for the front door, the pipeline and the CLI alike.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from core.clock import now_iso
+from core.config import DEFAULT_ZONE
 from core.db import Database
 from core.passwords import PasswordHasher, generate_token
 
@@ -22,6 +28,14 @@ NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$")
 EMAIL_PATTERN = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 FIELD_PATTERN = re.compile(r"^[A-Za-z_][A-Za-z0-9_ -]{0,254}$")
 
+# The folders of a tenant's root, by their names on disk and in client paths: uploads go to
+# ``in/`` (sub-folders allowed), reports come back in ``out/`` (read-only to the tenant).
+IN_DIR = "in"
+OUT_DIR = "out"
+TENANT_DIRS = (IN_DIR, OUT_DIR)
+
+# Applied migrations never change; the column default below is unused (``add`` always names the
+# zone, DEFAULT_ZONE unless told otherwise).
 MIGRATIONS = [
     """
     CREATE TABLE tenants (
@@ -71,24 +85,49 @@ class Tenant:
     updated_at: str
 
     @property
-    def valid(self) -> bool:
-        """A tenant is valid while it has a dedicated login; see the module docstring."""
-        return self.has_login
+    def may_log_in(self) -> bool:
+        """A password login needs a login (``sftpctl tenant remove`` takes it away) and an
+        enabled account (``sftpctl tenant disable`` suspends it without forgetting the hash)."""
+        return self.enabled and self.has_login
+
+    @property
+    def may_post(self) -> bool:
+        """The API token (posting, and reading the ledger) is a second key to the same account,
+        so it opens no more than the login does: a removed login or a disabled account refuses
+        the token too, else a customer the operator shut out could keep writing to the ledger.
+        A new password or ``enable`` restores it (the token itself is unchanged)."""
+        return self.enabled and self.has_login
+
+    @property
+    def may_be_processed(self) -> bool:
+        """Files are processed only for a valid, enabled tenant: without a login the tenant's
+        configuration is invalid (there is no one to answer for the files), so they wait,
+        unprocessed and never lost, until a login exists and the account is enabled."""
+        return self.enabled and self.has_login
+
+    @property
+    def why_idle(self) -> str | None:
+        """Why the tenant may not act, for operators' messages; None when it may."""
+        if not self.has_login:
+            return "has no login"
+        if not self.enabled:
+            return "is disabled"
+        return None
 
 
 @dataclass(frozen=True)
 class TenantFolders:
-    """The chroot of a tenant: ``in/`` for uploads, ``out/`` for reports."""
+    """The chroot of a tenant: :data:`IN_DIR` for uploads, :data:`OUT_DIR` for reports."""
 
     root: Path
 
     @property
     def inbox(self) -> Path:
-        return self.root / "in"
+        return self.root / IN_DIR
 
     @property
     def outbox(self) -> Path:
-        return self.root / "out"
+        return self.root / OUT_DIR
 
     def create(self) -> None:
         for folder in (self.root, self.inbox, self.outbox):
@@ -111,7 +150,7 @@ class TenantStore:
     def folders(self, name: str) -> TenantFolders:
         return TenantFolders(self.tenants_dir / name)
 
-    def add(self, name: str, email: str, password: str, timezone: str = "America/Los_Angeles") -> Tenant:
+    def add(self, name: str, email: str, password: str, timezone: str = DEFAULT_ZONE) -> Tenant:
         _check_name(name)
         _check_email(email)
         _check_timezone(timezone)
@@ -146,11 +185,13 @@ class TenantStore:
         return [_tenant(row) for row in self.db.query("SELECT * FROM tenants ORDER BY name")]
 
     def password_hash(self, name: str) -> str | None:
-        """The stored hash of a tenant that may log in now; None if it cannot."""
-        row = self.db.query_one(
-            "SELECT password_hash FROM tenants WHERE name = ? AND enabled = 1", (name,)
-        )
-        return row["password_hash"] if row else None
+        """The stored hash of a tenant that may log in now (:attr:`Tenant.may_log_in`); None if
+        it cannot, so the front door verifies against nothing and refuses."""
+        row = self.db.query_one("SELECT * FROM tenants WHERE name = ?", (name,))
+        if row is None or not _tenant(row).may_log_in:
+            return None
+        hashed: str = row["password_hash"]
+        return hashed
 
     def set_password(self, name: str, password: str) -> None:
         password_hash = self.hasher.hash(password)

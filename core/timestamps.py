@@ -31,13 +31,17 @@ __all__ = [
     "FORMATS_HINT",
     "LATEST",
     "PACIFIC",
+    "PACIFIC_ZONE",
     "TimestampError",
     "format_iso_utc",
     "parse_iso_utc",
     "parse_timestamp",
 ]
 
-PACIFIC = ZoneInfo("America/Los_Angeles")
+# The Signal API's home zone: its compressed timestamps are Pacific by definition, whatever a
+# tenant's zone. It is also the product's default zone (core.config.DEFAULT_ZONE).
+PACIFIC_ZONE = "America/Los_Angeles"
+PACIFIC = ZoneInfo(PACIFIC_ZONE)
 UTC_ZONE = ZoneInfo("UTC")
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 # The accepted instants (see the module docstring): a day's margin below year 10000 in any zone.

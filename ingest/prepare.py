@@ -30,8 +30,7 @@ class PrepareJob:
     """One staged file and every rule it is read by."""
 
     snapshot: Path
-    #: The digest the upload had; None for a file that is not a snapshot (``sftpctl check``).
-    sha256: str | None
+    sha256: str
     feed: Feed
     dictionary: tuple[str, ...]
     timezone: str
@@ -63,7 +62,7 @@ def prepare(job: PrepareJob) -> Prepared:
     if problem:
         return Prepared.refused(problem)
     # Snapshots are not fsynced: after a power cut one may be short or empty. Never read it then.
-    if job.sha256 is not None and file_digest(snapshot)[1] != job.sha256:
+    if file_digest(snapshot)[1] != job.sha256:
         return Prepared.refused("the stored copy of this upload is damaged (its sha256 no longer"
                                 " matches the upload); please upload the file again")
     try:

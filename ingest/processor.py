@@ -197,10 +197,9 @@ class Processor:
 
     def _eligible(self, only: str | None) -> tuple[list[Tenant], list[str]]:
         candidates = [self.tenants.get(only)] if only else self.tenants.all()
-        eligible = [tenant for tenant in candidates if tenant.valid and tenant.enabled]
+        eligible = [tenant for tenant in candidates if tenant.may_be_processed]
         problems = [
-            f"tenant {tenant.name!r} " + ("has no login" if not tenant.valid else "is disabled")
-            + "; its files wait unprocessed"
+            f"tenant {tenant.name!r} {tenant.why_idle}; its files wait unprocessed"
             for tenant in candidates if tenant not in eligible and self.staged.waiting([tenant.name])
         ]
         return eligible, problems

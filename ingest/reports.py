@@ -18,6 +18,7 @@ from pathlib import Path, PurePosixPath
 from zoneinfo import ZoneInfo
 
 from core.csvsafe import safe_cell
+from core.tenants import IN_DIR
 from ingest.outbox import RowOutcome
 
 REPORT_SUFFIX = "-report.csv"
@@ -26,7 +27,6 @@ SUMMARY_TIME_FORMAT = "%Y-%m-%d %H:%M:%S %Z"
 ROW_HEADER = ("row", "status", "transaction_id", "error")
 REPORT_MODE = 0o640
 FOLDER_MODE = 0o750
-INBOX = "in"
 
 
 @dataclass(frozen=True)
@@ -55,7 +55,7 @@ def report_path(out_dir: Path, upload_path: str, run_time: datetime) -> Path:
     different reports.
     """
     relative = PurePosixPath(upload_path.lstrip("/"))
-    if relative.parts and relative.parts[0] == INBOX:
+    if relative.parts and relative.parts[0] == IN_DIR:
         relative = PurePosixPath(*relative.parts[1:])
     name = f"{relative.stem}-{run_time.strftime(RUN_TIME_FORMAT)}{REPORT_SUFFIX}"
     return out_dir.joinpath(*relative.parent.parts, name)

@@ -35,14 +35,13 @@ from core.clock import now_iso, parse_iso
 from core.config import Settings
 from core.digests import file_digest
 from core.logs import get_logger
-from core.tenants import TenantStore
+from core.tenants import IN_DIR, TenantStore
 from core.uploads import Upload, UploadState, UploadStore
 from core.workers import caught_up
 from ingest.store import FeedStore, StagedState, StagedStore, StagedUpload
 
 log = get_logger("ingest.staging")
 
-INBOX = "in"
 STAGING_DIR = "staging"
 FOLDER_MODE = 0o700
 COPY_CHUNK_BYTES = 1024 * 1024
@@ -210,7 +209,7 @@ class Scanner:
         inbox = self.tenants.folders(tenant).inbox
         last_uploads: dict[str, Upload] | None = None
         for path in self._files(inbox):
-            key = (tenant, f"{INBOX}/{path.relative_to(inbox).as_posix()}")
+            key = (tenant, f"{IN_DIR}/{path.relative_to(inbox).as_posix()}")
             present.add(key)
             try:
                 seen = self._stable(path)
@@ -281,7 +280,7 @@ def _skip_folder(error: OSError) -> None:
 def _inbox_relative(upload_path: str) -> PurePosixPath | None:
     """``in/a/b.csv`` → ``a/b.csv``; None for a path outside ``in/``."""
     parts = PurePosixPath(upload_path.lstrip("/")).parts
-    if len(parts) < 2 or parts[0] != INBOX or ".." in parts:
+    if len(parts) < 2 or parts[0] != IN_DIR or ".." in parts:
         return None
     return PurePosixPath(*parts[1:])
 

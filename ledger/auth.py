@@ -3,7 +3,9 @@
 Tokens are accepted as ``oauth_token`` (JSON body or query, as the Signal API documents),
 ``Authorization: Bearer <token>`` and Rails' ``Authorization: Token token=<token>``. A token
 names exactly one tenant and sees only that tenant's calls. Tokens are looked up on every
-request, so ``sftpctl token rotate`` takes effect at once, even from another process.
+request, so ``sftpctl token rotate`` takes effect at once, even from another process, and so
+does ``sftpctl tenant disable`` or ``tenant remove``: a tenant that may not post
+(:attr:`core.tenants.Tenant.may_post`) gets 403 ``UnauthorizedOperation``.
 """
 
 from __future__ import annotations
@@ -50,7 +52,7 @@ class Gatekeeper:
         tenant = self._tenants.find_by_token(token)
         if tenant is None:
             raise Unauthorized("Invalid oauth token")
-        if not tenant.enabled:
+        if not tenant.may_post:  # disabled, or its login removed: see core.tenants
             raise UnauthorizedOperation()
         if self._limiter is not None and (wait := self._limiter.acquire(token)):
             seconds = retry_after_header(wait)

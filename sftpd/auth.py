@@ -69,6 +69,8 @@ class LoginGate:
         return False
 
     def _lookup(self, username: str, source: str) -> tuple[Lockout | None, str | None]:
+        """The lockout, if any, else the hash to verify: None (verify against nothing, refuse)
+        unless the tenant exists and :attr:`core.tenants.Tenant.may_log_in`."""
         lockout = self._defender.lockout_for(username, source)
         return lockout, None if lockout else self._tenants.password_hash(username)
 

@@ -13,7 +13,8 @@ from __future__ import annotations
 
 from core.config import MiB, ServerSettings
 from core.filenames import upload_name_error
-from sftpd.vfs import INBOX, MAX_NAME_BYTES, VirtualPath
+from core.tenants import IN_DIR
+from sftpd.vfs import MAX_NAME_BYTES, VirtualPath
 
 
 class UploadRules:
@@ -40,7 +41,7 @@ class UploadRules:
         depth = len(path.parts) - (1 if folder else 2) + depth_below
         if depth > self._max_depth:
             return (
-                f"folders may be nested at most {self._max_depth} deep below {INBOX}/"
+                f"folders may be nested at most {self._max_depth} deep below {IN_DIR}/"
                 f" (this would make {depth})"
             )
         length = len(str(path).encode("utf-8")) + bytes_below

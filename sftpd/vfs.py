@@ -44,9 +44,10 @@ from asyncssh import (
     SFTPPermissionDenied,
 )
 
-INBOX = "in"
-OUTBOX = "out"
-ROOT_FOLDERS = (INBOX, OUTBOX)
+from core.tenants import IN_DIR, OUT_DIR, TENANT_DIRS
+
+# sftpd/sftp.py's names for core's IN_DIR and OUT_DIR, until that file imports core's own.
+INBOX, OUTBOX = IN_DIR, OUT_DIR
 STAGING_DIR = ".incoming"
 # The name a published upload keeps in the staging folder for the ingest side (see publish).
 KEPT_SUFFIX = ".kept"
@@ -113,7 +114,7 @@ class VirtualPath:
     @property
     def in_inbox(self) -> bool:
         """Strictly below ``/in``: the only place a tenant may create, change or delete."""
-        return len(self.parts) >= 2 and self.parts[0] == INBOX
+        return len(self.parts) >= 2 and self.parts[0] == IN_DIR
 
     @property
     def relative(self) -> str:
@@ -164,7 +165,7 @@ class Listing:
             if self._fd < 0:
                 return entries
             for entry in self._scan:
-                if self._root and entry.name not in ROOT_FOLDERS:
+                if self._root and entry.name not in TENANT_DIRS:
                     continue
                 try:
                     entries.append((entry.name, entry.stat(follow_symlinks=False)))
@@ -213,7 +214,7 @@ class TenantFileSystem:
         """The open parent directory of ``path`` and the name inside it (not the root)."""
         if path.is_root:
             raise SFTPPermissionDenied("/: the root folder cannot be changed")
-        if path.is_root_folder and path.name not in ROOT_FOLDERS:
+        if path.is_root_folder and path.name not in TENANT_DIRS:
             raise SFTPNoSuchFile(f"{path}: no such file or folder")
         with self.directory(path.parent) as fd:
             yield fd, path.name
@@ -387,7 +388,7 @@ class TenantFileSystem:
         fd, owned = self._root()
         try:
             for depth, part in enumerate(path.parts):
-                if (depth == 0 and part not in ROOT_FOLDERS) or part in (".", ".."):
+                if (depth == 0 and part not in TENANT_DIRS) or part in (".", ".."):
                     raise SFTPNoSuchFile(f"{path}: no such file or folder")
                 kept = self._kept.get(part) if depth == 0 else None
                 if kept is not None:

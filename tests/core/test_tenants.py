@@ -5,16 +5,18 @@ import stat
 
 import pytest
 
+from core.config import DEFAULT_ZONE, ScheduleSettings
 from core.passwords import PasswordError
-from core.tenants import TenantError, TenantStore
+from core.tenants import IN_DIR, OUT_DIR, Tenant, TenantError, TenantStore
 from tests.conftest import TEST_PASSWORD
 
 
 def test_add_creates_chroot_folders_and_token(tenants: TenantStore) -> None:
     tenant = tenants.add("acme", "ops@acme.example", TEST_PASSWORD)
     folders = tenants.folders("acme")
+    assert folders.inbox == folders.root / IN_DIR and folders.outbox == folders.root / OUT_DIR
     assert folders.inbox.is_dir() and folders.outbox.is_dir()
-    assert len(tenant.api_token) == 64 and tenant.valid and tenant.enabled
+    assert len(tenant.api_token) == 64 and tenant.may_be_processed and tenant.enabled
 
 
 def test_state_db_is_private(tenants: TenantStore) -> None:
@@ -53,10 +55,10 @@ def test_remove_login_keeps_tenant_but_makes_it_invalid(tenants: TenantStore) ->
     (tenants.folders("acme").inbox / "kept.csv").write_text("a\n")
     tenants.remove_login("acme")
     tenant = tenants.get("acme")
-    assert not tenant.valid and tenants.password_hash("acme") is None
+    assert not tenant.may_be_processed and tenants.password_hash("acme") is None
     assert (tenants.folders("acme").inbox / "kept.csv").exists()
     tenants.set_password("acme", TEST_PASSWORD + "2")
-    assert tenants.get("acme").valid
+    assert tenants.get("acme").may_be_processed
 
 
 def test_disabled_tenant_has_no_usable_hash(tenants: TenantStore) -> None:
@@ -83,3 +85,47 @@ def test_data_dictionary_is_case_insensitive(tenants: TenantStore) -> None:
     tenants.add("acme", "ops@acme.example", TEST_PASSWORD)
     tenants.add_fields("acme", ["Account_Type", "account_type", "score"])
     assert tenants.dictionary("acme") == ["Account_Type", "score"]
+
+
+def tenant(*, enabled: bool, has_login: bool) -> Tenant:
+    return Tenant(name="acme", email="ops@acme.example", enabled=enabled, has_login=has_login,
+                  api_token="t" * 64, timezone=DEFAULT_ZONE, created_at="", updated_at="")
+
+
+@pytest.mark.parametrize(
+    ("enabled", "has_login", "allowed", "why"),
+    [
+        (True, True, True, None),
+        (False, True, False, "is disabled"),
+        (True, False, False, "has no login"),
+        (False, False, False, "has no login"),
+    ],
+)
+def test_a_tenant_may_act_only_while_enabled_with_a_login(
+    enabled: bool, has_login: bool, allowed: bool, why: str | None
+) -> None:
+    subject = tenant(enabled=enabled, has_login=has_login)
+    assert (subject.may_log_in, subject.may_post, subject.may_be_processed) == (allowed,) * 3
+    assert subject.why_idle == why
+
+
+def test_the_store_answers_as_the_properties_do(tenants: TenantStore) -> None:
+    tenants.add("acme", "ops@acme.example", TEST_PASSWORD)
+    steps = [
+        (lambda: None, True),
+        (lambda: tenants.set_enabled("acme", False), False),
+        (lambda: tenants.remove_login("acme"), False),
+        (lambda: tenants.set_enabled("acme", True), False),
+        (lambda: tenants.set_password("acme", TEST_PASSWORD), True),
+    ]
+    for step, allowed in steps:
+        step()
+        now = tenants.get("acme")
+        assert (now.may_log_in, now.may_post, now.may_be_processed) == (allowed,) * 3
+        assert (tenants.password_hash("acme") is not None) is allowed
+        assert tenants.find_by_token(now.api_token) == now
+
+
+def test_a_new_tenant_and_the_schedule_share_the_default_zone(tenants: TenantStore) -> None:
+    assert tenants.add("acme", "ops@acme.example", TEST_PASSWORD).timezone == DEFAULT_ZONE
+    assert ScheduleSettings().timezone == DEFAULT_ZONE == "America/Los_Angeles"

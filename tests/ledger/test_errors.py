@@ -241,6 +241,40 @@ async def test_a_disabled_account_may_not_use_the_api(
     )
 
 
+NO_PERMISSION = error(
+    "UnauthorizedOperation", "You do not have permissions to perform the requested operation."
+)
+
+
+async def test_a_removed_login_stops_the_token_until_a_new_password(
+    with_call: TenantClient, tenants: TenantStore, acme: Tenant, other_client: TenantClient
+) -> None:
+    tenants.remove_login(acme.name)
+
+    posted = await with_call.signal(SEARCH, {"name": "Sale"})
+    call = await with_call.call(**{**CALL, "transaction_id": "00000000-00000002", "external_id": "c2"})
+    read = await with_call.transactions_response()
+    assert [(r.status_code, r.json()) for r in (posted, call, read)] == [(403, NO_PERMISSION)] * 3
+    assert (await other_client.call(**CALL)).status_code == 201  # another tenant is untouched
+
+    tenants.set_password(acme.name, "a-brand-new-password")
+    again = await with_call.signal(SEARCH, {"name": "Sale"})
+    assert again.status_code == 201, again.text
+    assert len(await with_call.transactions(transaction_type="signal")) == 1
+
+
+async def test_re_enabling_a_disabled_account_restores_its_token(
+    with_call: TenantClient, tenants: TenantStore, acme: Tenant
+) -> None:
+    tenants.set_enabled(acme.name, False)
+    refused = await with_call.signal(SEARCH, {"name": "Sale"})
+    tenants.set_enabled(acme.name, True)
+    restored = await with_call.signal(SEARCH, {"name": "Sale"})
+
+    assert (refused.status_code, refused.json()) == (403, NO_PERMISSION)
+    assert restored.status_code == 201, restored.text
+
+
 async def test_a_malformed_api_version_is_not_found(with_call: TenantClient, http: httpx.AsyncClient) -> None:
     for version in ("latest", "2020-1-01", "20201001"):
         response = await http.post(

@@ -6,9 +6,12 @@ import io
 import json
 from pathlib import Path
 
+import httpx
 import pytest
 
-from core.config import Settings
+from core.config import EMBEDDED_API_VERSION, Settings
+from core.tenants import TenantStore
+from ledger.server import ApiServer
 from service.sftpctl import main
 from tests.conftest import TEST_PASSWORD
 
@@ -90,6 +93,38 @@ def test_token_show_and_rotate(ctl) -> None:
     _, rotated, _ = ctl("token", "rotate", "acme")
     _, shown, _ = ctl("token", "show", "acme")
     assert first.strip() != rotated.strip() == shown.strip()
+
+
+async def test_remove_and_disable_stop_the_api_token_and_passwd_and_enable_restore_it(
+    ctl, settings: Settings, tenants: TenantStore
+) -> None:
+    ctl("tenant", "add", "acme", "--email", "ops@acme.example")
+    _, out, _ = ctl("token", "show", "acme")
+    calls = f"/api/{EMBEDDED_API_VERSION}/calls.json"
+    api = ApiServer(settings, tenants)
+    await api.start()
+    try:
+        async with httpx.AsyncClient(base_url=api.url) as http:
+
+            async def post_call(n: int) -> int:
+                call = {"transaction_id": f"00000000-0000000{n}", "external_id": f"c{n}",
+                        "start_time": "1435993200"}
+                response = await http.post(calls, json={"call": call, "oauth_token": out.strip()})
+                return response.status_code
+
+            statuses = [await post_call(1)]
+            ctl("tenant", "remove", "acme")
+            statuses.append(await post_call(2))
+            ctl("tenant", "passwd", "acme", "--password-stdin", stdin=TEST_PASSWORD + "\n")
+            statuses.append(await post_call(3))
+            ctl("tenant", "disable", "acme")
+            statuses.append(await post_call(4))
+            ctl("tenant", "enable", "acme")
+            statuses.append(await post_call(5))
+    finally:
+        await api.close()
+
+    assert statuses == [201, 403, 201, 403, 201]
 
 
 def test_data_dictionary(ctl) -> None:
