@@ -8,7 +8,6 @@ it would send, so both sides see exactly what a real run would do. Nothing is po
 from __future__ import annotations
 
 import json
-import math
 import textwrap
 from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
@@ -16,13 +15,11 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from core.config import ParseSettings
-from ingest.errors import FileRejected
 from ingest.feeds import Feed
-from ingest.mapping import DestinationRequest, map_rows
-from ingest.precheck import check_workbook
-from ingest.readers import read_table
+from ingest.mapping import DestinationRequest
+from ingest.outbox import RejectedRow
+from ingest.prepare import PrepareJob, prepare
 from ingest.sandbox import Limits, WorkerFailed, run_limited
-from ingest.validate import RowResult, check_file, validate
 
 __all__ = ["CheckResult", "check_sample", "format_check"]
 
@@ -37,7 +34,7 @@ class CheckResult:
     timezone: str
     file_error: str | None = None
     rows: int = 0
-    row_errors: list[RowResult] = field(default_factory=list)
+    row_errors: list[RejectedRow] = field(default_factory=list)
     requests: list[tuple[int, DestinationRequest]] = field(default_factory=list)
 
     @property
@@ -67,62 +64,30 @@ def check_sample(
 ) -> CheckResult:
     """Check, read, validate and map ``path`` as a run would, keeping the first requests.
 
-    Like a run, it reads the file in a limited child process: a sample is as untrusted as an
-    upload, and the operator's shell is no place for a reader to abort.
+    It is the run's own :func:`ingest.prepare.prepare`, in a limited child process like a run's:
+    a sample is as untrusted as an upload, and the operator's shell is no place for a reader to
+    abort.
     """
-    job = _CheckJob(path, feed, tuple(dictionary), tz.key, max_bad_row_share, max_bytes,
-                    tuple(allowed_extensions), limits, sample_requests)
-    try:
-        return run_limited(_check, job, Limits.from_settings(limits))
-    except WorkerFailed as exc:
-        return CheckResult(path=path, feed=feed.name, template=feed.template.name, timezone=tz.key,
-                           file_error=exc.reason)
-
-
-@dataclass(frozen=True)
-class _CheckJob:
-    path: Path
-    feed: Feed
-    dictionary: tuple[str, ...]
-    timezone: str
-    max_bad_row_share: float
-    max_bytes: int
-    allowed_extensions: tuple[str, ...]
-    limits: ParseSettings
-    sample_requests: int
-
-
-def _check(job: _CheckJob) -> CheckResult:
-    """The dry run itself, in the child."""
-    path, feed, dictionary, tz = job.path, job.feed, job.dictionary, ZoneInfo(job.timezone)
-    max_bad_row_share, sample_requests, limits = job.max_bad_row_share, job.sample_requests, job.limits
     result = CheckResult(path=path, feed=feed.name, template=feed.template.name, timezone=tz.key)
-    result.file_error = check_file(path, job.max_bytes, job.allowed_extensions)
-    if result.file_error:
-        return result
+    job = PrepareJob(
+        snapshot=path, sha256=None, feed=feed, dictionary=tuple(dictionary), timezone=tz.key, base_url="",
+        max_upload_bytes=max_bytes, allowed_extensions=tuple(allowed_extensions),
+        max_bad_row_share=max_bad_row_share, limits=limits,
+    )
     try:
-        check_workbook(path, limits)
-        table = read_table(path)
-    except FileRejected as exc:
+        prepared = run_limited(prepare, job, Limits.from_settings(limits))
+    except WorkerFailed as exc:
         result.file_error = exc.reason
         return result
-    validation = validate(table, feed, dictionary, tz, max_bad_row_share)
-    result.file_error = validation.file_error
-    result.rows = len(validation.rows)
-    result.row_errors = validation.bad
-    mapped = map_rows(feed, validation, tz)
-    result.requests = mapped.requests[: max(sample_requests, 0)]
-    # The rows a sample looks at end with the one that completes it.
-    if len(result.requests) < sample_requests:
-        end = math.inf
-    else:
-        end = result.requests[-1][0] if result.requests else -math.inf
-    rows = {row.number: row for row in validation.good}
-    result.row_errors.extend(
-        RowResult(number, rows[number].values, error)
-        for number, error in mapped.failures
-        if number < end
-    )
+    result.file_error = prepared.error or None
+    result.rows = prepared.rows_total
+    result.row_errors = sorted(prepared.rejected, key=lambda row: row.row_number)
+    rows = prepared.requests
+    result.requests = [
+        (rows.numbers[i], DestinationRequest(rows.kinds[i], rows.methods[i], rows.urls[i], rows.texts[i],
+                                             rows.keys[i]))
+        for i in range(min(max(sample_requests, 0), len(rows)))
+    ]
     return result
 
 
@@ -147,7 +112,7 @@ def format_check(result: CheckResult, max_errors: int = 20) -> str:
     lines.append(f"rows:     {result.rows} ({result.good} good, {result.bad} bad)")
     if result.row_errors:
         lines.append("row errors:")
-        lines.extend(f"  row {row.number}: {row.error}" for row in result.row_errors[:max_errors])
+        lines.extend(f"  row {row.row_number}: {row.error}" for row in result.row_errors[:max_errors])
         if result.bad > max_errors:
             lines.append(f"  ... and {result.bad - max_errors} more")
     if result.requests:

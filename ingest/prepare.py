@@ -30,7 +30,8 @@ class PrepareJob:
     """One staged file and every rule it is read by."""
 
     snapshot: Path
-    sha256: str
+    #: The digest the upload had; None for a file that is not a snapshot (``sftpctl check``).
+    sha256: str | None
     feed: Feed
     dictionary: tuple[str, ...]
     timezone: str
@@ -62,7 +63,7 @@ def prepare(job: PrepareJob) -> Prepared:
     if problem:
         return Prepared.refused(problem)
     # Snapshots are not fsynced: after a power cut one may be short or empty. Never read it then.
-    if file_digest(snapshot)[1] != job.sha256:
+    if job.sha256 is not None and file_digest(snapshot)[1] != job.sha256:
         return Prepared.refused("the stored copy of this upload is damaged (its sha256 no longer"
                                 " matches the upload); please upload the file again")
     try:

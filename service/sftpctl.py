@@ -317,7 +317,7 @@ def check(context: Context, args: argparse.Namespace) -> int:
             "file": str(result.path), "feed": result.feed, "template": result.template,
             "timezone": result.timezone, "ok": result.ok, "file_error": result.file_error,
             "rows": result.rows, "good": result.good, "bad": result.bad,
-            "row_errors": [{"row": row.number, "error": row.error} for row in result.row_errors],
+            "row_errors": [{"row": row.row_number, "error": row.error} for row in result.row_errors],
             "requests": [{"row": number, "method": request.method, "path": request.path, "body": request.body}
                          for number, request in result.requests],
         })
