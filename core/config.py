@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
+from core.errors import UsageError
 from core.timestamps import PACIFIC_ZONE
 
 MiB = 1024 * 1024
@@ -26,7 +27,7 @@ DEFAULT_ZONE = PACIFIC_ZONE
 EMBEDDED_API_VERSION = "2020-10-01"
 
 
-class ConfigError(ValueError):
+class ConfigError(ValueError, UsageError):
     """A setting is missing, unknown or of the wrong type; the message names it."""
 
 

@@ -8,13 +8,14 @@ import string
 from passlib.hash import argon2
 
 from core.config import PasswordSettings
+from core.errors import UsageError
 
 MIN_PASSWORD_LENGTH = 12
 MAX_PASSWORD_LENGTH = 1024
 _ALPHABET = string.ascii_letters + string.digits
 
 
-class PasswordError(ValueError):
+class PasswordError(ValueError, UsageError):
     """A password that does not meet the policy; the message says why."""
 
 

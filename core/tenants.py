@@ -22,6 +22,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from core.clock import now_iso
 from core.config import DEFAULT_ZONE
 from core.db import Database
+from core.errors import Conflict, NotFound, UsageError
 from core.passwords import PasswordHasher, generate_token
 
 NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$")
@@ -69,8 +70,16 @@ MIGRATIONS = [
 ]
 
 
-class TenantError(ValueError):
+class TenantError(ValueError, UsageError):
     """An operator request that cannot be carried out; the message is shown as is."""
+
+
+class TenantNotFound(TenantError, NotFound):
+    """No tenant of that name."""
+
+
+class TenantExists(TenantError, Conflict):
+    """A tenant of that name exists already."""
 
 
 @dataclass(frozen=True)
@@ -158,7 +167,7 @@ class TenantStore:
         now = now_iso()
         with self.db.transaction() as conn:
             if conn.execute("SELECT 1 FROM tenants WHERE name = ?", (name,)).fetchone():
-                raise TenantError(f"tenant {name!r} already exists")
+                raise TenantExists(f"tenant {name!r} already exists")
             conn.execute(
                 "INSERT INTO tenants (name, email, password_hash, api_token, timezone, created_at, updated_at)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?)",
@@ -170,7 +179,7 @@ class TenantStore:
     def get(self, name: str) -> Tenant:
         tenant = self.find(name)
         if tenant is None:
-            raise TenantError(f"no tenant named {name!r}")
+            raise TenantNotFound(f"no tenant named {name!r}")
         return tenant
 
     def find(self, name: str) -> Tenant | None:
@@ -255,7 +264,7 @@ class TenantStore:
                 (value, now_iso(), name),
             )
             if cursor.rowcount == 0:
-                raise TenantError(f"no tenant named {name!r}")
+                raise TenantNotFound(f"no tenant named {name!r}")
 
 
 def _tenant(row: sqlite3.Row) -> Tenant:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from core.errors import SftpInboxError, UsageError
 
-class FileRejected(Exception):
+
+class FileRejected(SftpInboxError):
     """The whole file cannot be processed; ``reason`` says why, in words a customer can act on."""
 
     def __init__(self, reason: str) -> None:
@@ -11,7 +13,7 @@ class FileRejected(Exception):
         self.reason = reason
 
 
-class FeedError(ValueError):
+class FeedError(ValueError, UsageError):
     """A feed definition is invalid; the message is ``"{source}:{line}: {reason}"``."""
 
     def __init__(self, source: str, line: int, reason: str) -> None:

@@ -23,7 +23,7 @@ from typing import Any, cast
 
 from core.clock import now_iso, parse_iso, utcnow
 from core.db import Database
-from core.tenants import TenantError
+from core.errors import Conflict, NotFound
 from core.uploads import UploadState, UploadStore
 from ingest.store import StagedState, StagedStore
 
@@ -311,12 +311,12 @@ class Outbox:
         for item_id in ids:
             row = conn.execute(f"{columns} WHERE id = ?", (item_id,)).fetchone()
             if row is None:
-                raise TenantError(f"no outbox item {item_id}")
+                raise NotFound(f"no outbox item {item_id}")
             allowed = row["state"] in {state.value for state in states} or (
                 row["state"] == OutboxState.FAILED.value and (row["gave_up"] or not gave_up_only))
             if not allowed:
-                raise TenantError(f"outbox item {item_id} is {row['state']}"
-                                  + (" (refused by the destination)" if row["state"] == "failed" else ""))
+                raise Conflict(f"outbox item {item_id} is {row['state']}"
+                               + (" (refused by the destination)" if row["state"] == "failed" else ""))
             rows.append(row)
         return rows
 

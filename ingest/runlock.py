@@ -12,10 +12,12 @@ import os
 from pathlib import Path
 from types import TracebackType
 
+from core.errors import Conflict
+
 LOCK_NAME = "run.lock"
 
 
-class RunInProgress(RuntimeError):
+class RunInProgress(RuntimeError, Conflict):
     """Another process (or task) holds the run lock; the message names its pid."""
 
 

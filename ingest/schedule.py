@@ -12,13 +12,14 @@ from datetime import date, datetime, time, timedelta, timezone
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from core.config import ScheduleSettings
+from core.errors import UsageError
 
 HOURS_PER_DAY = 24
 # Every day has a slot, so the local days either side of an instant hold its neighbours.
 _DAYS_AROUND = 1
 
 
-class ScheduleError(ValueError):
+class ScheduleError(ValueError, UsageError):
     """The schedule settings cannot describe a schedule; the message names the setting."""
 
 

@@ -16,6 +16,7 @@ from enum import StrEnum
 
 from core.clock import iso, now_iso
 from core.db import Database
+from core.errors import NotFound
 from core.tenants import TenantError
 from ingest.feeds import (
     DEFAULT_FEED,
@@ -155,7 +156,7 @@ def purge_tenant(db: Database, tenant: str) -> None:
         )
 
 
-class UnknownFeed(TenantError):
+class UnknownFeed(TenantError, NotFound):
     """A tenant has no feed of that name; the message lists the feeds it has."""
 
 

@@ -2,26 +2,28 @@
 
 Every command talks to the same state database as the running daemon, so changes take effect
 there at once. Errors print one line on stderr and exit non-zero; ``--json`` prints for scripts.
+Every error meant for the operator derives from :class:`core.errors.SftpInboxError`; its kind
+picks the exit code (:data:`EXIT_CODES`), and anything else is a bug reported as exit 70.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from core.config import ConfigError
-from core.passwords import PasswordError, generate_password
-from core.tenants import TenantError
+from core.display import for_terminal, json_safe
+from core.errors import Conflict, NotFound, SftpInboxError, UsageError, kind_of
+from core.logs import JsonFormatter
+from core.passwords import generate_password
 from ingest.check import check_sample, format_check
-from ingest.errors import FileRejected
-from ingest.feeds import FeedError, format_feed
+from ingest.feeds import format_feed
 from ingest.outbox import DROPPED
-from ingest.runlock import RunInProgress
 from service.context import Context
 from service.embedded_api import embedded_api_running
 from service.output import print_fields, print_json, print_table, print_text, to_plain
@@ -29,33 +31,79 @@ from service.purge import purge_tenant
 from service.settings import add_settings_arguments, settings_from_args
 
 
-class CommandError(Exception):
-    """A request that cannot be carried out; printed as one line."""
+class CommandError(UsageError):
+    """A command line that cannot be carried out as given (a missing ``--yes``, no IDs)."""
+
+
+# Exit code and JSON ``type`` of each kind of error (core/errors.py); README and --help show it.
+EXIT_CODES: dict[type[SftpInboxError], tuple[int, str]] = {
+    SftpInboxError: (1, "failed"),
+    UsageError: (2, "usage"),
+    NotFound: (3, "not_found"),
+    Conflict: (4, "conflict"),
+}
+EXIT_INTERNAL = 70  # EX_SOFTWARE: not an error of ours, so a bug or the machine (disk, database)
+EXIT_INTERRUPTED = 130
+
+EXIT_EPILOG = """\
+exit codes:
+  0    done
+  1    failed: the command ran but its work did not all succeed (a check or a run with failed
+       rows or files)
+  2    usage: a wrong argument, setting, name or value (a tenant name, a password, a feed file)
+  3    not_found: no such tenant, feed, outbox row or file
+  4    conflict: not in the present state (the tenant exists, a run is in progress, the row
+       was sent)
+  70   internal: an unexpected error; one line, then a JSON log line with the traceback
+  130  interrupted
+With --json an error also prints {"error": {"type": TYPE, "message": ...}} on stdout,
+TYPE being the word after the code above."""
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    as_json = bool(args.json)
+    context: Context | None = None
     try:
         context = Context(settings_from_args(args))
-    except ConfigError as exc:
-        print(f"sftpctl: {exc}", file=sys.stderr)
-        return 2
-    try:
         return args.handler(context, args) or 0
-    except (CommandError, TenantError, PasswordError, FeedError, FileRejected, ConfigError,
-            RunInProgress) as exc:
-        print_text(f"sftpctl: {exc}", sys.stderr)
-        return 1
+    except SftpInboxError as exc:
+        code, kind = EXIT_CODES[kind_of(exc)]
+        return _error(code, kind, str(exc), as_json)
     except KeyboardInterrupt:
-        print("sftpctl: interrupted", file=sys.stderr)
-        return 130
+        return _error(EXIT_INTERRUPTED, "interrupted", "interrupted", as_json)
+    except Exception as exc:  # noqa: BLE001 - a bug or the machine: one line, then the log
+        message = f"unexpected {type(exc).__name__}: {exc}"
+        _error(EXIT_INTERNAL, "internal", message, as_json, note=" (traceback in the log line below)")
+        _log_crash(exc, args)
+        return EXIT_INTERNAL
     finally:
-        context.close()
+        if context is not None:
+            context.close()
+
+
+def _error(code: int, kind: str, message: str, as_json: bool, note: str = "") -> int:
+    """``sftpctl: error: ...`` as one escaped line on stderr; with ``--json`` the same on stdout."""
+    sys.stderr.write(f"sftpctl: error: {for_terminal(message)}{note}\n")
+    if as_json:
+        print_json({"error": {"type": kind, "message": message}})
+    return code
+
+
+def _log_crash(exc: Exception, args: argparse.Namespace) -> None:
+    """The daemon's JSON log line (one line, traceback inside) on stderr, for a bug report."""
+    command = " ".join(filter(None, (args.command, getattr(args, "action", None))))
+    record = logging.getLogger("sftpctl").makeRecord(
+        "sftpctl", logging.ERROR, __file__, 0, "sftpctl.crashed", (), (type(exc), exc, exc.__traceback__),
+        extra={"fields": {"command": command}})
+    sys.stderr.write(json_safe(JsonFormatter().format(record)) + "\n")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="sftpctl", description="Operate the managed SFTP inbox.")
+    parser = argparse.ArgumentParser(prog="sftpctl", description="Operate the managed SFTP inbox.",
+                                     epilog=EXIT_EPILOG,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     add_settings_arguments(parser)
     parser.add_argument("--json", action="store_true", help="print JSON instead of tables")
     common = argparse.ArgumentParser(add_help=False)
@@ -64,7 +112,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def command(group: Any, name: str, handler: Callable[..., int | None], help: str) -> argparse.ArgumentParser:
-        sub = group.add_parser(name, help=help, description=help, parents=[common])
+        sub: argparse.ArgumentParser = group.add_parser(name, help=help, description=help, parents=[common])
         sub.set_defaults(handler=handler)
         return sub
 
@@ -278,6 +326,8 @@ def feed_set(context: Context, args: argparse.Namespace) -> None:
     context.tenants.get(args.tenant)
     try:
         text = args.file.read_text(encoding="utf-8")
+    except FileNotFoundError as exc:
+        raise NotFound(f"{args.file}: {exc.strerror}") from None
     except OSError as exc:
         raise CommandError(f"{args.file}: {exc.strerror}") from None
     feed = context.ingest.feeds.set(args.tenant, text, source=str(args.file), default=args.default)

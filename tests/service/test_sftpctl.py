@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import io
 import json
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import httpx
@@ -11,8 +15,9 @@ import pytest
 
 from core.config import EMBEDDED_API_VERSION, Settings
 from core.tenants import TenantStore
+from ingest.runlock import RunLock
 from ledger.server import ApiServer
-from service.sftpctl import main
+from service.sftpctl import EXIT_CODES, EXIT_EPILOG, build_parser, main
 from tests.conftest import TEST_PASSWORD
 
 
@@ -58,11 +63,11 @@ def test_list_json_and_table(ctl) -> None:
 
 def test_errors_are_one_line_and_non_zero(ctl) -> None:
     code, out, err = ctl("tenant", "show", "ghost")
-    assert code == 1 and err.strip() == "sftpctl: no tenant named 'ghost'" and out == ""
+    assert code == 3 and err.strip() == "sftpctl: error: no tenant named 'ghost'" and out == ""
     code, _, err = ctl("tenant", "add", "Bad Name", "--email", "x@y.example")
-    assert code == 1 and len(err.strip().splitlines()) == 1 and "invalid tenant name" in err
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "invalid tenant name" in err
     code, _, err = ctl("tenant", "add", "acme", "--email", "x@y.example", "--password-stdin", stdin="short\n")
-    assert code == 1 and "too short" in err
+    assert code == 2 and "too short" in err
 
 
 def test_remove_keeps_files_and_passwd_restores_the_login(ctl, settings: Settings) -> None:
@@ -81,10 +86,10 @@ def test_remove_keeps_files_and_passwd_restores_the_login(ctl, settings: Setting
 def test_purge_needs_confirmation(ctl, settings: Settings) -> None:
     ctl("tenant", "add", "acme", "--email", "ops@acme.example")
     code, _, err = ctl("tenant", "purge", "acme")
-    assert code == 1 and "--yes" in err and (settings.tenants_dir / "acme").exists()
+    assert code == 2 and "--yes" in err and (settings.tenants_dir / "acme").exists()
     code, _, _ = ctl("tenant", "purge", "acme", "--yes")
     assert code == 0 and not (settings.tenants_dir / "acme").exists()
-    assert ctl("tenant", "show", "acme")[0] == 1
+    assert ctl("tenant", "show", "acme")[0] == 3
 
 
 def test_token_show_and_rotate(ctl) -> None:
@@ -189,9 +194,9 @@ def test_bad_feed_file_is_refused_with_its_line(ctl, tmp_path: Path) -> None:
     bad = tmp_path / "bad.toml"
     bad.write_text('name = "orders"\ntemplate = "signals"\n\n[mapping]\nkind = "fax"\n')
     code, _, err = ctl("feed", "set", "acme", str(bad))
-    assert code == 1 and f"{bad}:5:" in err
+    assert code == 2 and f"{bad}:5:" in err
     code, _, err = ctl("feed", "set", "acme", str(tmp_path / "missing.toml"))
-    assert code == 1 and "missing.toml" in err
+    assert code == 3 and "missing.toml" in err
 
 
 def test_runs_uploads_and_lockouts_start_empty(ctl) -> None:
@@ -199,7 +204,7 @@ def test_runs_uploads_and_lockouts_start_empty(ctl) -> None:
     assert ctl("runs")[1].strip() == "no runs yet"
     assert ctl("uploads", "acme")[1].strip() == "no uploads for 'acme'"
     assert ctl("lockouts")[1].strip() == "no active lockouts"
-    assert ctl("uploads", "ghost")[0] == 1
+    assert ctl("uploads", "ghost")[0] == 3
 
 
 def test_lockouts_show_pairs_and_unblock_and_unlock_lift_them(ctl, settings: Settings) -> None:
@@ -310,7 +315,7 @@ def test_outbox_lists_a_stuck_row_then_drop_and_retry_settle_it(
 
     # Dropping a tenant's rows needs --yes; the next run finishes the file with the reason.
     code, _, err = ctl(*cli, "outbox", "drop", "--tenant", "acme")
-    assert code == 1 and "--yes" in err
+    assert code == 2 and "--yes" in err
     assert ctl(*cli, "outbox", "drop", "--tenant", "acme", "--yes")[1].startswith("1 row(s) dropped")
     assert ctl(*cli, "outbox")[1].strip() == "no stuck rows"
     ctl(*cli, "run")
@@ -326,8 +331,8 @@ def test_outbox_lists_a_stuck_row_then_drop_and_retry_settle_it(
     [upload] = json.loads(ctl(*cli, "uploads", "acme", "--json")[1])
     assert (upload["state"], upload["posted"], upload["failed"]) == ("posted", 3, 0)
     code, _, err = ctl(*cli, "outbox", "retry", str(item["id"]))
-    assert code == 1 and "is sent" in err
-    assert ctl(*cli, "outbox", "retry")[0] == 1
+    assert code == 4 and "is sent" in err
+    assert ctl(*cli, "outbox", "retry")[0] == 2
 
 
 def _transactions(config: Path, token: str) -> list[dict[str, object]]:
@@ -403,3 +408,100 @@ def test_purge_removes_everything_so_a_new_tenant_of_the_same_name_starts_empty(
     assert ctl(*cli, "run")[0] == 0
     [call] = _transactions(config, new_token)
     assert call["transaction_type"] == "call" and call.get("corrects_transaction_id") in (None, "")
+
+
+# Exit codes: one real command for each, as README and `sftpctl --help` document them.
+
+
+def test_exit_1_when_the_command_ran_but_its_work_failed(ctl, tmp_path: Path) -> None:
+    ctl("tenant", "add", "acme", "--email", "ops@acme.example")
+    notes = tmp_path / "notes.txt"
+    notes.write_text("name\nSale\n")
+    code, out, err = ctl("--json", "check", "acme", str(notes))
+    assert code == 1 and json.loads(out)["file_error"] and err == ""
+
+
+def test_exit_2_for_a_wrong_argument_setting_or_value(ctl, tmp_path: Path) -> None:
+    code, _, err = ctl("tenant", "add", "acme", "--email", "not-an-address")
+    assert (code, err) == (2, "sftpctl: error: invalid e-mail address 'not-an-address'\n")
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[schedule]\nhours = [25]\n")
+    code, _, err = ctl("--config", str(bad), "run")
+    assert code == 2 and "schedule.hours: 25" in err
+    with pytest.raises(SystemExit) as usage:  # argparse's own usage errors exit 2 as well
+        ctl("tenant", "frobnicate")
+    assert usage.value.code == 2
+
+
+def test_exit_3_when_what_is_named_does_not_exist(ctl, tmp_path: Path) -> None:
+    assert ctl("token", "show", "ghost")[:2] == (3, "")
+    ctl("tenant", "add", "acme", "--email", "ops@acme.example")
+    code, _, err = ctl("feed", "show", "acme", "nope")
+    assert code == 3 and "has no feed named 'nope'" in err
+    code, _, err = ctl("outbox", "retry", "999")
+    assert (code, err) == (3, "sftpctl: error: no outbox item 999\n")
+
+
+def test_exit_4_when_the_state_forbids_it(ctl, settings: Settings) -> None:
+    ctl("tenant", "add", "acme", "--email", "ops@acme.example")
+    code, _, err = ctl("tenant", "add", "acme", "--email", "ops@acme.example")
+    assert (code, err) == (4, "sftpctl: error: tenant 'acme' already exists\n")
+    with RunLock(settings.data_dir):  # a run in progress (another fd of this process: flock says no)
+        code, out, err = ctl("--json", "run")
+        assert code == 4 and "a run is already in progress" in err
+        assert json.loads(out)["error"]["type"] == "conflict"
+        code, _, err = ctl("tenant", "purge", "acme", "--yes")
+        assert code == 4 and "a run is already in progress" in err
+    assert ctl("tenant", "purge", "acme", "--yes")[0] == 0
+
+
+def test_exit_70_for_an_unexpected_error_one_line_then_the_log(ctl, settings: Settings) -> None:
+    settings.data_dir.mkdir(parents=True)
+    settings.state_db.write_bytes(b"not a database, but a file in its place" * 100)
+    code, out, err = ctl("--json", "tenant", "list")
+    line, log, *rest = err.splitlines()
+    assert code == 70 and rest == []
+    assert line == ("sftpctl: error: unexpected DatabaseError: file is not a database"
+                    " (traceback in the log line below)")
+    entry = json.loads(log)
+    assert (entry["level"], entry["event"], entry["command"]) == ("error", "sftpctl.crashed", "tenant list")
+    assert entry["exception"].startswith("Traceback") and "sqlite3.DatabaseError" in entry["exception"]
+    assert json.loads(out) == {"error": {"type": "internal",
+                                         "message": "unexpected DatabaseError: file is not a database"}}
+
+
+def test_exit_130_when_interrupted(settings: Settings) -> None:
+    """SIGINT while ``--password-stdin`` waits for its line: no traceback, the usual 130."""
+    command = [sys.executable, "-m", "service.sftpctl", "--data-dir", str(settings.data_dir), "--json",
+               "tenant", "add", "acme", "--email", "ops@acme.example", "--password-stdin"]
+    with subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                          text=True) as process:
+        wchan = Path(f"/proc/{process.pid}/wchan")
+        deadline = time.monotonic() + 20
+        while "pipe_read" not in wchan.read_text() and time.monotonic() < deadline:
+            time.sleep(0.02)  # until it blocks reading stdin, its SIGINT handler long installed
+        process.send_signal(signal.SIGINT)
+        out, err = process.communicate(timeout=20)
+    assert (process.returncode, err) == (130, "sftpctl: error: interrupted\n")
+    assert json.loads(out) == {"error": {"type": "interrupted", "message": "interrupted"}}
+
+
+def test_json_error_shape_and_names_escaped_as_elsewhere(ctl, tmp_path: Path) -> None:
+    ctl("tenant", "add", "acme", "--email", "ops@acme.example")
+    spoof = tmp_path / "feed\u202elmot.\x1b[2J.toml"  # a bidi override, a screen clear
+    code, out, err = ctl("--json", "feed", "set", "acme", str(spoof))
+    assert code == 3
+    assert json.loads(out) == {"error": {"type": "not_found",
+                                         "message": f"{spoof}: No such file or directory"}}
+    assert "\u202e" not in out + err and "\x1b" not in out + err
+    assert "feed\\u202elmot.\\u001b[2J.toml" in out  # JSON's own escapes, as print_json writes them
+    assert err == f"sftpctl: error: {tmp_path}/feed\\u202elmot.\\x1b[2J.toml: No such file or directory\n"
+
+
+def test_help_documents_every_exit_code_and_readme_too() -> None:
+    epilog = build_parser().format_help()
+    readme = (Path(__file__).parents[2] / "README.md").read_text(encoding="utf-8")
+    assert EXIT_EPILOG in epilog
+    for code, kind in [*EXIT_CODES.values(), (70, "internal"), (130, "interrupted")]:
+        assert f"\n  {code:<4} {kind}:" in EXIT_EPILOG or f"\n  {code:<4} {kind}\n" in EXIT_EPILOG + "\n"
+        assert f"| {code} | `{kind}` |" in readme
