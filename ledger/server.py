@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
-from collections.abc import Iterator
 
 import uvicorn
 
@@ -14,38 +13,12 @@ from core.logs import get_logger
 from core.tenants import TenantStore
 from ledger.app import create_app
 from ledger.store import LedgerStore
+from ledger.uvicorn_compat import EmbeddedServer
 
 log = get_logger("ledger.server")
 
 STARTUP_POLL_SECONDS = 0.01
 LISTEN_BACKLOG = 2048
-# uvicorn refreshes its Date header when the tick counter is a multiple of ten.
-_TICKS_PER_HEADER_REFRESH = 10
-_HEADER_REFRESH_SECONDS = 1.0
-
-
-class _EmbeddedServer(uvicorn.Server):
-    """A uvicorn server that leaves SIGINT/SIGTERM to the process embedding it, and that
-    notices :meth:`stop` at once instead of on its next 0.1-second poll."""
-
-    def __init__(self, config: uvicorn.Config) -> None:
-        super().__init__(config)
-        self._stopping = asyncio.Event()
-
-    @contextlib.contextmanager
-    def capture_signals(self) -> Iterator[None]:
-        yield
-
-    def stop(self) -> None:
-        self.should_exit = True
-        self._stopping.set()
-
-    async def main_loop(self) -> None:
-        counter = 0
-        while not await self.on_tick(counter):
-            counter += _TICKS_PER_HEADER_REFRESH
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(self._stopping.wait(), _HEADER_REFRESH_SECONDS)
 
 
 class ApiServer:
@@ -59,7 +32,7 @@ class ApiServer:
         self._settings = settings
         self._tenants = tenants
         self._store: LedgerStore | None = None
-        self._server: _EmbeddedServer | None = None
+        self._server: EmbeddedServer | None = None
         self._task: asyncio.Task[None] | None = None
         self._socket: socket.socket | None = None
 
@@ -85,7 +58,7 @@ class ApiServer:
             server_header=False,
             lifespan="on",
         )
-        self._server = _EmbeddedServer(config)
+        self._server = EmbeddedServer(config)
         self._task = asyncio.create_task(self._server.serve(sockets=[self._socket]))
         while not self._server.started:
             if self._task.done():

@@ -8,14 +8,13 @@ import signal
 import sys
 from collections.abc import Sequence
 
+from core.compat import IncompatibleDependency
 from core.config import ConfigError, Settings
 from core.logs import configure_logging, get_logger
 from core.passwords import generate_password
-from ledger.server import ApiServer
 from service.context import Context
 from service.settings import add_settings_arguments, settings_from_args
 from sftpd.events import UploadCompleted
-from sftpd.server import SftpServer
 
 log = get_logger("sftpd.daemon")
 
@@ -39,6 +38,11 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        check_libraries()
+    except IncompatibleDependency as exc:
+        print(f"sftpd: cannot start: {exc}", file=sys.stderr)
+        return 1
+    try:
         settings = settings_from_args(args)
     except ConfigError as exc:
         print(f"sftpd: {exc}", file=sys.stderr)
@@ -51,8 +55,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     return uvloop.run(serve(settings, demo=not args.no_demo))
 
 
+def check_libraries() -> None:
+    """Import the modules that rely on asyncssh's and uvicorn's internals; each checks them as
+    it is imported and raises :class:`IncompatibleDependency` if they moved. They are imported
+    here rather than at the top so that the refusal is one line, not an import traceback."""
+    import ledger.uvicorn_compat  # noqa: F401
+    import sftpd.asyncssh_compat  # noqa: F401
+
+
 async def serve(settings: Settings, demo: bool = True) -> int:
     """Run until SIGINT or SIGTERM, then close listeners and let the pipeline stop cleanly."""
+    from ledger.server import ApiServer  # after check_libraries(): see there
+    from sftpd.server import SftpServer
+
     context = Context(settings)
     if demo:
         _ensure_demo_tenant(context)

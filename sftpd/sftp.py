@@ -22,7 +22,6 @@ from __future__ import annotations
 import asyncio
 import os
 import stat
-import sys
 from collections.abc import AsyncIterator, Awaitable
 from functools import partial
 from pathlib import Path
@@ -43,10 +42,10 @@ from asyncssh import (
     SFTPOpUnsupported,
     SFTPPermissionDenied,
 )
-from asyncssh.sftp import SFTPServerHandler
 
 from core.digests import fd_digest
 from core.logs import get_logger
+from sftpd.asyncssh_compat import client_requested_close
 from sftpd.handles import IncomingFile, ReadHandle, UploadTooLarge
 from sftpd.limits import Admission, UploadPace
 from sftpd.recorder import UploadRecorder
@@ -74,23 +73,7 @@ _KEPT_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC
 # chunk is listed sorted; a larger one in the order the file system gives (clients sort anyway).
 LISTING_CHUNK = 1000
 
-# See _closed_by_client: the asyncssh code that serves a client's SSH_FXP_CLOSE.
-_CLIENT_CLOSE_CODE = SFTPServerHandler._process_close.__code__
-
 OpenFile = ReadHandle | IncomingFile
-
-
-def _closed_by_client() -> bool:
-    """Whether the ``close()`` being served was requested by the client (``SSH_FXP_CLOSE``).
-
-    asyncssh also calls ``close()`` for every handle still open when a session ends, and in
-    exactly the same way whether the client quit cleanly or its connection broke off in the
-    middle of an upload. A file counts as uploaded only after the client's own close request, so
-    the two must be told apart, and asyncssh offers no flag for it; the caller's code object does.
-    Call this directly from ``close()``. Should asyncssh reorganise this code, every upload would
-    be refused (and the tests fail), never a partial one accepted.
-    """
-    return sys._getframe(2).f_code is _CLIENT_CLOSE_CODE
 
 
 class TenantSFTPServer(asyncssh.SFTPServer):
@@ -213,7 +196,8 @@ class TenantSFTPServer(asyncssh.SFTPServer):
 
     def close(self, file_obj: object) -> Awaitable[None] | None:
         """Publish an upload the client closed; discard one left open when the session ended."""
-        by_client = _closed_by_client()
+        # asyncssh closes the handles a session left open the same way: see asyncssh_compat.
+        by_client = client_requested_close()
         handle = self._file(file_obj)
         self._admission.release_handle()
         if isinstance(handle, ReadHandle):
