@@ -14,9 +14,14 @@ from collections.abc import Callable, Sequence
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
+from core.errors import SftpInboxError
 
-class IncompatibleDependency(RuntimeError):
-    """A library's internals are not what this release was verified with: refuse to start."""
+
+class IncompatibleDependency(SftpInboxError, RuntimeError):
+    """A library's internals are not what this release was verified with: refuse to start.
+
+    Under the error root (its message is for the operator) and of none of its kinds: neither
+    the request nor the state is at fault, the installation is."""
 
     def __init__(self, library: str, problems: Sequence[str]) -> None:
         self.library = library

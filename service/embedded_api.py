@@ -14,7 +14,6 @@ from contextlib import asynccontextmanager
 
 from core.config import EMBEDDED_API_VERSION, Settings
 from core.tenants import TenantStore
-from ledger.server import ApiServer
 
 PROBE_TIMEOUT_SECONDS = 1.0
 LOOPBACK = "127.0.0.1"
@@ -37,6 +36,10 @@ async def embedded_api_running(settings: Settings, tenants: TenantStore) -> Asyn
     if not settings.api.enabled or await _answers(settings.api.listen_host, settings.api.listen_port):
         yield None
         return
+    # Imported here, as the daemon does: ledger.server checks uvicorn's internals when imported
+    # (IncompatibleDependency), which should stop a run that serves the API, not every command.
+    from ledger.server import ApiServer
+
     server = ApiServer(settings.replace(api__listen_host=LOOPBACK, api__listen_port=0), tenants)
     await server.start()
     try:

@@ -47,3 +47,25 @@ def test_daemon_refuses_to_start_on_a_moved_uvicorn(tmp_path: Path) -> None:
         "Install a release of uvicorn within the bounds in pyproject.toml.\n"
     )
     assert list(tmp_path.iterdir()) == []
+
+
+def test_sftpctl_works_on_a_moved_uvicorn_until_it_must_serve_the_api(tmp_path: Path) -> None:
+    """Only a run that serves the embedded API needs uvicorn; it stops with the same line."""
+    code = (
+        "import sys, uvicorn\n"
+        "del uvicorn.Server.capture_signals\n"
+        "from service.sftpctl import main\n"
+        "listed = main(['--data-dir', 'var', 'tenant', 'list'])\n"
+        "sys.stdout.flush()\n"
+        "raise SystemExit(100 + listed if listed else main(['--data-dir', 'var', 'run']))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], check=False, cwd=tmp_path, capture_output=True, text=True,
+        timeout=SUBPROCESS_TIMEOUT_SECONDS, env=project_env(),
+    )
+    assert result.returncode == 1, result.stderr
+    assert result.stderr == (
+        f"sftpctl: error: uvicorn {uvicorn.__version__} is not supported: "
+        "Server.capture_signals is missing. "
+        "Install a release of uvicorn within the bounds in pyproject.toml.\n"
+    )
