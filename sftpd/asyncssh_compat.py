@@ -19,9 +19,11 @@ upload is ever acknowledged and then discarded:
 - ``asyncssh.sftp.SFTPServerHandler._process_close(self, packet)``, a coroutine function that
   calls ``self._server.close``;
 - ``SFTPServerHandler._packet_handlers``, a dict mapping ``SSH_FXP_CLOSE`` (4) to it;
-- ``SFTPServerHandler._process_packet`` dispatching through ``self._packet_handlers`` and
-  awaiting the handler in the session's own task (so the context variable set here is seen by
-  ``close()`` and by nothing running concurrently).
+- ``SFTPServerHandler._process_packet`` dispatching through ``self._packet_handlers``.
+
+The context variable is set in the context of the coroutine serving the close request, so the
+``close()`` it calls sees it, and a session ending in another task (or, as in asyncssh today,
+after the request in the same task) does not.
 """
 
 from __future__ import annotations
