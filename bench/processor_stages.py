@@ -56,11 +56,15 @@ def processor() -> Callable[[Path], StageTimes]:
     Raises ImportError where this checkout has no ingest package.
     """
     from core.config import Settings
-    from ingest.errors import FileRejected
-    from ingest.feeds import DEFAULT_FEED, default_feeds
-    from ingest.mapping import map_rows
-    from ingest.readers import read_table
-    from ingest.validate import check_file, validate
+    from ingest.rows import (
+        DEFAULT_FEED,
+        FileRejected,
+        check_file,
+        default_feeds,
+        map_rows,
+        read_table,
+        validate,
+    )
 
     settings = Settings()
     feed = default_feeds()[DEFAULT_FEED]

@@ -1,7 +1,7 @@
 """What the parsing bulkhead costs: one file prepared in process and in a limited child, side by side.
 
 ``python -m bench.sandbox_cost [--size BYTES] [--repeats N]`` writes a CSV and an XLSX signal file
-of the given size, then times ``ingest.prepare.prepare`` on each, in this process and through
+of the given size, then times ``ingest.prepare_file`` on each, in this process and through
 ``ingest.sandbox.run_limited`` (fork, limits, the result pickled back), alternating, best of N.
 The difference is the price of the bulkhead per file; the child's figures include shipping every
 mapped request back to the parent.
@@ -18,9 +18,8 @@ from pathlib import Path
 
 from bench.signal_files import CUSTOM_COLUMNS, csv_file, xlsx_file
 from core.config import Settings
-from ingest.feeds import DEFAULT_FEED, default_feeds
-from ingest.prepare import Prepared, PrepareJob, prepare
-from ingest.sandbox import Limits, run_limited
+from ingest import Limits, Prepared, PrepareJob, prepare_file, run_limited
+from ingest.rows import DEFAULT_FEED, default_feeds
 
 
 def job_for(path: Path, settings: Settings) -> PrepareJob:
@@ -40,7 +39,7 @@ def timed(run: Callable[[PrepareJob], Prepared], job: PrepareJob) -> tuple[float
 
 
 def in_child(job: PrepareJob) -> Prepared:
-    return run_limited(prepare, job, Limits.from_settings(job.limits))
+    return run_limited(prepare_file, job, Limits.from_settings(job.limits))
 
 
 def main() -> None:
@@ -57,11 +56,11 @@ def main() -> None:
         print(f"{'file':<14}{'rows':>8}{'in process':>12}{'in a child':>12}{'cost':>9}")
         for path in files:
             job = job_for(path, settings)
-            run_limited(prepare, job, limits)  # the fork server starts once, not per file
+            run_limited(prepare_file, job, limits)  # the fork server starts once, not per file
             inside, child = float("inf"), float("inf")
             rows = 0
             for _ in range(args.repeats):
-                seconds, prepared = timed(prepare, job)
+                seconds, prepared = timed(prepare_file, job)
                 inside = min(inside, seconds)
                 seconds, prepared = timed(in_child, job)
                 child = min(child, seconds)

@@ -148,7 +148,7 @@ class ParseSettings:
     cpu_seconds: float = 120.0
     wall_seconds: float = 300.0
     # A workbook is refused before any reader opens it when its zip directory or its first
-    # sheet's declared size says it would unpack to far more than its upload (ingest/precheck.py).
+    # sheet's declared size says it would unpack to far more than its upload (ingest/rows/precheck.py).
     max_workbook_entries: int = 1000
     max_unpacked_mib: int = 256
     # Per entry of 1 MiB or more unpacked; Apache POI's zip-bomb guard uses the same 100:1.

@@ -15,10 +15,10 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from core.config import ParseSettings
-from ingest.feeds import Feed
-from ingest.mapping import DestinationRequest
-from ingest.outbox import RejectedRow
-from ingest.prepare import PrepareJob, prepare
+from ingest.delivery.outbox import RejectedRow
+from ingest.prepare import PrepareJob, prepare_file
+from ingest.rows.feeds import Feed
+from ingest.rows.mapping import DestinationRequest
 from ingest.sandbox import Limits, WorkerFailed, run_limited
 
 __all__ = ["CheckResult", "check_sample", "format_check"]
@@ -64,7 +64,7 @@ def check_sample(
 ) -> CheckResult:
     """Check, read, validate and map ``path`` as a run would, keeping the first requests.
 
-    It is the run's own :func:`ingest.prepare.prepare`, in a limited child process like a run's:
+    It is the run's own :func:`ingest.prepare.prepare_file`, in a limited child process like a run's:
     a sample is as untrusted as an upload, and the operator's shell is no place for a reader to
     abort.
     """
@@ -75,7 +75,7 @@ def check_sample(
         max_bad_row_share=max_bad_row_share, limits=limits,
     )
     try:
-        prepared = run_limited(prepare, job, Limits.from_settings(limits))
+        prepared = run_limited(prepare_file, job, Limits.from_settings(limits))
     except WorkerFailed as exc:
         result.file_error = exc.reason
         return result

@@ -23,8 +23,8 @@ from core.db import Database
 from core.logs import get_logger
 from core.tenants import TenantStore
 from core.uploads import Upload, UploadStore
+from ingest.delivery.outbox import Outbox
 from ingest.notify import Mailer
-from ingest.outbox import Outbox
 from ingest.processor import Processor, Progress, RunSummary
 from ingest.runlock import RunInProgress, RunLock
 from ingest.schedule import Schedule

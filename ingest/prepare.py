@@ -1,6 +1,6 @@
 """One staged file read, validated and mapped: the work a run does on untrusted bytes.
 
-:func:`prepare` runs in a limited child process (``ingest.sandbox``), so everything it needs comes
+:func:`prepare_file` runs in a limited child process (``ingest.sandbox``), so everything it needs comes
 in one picklable :class:`PrepareJob` and everything it finds goes back in one :class:`Prepared`;
 it touches no database. A refused file is a :class:`Prepared` with an ``error``, never an exception.
 """
@@ -13,16 +13,16 @@ from zoneinfo import ZoneInfo
 
 from core.config import ParseSettings
 from core.digests import file_digest
-from ingest.errors import FileRejected
-from ingest.feeds import Feed
-from ingest.gcpause import collection_paused
-from ingest.mapping import map_rows
-from ingest.outbox import QueuedRows, RejectedRow
-from ingest.precheck import check_workbook
-from ingest.readers import read_table
-from ingest.validate import check_file, validate
+from ingest.delivery.outbox import QueuedRows, RejectedRow
+from ingest.rows.errors import FileRejected
+from ingest.rows.feeds import Feed
+from ingest.rows.gcpause import collection_paused
+from ingest.rows.mapping import map_rows
+from ingest.rows.precheck import check_workbook
+from ingest.rows.readers import read_table
+from ingest.rows.validate import check_file, validate
 
-__all__ = ["PrepareJob", "Prepared", "prepare"]
+__all__ = ["PrepareJob", "Prepared", "prepare_file"]
 
 
 @dataclass(frozen=True)
@@ -56,7 +56,7 @@ class Prepared:
         return cls(rows_total, QueuedRows(), rejected or [], reason)
 
 
-def prepare(job: PrepareJob) -> Prepared:
+def prepare_file(job: PrepareJob) -> Prepared:
     """Check, read, validate and map ``job.snapshot``."""
     snapshot = job.snapshot
     problem = check_file(snapshot, job.max_upload_bytes, job.allowed_extensions)

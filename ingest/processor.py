@@ -32,10 +32,10 @@ from core.config import Settings
 from core.logs import get_logger
 from core.tenants import Tenant, TenantStore
 from core.uploads import UploadState, UploadStore
+from ingest.delivery.outbox import Outbox, OutboxItem, QueuedRows
+from ingest.delivery.poster import Delivery, Poster, PostReport
 from ingest.notify import Mailer, TenantRun, failure_message
-from ingest.outbox import Outbox, OutboxItem, QueuedRows
-from ingest.poster import Delivery, Poster, PostReport
-from ingest.prepare import Prepared, PrepareJob, prepare
+from ingest.prepare import Prepared, PrepareJob, prepare_file
 from ingest.reports import FileSummary, choose_report_path, write_report_at
 from ingest.sandbox import INTERNAL_ERROR, Limits, WorkerFailed, run_limited
 from ingest.store import (
@@ -225,7 +225,7 @@ class Processor:
             max_bad_row_share=settings.post.max_bad_row_share, limits=settings.parse,
         )
         try:
-            return await asyncio.to_thread(run_limited, prepare, job, Limits.from_settings(settings.parse))
+            return await asyncio.to_thread(run_limited, prepare_file, job, Limits.from_settings(settings.parse))
         except WorkerFailed as exc:
             log.warning("ingest.prepare_failed", tenant=staged.tenant, upload=staged.upload_id,
                         limit=exc.kind, reason=exc.reason)

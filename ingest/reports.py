@@ -19,7 +19,7 @@ from zoneinfo import ZoneInfo
 
 from core.csvsafe import safe_cell
 from core.tenants import IN_DIR
-from ingest.outbox import RowOutcome
+from ingest.delivery.outbox import RowOutcome
 
 REPORT_SUFFIX = "-report.csv"
 RUN_TIME_FORMAT = "%Y%m%dT%H%M%S"

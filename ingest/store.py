@@ -1,6 +1,6 @@
 """The pipeline's tables in the state database: feeds, staged uploads, runs and the request log.
 
-Everything the pipeline must remember across a crash lives here or in :mod:`ingest.outbox`
+Everything the pipeline must remember across a crash lives here or in :mod:`ingest.delivery.outbox`
 (the outbox and the per-row results). The tables belong to the ``ingest`` component and reference
 the core ``tenants`` and ``uploads`` tables, so purging a tenant removes its feeds and its staged
 files' history with it.
@@ -18,7 +18,7 @@ from core.clock import iso, now_iso
 from core.db import Database
 from core.errors import NotFound
 from core.tenants import TenantError
-from ingest.feeds import (
+from ingest.rows.feeds import (
     DEFAULT_FEED,
     DEFAULT_FEED_TEXTS,
     Feed,

@@ -32,7 +32,7 @@ from ledger.records import CallSearch
 MAX_PARAMETER_LENGTH = 255
 # A week: longer is no phone call, and every duration stays a small SQLite integer.
 MAX_DURATION_SECONDS = 7 * 24 * 3600
-MONEY_PATTERN = re.compile(r"-?\d+(\.\d{1,2})?", re.ASCII)  # as ingest.coercion reads money
+MONEY_PATTERN = re.compile(r"-?\d+(\.\d{1,2})?", re.ASCII)  # as ingest.rows.coercion reads money
 E164_PATTERN = re.compile(r"\+[1-9]\d{6,14}")
 _PHONE_PUNCTUATION = re.compile(r"[\s().-]")
 _TRUE = frozenset({"true", "1"})

@@ -10,7 +10,7 @@ from core.db import Database
 from core.passwords import PasswordHasher
 from core.tenants import TenantStore, open_state
 from core.uploads import UploadStore
-from ingest.pipeline import Ingest
+from ingest import Ingest
 from sftpd.defender import Defender
 
 

@@ -14,10 +14,9 @@ import shutil
 from pathlib import Path
 
 from core.logs import get_logger
-from ingest.runlock import RunLock
-from ingest.staging import STAGING_DIR
-from ingest.store import migrate as migrate_pipeline
-from ingest.store import purge_tenant as purge_pipeline
+from ingest import STAGING_DIR, RunLock
+from ingest import migrate as migrate_pipeline
+from ingest import purge_tenant as purge_pipeline
 from ledger.store import LedgerStore
 from service.context import Context
 

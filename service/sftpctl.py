@@ -21,9 +21,9 @@ from core.display import for_terminal, json_safe
 from core.errors import Conflict, NotFound, SftpInboxError, UsageError, kind_of
 from core.logs import JsonFormatter
 from core.passwords import generate_password
-from ingest.check import check_sample, format_check
-from ingest.feeds import format_feed
-from ingest.outbox import DROPPED
+from ingest import check_sample, format_check
+from ingest.delivery import DROPPED
+from ingest.rows import format_feed
 from service.context import Context
 from service.embedded_api import embedded_api_running
 from service.output import print_fields, print_json, print_table, print_text, to_plain

@@ -12,7 +12,7 @@ from core.config import ConfigError
 from core.errors import Conflict, NotFound, SftpInboxError, UsageError, kind_of
 from core.passwords import PasswordError
 from core.tenants import TenantError, TenantExists, TenantNotFound
-from ingest.errors import FeedError, FileRejected
+from ingest.rows.errors import FeedError, FileRejected
 from ingest.runlock import RunInProgress
 from ingest.schedule import ScheduleError
 from ingest.store import UnknownFeed

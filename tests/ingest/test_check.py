@@ -8,7 +8,7 @@ from zoneinfo import ZoneInfo
 
 from core.config import ParseSettings
 from ingest.check import CheckResult, check_sample, format_check
-from ingest.feeds import Feed, default_feeds
+from ingest.rows.feeds import Feed, default_feeds
 from tests.ingest import hostile
 
 PACIFIC = ZoneInfo("America/Los_Angeles")

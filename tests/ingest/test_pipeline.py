@@ -74,7 +74,8 @@ async def test_serve_forever_catches_up_then_keeps_scanning_and_stops_cleanly(
         [catch_up] = ingest.runs(10)
         assert (catch_up.trigger, catch_up.posted) == ("catch-up", 2)
         copy_in("after.csv")  # between slots: staged by the periodic scan, processed at the next slot
-        await until(lambda: len(uploads.history("acme")) == 2)
+        # Recorded ("received"), then staged: wait for the second, or the check races the scan.
+        await until(lambda: len(uploads.history("acme")) == 2 and uploads.history("acme")[0].state == "staged")
         later = uploads.history("acme")[0]
         assert (later.path, later.source, later.state) == ("in/after.csv", "scan", "staged")
     finally:

@@ -10,7 +10,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from ingest.outbox import RowOutcome
+from ingest.delivery.outbox import RowOutcome
 from ingest.reports import FileSummary, report_path, write_report
 
 LA = ZoneInfo("America/Los_Angeles")

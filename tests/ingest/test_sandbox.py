@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from core.config import MiB
-from ingest.readers import read_table
+from ingest.rows.readers import read_table
 from ingest.sandbox import Limits, WorkerFailed, run_limited
 from tests.ingest import hostile
 
@@ -119,10 +119,11 @@ def test_the_fork_server_preloads_what_the_main_script_is_made_of(monkeypatch: p
     import sys
     import types
 
-    from ingest import prepare, sandbox
+    import ingest.prepare as prepare
+    import ingest.sandbox as sandbox
 
     script = types.ModuleType("__main__")
-    script.__dict__.update(main=prepare.prepare, sys=sys, re=types)
+    script.__dict__.update(main=prepare.prepare_file, sys=sys, re=types)
     monkeypatch.setitem(sys.modules, "__main__", script)
     assert sandbox._main_modules() == ["ingest.prepare", "sys", "types"]
     module = types.ModuleType("__main__")

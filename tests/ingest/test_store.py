@@ -9,9 +9,9 @@ import pytest
 from core.db import Database
 from core.tenants import Tenant, TenantStore
 from core.uploads import UploadStore
-from ingest.errors import FeedError
-from ingest.feeds import parse_feed
-from ingest.outbox import Outbox, QueuedRequest, QueuedRows, RejectedRow
+from ingest.delivery.outbox import Outbox, QueuedRequest, QueuedRows, RejectedRow
+from ingest.rows.errors import FeedError
+from ingest.rows.feeds import parse_feed
 from ingest.store import (
     MIGRATIONS,
     FeedStore,

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import json
 import csv
 import email
 import email.policy
 import email.utils
+import json
 import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -20,9 +20,9 @@ from core.config import Settings
 from core.db import Database
 from core.tenants import Tenant, TenantStore
 from core.uploads import UploadStore
+from ingest.delivery.ratelimit import RateLimiter
 from ingest.pipeline import Ingest
 from ingest.processor import RunSummary
-from ingest.ratelimit import RateLimiter
 from tests.ingest.conftest import (
     Answer,
     FakeApi,
@@ -349,8 +349,8 @@ async def test_a_feed_with_its_own_destination_and_token(
 
 
 def test_nothing_is_left_in_the_send_log_from_older_windows(tmp_path: Path) -> None:
-    from ingest.store import SendLog, migrate
     from core.tenants import open_state
+    from ingest.store import SendLog, migrate
     db = open_state(tmp_path / "state.db")
     migrate(db)
     log = SendLog(db)
@@ -362,7 +362,7 @@ def test_nothing_is_left_in_the_send_log_from_older_windows(tmp_path: Path) -> N
 
 
 def test_the_token_goes_first_into_any_json_object() -> None:
-    from ingest.poster import _with_token
+    from ingest.delivery.poster import _with_token
 
     assert json.loads(_with_token("{}", 'se"cret')) == {"oauth_token": 'se"cret'}
     assert _with_token('{"signal":{"name":"Sale"}}', "t") == '{"oauth_token":"t","signal":{"name":"Sale"}}'

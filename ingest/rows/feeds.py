@@ -5,7 +5,7 @@ Operators write feeds in TOML (commented examples in ``etc/feeds/``)::
 
     name = "orders"                    # also the folder name under in/
     template = "signals"               # a shipped template, or an inline [template] table
-                                       # (see ingest.templates; it may `extends` a shipped one)
+                                       # (see ingest.rows.templates; it may `extends` a shipped one)
     [mapping]
     kind = "signal"                    # "signal", "lookup" or "call"
     table = "accounts"                 # lookup only: the lookup table to fill
@@ -44,11 +44,11 @@ from typing import Any
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
 
-from ingest import fields
-from ingest.coercion import checker
-from ingest.errors import FeedError
-from ingest.fields import IGNORE, OPEN_SECTIONS, Target
-from ingest.templates import Template, TemplateError, get_template, parse_template
+from ingest.rows import fields
+from ingest.rows.coercion import checker
+from ingest.rows.errors import FeedError
+from ingest.rows.fields import IGNORE, OPEN_SECTIONS, Target
+from ingest.rows.templates import Template, TemplateError, get_template, parse_template
 
 __all__ = [
     "DEFAULT_FEED",

@@ -6,11 +6,17 @@ from pathlib import Path
 
 import pytest
 
-from ingest.errors import FeedError
-from ingest.feeds import DEFAULT_FEED, Destination, default_feeds, format_feed, parse_feed
-from ingest.fields import Target
+from ingest.rows.errors import FeedError
+from ingest.rows.feeds import (
+    DEFAULT_FEED,
+    Destination,
+    default_feeds,
+    format_feed,
+    parse_feed,
+)
+from ingest.rows.fields import Target
 
-EXAMPLES = Path(__file__).resolve().parents[2] / "etc" / "feeds"
+EXAMPLES = Path(__file__).resolve().parents[3] / "etc" / "feeds"
 
 MINIMAL = 'name = "x"\ntemplate = "signals"\n[mapping]\nkind = "signal"\n'
 

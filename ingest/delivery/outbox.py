@@ -56,7 +56,7 @@ class QueuedRequest:
     url: str
     token: str | None
     key: str
-    #: The JSON body, as ``ingest.mapping`` spells it.
+    #: The JSON body, as ``ingest.rows.mapping`` spells it.
     text: str
 
 

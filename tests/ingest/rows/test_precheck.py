@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 
 from core.config import ParseSettings
-from ingest.errors import FileRejected
-from ingest.precheck import check_workbook
-from ingest.readers import read_table
+from ingest.rows.errors import FileRejected
+from ingest.rows.precheck import check_workbook
+from ingest.rows.readers import read_table
 from tests.ingest import hostile
 from tests.ingest.fixtures.make_fixtures import HERE as FIXTURES
 

@@ -1,7 +1,7 @@
 """Whole columns at once: reading, checking and mapping agree with their one-value definitions.
 
-The bulk paths (column cleaning in ``ingest.readers``, ``ingest.column_checks``,
-``ingest.mapping.map_rows``) exist for speed. Each test compares one with the plain definition,
+The bulk paths (column cleaning in ``ingest.rows.readers``, ``ingest.rows.column_checks``,
+``ingest.rows.mapping.map_rows``) exist for speed. Each test compares one with the plain definition,
 on inputs chosen to hit its shortcuts and their edges.
 """
 
@@ -18,16 +18,16 @@ import openpyxl
 import polars as pl
 import pytest
 
-from ingest.coercion import checker
-from ingest.column_checks import Problems, check_column
-from ingest.feeds import Feed, default_feeds, parse_feed
-from ingest.gcpause import collection_paused
-from ingest.mapping import MappedRows, map_row, map_rows
-from ingest.readers import Table, read_table
-from ingest.validate import RowResult, Validation, validate
+from ingest.rows.coercion import checker
+from ingest.rows.column_checks import Problems, check_column
+from ingest.rows.feeds import Feed, default_feeds, parse_feed
+from ingest.rows.gcpause import collection_paused
+from ingest.rows.mapping import MappedRows, map_row, map_rows
+from ingest.rows.readers import Table, read_table
+from ingest.rows.validate import RowResult, Validation, validate
 
 PACIFIC = ZoneInfo("America/Los_Angeles")
-EXAMPLES = Path(__file__).resolve().parents[2] / "etc" / "feeds"
+EXAMPLES = Path(__file__).resolve().parents[3] / "etc" / "feeds"
 SIGNALS = default_feeds()["signals"]
 CALLS = default_feeds()["calls"]
 ORDERS = parse_feed((EXAMPLES / "orders.toml").read_text())

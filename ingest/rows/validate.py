@@ -5,15 +5,15 @@ nameless or duplicate columns, missing required columns, unknown columns where t
 them, order where it matters) and the mapping (a required request field nobody gives). A file whose
 share of bad rows exceeds the configured maximum is rejected too, with its row errors kept.
 
-Row level: required values, value types (``ingest.coercion``), allowed values, the type of the
+Row level: required values, value types (``ingest.rows.coercion``), allowed values, the type of the
 request field a column is mapped to, custom data fields missing from the tenant's data dictionary
 (signal names may be new, custom data fields may not [invoca-sftp-signal-upload.txt]), a signal row
 that cannot find its call, and a call that ends before it starts.
 
-Checks run a column at a time on polars columns (see ``ingest.column_checks``).
-Values come out in canonical form (see ``ingest.coercion``), keyed by the template's spelling of
+Checks run a column at a time on polars columns (see ``ingest.rows.column_checks``).
+Values come out in canonical form (see ``ingest.rows.coercion``), keyed by the template's spelling of
 the column name, and the good rows also column by column (``Validation.columns``), which is how
-``ingest.mapping.map_rows`` maps a file.
+``ingest.rows.mapping.map_rows`` maps a file.
 Blank rows (every value missing) are skipped without a result; row numbers stay those of the file.
 """
 
@@ -30,12 +30,12 @@ import polars as pl
 
 from core.config import MiB
 from core.filenames import upload_name_error
-from ingest.column_checks import check_column
-from ingest.feeds import REQUIRED_TARGETS, Feed
-from ingest.fields import DICTIONARY_SECTIONS, SEARCH_KEYS, Target, target_type
-from ingest.gcpause import collection_paused
-from ingest.readers import Table
-from ingest.templates import Column, Template
+from ingest.rows.column_checks import check_column
+from ingest.rows.feeds import REQUIRED_TARGETS, Feed
+from ingest.rows.fields import DICTIONARY_SECTIONS, SEARCH_KEYS, Target, target_type
+from ingest.rows.gcpause import collection_paused
+from ingest.rows.readers import Table
+from ingest.rows.templates import Column, Template
 
 __all__ = ["RowResult", "Validation", "check_file", "check_file_name", "validate"]
 
@@ -93,7 +93,7 @@ class RowResult:
 
 @dataclass(frozen=True)
 class GoodColumns:
-    """The good rows of a validation column by column, for ``ingest.mapping.map_rows``.
+    """The good rows of a validation column by column, for ``ingest.rows.mapping.map_rows``.
 
     ``values[p]`` holds the values of column ``keys[p]`` in the rows ``numbers``, canonical for the
     request field the column goes to in ``feed``, timestamps read in ``tz``.

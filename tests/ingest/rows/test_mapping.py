@@ -7,14 +7,14 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from ingest.feeds import default_feeds, parse_feed
-from ingest.mapping import DestinationRequest, map_row
-from ingest.readers import read_table
-from ingest.validate import validate
+from ingest.rows.feeds import default_feeds, parse_feed
+from ingest.rows.mapping import DestinationRequest, map_row
+from ingest.rows.readers import read_table
+from ingest.rows.validate import validate
 
 PACIFIC = ZoneInfo("America/Los_Angeles")
-EXAMPLES = Path(__file__).resolve().parents[2] / "etc" / "feeds"
-FIXTURES = Path(__file__).parent / "fixtures"
+EXAMPLES = Path(__file__).resolve().parents[3] / "etc" / "feeds"
+FIXTURES = Path(__file__).parents[1] / "fixtures"
 SIGNALS = default_feeds()["signals"]
 CALLS = default_feeds()["calls"]
 LOOKUP = parse_feed((EXAMPLES / "lookup.toml").read_text())

@@ -16,7 +16,7 @@ import zipfile
 from pathlib import Path, PurePosixPath
 
 from core.config import MiB, ParseSettings
-from ingest.errors import FileRejected
+from ingest.rows.errors import FileRejected
 
 __all__ = ["check_workbook"]
 

@@ -6,7 +6,7 @@ empty, only whitespace, or ``NULL`` in any case is missing (``None``); other val
 
 The format is chosen by content, not by name: a workbook saved under a ``.csv`` name, or a
 tab-separated export named ``.xls`` (as some call systems produce), is still read correctly. The
-name rule itself is enforced separately (``ingest.validate.check_file``).
+name rule itself is enforced separately (``ingest.rows.validate.check_file``).
 
 CSV: UTF-8 with or without BOM, or UTF-16 with a BOM as Excel writes "Unicode text" (a BOM-less
 UTF-16 file is recognised by its NUL bytes); other encodings are refused rather than misread. The
@@ -41,15 +41,15 @@ from typing import Any
 import polars as pl
 import python_calamine
 
-from ingest.errors import FileRejected
-from ingest.gcpause import collection_paused
+from ingest.rows.errors import FileRejected
+from ingest.rows.gcpause import collection_paused
 
 __all__ = ["MISSING", "Table", "read_table"]
 
 #: Cell texts (after stripping) that mean "no value".
 MISSING = frozenset({""} | {"".join(c) for c in itertools.product(*zip("null", "NULL"))})
 #: What ``str.strip()`` removes (every character whose ``isspace()`` is true), for polars to strip
-#: the very same; ``tests/ingest/test_readers.py`` checks it against this Python's Unicode tables.
+#: the very same; ``tests/ingest/rows/test_readers.py`` checks it against this Python's Unicode tables.
 WHITESPACE = (
     "\t\n\x0b\x0c\r\x1c\x1d\x1e\x1f \x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006"
     "\u2007\u2008\u2009\u200a\u2028\u2029\u202f\u205f\u3000"

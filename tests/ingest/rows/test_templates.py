@@ -4,8 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from ingest.coercion import TYPE_NAMES
-from ingest.templates import TemplateError, get_template, parse_template, shipped_templates
+from ingest.rows.coercion import TYPE_NAMES
+from ingest.rows.templates import (
+    TemplateError,
+    get_template,
+    parse_template,
+    shipped_templates,
+)
 
 SIGNAL_API_COLUMNS = [
     "transaction_id",

@@ -1,7 +1,7 @@
 """The request fields a column can be mapped to, per kind of destination request.
 
 A target is ``section.field``. Fixed sections have a known set of fields, each with a value type
-(``ingest.coercion``) that the mapped value must satisfy. Each kind also has one *open* section
+(``ingest.rows.coercion``) that the mapped value must satisfy. Each kind also has one *open* section
 whose field names are free: custom data for signals, marketing data for lookup rows, attributes
 for calls. Custom and marketing data fields must exist in the tenant's data dictionary
 [invoca-sftp-signal-upload.txt]; call attributes need not.
@@ -59,7 +59,7 @@ FIXED_FIELDS: dict[str, dict[str, dict[str, str]]] = {
         "lookup": {"primary_key": "string", "secondary_key": "string"},
     },
     "call": {
-        # The inputs of a call record; see ingest.mapping for how they become one.
+        # The inputs of a call record; see ingest.rows.mapping for how they become one.
         "call": {
             "customer_id": "string",
             "call_start": "iso_utc",

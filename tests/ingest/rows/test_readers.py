@@ -10,12 +10,12 @@ from pathlib import Path
 
 import pytest
 
-from ingest.errors import FileRejected
-from ingest import readers
-from ingest.readers import Table, read_table
+from ingest.rows import readers
+from ingest.rows.errors import FileRejected
+from ingest.rows.readers import Table, read_table
 from tests.ingest.fixtures.make_fixtures import HEADER
 
-FIXTURES = Path(__file__).parent / "fixtures"
+FIXTURES = Path(__file__).parents[1] / "fixtures"
 
 SAMPLE = "transaction_id,name,phone\r\n00012345,Sälé,+1 8885551212\r\n00000001,Quote,NULL\r\n"
 SAMPLE_TABLE = Table(

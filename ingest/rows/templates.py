@@ -5,7 +5,7 @@ A template is agreed with the customer from a sample file, and every later uploa
 type, required or not, optionally the allowed values), says whether their order matters and what
 happens to columns it does not list. Column names match case-insensitively.
 
-Templates are TOML. The shipped ones live in ``ingest/templates/*.toml``; a feed can name one or
+Templates are TOML. The shipped ones live in ``ingest/rows/templates/*.toml``; a feed can name one or
 define its own inline, optionally extending a shipped one. The format::
 
     name = "signals"
@@ -16,7 +16,7 @@ define its own inline, optionally extending a shipped one. The format::
 
     [[columns]]
     name = "call_start"
-    type = "iso_utc"                  # see ingest.coercion.TYPE_NAMES; default "string"
+    type = "iso_utc"                  # see ingest.rows.coercion.TYPE_NAMES; default "string"
     required = true                   # default false: the column may be absent or values missing
     choices = ["agent", "bot"]        # optional: the allowed values (matched case-insensitively)
     description = "..."
@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ingest.coercion import TYPE_NAMES
+from ingest.rows.coercion import TYPE_NAMES
 
 __all__ = [
     "EXTRA_COLUMN_RULES",
@@ -150,7 +150,7 @@ def parse_template(
 
 @functools.cache
 def shipped_templates() -> dict[str, Template]:
-    """The templates shipped in ``ingest/templates``, by name (the file name without .toml)."""
+    """The templates shipped in ``ingest/rows/templates``, by name (the file name without .toml)."""
     return {name: _load_shipped(name) for name in _shipped_names()}
 
 

@@ -9,12 +9,12 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from core.filenames import upload_name_error
-from ingest.feeds import Feed, default_feeds, parse_feed
-from ingest.readers import Table
-from ingest.validate import Validation, check_file, check_file_name, validate
+from ingest.rows.feeds import Feed, default_feeds, parse_feed
+from ingest.rows.readers import Table
+from ingest.rows.validate import Validation, check_file, check_file_name, validate
 
 PACIFIC = ZoneInfo("America/Los_Angeles")
-EXAMPLES = Path(__file__).resolve().parents[2] / "etc" / "feeds"
+EXAMPLES = Path(__file__).resolve().parents[3] / "etc" / "feeds"
 DICTIONARY = ["Plan_Type", "region"]
 ALLOWED = ("csv", "xlsx", "xls")
 

@@ -43,11 +43,11 @@ from zoneinfo import ZoneInfo
 
 import polars as pl
 
-from ingest.coercion import checker
-from ingest.feeds import Feed
-from ingest.fields import Target, target_type
-from ingest.gcpause import collection_paused
-from ingest.validate import GoodColumns, RowResult, Validation
+from ingest.rows.coercion import checker
+from ingest.rows.feeds import Feed
+from ingest.rows.fields import Target, target_type
+from ingest.rows.gcpause import collection_paused
+from ingest.rows.validate import GoodColumns, RowResult, Validation
 
 __all__ = [
     "CALL_PATH",
@@ -87,7 +87,7 @@ class DestinationRequest:
 
 
 def map_row(feed: Feed, values: dict[str, str | None], tz: ZoneInfo) -> DestinationRequest:
-    """The request for one row, ``values`` as ``ingest.validate`` returns them.
+    """The request for one row, ``values`` as ``ingest.rows.validate`` returns them.
 
     Every value is normalised again for the field it goes to (cheaply, as it is already canonical),
     so raw text works too; a value that does not fit raises ValueError, as does a row that lacks

@@ -3,7 +3,7 @@
 Requests of one destination token go one after another, in outbox order (a later row that
 corrects an earlier one must land later), under one sliding-window limiter shared by every file of
 that token; different tokens post side by side. Each response is written to the outbox before the
-next request starts, which is what makes a crash resumable (see :mod:`ingest.outbox`).
+next request starts, which is what makes a crash resumable (see :mod:`ingest.delivery.outbox`).
 
 What the answers mean:
 
@@ -48,8 +48,8 @@ import httpx
 from core.clock import iso, parse_iso, utcnow
 from core.config import PostSettings
 from core.logs import get_logger
-from ingest.outbox import Outbox, OutboxItem
-from ingest.ratelimit import RateLimiter
+from ingest.delivery.outbox import Outbox, OutboxItem
+from ingest.delivery.ratelimit import RateLimiter
 from ingest.store import SendLog
 
 log = get_logger("ingest.poster")

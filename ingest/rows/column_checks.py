@@ -1,7 +1,7 @@
-"""Check a whole column of text at once: polars does the work per row, ``ingest.coercion`` decides.
+"""Check a whole column of text at once: polars does the work per row, ``ingest.rows.coercion`` decides.
 
 Every value's verdict, canonical text and error message are those of the one-value checker of its
-type (``ingest.coercion.checker``); polars only spares calls to it, where a 5 MB file has tens of
+type (``ingest.rows.coercion.checker``); polars only spares calls to it, where a 5 MB file has tens of
 thousands of rows:
 
 * values that a type's pattern proves canonical (``12.50`` as money, ``+18885551212`` as a phone
@@ -19,7 +19,7 @@ from zoneinfo import ZoneInfo
 
 import polars as pl
 
-from ingest.coercion import MAX_STRING_LENGTH, Checker, checker, too_long
+from ingest.rows.coercion import MAX_STRING_LENGTH, Checker, checker, too_long
 
 __all__ = ["Problems", "check_column"]
 

@@ -1,0 +1,46 @@
+"""Rows: an uploaded file becomes checked rows and mapped requests, with no database and no network.
+
+The pure half of the pipeline: read a CSV/XLSX/XLS into text (``readers``, after the cheap
+workbook checks of ``precheck``), check it against the tenant's template (``templates``,
+``validate``, one value at a time by ``coercion``, a column at a time by ``column_checks``), and
+map each good row to a Signal API request (``mapping``, by the targets of ``fields``, as the
+tenant's ``feeds`` say). Everything here runs in the limited child of ``ingest.sandbox``; a file
+refused whole is a :class:`FileRejected`.
+"""
+
+from ingest.rows.errors import FeedError, FileRejected
+from ingest.rows.feeds import DEFAULT_FEED, Feed, default_feeds, format_feed, parse_feed
+from ingest.rows.mapping import DestinationRequest, MappedRows, map_rows
+from ingest.rows.precheck import check_workbook
+from ingest.rows.readers import Table, read_table
+from ingest.rows.templates import (
+    Template,
+    TemplateError,
+    get_template,
+    shipped_templates,
+)
+from ingest.rows.validate import RowResult, Validation, check_file, validate
+
+__all__ = [
+    "DEFAULT_FEED",
+    "DestinationRequest",
+    "Feed",
+    "FeedError",
+    "FileRejected",
+    "MappedRows",
+    "RowResult",
+    "Table",
+    "Template",
+    "TemplateError",
+    "Validation",
+    "check_file",
+    "check_workbook",
+    "default_feeds",
+    "format_feed",
+    "get_template",
+    "map_rows",
+    "parse_feed",
+    "read_table",
+    "shipped_templates",
+    "validate",
+]
