@@ -10,9 +10,10 @@ import dataclasses
 import tomllib
 import types
 import typing
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, cast
 
 from core.errors import UsageError
 from core.timestamps import PACIFIC_ZONE
@@ -211,7 +212,7 @@ class Settings:
         """Where feeds without a destination of their own post."""
         return f"{self.api_url}/api/{EMBEDDED_API_VERSION}"
 
-    def replace(self, **changes: Any) -> "Settings":
+    def replace(self, **changes: Any) -> Settings:
         """A copy with top-level fields or ``section__field`` keys changed."""
         top: dict[str, Any] = {}
         sections: dict[str, dict[str, Any]] = {}
@@ -236,7 +237,7 @@ def load_settings(path: Path | None = None) -> Settings:
         raise ConfigError(f"{path}: no such file") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: {exc}") from None
-    return _build(Settings, raw, str(path))
+    return cast(Settings, _build(Settings, raw, str(path)))
 
 
 def _build(cls: type, raw: Mapping[str, Any], where: str) -> Any:
@@ -254,7 +255,7 @@ def _coerce(hint: Any, value: Any, where: str) -> Any:
     if dataclasses.is_dataclass(hint):
         if not isinstance(value, dict):
             raise ConfigError(f"{where}: expected a [section]")
-        return _build(hint, value, where)
+        return _build(cast(type, hint), value, where)
     if origin in (typing.Union, types.UnionType):
         options = [a for a in typing.get_args(hint) if a is not type(None)]
         return _coerce(options[0], value, where)

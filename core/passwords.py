@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import secrets
 import string
+from typing import TYPE_CHECKING
 
 from passlib.hash import argon2
 
 from core.config import PasswordSettings
 from core.errors import UsageError
+
+if TYPE_CHECKING:
+    from passlib.utils.handlers import GenericHandler
 
 MIN_PASSWORD_LENGTH = 12
 MAX_PASSWORD_LENGTH = 1024
@@ -27,7 +31,7 @@ class PasswordHasher:
     """
 
     def __init__(self, settings: PasswordSettings) -> None:
-        self._scheme = argon2.using(
+        self._scheme: type[GenericHandler] = argon2.using(
             type="ID",
             memory_cost=settings.argon2_memory_kib,
             rounds=settings.argon2_time_cost,

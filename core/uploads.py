@@ -70,4 +70,4 @@ class UploadStore:
 
 
 def _upload(row: sqlite3.Row) -> Upload:
-    return Upload(**{key: row[key] for key in row.keys()})
+    return Upload(**{key: row[key] for key in row.keys()})  # noqa: SIM118 - a Row iterates its values

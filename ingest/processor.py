@@ -164,7 +164,7 @@ class Processor:
             try:
                 await self._notify(tenant, run, _tenant_problems(report, tenant.name), emit)
             except Exception as exc:  # a bulkhead: the notices stay queued for the next run
-                log.error("ingest.mail_failed", exc_info=True, tenant=tenant.name)  # noqa: G201
+                log.error("ingest.mail_failed", exc_info=True, tenant=tenant.name)
                 problems.append(f"{tenant.name}: the failure mail could not be sent: {type(exc).__name__}: {exc}")
         pending = sum(self.outbox.counts(item.upload_id).pending for item in self.staged.processing(names))
         counts = RunCounts(files=files_read, posted=report.sent, failed=report.failed,
@@ -231,7 +231,7 @@ class Processor:
                         limit=exc.kind, reason=exc.reason)
             return Prepared.refused(exc.reason)
         except Exception:
-            log.error("ingest.prepare_failed", exc_info=True, tenant=staged.tenant,  # noqa: G201
+            log.error("ingest.prepare_failed", exc_info=True, tenant=staged.tenant,
                       upload=staged.upload_id)
             return Prepared.refused(INTERNAL_ERROR)
 

@@ -8,7 +8,7 @@ after the gap; an hour that happens twice on a fall-back day runs at its first o
 
 from __future__ import annotations
 
-from datetime import date, datetime, time, timedelta, timezone
+from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from core.config import ScheduleSettings
@@ -67,4 +67,4 @@ class Schedule:
     def _instant(self, day: date, hour: int) -> datetime:
         # fold=0 gives a wall time in a spring-forward gap the offset from before the change,
         # which lands on the instant the gap ends; a repeated fall-back hour gets its first pass.
-        return datetime.combine(day, time(hour), tzinfo=self.zone).astimezone(timezone.utc)
+        return datetime.combine(day, time(hour), tzinfo=self.zone).astimezone(UTC)

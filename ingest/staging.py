@@ -200,7 +200,7 @@ class Scanner:
             try:
                 self._scan_tenant(tenant.name, staged, present)
             except Exception:
-                log.error("staging.scan_failed", exc_info=True, tenant=tenant.name)  # noqa: G201
+                log.error("staging.scan_failed", exc_info=True, tenant=tenant.name)
         for key in set(self._handled) - present:
             del self._handled[key]
         return staged

@@ -488,8 +488,8 @@ class RunStore:
         """Close runs left 'running' by a process that died; call only while holding the run lock."""
         cursor = self.db.execute(
             "UPDATE ingest_runs SET status = ?, finished_at = ?, detail = ? WHERE status = ?",
-            (RunStatus.INTERRUPTED.value, now_iso(), "the process stopped during the run; "
-             "its pending rows were resumed by a later run", RunStatus.RUNNING.value),
+            (RunStatus.INTERRUPTED.value, now_iso(), ("the process stopped during the run; "
+             "its pending rows were resumed by a later run"), RunStatus.RUNNING.value),
         )
         return cursor.rowcount
 

@@ -20,7 +20,7 @@ class Outcome(enum.Enum):
     UNCHANGED = "unchanged"
 
 
-class TransactionType(str, enum.Enum):
+class TransactionType(str, enum.Enum):  # noqa: UP042 - str() of a StrEnum is its value, not the member name
     CALL = "call"
     SIGNAL = "signal"
     POST_CALL_EVENT = "post_call_event"

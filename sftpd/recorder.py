@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -89,7 +90,5 @@ class UploadRecorder:
 def _remove(kept: Path | None) -> None:
     """Delete what the listener left of a kept name; one it moved away is gone already."""
     if kept is not None:
-        try:
+        with contextlib.suppress(FileNotFoundError):
             os.unlink(kept)
-        except FileNotFoundError:
-            pass

@@ -29,7 +29,7 @@ import secrets
 import stat
 import threading
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import ParamSpec, TypeVar
@@ -311,10 +311,8 @@ class TenantFileSystem:
             except FileNotFoundError:
                 if not create:
                     raise
-                try:
+                with suppress(FileExistsError):
                     os.mkdir(STAGING_DIR, STAGING_MODE, dir_fd=root_fd)
-                except FileExistsError:
-                    pass
                 fd = os.open(STAGING_DIR, _DIR_FLAGS, dir_fd=root_fd)
         if self._keep(STAGING_DIR, fd):
             yield fd
@@ -332,11 +330,8 @@ class TenantFileSystem:
             return name, os.open(name, flags, FILE_MODE, dir_fd=fd)
 
     def discard_staging_file(self, name: str) -> None:
-        with self.staging() as fd:
-            try:
-                os.unlink(name, dir_fd=fd)
-            except FileNotFoundError:
-                pass
+        with self.staging() as fd, suppress(FileNotFoundError):
+            os.unlink(name, dir_fd=fd)
 
     def publish(self, staging_name: str, target: VirtualPath, keep: bool = False) -> Path | None:
         """Move a finished staging file to ``target`` in one atomic step, replacing a file there.

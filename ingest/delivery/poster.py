@@ -38,7 +38,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
 from enum import StrEnum
 from typing import Any
@@ -265,8 +265,9 @@ class Poster:
             report.left_pending += 1
             if not answered:
                 report.down.setdefault(item.tenant, f"{_origin(item.url)} did not answer: {entry.error}")
-            log.warning("post.row_set_aside" if later else "post.row_kept", tenant=item.tenant, upload=item.upload_id, row=item.row_number,
-                        attempts=total, until=later, error=entry.error)
+            log.warning("post.row_set_aside" if later else "post.row_kept", tenant=item.tenant,
+                        upload=item.upload_id, row=item.row_number, attempts=total, until=later,
+                        error=entry.error)
         if after is not None:
             after(item, delivery)
 

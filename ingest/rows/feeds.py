@@ -194,8 +194,8 @@ def format_feed(feed: Feed) -> str:
     token = "the tenant's token" if feed.destination.token is None else "the feed's own token"
     lines = [
         f"feed {feed.name}: {mapping.kind} requests to {destination}, with {token}",
-        f"template {template.name}: {'ordered' if template.ordered else 'any order'},"
-        f" other columns {template.extra_columns}",
+        (f"template {template.name}: {'ordered' if template.ordered else 'any order'},"
+        f" other columns {template.extra_columns}"),
     ]
     if mapping.table:
         lines.append(f"lookup table {mapping.table}")
