@@ -9,6 +9,7 @@ put in a group of its own at start and its children stay there.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 
@@ -54,7 +55,5 @@ class CpuGroup:
 
     def remove(self) -> None:
         """Only an empty group can go: call once the server has stopped."""
-        try:
+        with contextlib.suppress(OSError):
             self.path.rmdir()
-        except OSError:
-            pass

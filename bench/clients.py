@@ -96,7 +96,7 @@ class SftpBinary:
             )
             try:
                 _, stderr = await asyncio.wait_for(process.communicate(), CLIENT_TIMEOUT_SECONDS)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 process.kill()
                 await process.wait()
                 raise ClientError("sftp timed out") from None
@@ -134,15 +134,13 @@ class AsyncsshClient:
     name = "asyncssh"
 
     async def upload(self, endpoint: Endpoint, crypto: Crypto, files: Sequence[tuple[Path, str]]) -> None:
-        async with await self.connect(endpoint, crypto) as connection:
-            async with connection.start_sftp_client() as sftp:
-                for local, name in files:
-                    await sftp.put(str(local), endpoint.remote(name))
+        async with await self.connect(endpoint, crypto) as connection, connection.start_sftp_client() as sftp:
+            for local, name in files:
+                await sftp.put(str(local), endpoint.remote(name))
 
     async def login(self, endpoint: Endpoint, crypto: Crypto) -> None:
-        async with await self.connect(endpoint, crypto) as connection:
-            async with connection.start_sftp_client():
-                pass
+        async with await self.connect(endpoint, crypto) as connection, connection.start_sftp_client():
+            pass
 
     async def connect(self, endpoint: Endpoint, crypto: Crypto) -> asyncssh.SSHClientConnection:
         try:

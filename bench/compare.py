@@ -22,20 +22,20 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a script: make the repository importable as for -m
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench import end_to_end, processor, sessions, transfers  # noqa: E402
-from core.config import PasswordSettings  # noqa: E402
-from bench.clients import CIPHER, KEX, PINNED, AsyncsshClient, ClientError  # noqa: E402
-from bench.context import BenchContext  # noqa: E402
-from bench.errors import NotAvailable  # noqa: E402
-from bench.machine import describe  # noqa: E402
-from bench.openssh_server import private_sshd, sshd_version  # noqa: E402
-from bench.our_server import our_server  # noqa: E402
-from bench.plan import ALL_CASES, Plan, choose, parse_cases  # noqa: E402
-from bench.procs import raise_open_file_limit  # noqa: E402
-from bench.report import markdown_table, render, targets_table  # noqa: E402
-from bench.runner import Measure, run_measure  # noqa: E402
-from bench.stats import Row  # noqa: E402
-from bench.targets import judge_all  # noqa: E402
+from bench import end_to_end, processor, sessions, transfers
+from bench.clients import CIPHER, KEX, PINNED, AsyncsshClient, ClientError
+from bench.context import BenchContext
+from bench.errors import NotAvailable
+from bench.machine import describe
+from bench.openssh_server import private_sshd, sshd_version
+from bench.our_server import our_server
+from bench.plan import ALL_CASES, Plan, choose, parse_cases
+from bench.procs import raise_open_file_limit
+from bench.report import markdown_table, render, targets_table
+from bench.runner import Measure, run_measure
+from bench.stats import Row
+from bench.targets import judge_all
+from core.config import PasswordSettings
 
 REPOSITORY = Path(__file__).resolve().parent.parent
 DEFAULT_OUTPUT = REPOSITORY / "docs" / "BENCHMARKS.md"
@@ -155,27 +155,27 @@ def _hashing() -> str:
 
 def method(plan: Plan) -> list[str]:
     sentences = [
-        f"{plan.runs} runs per row and side, alternating ours, peer, ours, peer, ...; each figure is the "
+        (f"{plan.runs} runs per row and side, alternating ours, peer, ours, peer, ...; each figure is the "
         "median with (min–max). Ratio = our median / the peer's median in the row's unit "
-        "(for ms and MiB, lower is better).",
-        "Same client against both servers: OpenSSH's `sftp` in batch mode (password through "
+        "(for ms and MiB, lower is better)."),
+        ("Same client against both servers: OpenSSH's `sftp` in batch mode (password through "
         f"SSH_ASKPASS) and asyncssh. *Pinned* rows force cipher `{CIPHER}` and key exchange `{KEX}` "
         "by client options; *server defaults* rows let each server negotiate what it prefers. Targets "
-        "are judged on pinned rows.",
-        "CPU s: user + system seconds of everything the server ran during one run, read from a "
+        "are judged on pinned rows."),
+        ("CPU s: user + system seconds of everything the server ran during one run, read from a "
         "cgroup v2 `cpu.stat` of its own (so OpenSSH's exited per-login processes count; without "
-        "cgroups, the process tree's times); median over runs.",
-        "Uploads are timed from connect to close, login included, as a customer's transfer is; every "
-        "upload is checked on the server's disk afterwards, and a missing or short file is an error.",
-        "Memory: RSS summed over the server's process tree (OpenSSH: the listener plus two processes "
-        "per session); the notes add PSS, which counts shared pages once.",
-        "Our server runs with its shipped settings except: the size limit raised for the big upload, "
+        "cgroups, the process tree's times); median over runs."),
+        ("Uploads are timed from connect to close, login included, as a customer's transfer is; every "
+        "upload is checked on the server's disk afterwards, and a missing or short file is an error."),
+        ("Memory: RSS summed over the server's process tree (OpenSSH: the listener plus two processes "
+        "per session); the notes add PSS, which counts shared pages once."),
+        ("Our server runs with its shipped settings except: the size limit raised for the big upload, "
         "brute-force thresholds and the API's and poster's rate limits out of reach. Every login is "
-        "checked against the tenant's real argon2id hash, made by `sftpctl tenant add`.",
-        "Processor (case 6) runs in the bench process on files of bench/signal_files.py (0.3 % of "
+        "checked against the tenant's real argon2id hash, made by `sftpctl tenant add`."),
+        ("Processor (case 6) runs in the bench process on files of bench/signal_files.py (0.3 % of "
         "rows spoiled on purpose; errors count only other rejects); its peer is a plain read of the "
         "same file with pandas, openpyxl or xlrd in a fresh interpreter, imports excluded, alternating "
-        "in the same run. `python -m bench.processor_speed` prints the same, stage by stage.",
+        "in the same run. `python -m bench.processor_speed` prints the same, stage by stage."),
     ]
     if plan.quick:
         sentences.append("**Quick run:** sizes and counts reduced; the absolute targets do not apply.")

@@ -69,7 +69,8 @@ def case_7(context: BenchContext) -> list[Measure]:
         finished, summary = await _sftpctl_run(server)
         elapsed = time.perf_counter() - start
         reports = sorted(outbox.rglob(f"{local.stem}-*-report.csv"))
-        posted = summary.get("run", {}).get("posted") if isinstance(summary.get("run"), dict) else None
+        run_summary = summary.get("run")
+        posted = run_summary.get("posted") if isinstance(run_summary, dict) else None
         errors = int(not finished) + int(not reports) + (rows - posted if isinstance(posted, int) else 0)
         note = (f"{written.rows:,} rows ({written.bad} spoiled on purpose), "
                 f"{written.rows / elapsed:,.0f} rows/s; posted {posted}")

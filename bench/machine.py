@@ -17,7 +17,7 @@ MEMINFO = Path("/proc/meminfo")
 def describe(extra: dict[str, str] | None = None) -> dict[str, str]:
     """Label → value, in the order a reader wants them."""
     facts = {
-        "Date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "Date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "CPU": _cpu_model(),
         "Cores": str(os.cpu_count()),
         "RAM": _memory(),

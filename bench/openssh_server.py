@@ -12,7 +12,7 @@ import os
 import shutil
 import subprocess
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 
 import psutil
@@ -137,10 +137,8 @@ def _stop(daemon: subprocess.Popen[bytes]) -> None:
     except psutil.NoSuchProcess:
         family = []
     for process in reversed(family):
-        try:
+        with suppress(psutil.NoSuchProcess):
             process.terminate()
-        except psutil.NoSuchProcess:
-            pass
     _, alive = psutil.wait_procs(family, timeout=STOP_TIMEOUT_SECONDS)
     for process in alive:
         process.kill()

@@ -106,7 +106,7 @@ def our_server(folder: Path, password: str, max_upload_bytes: int) -> Iterator[O
         data_dir=data_dir, host=HOST, port=port, keys_dir=folder / "keys",
         max_upload_bytes=max_upload_bytes, max_connections=MAX_CONNECTIONS,
         failures=UNREACHABLE_FAILURES, api_port=api_port, rate=UNREACHABLE_RATE,
-        far_hour=(datetime.datetime.now(datetime.timezone.utc).hour + HOURS_AWAY) % HOURS_PER_DAY,
+        far_hour=(datetime.datetime.now(datetime.UTC).hour + HOURS_AWAY) % HOURS_PER_DAY,
     ))
     added = sftpctl(config, "tenant", "add", TENANT, "--email", TENANT_EMAIL, "--password-stdin",
                     stdin=password + "\n")

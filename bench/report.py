@@ -43,8 +43,8 @@ def render(rows: Sequence[Row], verdicts: Sequence[Verdict], machine: Mapping[st
     parts = [
         "# Benchmarks: sftp-inbox side by side with OpenSSH `internal-sftp`",
         "",
-        f"Produced by `{command}` (see `bench/`). Figures, not pass/fail: nothing in the test "
-        "suite depends on them.",
+        (f"Produced by `{command}` (see `bench/`). Figures, not pass/fail: nothing in the test "
+        "suite depends on them."),
         "",
         "## Machine",
         "",

@@ -94,7 +94,7 @@ async def _sample(side: Side, series: Series, row: Row, label: str) -> None:
         outcome = await side.run()
     except NotAvailable:
         raise
-    except Exception as exc:  # a broken run is a figure of the table, not the end of the bench
+    except Exception as exc:  # noqa: BLE001 - a broken run is a figure of the table, not the end of the bench
         reason = f"{type(exc).__name__}: {exc}"[:ERROR_TEXT_CHARS]
         series.fail(reason)
         _progress(f"[{row.key}] {label} {side.name}: failed: {reason}")

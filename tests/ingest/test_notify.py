@@ -6,7 +6,7 @@ import email
 import email.policy
 import stat
 from collections.abc import Iterator
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
@@ -20,7 +20,7 @@ from ingest.notify import Mailer, TenantRun, failure_message
 from ingest.reports import FileSummary
 from tests.conftest import free_port
 
-RUN_TIME = datetime(2026, 11, 1, 14, 0, 2, tzinfo=timezone.utc)
+RUN_TIME = datetime(2026, 11, 1, 14, 0, 2, tzinfo=UTC)
 LA = ZoneInfo("America/Los_Angeles")
 
 
@@ -54,8 +54,8 @@ def notice(tmp_path: Path, **changes: Any) -> TenantRun:
     files = [FileSummary(upload_id=1, tenant="acme", path="in/sales.csv", feed="signals",
                          received_at="2026-11-01T13:00:00.000Z", state="partly failed", rows_total=4,
                          posted=2, failed=1, rejected=1, pending=0, report=str(report))]
-    values: dict[str, Any] = dict(tenant="acme", email="ops@acme.example", run_id=12, run_time=RUN_TIME,
-                                  zone=LA, files=files)
+    values: dict[str, Any] = {"tenant": "acme", "email": "ops@acme.example", "run_id": 12, "run_time": RUN_TIME,
+                                  "zone": LA, "files": files}
     values.update(changes)
     return TenantRun(**values)
 

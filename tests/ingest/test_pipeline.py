@@ -8,7 +8,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 
@@ -22,7 +22,7 @@ from ingest.store import Trigger
 from tests.ingest.conftest import FakeApi, drop, stall
 
 SIGNALS = "transaction_id,name,partner_unique_id\nT1,Sale,1\nT2,Sale,2\n"
-SIX_AM_PDT = datetime(2026, 3, 8, 13, tzinfo=timezone.utc)
+SIX_AM_PDT = datetime(2026, 3, 8, 13, tzinfo=UTC)
 
 
 async def test_a_missed_slot_runs_once_at_start_up(ingest: Ingest) -> None:
@@ -31,7 +31,7 @@ async def test_a_missed_slot_runs_once_at_start_up(ingest: Ingest) -> None:
     assert summary.run.slot == "2026-03-08T13:00:00.000Z"
     assert await ingest.catch_up(now=SIX_AM_PDT.replace(minute=31)) is None  # that slot ran
     # Down across two slots (12:00 and 18:00 PDT): one catch-up run, for the latest.
-    later = await ingest.catch_up(now=datetime(2026, 3, 9, 2, tzinfo=timezone.utc))
+    later = await ingest.catch_up(now=datetime(2026, 3, 9, 2, tzinfo=UTC))
     assert later is not None and later.run.slot == "2026-03-09T01:00:00.000Z"
     assert [run.trigger for run in ingest.runs(10)] == ["catch-up", "catch-up"]
 

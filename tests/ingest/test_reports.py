@@ -4,24 +4,22 @@ from __future__ import annotations
 
 import csv
 import stat
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
-
-import pytest
 
 from ingest.delivery.outbox import RowOutcome
 from ingest.reports import FileSummary, report_path, write_report
 
 LA = ZoneInfo("America/Los_Angeles")
-RUN_TIME = datetime(2026, 3, 8, 14, 0, 5, tzinfo=timezone.utc)  # 07:00:05 PDT
+RUN_TIME = datetime(2026, 3, 8, 14, 0, 5, tzinfo=UTC)  # 07:00:05 PDT
 
 
 def summary(path: str = "in/sales.csv", **changes: object) -> FileSummary:
-    values: dict[str, object] = dict(
-        upload_id=7, tenant="acme", path=path, feed="signals", received_at="2026-03-08T13:59:00.000Z",
-        state="partly failed", rows_total=3, posted=1, failed=1, rejected=1, pending=0,
-    )
+    values: dict[str, object] = {
+        "upload_id": 7, "tenant": "acme", "path": path, "feed": "signals", "received_at": "2026-03-08T13:59:00.000Z",
+        "state": "partly failed", "rows_total": 3, "posted": 1, "failed": 1, "rejected": 1, "pending": 0,
+    }
     values.update(changes)
     return FileSummary(**values)  # type: ignore[arg-type]
 

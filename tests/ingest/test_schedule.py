@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -15,7 +15,7 @@ from ingest.runlock import RunInProgress, RunLock
 from ingest.schedule import Schedule, ScheduleError
 
 LA = ZoneInfo("America/Los_Angeles")
-UTC = timezone.utc
+UTC = UTC
 
 
 def utc(*args: int) -> datetime:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 from typing import Any
 
@@ -45,10 +46,8 @@ def test_a_value_within_the_limit_reads_back_and_a_deeper_one_is_a_400(value: An
 @settings(deadline=None)
 @given(st.binary(max_size=64))
 def test_any_bytes_are_a_value_or_one_of_the_apis_errors(raw: bytes) -> None:
-    try:
+    with contextlib.suppress(BadRequest, RecordInvalid):
         parse_json(raw, LIMIT)
-    except (BadRequest, RecordInvalid):
-        pass
 
 
 @pytest.mark.parametrize("text", [b"NaN", b"[Infinity]", b'{"a": -Infinity}', b"1e400", b"-1e999"])

@@ -113,8 +113,8 @@ INVALID_CALLS: list[tuple[dict[str, Any], str]] = [
     ({"external_id": "c"}, "call.start_time must be present"),
     (
         {"external_id": "c", "start_time": START, "calling_phone_number": "8885551212"},
-        "call.calling_phone_number: must be a phone number in E.164 format such as '+1 8885551212',"
-        " got '8885551212'",
+        ("call.calling_phone_number: must be a phone number in E.164 format such as '+1 8885551212',"
+        " got '8885551212'"),
     ),
     (
         {"call_record_id": "42", "start_time": START},

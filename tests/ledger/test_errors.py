@@ -60,8 +60,8 @@ INVALID_SIGNALS: list[tuple[dict[str, Any], str]] = [
     ),
     (
         {"name": "Sale", "occurred_at_time": "2016/02/30 01:00:00 PM"},
-        "signal.occurred_at_time: '2016/02/30 01:00:00 PM' is not a valid date and time:"
-        " day is out of range for month",
+        ("signal.occurred_at_time: '2016/02/30 01:00:00 PM' is not a valid date and time:"
+        " day is out of range for month"),
     ),
 ]
 
@@ -88,8 +88,8 @@ async def test_nothing_is_written_when_a_request_is_refused(with_call: TenantCli
 INVALID_SEARCHES: list[tuple[dict[str, Any], str]] = [
     (
         {"calling_phone_number": "555-0123", "call_start_time": "1435993200"},
-        "search.calling_phone_number: must be a phone number in E.164 format such as '+1 8885551212',"
-        " got '555-0123'",
+        ("search.calling_phone_number: must be a phone number in E.164 format such as '+1 8885551212',"
+        " got '555-0123'"),
     ),
     (
         {"call_start_time": "1435993200", "duration_in_seconds": -5},
@@ -97,8 +97,8 @@ INVALID_SEARCHES: list[tuple[dict[str, Any], str]] = [
     ),
     (
         {"call_record_id": "not-a-guid"},
-        "search.call_record_id: must be a GUID such as 0f8fad5b-d9cb-469f-a165-70867728950e,"
-        " got 'not-a-guid'",
+        ("search.call_record_id: must be a GUID such as 0f8fad5b-d9cb-469f-a165-70867728950e,"
+        " got 'not-a-guid'"),
     ),
     ({"transactionid": "00000000-00000001"}, "search.transactionid is not a known parameter"),
 ]
@@ -129,8 +129,8 @@ async def test_custom_data_outside_the_dictionary_names_the_field(with_call: Ten
 NOT_JSON_OBJECTS = [
     (
         b"{not json",
-        "Validation failed: the request body is not valid JSON: Expecting property name enclosed"
-        " in double quotes: line 1 column 2 (char 1)",
+        ("Validation failed: the request body is not valid JSON: Expecting property name enclosed"
+        " in double quotes: line 1 column 2 (char 1)"),
     ),
     (b"", "Validation failed: the request body must be a JSON object"),
     (b"[1, 2]", "Validation failed: the request body must be a JSON object"),

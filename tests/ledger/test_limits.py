@@ -105,7 +105,7 @@ async def test_a_page_holding_an_older_ledgers_year_one_call_still_renders(
     assert csv_page.status_code == 200 and "0001-01-01T00:00:00+00:00" in csv_page.text
 
 
-@pytest.mark.parametrize("duration", [604801, 10**30, "99999999999999999999", "１２"])
+@pytest.mark.parametrize("duration", [604801, 10**30, "99999999999999999999", "１２"])  # noqa: RUF001 - fullwidth
 async def test_durations_are_bounded(with_call: TenantClient, duration: Any) -> None:
     response = await with_call.call(**CALL, duration_in_seconds=duration)
 
@@ -119,7 +119,7 @@ async def test_a_week_long_call_is_accepted(with_call: TenantClient) -> None:
 
 @pytest.mark.parametrize(
     "amount, message",
-    [("١٢.٥٠", "must be money with at most 2 decimal places"), ("9" * 256, "at most 255 characters")],
+    [("١٢.٥٠", "must be money with at most 2 decimal places"), ("9" * 256, "at most 255 characters")],  # noqa: RUF001 - Arabic-Indic digits
 )
 async def test_money_is_ascii_digits_of_a_parameters_length(
     with_call: TenantClient, amount: str, message: str

@@ -64,13 +64,13 @@ BAD_PARAMETERS: list[tuple[dict[str, Any], str]] = [
     ({"limit": "ten"}, "limit must be a whole number from 1 to 4000, got 'ten'"),
     (
         {"start_after_transaction_id": "42"},
-        "start_after_transaction_id must be a transaction id such as 00000000-0000000A,"
-        " at most 7FFFFFFF-FFFFFFFF, got '42'",
+        ("start_after_transaction_id must be a transaction id such as 00000000-0000000A,"
+        " at most 7FFFFFFF-FFFFFFFF, got '42'"),
     ),
     (
         {"start_after_transaction_id": "80000000-00000000"},  # beyond SQLite's integers
-        "start_after_transaction_id must be a transaction id such as 00000000-0000000A,"
-        " at most 7FFFFFFF-FFFFFFFF, got '80000000-00000000'",
+        ("start_after_transaction_id must be a transaction id such as 00000000-0000000A,"
+        " at most 7FFFFFFF-FFFFFFFF, got '80000000-00000000'"),
     ),
     (
         {"from_": "04/11/2016"},
@@ -93,8 +93,8 @@ BAD_PARAMETERS: list[tuple[dict[str, Any], str]] = [
     ),
     (
         {"lmit": 5},
-        "unknown parameter 'lmit'; known: from, include_columns, limit, oauth_token,"
-        " start_after_transaction_id, to, transaction_type",
+        ("unknown parameter 'lmit'; known: from, include_columns, limit, oauth_token,"
+        " start_after_transaction_id, to, transaction_type"),
     ),
 ]
 
@@ -154,7 +154,7 @@ async def test_signals_and_custom_data_only_when_asked_for(client: TenantClient)
     both = await client.transactions(include_columns="signals,custom_data")
 
     assert all(tuple(row) == DEFAULT_COLUMNS for row in plain)
-    assert all(tuple(row) == DEFAULT_COLUMNS + ("signals",) for row in default_plus)
+    assert all(tuple(row) == (*DEFAULT_COLUMNS, "signals") for row in default_plus)
     assert [row["transaction_type"] for row in both] == ["call", "post_call_event", "signal"]
     assert [row["signals"] for row in both][:2] == [[], []]
     assert both[2]["signals"][0]["sale_amount"] == "5.00"

@@ -37,7 +37,8 @@ def test_daemon_refuses_to_start_on_a_moved_uvicorn(tmp_path: Path) -> None:
         f" '--api-listen', '127.0.0.1:{api_port}']))\n"
     )
     result = subprocess.run(
-        [sys.executable, "-c", code], check=False, cwd=tmp_path, capture_output=True, text=True, timeout=SUBPROCESS_TIMEOUT_SECONDS,
+        [sys.executable, "-c", code], check=False, cwd=tmp_path, capture_output=True, text=True,
+        timeout=SUBPROCESS_TIMEOUT_SECONDS,
         env=project_env(),
     )
     assert result.returncode == 1

@@ -7,8 +7,8 @@ import sys
 from pathlib import Path
 
 from tests.conftest import free_port
-from tests.support.daemon import project_env, start_daemon
 from tests.support.clients import OpenSSHClient, output_lines
+from tests.support.daemon import project_env, start_daemon
 
 
 async def test_first_start_creates_demo_tenant_that_can_log_in(tmp_path: Path) -> None:
@@ -43,6 +43,6 @@ def test_no_demo_flag(tmp_path: Path) -> None:
 def test_bad_listen_address_is_a_clear_error(tmp_path: Path) -> None:
     result = subprocess.run(
         [sys.executable, "-m", "service.daemon", "serve", "--listen", "nonsense"],
-        cwd=tmp_path, capture_output=True, text=True, timeout=60, env=project_env(),
+        check=False, cwd=tmp_path, capture_output=True, text=True, timeout=60, env=project_env(),
     )
     assert result.returncode == 2 and "expected HOST:PORT" in result.stderr

@@ -17,8 +17,8 @@ from pathlib import Path
 import httpx
 
 from tests.conftest import free_port
-from tests.support.daemon import project_env, start_daemon
 from tests.support.clients import OpenSSHClient, output_lines
+from tests.support.daemon import project_env, start_daemon
 
 CALLS = """customer_id,call_start,call_end,calling_phone_number,agent_queue_assigned
 cust-001,2026-11-20T18:02:13Z,2026-11-20T18:12:13Z,+1 8885551212,Wireless Sales
@@ -34,7 +34,7 @@ SIGNALS = """call_start_time,calling_phone_number,name,partner_unique_id,sale_am
 def sftpctl(config: Path, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "service.sftpctl", "--config", str(config), *args],
-        cwd=config.parent, capture_output=True, text=True, timeout=120, env=project_env(),
+        check=False, cwd=config.parent, capture_output=True, text=True, timeout=120, env=project_env(),
     )
 
 

@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import TEST_PASSWORD
-from tests.support.clients import OpenSSHClient, asyncssh_connect, kill_group
 from tests.sftpd.conftest import TENANT, RunningServer, ServerFactory
+from tests.support.clients import OpenSSHClient, asyncssh_connect, kill_group
 
 POLL_SECONDS = 0.02
 WAIT_LIMIT_SECONDS = 15.0

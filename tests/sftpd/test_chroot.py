@@ -12,8 +12,8 @@ import asyncssh
 import pytest
 
 from tests.conftest import TEST_PASSWORD
-from tests.support.clients import asyncssh_sftp, paramiko_sftp
 from tests.sftpd.conftest import OTHER_TENANT, TENANT, RunningServer
+from tests.support.clients import asyncssh_sftp, paramiko_sftp
 
 SECRET = b"globex,confidential\n"
 
@@ -77,9 +77,8 @@ async def test_creating_symlinks_is_refused(server: RunningServer, secret: Path)
                 await sftp.symlink(target, "/in/link")
 
     def with_paramiko() -> None:
-        with paramiko_sftp(server.port, TENANT, TEST_PASSWORD) as sftp:
-            with pytest.raises(PermissionError):
-                sftp.symlink(str(secret), "/in/link")
+        with paramiko_sftp(server.port, TENANT, TEST_PASSWORD) as sftp, pytest.raises(PermissionError):
+            sftp.symlink(str(secret), "/in/link")
 
     await asyncio.to_thread(with_paramiko)
     assert list(server.inbox().iterdir()) == []
@@ -209,9 +208,8 @@ async def test_only_file_times_can_be_set(server: RunningServer) -> None:
     assert stat.S_IMODE(info.st_mode) & 0o7077 == 0o040
 
     def with_paramiko() -> None:
-        with paramiko_sftp(server.port, TENANT, TEST_PASSWORD) as sftp:
-            with pytest.raises(PermissionError):
-                sftp.chmod("/in/calls.csv", 0o777)
+        with paramiko_sftp(server.port, TENANT, TEST_PASSWORD) as sftp, pytest.raises(PermissionError):
+            sftp.chmod("/in/calls.csv", 0o777)
 
     await asyncio.to_thread(with_paramiko)
 
@@ -261,19 +259,21 @@ async def test_folders_inside_in_can_be_managed(server: RunningServer) -> None:
 
 
 async def test_staging_folder_is_invisible(server: RunningServer) -> None:
-    async with asyncssh_sftp(server.port, TENANT, TEST_PASSWORD) as sftp:
-        async with sftp.open("/in/calls.csv", "wb") as remote:
-            await remote.write(b"1,2\n")
-            [staged] = os.listdir(server.staging())
-            assert sorted(await sftp.listdir("/")) == ["in", "out"]
-            assert await sftp.listdir("/in") == []
-            for path in ("/.incoming", f"/.incoming/{staged}", f"/in/../.incoming/{staged}"):
-                with pytest.raises(asyncssh.SFTPNoSuchFile):
-                    await sftp.stat(path)
+    async with (
+        asyncssh_sftp(server.port, TENANT, TEST_PASSWORD) as sftp,
+        sftp.open("/in/calls.csv", "wb") as remote,
+    ):
+        await remote.write(b"1,2\n")
+        [staged] = os.listdir(server.staging())
+        assert sorted(await sftp.listdir("/")) == ["in", "out"]
+        assert await sftp.listdir("/in") == []
+        for path in ("/.incoming", f"/.incoming/{staged}", f"/in/../.incoming/{staged}"):
             with pytest.raises(asyncssh.SFTPNoSuchFile):
-                await sftp.open(f"/.incoming/{staged}", "rb")
-            with pytest.raises(asyncssh.SFTPPermissionDenied):
-                await sftp.remove(f"/.incoming/{staged}")
+                await sftp.stat(path)
+        with pytest.raises(asyncssh.SFTPNoSuchFile):
+            await sftp.open(f"/.incoming/{staged}", "rb")
+        with pytest.raises(asyncssh.SFTPPermissionDenied):
+            await sftp.remove(f"/.incoming/{staged}")
 
 
 async def test_special_files_are_not_opened(server: RunningServer) -> None:

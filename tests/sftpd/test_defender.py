@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -18,7 +18,7 @@ OTHER_SOURCE = "198.51.100.9"
 
 class Clock:
     def __init__(self) -> None:
-        self.now = datetime(2024, 3, 10, 12, 0, tzinfo=timezone.utc)
+        self.now = datetime(2024, 3, 10, 12, 0, tzinfo=UTC)
 
     def __call__(self) -> datetime:
         return self.now

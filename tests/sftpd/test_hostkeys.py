@@ -11,8 +11,8 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from sftpd.hostkeys import HostKeyError, load_or_create_host_keys
 from tests.conftest import TEST_PASSWORD
-from tests.support.clients import asyncssh_connect
 from tests.sftpd.conftest import TENANT, ServerFactory
+from tests.support.clients import asyncssh_connect
 
 
 def mode(path: Path) -> int:

@@ -150,7 +150,7 @@ async def test_a_slow_drip_upload_is_cut_off_and_never_recorded(
     async with asyncssh_sftp(server.port, TENANT, TEST_PASSWORD) as sftp:
         drip = await sftp.open("/in/drip.csv", "wb")
         started = time.monotonic()
-        with pytest.raises(asyncssh.SFTPFailure, match="upload aborted: .* below the minimum"):
+        with pytest.raises(asyncssh.SFTPFailure, match=r"upload aborted: .* below the minimum"):
             for offset in range(100):
                 await drip.write(b"a", offset)
                 await asyncio.sleep(window / 10)
@@ -170,7 +170,7 @@ async def test_open_files_per_session_are_capped(make_server: ServerFactory) -> 
     server = await make_server(server__max_handles_per_session=3)
     async with asyncssh_sftp(server.port, TENANT, TEST_PASSWORD) as sftp:
         handles = [await sftp.open(f"/in/{n}.csv", "wb") for n in range(3)]
-        with pytest.raises(asyncssh.SFTPFailure, match="too many open files .*3 at most"):
+        with pytest.raises(asyncssh.SFTPFailure, match=r"too many open files .*3 at most"):
             await sftp.open("/in/3.csv", "wb")
         # A folder listing holds the folder open while it is read, so it counts too.
         with pytest.raises(asyncssh.SFTPFailure, match="too many open files"):

@@ -6,8 +6,8 @@ import hashlib
 import os
 
 from tests.conftest import TEST_PASSWORD
-from tests.support.clients import OpenSSHClient
 from tests.sftpd.conftest import TENANT, RunningServer
+from tests.support.clients import OpenSSHClient
 
 CSV = b"call_record_id,name\n1,Sale\n2,Lead\n"
 

@@ -6,8 +6,8 @@ import asyncssh
 import pytest
 
 from tests.conftest import TEST_PASSWORD
-from tests.support.clients import asyncssh_connect
 from tests.sftpd.conftest import TENANT, RunningServer, ServerFactory
+from tests.support.clients import asyncssh_connect
 
 
 async def test_shell_commands_and_scp_are_refused(server: RunningServer) -> None:

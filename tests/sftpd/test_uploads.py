@@ -18,8 +18,8 @@ from sftpd.defender import Defender
 from sftpd.events import UploadCompleted
 from sftpd.server import SftpServer
 from tests.conftest import TEST_PASSWORD
-from tests.support.clients import asyncssh_sftp, paramiko_sftp
 from tests.sftpd.conftest import TENANT, RunningServer, ServerFactory
+from tests.support.clients import asyncssh_sftp, paramiko_sftp
 
 LIMIT = 64 * 1024
 
@@ -111,9 +111,9 @@ async def test_temporary_name_counts_once_renamed(server: RunningServer) -> None
 async def test_temporary_name_renamed_to_a_refused_name(server: RunningServer) -> None:
     async with asyncssh_sftp(server.port, TENANT, TEST_PASSWORD) as sftp:
         await put(sftp, "/in/notes.txt.filepart", b"hello\n")
-        with pytest.raises(asyncssh.SFTPPermissionDenied, match="file type .txt is not accepted"):
+        with pytest.raises(asyncssh.SFTPPermissionDenied, match=r"file type .txt is not accepted"):
             await sftp.rename("/in/notes.txt.filepart", "/in/notes.txt")
-        with pytest.raises(asyncssh.SFTPPermissionDenied, match="no '.' except"):
+        with pytest.raises(asyncssh.SFTPPermissionDenied, match=r"no '.' except"):
             await sftp.posix_rename("/in/notes.txt.filepart", "/in/notes.v2.csv")
     assert [path.name for path in server.inbox().iterdir()] == ["notes.txt.filepart"]
     assert await server.recorded() == []
@@ -201,7 +201,7 @@ async def test_renaming_an_accepted_file_is_a_move_not_an_upload(server: Running
     async with asyncssh_sftp(server.port, TENANT, TEST_PASSWORD) as sftp:
         await put(sftp, "/in/calls.csv", b"1,2\n")
         await sftp.rename("/in/calls.csv", "/in/renamed.csv")
-        with pytest.raises(asyncssh.SFTPPermissionDenied, match="file type .txt"):
+        with pytest.raises(asyncssh.SFTPPermissionDenied, match=r"file type .txt"):
             await sftp.rename("/in/renamed.csv", "/in/renamed.txt")
     assert [upload.path for upload in await server.recorded()] == ["in/calls.csv"]
 
@@ -219,10 +219,12 @@ async def test_every_upload_of_a_name_is_recorded(server: RunningServer) -> None
 
 
 async def test_out_of_order_writes_are_hashed_correctly(server: RunningServer) -> None:
-    async with asyncssh_sftp(server.port, TENANT, TEST_PASSWORD) as sftp:
-        async with sftp.open("/in/calls.csv", "wb") as remote:
-            await remote.write(b"world\n", offset=6)
-            await remote.write(b"hello,", offset=0)
+    async with (
+        asyncssh_sftp(server.port, TENANT, TEST_PASSWORD) as sftp,
+        sftp.open("/in/calls.csv", "wb") as remote,
+    ):
+        await remote.write(b"world\n", offset=6)
+        await remote.write(b"hello,", offset=0)
     [upload] = await server.recorded()
     assert (upload.size, upload.sha256) == (12, sha256(b"hello,world\n"))
 
@@ -232,9 +234,11 @@ async def test_resumed_upload_keeps_what_was_there(server: RunningServer) -> Non
         await put(sftp, "/in/calls.csv", b"1,2\n")
 
     def append_with_paramiko() -> None:
-        with paramiko_sftp(server.port, TENANT, TEST_PASSWORD) as sftp:
-            with sftp.open("/in/calls.csv", "a") as remote:
-                remote.write(b"3,4\n")
+        with (
+            paramiko_sftp(server.port, TENANT, TEST_PASSWORD) as sftp,
+            sftp.open("/in/calls.csv", "a") as remote,
+        ):
+            remote.write(b"3,4\n")
 
     await asyncio.to_thread(append_with_paramiko)
     assert (server.inbox() / "calls.csv").read_bytes() == b"1,2\n3,4\n"

@@ -112,9 +112,8 @@ def kill_group(process: asyncio.subprocess.Process) -> None:
 
 @asynccontextmanager
 async def asyncssh_sftp(port: int, user: str, password: str) -> AsyncIterator[asyncssh.SFTPClient]:
-    async with asyncssh_connect(port, user, password) as conn:
-        async with conn.start_sftp_client() as sftp:
-            yield sftp
+    async with asyncssh_connect(port, user, password) as conn, conn.start_sftp_client() as sftp:
+        yield sftp
 
 
 @asynccontextmanager

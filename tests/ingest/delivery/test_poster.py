@@ -8,7 +8,7 @@ import email.policy
 import email.utils
 import json
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -123,8 +123,8 @@ async def test_403_and_404_are_row_errors_with_the_servers_message(
     summary = await post(ingest, tenants, uploads, signals(3))
     rows = report_rows(summary)
     assert rows["2"] == ["failed", "", "RecordNotFound: No call found. Please refer to the documentation."]
-    assert rows["3"] == ["failed", "", "RecordInvalid: Validation failed: transaction_id or start_time_t"
-                                       " must be present"]
+    assert rows["3"] == ["failed", "", ("RecordInvalid: Validation failed: transaction_id or start_time_t"
+                                       " must be present")]
     assert rows["4"][0] == "posted"
     assert len(fake_api.received) == 3  # row errors are not retried
     assert summary.files[0].state == "partly failed"
@@ -166,7 +166,7 @@ async def test_retry_after_may_be_an_http_date(
     patient: Ingest, tenants: TenantStore, uploads: UploadStore, tenant: Tenant, fake_api: FakeApi
 ) -> None:
     ingest = patient
-    when = email.utils.format_datetime(datetime.now(timezone.utc) + timedelta(seconds=2), usegmt=True)
+    when = email.utils.format_datetime(datetime.now(UTC) + timedelta(seconds=2), usegmt=True)
     fake_api.answer(status(503, headers={"Retry-After": when}))
     summary = await post(ingest, tenants, uploads, signals(1))
     await ingest.aclose()

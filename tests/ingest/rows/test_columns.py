@@ -111,7 +111,7 @@ def test_timestamp_columns_refuse_what_the_checker_refuses() -> None:
     odd = [
         "2024/05/01 06:15:60 AM",
         "2024/05/01 06:60:00 AM",
-        "2024/05/01 06:1５:00 AM",
+        "2024/05/01 06:1５:00 AM",  # noqa: RUF001 - a fullwidth digit on purpose
         "2024/05/01 06:15:00 XM",
         "2024/05/01 13:15:00 AM",
         "20240501061560000",

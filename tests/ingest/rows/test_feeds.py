@@ -194,20 +194,20 @@ def test_unterminated_string_names_its_line() -> None:
             "needs the table's name",
         ),
         (
-            'name = "x"\ntemplate = "calls"\n[mapping]\nkind = "call"\n[mapping.columns]\n'
-            '"Phone" = "call.calling_phone_number"\n',
+            ('name = "x"\ntemplate = "calls"\n[mapping]\nkind = "call"\n[mapping.columns]\n'
+            '"Phone" = "call.calling_phone_number"\n'),
             6,
             "column 'Phone' is not in template 'calls', which refuses other columns",
         ),
         (
-            'name = "x"\ntemplate = "calls"\n[mapping]\nkind = "call"\n[mapping.columns]\n'
-            'call_end = "ignore"\n',
+            ('name = "x"\ntemplate = "calls"\n[mapping]\nkind = "call"\n[mapping.columns]\n'
+            'call_end = "ignore"\n'),
             3,
             "no column or constant gives call.call_end",
         ),
         (
-            'name = "x"\ntemplate = "lookup"\n[mapping]\nkind = "signal"\n'
-            '[mapping.constants]\n"signal.name" = "Sale"\n',
+            ('name = "x"\ntemplate = "lookup"\n[mapping]\nkind = "signal"\n'
+            '[mapping.constants]\n"signal.name" = "Sale"\n'),
             3,
             "no row could find its call",
         ),
