@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Install everything the test suite needs from the project's own files, then run it.
+# Install everything the test suite needs from the project's own files, run the lint and type
+# gates (ruff and mypy --strict, configured in pyproject.toml), then the tests.
 # Extra arguments go to pytest (e.g. `bash scripts/test.sh tests/sftpd -x`).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -17,4 +18,6 @@ fi
 python3 -m venv .venv
 .venv/bin/python -m pip install -q --upgrade pip
 .venv/bin/python -m pip install -q -e '.[test]'
+.venv/bin/ruff check .
+.venv/bin/mypy
 exec .venv/bin/python -m pytest "$@"
