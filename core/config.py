@@ -54,6 +54,8 @@ class ServerSettings:
     # Connections from one address not logged in yet, and all connections from one address.
     max_prelogin_per_source: int = 20
     max_connections_per_source: int = 100
+    # An IPv6 source is its network of this many bits: one subscriber usually holds a /64.
+    ipv6_prefix_length: int = 64
     # Logged-in connections per tenant; one more login is refused with the reason.
     max_sessions_per_tenant: int = 10
     # A logged-in connection with no SFTP request for this long is closed (0: never).

@@ -5,7 +5,8 @@ every tenant, so each is bounded per source address and per tenant (DESIGN.md, "
 share a fate"):
 
 - connections not logged in yet, per source address, and all connections per source address,
-  under the global cap: a flood from one address fills only its own share;
+  under the global cap: a flood from one address fills only its own share (an IPv6 address
+  counts as its /64, see :func:`source_of`);
 - logged-in connections per tenant: one more login is refused at login, with the reason, and
   nobody already connected is dropped for it;
 - a logged-in connection with no SFTP request for ``idle_timeout_seconds`` is closed (asyncssh
@@ -21,6 +22,7 @@ runs on the event loop's thread, so the counts need no lock.
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 from collections import Counter
 from collections.abc import Callable
 from typing import NoReturn
@@ -69,9 +71,10 @@ class ConnectionLimits:
         self._prelogin: Counter[str] = Counter()
         self._per_tenant: Counter[str] = Counter()
 
-    def admit(self, source: str, disconnect: Disconnect) -> Admission:
-        """Take a place for a new connection from ``source``, or raise :class:`Refused`."""
+    def admit(self, address: str, disconnect: Disconnect) -> Admission:
+        """Take a place for a new connection from ``address``, or raise :class:`Refused`."""
         server = self.settings
+        source = source_of(address, server.ipv6_prefix_length)
         if self._total >= server.max_connections:
             self._refuse("max_connections", "server busy: too many connections", source=source)
         if self._per_source[source] >= server.max_connections_per_source:
@@ -228,6 +231,24 @@ class UploadPace:
                     bytes_per_second=round(rate, 1))
         self._abort(f"upload aborted: {rate:.0f} bytes/s over the last {self._window:g} s, "
                     f"below the minimum of {self._minimum} bytes/s")
+
+
+def source_of(address: str, ipv6_prefix_length: int) -> str:
+    """The source a connection is counted against: an IPv4 address as it is, an IPv6 address as
+    its network of ``ipv6_prefix_length`` bits.
+
+    One IPv6 subscriber commonly holds a whole /64 (RFC 6177), 2**64 addresses to spread a flood
+    over; counted one by one, per-address limits would not limit such a source at all.
+    """
+    try:
+        ip = ipaddress.ip_address(address.partition("%")[0])
+    except ValueError:
+        return address
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            return str(ip.ipv4_mapped)
+        return str(ipaddress.ip_network(f"{ip}/{ipv6_prefix_length}", strict=False))
+    return str(ip)
 
 
 def _drop(counter: Counter[str], key: str) -> None:

@@ -12,6 +12,8 @@ from pathlib import Path
 import asyncssh
 import pytest
 
+from core.config import ServerSettings
+from sftpd.limits import ConnectionLimits, Refused, source_of
 from tests.conftest import TEST_PASSWORD
 from tests.sftpd.conftest import OTHER_TENANT, TENANT, RunningServer, ServerFactory
 from tests.support.clients import HOST, OpenSSHClient, asyncssh_connect, asyncssh_sftp
@@ -217,3 +219,34 @@ async def test_a_huge_listing_does_not_hold_up_another_tenant(
     names = [line for line in stdout.decode().split() if line.endswith(".csv")]
     assert len(names) == count
     assert max(latencies) < 0.2, sorted(latencies)[-5:]
+
+
+@pytest.mark.parametrize(
+    ("address", "source"),
+    [
+        ("203.0.113.9", "203.0.113.9"),
+        ("2001:db8:1:2:aaaa::1", "2001:db8:1:2::/64"),
+        ("2001:db8:1:2:ffff:ffff:ffff:ffff", "2001:db8:1:2::/64"),
+        ("fe80::1%eth0", "fe80::/64"),
+        ("::ffff:203.0.113.9", "203.0.113.9"),
+        ("not an address", "not an address"),
+    ],
+)
+def test_an_ipv6_source_is_its_network(address: str, source: str) -> None:
+    assert source_of(address, 64) == source
+
+
+def test_addresses_of_one_ipv6_network_share_its_limits() -> None:
+    """2**64 addresses of one subscriber are one source, or per-address limits would not bind."""
+    limits = ConnectionLimits(ServerSettings(max_prelogin_per_source=2))
+    closed: list[str] = []
+
+    def disconnect(code: int, reason: str) -> None:
+        closed.append(reason)
+
+    limits.admit("2001:db8::1", disconnect)
+    limits.admit("2001:db8::2", disconnect)
+    with pytest.raises(Refused, match="waiting to log in"):
+        limits.admit("2001:db8::ffff:3", disconnect)
+    limits.admit("2001:db8:0:1::1", disconnect)  # the next /64 is another source
+    assert limits.counters.snapshot() == {"max_prelogin_per_source": 1}
