@@ -37,6 +37,7 @@ from ingest.delivery.poster import Delivery, Poster, PostReport
 from ingest.notify import Mailer, TenantRun, failure_message
 from ingest.prepare import Prepared, PrepareJob, prepare_file
 from ingest.reports import FileSummary, choose_report_path, write_report_at
+from ingest.rows import LAST_RANK, posting_rank
 from ingest.sandbox import INTERNAL_ERROR, Limits, WorkerFailed, run_limited
 from ingest.store import (
     FeedStore,
@@ -54,8 +55,6 @@ log = get_logger("ingest.processor")
 
 # ``post.progress`` is reported every this many rows (and after the last one).
 PROGRESS_EVERY_ROWS = 10
-# Feed kinds in the order their files are queued, and so posted, within a run.
-_KIND_ORDER = {"call": 0, "lookup": 1, "signal": 2}
 
 
 class Progress(Protocol):
@@ -187,9 +186,9 @@ class Processor:
         has, so a call-metadata file uploaded after the signals that refer to it still goes first.
         """
 
-        last = len(_KIND_ORDER)
+        last = LAST_RANK
         ranks = {
-            (tenant, feed.name): _KIND_ORDER.get(feed.mapping.kind, last)
+            (tenant, feed.name): posting_rank(feed.mapping.kind)
             for tenant in {staged.tenant for staged in waiting}
             for feed in self.feeds.list(tenant)
         }

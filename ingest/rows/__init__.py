@@ -4,12 +4,13 @@ The pure half of the pipeline: read a CSV/XLSX/XLS into text (``readers``, after
 workbook checks of ``precheck``), check it against the tenant's template (``templates``,
 ``validate``, one value at a time by ``coercion``, a column at a time by ``column_checks``), and
 map each good row to a Signal API request (``mapping``, by the targets of ``fields``, as the
-tenant's ``feeds`` say). Everything here runs in the limited child of ``ingest.sandbox``; a file
-refused whole is a :class:`FileRejected`.
+tenant's ``feeds`` say); every kind of request is declared once, in ``kinds``. Everything here
+runs in the limited child of ``ingest.sandbox``; a file refused whole is a :class:`FileRejected`.
 """
 
 from ingest.rows.errors import FeedError, FileRejected
 from ingest.rows.feeds import DEFAULT_FEED, Feed, default_feeds, format_feed, parse_feed
+from ingest.rows.kinds import KINDS, LAST_RANK, Kind, posting_rank
 from ingest.rows.mapping import DestinationRequest, MappedRows, map_rows
 from ingest.rows.precheck import check_workbook
 from ingest.rows.readers import Table, read_table
@@ -23,10 +24,13 @@ from ingest.rows.validate import RowResult, Validation, check_file, validate
 
 __all__ = [
     "DEFAULT_FEED",
+    "KINDS",
+    "LAST_RANK",
     "DestinationRequest",
     "Feed",
     "FeedError",
     "FileRejected",
+    "Kind",
     "MappedRows",
     "RowResult",
     "Table",
@@ -40,6 +44,7 @@ __all__ = [
     "get_template",
     "map_rows",
     "parse_feed",
+    "posting_rank",
     "read_table",
     "shipped_templates",
     "validate",

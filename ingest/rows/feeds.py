@@ -48,6 +48,7 @@ from ingest.rows import fields
 from ingest.rows.coercion import checker
 from ingest.rows.errors import FeedError
 from ingest.rows.fields import IGNORE, OPEN_SECTIONS, Target
+from ingest.rows.kinds import KINDS
 from ingest.rows.templates import Template, TemplateError, get_template, parse_template
 
 __all__ = [
@@ -75,16 +76,8 @@ DEFAULT_FEED_TEXTS = {
     "calls": 'name = "calls"\ntemplate = "calls"\n[mapping]\nkind = "call"\n',
 }
 
-#: Request fields a row of each kind cannot do without.
-REQUIRED_TARGETS = {
-    "signal": (Target("signal", "name"),),
-    "lookup": (Target("lookup", "primary_key"),),
-    "call": (
-        Target("call", "customer_id"),
-        Target("call", "call_start"),
-        Target("call", "call_end"),
-    ),
-}
+#: Request fields a row of each kind cannot do without (declared in ``ingest.rows.kinds``).
+REQUIRED_TARGETS = {name: kind.required for name, kind in KINDS.items()}
 
 _FEED_KEYS = frozenset({"name", "template", "mapping", "destination"})
 _MAPPING_KEYS = frozenset({"kind", "table", "unmapped", "columns", "constants"})
@@ -376,16 +369,19 @@ def _unmapped(kind: str, raw: Any) -> str:
 
 
 def _table(kind: str, raw: Any) -> str | None:
-    if kind != "lookup":
+    if not KINDS[kind].table:
         if raw is not None:
-            raise _Invalid(("mapping", "table"), "only a lookup mapping has a table")
+            raise _Invalid(("mapping", "table"), f"only a {_TABLE_KINDS} mapping has a table")
         return None
     if not isinstance(raw, str) or not TABLE_NAME.fullmatch(raw):
         raise _Invalid(
             ("mapping", "table") if raw is not None else ("mapping",),
-            "a lookup mapping needs the table's name: 1-64 letters, digits, '-' or '_'",
+            f"a {kind} mapping needs the table's name: 1-64 letters, digits, '-' or '_'",
         )
     return raw
+
+
+_TABLE_KINDS = " or ".join(name for name, kind in KINDS.items() if kind.table)
 
 
 def _check_columns_exist(template: Template, explicit: MappingType[str, Target | None]) -> None:
@@ -403,17 +399,15 @@ def _check_columns_exist(template: Template, explicit: MappingType[str, Target |
 
 def _check_required_targets(mapping: Mapping, routes: dict[str, Target | None]) -> None:
     given = {target for target in routes.values() if target} | {t for t, _ in mapping.constants}
-    for target in REQUIRED_TARGETS[mapping.kind]:
+    kind = KINDS[mapping.kind]
+    for target in kind.required:
         if target not in given:
             raise _Invalid(("mapping",), f"no column or constant gives {target}, which is required")
-    if mapping.kind == "signal":
-        keys = {Target("search", key) for key in fields.SEARCH_KEYS}
-        if not keys & given:
-            raise _Invalid(
-                ("mapping",),
-                "no column gives search.transaction_id, search.call_record_id or"
-                " search.call_start_time, so no row could find its call",
-            )
+    for rule in kind.one_of:
+        if not set(rule.targets) & given:
+            *first, last = map(str, rule.targets)
+            named = f"{', '.join(first)} or {last}" if first else last
+            raise _Invalid(("mapping",), rule.feed_error.format(targets=named))
 
 
 def _destination(data: dict[str, Any]) -> Destination:

@@ -4,12 +4,14 @@ A target is ``section.field``. Fixed sections have a known set of fields, each w
 (``ingest.rows.coercion``) that the mapped value must satisfy. Each kind also has one *open* section
 whose field names are free: custom data for signals, marketing data for lookup rows, attributes
 for calls. Custom and marketing data fields must exist in the tenant's data dictionary
-[invoca-sftp-signal-upload.txt]; call attributes need not.
+[invoca-sftp-signal-upload.txt]; call attributes need not. The kinds, their sections and types are
+declared in ``ingest.rows.kinds``; this module only answers questions about targets.
 """
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from ingest.rows.kinds import KINDS as _REGISTRY
+from ingest.rows.kinds import Target
 
 __all__ = [
     "DICTIONARY_SECTIONS",
@@ -17,74 +19,28 @@ __all__ = [
     "IGNORE",
     "KINDS",
     "OPEN_SECTIONS",
-    "SEARCH_KEYS",
     "Target",
     "by_name",
     "parse_target",
     "target_type",
 ]
 
-KINDS = ("signal", "lookup", "call")
+# Views of the registry (ingest.rows.kinds), which alone says what each kind has.
+KINDS = tuple(_REGISTRY)
 
 #: The mapping target that drops a column.
 IGNORE = "ignore"
 
 FIXED_FIELDS: dict[str, dict[str, dict[str, str]]] = {
-    "signal": {
-        # [invoca-signal-api.rst] "Search Parameters", plus the Call Record ID of the SFTP upload.
-        "search": {
-            "transaction_id": "string",
-            "call_record_id": "string",
-            "call_start_time": "timestamp",
-            "calling_phone_number": "phone",
-            "duration_in_seconds": "integer",
-            "advertiser_id_from_network": "string",
-            "advertiser_campaign_id_from_network": "string",
-            "network_id": "string",
-        },
-        # [invoca-signal-api.rst] "Signal Parameters".
-        "signal": {
-            "name": "string",
-            "partner_unique_id": "string",
-            "description": "string",
-            "occurred_at_time": "timestamp",
-            "sale_amount": "money",
-            "value": "boolean01",
-            "custom_parameter_1": "string",
-            "custom_parameter_2": "string",
-            "custom_parameter_3": "string",
-        },
-    },
-    "lookup": {
-        "lookup": {"primary_key": "string", "secondary_key": "string"},
-    },
-    "call": {
-        # The inputs of a call record; see ingest.rows.mapping for how they become one.
-        "call": {
-            "customer_id": "string",
-            "call_start": "iso_utc",
-            "call_end": "iso_utc",
-            "calling_phone_number": "phone",
-        },
-    },
+    kind.name: {section: dict(names) for section, names in kind.fixed.items()}
+    for kind in _REGISTRY.values()
 }
 
-OPEN_SECTIONS = {"signal": "custom_data", "lookup": "data", "call": "attributes"}
-OPEN_SECTION_TYPES = {"custom_data": "string", "data": "string", "attributes": "text"}
-DICTIONARY_SECTIONS = frozenset({"custom_data", "data"})
-
-#: A signal row needs at least one of these to find its call.
-SEARCH_KEYS = ("transaction_id", "call_record_id", "call_start_time")
-
-
-class Target(NamedTuple):
-    """Where a value goes in a request: ``section.field``. A tuple, as it is looked up per value."""
-
-    section: str
-    field: str
-
-    def __str__(self) -> str:
-        return f"{self.section}.{self.field}"
+OPEN_SECTIONS = {kind.name: kind.open_section for kind in _REGISTRY.values()}
+OPEN_SECTION_TYPES = {kind.open_section: kind.open_type for kind in _REGISTRY.values()}
+DICTIONARY_SECTIONS = frozenset(
+    kind.open_section for kind in _REGISTRY.values() if kind.dictionary
+)
 
 
 def parse_target(kind: str, text: str) -> Target:

@@ -1,6 +1,7 @@
 """Map a validated row to the request that carries it to its destination.
 
-Three kinds of request, all JSON, paths relative to the destination's API base:
+The kinds of request and their shapes are declared in ``ingest.rows.kinds``; today three, all
+JSON, paths relative to the destination's API base:
 
 * signal, ``POST /transactions/signals.json`` [invoca-signal-api.rst]:
   ``{"search": {...}, "signal": {...}, "custom_data": [{"name": ..., "value": ...}]}``. The token
@@ -35,7 +36,6 @@ import json
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from datetime import datetime
 from itertools import repeat
 from json.encoder import encode_basestring
 from typing import Any, NamedTuple, cast
@@ -47,6 +47,7 @@ from ingest.rows.coercion import checker
 from ingest.rows.feeds import Feed
 from ingest.rows.fields import Target, target_type
 from ingest.rows.gcpause import collection_paused
+from ingest.rows.kinds import KINDS, NO_SIGNAL_NAME, SIGNAL, Kind
 from ingest.rows.validate import GoodColumns, RowResult, Validation
 
 __all__ = [
@@ -59,14 +60,10 @@ __all__ = [
     "map_rows",
 ]
 
-SIGNAL_PATH = "/transactions/signals.json"
-CALL_PATH = "/calls.json"
-LOOKUP_PATH = "/lookup_tables/{table}/rows"
-# Signals and calls are created or corrected by POST; a lookup row is replaced in place by PUT.
-_METHODS = {"signal": "POST", "call": "POST", "lookup": "PUT"}
-
-# Fields the API takes as JSON numbers; every other value is sent as text, as in the API's examples.
-_INTEGER_FIELDS = frozenset({Target("search", "duration_in_seconds")})
+# The paths of the kinds (``ingest.rows.kinds`` declares them), by their old names.
+SIGNAL_PATH = KINDS["signal"].path
+CALL_PATH = KINDS["call"].path
+LOOKUP_PATH = KINDS["lookup"].path
 
 
 @dataclass(frozen=True)
@@ -214,7 +211,8 @@ def _map_each(feed: Feed, rows: Iterable[RowResult], tz: ZoneInfo) -> MappedRows
 
 
 def _map_columns(plan: _Plan, good: GoodColumns) -> MappedRows:
-    if plan.kind == "signal":
+    if plan.kind == SIGNAL.name:
+        # The bulk of all files: bodies assembled as text by polars (the same text as build's).
         return _signal_texts(plan, good)
     count = len(good.numbers)
     fields: dict[str, list[str]] = {section: [] for section in plan.sections}
@@ -274,7 +272,7 @@ def _signal_texts(plan: _Plan, good: GoodColumns) -> MappedRows:
     numbers = good.numbers
     if not named.all():
         unnamed = (~named).arg_true().to_list()
-        failures = [(good.numbers[index], _NO_SIGNAL_NAME) for index in unnamed]
+        failures = [(good.numbers[index], NO_SIGNAL_NAME) for index in unnamed]
         kept = named.arg_true().to_list()
         numbers = [good.numbers[index] for index in kept]
         texts = [texts[index] for index in kept]
@@ -390,23 +388,22 @@ def _plan(feed: Feed, columns: tuple[str, ...], tz: ZoneInfo) -> _Plan:
     if cached is not None and cached[0] is feed:
         _PLANS.move_to_end(cache_key)
         return cached[1]
-    kind = feed.mapping.kind
+    kind = KINDS[feed.mapping.kind]
     steps = [
-        _step(target, f"constant {target}", None, value, None)
+        _step(kind, target, f"constant {target}", None, value, None)
         for target, value in feed.mapping.constants
     ]
     for position, column in enumerate(columns):
         target = feed.target(column)
         if target is not None:
             check = checker(target_type(target), tz)
-            steps.append(_step(target, column, position, None, check))
-    order = _SECTIONS[kind]
+            steps.append(_step(kind, target, column, position, None, check))
+    order = kind.sections
     # Sorted steps make bodies whose fields, and so keys, do not depend on the file's column order.
     steps.sort(key=lambda step: (order.index(step.section), step.field.lower()))
-    path = LOOKUP_PATH.format(table=feed.mapping.table) if kind == "lookup" else _PATHS[kind]
     plan = _Plan(
-        kind=kind, method=_METHODS[kind], path=path, sections=order, steps=tuple(steps),
-        build=_BUILDERS[kind],
+        kind=kind.name, method=kind.method, path=kind.request_path(feed.mapping.table),
+        sections=order, steps=tuple(steps), build=kind.build,
     )
     _PLANS[cache_key] = (feed, plan)
     while len(_PLANS) > MAX_CACHED_PLANS:
@@ -415,6 +412,7 @@ def _plan(feed: Feed, columns: tuple[str, ...], tz: ZoneInfo) -> _Plan:
 
 
 def _step(
+    kind: Kind,
     target: Target,
     column: str,
     position: int | None,
@@ -428,63 +426,13 @@ def _step(
         position=position,
         constant=constant,
         check=check,
-        integer=target in _INTEGER_FIELDS,
+        integer=target in kind.numbers,
     )
 
 
-def _signal_body(sections: dict[str, dict[str, Any]]) -> dict[str, Any]:
-    signal = sections.get("signal", {})
-    if not signal.get("name"):
-        raise ValueError(_NO_SIGNAL_NAME)
-    body: dict[str, Any] = {"search": sections.get("search", {}), "signal": signal}
-    custom = sections.get("custom_data")
-    if custom:
-        body["custom_data"] = [{"name": name, "value": value} for name, value in custom.items()]
-    return body
-
-
-def _call_body(sections: dict[str, dict[str, Any]]) -> dict[str, Any]:
-    fields = sections.get("call", {})
-    missing = [name for name in ("customer_id", "call_start", "call_end") if not fields.get(name)]
-    if missing:
-        raise ValueError(f"the row has no {', '.join(missing)}")
-    start, end = fields["call_start"], fields["call_end"]
-    duration = (datetime.fromisoformat(end) - datetime.fromisoformat(start)).total_seconds()
-    if duration < 0:
-        raise ValueError(f"call_end ({end}) is before call_start ({start})")
-    call: dict[str, Any] = {
-        "external_id": f"{fields['customer_id']}|{start}",
-        "start_time": start,
-        "duration_in_seconds": int(duration),
-    }
-    if fields.get("calling_phone_number"):
-        call["calling_phone_number"] = fields["calling_phone_number"]
-    call["attributes"] = sections.get("attributes", {})
-    return {"call": call}
-
-
-def _lookup_body(sections: dict[str, dict[str, Any]]) -> dict[str, Any]:
-    keys = sections.get("lookup", {})
-    if not keys.get("primary_key"):
-        raise ValueError("the row has no primary_key")
-    body: dict[str, Any] = {"primary_key": keys["primary_key"]}
-    if keys.get("secondary_key"):
-        body["secondary_key"] = keys["secondary_key"]
-    body["data"] = sections.get("data", {})
-    return body
-
-
-_SECTIONS = {
-    "signal": ("search", "signal", "custom_data"),
-    "lookup": ("lookup", "data"),
-    "call": ("call", "attributes"),
-}
-_PATHS = {"signal": SIGNAL_PATH, "call": CALL_PATH}
-_NO_SIGNAL_NAME = "the row has no signal name"
 # The canonical spelling of a body, and of one text value in it.
 _dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 _text: Callable[[str], str] = encode_basestring
-_BUILDERS = {"signal": _signal_body, "lookup": _lookup_body, "call": _call_body}
 # Characters that ``json`` escapes in a string (with ``ensure_ascii=False``), as a polars pattern.
 _JSON_ESCAPED = r'["\\\x00-\x1f]'
 # Plans by (feed identity, columns, zone); a handful of feeds and files are active at a time.

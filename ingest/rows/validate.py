@@ -31,9 +31,10 @@ import polars as pl
 from core.config import MiB
 from core.filenames import upload_name_error
 from ingest.rows.column_checks import check_column
-from ingest.rows.feeds import REQUIRED_TARGETS, Feed
-from ingest.rows.fields import DICTIONARY_SECTIONS, SEARCH_KEYS, Target, target_type
+from ingest.rows.feeds import Feed
+from ingest.rows.fields import DICTIONARY_SECTIONS, Target, target_type
 from ingest.rows.gcpause import collection_paused
+from ingest.rows.kinds import KINDS, NotBefore, OneOf
 from ingest.rows.readers import Table
 from ingest.rows.templates import Column, Template
 
@@ -347,13 +348,14 @@ def _mapping_error(plan: list[_Column], feed: Feed, known_fields: set[str]) -> s
         if target.section in DICTIONARY_SECTIONS and target.field.lower() not in known_fields:
             return f"the feed's constant {target}: {_not_in_dictionary(target)}"
     given = {item.target for item in plan if item.target} | constants
-    for target in REQUIRED_TARGETS[mapping.kind]:
+    kind = KINDS[mapping.kind]
+    for target in kind.required:
         if target not in given:
             return f"no column of this file gives {target}, which is required"
-    if mapping.kind == "signal" and not given & {Target("search", key) for key in SEARCH_KEYS}:
-        return (
-            f"no column of this file gives {', '.join(SEARCH_KEYS)}: rows could not find their call"
-        )
+    for rule in kind.one_of:
+        if not given & set(rule.targets):
+            fields = ", ".join(target.field for target in rule.targets)
+            return rule.file_error.format(fields=fields)
     return None
 
 
@@ -427,14 +429,15 @@ def _check_rows(
     feed: Feed,
     errors: dict[int, list[str]],
 ) -> None:
-    """Rules that span columns: required request fields, a signal's search, a call's duration.
+    """Rules that span columns, as the feed's kind declares them: required request fields, one
+    of several (a signal's search), one value not before another (a call's end).
 
     ``invalid[p]`` holds the rows whose value in column ``p`` failed its own checks.
     """
-    kind = feed.mapping.kind
+    kind = KINDS[feed.mapping.kind]
     constants = {target for target, _ in feed.mapping.constants}
     by_target = {item.target: position for position, item in enumerate(plan) if item.target}
-    for target in REQUIRED_TARGETS[kind]:
+    for target in kind.required:
         position = by_target.get(target)
         if target in constants or position is None:
             continue
@@ -443,42 +446,54 @@ def _check_rows(
             continue
         for index in canonical[position].is_null().arg_true().to_list():
             errors.setdefault(index, []).append(f"{item.key}: missing value; {target} is required")
-    if kind == "signal":
-        _check_search(plan, canonical, constants, by_target, errors)
-    if kind == "call":
-        start = by_target.get(Target("call", "call_start"))
-        end = by_target.get(Target("call", "call_end"))
-        if start is not None and end is not None:
-            skip = invalid[start] | invalid[end]
-            # Canonical timestamps share one fixed-width UTC format: text order is time order.
-            early = (canonical[end] < canonical[start]).fill_null(False).arg_true().to_list()
-            for index in early:
-                if index not in skip:
-                    begun, ended = canonical[start][index], canonical[end][index]
-                    errors.setdefault(index, []).append(
-                        f"{plan[end].key} ({ended}) is before {plan[start].key} ({begun})"
-                    )
+    for one_of in kind.one_of:
+        _check_one_of(one_of, plan, canonical, constants, by_target, errors)
+    for not_before in kind.not_before:
+        _check_not_before(not_before, plan, canonical, invalid, by_target, errors)
 
 
-def _check_search(
+def _check_one_of(
+    rule: OneOf,
     plan: list[_Column],
     canonical: list[pl.Series],
     constants: set[Target],
     by_target: dict[Target, int],
     errors: dict[int, list[str]],
 ) -> None:
-    keys = [Target("search", key) for key in SEARCH_KEYS]
-    if constants & set(keys):
+    if constants & set(rule.targets):
         return
-    positions = [by_target[key] for key in keys if key in by_target]
+    positions = [by_target[key] for key in rule.targets if key in by_target]
     if not positions:
         return
-    message = f"no {', '.join(plan[p].key for p in positions)}: the row cannot find its call"
+    message = rule.row_error.format(columns=", ".join(plan[p].key for p in positions))
     missing = pl.select(
         pl.all_horizontal(canonical[p].is_null().alias(str(p)) for p in positions)
     ).to_series()
     for index in missing.arg_true().to_list():
         errors.setdefault(index, []).append(message)
+
+
+def _check_not_before(
+    rule: NotBefore,
+    plan: list[_Column],
+    canonical: list[pl.Series],
+    invalid: list[set[int]],
+    by_target: dict[Target, int],
+    errors: dict[int, list[str]],
+) -> None:
+    start = by_target.get(rule.earlier)
+    end = by_target.get(rule.later)
+    if start is None or end is None:
+        return
+    skip = invalid[start] | invalid[end]
+    # Canonical timestamps share one fixed-width UTC format: text order is time order.
+    early = (canonical[end] < canonical[start]).fill_null(False).arg_true().to_list()
+    for index in early:
+        if index not in skip:
+            begun, ended = canonical[start][index], canonical[end][index]
+            errors.setdefault(index, []).append(
+                f"{plan[end].key} ({ended}) is before {plan[start].key} ({begun})"
+            )
 
 
 def _not_in_dictionary(target: Target) -> str:
