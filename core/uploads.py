@@ -1,12 +1,15 @@
 """The upload history: every completed upload, kept for as long as the tenant exists.
 
 The front door writes a ``received`` record when a client finishes a file; the pipeline moves it
-through its states (staged, superseded, processing, posted, partly failed, rejected).
+through its states (staged, superseded, processing, posted, partly failed, rejected). This table is
+the one owner of an upload's state: the pipeline's own tables hold what it did with the file, never a
+second copy of where the file is, and read the state from here.
 """
 
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Collection
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -15,6 +18,8 @@ from core.db import Database
 
 
 class UploadState(StrEnum):
+    """Where an upload is; the words operators read in ``sftpctl uploads``."""
+
     RECEIVED = "received"
     STAGED = "staged"
     SUPERSEDED = "superseded"
@@ -67,6 +72,18 @@ class UploadStore:
         self.db.execute(
             "UPDATE uploads SET state = ?, detail = ? WHERE id = ?", (state.value, detail, upload_id)
         )
+
+    def move(self, upload_id: int, state: UploadState, detail: str, *, only_from: Collection[UploadState]) -> bool:
+        """Set the state only if the upload is in one of ``only_from``; True if it moved.
+
+        A claim: of two processes racing for the same transition, one wins.
+        """
+        marks = ", ".join("?" * len(only_from))
+        cursor = self.db.execute(
+            f"UPDATE uploads SET state = ?, detail = ? WHERE id = ? AND state IN ({marks})",
+            (state.value, detail, upload_id, *(other.value for other in only_from)),
+        )
+        return cursor.rowcount == 1
 
 
 def _upload(row: sqlite3.Row) -> Upload:

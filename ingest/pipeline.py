@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -179,6 +179,11 @@ class Ingest:
 
     def runs(self, limit: int = 20) -> list[RunRecord]:
         return self.run_store.recent(limit)
+
+    def retry_rows(self, ids: Sequence[int] = (), tenant: str | None = None) -> int:
+        """``sftpctl outbox retry``: rows back to pending, and their finished files reopened, in
+        one transaction (the outbox owns the rows, the staged store the files)."""
+        return self.outbox.retry(ids, tenant, reopen=self.staged.reopen)
 
     def upload_states(self, tenant: str, limit: int | None = None) -> list[UploadStatus]:
         staged = self.staged.for_tenant(tenant)

@@ -46,7 +46,6 @@ from ingest.store import (
     RunRecord,
     RunStore,
     SendLog,
-    StagedState,
     StagedStore,
     StagedUpload,
 )
@@ -89,7 +88,7 @@ class RunSummary:
         run = self.run
         return (
             run.status == "finished" and not self.problems and not (run.failed or run.rejected or run.pending)
-            and all(item.state != StagedState.REJECTED for item in self.files)
+            and all(item.state != UploadState.REJECTED for item in self.files)
         )
 
 
@@ -166,7 +165,7 @@ class Processor:
                 log.error("ingest.mail_failed", exc_info=True, tenant=tenant.name)
                 problems.append(f"{tenant.name}: the failure mail could not be sent: {type(exc).__name__}: {exc}")
         pending = sum(self.outbox.counts(item.upload_id).pending for item in self.staged.processing(names))
-        counts = RunCounts(files=files_read, posted=report.sent, failed=report.failed,
+        counts = RunCounts(files=files_read, posted=report.posted, failed=report.failed,
                            rejected=rejected_rows, pending=pending)
         return counts, finished, problems
 
@@ -235,21 +234,21 @@ class Processor:
             return Prepared.refused(INTERNAL_ERROR)
 
     def _queue(self, staged: StagedUpload, run: RunRecord, prepared: Prepared) -> bool:
-        with self.outbox.db.transaction():
-            claimed = self.outbox.enqueue(staged.upload_id, run.id, staged.tenant, prepared.rows_total,
-                                          prepared.requests, prepared.rejected)
+        """Claim the file and queue its rows in one transaction; False if it was superseded."""
+        with self.staged.db.transaction():
+            claimed = self.staged.claim(staged.upload_id, run.id, prepared.rows_total,
+                                        f"{len(prepared.requests)} rows queued")
             if claimed:
-                self.uploads.set_state(staged.upload_id, UploadState.PROCESSING,
-                                       f"{len(prepared.requests)} rows queued")
+                self.outbox.enqueue(staged.upload_id, run.id, staged.tenant, prepared.requests,
+                                    prepared.rejected)
         return claimed
 
     def _reject(self, staged: StagedUpload, run: RunRecord, prepared: Prepared) -> bool:
-        with self.outbox.db.transaction():
-            claimed = self.outbox.enqueue(staged.upload_id, run.id, staged.tenant, prepared.rows_total,
-                                          QueuedRows(), prepared.rejected)
+        """Claim the file as rejected and queue its rejected rows in one transaction."""
+        with self.staged.db.transaction():
+            claimed = self.staged.reject(staged.upload_id, run.id, prepared.rows_total, prepared.error)
             if claimed:
-                self.staged.reject(staged.upload_id, run.id, prepared.error)
-                self.uploads.set_state(staged.upload_id, UploadState.REJECTED, prepared.error)
+                self.outbox.enqueue(staged.upload_id, run.id, staged.tenant, QueuedRows(), prepared.rejected)
         return claimed
 
     async def _post(
@@ -287,7 +286,7 @@ class Processor:
         staged = self.staged.get(upload_id)
         assert staged is not None
         summary = self._summary(staged)
-        state = StagedState(summary.state)
+        state = UploadState(summary.state)
         tenant = self.tenants.get(staged.tenant)
         zone = ZoneInfo(tenant.timezone)
         claimed_by = self.runs.get(staged.run_id) if staged.run_id else None
@@ -298,10 +297,8 @@ class Processor:
         ))
         write_report_at(target, out_dir, summary, self.outbox.results(upload_id), run_time, zone)
         with self.staged.db.transaction():
-            self.staged.finish(upload_id, state, str(target))
-            if state != StagedState.REJECTED:
-                self.uploads.set_state(upload_id, UploadState(state.value), _detail(summary))
-            if summary.state == StagedState.REJECTED or summary.failed or summary.rejected:
+            self.staged.finish(upload_id, state, str(target), _detail(summary))
+            if state == UploadState.REJECTED or summary.failed or summary.rejected:
                 self.notices.add(upload_id, staged.tenant)
         emit("file.done", tenant=staged.tenant, file=staged.path, state=state.value, posted=summary.posted,
              failed=summary.failed, rejected=summary.rejected, report=target.name)
@@ -314,12 +311,12 @@ class Processor:
         upload = self.uploads.get(staged.upload_id)
         assert upload is not None
         counts = self.outbox.counts(staged.upload_id)
-        if staged.state in (StagedState.REJECTED, StagedState.POSTED, StagedState.PARTLY_FAILED):
-            state = StagedState(staged.state)
+        if staged.state in (UploadState.REJECTED, UploadState.POSTED, UploadState.PARTLY_FAILED):
+            state = UploadState(staged.state)
         elif counts.failed or counts.rejected:
-            state = StagedState.PARTLY_FAILED
+            state = UploadState.PARTLY_FAILED
         else:
-            state = StagedState.POSTED
+            state = UploadState.POSTED
         return FileSummary(
             upload_id=staged.upload_id, tenant=staged.tenant, path=staged.path, feed=staged.feed,
             received_at=upload.received_at, state=state.value, rows_total=counts.total, posted=counts.posted,

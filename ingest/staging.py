@@ -38,7 +38,7 @@ from core.logs import get_logger
 from core.tenants import IN_DIR, TenantStore
 from core.uploads import Upload, UploadState, UploadStore
 from core.workers import caught_up
-from ingest.store import FeedStore, StagedState, StagedStore, StagedUpload
+from ingest.store import FeedStore, StagedStore, StagedUpload
 
 log = get_logger("ingest.staging")
 
@@ -130,19 +130,13 @@ class Stager:
             return None
         candidate = StagedUpload(
             upload_id=upload.id, tenant=upload.tenant, path=upload.path, feed=feed_name,
-            snapshot=str(snapshot), sha256=digest, staged_at=now_iso(), state=StagedState.STAGED.value,
+            snapshot=str(snapshot), sha256=digest, staged_at=now_iso(), state=UploadState.STAGED.value,
             error=feed_error, run_id=None, rows_total=0, report=None, finished_at=None,
         )
         with self.staged.db.transaction():
             superseded = self.staged.add(candidate)
             staged = self.staged.get(upload.id)
             assert staged is not None
-            if staged.state == StagedState.STAGED:
-                self.uploads.set_state(upload.id, UploadState.STAGED, feed_error)
-            for older in superseded:
-                newer = upload.id if older.upload_id != upload.id else None
-                detail = f"superseded by upload {newer}" if newer else "superseded by a newer upload"
-                self.uploads.set_state(older.upload_id, UploadState.SUPERSEDED, detail)
         for older in superseded:
             _remove_snapshot(Path(older.snapshot))
         log.info("staging.staged", tenant=upload.tenant, upload=upload.id, path=upload.path,

@@ -3,7 +3,8 @@
 Everything the pipeline must remember across a crash lives here or in :mod:`ingest.delivery.outbox`
 (the outbox and the per-row results). The tables belong to the ``ingest`` component and reference
 the core ``tenants`` and ``uploads`` tables, so purging a tenant removes its feeds and its staged
-files' history with it.
+files' history with it. An upload's state is not among them: ``uploads.state`` (core) is its one
+owner, which :class:`StagedStore` reads by a join and moves through :class:`UploadStore`.
 """
 
 from __future__ import annotations
@@ -13,11 +14,13 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
+from typing import Any
 
 from core.clock import iso, now_iso
 from core.db import Database
 from core.errors import NotFound
 from core.tenants import TenantError
+from core.uploads import UploadState, UploadStore
 from ingest.rows.feeds import (
     DEFAULT_FEED,
     DEFAULT_FEED_TEXTS,
@@ -128,6 +131,19 @@ MIGRATIONS = [
     );
     CREATE INDEX ingest_notices_unsent ON ingest_notices (tenant, sent_at);
     """,
+    # One owner, one word: a staged upload's state is ``uploads.state`` alone (it was written to
+    # both tables in the same transactions, so nothing is lost); the request's JSON is ``text``
+    # as in the code; a posted request is "posted" as in its row's status and the reports.
+    # DROP COLUMN needs SQLite 3.35 (2021), and the column's indexes gone first.
+    """
+    DROP INDEX ingest_staged_by_state;
+    DROP INDEX ingest_staged_by_path;
+    ALTER TABLE ingest_staged DROP COLUMN state;
+    CREATE INDEX ingest_staged_by_tenant ON ingest_staged (tenant, upload_id);
+    CREATE INDEX ingest_staged_by_path ON ingest_staged (tenant, path);
+    ALTER TABLE ingest_outbox RENAME COLUMN body TO text;
+    UPDATE ingest_outbox SET state = 'posted' WHERE state = 'sent';
+    """,
 ]
 
 
@@ -232,20 +248,12 @@ def _source(tenant: str, name: str) -> str:
     return f"feed {name!r} of {tenant!r}"
 
 
-class StagedState(StrEnum):
-    """Where a staged upload is; the same words as :class:`core.uploads.UploadState`."""
-
-    STAGED = "staged"
-    SUPERSEDED = "superseded"
-    PROCESSING = "processing"
-    POSTED = "posted"
-    PARTLY_FAILED = "partly failed"
-    REJECTED = "rejected"
-
-
 @dataclass(frozen=True)
 class StagedUpload:
-    """An immutable snapshot of one completed upload, and what became of it."""
+    """An immutable snapshot of one completed upload, and what became of it.
+
+    ``state`` is the upload's (``uploads.state``), read with it; it is not stored here.
+    """
 
     upload_id: int
     tenant: str
@@ -263,81 +271,86 @@ class StagedUpload:
 
 
 class StagedStore:
-    """Staged uploads: the processor's queue of files, and the supersede rule."""
+    """Staged uploads: the processor's queue of files, and the supersede rule.
+
+    Every state it reads is the upload's own (a join on ``uploads``) and every state it sets goes
+    through the owner, :class:`UploadStore`, in the transaction that changes its own columns.
+    """
 
     def __init__(self, db: Database) -> None:
         self.db = db
+        self.uploads = UploadStore(db)
 
     def add(self, staged: StagedUpload) -> list[StagedUpload]:
         """Stage ``staged``; returns the uploads it supersedes (or itself, if a newer one is staged).
 
         Only uploads still waiting for a run are superseded: once a run has read a file, a new
-        version of it is simply the next file to process.
+        version of it is simply the next file to process. The upload becomes ``staged`` (its
+        detail the reason its feed is unknown, if it is) or ``superseded``.
         """
         with self.db.transaction() as conn:
             if conn.execute(
                 "SELECT 1 FROM ingest_staged WHERE upload_id = ?", (staged.upload_id,)
             ).fetchone():
                 return []
-            waiting = [
-                _staged(row)
-                for row in conn.execute(
-                    "SELECT * FROM ingest_staged WHERE tenant = ? AND path = ? AND state = ?",
-                    (staged.tenant, staged.path, StagedState.STAGED.value),
-                )
-            ]
+            waiting = self._select(
+                "s.tenant = ? AND s.path = ? AND u.state = ?",
+                (staged.tenant, staged.path, UploadState.STAGED.value),
+            )
             newer = [other for other in waiting if other.upload_id > staged.upload_id]
-            state = StagedState.SUPERSEDED if newer else StagedState.STAGED
             conn.execute(
                 "INSERT INTO ingest_staged (upload_id, tenant, path, feed, snapshot, sha256,"
-                " staged_at, state, error) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " staged_at, error) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 (staged.upload_id, staged.tenant, staged.path, staged.feed, staged.snapshot,
-                 staged.sha256, staged.staged_at, state.value, staged.error),
+                 staged.sha256, staged.staged_at, staged.error),
             )
             if newer:
+                self.uploads.set_state(staged.upload_id, UploadState.SUPERSEDED, "superseded by a newer upload")
                 return [self.get(staged.upload_id)]  # type: ignore[list-item]
+            self.uploads.set_state(staged.upload_id, UploadState.STAGED, staged.error)
             older = [other for other in waiting if other.upload_id < staged.upload_id]
-            conn.executemany(
-                "UPDATE ingest_staged SET state = ? WHERE upload_id = ?",
-                [(StagedState.SUPERSEDED.value, other.upload_id) for other in older],
-            )
+            for other in older:
+                self.uploads.set_state(other.upload_id, UploadState.SUPERSEDED,
+                                       f"superseded by upload {staged.upload_id}")
             return older
 
     def get(self, upload_id: int) -> StagedUpload | None:
-        row = self.db.query_one("SELECT * FROM ingest_staged WHERE upload_id = ?", (upload_id,))
-        return _staged(row) if row else None
+        found = self._select("s.upload_id = ?", (upload_id,))
+        return found[0] if found else None
 
     def waiting(self, tenants: list[str]) -> list[StagedUpload]:
         """Uploads staged for the next run, oldest first, of the given tenants."""
-        return self._in_state(StagedState.STAGED, tenants)
+        return self._in_state(UploadState.STAGED, tenants)
 
     def processing(self, tenants: list[str]) -> list[StagedUpload]:
         """Uploads whose rows are queued in the outbox, oldest first."""
-        return self._in_state(StagedState.PROCESSING, tenants)
+        return self._in_state(UploadState.PROCESSING, tenants)
 
-    def start(self, upload_id: int, run_id: int, rows_total: int) -> bool:
-        """Claim a waiting upload for a run; False if it was superseded in the meantime."""
-        cursor = self.db.execute(
-            "UPDATE ingest_staged SET state = ?, run_id = ?, rows_total = ?"
-            " WHERE upload_id = ? AND state = ?",
-            (StagedState.PROCESSING.value, run_id, rows_total, upload_id, StagedState.STAGED.value),
-        )
-        return cursor.rowcount == 1
+    def claim(self, upload_id: int, run_id: int, rows_total: int, detail: str) -> bool:
+        """Claim a waiting upload for a run (it becomes ``processing``); False if it was
+        superseded in the meantime. Queue its rows in the same transaction."""
+        with self.db.transaction() as conn:
+            if not self.uploads.move(upload_id, UploadState.PROCESSING, detail, only_from=(UploadState.STAGED,)):
+                return False
+            conn.execute("UPDATE ingest_staged SET run_id = ?, rows_total = ? WHERE upload_id = ?",
+                         (run_id, rows_total, upload_id))
+            return True
 
-    def reject(self, upload_id: int, run_id: int, reason: str) -> None:
-        self.db.execute(
-            "UPDATE ingest_staged SET state = ?, run_id = ?, error = ? WHERE upload_id = ?",
-            (StagedState.REJECTED.value, run_id, reason, upload_id),
-        )
+    def reject(self, upload_id: int, run_id: int, rows_total: int, reason: str) -> bool:
+        """Claim a waiting upload for a run as ``rejected`` for ``reason``; False as for
+        :meth:`claim`. Queue its rejected rows in the same transaction."""
+        with self.db.transaction() as conn:
+            if not self.uploads.move(upload_id, UploadState.REJECTED, reason, only_from=(UploadState.STAGED,)):
+                return False
+            conn.execute("UPDATE ingest_staged SET run_id = ?, rows_total = ?, error = ? WHERE upload_id = ?",
+                         (run_id, rows_total, reason, upload_id))
+            return True
 
     def unreported_rejections(self, tenants: list[str]) -> list[StagedUpload]:
         """Rejected uploads whose report is not written yet (a crash came between the two)."""
         marks = ", ".join("?" * len(tenants))
-        rows = self.db.query(
-            f"SELECT * FROM ingest_staged WHERE state = ? AND finished_at IS NULL AND tenant IN ({marks})"
-            " ORDER BY upload_id", (StagedState.REJECTED.value, *tenants),
-        )
-        return [_staged(row) for row in rows]
+        return self._select(f"u.state = ? AND s.finished_at IS NULL AND s.tenant IN ({marks})",
+                            (UploadState.REJECTED.value, *tenants))
 
     def reserve_report(self, upload_id: int, choose: Callable[[Callable[[str], bool]], str]) -> str:
         """The report path of an upload being finished: the one recorded before, or ``choose``'s.
@@ -358,21 +371,37 @@ class StagedStore:
             conn.execute("UPDATE ingest_staged SET report = ? WHERE upload_id = ?", (path, upload_id))
             return path
 
-    def finish(self, upload_id: int, state: StagedState, report: str | None) -> None:
-        self.db.execute(
-            "UPDATE ingest_staged SET state = ?, report = ?, finished_at = ? WHERE upload_id = ?",
-            (state.value, report, now_iso(), upload_id),
-        )
+    def finish(self, upload_id: int, state: UploadState, report: str | None, detail: str) -> None:
+        """Record the report and give the upload its final ``state``; a rejected upload keeps its
+        reason as its detail."""
+        with self.db.transaction() as conn:
+            conn.execute("UPDATE ingest_staged SET report = ?, finished_at = ? WHERE upload_id = ?",
+                         (report, now_iso(), upload_id))
+            if state != UploadState.REJECTED:
+                self.uploads.set_state(upload_id, state, detail)
+
+    def reopen(self, upload_ids: set[int]) -> None:
+        """Make finished uploads ``processing`` again, their report to be written anew (the
+        operator sent failed rows back to the outbox); call it in that transaction."""
+        with self.db.transaction() as conn:
+            for upload_id in sorted(upload_ids):
+                if self.uploads.move(upload_id, UploadState.PROCESSING, "rows requeued by the operator",
+                                     only_from=(UploadState.POSTED, UploadState.PARTLY_FAILED)):
+                    conn.execute("UPDATE ingest_staged SET finished_at = NULL, report = NULL WHERE upload_id = ?",
+                                 (upload_id,))
 
     def for_tenant(self, tenant: str) -> dict[int, StagedUpload]:
-        rows = self.db.query("SELECT * FROM ingest_staged WHERE tenant = ?", (tenant,))
-        return {row["upload_id"]: _staged(row) for row in rows}
+        return {staged.upload_id: staged for staged in self._select("s.tenant = ?", (tenant,))}
 
-    def _in_state(self, state: StagedState, tenants: list[str]) -> list[StagedUpload]:
+    def _in_state(self, state: UploadState, tenants: list[str]) -> list[StagedUpload]:
         marks = ", ".join("?" * len(tenants))
+        return self._select(f"u.state = ? AND s.tenant IN ({marks})", (state.value, *tenants))
+
+    def _select(self, where: str, params: tuple[Any, ...]) -> list[StagedUpload]:
+        """Staged uploads with their state (the upload's), oldest first."""
         rows = self.db.query(
-            f"SELECT * FROM ingest_staged WHERE state = ? AND tenant IN ({marks}) ORDER BY upload_id",
-            (state.value, *tenants),
+            "SELECT s.*, u.state FROM ingest_staged s JOIN uploads u ON u.id = s.upload_id"
+            f" WHERE {where} ORDER BY s.upload_id", params,
         )
         return [_staged(row) for row in rows]
 

@@ -432,7 +432,7 @@ def outbox_list(context: Context, args: argparse.Namespace) -> None:
 
 def outbox_retry(context: Context, args: argparse.Namespace) -> None:
     ids, tenant = _outbox_targets(context, args)
-    count = context.ingest.outbox.retry(ids, tenant)
+    count = context.ingest.retry_rows(ids, tenant)
     _done(args, f"{count} row(s) back to pending; the next run sends them")
 
 

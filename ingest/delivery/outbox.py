@@ -1,7 +1,8 @@
 """The durable outbox: every mapped request is stored before it is sent and marked after.
 
 A file's requests and its rejected rows are written in one transaction with the claim of the
-file, so a file is either wholly queued or still waiting. Each request is marked as soon as its
+file (the run's: it wraps :meth:`Outbox.enqueue` and its claim in one transaction), so a file is
+either wholly queued or still waiting. Each request is marked as soon as its
 response arrives; after a crash the next run sends what is still ``pending``, so nothing is lost
 and nothing already marked is sent again. The one request in flight at the crash is sent again,
 which the Signal API treats as a no-op (same call, name and partner_unique_id).
@@ -16,7 +17,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, cast
@@ -24,16 +25,16 @@ from typing import Any, cast
 from core.clock import now_iso, parse_iso, utcnow
 from core.db import Database
 from core.errors import Conflict, NotFound
-from core.uploads import UploadState, UploadStore
-from ingest.store import StagedState, StagedStore
 
 #: The error of a row the operator gave up on with ``sftpctl outbox drop``.
 DROPPED = "dropped by the operator"
 
 
 class OutboxState(StrEnum):
+    """Where a queued request is; success is "posted", as in :class:`RowStatus` and reports."""
+
     PENDING = "pending"
-    SENT = "sent"
+    POSTED = "posted"
     FAILED = "failed"
 
 
@@ -48,7 +49,10 @@ class RowStatus(StrEnum):
 
 @dataclass(frozen=True)
 class QueuedRequest:
-    """A mapped row ready for the outbox; ``token`` None means the tenant's own API token."""
+    """A mapped row ready for the outbox; ``token`` None means the tenant's own API token.
+
+    :class:`OutboxItem` is the same request once stored, with its place in the queue.
+    """
 
     row_number: int
     kind: str
@@ -56,8 +60,13 @@ class QueuedRequest:
     url: str
     token: str | None
     key: str
-    #: The JSON body, as ``ingest.rows.mapping`` spells it.
+    #: The JSON body as text, as ``ingest.rows.mapping`` spells it (column ``text`` of the outbox).
     text: str
+
+    @property
+    def body(self) -> dict[str, Any]:
+        """The JSON body, parsed."""
+        return cast(dict[str, Any], json.loads(self.text))
 
 
 @dataclass
@@ -110,27 +119,18 @@ class RejectedRow:
     error: str
 
 
-@dataclass(frozen=True)
-class OutboxItem:
+@dataclass(frozen=True, kw_only=True)
+class OutboxItem(QueuedRequest):
+    """A queued request as stored: which file and run it belongs to, and how far it got."""
+
     id: int
     run_id: int
     upload_id: int
     tenant: str
-    row_number: int
-    kind: str
-    method: str
-    url: str
-    token: str | None
-    key: str
-    text: str
     state: str
     attempts: int
     #: When the row was queued (None for rows queued before this column existed).
     queued_at: str | None = None
-
-    @property
-    def body(self) -> dict[str, Any]:
-        return cast(dict[str, Any], json.loads(self.text))
 
 
 @dataclass(frozen=True)
@@ -176,23 +176,20 @@ class RowCounts:
 class Outbox:
     def __init__(self, db: Database) -> None:
         self.db = db
-        self.staged = StagedStore(db)
 
     def enqueue(
-        self, upload_id: int, run_id: int, tenant: str, rows_total: int,
-        requests: QueuedRows, rejected: Sequence[RejectedRow],
-    ) -> bool:
-        """Claim a staged file for ``run_id`` and queue its rows, all or nothing.
+        self, upload_id: int, run_id: int, tenant: str, requests: QueuedRows, rejected: Sequence[RejectedRow],
+    ) -> None:
+        """Queue a file's requests and rejected rows, all or nothing.
 
-        Returns False (and writes nothing) if the file was superseded since it was read.
+        Call it in the transaction that claims the file, so a file is either claimed and queued
+        or neither.
         """
         now = now_iso()
         with self.db.transaction() as conn:
-            if not self.staged.start(upload_id, run_id, rows_total):
-                return False
             conn.executemany(
                 "INSERT INTO ingest_outbox (run_id, upload_id, tenant, row_number, kind, method, url,"
-                " token, key, body, updated_at, queued_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " token, key, text, updated_at, queued_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [(run_id, upload_id, tenant, number, kind, method, url, token, key, text, now, now)
                  for number, kind, method, url, token, key, text in zip(
                      requests.numbers, requests.kinds, requests.methods, requests.urls, requests.tokens,
@@ -202,7 +199,6 @@ class Outbox:
                 "INSERT INTO ingest_rows (upload_id, row_number, status, error) VALUES (?, ?, ?, ?)",
                 [(upload_id, r.row_number, RowStatus.REJECTED.value, r.error) for r in rejected],
             )
-        return True
 
     def pending(self, tenants: Sequence[str]) -> list[OutboxItem]:
         """Requests to send now for these tenants, oldest first (an interrupted run's first).
@@ -217,8 +213,8 @@ class Outbox:
         )
         return [_item(row) for row in rows]
 
-    def mark_sent(self, item_id: int, status_code: int, transaction_id: str | None, attempts: int) -> None:
-        self._settle(item_id, OutboxState.SENT, RowStatus.POSTED, status_code, transaction_id, "", attempts)
+    def mark_posted(self, item_id: int, status_code: int, transaction_id: str | None, attempts: int) -> None:
+        self._settle(item_id, OutboxState.POSTED, RowStatus.POSTED, status_code, transaction_id, "", attempts)
 
     def mark_failed(
         self, item_id: int, status_code: int | None, error: str, attempts: int, gave_up: bool = False
@@ -250,11 +246,16 @@ class Outbox:
         )
         return [StuckItem(*row) for row in rows]
 
-    def retry(self, ids: Sequence[int] = (), tenant: str | None = None) -> int:
+    def retry(
+        self, ids: Sequence[int] = (), tenant: str | None = None, *,
+        reopen: Callable[[set[int]], None],
+    ) -> int:
         """Put rows back to pending, with their tries forgotten; returns how many.
 
         By id, any row not yet posted; by tenant, its stuck rows. A finished file whose row comes
-        back is processing again: the next run posts the row and writes a new report.
+        back is processing again: ``reopen`` is told, in the same transaction, the uploads whose
+        failed rows came back (the run owns the files and their state), so the next run posts the
+        row and writes a new report.
         """
         with self.db.transaction() as conn:
             rows = self._chosen(conn, ids, tenant, (OutboxState.PENDING, OutboxState.FAILED))
@@ -267,17 +268,7 @@ class Outbox:
                 "DELETE FROM ingest_rows WHERE upload_id = ? AND row_number = ?",
                 [(row["upload_id"], row["row_number"]) for row in rows],
             )
-            reopened = {row["upload_id"] for row in rows if row["state"] == OutboxState.FAILED.value}
-            for upload_id in reopened:
-                cursor = conn.execute(
-                    "UPDATE ingest_staged SET state = ?, finished_at = NULL, report = NULL"
-                    " WHERE upload_id = ? AND state IN"
-                    " (?, ?)", (StagedState.PROCESSING.value, upload_id, StagedState.POSTED.value,
-                                StagedState.PARTLY_FAILED.value),
-                )
-                if cursor.rowcount:
-                    UploadStore(self.db).set_state(upload_id, UploadState.PROCESSING, "rows requeued by the"
-                                                                                      " operator")
+            reopen({row["upload_id"] for row in rows if row["state"] == OutboxState.FAILED.value})
         return len(rows)
 
     def drop(self, ids: Sequence[int] = (), tenant: str | None = None) -> int:
@@ -321,6 +312,7 @@ class Outbox:
         return rows
 
     def counts(self, upload_id: int) -> RowCounts:
+        """A file's rows by outcome; ``total`` is the file's row count the run recorded at its claim."""
         rows = self.db.query(
             "SELECT status, COUNT(*) AS n FROM ingest_rows WHERE upload_id = ? GROUP BY status",
             (upload_id,),
@@ -330,9 +322,9 @@ class Outbox:
             "SELECT COUNT(*) AS n FROM ingest_outbox WHERE upload_id = ? AND state = ?",
             (upload_id, OutboxState.PENDING.value),
         )
-        staged = self.staged.get(upload_id)
+        total = self.db.query_one("SELECT rows_total FROM ingest_staged WHERE upload_id = ?", (upload_id,))
         return RowCounts(
-            total=staged.rows_total if staged else 0,
+            total=total["rows_total"] if total else 0,
             posted=by_status.get(RowStatus.POSTED.value, 0),
             failed=by_status.get(RowStatus.FAILED.value, 0),
             rejected=by_status.get(RowStatus.REJECTED.value, 0),
@@ -378,7 +370,7 @@ def _item(row: sqlite3.Row) -> OutboxItem:
     return OutboxItem(
         id=row["id"], run_id=row["run_id"], upload_id=row["upload_id"], tenant=row["tenant"],
         row_number=row["row_number"], kind=row["kind"], method=row["method"], url=row["url"],
-        token=row["token"], key=row["key"], text=row["body"], state=row["state"],
+        token=row["token"], key=row["key"], text=row["text"], state=row["state"],
         attempts=row["attempts"], queued_at=row["queued_at"],
     )
 

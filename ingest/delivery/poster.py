@@ -66,7 +66,7 @@ ERROR_TEXT_LIMIT = 300
 
 
 class Outcome(StrEnum):
-    SENT = "sent"
+    POSTED = "posted"
     FAILED = "failed"
     UNAUTHORIZED = "unauthorized"
     GAVE_UP = "gave up"
@@ -88,7 +88,7 @@ class Delivery:
 class PostReport:
     """What a posting pass did, per tenant where a notification needs it."""
 
-    sent: int = 0
+    posted: int = 0
     failed: int = 0
     left_pending: int = 0
     refused: set[str] = field(default_factory=set)
@@ -222,9 +222,9 @@ class Poster:
             report.down.setdefault(group[0][0].tenant, down)
 
     def _record(self, item: OutboxItem, delivery: Delivery, report: PostReport) -> None:
-        if delivery.outcome is Outcome.SENT:
-            self.outbox.mark_sent(item.id, delivery.status_code or 0, delivery.transaction_id, delivery.attempts)
-            report.sent += 1
+        if delivery.outcome is Outcome.POSTED:
+            self.outbox.mark_posted(item.id, delivery.status_code or 0, delivery.transaction_id, delivery.attempts)
+            report.posted += 1
         elif delivery.outcome is Outcome.FAILED:
             self.outbox.mark_failed(item.id, delivery.status_code, delivery.error, delivery.attempts)
             report.failed += 1
@@ -289,7 +289,7 @@ class Poster:
             self.send_log.record(key, time.time())
         status = response.status_code
         if response.is_success:
-            return _Reply(Outcome.SENT, status, _transaction_id(response))
+            return _Reply(Outcome.POSTED, status, _transaction_id(response))
         if status == HTTP_UNAUTHORIZED:
             return _Reply(Outcome.UNAUTHORIZED, status, error="the destination refused the API token (HTTP 401)")
         error = _error_message(response)

@@ -8,7 +8,7 @@ import pytest
 
 from core.db import Database
 from core.tenants import Tenant, TenantStore
-from core.uploads import UploadStore
+from core.uploads import UploadState, UploadStore
 from ingest.delivery.outbox import Outbox, QueuedRequest, QueuedRows, RejectedRow
 from ingest.rows.errors import FeedError
 from ingest.rows.feeds import parse_feed
@@ -18,7 +18,6 @@ from ingest.store import (
     RunCounts,
     RunStatus,
     RunStore,
-    StagedState,
     StagedStore,
     StagedUpload,
     Trigger,
@@ -119,18 +118,52 @@ def test_outbox_claims_a_file_and_queues_its_rows_all_or_nothing(db: Database, u
     store.add(staged(first))
     store.add(staged(second))  # supersedes the first
     request = QueuedRequest(2, "signal", "POST", "http://x/api", None, "k", '{"signal":{"name":"Sale"}}')
-    assert not outbox.enqueue(first, run.id, "acme", 1, QueuedRows.of([request]), [])
+
+    def claim_and_queue(upload_id: int, rows_total: int, rejected: list[RejectedRow]) -> bool:
+        """As the processor does: the claim and the queue in one transaction."""
+        with db.transaction():
+            if not store.claim(upload_id, run.id, rows_total, "queued"):
+                return False
+            outbox.enqueue(upload_id, run.id, "acme", QueuedRows.of([request]), rejected)
+            return True
+
+    assert not claim_and_queue(first, 1, [])
     assert db.query("SELECT * FROM ingest_outbox") == []
-    assert outbox.enqueue(second, run.id, "acme", 2, QueuedRows.of([request]), [RejectedRow(3, "bad")])
-    assert store.get(second).state == StagedState.PROCESSING  # type: ignore[union-attr]
+    assert claim_and_queue(second, 2, [RejectedRow(3, "bad")])
+    assert store.get(second).state == UploadState.PROCESSING  # type: ignore[union-attr]
+    assert uploads.get(second).state == UploadState.PROCESSING  # type: ignore[union-attr]
     [item] = outbox.pending(["acme"])
     assert item.body == {"signal": {"name": "Sale"}} and item.token is None
-    outbox.mark_sent(item.id, 201, "T-1", 1)
-    outbox.mark_sent(item.id, 200, "T-2", 1)  # a second answer for a settled row changes nothing
+    assert isinstance(item, QueuedRequest) and (item.key, item.text) == (request.key, request.text)
+    outbox.mark_posted(item.id, 201, "T-1", 1)
+    outbox.mark_posted(item.id, 200, "T-2", 1)  # a second answer for a settled row changes nothing
     counts = outbox.counts(second)
     assert (counts.total, counts.posted, counts.rejected, counts.pending) == (2, 1, 1, 0)
     assert [(r.row_number, r.status, r.transaction_id) for r in outbox.results(second)] == [
         (2, "posted", "T-1"), (3, "rejected", None)]
+
+
+def test_an_older_database_keeps_its_files_and_rows_under_one_state_and_one_word(
+        state_db: Database, uploads: UploadStore, tenant: Tenant) -> None:
+    """Version 3 kept the state twice, the JSON as ``body`` and a posted request as "sent"."""
+    state_db.migrate("ingest", MIGRATIONS[:3])
+    run = state_db.execute("INSERT INTO ingest_runs (trigger, pid, started_at) VALUES ('manual', 1, 'x')")
+    upload = uploads.record("acme", "in/sales.csv", 1, "0" * 64).id
+    uploads.set_state(upload, UploadState.PROCESSING, "1 rows queued")
+    state_db.execute("INSERT INTO ingest_staged (upload_id, tenant, path, feed, snapshot, sha256, staged_at, state,"
+                     " run_id, rows_total) VALUES (?, 'acme', 'in/sales.csv', 'signals', '/s', ?, 'x',"
+                     " 'processing', ?, 2)", (upload, "0" * 64, run.lastrowid))
+    for number, state in ((2, "sent"), (3, "pending")):
+        state_db.execute("INSERT INTO ingest_outbox (run_id, upload_id, tenant, row_number, kind, method, url, key,"
+                         " body, state) VALUES (?, ?, 'acme', ?, 'signal', 'POST', 'http://x/api', ?, '{}', ?)",
+                         (run.lastrowid, upload, number, f"k{number}", state))
+    migrate(state_db)
+    assert [item.upload_id for item in StagedStore(state_db).processing(["acme"])] == [upload]
+    assert "state" not in {row["name"] for row in state_db.query("PRAGMA table_info(ingest_staged)")}
+    [item] = Outbox(state_db).pending(["acme"])
+    assert (item.row_number, item.body) == (3, {})
+    states = state_db.query("SELECT state FROM ingest_outbox ORDER BY row_number")
+    assert [row["state"] for row in states] == ["posted", "pending"]
 
 
 def test_runs_remember_their_slot_and_stale_runs_are_closed(db: Database) -> None:

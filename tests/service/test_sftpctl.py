@@ -331,7 +331,7 @@ def test_outbox_lists_a_stuck_row_then_drop_and_retry_settle_it(
     [upload] = json.loads(ctl(*cli, "uploads", "acme", "--json")[1])
     assert (upload["state"], upload["posted"], upload["failed"]) == ("posted", 3, 0)
     code, _, err = ctl(*cli, "outbox", "retry", str(item["id"]))
-    assert code == 4 and "is sent" in err
+    assert code == 4 and "is posted" in err
     assert ctl(*cli, "outbox", "retry")[0] == 2
 
 
