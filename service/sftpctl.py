@@ -53,7 +53,7 @@ exit codes:
   2    usage: a wrong argument, setting, name or value (a tenant name, a password, a feed file)
   3    not_found: no such tenant, feed, outbox row or file
   4    conflict: not in the present state (the tenant exists, a run is in progress, the row
-       was sent)
+       was posted)
   70   internal: an unexpected error; one line, then a JSON log line with the traceback
   130  interrupted
 With --json an error also prints {"error": {"type": TYPE, "message": ...}} on stdout,
