@@ -73,7 +73,9 @@ class UploadStore:
             "UPDATE uploads SET state = ?, detail = ? WHERE id = ?", (state.value, detail, upload_id)
         )
 
-    def move(self, upload_id: int, state: UploadState, detail: str, *, only_from: Collection[UploadState]) -> bool:
+    def move(
+        self, upload_id: int, state: UploadState, detail: str, *, only_from: Collection[UploadState]
+    ) -> bool:
         """Set the state only if the upload is in one of ``only_from``; True if it moved.
 
         A claim: of two processes racing for the same transition, one wins.
