@@ -12,7 +12,7 @@ requests are serialised by the store anyway.
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -40,22 +40,13 @@ from ledger.errors import (
 from ledger.openapi import answers, json_body, publish_models
 from ledger.queries import parse_transactions_request
 from ledger.ratelimit import SlidingWindowLimiter
-from ledger.records import LookupRow, Outcome
-from ledger.render import (
-    call_response,
-    custom_data_list,
-    lookup_response,
-    signal_response,
-    transaction_row,
-    transactions_csv,
-)
-from ledger.schemas import CallRequest, LookupRowRequest, SignalRequest, validate_body
+from ledger.render import transaction_row, transactions_csv
+from ledger.requests import LedgerRequests
+from ledger.schemas import CallRequest, LookupRowRequest, SignalRequest
 from ledger.store import LedgerStore
 
 log = get_logger("ledger.app")
 
-MAX_TABLE_NAME_LENGTH = 64
-MAX_PATH_ID_LENGTH = 255
 _VERSION_DIGITS = (4, 2, 2)
 
 
@@ -65,7 +56,7 @@ class _Endpoints:
     def __init__(self, settings: Settings, tenants: TenantStore, store: LedgerStore) -> None:
         self.tenants = tenants
         self.store = store
-        self.tolerance = settings.api.match_tolerance_seconds
+        self.requests = LedgerRequests(settings.api, tenants, store)
         self.max_body_bytes = settings.api.max_body_bytes
         self.max_json_depth = settings.api.max_json_depth
         limit = settings.api.rate_limit_requests
@@ -112,41 +103,22 @@ class _Endpoints:
 
     async def _signal(self, request: Request, version: str, transaction_id: str | None) -> Response:
         tenant, body = await self._admit(request, version)
-        if transaction_id is not None and not 0 < len(transaction_id.strip()) <= MAX_PATH_ID_LENGTH:
-            raise RecordInvalid(
-                f"transaction_id in the path must be 1 to {MAX_PATH_ID_LENGTH} characters"
-            )
-        params = validate_body(SignalRequest, body, ZoneInfo(tenant.timezone))
-        search = params.search.to_search(transaction_id)
-        custom_data = self._dictionary_fields(
-            tenant, ((d.name, d.value) for d in params.custom_data), "custom_data"
-        )
-        result = self.store.save_signal(
-            tenant.name, search, self.tolerance, params.signal.changes(), custom_data
-        )
-        log.debug("signal.saved", tenant=tenant.name, outcome=result.outcome.value)
-        answer = signal_response(result.call, result.signal)
-        if params.custom_data:
-            answer["custom_data"] = custom_data_list(result.call.custom_data)
-        return JSONResponse(answer, status_code=_status(result.outcome))
+        answer = self.requests.signal(tenant, body, transaction_id)
+        log.debug("signal.saved", tenant=tenant.name, status=answer.status)
+        return JSONResponse(answer.body, status_code=answer.status)
 
     async def post_call(self, request: Request, version: str) -> Response:
         tenant, body = await self._admit(request, version)
-        params = validate_body(CallRequest, body, ZoneInfo(tenant.timezone)).call
-        result = self.store.save_call(tenant.name, params.complete_call_id(tenant.name), params.changes())
-        log.debug("call.saved", tenant=tenant.name, outcome=result.outcome.value)
-        return JSONResponse(call_response(result.call), status_code=_status(result.outcome))
+        answer = self.requests.call(tenant, body)
+        log.debug("call.saved", tenant=tenant.name, status=answer.status)
+        return JSONResponse(answer.body, status_code=answer.status)
 
     async def put_lookup_row(self, request: Request, version: str, table: str) -> Response:
         tenant, body = await self._admit(request, version)
-        if len(table) > MAX_TABLE_NAME_LENGTH:
-            raise RecordInvalid(f"lookup table names are at most {MAX_TABLE_NAME_LENGTH} characters")
-        params = validate_body(LookupRowRequest, body, ZoneInfo(tenant.timezone))
-        data = self._dictionary_fields(tenant, params.data.items(), "data")
-        row = LookupRow(table, params.primary_key, params.secondary_key or "", data)
-        result = self.store.put_lookup_row(tenant.name, row)
-        log.debug("lookup_row.saved", tenant=tenant.name, table=table, calls=len(result.updated_calls))
-        return JSONResponse(lookup_response(result), status_code=_status(result.outcome))
+        answer = self.requests.lookup_row(tenant, table, body)
+        log.debug("lookup_row.saved", tenant=tenant.name, table=table,
+                  calls=len(answer.body["updated_calls"]))
+        return JSONResponse(answer.body, status_code=answer.status)
 
     async def transactions_json(self, request: Request, version: str) -> Response:
         rows, _ = self._transactions(request, version)
@@ -163,26 +135,6 @@ class _Endpoints:
         wanted = parse_transactions_request(request.query_params, tz)
         rows = self.store.transactions(tenant.name, wanted.query)
         return [transaction_row(row, wanted.columns, tz) for row in rows], wanted.columns
-
-    def _dictionary_fields(
-        self, tenant: Tenant, items: Iterable[tuple[str, str]], where: str
-    ) -> dict[str, str]:
-        """``items`` keyed by the data dictionary's spelling of each field name."""
-        items = list(items)
-        if not items:
-            return {}
-        fields = {field.casefold(): field for field in self.tenants.dictionary(tenant.name)}
-        data: dict[str, str] = {}
-        for name, value in items:
-            field = fields.get(name.casefold())
-            if field is None:
-                raise RecordInvalid(f"{where}: field {name!r} is not in the data dictionary of this account")
-            data[field] = value
-        return data
-
-
-def _status(outcome: Outcome) -> int:
-    return 201 if outcome is Outcome.CREATED else 200
 
 
 def _has_body(request: Request) -> bool:

@@ -22,13 +22,13 @@ async def read_body(request: Request, limit: int) -> bytes:
     """The whole body, or ``PayloadTooLarge`` as soon as it is known to exceed ``limit`` bytes."""
     declared = request.headers.get("content-length", "").strip()
     if declared.isdigit() and int(declared) > limit:
-        raise _too_large(limit)
+        raise too_large(limit)
     chunks: list[bytes] = []
     size = 0
     async for chunk in request.stream():
         size += len(chunk)
         if size > limit:
-            raise _too_large(limit)
+            raise too_large(limit)
         chunks.append(chunk)
     return b"".join(chunks)
 
@@ -81,7 +81,7 @@ def _deeper_than(value: Any, limit: int) -> bool:
     return False
 
 
-def _too_large(limit: int) -> PayloadTooLarge:
+def too_large(limit: int) -> PayloadTooLarge:
     return PayloadTooLarge(f"the request body is larger than {limit} bytes")
 
 

@@ -1,0 +1,144 @@
+"""A Signal API request body becomes a store call and an answer: one code path for two doors.
+
+The HTTP handlers (``ledger.app``) and the in-process bulk writer of the ingest pipeline (the
+embedded destination) both call :class:`LedgerRequests`, so a row gets exactly the same status,
+answer and error whichever door it came through. :meth:`LedgerRequests.apply` is the whole
+request as the API sees it after routing: token, body bounds, path, body, store call.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from core.config import ApiSettings
+from core.tenants import Tenant, TenantStore
+from ledger.auth import Gatekeeper
+from ledger.bodies import parse_json, too_large
+from ledger.errors import ApiError, RecordInvalid, RoutingError
+from ledger.records import LookupRow, Outcome
+from ledger.render import call_response, custom_data_list, lookup_response, signal_response
+from ledger.schemas import CallRequest, LookupRowRequest, SignalRequest, validate_body
+from ledger.store import LedgerStore
+
+MAX_TABLE_NAME_LENGTH = 64
+MAX_PATH_ID_LENGTH = 255
+
+
+@dataclass(frozen=True)
+class Answer:
+    """The API's answer to one request: its status and its JSON body."""
+
+    status: int
+    body: dict[str, Any]
+
+
+class LedgerRequests:
+    """Signals, calls and lookup rows from request bodies, through the ledger's store."""
+
+    def __init__(self, api: ApiSettings, tenants: TenantStore, store: LedgerStore) -> None:
+        self.tenants = tenants
+        self.store = store
+        self.tolerance = api.match_tolerance_seconds
+        self.max_body_bytes = api.max_body_bytes
+        self.max_json_depth = api.max_json_depth
+
+    def signal(self, tenant: Tenant, body: Any, transaction_id: str | None = None) -> Answer:
+        if transaction_id is not None and not 0 < len(transaction_id.strip()) <= MAX_PATH_ID_LENGTH:
+            raise RecordInvalid(
+                f"transaction_id in the path must be 1 to {MAX_PATH_ID_LENGTH} characters"
+            )
+        params = validate_body(SignalRequest, body, ZoneInfo(tenant.timezone))
+        search = params.search.to_search(transaction_id)
+        custom_data = self._dictionary_fields(
+            tenant, ((d.name, d.value) for d in params.custom_data), "custom_data"
+        )
+        result = self.store.save_signal(
+            tenant.name, search, self.tolerance, params.signal.changes(), custom_data
+        )
+        answer = signal_response(result.call, result.signal)
+        if params.custom_data:
+            answer["custom_data"] = custom_data_list(result.call.custom_data)
+        return Answer(status_of(result.outcome), answer)
+
+    def call(self, tenant: Tenant, body: Any) -> Answer:
+        params = validate_body(CallRequest, body, ZoneInfo(tenant.timezone)).call
+        result = self.store.save_call(tenant.name, params.complete_call_id(tenant.name), params.changes())
+        return Answer(status_of(result.outcome), call_response(result.call))
+
+    def lookup_row(self, tenant: Tenant, table: str, body: Any) -> Answer:
+        if len(table) > MAX_TABLE_NAME_LENGTH:
+            raise RecordInvalid(f"lookup table names are at most {MAX_TABLE_NAME_LENGTH} characters")
+        params = validate_body(LookupRowRequest, body, ZoneInfo(tenant.timezone))
+        data = self._dictionary_fields(tenant, params.data.items(), "data")
+        row = LookupRow(table, params.primary_key, params.secondary_key or "", data)
+        result = self.store.put_lookup_row(tenant.name, row)
+        return Answer(status_of(result.outcome), lookup_response(result))
+
+    def apply(self, gate: Gatekeeper, token: str, method: str, path: str, text: str) -> Answer:
+        """One request as the API answers it; ``path`` is relative to ``/api/{version}``.
+
+        In the document's order: the token (401, or 403 for a tenant that may not post), the
+        body's size (413) and depth (400), then the data (403 / 404). Errors are answers here,
+        as they are over HTTP; anything else (a bug, a broken database) is raised.
+        """
+        try:
+            tenant = gate.admit(token)
+            raw = text.encode("utf-8")
+            if len(raw) > self.max_body_bytes:
+                raise too_large(self.max_body_bytes)
+            body = parse_json(raw, self.max_json_depth)
+            if body is None:
+                raise RecordInvalid("the request body must be a JSON object")
+            return self._route(tenant, method, path, body)
+        except ApiError as refused:
+            return Answer(refused.status_code, refused.body())
+
+    def _route(self, tenant: Tenant, method: str, path: str, body: Any) -> Answer:
+        """The routes of ``ledger.app`` that write, matched the same way."""
+        parts = path.strip("/").split("/")
+        last = parts[-1].removesuffix(".json") if parts[-1] != "rows" else "rows"
+        if parts[0] == "transactions" and method in ("POST", "PUT"):
+            if len(parts) == 2 and last == "signals":
+                return self.signal(tenant, body)
+            if len(parts) == 3 and last == "signals":
+                return self.signal(tenant, body, parts[1])
+        if parts == ["calls"] or parts == ["calls.json"]:
+            if method == "POST":
+                return self.call(tenant, body)
+        elif len(parts) == 3 and parts[0] == "lookup_tables" and parts[2] == "rows" and method == "PUT":
+            return self.lookup_row(tenant, parts[1], body)
+        else:
+            raise RoutingError(404, "Not Found")
+        raise RoutingError(405, "Method Not Allowed")
+
+    @contextmanager
+    def batch(self) -> Iterator[sqlite3.Connection]:
+        """One ledger transaction around many requests: each store call joins it."""
+        with self.store.db.transaction() as conn:
+            yield conn
+
+    def _dictionary_fields(
+        self, tenant: Tenant, items: Iterable[tuple[str, str]], where: str
+    ) -> dict[str, str]:
+        """``items`` keyed by the data dictionary's spelling of each field name."""
+        items = list(items)
+        if not items:
+            return {}
+        fields = {field.casefold(): field for field in self.tenants.dictionary(tenant.name)}
+        data: dict[str, str] = {}
+        for name, value in items:
+            field = fields.get(name.casefold())
+            if field is None:
+                raise RecordInvalid(f"{where}: field {name!r} is not in the data dictionary of this account")
+            data[field] = value
+        return data
+
+
+def status_of(outcome: Outcome) -> int:
+    return 201 if outcome is Outcome.CREATED else 200
+
