@@ -202,7 +202,9 @@ class Settings:
         return self.data_dir / "tenants"
 
     @property
-    def mail_outbox(self) -> Path:
+    def mail_spool(self) -> Path:
+        """Where failure mail is written as ``.eml`` files (``[mail] outbox_dir`` keeps its name
+        in config files, which operators already have)."""
         return self.mail.outbox_dir or self.data_dir / "mail"
 
     @property

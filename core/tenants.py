@@ -135,11 +135,12 @@ class TenantFolders:
         return self.root / IN_DIR
 
     @property
-    def outbox(self) -> Path:
+    def reports_dir(self) -> Path:
+        """``out/``: the reports, which the tenant may read and nothing else."""
         return self.root / OUT_DIR
 
     def create(self) -> None:
-        for folder in (self.root, self.inbox, self.outbox):
+        for folder in (self.root, self.inbox, self.reports_dir):
             folder.mkdir(parents=True, exist_ok=True, mode=0o750)
 
 

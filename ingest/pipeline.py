@@ -82,7 +82,7 @@ class Ingest:
         self.scanner = Scanner(settings, tenants, uploads, self.stager)
         self.processor = Processor(
             settings, tenants, uploads, self.feeds, self.staged, self.outbox, self.run_store,
-            SendLog(db), Mailer(settings.mail, settings.mail_outbox),
+            SendLog(db), Mailer(settings.mail, settings.mail_spool),
         )
         self._lock = RunLock(settings.data_dir)
 

@@ -291,7 +291,7 @@ class Processor:
         zone = ZoneInfo(tenant.timezone)
         claimed_by = self.runs.get(staged.run_id) if staged.run_id else None
         run_time = parse_iso(claimed_by.started_at) if claimed_by else parse_iso(staged.staged_at)
-        out_dir = self.tenants.folders(staged.tenant).outbox
+        out_dir = self.tenants.folders(staged.tenant).reports_dir
         target = Path(self.staged.reserve_report(
             upload_id, lambda taken: str(choose_report_path(out_dir, summary, run_time, zone, taken))
         ))

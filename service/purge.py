@@ -48,7 +48,7 @@ def purge_tenant(context: Context, name: str) -> None:
 
 def _mails_of(context: Context, name: str) -> list[Path]:
     """The .eml files written for the tenant: ``<UTC time>-run<id>-<tenant>.eml``."""
-    folder = context.settings.mail_outbox
+    folder = context.settings.mail_spool
     if not folder.is_dir():
         return []
     pattern = re.compile(r"\d{8}T\d{6}Z-run\d+-" + re.escape(name) + r"\.eml")

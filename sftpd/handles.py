@@ -1,8 +1,8 @@
 """Open files of an SFTP session: plain reads, and uploads that become files only when finished.
 
-An upload is written to a staging file outside ``in/`` (see :mod:`sftpd.vfs`) and moved to its
+An upload is written to a in-flight file outside ``in/`` (see :mod:`sftpd.vfs`) and moved to its
 name in one atomic rename when the client closes it normally. Until then nothing in ``in/``
-changes, so a transfer that breaks off leaves no partial file for anyone to process; the staging
+changes, so a transfer that breaks off leaves no partial file for anyone to process; the in-flight
 file is simply deleted.
 
 The sha256 is computed as the bytes arrive, which is free when the client writes in order (every
@@ -38,7 +38,7 @@ _COPY_CHUNK_BYTES = 1024 * 1024
 
 
 class Published(NamedTuple):
-    """A finished upload: its size, its sha256 and, if asked for, the name it keeps in staging."""
+    """A finished upload: its size, its sha256 and, if asked for, the name it keeps in the in-flight folder."""
 
     size: int
     sha256: str
@@ -74,7 +74,7 @@ class ReadHandle:
 
 
 class IncomingFile:
-    """A file being uploaded to ``target``, held in staging until the client closes it."""
+    """A file being uploaded to ``target``, held in the in-flight folder until the client closes it."""
 
     def __init__(
         self, fs: TenantFileSystem, target: VirtualPath, rules: UploadRules, append: bool
@@ -85,7 +85,7 @@ class IncomingFile:
         self._max_bytes = rules.max_bytes
         self._too_large_message = rules.too_large_message()
         self._append = append
-        self._staging_name, self._fd = fs.new_staging_file()
+        self._in_flight_name, self._fd = fs.new_in_flight_file()
         self._sha256 = hashlib.sha256()
         self._hashed = 0
         self._in_order = True
@@ -179,8 +179,8 @@ class IncomingFile:
                 await asyncio.to_thread(self._rehash)
             os.close(self._fd)
             self._fd = -1
-            kept = self._fs.publish(self._staging_name, self.path, keep)
-            self._staging_name = ""
+            kept = self._fs.publish(self._in_flight_name, self.path, keep)
+            self._in_flight_name = ""
         except OSError as exc:
             self._fail(exc, "finishing")
         except BaseException:
@@ -193,9 +193,9 @@ class IncomingFile:
         if self._fd >= 0:
             os.close(self._fd)
             self._fd = -1
-        if self._staging_name:
-            self._fs.discard_staging_file(self._staging_name)
-            self._staging_name = ""
+        if self._in_flight_name:
+            self._fs.discard_in_flight_file(self._in_flight_name)
+            self._in_flight_name = ""
 
     def _fail(self, exc: OSError, doing: str) -> NoReturn:
         """The file system refused the upload's bytes: discard it, and refuse it from now on."""

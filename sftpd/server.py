@@ -90,7 +90,7 @@ class SftpServer:
     async def start(self) -> None:
         server = self._settings.server
         keys = await asyncio.to_thread(load_or_create_host_keys, server.keys_dir)
-        await asyncio.to_thread(self._clear_staging)
+        await asyncio.to_thread(self._clear_in_flight)
         self._hash_pool = ThreadPoolExecutor(
             max_workers=os.cpu_count() or 1, thread_name_prefix="sftpd-argon2"
         )
@@ -158,7 +158,7 @@ class SftpServer:
         admission = self._connections[cast(asyncssh.SSHServerConnection, chan.get_connection())]
         return TenantSFTPServer(chan, tenant, fs, self._rules, self._recorder, admission)
 
-    def _clear_staging(self) -> None:
+    def _clear_in_flight(self) -> None:
         """Remove partial uploads and kept names a previous run left behind (it crashed or was
         killed); a kept name lost this way costs only a copy, as the scan stages its file."""
         tenants_dir = self._settings.tenants_dir
@@ -168,7 +168,7 @@ class SftpServer:
             if root.is_dir():
                 fs = TenantFileSystem(root)
                 try:
-                    removed = fs.clear_staging()
+                    removed = fs.clear_in_flight()
                 finally:
                     fs.close()
                 if removed:

@@ -45,12 +45,13 @@ from asyncssh import (
 
 from core.digests import fd_digest
 from core.logs import get_logger
+from core.tenants import IN_DIR, OUT_DIR
 from sftpd.asyncssh_compat import client_requested_close
 from sftpd.handles import IncomingFile, ReadHandle, UploadTooLarge
 from sftpd.limits import Admission, UploadPace
 from sftpd.recorder import UploadRecorder
 from sftpd.rules import UploadRules
-from sftpd.vfs import INBOX, OUTBOX, TenantFileSystem, VirtualPath, folder_extent, name_error
+from sftpd.vfs import TenantFileSystem, VirtualPath, folder_extent, name_error
 
 log = get_logger(__name__)
 
@@ -368,10 +369,10 @@ class TenantSFTPServer(asyncssh.SFTPServer):
     def _check_writable(self, path: VirtualPath, action: str) -> None:
         if path.in_inbox:
             return
-        if path.parts and path.parts[0] == OUTBOX:
-            raise SFTPPermissionDenied(f"cannot {action} {path}: {OUTBOX}/ is read-only")
+        if path.parts and path.parts[0] == OUT_DIR:
+            raise SFTPPermissionDenied(f"cannot {action} {path}: {OUT_DIR}/ is read-only")
         raise SFTPPermissionDenied(
-            f"cannot {action} {path}: only the contents of {INBOX}/ can be changed"
+            f"cannot {action} {path}: only the contents of {IN_DIR}/ can be changed"
         )
 
     def _refuse_upload(
@@ -423,7 +424,7 @@ def _attrs(info: os.stat_result, path: VirtualPath, owner: str) -> SFTPAttrs:
     Made here rather than by ``SFTPAttrs.from_local``, which looks the host's user and group up
     in the password database on every call, for names a tenant has no business seeing.
     """
-    mode = info.st_mode if path.parts[:1] == (INBOX,) else info.st_mode & ~_WRITE_BITS
+    mode = info.st_mode if path.parts[:1] == (IN_DIR,) else info.st_mode & ~_WRITE_BITS
     atime, atime_ns = divmod(info.st_atime_ns, _NANOSECONDS)
     mtime, mtime_ns = divmod(info.st_mtime_ns, _NANOSECONDS)
     ctime, ctime_ns = divmod(info.st_ctime_ns, _NANOSECONDS)

@@ -6,11 +6,11 @@ no symbolic link is ever followed: not a link planted in ``in/`` pointing elsewh
 swapped in while the walk runs. Every operation ends in an ``*at`` call on the directory the walk
 opened, never on a path string the kernel would resolve again.
 
-The root shows only ``in/`` and ``out/``. Uploads in progress are written to a hidden staging
-folder, :data:`STAGING_DIR`, beside them; it is not reachable from any client path, and it is not
+The root shows only ``in/`` and ``out/``. Uploads in progress are written to a hidden in-flight
+folder, :data:`IN_FLIGHT_DIR`, beside them; it is not reachable from any client path, and it is not
 inside ``in/``, so no one scanning ``in/`` ever sees a partial file.
 
-A session keeps the root, ``in/``, ``out/`` and the staging folder open once it has used them,
+A session keeps the root, ``in/``, ``out/`` and the in-flight folder open once it has used them,
 so a request walks only the folders below those: the descriptors were opened by the same
 link-refusing walk, and like an OpenSSH chroot they keep naming the folders the session started
 with. They are used only on the event loop's thread; work handed to threads gets a descriptor of
@@ -44,17 +44,15 @@ from asyncssh import (
     SFTPPermissionDenied,
 )
 
-from core.tenants import IN_DIR, OUT_DIR, TENANT_DIRS
+from core.tenants import IN_DIR, TENANT_DIRS
 
-# sftpd/sftp.py's names for core's IN_DIR and OUT_DIR, until that file imports core's own.
-INBOX, OUTBOX = IN_DIR, OUT_DIR
-STAGING_DIR = ".incoming"
-# The name a published upload keeps in the staging folder for the ingest side (see publish).
+IN_FLIGHT_DIR = ".incoming"
+# The name a published upload keeps in the in-flight folder for the ingest side (see publish).
 KEPT_SUFFIX = ".kept"
 
 FILE_MODE = 0o640
 DIR_MODE = 0o750
-STAGING_MODE = 0o700
+IN_FLIGHT_MODE = 0o700
 # The longest file name Linux file systems accept, in bytes.
 MAX_NAME_BYTES = 255
 
@@ -299,22 +297,22 @@ class TenantFileSystem:
             _call(path, os.utime, name, ns=times_ns, dir_fd=fd, follow_symlinks=False)
 
     @contextmanager
-    def staging(self, create: bool = True) -> Iterator[int]:
-        """The staging folder of uploads in progress, created on first use."""
-        fd = self._kept.get(STAGING_DIR)
+    def in_flight(self, create: bool = True) -> Iterator[int]:
+        """The in-flight folder of uploads in progress, created on first use."""
+        fd = self._kept.get(IN_FLIGHT_DIR)
         if fd is not None:
             yield fd
             return
         with self.directory(VirtualPath(())) as root_fd:
             try:
-                fd = os.open(STAGING_DIR, _DIR_FLAGS, dir_fd=root_fd)
+                fd = os.open(IN_FLIGHT_DIR, _DIR_FLAGS, dir_fd=root_fd)
             except FileNotFoundError:
                 if not create:
                     raise
                 with suppress(FileExistsError):
-                    os.mkdir(STAGING_DIR, STAGING_MODE, dir_fd=root_fd)
-                fd = os.open(STAGING_DIR, _DIR_FLAGS, dir_fd=root_fd)
-        if self._keep(STAGING_DIR, fd):
+                    os.mkdir(IN_FLIGHT_DIR, IN_FLIGHT_MODE, dir_fd=root_fd)
+                fd = os.open(IN_FLIGHT_DIR, _DIR_FLAGS, dir_fd=root_fd)
+        if self._keep(IN_FLIGHT_DIR, fd):
             yield fd
             return
         try:
@@ -322,55 +320,55 @@ class TenantFileSystem:
         finally:
             os.close(fd)
 
-    def new_staging_file(self) -> tuple[str, int]:
-        """A fresh, empty file in the staging folder: its name and a read-write descriptor."""
+    def new_in_flight_file(self) -> tuple[str, int]:
+        """A fresh, empty file in the in-flight folder: its name and a read-write descriptor."""
         name = f"{secrets.token_hex(8)}.part"
-        with self.staging() as fd:
+        with self.in_flight() as fd:
             flags = os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
             return name, os.open(name, flags, FILE_MODE, dir_fd=fd)
 
-    def discard_staging_file(self, name: str) -> None:
-        with self.staging() as fd, suppress(FileNotFoundError):
+    def discard_in_flight_file(self, name: str) -> None:
+        with self.in_flight() as fd, suppress(FileNotFoundError):
             os.unlink(name, dir_fd=fd)
 
-    def publish(self, staging_name: str, target: VirtualPath, keep: bool = False) -> Path | None:
-        """Move a finished staging file to ``target`` in one atomic step, replacing a file there.
+    def publish(self, in_flight_name: str, target: VirtualPath, keep: bool = False) -> Path | None:
+        """Move a finished in-flight file to ``target`` in one atomic step, replacing a file there.
 
-        With ``keep``, the bytes also keep a name in the staging folder (see :meth:`keep`), made
+        With ``keep``, the bytes also keep a name in the in-flight folder (see :meth:`keep`), made
         before they appear at ``target``; returns its path, or None without ``keep``.
         """
-        with self.staging() as staging_fd, self.parent(target) as (target_fd, name):
-            kept = f"{staging_name}{KEPT_SUFFIX}" if keep else None
+        with self.in_flight() as in_flight_fd, self.parent(target) as (target_fd, name):
+            kept = f"{in_flight_name}{KEPT_SUFFIX}" if keep else None
             if kept is not None:
-                os.link(staging_name, kept, src_dir_fd=staging_fd, dst_dir_fd=staging_fd,
+                os.link(in_flight_name, kept, src_dir_fd=in_flight_fd, dst_dir_fd=in_flight_fd,
                         follow_symlinks=False)
             try:
-                os.rename(staging_name, name, src_dir_fd=staging_fd, dst_dir_fd=target_fd)
+                os.rename(in_flight_name, name, src_dir_fd=in_flight_fd, dst_dir_fd=target_fd)
             except OSError as exc:
                 if kept is not None:
-                    os.unlink(kept, dir_fd=staging_fd)
+                    os.unlink(kept, dir_fd=in_flight_fd)
                 raise translate(exc, target) from None
-        return None if kept is None else self.root / STAGING_DIR / kept
+        return None if kept is None else self.root / IN_FLIGHT_DIR / kept
 
     def keep(self, path: VirtualPath) -> Path:
-        """A second name for the file ``path`` in the staging folder, which no client path reaches.
+        """A second name for the file ``path`` in the in-flight folder, which no client path reaches.
 
         Whatever a client does to ``path`` afterwards (replace it, delete it, rename it), that
         name holds the bytes as they are now: the front door never writes into a file once it is
         published. Whoever takes the returned path must remove it.
         """
         kept = f"{secrets.token_hex(8)}{KEPT_SUFFIX}"
-        with self.staging() as staging_fd, self.parent(path) as (dir_fd, name):
+        with self.in_flight() as in_flight_fd, self.parent(path) as (dir_fd, name):
             try:
-                os.link(name, kept, src_dir_fd=dir_fd, dst_dir_fd=staging_fd, follow_symlinks=False)
+                os.link(name, kept, src_dir_fd=dir_fd, dst_dir_fd=in_flight_fd, follow_symlinks=False)
             except OSError as exc:
                 raise translate(exc, path) from None
-        return self.root / STAGING_DIR / kept
+        return self.root / IN_FLIGHT_DIR / kept
 
-    def clear_staging(self) -> int:
+    def clear_in_flight(self) -> int:
         """Delete leftovers of uploads that never finished (after a crash); returns how many."""
         try:
-            with self.staging(create=False) as fd:
+            with self.in_flight(create=False) as fd:
                 names = os.listdir(fd)
                 for name in names:
                     os.unlink(name, dir_fd=fd)

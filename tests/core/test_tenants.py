@@ -14,8 +14,8 @@ from tests.conftest import TEST_PASSWORD
 def test_add_creates_chroot_folders_and_token(tenants: TenantStore) -> None:
     tenant = tenants.add("acme", "ops@acme.example", TEST_PASSWORD)
     folders = tenants.folders("acme")
-    assert folders.inbox == folders.root / IN_DIR and folders.outbox == folders.root / OUT_DIR
-    assert folders.inbox.is_dir() and folders.outbox.is_dir()
+    assert folders.inbox == folders.root / IN_DIR and folders.reports_dir == folders.root / OUT_DIR
+    assert folders.inbox.is_dir() and folders.reports_dir.is_dir()
     assert len(tenant.api_token) == 64 and tenant.may_be_processed and tenant.enabled
 
 

@@ -58,9 +58,9 @@ async def test_a_clean_file_is_posted_reported_and_not_mailed(
     assert (head["result"], head["rows posted"]) == ("posted", "3")
     assert [row[:2] for row in rows] == [["2", "posted"], ["3", "posted"], ["4", "posted"]]
     assert all(row[2].startswith("T-") for row in rows)
-    assert Path(summary.files[0].report).parent == tenants.folders("acme").outbox  # type: ignore[arg-type]
+    assert Path(summary.files[0].report).parent == tenants.folders("acme").reports_dir  # type: ignore[arg-type]
     assert uploads.get(upload_id).state == "posted"  # type: ignore[union-attr]
-    assert not ingest.settings.mail_outbox.exists()
+    assert not ingest.settings.mail_spool.exists()
 
 
 async def test_bad_rows_are_rejected_and_the_rest_posted(
@@ -72,7 +72,7 @@ async def test_bad_rows_are_rejected_and_the_rest_posted(
     assert (summary.run.posted, summary.run.rejected) == (2, 1)
     _, rows = read_report(summary.files[0].report)
     assert rows[1][:2] == ["3", "rejected"] and "sale_amount" in rows[1][3]
-    assert len(list(ingest.settings.mail_outbox.glob("*.eml"))) == 1
+    assert len(list(ingest.settings.mail_spool.glob("*.eml"))) == 1
 
 
 @pytest.mark.parametrize(
@@ -96,7 +96,7 @@ async def test_a_refused_file_is_rejected_with_a_report_and_a_mail(
     assert head["result"] == "rejected" and reason in head["reason"]
     record = uploads.get(upload_id)
     assert record is not None and record.state == "rejected" and reason in record.detail
-    [mail] = ingest.settings.mail_outbox.glob("*.eml")
+    [mail] = ingest.settings.mail_spool.glob("*.eml")
     assert Path(item.report).name in mail.read_text(encoding="utf-8")  # type: ignore[arg-type]
 
 
@@ -121,7 +121,7 @@ async def test_one_mail_per_tenant_per_run_with_every_report(
     await stage(ingest, tenants, uploads, "in/b.csv", "nonsense\n")
     summary = await ingest.run()
     assert len(summary.files) == 2
-    [mail] = ingest.settings.mail_outbox.glob("*.eml")
+    [mail] = ingest.settings.mail_spool.glob("*.eml")
     text = mail.read_text(encoding="utf-8")
     assert all(Path(item.report).name in text for item in summary.files)  # type: ignore[arg-type]
 
@@ -302,7 +302,7 @@ async def test_a_file_whose_report_cannot_be_written_waits_and_the_others_finish
     tenants.add("beta", "ops@beta.example", TEST_PASSWORD)
     await stage(ingest, tenants, uploads, "in/a.csv", signals(1))
     await stage(ingest, tenants, uploads, "in/b.csv", signals(1), tenant="beta")
-    out = tenants.folders("acme").outbox
+    out = tenants.folders("acme").reports_dir
     out.rmdir()
     out.write_text("not a folder", encoding="utf-8")
     summary = await ingest.run()
@@ -322,22 +322,22 @@ async def test_a_rejection_whose_report_failed_gets_one_report_and_one_mail_late
     """The report path is recorded before the report is written, the mail queued with the finish:
     a fault between rejecting a file and reporting it loses neither, and doubles neither."""
     await stage(ingest, tenants, uploads, "in/bad.csv", "no_such_column\nx\n")
-    out = tenants.folders("acme").outbox
+    out = tenants.folders("acme").reports_dir
     out.rmdir()
     out.write_text("not a folder", encoding="utf-8")
     first = await ingest.run()
     assert first.files == [] and "could not be finished" in first.run.detail
-    assert not ingest.settings.mail_outbox.exists()
+    assert not ingest.settings.mail_spool.exists()
     out.unlink()
     out.mkdir()
     second = await ingest.run()
     [item] = second.files
     assert item.state == "rejected" and item.report is not None
     assert [path.name for path in out.iterdir()] == [Path(item.report).name]
-    [mail] = ingest.settings.mail_outbox.glob("*.eml")
+    [mail] = ingest.settings.mail_spool.glob("*.eml")
     assert Path(item.report).name in mail.read_text(encoding="utf-8")
     third = await ingest.run()
-    assert third.files == [] and len(list(ingest.settings.mail_outbox.glob("*.eml"))) == 1
+    assert third.files == [] and len(list(ingest.settings.mail_spool.glob("*.eml"))) == 1
     assert len(list(out.iterdir())) == 1
 
 
@@ -345,7 +345,7 @@ async def test_a_mail_that_could_not_go_is_sent_at_the_next_run_under_its_own_na
     ingest: Ingest, tenants: TenantStore, uploads: UploadStore, tenant: Tenant, fake_api: FakeApi,
 ) -> None:
     await stage(ingest, tenants, uploads, "in/bad.csv", "no_such_column\nx\n")
-    spool = ingest.settings.mail_outbox
+    spool = ingest.settings.mail_spool
     spool.parent.mkdir(parents=True, exist_ok=True)
     spool.write_text("not a folder", encoding="utf-8")
     first = await ingest.run()

@@ -58,10 +58,10 @@ class RunningServer:
     def inbox(self, tenant: str = TENANT) -> Path:
         return self.tenants.folders(tenant).inbox
 
-    def outbox(self, tenant: str = TENANT) -> Path:
-        return self.tenants.folders(tenant).outbox
+    def reports_dir(self, tenant: str = TENANT) -> Path:
+        return self.tenants.folders(tenant).reports_dir
 
-    def staging(self, tenant: str = TENANT) -> Path:
+    def in_flight(self, tenant: str = TENANT) -> Path:
         return self.tenants.folders(tenant).root / ".incoming"
 
     async def recorded(self, tenant: str = TENANT) -> list[Upload]:

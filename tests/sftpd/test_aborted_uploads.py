@@ -32,19 +32,19 @@ async def wait_until(condition, what: str) -> None:  # type: ignore[no-untyped-d
         await asyncio.sleep(POLL_SECONDS)
 
 
-def staged_bytes(staging: Path) -> int:
-    if not staging.is_dir():
+def in_flight_bytes(folder: Path) -> int:
+    if not folder.is_dir():
         return 0
-    return sum(path.stat().st_size for path in staging.iterdir())
+    return sum(path.stat().st_size for path in folder.iterdir())
 
 
-def staging_is_empty(staging: Path) -> bool:
-    return not staging.is_dir() or not any(staging.iterdir())
+def in_flight_is_empty(folder: Path) -> bool:
+    return not folder.is_dir() or not any(folder.iterdir())
 
 
 async def assert_no_upload(server: RunningServer) -> None:
     assert list(server.inbox().iterdir()) == []
-    assert staging_is_empty(server.staging())
+    assert in_flight_is_empty(server.in_flight())
     assert await server.recorded() == []
     assert await server.completed() == []
 
@@ -58,7 +58,7 @@ async def test_killed_openssh_client_leaves_no_upload(
         TENANT, TEST_PASSWORD, ["put calls.csv in/"], extra=["-l", OPENSSH_RATE_LIMIT_KBIT]
     )
     try:
-        await wait_until(lambda: staged_bytes(server.staging()) >= 64 * 1024, "bytes arrive")
+        await wait_until(lambda: in_flight_bytes(server.in_flight()) >= 64 * 1024, "bytes arrive")
     finally:
         if victim == "sftp":
             # ssh sees its stdin close and sends EOF: the session ends in good order, handle open.
@@ -68,7 +68,7 @@ async def test_killed_openssh_client_leaves_no_upload(
             kill_group(process)
         await process.wait()
 
-    await wait_until(lambda: staging_is_empty(server.staging()), "the partial file is removed")
+    await wait_until(lambda: in_flight_is_empty(server.in_flight()), "the partial file is removed")
     await assert_no_upload(server)
 
 
@@ -80,14 +80,14 @@ async def test_asyncssh_connection_ended_mid_write_leaves_no_upload(
         sftp = await conn.start_sftp_client()
         remote = await sftp.open("/in/calls.csv", "wb")
         await remote.write(b"call_record_id,name\n" * 5000)
-        assert staged_bytes(server.staging()) > 0
+        assert in_flight_bytes(server.in_flight()) > 0
         if ending == "abort":
             conn.abort()
         else:
             conn.close()
         await conn.wait_closed()
 
-    await wait_until(lambda: staging_is_empty(server.staging()), "the partial file is removed")
+    await wait_until(lambda: in_flight_is_empty(server.in_flight()), "the partial file is removed")
     await assert_no_upload(server)
 
 
@@ -105,12 +105,12 @@ async def test_server_shutdown_discards_open_uploads(make_server: ServerFactory)
 async def test_leftovers_of_a_crash_are_removed_at_start(make_server: ServerFactory) -> None:
     first = await make_server()
     await first.server.close()
-    first.staging().mkdir()
-    (first.staging() / "0123abcd.part").write_bytes(b"half a file")
+    first.in_flight().mkdir()
+    (first.in_flight() / "0123abcd.part").write_bytes(b"half a file")
 
     await make_server()
 
-    assert staging_is_empty(first.staging())
+    assert in_flight_is_empty(first.in_flight())
 
 
 @pytest.mark.parametrize("ending", ["disconnect", "channel eof"])

@@ -167,7 +167,7 @@ async def test_hard_links_are_refused(server: RunningServer, secret: Path) -> No
 
 
 async def test_renames_may_not_leave_in(server: RunningServer) -> None:
-    (server.outbox() / "report.csv").write_bytes(b"report\n")
+    (server.reports_dir() / "report.csv").write_bytes(b"report\n")
     async with asyncssh_sftp(server.port, TENANT, TEST_PASSWORD) as sftp:
         await put(sftp, "/in/calls.csv", b"1,2\n")
         for source, target in [
@@ -184,12 +184,12 @@ async def test_renames_may_not_leave_in(server: RunningServer) -> None:
             with pytest.raises(asyncssh.SFTPPermissionDenied):
                 await sftp.posix_rename(source, target)
     assert (server.inbox() / "calls.csv").is_file()
-    assert sorted(path.name for path in server.outbox().iterdir()) == ["report.csv"]
+    assert sorted(path.name for path in server.reports_dir().iterdir()) == ["report.csv"]
     assert not (server.tenants.tenants_dir / "calls.csv").exists()
 
 
 async def test_only_file_times_can_be_set(server: RunningServer) -> None:
-    (server.outbox() / "report.csv").write_bytes(b"report\n")
+    (server.reports_dir() / "report.csv").write_bytes(b"report\n")
     async with asyncssh_sftp(server.port, TENANT, TEST_PASSWORD) as sftp:
         await put(sftp, "/in/calls.csv", b"1,2\n")
         with pytest.raises(asyncssh.SFTPPermissionDenied, match="only file times"):
@@ -215,7 +215,7 @@ async def test_only_file_times_can_be_set(server: RunningServer) -> None:
 
 
 async def test_out_and_the_root_are_read_only(server: RunningServer) -> None:
-    (server.outbox() / "report.csv").write_bytes(b"report\n")
+    (server.reports_dir() / "report.csv").write_bytes(b"report\n")
     async with asyncssh_sftp(server.port, TENANT, TEST_PASSWORD) as sftp:
         attempts: list[Awaitable[object]] = [
             sftp.mkdir("/out/sub"),
@@ -236,7 +236,7 @@ async def test_out_and_the_root_are_read_only(server: RunningServer) -> None:
             assert await remote.read() == b"report\n"
         attrs = await sftp.stat("/out/report.csv")
         assert attrs.permissions is not None and not attrs.permissions & 0o222
-    assert sorted(path.name for path in server.outbox().iterdir()) == ["report.csv"]
+    assert sorted(path.name for path in server.reports_dir().iterdir()) == ["report.csv"]
     assert sorted(path.name for path in server.tenants.folders(TENANT).root.iterdir()) == [
         "in",
         "out",
@@ -258,13 +258,13 @@ async def test_folders_inside_in_can_be_managed(server: RunningServer) -> None:
     assert list(server.inbox().iterdir()) == []
 
 
-async def test_staging_folder_is_invisible(server: RunningServer) -> None:
+async def test_in_flight_folder_is_invisible(server: RunningServer) -> None:
     async with (
         asyncssh_sftp(server.port, TENANT, TEST_PASSWORD) as sftp,
         sftp.open("/in/calls.csv", "wb") as remote,
     ):
         await remote.write(b"1,2\n")
-        [staged] = os.listdir(server.staging())
+        [staged] = os.listdir(server.in_flight())
         assert sorted(await sftp.listdir("/")) == ["in", "out"]
         assert await sftp.listdir("/in") == []
         for path in ("/.incoming", f"/.incoming/{staged}", f"/in/../.incoming/{staged}"):
@@ -277,7 +277,7 @@ async def test_staging_folder_is_invisible(server: RunningServer) -> None:
 
 
 async def test_special_files_are_not_opened(server: RunningServer) -> None:
-    os.mkfifo(server.outbox() / "pipe.csv")
+    os.mkfifo(server.reports_dir() / "pipe.csv")
     async with asyncssh_sftp(server.port, TENANT, TEST_PASSWORD) as sftp:
         with pytest.raises(asyncssh.SFTPPermissionDenied, match="not a regular file"):
             await asyncio.wait_for(sftp.open("/out/pipe.csv", "rb"), timeout=5)

@@ -70,7 +70,7 @@ def full_disk(server: RunningServer) -> Iterator[Path]:
 def nothing_published(server: RunningServer, names: list[str]) -> None:
     for name in names:
         assert not (server.inbox() / name).exists(), name
-    assert not any(server.staging().iterdir()), "the partial file is deleted at once"
+    assert not any(server.in_flight().iterdir()), "the partial file is deleted at once"
 
 
 async def test_a_write_that_fails_for_lack_of_space_fails_the_upload(
@@ -154,5 +154,5 @@ async def test_resuming_onto_a_full_disk_keeps_the_earlier_file(
                 await sftp.open("/in/data.csv", "ab")
         assert (server.inbox() / "data.csv").read_bytes() == first
         await server.server.settled()  # kept copies go once their records are written
-        assert not any(server.staging().iterdir())
+        assert not any(server.in_flight().iterdir())
     assert [upload.path for upload in await server.recorded()] == ["in/data.csv", "in/filler.csv"]

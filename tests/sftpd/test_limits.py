@@ -164,7 +164,7 @@ async def test_a_slow_drip_upload_is_cut_off_and_never_recorded(
             await brisk.write(b"a,b\n" * 4096)
         assert await sftp.listdir("/in") == ["brisk.csv"]
     assert [u.path for u in await server.recorded()] == ["in/brisk.csv"]
-    assert os.listdir(server.staging()) == []
+    assert os.listdir(server.in_flight()) == []
     assert server.server.limit_counters.snapshot() == {"min_upload_bytes_per_second": 1}
 
 

@@ -14,7 +14,7 @@ CSV = b"call_record_id,name\n1,Sale\n2,Lead\n"
 
 async def test_put_ls_and_get_from_out(server: RunningServer, openssh: OpenSSHClient) -> None:
     (openssh.work_dir / "calls.csv").write_bytes(CSV)
-    (server.outbox() / "report.csv").write_bytes(b"row,status\n1,ok\n")
+    (server.reports_dir() / "report.csv").write_bytes(b"row,status\n1,ok\n")
 
     run = await openssh.run(
         TENANT,
@@ -76,7 +76,7 @@ async def test_oversize_put_shows_the_limit(make_server, tmp_path) -> None:  # t
     assert run.returncode != 0
     assert "larger than the limit of 65536 bytes" in run.stderr
     assert list(server.inbox().iterdir()) == []
-    assert list(server.staging().iterdir()) == []
+    assert list(server.in_flight().iterdir()) == []
     assert await server.recorded() == []
 
 
@@ -92,7 +92,7 @@ async def test_writes_outside_in_are_refused(server: RunningServer, openssh: Ope
         "in",
         "out",
     ]
-    assert list(server.outbox().iterdir()) == []
+    assert list(server.reports_dir().iterdir()) == []
 
 
 async def test_put_preserving_times(server: RunningServer, openssh: OpenSSHClient) -> None:

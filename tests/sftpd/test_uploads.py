@@ -17,6 +17,7 @@ from core.uploads import UploadStore
 from sftpd.defender import Defender
 from sftpd.events import UploadCompleted
 from sftpd.server import SftpServer
+from sftpd.vfs import IN_FLIGHT_DIR
 from tests.conftest import TEST_PASSWORD
 from tests.sftpd.conftest import TENANT, RunningServer, ServerFactory
 from tests.support.clients import asyncssh_sftp, paramiko_sftp
@@ -84,7 +85,7 @@ async def test_size_limit_is_enforced_while_writing(make_server: ServerFactory) 
             await remote.write(b"x" * 11, offset=LIMIT - 10)
         # The first upload's kept copy goes once its record is written, in the background.
         await server.server.settled()
-        assert list(server.staging().iterdir()) == []
+        assert list(server.in_flight().iterdir()) == []
         with pytest.raises(asyncssh.SFTPFailure, match="larger than the limit"):
             await remote.write(b"x", offset=0)
         with pytest.raises(asyncssh.SFTPFailure, match="larger than the limit"):
@@ -166,8 +167,8 @@ async def test_the_listener_gets_the_uploaded_bytes_under_a_kept_name(
         await server.close()
     assert seen == [b"first\n", b"second\n", b"third\n"]
     # Names the listener did not move away are deleted after its call.
-    staging = tenants.folders(TENANT).root / ".incoming"
-    assert list(staging.iterdir()) == []
+    in_flight = tenants.folders(TENANT).root / IN_FLIGHT_DIR
+    assert list(in_flight.iterdir()) == []
 
 
 async def test_the_listener_is_called_off_the_event_loop_in_upload_order(
@@ -300,7 +301,7 @@ async def test_a_failing_listener_does_not_fail_the_upload(
 async def test_asyncssh_put_and_get(server: RunningServer, tmp_path) -> None:  # type: ignore[no-untyped-def]
     local = tmp_path / "calls.csv"
     local.write_bytes(os.urandom(200 * 1024))
-    (server.outbox() / "report.csv").write_bytes(b"row,status\n1,ok\n")
+    (server.reports_dir() / "report.csv").write_bytes(b"row,status\n1,ok\n")
     async with asyncssh_sftp(server.port, TENANT, TEST_PASSWORD) as sftp:
         await sftp.put(str(local), "/in/calls.csv")
         await sftp.get("/out/report.csv", str(tmp_path / "report.csv"))

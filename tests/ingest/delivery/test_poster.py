@@ -59,7 +59,7 @@ def report_rows(summary: RunSummary, index: int = 0) -> dict[str, list[str]]:
 
 def mails(ingest: Ingest) -> list[str]:
     """The text of each mail written to the .eml outbox, decoded."""
-    folder = ingest.settings.mail_outbox
+    folder = ingest.settings.mail_spool
     paths = sorted(folder.glob("*.eml")) if folder.exists() else []
     messages = [email.message_from_bytes(path.read_bytes(), policy=email.policy.default) for path in paths]
     return [message.get_body(("plain",)).get_content() for message in messages]  # type: ignore[union-attr]
