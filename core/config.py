@@ -140,6 +140,10 @@ class PostSettings:
     # many hours after it was queued, is marked failed with its last error.
     max_row_attempts_total: int = 24
     max_row_age_hours: float = 72.0
+    # Rows for the embedded API are written into this data dir's ledger.db in process, in
+    # batches, unpaced (ingest/delivery/destinations.py); false posts them over HTTP to the API
+    # like a remote destination, paced and retried as above.
+    embedded_in_process: bool = True
 
 
 @dataclass(frozen=True)

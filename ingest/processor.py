@@ -6,8 +6,9 @@ The order is what makes a run safe to interrupt at any point:
    validated and mapped in a child process of its own with memory and time limits
    (``ingest.sandbox``), then queued: its requests and its rejected rows go to
    the outbox in one transaction with the claim of the file. A refused file is reported at once.
-2. Every pending request of those tenants is posted, oldest first, so the rows an interrupted
-   run left behind go before new ones. Each answer is written as it arrives.
+2. Every pending request of those tenants is delivered, oldest first, so the rows an interrupted
+   run left behind go before new ones: in bulk into the embedded ledger, or over HTTP to a remote
+   Signal API (``ingest.delivery.destinations``). Each answer is written as it arrives.
 3. Files with no pending rows left are finished: report in ``out/``, final upload state.
 4. Each tenant with anything failed gets one mail, with the reports of its finished files.
 
@@ -32,6 +33,7 @@ from core.config import Settings
 from core.logs import get_logger
 from core.tenants import Tenant, TenantStore
 from core.uploads import UploadState, UploadStore
+from ingest.delivery.destinations import Destination, EmbeddedLedger, RemoteSignalApi
 from ingest.delivery.outbox import Outbox, OutboxItem, QueuedRows
 from ingest.delivery.poster import Delivery, Poster, PostReport
 from ingest.notify import Mailer, TenantRun, failure_message
@@ -273,8 +275,22 @@ class Processor:
                 return embedded_base + url[len(configured):]
             return url
 
-        poster = Poster(self.settings.post, client, self.outbox, self.send_log, route)
-        return await poster.post(items, lambda item: item.token or tenants[item.tenant].api_token, after)
+        def token_for(item: OutboxItem) -> str:
+            return item.token or tenants[item.tenant].api_token
+
+        # Each item goes through the destination of its feed: rows for the embedded API in bulk
+        # into the ledger, the rest over HTTP; the two go side by side.
+        remote: Destination = RemoteSignalApi(
+            Poster(self.settings.post, client, self.outbox, self.send_log, route))
+        embedded = EmbeddedLedger(self.settings, self.tenants, self.outbox)
+        local = [item for item in items
+                 if self.settings.post.embedded_in_process and embedded.takes(item, configured)]
+        chosen = {item.id for item in local}
+        reports = await asyncio.gather(
+            embedded.deliver(local, token_for, after),
+            remote.deliver([item for item in items if item.id not in chosen], token_for, after),
+        )
+        return _merged(reports)
 
     def _finish(self, upload_id: int, emit: Progress) -> FileSummary:
         """Write the report of a file whose rows are all settled and give it its final state.
@@ -368,6 +384,19 @@ def _tenant_problems(report: PostReport, tenant: str) -> list[str]:
         problems.append(f"The destination is not answering ({report.down[tenant]}); the remaining rows"
                         " wait and are sent at the next run.")
     return problems
+
+
+def _merged(reports: Sequence[PostReport]) -> PostReport:
+    """One report of several destinations' passes."""
+    merged = PostReport()
+    for report in reports:
+        merged.posted += report.posted
+        merged.failed += report.failed
+        merged.left_pending += report.left_pending
+        merged.refused |= report.refused
+        for tenant, why in report.down.items():
+            merged.down.setdefault(tenant, why)
+    return merged
 
 
 def _detail(summary: FileSummary) -> str:

@@ -1,7 +1,9 @@
 """The ledger's schema, registered as component ``ledger`` in its own database file.
 
 ``migrations[i]`` takes the schema from version ``i`` to ``i + 1``; append, never edit.
-``ledger_sequence`` is the single counter every transaction id comes from.
+``ledger_sequence`` is the single counter every transaction id comes from. ``delivered_requests``
+remembers the answer to each queued request the in-process writer applied, in the transaction
+that applied it, so a batch replayed after a crash is answered, not applied, again.
 """
 
 MIGRATIONS = [
@@ -79,5 +81,17 @@ MIGRATIONS = [
         PRIMARY KEY (tenant, table_name, primary_key, secondary_key)
     );
     CREATE INDEX lookup_rows_by_key ON lookup_rows (tenant, primary_key);
+    """,
+    """
+    CREATE TABLE delivered_requests (
+        outbox_id INTEGER NOT NULL,
+        request_key TEXT NOT NULL,
+        tenant TEXT NOT NULL,
+        status INTEGER NOT NULL,
+        answer TEXT NOT NULL,
+        recorded_at REAL NOT NULL,
+        PRIMARY KEY (outbox_id, request_key)
+    ) WITHOUT ROWID;
+    CREATE INDEX delivered_requests_by_time ON delivered_requests (recorded_at);
     """,
 ]

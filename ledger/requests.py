@@ -8,7 +8,9 @@ request as the API sees it after routing: token, body bounds, path, body, store 
 
 from __future__ import annotations
 
+import json
 import sqlite3
+import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -27,6 +29,7 @@ from ledger.store import LedgerStore
 
 MAX_TABLE_NAME_LENGTH = 64
 MAX_PATH_ID_LENGTH = 255
+HTTP_ERROR = 400
 
 
 @dataclass(frozen=True)
@@ -88,6 +91,13 @@ class LedgerRequests:
         """
         try:
             tenant = gate.admit(token)
+        except ApiError as refused:
+            return Answer(refused.status_code, refused.body())
+        return self._answer(tenant, method, path, text)
+
+    def _answer(self, tenant: Tenant, method: str, path: str, text: str) -> Answer:
+        """:meth:`apply` once the token is admitted."""
+        try:
             raw = text.encode("utf-8")
             if len(raw) > self.max_body_bytes:
                 raise too_large(self.max_body_bytes)
@@ -122,6 +132,47 @@ class LedgerRequests:
         with self.store.db.transaction() as conn:
             yield conn
 
+    def apply_once(self, conn: sqlite3.Connection, gate: Gatekeeper, tenant: str, token: str,
+                   request_id: int, key: str, method: str, path: str, text: str) -> Answer:
+        """:meth:`apply` inside :meth:`batch`, answered from memory if this request was applied.
+
+        ``request_id`` and ``key`` name one queued request of ``tenant`` (its outbox id and content
+        key). Its
+        answer is remembered in the transaction that applied it, so a batch replayed after a crash
+        between this commit and the caller's own gets the first answers back and writes nothing
+        (a correction later in the same file is not undone and redone). The token is checked
+        first and a refusal (401, or 403 for a tenant that may not post) is not remembered: the
+        row is tried again once the token is fixed. A refused request
+        writes nothing: whatever the store began for it is rolled back to its savepoint.
+        """
+        try:
+            admitted = gate.admit(token)
+        except ApiError as refused:  # about the token, not the request: never remembered
+            return Answer(refused.status_code, refused.body())
+        seen = conn.execute(
+            "SELECT status, answer FROM delivered_requests WHERE outbox_id = ? AND request_key = ?",
+            (request_id, key),
+        ).fetchone()
+        if seen is not None:
+            return Answer(int(seen["status"]), json.loads(seen["answer"]))
+        conn.execute("SAVEPOINT request")
+        answer = self._answer(admitted, method, path, text)
+        if answer.status >= HTTP_ERROR:
+            conn.execute("ROLLBACK TO request")
+        conn.execute("RELEASE request")
+        conn.execute(
+            "INSERT INTO delivered_requests (outbox_id, request_key, tenant, status, answer,"
+            " recorded_at) VALUES (?, ?, ?, ?, ?, ?)",
+            (request_id, key, tenant, answer.status, json.dumps(_gist(answer)), time.time()),
+        )
+        return answer
+
+    def forget_delivered(self, before: float) -> int:
+        """Drop remembered answers recorded before ``before`` (epoch seconds); a replay comes
+        at the next run, long before."""
+        with self.store.db.transaction() as conn:
+            return conn.execute("DELETE FROM delivered_requests WHERE recorded_at < ?", (before,)).rowcount
+
     def _dictionary_fields(
         self, tenant: Tenant, items: Iterable[tuple[str, str]], where: str
     ) -> dict[str, str]:
@@ -137,6 +188,16 @@ class LedgerRequests:
                 raise RecordInvalid(f"{where}: field {name!r} is not in the data dictionary of this account")
             data[field] = value
         return data
+
+
+def _gist(answer: Answer) -> dict[str, Any]:
+    """What a replay needs of an answer: its errors, or the transaction id a client reads."""
+    if "errors" in answer.body:
+        return {"errors": answer.body["errors"]}
+    for holder in (answer.body.get("signal"), answer.body, answer.body.get("call")):
+        if isinstance(holder, dict) and holder.get("transaction_id"):
+            return {"transaction_id": holder["transaction_id"]}
+    return {}
 
 
 def status_of(outcome: Outcome) -> int:

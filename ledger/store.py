@@ -383,7 +383,7 @@ class LedgerStore:
         with self.db.transaction() as conn:
             conn.execute("DELETE FROM signals WHERE call_id IN (SELECT id FROM calls WHERE tenant = ?)", (tenant,))
             removed = conn.execute("DELETE FROM transactions WHERE tenant = ?", (tenant,)).rowcount
-            for table in ("calls", "signal_names", "lookup_rows"):
+            for table in ("calls", "signal_names", "lookup_rows", "delivered_requests"):
                 conn.execute(f"DELETE FROM {table} WHERE tenant = ?", (tenant,))
         return removed
 

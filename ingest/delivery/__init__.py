@@ -1,10 +1,12 @@
 """Delivery: mapped requests are queued durably, paced and posted, and each answer recorded.
 
 ``outbox`` stores every request before it is sent and marks it after (a crash resumes with
-nothing lost or doubled); ``poster`` sends them to a destination with retries, backoff and the
-poison-row rule; ``ratelimit`` paces them per token.
+nothing lost or doubled); ``destinations`` delivers them: ``EmbeddedLedger`` in bulk into this
+data dir's ledger, ``RemoteSignalApi`` over HTTP through ``poster`` (retries, backoff, the
+poison-row rule), paced per token by ``ratelimit``.
 """
 
+from ingest.delivery.destinations import Destination, EmbeddedLedger, RemoteSignalApi
 from ingest.delivery.outbox import (
     DROPPED,
     Outbox,
@@ -24,6 +26,8 @@ from ingest.delivery.ratelimit import RateLimiter
 __all__ = [
     "DROPPED",
     "Delivery",
+    "Destination",
+    "EmbeddedLedger",
     "Outbox",
     "OutboxItem",
     "OutboxState",
@@ -34,6 +38,7 @@ __all__ = [
     "QueuedRows",
     "RateLimiter",
     "RejectedRow",
+    "RemoteSignalApi",
     "RowCounts",
     "RowOutcome",
     "RowStatus",

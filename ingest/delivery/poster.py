@@ -347,7 +347,11 @@ def _json(response: httpx.Response) -> Any:
 
 
 def _transaction_id(response: httpx.Response) -> str | None:
-    payload = _json(response)
+    return transaction_id_of(_json(response))
+
+
+def transaction_id_of(payload: Any) -> str | None:
+    """The transaction id of a Signal API answer: its signal's, its own, or its call's."""
     if not isinstance(payload, dict):
         return None
     for holder in (payload.get("signal"), payload, payload.get("call")):
@@ -357,18 +361,21 @@ def _transaction_id(response: httpx.Response) -> str | None:
 
 
 def _error_message(response: httpx.Response) -> str:
-    """The server's ``errors`` as ``class: invalid_data``, else its text, else the status."""
     payload = _json(response)
+    text = " ".join(response.text.split()) if payload is None else ""
+    return error_text(response.status_code, payload, text, response.reason_phrase)
+
+
+def error_text(status: int, payload: Any, text: str = "", reason: str = "") -> str:
+    """The server's ``errors`` as ``class: invalid_data``, else its text, else the status."""
     if isinstance(payload, dict):
         errors = payload.get("errors")
         if isinstance(errors, dict) and (errors.get("class") or errors.get("invalid_data")):
             parts = [str(errors[part]) for part in ("class", "invalid_data") if errors.get(part)]
             return ": ".join(parts)[:ERROR_TEXT_LIMIT]
         if payload.get("detail"):
-            return f"HTTP {response.status_code}: {payload['detail']}"[:ERROR_TEXT_LIMIT]
-    text = " ".join(response.text.split()) if payload is None else ""
-    reason = response.reason_phrase or "error"
-    return (f"HTTP {response.status_code} {reason}" + (f": {text}" if text else ""))[:ERROR_TEXT_LIMIT]
+            return f"HTTP {status}: {payload['detail']}"[:ERROR_TEXT_LIMIT]
+    return (f"HTTP {status} {reason or 'error'}" + (f": {text}" if text else ""))[:ERROR_TEXT_LIMIT]
 
 
 def _origin(url: str) -> str:

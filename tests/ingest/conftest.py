@@ -129,9 +129,10 @@ async def fake_api() -> AsyncIterator[FakeApi]:
 
 @pytest.fixture
 def ingest_settings(settings: Settings, fake_api: FakeApi) -> Settings:
-    """The embedded API's address is the fake's; retries are quick."""
+    """The embedded API's address is the fake's, reached over HTTP; retries are quick."""
     return settings.replace(
         api__listen_port=fake_api.port,
+        post__embedded_in_process=False,
         post__backoff_base_seconds=0.01,
         post__backoff_max_seconds=0.05,
         post__timeout_seconds=2.0,

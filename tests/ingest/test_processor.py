@@ -239,8 +239,11 @@ async def test_crash_and_resume_against_the_embedded_ledger(
 ) -> None:
     from ledger.server import ApiServer
 
+    # Over HTTP, paced, so the run can be stopped mid-file (the in-process writer's crash and
+    # replay: tests/ingest/delivery/test_destinations.py).
     fast = settings.replace(post__rate_limit_requests=3, post__rate_limit_window_seconds=0.3,
-                            post__backoff_base_seconds=0.01, post__backoff_max_seconds=0.05)
+                            post__backoff_base_seconds=0.01, post__backoff_max_seconds=0.05,
+                            post__embedded_in_process=False)
     api = ApiServer(fast, tenants)
     await api.start()
     try:

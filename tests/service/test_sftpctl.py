@@ -296,7 +296,8 @@ def test_outbox_lists_a_stuck_row_then_drop_and_retry_settle_it(
     config = tmp_path / "sftpd.toml"
     config.write_text(f'data_dir = "{settings.data_dir}"\n[api]\nenabled = false\nlisten_port = {destination.port}\n'
                       "[schedule]\nstable_seconds = 0.0\n"
-                      "[post]\nmax_attempts = 2\nbackoff_base_seconds = 0.01\nbackoff_max_seconds = 0.05\n")
+                      "[post]\nmax_attempts = 2\nbackoff_base_seconds = 0.01\nbackoff_max_seconds = 0.05\n"
+                      "embedded_in_process = false\n")  # the fake stands in for the API over HTTP
     cli = ("--config", str(config))
     ctl(*cli, "tenant", "add", "acme", "--email", "ops@acme.example")
     (settings.tenants_dir / "acme" / "in" / "s.csv").write_text(

@@ -1,0 +1,159 @@
+"""Destinations: "deliver these queued requests, and record one outcome per request".
+
+Two implementations:
+
+- :class:`RemoteSignalApi`: a Signal API over HTTP (a feed's ``[destination] url``, or the
+  embedded API when in-process delivery is off). :class:`ingest.delivery.poster.Poster` does the
+  work: pacing per token, retries, poison rows, 401.
+- :class:`EmbeddedLedger`: the product's own ledger, ``ledger.db`` of this data dir, written in
+  process through ``ledger.requests.LedgerRequests`` (the code the HTTP handlers call), many rows
+  per ledger transaction, with no HTTP hop and no rate limit. Each row gets the status and message
+  the HTTP API would answer. It never talks to another instance, and works the same whether or
+  not the daemon runs (SQLite's WAL and busy timeout serialise it with the daemon's API).
+
+Durability: the ledger and the outbox are two database files, so a batch is two commits, the
+ledger's first and the outbox marks second. A crash between them leaves the batch pending; the
+next run sends it again, and the ledger answers it from ``delivered_requests``, which remembers
+each queued request's answer (by outbox id and content key) in the ledger transaction that
+applied it: the replay writes nothing and gets the first answers (201 stays 201). Without that
+memory the ledger's own idempotency (an identical signal, call or lookup row changes nothing)
+would still keep rows single, but a row corrected later in the same batch would be corrected
+back and forth once more.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any, Protocol
+
+from core.config import Settings
+from core.logs import get_logger
+from core.tenants import TenantStore
+from ingest.delivery.outbox import Outbox, OutboxItem
+from ingest.delivery.poster import (
+    HTTP_UNAUTHORIZED,
+    Delivery,
+    Outcome,
+    Poster,
+    PostReport,
+    error_text,
+    transaction_id_of,
+)
+
+if TYPE_CHECKING:
+    from ledger.auth import Gatekeeper
+    from ledger.requests import LedgerRequests
+
+log = get_logger("ingest.destinations")
+
+#: Rows per ledger transaction: large enough that commits cost little, small enough that the
+#: daemon's API and other writers wait at most a fraction of a second for the ledger.
+BATCH_ROWS = 500
+#: Remembered answers older than this are forgotten; a replay comes at the next run.
+REMEMBER_SECONDS = 7 * 24 * 3600.0
+HTTP_ERROR = 400
+
+After = Callable[[OutboxItem, Delivery], None]
+TokenFor = Callable[[OutboxItem], str]
+
+
+class Destination(Protocol):
+    """Delivers queued requests, marks each in the outbox, and tells ``after`` of each one."""
+
+    async def deliver(self, items: Sequence[OutboxItem], token_for: TokenFor,
+                      after: After | None = None) -> PostReport: ...
+
+
+class RemoteSignalApi:
+    """A Signal API over HTTP, through the poster (pacing, retries, poison rows, 401)."""
+
+    def __init__(self, poster: Poster) -> None:
+        self.poster = poster
+
+    async def deliver(self, items: Sequence[OutboxItem], token_for: TokenFor,
+                      after: After | None = None) -> PostReport:
+        return await self.poster.post(items, token_for, after)
+
+
+class EmbeddedLedger:
+    """The data dir's own ledger, written in bulk in process; open per run, then closed."""
+
+    def __init__(self, settings: Settings, tenants: TenantStore, outbox: Outbox,
+                 batch_rows: int = BATCH_ROWS) -> None:
+        self.settings = settings
+        self.tenants = tenants
+        self.outbox = outbox
+        self.batch_rows = batch_rows
+
+    @staticmethod
+    def takes(item: OutboxItem, embedded_base: str) -> bool:
+        """True for a request queued for the embedded API (a feed without a URL of its own)."""
+        return item.url.startswith(embedded_base + "/")
+
+    async def deliver(self, items: Sequence[OutboxItem], token_for: TokenFor,
+                      after: After | None = None) -> PostReport:
+        report = PostReport()
+        if not items:
+            return report
+        # Imported here: the one door from ingest into ledger, used only by this destination.
+        from ledger.auth import Gatekeeper
+        from ledger.requests import LedgerRequests
+        from ledger.store import LedgerStore
+
+        store = await asyncio.to_thread(LedgerStore.open, self.settings.ledger_db)
+        try:
+            requests = LedgerRequests(self.settings.api, self.tenants, store)
+            gate = Gatekeeper(self.tenants, None)
+            await asyncio.to_thread(requests.forget_delivered, time.time() - REMEMBER_SECONDS)
+            base = self.settings.embedded_api_base
+            for start in range(0, len(items), self.batch_rows):
+                batch = items[start:start + self.batch_rows]
+                done = await asyncio.to_thread(self._batch, requests, gate, base, batch, token_for, report)
+                if after is not None:
+                    for item, delivery in done:
+                        after(item, delivery)
+        finally:
+            await asyncio.to_thread(store.close)
+        return report
+
+    def _batch(self, requests: LedgerRequests, gate: Gatekeeper, base: str, batch: Sequence[OutboxItem],
+               token_for: TokenFor, report: PostReport) -> list[tuple[OutboxItem, Delivery]]:
+        """Apply a batch in one ledger transaction (a savepoint per row), then mark the outbox."""
+        done: list[tuple[OutboxItem, Delivery]] = []
+        with requests.batch() as conn:
+            for item in batch:
+                if item.tenant in report.refused:
+                    report.left_pending += 1
+                    continue
+                # A fault of ours (a bug, a broken database) rolls the whole batch back and
+                # stops the run, as a crash would: the batch stays pending for the next run.
+                answer = requests.apply_once(conn, gate, item.tenant, token_for(item), item.id, item.key,
+                                             item.method, item.url[len(base):], item.text)
+                done.append((item, _delivery(answer.status, answer.body)))
+                if answer.status == HTTP_UNAUTHORIZED:
+                    report.refused.add(item.tenant)
+                    log.warning("post.token_refused", tenant=item.tenant, destination="embedded ledger")
+        with self.outbox.db.transaction():
+            for item, delivery in done:
+                if delivery.outcome is Outcome.POSTED:
+                    self.outbox.mark_posted(item.id, delivery.status_code or 0, delivery.transaction_id, 1)
+                    report.posted += 1
+                elif delivery.outcome is Outcome.FAILED:
+                    self.outbox.mark_failed(item.id, delivery.status_code, delivery.error, 1)
+                    report.failed += 1
+                else:
+                    self.outbox.note_attempts(item.id, delivery.status_code, delivery.error, 1)
+                    report.left_pending += 1
+        return done
+
+
+def _delivery(status: int, body: dict[str, Any]) -> Delivery:
+    """The outcome the poster would record for this answer over HTTP."""
+    if status < HTTP_ERROR:
+        return Delivery(Outcome.POSTED, status, transaction_id_of(body), "", 1)
+    if status == HTTP_UNAUTHORIZED:
+        return Delivery(Outcome.UNAUTHORIZED, status, None,
+                        "the destination refused the API token (HTTP 401)", 1)
+    return Delivery(Outcome.FAILED, status, None, error_text(status, body), 1)

@@ -1,0 +1,172 @@
+"""The embedded ledger written in process answers every row as the HTTP API does.
+
+The same calls, lookup rows and signals go into two data dirs: one posted over HTTP to the real
+embedded API (rate limits off), one written in bulk in process. Every row's status, transaction
+id and error, and every ledger transaction with its correction, must be equal.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from core.config import Settings
+from core.db import Database
+from core.passwords import PasswordHasher
+from core.tenants import TenantStore, open_state
+from core.uploads import UploadStore
+from ingest.delivery.destinations import EmbeddedLedger
+from ingest.pipeline import Ingest
+from tests.conftest import TEST_PASSWORD, free_port
+from tests.ingest.conftest import drop
+
+LOOKUP_FEED = 'name = "accounts"\ntemplate = "lookup"\n[mapping]\nkind = "lookup"\ntable = "accounts"\n'
+
+CALLS = """customer_id,call_start,call_end,calling_phone_number,agent_queue_assigned
+cust-1,2026-11-20T18:00:00Z,2026-11-20T18:10:00Z,+1 8885550001,Sales
+cust-2,2026-11-20T18:30:00Z,2026-11-20T18:40:00Z,+1 8885550002,Sales
+cust-3,2026-11-20T19:00:00Z,2026-11-20T19:05:00Z,+1 8885550003,Support
+cust-2,2026-11-20T18:30:00Z,2026-11-20T18:40:00Z,+1 8885550002,Sales
+cust-3,2026-11-20T19:00:00Z,2026-11-20T19:06:00Z,+1 8885550003,Support
+"""
+LOOKUP = """primary_key,secondary_key,tier
++1 8885550001,,gold
++1 8885550009,,silver
++1 8885550001,,gold
++1 8885550002,,bronze
+"""
+SIGNALS = """call_start_time,calling_phone_number,name,partner_unique_id,description,advertiser_id_from_network
+2026-11-20T18:00:05Z,+1 8885550001,Sale,o-1,first,
+2026-11-20T18:30:05Z,+1 8885550002,sale,o-2,second,
+2026-11-20T18:00:05Z,+1 8885550001,SALE,o-1,first corrected,
+2026-11-20T18:30:05Z,+1 8885550002,Sale,o-2,second,
+2026-11-20T23:00:00Z,+1 8885550077,Sale,o-9,no such call,
+2026-11-20T19:00:05Z,+1 8885550003,Sale,o-3,unknown advertiser,adv-nope
+2026-11-20T19:00:05Z,+1 8885550003,Quote,,,
+"""
+FILES = {"in/calls/calls.csv": CALLS, "in/accounts/lookup.csv": LOOKUP, "in/signals.csv": SIGNALS}
+
+
+@dataclass
+class DataDir:
+    settings: Settings
+    db: Database
+    tenants: TenantStore
+    uploads: UploadStore
+    ingest: Ingest
+
+
+def _data_dir(root: Path, **changes: Any) -> DataDir:
+    settings = Settings(data_dir=root / "var").replace(
+        server__keys_dir=root / "keys", server__listen_port=free_port(), api__listen_port=free_port(),
+        schedule__stable_seconds=0.0, **changes)
+    db = open_state(settings.state_db)
+    tenants = TenantStore(db, settings.tenants_dir, PasswordHasher(settings.passwords))
+    tenants.add("acme", "ops@acme.example", TEST_PASSWORD)
+    tenants.add_fields("acme", ["tier"])
+    uploads = UploadStore(db)
+    ingest = Ingest(settings, db, tenants, uploads)
+    ingest.feeds.set("acme", LOOKUP_FEED)
+    return DataDir(settings, db, tenants, uploads, ingest)
+
+
+@pytest.fixture
+async def both(tmp_path: Path) -> AsyncIterator[tuple[DataDir, DataDir]]:
+    from ledger.server import ApiServer
+
+    http = _data_dir(tmp_path / "http", api__rate_limit_requests=0, post__rate_limit_requests=100_000,
+                     post__embedded_in_process=False)
+    local = _data_dir(tmp_path / "local")
+    server = ApiServer(http.settings, http.tenants)
+    await server.start()
+    try:
+        yield http, local
+    finally:
+        await server.close()
+        for side in (http, local):
+            await side.ingest.aclose()
+            side.db.close()
+
+
+async def _post_all(side: DataDir) -> None:
+    for relative, content in FILES.items():
+        upload, path = drop(side.tenants, side.uploads, "acme", relative, content)
+        await side.ingest.stage(upload, path)
+    await side.ingest.run()
+
+
+def _outcomes(side: DataDir) -> list[tuple[Any, ...]]:
+    return [tuple(row) for row in side.db.query(
+        "SELECT s.path, o.row_number, o.state, o.status_code, o.transaction_id, o.error FROM ingest_outbox o"
+        " JOIN ingest_staged s ON s.upload_id = o.upload_id ORDER BY s.path, o.row_number")]
+
+
+def _ledger(side: DataDir) -> list[tuple[Any, ...]]:
+    """Every transaction, without the times of writing (a signal's default occurred_at too)."""
+    with sqlite3.connect(side.settings.ledger_db) as conn:
+        rows = conn.execute("SELECT seq, tenant, transaction_type, corrects_seq, record FROM transactions"
+                            " ORDER BY seq").fetchall()
+    shown = []
+    for seq, tenant, kind, corrects, text in rows:
+        record = json.loads(text)
+        if record["signal"]:
+            record["signal"].pop("occurred_at")
+        shown.append((seq, tenant, kind, corrects, record))
+    return shown
+
+
+async def test_every_row_gets_the_answer_the_http_api_gives(both: tuple[DataDir, DataDir]) -> None:
+    http, local = both
+    await _post_all(http)
+    await _post_all(local)
+    outcomes = _outcomes(local)
+    assert outcomes == _outcomes(http)
+    assert {row[3] for row in outcomes} == {200, 201, 403, 404}  # every kind of answer was compared
+    assert {row[0] for row in outcomes if row[3] == 200} == set(FILES)  # updates in every file
+    assert any("UnauthorizedAdvertiser" in row[5] for row in outcomes)
+    ledger = _ledger(local)
+    assert ledger == _ledger(http)
+    assert any(row[3] is not None for row in ledger if row[2] == "signal")  # a signal correction
+    assert any(row[3] is not None for row in ledger if row[2] == "call")  # a call correction
+    assert any(row[2] == "post_call_event" for row in ledger)  # lookup data applied to calls
+
+
+async def test_a_batch_replayed_after_a_crash_between_the_two_commits_changes_nothing(
+    both: tuple[DataDir, DataDir],
+) -> None:
+    _, local = both
+    await _post_all(local)
+    before, ledger = _outcomes(local), _ledger(local)
+    # The ledger committed, the outbox marks did not: every row is pending again.
+    local.db.execute("UPDATE ingest_outbox SET state = 'pending', status_code = NULL, transaction_id = NULL,"
+                     " error = ''")
+    local.db.execute("DELETE FROM ingest_rows WHERE status != 'rejected'")
+    items = local.ingest.outbox.pending(["acme"])
+    token = local.tenants.get("acme").api_token
+    report = await EmbeddedLedger(local.settings, local.tenants, local.ingest.outbox, batch_rows=3).deliver(
+        items, lambda item: token)
+    assert (report.posted, report.failed) == (sum(r[2] == "posted" for r in before),
+                                              sum(r[2] == "failed" for r in before))
+    assert _outcomes(local) == before  # the same answers, 201 included
+    assert _ledger(local) == ledger  # and not one transaction more
+
+
+async def test_a_refused_token_leaves_the_tenants_rows_pending_and_writes_nothing(
+    both: tuple[DataDir, DataDir],
+) -> None:
+    _, local = both
+    await _post_all(local)
+    ledger = _ledger(local)
+    local.db.execute("UPDATE ingest_outbox SET state = 'pending'")
+    items = local.ingest.outbox.pending(["acme"])
+    report = await EmbeddedLedger(local.settings, local.tenants, local.ingest.outbox).deliver(
+        items, lambda item: "not-a-token")
+    assert report.refused == {"acme"} and report.left_pending == len(items) and report.posted == 0
+    assert [item.id for item in local.ingest.outbox.pending(["acme"])] == [item.id for item in items]
+    assert _ledger(local) == ledger
