@@ -7,6 +7,7 @@ it would send, so both sides see exactly what a real run would do. Nothing is po
 
 from __future__ import annotations
 
+import itertools
 import json
 import textwrap
 from collections.abc import Collection, Iterable
@@ -82,11 +83,9 @@ def check_sample(
     result.file_error = prepared.error or None
     result.rows = prepared.rows_total
     result.row_errors = sorted(prepared.rejected, key=lambda row: row.row_number)
-    rows = prepared.requests
     result.requests = [
-        (rows.numbers[i], DestinationRequest(rows.kinds[i], rows.methods[i], rows.urls[i], rows.texts[i],
-                                             rows.keys[i]))
-        for i in range(min(max(sample_requests, 0), len(rows)))
+        (row.row_number, DestinationRequest(row.kind, row.method, row.url, row.text, row.key))
+        for row in itertools.islice(prepared.requests, max(sample_requests, 0))
     ]
     return result
 

@@ -50,9 +50,7 @@ class TenantRun:
     @property
     def failed(self) -> bool:
         """Anything the contact should hear about: a rejected file or row, a failed row, a problem."""
-        return bool(self.problems) or any(
-            item.state == "rejected" or item.failed or item.rejected for item in self.files
-        )
+        return bool(self.problems) or any(item.needs_notice for item in self.files)
 
 
 def failure_message(sender: str, run: TenantRun, key: str | None = None) -> EmailMessage:

@@ -314,7 +314,7 @@ class Processor:
         write_report_at(target, out_dir, summary, self.outbox.results(upload_id), run_time, zone)
         with self.staged.db.transaction():
             self.staged.finish(upload_id, state, str(target), _detail(summary))
-            if state == UploadState.REJECTED or summary.failed or summary.rejected:
+            if summary.needs_notice:
                 self.notices.add(upload_id, staged.tenant)
         emit("file.done", tenant=staged.tenant, file=staged.path, state=state.value, posted=summary.posted,
              failed=summary.failed, rejected=summary.rejected, report=target.name)

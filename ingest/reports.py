@@ -47,6 +47,11 @@ class FileSummary:
     error: str = ""
     report: str | None = None
 
+    @property
+    def needs_notice(self) -> bool:
+        """Whether the contact must hear of this file: rejected whole, or a row failed or rejected."""
+        return self.state == "rejected" or bool(self.failed or self.rejected)
+
 
 def report_path(out_dir: Path, upload_path: str, run_time: datetime) -> Path:
     """``out/[feed/]<name>-<YYYYMMDDTHHMMSS>-report.csv`` for an upload at ``in/[feed/]<name>.<ext>``.
