@@ -202,11 +202,11 @@ class Scanner:
     def _scan_tenant(self, tenant: str, staged: list[StagedUpload], present: set[tuple[str, str]]) -> None:
         inbox = self.tenants.folders(tenant).inbox
         last_uploads: dict[str, Upload] | None = None
-        for path in self._files(inbox):
+        for path, info in self._files(inbox):
             key = (tenant, f"{IN_DIR}/{path.relative_to(inbox).as_posix()}")
             present.add(key)
             try:
-                seen = self._stable(path)
+                seen = self._stable(info)
                 if seen is None or self._handled.get(key) == seen:
                     continue
                 if last_uploads is None:
@@ -219,12 +219,8 @@ class Scanner:
             if result is not None:
                 staged.append(result)
 
-    def _stable(self, path: Path) -> _Seen | None:
+    def _stable(self, info: os.stat_result) -> _Seen | None:
         """The file's size and mtime if it has not been written for ``stable_seconds``."""
-        try:
-            info = path.lstat()
-        except FileNotFoundError:
-            return None
         if time.time() - info.st_mtime_ns / NANOSECONDS < self.stable_seconds:
             return None
         return _Seen(info.st_size, info.st_mtime_ns)
@@ -244,9 +240,10 @@ class Scanner:
         log.info("staging.found", tenant=tenant, path=relative, upload=upload.id)
         return self.stager.stage(upload, path)
 
-    def _files(self, inbox: Path) -> list[Path]:
-        """Regular files under ``inbox``, no deeper than the front door lets folders go."""
-        found: list[Path] = []
+    def _files(self, inbox: Path) -> list[tuple[Path, os.stat_result]]:
+        """Regular files under ``inbox`` with their ``lstat``, no deeper than the front door lets
+        folders go."""
+        found: list[tuple[Path, os.stat_result]] = []
         for folder, dirs, files in os.walk(inbox, onerror=_skip_folder):
             depth = len(Path(folder).relative_to(inbox).parts)
             if depth >= self.max_folder_depth:
@@ -259,10 +256,12 @@ class Scanner:
                     continue
                 path = Path(folder) / name
                 try:
-                    if stat.S_ISREG(path.lstat().st_mode):
-                        found.append(path)
+                    info = path.lstat()
                 except OSError as exc:
                     log.warning("staging.unreadable", path=str(path), error=exc.strerror or str(exc))
+                    continue
+                if stat.S_ISREG(info.st_mode):
+                    found.append((path, info))
         return found
 
 
