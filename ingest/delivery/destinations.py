@@ -42,6 +42,7 @@ from ingest.delivery.poster import (
     Poster,
     PostReport,
     error_text,
+    record_delivery,
     transaction_id_of,
 )
 
@@ -140,15 +141,7 @@ class EmbeddedLedger:
                     log.warning("post.token_refused", tenant=item.tenant, destination="embedded ledger")
         with self.outbox.db.transaction():
             for item, delivery in done:
-                if delivery.outcome is Outcome.POSTED:
-                    self.outbox.mark_posted(item.id, delivery.status_code or 0, delivery.transaction_id, 1)
-                    report.posted += 1
-                elif delivery.outcome is Outcome.FAILED:
-                    self.outbox.mark_failed(item.id, delivery.status_code, delivery.error, 1)
-                    report.failed += 1
-                else:
-                    self.outbox.note_attempts(item.id, delivery.status_code, delivery.error, 1)
-                    report.left_pending += 1
+                record_delivery(self.outbox, item, delivery, report)
         return done
 
 

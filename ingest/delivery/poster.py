@@ -117,6 +117,20 @@ class _Reply:
     retry_after: float | None = None
 
 
+def record_delivery(outbox: Outbox, item: OutboxItem, delivery: Delivery, report: PostReport) -> None:
+    """Mark ``item`` in the outbox as ``delivery`` says, and count it in ``report``; every
+    destination records its answers this one way."""
+    if delivery.outcome is Outcome.POSTED:
+        outbox.mark_posted(item.id, delivery.status_code or 0, delivery.transaction_id, delivery.attempts)
+        report.posted += 1
+    elif delivery.outcome is Outcome.FAILED:
+        outbox.mark_failed(item.id, delivery.status_code, delivery.error, delivery.attempts)
+        report.failed += 1
+    else:
+        outbox.note_attempts(item.id, delivery.status_code, delivery.error, delivery.attempts)
+        report.left_pending += 1
+
+
 def limiter_key(token: str) -> str:
     """The rate-limit key of a token: a digest, so the token itself is never stored twice."""
     return hashlib.sha256(token.encode("utf-8")).hexdigest()[:32]
@@ -222,15 +236,7 @@ class Poster:
             report.down.setdefault(group[0][0].tenant, down)
 
     def _record(self, item: OutboxItem, delivery: Delivery, report: PostReport) -> None:
-        if delivery.outcome is Outcome.POSTED:
-            self.outbox.mark_posted(item.id, delivery.status_code or 0, delivery.transaction_id, delivery.attempts)
-            report.posted += 1
-        elif delivery.outcome is Outcome.FAILED:
-            self.outbox.mark_failed(item.id, delivery.status_code, delivery.error, delivery.attempts)
-            report.failed += 1
-        else:
-            self.outbox.note_attempts(item.id, delivery.status_code, delivery.error, delivery.attempts)
-            report.left_pending += 1
+        record_delivery(self.outbox, item, delivery, report)
 
     def _leave(self, entry: _Entry, report: PostReport) -> None:
         """The row stays pending as it is, in its place: it is not its fault (401, throttled)."""
