@@ -112,14 +112,6 @@ def write_report_at(
     return target
 
 
-def write_report(
-    out_dir: Path, summary: FileSummary, rows: Sequence[RowOutcome], run_time: datetime, zone: ZoneInfo
-) -> Path:
-    """Write the report of one file and return its path; an earlier report is never overwritten."""
-    target = choose_report_path(out_dir, summary, run_time, zone)
-    return write_report_at(target, out_dir, summary, rows, run_time, zone)
-
-
 def _make_folders(out_dir: Path, folder: Path) -> None:
     out_dir.mkdir(parents=True, exist_ok=True, mode=FOLDER_MODE)
     for part in reversed([folder, *folder.parents]):

@@ -4,15 +4,24 @@ from __future__ import annotations
 
 import csv
 import stat
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from ingest.delivery.outbox import RowOutcome
-from ingest.reports import FileSummary, report_path, write_report
+from ingest.reports import FileSummary, choose_report_path, report_path, write_report_at
 
 LA = ZoneInfo("America/Los_Angeles")
 RUN_TIME = datetime(2026, 3, 8, 14, 0, 5, tzinfo=UTC)  # 07:00:05 PDT
+
+
+def write_report(
+    out_dir: Path, summary: FileSummary, rows: Sequence[RowOutcome], run_time: datetime, zone: ZoneInfo
+) -> Path:
+    """A report written where a first finish puts it, as the processor does."""
+    return write_report_at(choose_report_path(out_dir, summary, run_time, zone), out_dir, summary, rows,
+                           run_time, zone)
 
 
 def summary(path: str = "in/sales.csv", **changes: object) -> FileSummary:
