@@ -1,4 +1,5 @@
-"""The ASGI application: Signal API, Transactions API, and the calls and lookup-table extensions.
+"""The ASGI application: Signal API, Transactions API, and the calls, lookup-table and ASAPP
+extensions.
 
 Endpoints read their JSON bodies themselves so that a request is judged in the document's
 order: token first (401), then rate limit (429), then the body's size (413) and depth (400), then
@@ -30,6 +31,7 @@ from core.tenants import Tenant, TenantStore
 from ledger import API_VERSION
 from ledger.auth import Gatekeeper, request_token
 from ledger.bodies import parse_json, read_body
+from ledger.docs_page import add_docs
 from ledger.errors import (
     ApiError,
     PayloadTooLarge,
@@ -38,16 +40,25 @@ from ledger.errors import (
     RoutingError,
 )
 from ledger.openapi import answers, json_body, publish_models
-from ledger.queries import parse_transactions_request
+from ledger.queries import parse_listing_request, parse_transactions_request
 from ledger.ratelimit import SlidingWindowLimiter
 from ledger.render import transaction_row, transactions_csv
 from ledger.requests import LedgerRequests
-from ledger.schemas import CallRequest, LookupRowRequest, SignalRequest
+from ledger.schemas import (
+    CallRequest,
+    LookupRowRequest,
+    PurchaseRequest,
+    SignalRequest,
+    TranscriptRequest,
+)
 from ledger.store import LedgerStore
 
 log = get_logger("ledger.app")
 
 _VERSION_DIGITS = (4, 2, 2)
+# The filter of each ASAPP listing: one conversation's messages, one transaction's lines.
+TRANSCRIPT_MATCH = "conversation_externalId"
+PURCHASE_MATCH = "transaction_id"
 
 
 class _Endpoints:
@@ -119,6 +130,30 @@ class _Endpoints:
         log.debug("lookup_row.saved", tenant=tenant.name, table=table,
                   calls=len(answer.body["updated_calls"]))
         return JSONResponse(answer.body, status_code=answer.status)
+
+    async def post_transcript_message(self, request: Request, version: str) -> Response:
+        tenant, body = await self._admit(request, version)
+        answer = self.requests.transcript_message(tenant, body)
+        log.debug("asapp_message.saved", tenant=tenant.name, status=answer.status)
+        return JSONResponse(answer.body, status_code=answer.status)
+
+    async def post_purchase(self, request: Request, version: str) -> Response:
+        tenant, body = await self._admit(request, version)
+        answer = self.requests.purchase(tenant, body)
+        log.debug("asapp_purchase.saved", tenant=tenant.name, status=answer.status)
+        return JSONResponse(answer.body, status_code=answer.status)
+
+    async def transcripts(self, request: Request, version: str) -> Response:
+        _check_version(version)
+        tenant = self.gate.admit(request_token(request))
+        query = parse_listing_request(request.query_params, TRANSCRIPT_MATCH)
+        return JSONResponse(self.requests.asapp.messages(tenant.name, query))
+
+    async def purchases(self, request: Request, version: str) -> Response:
+        _check_version(version)
+        tenant = self.gate.admit(request_token(request))
+        query = parse_listing_request(request.query_params, PURCHASE_MATCH)
+        return JSONResponse(self.requests.asapp.purchases(tenant.name, query))
 
     async def transactions_json(self, request: Request, version: str) -> Response:
         rows, _ = self._transactions(request, version)
@@ -193,7 +228,10 @@ def create_app(settings: Settings, tenants: TenantStore, store: LedgerStore | No
         version=API_VERSION,
         description="Invoca's Signal API and Transactions API over the call ledger; see docs/ledger.md.",
         lifespan=lifespan,
+        docs_url=None,  # ledger.docs_page serves /docs and /redoc without a CDN
+        redoc_url=None,
     )
+    add_docs(app)
     app.add_exception_handler(ApiError, _api_error)
     app.add_exception_handler(HTTPException, _http_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
@@ -243,6 +281,7 @@ def create_app(settings: Settings, tenants: TenantStore, store: LedgerStore | No
         ),
         openapi_extra=json_body(LookupRowRequest),
     )
+    _add_asapp_routes(app, endpoints)
     app.add_api_route(
         "/api/{version}/transactions.json",
         _with_query_docs(endpoints.transactions_json),
@@ -260,11 +299,53 @@ def create_app(settings: Settings, tenants: TenantStore, store: LedgerStore | No
             "The rows after the cursor, oldest first", 401, 403, 404, 429, media_type="text/csv"
         ),
     )
-    publish_models(app, [SignalRequest, CallRequest, LookupRowRequest])
+    publish_models(app, [SignalRequest, CallRequest, LookupRowRequest, TranscriptRequest, PurchaseRequest])
     return app
 
 
+def _add_asapp_routes(app: FastAPI, endpoints: _Endpoints) -> None:
+    """The ASAPP records (extension): POST one record, GET them back a page at a time."""
+    records = (
+        ("transcripts", "a transcript message", TranscriptRequest, endpoints.post_transcript_message,
+         endpoints.transcripts, TRANSCRIPT_MATCH, "Only this conversation's messages"),
+        ("purchases", "a purchased product line", PurchaseRequest, endpoints.post_purchase,
+         endpoints.purchases, PURCHASE_MATCH, "Only this transaction's lines"),
+    )
+    for name, what, model, post, listing, match, match_doc in records:
+        for suffix in ("", ".json"):
+            path = f"/api/{{version}}/asapp/{name}{suffix}"
+            app.add_api_route(
+                path, post, methods=["POST"],
+                summary=f"Store {what}, or correct it (ASAPP extension)", status_code=201,
+                responses=answers(
+                    "The record existed (and was corrected if it differed)", 400, 401, 403, 404, 413, 429
+                ),
+                openapi_extra=json_body(model),
+            )
+            app.add_api_route(
+                path, _with_listing_docs(listing, match, match_doc), methods=["GET"],
+                summary=f"Stored records: {what} each, oldest first (ASAPP extension)",
+                responses=answers("The records after the cursor, oldest first", 401, 403, 404, 429),
+            )
+
+
 Handler = Callable[[Request, str], Awaitable[Response]]
+
+
+def _with_listing_docs(handler: Handler, match: str, match_doc: str) -> Handler:
+    """Declare an ASAPP listing's query parameters for OpenAPI; the handler checks them itself."""
+
+    async def endpoint(
+        request: Request,
+        version: str,
+        start_after_id: str | None = Query(None, description="Cursor: the last record id already read"),
+        limit: str | None = Query(None, description="Records per page, 1-4000 (default 1000)"),
+        matching: str | None = Query(None, alias=match, description=match_doc),
+        oauth_token: str | None = Query(None),
+    ) -> Response:
+        return await handler(request, version)
+
+    return endpoint
 
 
 def _with_query_docs(handler: Handler) -> Handler:
