@@ -5,12 +5,29 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# The tests drive the real OpenSSH `sftp` client; Debian ships it in openssh-client.
-if ! command -v sftp >/dev/null 2>&1; then
+# The tests drive real SSH clients (tests/clients/ is the matrix of those customers use), each
+# from its Debian package: command, then the package that ships it.
+clients=(
+    sftp openssh-client
+    scp openssh-client
+    lftp lftp
+    rclone rclone
+    curl curl
+    psftp putty-tools
+    sshfs sshfs
+)
+missing=()
+for ((i = 0; i < ${#clients[@]}; i += 2)); do
+    if ! command -v "${clients[i]}" >/dev/null 2>&1; then
+        missing+=("${clients[i + 1]}")
+    fi
+done
+if [ ${#missing[@]} -gt 0 ]; then
+    mapfile -t missing < <(printf '%s\n' "${missing[@]}" | sort -u)
     if [ "$(id -u)" = 0 ]; then
-        apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openssh-client
+        apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}"
     else
-        echo "the tests need the OpenSSH sftp client: sudo apt-get install openssh-client" >&2
+        echo "the tests need these SSH clients: sudo apt-get install ${missing[*]}" >&2
         exit 1
     fi
 fi
