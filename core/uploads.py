@@ -1,7 +1,7 @@
 """The upload history: every completed upload, kept for as long as the tenant exists.
 
 The front door writes a ``received`` record when a client finishes a file; the pipeline moves it
-through its states (staged, superseded, processing, posted, partly failed, rejected). This table is
+through its states (staged, superseded, processing, posted, partly failed, failed, rejected). This table is
 the one owner of an upload's state: the pipeline's own tables hold what it did with the file, never a
 second copy of where the file is, and read the state from here.
 """
@@ -26,6 +26,7 @@ class UploadState(StrEnum):
     PROCESSING = "processing"
     POSTED = "posted"
     PARTLY_FAILED = "partly failed"
+    FAILED = "failed"  # read and queued, but not one row was posted
     REJECTED = "rejected"
 
 

@@ -26,7 +26,7 @@ from zoneinfo import ZoneInfo
 
 from core.config import MailSettings
 from core.logs import get_logger
-from ingest.reports import SUMMARY_TIME_FORMAT, FileSummary
+from ingest.reports import FileSummary, local_time
 
 log = get_logger("ingest.notify")
 
@@ -59,15 +59,15 @@ def failure_message(sender: str, run: TenantRun, key: str | None = None) -> Emai
     ``key`` names the message for good: a message sent again after a crash carries the same
     Message-ID, so a mail system (or a person) can tell the copy for what it is.
     """
-    local_time = run.run_time.astimezone(run.zone).strftime(SUMMARY_TIME_FORMAT)
+    when = local_time(run.run_time, run.zone)
     message = EmailMessage()
     message["From"] = sender
     message["To"] = run.email
-    message["Subject"] = f"{SUBJECT_PREFIX} {run.tenant}: problems in the run of {local_time}"
+    message["Subject"] = f"{SUBJECT_PREFIX} {run.tenant}: problems in the run of {when}"
     message["Date"] = format_datetime(run.run_time)
     domain = sender.rpartition("@")[2] or "localhost"
     message["Message-ID"] = f"<{key}@{domain}>" if key else make_msgid(domain=domain)
-    message.set_content(_body(run, local_time))
+    message.set_content(_body(run, when))
     for item in run.files:
         if item.report:
             report = Path(item.report)
@@ -77,8 +77,8 @@ def failure_message(sender: str, run: TenantRun, key: str | None = None) -> Emai
     return message
 
 
-def _body(run: TenantRun, local_time: str) -> str:
-    lines = ["Hello,", "", f"The processing run of {local_time} (run {run.run_id}) needs your attention.", ""]
+def _body(run: TenantRun, when: str) -> str:
+    lines = ["Hello,", "", f"The processing run of {when} (run {run.run_id}) needs your attention.", ""]
     for item in run.files:
         lines.append(f"{item.path} (feed {item.feed}): {item.state}")
         if item.error:

@@ -327,12 +327,7 @@ class Processor:
         upload = self.uploads.get(staged.upload_id)
         assert upload is not None
         counts = self.outbox.counts(staged.upload_id)
-        if staged.state in (UploadState.REJECTED, UploadState.POSTED, UploadState.PARTLY_FAILED):
-            state = UploadState(staged.state)
-        elif counts.failed or counts.rejected:
-            state = UploadState.PARTLY_FAILED
-        else:
-            state = UploadState.POSTED
+        state = FileSummary.final_state(staged.state, counts.posted, counts.failed, counts.rejected)
         return FileSummary(
             upload_id=staged.upload_id, tenant=staged.tenant, path=staged.path, feed=staged.feed,
             received_at=upload.received_at, state=state.value, rows_total=counts.total, posted=counts.posted,

@@ -386,7 +386,7 @@ class StagedStore:
         with self.db.transaction() as conn:
             for upload_id in sorted(upload_ids):
                 if self.uploads.move(upload_id, UploadState.PROCESSING, "rows requeued by the operator",
-                                     only_from=(UploadState.POSTED, UploadState.PARTLY_FAILED)):
+                                     only_from=(UploadState.POSTED, UploadState.PARTLY_FAILED, UploadState.FAILED)):
                     conn.execute("UPDATE ingest_staged SET finished_at = NULL, report = NULL WHERE upload_id = ?",
                                  (upload_id,))
 

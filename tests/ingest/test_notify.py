@@ -63,7 +63,7 @@ def notice(tmp_path: Path, **changes: Any) -> TenantRun:
 def test_message_has_summary_and_report_attached(tmp_path: Path) -> None:
     message = failure_message("inbox@sftp.example", notice(tmp_path))
     assert message["To"] == "ops@acme.example"
-    assert message["Subject"] == "[sftp-inbox] acme: problems in the run of 2026-11-01 06:00:02 PST"
+    assert message["Subject"] == "[sftp-inbox] acme: problems in the run of 2026-11-01 06:00:02-08:00"
     text = message.get_body(("plain",)).get_content()  # type: ignore[union-attr]
     assert "in/sales.csv (feed signals): partly failed" in text
     assert "4 total, 2 posted, 1 failed, 1 rejected" in text
