@@ -147,13 +147,13 @@ class _Endpoints:
         _check_version(version)
         tenant = self.gate.admit(request_token(request))
         query = parse_listing_request(request.query_params, TRANSCRIPT_MATCH)
-        return JSONResponse(self.requests.asapp.messages(tenant.name, query))
+        return JSONResponse(self.store.asapp.messages(tenant.name, query))
 
     async def purchases(self, request: Request, version: str) -> Response:
         _check_version(version)
         tenant = self.gate.admit(request_token(request))
         query = parse_listing_request(request.query_params, PURCHASE_MATCH)
-        return JSONResponse(self.requests.asapp.purchases(tenant.name, query))
+        return JSONResponse(self.store.asapp.purchases(tenant.name, query))
 
     async def transactions_json(self, request: Request, version: str) -> Response:
         rows, _ = self._transactions(request, version)

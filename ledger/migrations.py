@@ -4,6 +4,9 @@
 ``ledger_sequence`` is the single counter every transaction id comes from. ``delivered_requests``
 remembers the answer to each queued request the in-process writer applied, in the transaction
 that applied it, so a batch replayed after a crash is answered, not applied, again.
+``asapp_messages`` and ``asapp_purchases`` hold the ASAPP extension's records (``ledger.asapp``):
+a transcript message, whose five fields are its identity (``message_key``, their digest), and a
+purchased product line, named by its transaction and product.
 """
 
 MIGRATIONS = [
@@ -93,5 +96,33 @@ MIGRATIONS = [
         PRIMARY KEY (outbox_id, request_key)
     ) WITHOUT ROWID;
     CREATE INDEX delivered_requests_by_time ON delivered_requests (recorded_at);
+    """,
+    """
+    CREATE TABLE asapp_messages (
+        id INTEGER PRIMARY KEY,
+        tenant TEXT NOT NULL,
+        message_key TEXT NOT NULL,
+        conversation_id TEXT NOT NULL,
+        sender_id TEXT NOT NULL,
+        sender_role TEXT NOT NULL,
+        text TEXT NOT NULL,
+        sent_at TEXT NOT NULL,
+        attributes TEXT NOT NULL,
+        updated_at REAL NOT NULL,
+        UNIQUE (tenant, message_key)
+    );
+    CREATE INDEX asapp_messages_by_tenant ON asapp_messages (tenant, id);
+    CREATE INDEX asapp_messages_by_conversation ON asapp_messages (tenant, conversation_id, id);
+    CREATE TABLE asapp_purchases (
+        id INTEGER PRIMARY KEY,
+        tenant TEXT NOT NULL,
+        transaction_id TEXT NOT NULL,
+        product_id TEXT NOT NULL,
+        product_name_key TEXT NOT NULL,
+        record TEXT NOT NULL,
+        updated_at REAL NOT NULL,
+        UNIQUE (tenant, transaction_id, product_id, product_name_key)
+    );
+    CREATE INDEX asapp_purchases_by_tenant ON asapp_purchases (tenant, id);
     """,
 ]

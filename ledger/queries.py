@@ -1,4 +1,5 @@
-"""The query string of the Transactions API, read strictly: a typo is an error, not a no-op."""
+"""Query strings, read strictly (a typo is an error, not a no-op): the Transactions API's, and
+the listings of the ASAPP records (extension)."""
 
 from __future__ import annotations
 
@@ -10,12 +11,14 @@ from zoneinfo import ZoneInfo
 
 from ledger.errors import RecordInvalid
 from ledger.ids import MAX_SEQUENCE, format_transaction_id, parse_transaction_id
-from ledger.records import TransactionQuery, TransactionType
+from ledger.records import ListingQuery, TransactionQuery, TransactionType
 from ledger.render import DEFAULT_COLUMNS, DEFAULT_COLUMNS_TOKEN, OPTIONAL_COLUMNS
 
 # The Transactions API's documented page sizes.
 DEFAULT_LIMIT = 1000
 MAX_LIMIT = 4000
+# The longest id a listing filters on, as every parameter of a record.
+MAX_MATCH_LENGTH = 255
 DATE_PATTERN = re.compile(r"\d{4}-\d{2}-\d{2}", re.ASCII)
 # The days a call can fall on (core.timestamps accepts 1900-01-01..9999-12-30 UTC).
 FIRST_DAY = date(1900, 1, 1)
@@ -55,6 +58,26 @@ def parse_transactions_request(params: Mapping[str, str], tz: ZoneInfo) -> Trans
         start_before=_midnight(last + timedelta(days=1), tz) if last and last < date.max else None,
     )
     return TransactionsRequest(query, _columns(params.get("include_columns")))
+
+
+def parse_listing_request(params: Mapping[str, str], match: str) -> ListingQuery:
+    """A page of ASAPP records: ``start_after_id``, ``limit`` and the filter named ``match``."""
+    known = {"start_after_id", "limit", match, "oauth_token"}
+    unknown = sorted(set(params) - known)
+    if unknown:
+        raise RecordInvalid(f"unknown parameter {unknown[0]!r}; known: {', '.join(sorted(known))}")
+    after = (params.get("start_after_id") or "0").strip()
+    if not (after.isascii() and after.isdigit() and len(after) <= len(str(MAX_SEQUENCE))) or int(
+        after
+    ) > MAX_SEQUENCE:
+        raise RecordInvalid(
+            f"start_after_id must be a record id, a whole number from 0 to {MAX_SEQUENCE},"
+            f" got {params['start_after_id']!r}"
+        )
+    value = params.get(match)
+    if value is not None and not 0 < len(value) <= MAX_MATCH_LENGTH:
+        raise RecordInvalid(f"{match} must be 1 to {MAX_MATCH_LENGTH} characters")
+    return ListingQuery(after=int(after), limit=_limit(params.get("limit")), match=value)
 
 
 def _cursor(text: str | None) -> int:

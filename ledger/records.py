@@ -139,6 +139,16 @@ class TransactionQuery:
 
 
 @dataclass(frozen=True)
+class ListingQuery:
+    """A page of ASAPP records: those after record id ``after``, at most ``limit``, and only of
+    one conversation or transaction when ``match`` is given."""
+
+    after: int = 0
+    limit: int = 1000
+    match: str | None = None
+
+
+@dataclass(frozen=True)
 class TransactionRow:
     sequence: int
     transaction_type: TransactionType

@@ -24,7 +24,14 @@ from ledger.bodies import parse_json, too_large
 from ledger.errors import ApiError, RecordInvalid, RoutingError
 from ledger.records import LookupRow, Outcome
 from ledger.render import call_response, custom_data_list, lookup_response, signal_response
-from ledger.schemas import CallRequest, LookupRowRequest, SignalRequest, validate_body
+from ledger.schemas import (
+    CallRequest,
+    LookupRowRequest,
+    PurchaseRequest,
+    SignalRequest,
+    TranscriptRequest,
+    validate_body,
+)
 from ledger.store import LedgerStore
 
 MAX_TABLE_NAME_LENGTH = 64
@@ -41,7 +48,8 @@ class Answer:
 
 
 class LedgerRequests:
-    """Signals, calls and lookup rows from request bodies, through the ledger's store."""
+    """Signals, calls, lookup rows and ASAPP records from request bodies, through the ledger's
+    stores."""
 
     def __init__(self, api: ApiSettings, tenants: TenantStore, store: LedgerStore) -> None:
         self.tenants = tenants
@@ -81,6 +89,16 @@ class LedgerRequests:
         row = LookupRow(table, params.primary_key, params.secondary_key or "", data)
         result = self.store.put_lookup_row(tenant.name, row)
         return Answer(status_of(result.outcome), lookup_response(result))
+
+    def transcript_message(self, tenant: Tenant, body: Any) -> Answer:
+        params = validate_body(TranscriptRequest, body, ZoneInfo(tenant.timezone))
+        message, outcome = self.store.asapp.save_message(tenant.name, params.message.record())
+        return Answer(status_of(outcome), {"message": message})
+
+    def purchase(self, tenant: Tenant, body: Any) -> Answer:
+        params = validate_body(PurchaseRequest, body, ZoneInfo(tenant.timezone))
+        purchase, outcome = self.store.asapp.save_purchase(tenant.name, params.purchase.record())
+        return Answer(status_of(outcome), {"purchase": purchase})
 
     def apply(self, gate: Gatekeeper, token: str, method: str, path: str, text: str) -> Answer:
         """One request as the API answers it; ``path`` is relative to ``/api/{version}``.
@@ -122,6 +140,9 @@ class LedgerRequests:
                 return self.call(tenant, body)
         elif len(parts) == 3 and parts[0] == "lookup_tables" and parts[2] == "rows" and method == "PUT":
             return self.lookup_row(tenant, parts[1], body)
+        elif len(parts) == 2 and parts[0] == "asapp" and last in ASAPP_RECORDS:
+            if method == "POST":
+                return ASAPP_RECORDS[last](self, tenant, body)
         else:
             raise RoutingError(404, "Not Found")
         raise RoutingError(405, "Method Not Allowed")
@@ -188,6 +209,10 @@ class LedgerRequests:
                 raise RecordInvalid(f"{where}: field {name!r} is not in the data dictionary of this account")
             data[field] = value
         return data
+
+
+#: The ASAPP records by the last part of their path (``/asapp/transcripts``, ``/asapp/purchases``).
+ASAPP_RECORDS = {"transcripts": LedgerRequests.transcript_message, "purchases": LedgerRequests.purchase}
 
 
 def _gist(answer: Answer) -> dict[str, Any]:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 import uuid
 from collections.abc import Callable
+from decimal import Decimal
 from typing import Annotated, Any, TypeVar
 from zoneinfo import ZoneInfo
 
@@ -24,7 +25,7 @@ from pydantic import (
     ValidationInfo,
 )
 
-from core.timestamps import PACIFIC, parse_timestamp
+from core.timestamps import PACIFIC, parse_iso_utc, parse_timestamp
 from ledger.errors import NO_SEARCH_MESSAGE, RecordInvalid
 from ledger.ids import call_record_id_for
 from ledger.records import CallSearch
@@ -35,6 +36,12 @@ MAX_DURATION_SECONDS = 7 * 24 * 3600
 MONEY_PATTERN = re.compile(r"-?\d+(\.\d{1,2})?", re.ASCII)  # as ingest.rows.coercion reads money
 E164_PATTERN = re.compile(r"\+[1-9]\d{6,14}")
 _PHONE_PUNCTUATION = re.compile(r"[\s().-]")
+# [asapp-sftp-integration.txt]: the roles of a transcript's senders; Float/Decimal as
+# ingest.rows.coercion reads them; a quantity fits nine digits either way (a return may be negative).
+SENDER_ROLES = ("agent", "customer", "bot")
+DECIMAL_PATTERN = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)", re.ASCII)
+QUANTITY_PATTERN = re.compile(r"[+-]?\d{1,9}", re.ASCII)
+MAX_QUANTITY = 999_999_999
 _TRUE = frozenset({"true", "1"})
 _FALSE = frozenset({"false", "0"})
 
@@ -144,6 +151,50 @@ def _name(value: Any) -> str:
     return text
 
 
+def _iso_utc(value: Any) -> str:
+    """An ASAPP timestamp (ISO 8601 UTC, read as the processor reads it) in one spelling, with
+    microseconds and ``Z``, so that equal instants are equal text."""
+    moment = parse_iso_utc(_bounded(value))
+    return moment.isoformat(timespec="microseconds").removesuffix("+00:00") + "Z"
+
+
+def _role(value: Any) -> str:
+    role = _text(value).strip().lower()
+    if role not in SENDER_ROLES:
+        raise ValueError(f"must be one of {', '.join(SENDER_ROLES)}, got {_shown(value)}")
+    return role
+
+
+def _message(value: Any) -> str:
+    text = _text(value)
+    if not text.strip():
+        raise ValueError("can't be blank")
+    return text
+
+
+def _decimal(value: Any) -> str:
+    """A decimal number in its shortest spelling (``65.250`` is ``65.25``), so that a repost of
+    the same value is equal text."""
+    text = _bounded(value).strip()
+    if not DECIMAL_PATTERN.fullmatch(text):
+        raise ValueError(f"must be a decimal number such as 129.45, got {_shown(value)}")
+    number = Decimal(text)
+    return "0" if number == 0 else format(number.normalize(), "f")
+
+
+def _quantity(value: Any) -> int:
+    quantity: int | None = None
+    if isinstance(value, int) and not isinstance(value, bool):
+        quantity = value
+    elif isinstance(value, str) and QUANTITY_PATTERN.fullmatch(value.strip()):
+        quantity = int(value.strip())
+    if quantity is None or abs(quantity) > MAX_QUANTITY:
+        raise ValueError(
+            f"must be a whole number from -{MAX_QUANTITY} to {MAX_QUANTITY}, got {_shown(value)}"
+        )
+    return quantity
+
+
 def _optional(check: Callable[[Any], Any]) -> Callable[[Any], Any]:
     return lambda value: None if value is None else check(value)
 
@@ -169,6 +220,12 @@ Name = Annotated[str, PlainValidator(_name, json_schema_input_type=str)]
 Scalar = Annotated[str, PlainValidator(_scalar, json_schema_input_type=str | int | float | bool | None)]
 RequiredPhone = Annotated[str, PlainValidator(normalize_phone, json_schema_input_type=str)]
 RequiredTimestamp = Annotated[float, PlainValidator(_timestamp, json_schema_input_type=str | int)]
+RequiredReference = Annotated[str, PlainValidator(_reference, json_schema_input_type=str | int)]
+IsoUtc = Annotated[str, PlainValidator(_iso_utc, json_schema_input_type=str)]
+SenderRole = Annotated[str, PlainValidator(_role, json_schema_input_type=str)]
+MessageText = Annotated[str, PlainValidator(_message, json_schema_input_type=str)]
+Number = Annotated[str | None, PlainValidator(_optional(_decimal), json_schema_input_type=str | float | None)]
+Quantity = Annotated[int, PlainValidator(_quantity, json_schema_input_type=int | str)]
 
 
 class _Strict(BaseModel):
@@ -317,6 +374,77 @@ class LookupRowRequest(_Strict):
         default=None, description="If given, only calls with this advertiser_campaign_id_from_network match."
     )
     data: dict[str, Scalar] = Field(min_length=1, description="Data dictionary fields and their values.")
+    oauth_token: str | None = None
+
+
+# ASAPP records (extension): the columns of asapp-sftp-integration.txt, by their names there.
+
+
+class MessageParams(_Strict):
+    """One message of a transcript; conversation, sender, time and text are its identity."""
+
+    conversation_externalId: RequiredReference = Field(description="The conversation.")
+    sender_externalId: RequiredReference = Field(description="The sender of the message.")
+    sender_role: SenderRole = Field(description="agent, customer or bot.")
+    text: MessageText = Field(description="The message.")
+    timestamp: IsoUtc = Field(description="When it was sent: ISO 8601 UTC.")
+    attributes: dict[str, Scalar] | None = Field(default=None, description="Other columns, as text.")
+
+    def record(self) -> dict[str, Any]:
+        """The message as stored and answered (without its id)."""
+        return {
+            "conversation_externalId": self.conversation_externalId,
+            "sender_externalId": self.sender_externalId,
+            "sender_role": self.sender_role,
+            "text": self.text,
+            "timestamp": self.timestamp,
+            "attributes": self.attributes or {},
+        }
+
+
+class TranscriptRequest(_Strict):
+    message: MessageParams
+    oauth_token: str | None = None
+
+
+class PurchaseParams(_Strict):
+    """One purchased product; its transaction and product (``product_id``, else ``product_name``)
+    name it, and a repost replaces it whole."""
+
+    transaction_id: RequiredReference = Field(description="Unique in the customer's system.")
+    transaction_time: IsoUtc = Field(description="When the purchase happened: ISO 8601 UTC.")
+    transaction_value_one_time: Number = None
+    transaction_value_recurring: Number = None
+    customer_category: Parameter = None
+    customer_subcategory: Parameter = None
+    external_customer_id: Reference = Field(
+        default=None, description="This or issue_id attributes the purchase."
+    )
+    issue_id: Reference = Field(default=None, description="This or external_customer_id attributes it.")
+    external_session_id: RequiredReference = Field(description="The customer's session.")
+    product_category: Parameter = None
+    product_subcategory: Parameter = None
+    product_name: Parameter = None
+    product_id: Parameter = None
+    product_quantity: Quantity = Field(description="How many were bought.")
+    product_value_one_time: Number = None
+    product_value_recurring: Number = None
+    attributes: dict[str, Scalar] | None = Field(default=None, description="Other columns, as text.")
+
+    def record(self) -> dict[str, Any]:
+        """The purchase line as stored and answered (without its id), absent fields as null."""
+        if self.external_customer_id is None and self.issue_id is None:
+            raise RecordInvalid("external_customer_id or issue_id must be present")
+        record = {name: getattr(self, name) for name in PURCHASE_FIELDS}
+        record["attributes"] = self.attributes or {}
+        return record
+
+
+PURCHASE_FIELDS = tuple(name for name in PurchaseParams.model_fields if name != "attributes")
+
+
+class PurchaseRequest(_Strict):
+    purchase: PurchaseParams
     oauth_token: str | None = None
 
 

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from core.db import Database
+from ledger.asapp import AsappRecords
 from ledger.errors import RecordInvalid, RecordNotFound, UnauthorizedAdvertiser
 from ledger.ids import format_transaction_id, parse_transaction_id
 from ledger.matching import closest_call
@@ -60,6 +61,8 @@ class LedgerStore:
         self.db = db
         self._clock = clock
         db.migrate("ledger", MIGRATIONS)
+        #: The ASAPP records (extension), in the same database.
+        self.asapp = AsappRecords(db, clock)
 
     @classmethod
     def open(cls, path: Path) -> LedgerStore:
@@ -377,14 +380,16 @@ class LedgerStore:
         ]
 
     def purge_tenant(self, tenant: str) -> int:
-        """Delete every call, signal, lookup row and transaction of ``tenant`` (``sftpctl tenant
-        purge``), so a new tenant of the same name starts empty; returns the transactions removed.
+        """Delete every call, signal, lookup row, ASAPP record and transaction of ``tenant``
+        (``sftpctl tenant purge``), so a new tenant of the same name starts empty; returns the
+        transactions removed.
         Their sequence numbers are never reused."""
         with self.db.transaction() as conn:
             conn.execute("DELETE FROM signals WHERE call_id IN (SELECT id FROM calls WHERE tenant = ?)", (tenant,))
             removed = conn.execute("DELETE FROM transactions WHERE tenant = ?", (tenant,)).rowcount
             for table in ("calls", "signal_names", "lookup_rows", "delivered_requests"):
                 conn.execute(f"DELETE FROM {table} WHERE tenant = ?", (tenant,))
+            self.asapp.purge(conn, tenant)
         return removed
 
     # Writing transactions

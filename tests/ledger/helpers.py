@@ -53,6 +53,20 @@ class TenantClient:
     async def lookup_row(self, table: str, **row: Any) -> httpx.Response:
         return await self.http.put(f"{API}/lookup_tables/{table}/rows", json=row, headers=self._auth())
 
+    async def transcript(self, **message: Any) -> httpx.Response:
+        return await self.http.post(f"{API}/asapp/transcripts", json={"message": message}, headers=self._auth())
+
+    async def purchase(self, **purchase: Any) -> httpx.Response:
+        return await self.http.post(f"{API}/asapp/purchases.json", json={"purchase": purchase},
+                                    headers=self._auth())
+
+    async def records(self, name: str, **params: Any) -> list[dict[str, Any]]:
+        """The ASAPP records ``name`` (transcripts, purchases) the listing gives."""
+        response = await self.http.get(f"{API}/asapp/{name}.json", params=params, headers=self._auth())
+        assert response.status_code == 200, response.text
+        rows: list[dict[str, Any]] = response.json()
+        return rows
+
     async def transactions(self, **params: Any) -> list[dict[str, Any]]:
         response = await self.transactions_response(**params)
         assert response.status_code == 200, response.text

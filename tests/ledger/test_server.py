@@ -34,12 +34,16 @@ async def test_openapi_describes_every_endpoint(http: httpx.AsyncClient) -> None
         "/api/{version}/lookup_tables/{table}/rows",
         "/api/{version}/transactions.json",
         "/api/{version}/transactions.csv",
+        "/api/{version}/asapp/transcripts",
+        "/api/{version}/asapp/transcripts.json",
+        "/api/{version}/asapp/purchases",
+        "/api/{version}/asapp/purchases.json",
     }
     assert set(document["paths"]["/api/{version}/transactions/signals"]) == {"post", "put"}
+    assert set(document["paths"]["/api/{version}/asapp/purchases"]) == {"get", "post"}
     schemas = document["components"]["schemas"]
-    assert {"SignalRequest", "SearchParams", "SignalParams", "CallRequest", "LookupRowRequest"} <= set(
-        schemas
-    )
+    assert {"SignalRequest", "SearchParams", "SignalParams", "CallRequest", "LookupRowRequest",
+            "TranscriptRequest", "MessageParams", "PurchaseRequest", "PurchaseParams"} <= set(schemas)
     assert "sale_amount" in schemas["SignalParams"]["properties"]
     assert (await http.get("/docs")).status_code == 200
 
