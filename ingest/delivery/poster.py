@@ -10,7 +10,15 @@ What the answers mean:
 - 2xx: posted. 403, 404 and other 4xx: the row failed, with the server's ``errors`` message: the
   destination refused its content, and sending it again would not change that.
 - 401: the token is refused. That tenant posts nothing more this run; its rows stay pending.
-- 5xx, 408, 425, 429, time-outs and connection errors: tried again, up to ``max_attempts`` times
+- 429: the server asks the whole token to wait. No request of that token goes before its
+  ``Retry-After`` has elapsed (without one: a backoff, at least one slot of the limit); the row
+  keeps its place, goes again first, and the 429 is not one of its tries: being throttled is no
+  fault of the row, so it never fails or steps aside for it, and 429s never count toward *down*.
+  A ``Retry-After`` longer than ``backoff_max_seconds``, or ``max_attempts`` 429s in a row with
+  nothing else between, ends the token's posting for this run: its rows stay pending, untried.
+  The pacing of :mod:`ingest.delivery.ratelimit` keeps 429s from happening at all when this
+  process is the token's only client.
+- 5xx, 408, 425, time-outs and connection errors: tried again, up to ``max_attempts`` times
   in a run, after an exponential backoff with full jitter (or ``Retry-After`` when the server
   sends one, which holds back the whole token). While a row waits for its next try it steps
   aside and the rows after it go on: one row the destination keeps failing (a poison row) never
@@ -93,6 +101,9 @@ class PostReport:
     left_pending: int = 0
     refused: set[str] = field(default_factory=set)
     down: dict[str, str] = field(default_factory=dict)
+    #: Tenants whose destination answered some row in this pass (any answer but a 429): an
+    #: outage reported in ``down`` by an earlier pass is over for them.
+    answered: set[str] = field(default_factory=set)
 
 
 @dataclass
@@ -163,7 +174,8 @@ class Poster:
         for item in items:
             token = token_for(item)
             groups.setdefault(limiter_key(token), []).append((item, token))
-        self.send_log.prune(time.time() - self.settings.rate_limit_window_seconds)
+        # Older sends count in no window any more (2x: room for the limiter's safety share).
+        self.send_log.prune(time.time() - 2 * self.settings.rate_limit_window_seconds)
         tasks = [asyncio.create_task(self._post_group(key, group, report, after)) for key, group in groups.items()]
         try:
             await asyncio.gather(*tasks)
@@ -182,12 +194,13 @@ class Poster:
         """Post one token's rows; a row waiting for its next try lets the next rows go first."""
         limiter = RateLimiter(self.settings.rate_limit_requests, self.settings.rate_limit_window_seconds)
         now = time.time()
-        limiter.seed(now - at for at in self.send_log.since(key, now - limiter.window))
+        limiter.seed(now - at for at in self.send_log.since(key, now - limiter.span))
         waiting = deque(_Entry(item, token) for item, token in group)
         deferred: list[tuple[float, int, _Entry]] = []  # (monotonic due time, outbox id, entry)
         answered = False  # the destination answered some row of this token in this run
         streak: list[int] = []  # ids of the rows whose tries failed since the last answer
         hold = 0.0  # the destination asked the whole token to wait until then (monotonic)
+        throttles = 0  # 429s in a row, with no other answer between
         down = ""
         while waiting or deferred:
             entry = await _next_entry(waiting, deferred)
@@ -197,9 +210,26 @@ class Poster:
             if hold > time.monotonic():
                 await asyncio.sleep(hold - time.monotonic())
             reply = await self._try(entry, key, limiter)
+            if reply.status == HTTP_TOO_MANY_REQUESTS:
+                throttles += 1
+                wait = self._throttle_wait(reply, throttles, limiter)
+                log.warning("post.throttled", tenant=entry.item.tenant, destination=_origin(entry.item.url),
+                            retry_after=round(wait, 3), in_a_row=throttles)
+                if wait > self.settings.backoff_max_seconds:
+                    down = f"{reply.error}; asked to retry after {wait:.0f}s"
+                elif throttles >= self.settings.max_attempts:
+                    down = f"{_origin(entry.item.url)} answered {throttles} requests in a row with HTTP 429"
+                if down:
+                    self._leave(entry, report)
+                    break
+                hold = time.monotonic() + wait
+                waiting.appendleft(entry)  # its place, and not one of its tries
+                continue
+            throttles = 0
             entry.tries += 1
             if reply.outcome is not None:
                 streak.clear()
+                report.answered.add(entry.item.tenant)
                 answered = answered or reply.outcome is not Outcome.UNAUTHORIZED
                 delivery = Delivery(reply.outcome, reply.status, reply.transaction_id, reply.error, entry.tries)
                 self._record(entry.item, delivery, report)
@@ -302,6 +332,13 @@ class Poster:
         if not _retryable(status):
             return _Reply(Outcome.FAILED, status, error=error)
         return _Reply(None, status, error=error, retry_after=_retry_after(response))
+
+    def _throttle_wait(self, reply: _Reply, throttles: int, limiter: RateLimiter) -> float:
+        """How long the token waits after a 429: ``Retry-After`` as the server says, else a
+        backoff of at least one slot of the limit (a server that gives no time still gets room)."""
+        if reply.retry_after is not None:
+            return reply.retry_after
+        return max(self._backoff(throttles), limiter.window / limiter.limit)
 
     def _backoff(self, attempt: int) -> float:
         """Full jitter: uniform in [0, min(max, base * 2**(attempt-1))]."""
