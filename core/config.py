@@ -104,6 +104,9 @@ class ScheduleSettings:
     hours: tuple[int, ...] = (0, 6, 12, 18)
     scan_interval_seconds: float = 60.0
     stable_seconds: float = 30.0
+    # Tenants a run processes side by side, each under its own claim (``ingest.claims``); files
+    # are read at most one per core at a time whatever this says.
+    concurrent_tenants: int = 8
 
 
 @dataclass(frozen=True)

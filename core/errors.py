@@ -1,7 +1,7 @@
 """One root for every error an operator or a customer is meant to read: :class:`SftpInboxError`.
 
 Each module keeps its own error class (``ConfigError``, ``TenantError``, ``FeedError``,
-``RunInProgress``...), whose message is written for people and shown as is; all of them derive
+``ClaimHeld``...), whose message is written for people and shown as is; all of them derive
 from the root, so an entry point catches one type and anything else is a bug. Beneath the root,
 three kinds say what the caller can do about it; ``sftpctl`` turns each into its exit code:
 
@@ -9,7 +9,7 @@ three kinds say what the caller can do about it; ``sftpctl`` turns each into its
   file); fix it and try again.
 - :class:`NotFound`: the thing named does not exist (a tenant, a feed, an outbox row).
 - :class:`Conflict`: the request is fine but the present state forbids it (the tenant already
-  exists, a run holds the lock, the row was already sent); wait or change the state first.
+  exists, a run is working on the tenant, the row was already sent); wait or change the state first.
 
 An error of none of these kinds (such as a file refused by the pipeline) means the work itself
 failed. A class may be two kinds (``TenantNotFound`` is a ``TenantError``, which is a usage

@@ -5,19 +5,19 @@ Three layers, imported one way (each only from those above it):
 - :mod:`ingest.rows`: a file becomes checked rows and mapped requests (no database, no network);
 - :mod:`ingest.delivery`: requests are queued durably and posted, and each answer recorded;
 - the run, here: staging (``staging``), the schedule (``schedule``), one run (``processor``,
-  with ``prepare_file`` in the limited child of ``sandbox``), reports (``reports``), failure mail
-  (``notify``), the pipeline's tables (``store``) and :class:`Ingest`, which the daemon and
-  ``sftpctl`` drive (``pipeline``).
+  tenant by tenant under ``claims``, with ``prepare_file`` in the limited child of ``sandbox``),
+  reports (``reports``), failure mail (``notify``), the pipeline's tables (``store``) and
+  :class:`Ingest`, which the daemon and ``sftpctl`` drive (``pipeline``).
 
 ``service`` and ``bench`` import from these three faces only; ``docs/architecture.md`` follows an
 upload through them.
 """
 
 from ingest.check import CheckResult, check_sample, format_check
+from ingest.claims import ClaimHeld, Claims, tenant_claim
 from ingest.pipeline import Ingest, UploadStatus
 from ingest.prepare import Prepared, PrepareJob, prepare_file
 from ingest.processor import Progress, RunSummary
-from ingest.runlock import RunInProgress, RunLock
 from ingest.sandbox import Limits, WorkerFailed, run_limited
 from ingest.staging import STAGING_DIR
 from ingest.store import migrate, purge_tenant
@@ -25,13 +25,13 @@ from ingest.store import migrate, purge_tenant
 __all__ = [
     "STAGING_DIR",
     "CheckResult",
+    "ClaimHeld",
+    "Claims",
     "Ingest",
     "Limits",
     "PrepareJob",
     "Prepared",
     "Progress",
-    "RunInProgress",
-    "RunLock",
     "RunSummary",
     "UploadStatus",
     "WorkerFailed",
@@ -41,4 +41,5 @@ __all__ = [
     "prepare_file",
     "purge_tenant",
     "run_limited",
+    "tenant_claim",
 ]

@@ -1,9 +1,10 @@
 """The pipeline as the daemon and ``sftpctl`` see it: stage uploads, run, serve the schedule.
 
-:class:`Ingest` owns the stores and the run lock; each run posts through one pooled HTTP client,
-closed when the run ends. A run, whoever starts it, takes the lock first, so the daemon's
-scheduled runs, its catch-up run at start-up and an operator's ``sftpctl run`` never overlap, even
-across processes. Every run scans ``in/`` first, so files copied in another way are never missed.
+:class:`Ingest` owns the stores and the claims; each run posts through one pooled HTTP client,
+closed when the run ends. Runs may overlap (the daemon's scheduled runs, its catch-up run at
+start-up, an operator's ``sftpctl run``, even across processes): each claims a tenant before it
+works on it (``ingest.claims``), so no two work on one tenant, and tenants go side by side. Every
+run scans ``in/`` first (one scan at a time), so files copied in another way are never missed.
 """
 
 from __future__ import annotations
@@ -23,10 +24,10 @@ from core.db import Database
 from core.logs import get_logger
 from core.tenants import TenantStore
 from core.uploads import Upload, UploadStore
+from ingest.claims import SCAN, ClaimHeld, Claims, process_exists, tenant_claim
 from ingest.delivery.outbox import Outbox
 from ingest.notify import Mailer
 from ingest.processor import Processor, Progress, RunSummary
-from ingest.runlock import RunInProgress, RunLock
 from ingest.schedule import Schedule
 from ingest.staging import Scanner, Stager
 from ingest.store import (
@@ -78,13 +79,14 @@ class Ingest:
         self.outbox = Outbox(db)
         self.run_store = RunStore(db)
         self.schedule = Schedule(settings.schedule)
+        self.claims = Claims(db)
         self.stager = Stager(settings, uploads, self.feeds, self.staged)
         self.scanner = Scanner(settings, tenants, uploads, self.stager)
         self.processor = Processor(
             settings, tenants, uploads, self.feeds, self.staged, self.outbox, self.run_store,
-            SendLog(db), Mailer(settings.mail, settings.mail_spool),
+            SendLog(db), Mailer(settings.mail, settings.mail_spool), self.claims,
         )
-        self._lock = RunLock(settings.data_dir)
+        self._background: set[asyncio.Task[object]] = set()
 
     def on_upload(self, upload: Upload, local_path: Path, kept: Path | None = None) -> None:
         """An upload completed: take over the front door's ``kept`` name of its bytes, if given,
@@ -105,53 +107,59 @@ class Ingest:
         await self.stager.settled()
 
     async def scan(self) -> list[StagedUpload]:
-        """Stage the stable files in tenants' ``in/`` that no upload event announced."""
-        return await asyncio.to_thread(self.scanner.scan)
+        """Stage the stable files in tenants' ``in/`` that no upload event announced.
+
+        One scan at a time across processes (the ``scan`` claim): two would record one new file
+        twice. A scan under way elsewhere is waited for, then this one finds nothing new.
+        """
+        claim = await self.claims.wait_for(SCAN)
+        async with self.claims.renewing(claim):
+            return await asyncio.to_thread(self.scanner.scan)
 
     async def run(
         self, tenant: str | None = None, trigger: str = "manual", progress: Progress | None = None,
         slot: datetime | None = None, embedded_base: str | None = None,
     ) -> RunSummary:
-        """Process now and wait; raises :class:`RunInProgress` if another run holds the lock.
+        """Process now and wait. Tenants another run holds are left to it (``skipped``); asked for
+        one such tenant alone, raises :class:`ClaimHeld` naming the run that holds it.
 
         ``embedded_base``: where the embedded API answers for this run, if not where configured.
         """
         kind = Trigger(trigger)
         if tenant is not None:
             self.tenants.get(tenant)
-        self._lock.acquire()
+            holder = self.claims.holder(tenant_claim(tenant))
+            if holder is not None:
+                raise ClaimHeld(f"tenant {tenant!r} is being processed by {holder.describe()}", holder)
+        interrupted = self.run_store.mark_gone(process_exists)
+        if interrupted:
+            log.warning("ingest.resuming", interrupted_runs=interrupted)
+        record = self.run_store.start(kind, slot, tenant, os.getpid())
+        log.info("ingest.run_started", run=record.id, trigger=kind.value, tenant=tenant)
+        if progress is not None:
+            progress("run.started", run=record.id, trigger=kind.value)
         try:
-            interrupted = self.run_store.mark_interrupted()
-            if interrupted:
-                log.warning("ingest.resuming", interrupted_runs=interrupted)
-            record = self.run_store.start(kind, slot, tenant, os.getpid())
-            log.info("ingest.run_started", run=record.id, trigger=kind.value, tenant=tenant)
-            if progress is not None:
-                progress("run.started", run=record.id, trigger=kind.value)
-            try:
-                # Inside the run's record, so a failure here is a failed run with its reason.
-                await self.settled()
-                await self.scan()
-                async with self._http() as client:
-                    counts, files, problems = await self.processor.process(
-                        record, tenant, client, progress, embedded_base
-                    )
-            except asyncio.CancelledError:
-                self.run_store.finish(record.id, RunStatus.INTERRUPTED, RunCounts(), "stopped during the run")
-                raise
-            except Exception as exc:
-                self.run_store.finish(record.id, RunStatus.FAILED, RunCounts(), f"{type(exc).__name__}: {exc}")
-                log.error("ingest.run_failed", run=record.id, exc_info=True)
-                raise
-            finished = self.run_store.finish(record.id, RunStatus.FINISHED, counts, "; ".join(problems))
-        finally:
-            self._lock.release()
+            # Inside the run's record, so a failure here is a failed run with its reason.
+            await self.settled()
+            await self.scan()
+            async with self._http() as client:
+                work = await self.processor.process(record, tenant, client, progress, embedded_base)
+        except asyncio.CancelledError:
+            self.run_store.finish(record.id, RunStatus.INTERRUPTED, RunCounts(), "stopped during the run")
+            raise
+        except Exception as exc:
+            self.run_store.finish(record.id, RunStatus.FAILED, RunCounts(), f"{type(exc).__name__}: {exc}")
+            log.error("ingest.run_failed", run=record.id, exc_info=True)
+            raise
+        counts = work.counts
+        finished = self.run_store.finish(record.id, RunStatus.FINISHED, counts, "; ".join(work.problems))
         log.info("ingest.run_finished", run=finished.id, files=counts.files, posted=counts.posted,
-                 failed=counts.failed, rejected=counts.rejected, pending=counts.pending)
+                 failed=counts.failed, rejected=counts.rejected, pending=counts.pending,
+                 skipped=len(work.skipped))
         if progress is not None:
             progress("run.finished", run=finished.id, files=counts.files, posted=counts.posted,
                      failed=counts.failed, rejected=counts.rejected, pending=counts.pending)
-        return RunSummary(finished, files, problems)
+        return RunSummary(finished, work.files, work.problems, work.skipped)
 
     async def catch_up(self, now: datetime | None = None) -> RunSummary | None:
         """Run once for the latest slot if no run was started for it (the daemon was down)."""
@@ -163,21 +171,39 @@ class Ingest:
         return await self.run(trigger=Trigger.CATCH_UP, slot=latest)
 
     async def serve_forever(self) -> None:
-        """Catch up, then scan every ``scan_interval_seconds`` and run at each slot; until cancelled."""
+        """Catch up, then scan every ``scan_interval_seconds`` and start a run at each slot;
+        until cancelled.
+
+        A slot's run goes on in the background: a run still posting (a remote destination's
+        paced rows, say) never keeps the next slot from starting, whose run takes the tenants
+        that the earlier one does not hold.
+        """
         try:
-            await self._quietly(self.catch_up())
+            self._start(self.catch_up())
             due = self.schedule.next_slot(utcnow())
             while True:
                 await self._quietly(self.scan())
-                if utcnow() >= due and await self._quietly(self.run(trigger=Trigger.SCHEDULED, slot=due)):
-                    # Slots that passed during a long run are run once, like a missed slot.
+                if utcnow() >= due:
+                    self._start(self.run(trigger=Trigger.SCHEDULED, slot=due))
+                    # Slots that passed meanwhile are run once, like a missed slot.
                     due = max(self.schedule.next_slot(due), self.schedule.latest_slot(utcnow()))
                 wait = min(self.settings.schedule.scan_interval_seconds, (due - utcnow()).total_seconds())
                 await asyncio.sleep(max(0.0, wait))
         finally:
+            for task in self._background:
+                task.cancel()
+            await asyncio.gather(*self._background, return_exceptions=True)
             await self.aclose()
 
+    def _start(self, work: Awaitable[object]) -> None:
+        """Run ``work`` in the background of :meth:`serve_forever`, failures logged."""
+        task: asyncio.Task[object] = asyncio.ensure_future(self._quietly(work))
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
     def runs(self, limit: int = 20) -> list[RunRecord]:
+        """The latest runs; a run whose process is gone is shown interrupted, not running."""
+        self.run_store.mark_gone(process_exists)
         return self.run_store.recent(limit)
 
     def retry_rows(self, ids: Sequence[int] = (), tenant: str | None = None) -> int:
@@ -215,7 +241,7 @@ class Ingest:
         """Await ``work`` for the serving loop: a failure is logged, never ends the daemon."""
         try:
             await work
-        except RunInProgress as exc:
+        except ClaimHeld as exc:
             log.info("ingest.run_skipped", reason=str(exc))
             return False
         except Exception:

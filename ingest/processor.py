@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,6 +34,7 @@ from core.config import Settings
 from core.logs import get_logger
 from core.tenants import Tenant, TenantStore
 from core.uploads import UploadState, UploadStore
+from ingest.claims import ClaimHeld, Claims, tenant_claim
 from ingest.delivery.destinations import Destination, EmbeddedLedger, RemoteSignalApi
 from ingest.delivery.outbox import Outbox, OutboxItem, QueuedRows
 from ingest.delivery.poster import Delivery, Poster, PostReport
@@ -76,13 +78,33 @@ def _silent(event: str, **fields: Any) -> None:
     """The progress callback of runs nobody watches."""
 
 
+@dataclass
+class RunWork:
+    """What a run did for its tenants, added up tenant by tenant."""
+
+    counts: RunCounts = field(default_factory=RunCounts)
+    files: list[FileSummary] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+
+    def add(self, other: RunWork) -> None:
+        mine, theirs = self.counts, other.counts
+        self.counts = RunCounts(*(a + b for a, b in zip(dataclasses.astuple(mine), dataclasses.astuple(theirs),
+                                                          strict=True)))
+        self.files += other.files
+        self.problems += other.problems
+        self.skipped += other.skipped
+
+
 @dataclass(frozen=True)
 class RunSummary:
-    """What a run did: its record, the files it finished and what held rows back."""
+    """What a run did: its record, the files it finished, what held rows back, and the tenants
+    it left to the run that held them."""
 
     run: RunRecord
     files: list[FileSummary] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -98,6 +120,7 @@ class Processor:
     def __init__(
         self, settings: Settings, tenants: TenantStore, uploads: UploadStore, feeds: FeedStore,
         staged: StagedStore, outbox: Outbox, runs: RunStore, send_log: SendLog, mailer: Mailer,
+        claims: Claims,
     ) -> None:
         self.settings = settings
         self.tenants = tenants
@@ -108,50 +131,81 @@ class Processor:
         self.runs = runs
         self.send_log = send_log
         self.mailer = mailer
+        self.claims = claims
         self.notices = NoticeStore(staged.db)
 
     async def process(
         self, run: RunRecord, only: str | None, client: httpx.AsyncClient, progress: Progress | None = None,
         embedded_base: str | None = None,
-    ) -> tuple[RunCounts, list[FileSummary], list[str]]:
-        """Do the work of ``run`` for every eligible tenant (or just ``only``).
+    ) -> RunWork:
+        """Do the work of ``run`` for every eligible tenant (or just ``only``), side by side.
 
-        ``embedded_base`` is where the embedded API answers for this run, when not at its
-        configured address (``sftpctl run`` serves one of its own on a free port).
+        Each tenant is processed under its claim (``ingest.claims``), at most
+        ``schedule.concurrent_tenants`` at once: a tenant another run holds is skipped (that run
+        does its work), and a slow destination of one tenant never holds up another. Files are
+        read at most one per core at a time. ``embedded_base`` is where the embedded API answers
+        for this run, when not at its configured address (``sftpctl run`` serves one itself).
         """
         emit = progress or _silent
         tenants, problems = self._eligible(only)
-        names = [tenant.name for tenant in tenants]
-        by_name = {tenant.name: tenant for tenant in tenants}
-        finished: list[FileSummary] = []
-        files_read = rejected_rows = 0
+        turns = asyncio.Semaphore(max(1, self.settings.schedule.concurrent_tenants))
+        reading = asyncio.Semaphore(os.cpu_count() or 1)
+
+        async def one(tenant: Tenant) -> RunWork:
+            async with turns:
+                try:
+                    claim = self.claims.take(tenant_claim(tenant.name), run.id)
+                except ClaimHeld as exc:
+                    if only is not None:
+                        raise
+                    log.info("ingest.tenant_skipped", run=run.id, tenant=tenant.name, reason=str(exc))
+                    emit("tenant.skipped", tenant=tenant.name, reason=str(exc))
+                    return RunWork(skipped=[str(exc)])
+                async with self.claims.renewing(claim):
+                    return await self._process_tenant(run, tenant, client, emit, embedded_base, reading)
+
+        work = RunWork(problems=problems)
+        for part in await asyncio.gather(*(one(tenant) for tenant in tenants)):
+            work.add(part)
+        return work
+
+    async def _process_tenant(
+        self, run: RunRecord, tenant: Tenant, client: httpx.AsyncClient, emit: Progress,
+        embedded_base: str | None, reading: asyncio.Semaphore,
+    ) -> RunWork:
+        """Queue the tenant's waiting files, deliver its pending rows, finish, report and mail.
+
+        Called while holding the tenant's claim: nobody else works on its files or rows.
+        """
+        names = [tenant.name]
+        work = RunWork()
         tried: set[int] = set()
 
         def finish(staged: StagedUpload) -> None:
             tried.add(staged.upload_id)
             try:
-                finished.append(self._finish(staged.upload_id, emit))
+                work.files.append(self._finish(staged.upload_id, emit))
             except Exception as exc:  # noqa: BLE001 - a bulkhead: the fault is this file's alone
-                problems.append(self._file_problem(staged, "could not be finished", exc))
+                work.problems.append(self._file_problem(staged, "could not be finished", exc))
 
         for staged in self._in_posting_order(self.staged.waiting(names)):
             emit("file.started", tenant=staged.tenant, file=staged.path, upload=staged.upload_id)
             try:
-                prepared = await self._prepare(staged, by_name[staged.tenant])
-                files_read += 1
-                rejected_rows += len(prepared.rejected)
+                async with reading:
+                    prepared = await self._prepare(staged, tenant)
+                work.counts = _plus(work.counts, files=1, rejected=len(prepared.rejected))
                 if prepared.error:
                     rejected = self._reject(staged, run, prepared)
                 elif self._queue(staged, run, prepared):
                     emit("file.queued", tenant=staged.tenant, file=staged.path, rows=len(prepared.requests),
                          rejected=len(prepared.rejected))
             except Exception as exc:  # noqa: BLE001 - a bulkhead: the fault is this file's alone
-                problems.append(self._file_problem(staged, "could not be queued", exc))
+                work.problems.append(self._file_problem(staged, "could not be queued", exc))
                 continue
             if prepared.error and rejected:
                 emit("file.rejected", tenant=staged.tenant, file=staged.path, reason=prepared.error)
                 finish(staged)
-        report = await self._post(names, by_name, client, emit, embedded_base)
+        report = await self._post(names, {tenant.name: tenant}, client, emit, embedded_base)
         # Rejections whose report a crash or a fault kept from being written, then settled files.
         for staged in self.staged.unreported_rejections(names):
             if staged.upload_id not in tried:
@@ -159,17 +213,16 @@ class Processor:
         for staged in self.staged.processing(names):
             if self.outbox.counts(staged.upload_id).pending == 0:
                 finish(staged)
-        problems += self._post_problems(report, names)
-        for tenant in tenants:
-            try:
-                await self._notify(tenant, run, _tenant_problems(report, tenant.name), emit)
-            except Exception as exc:  # a bulkhead: the notices stay queued for the next run
-                log.error("ingest.mail_failed", exc_info=True, tenant=tenant.name)
-                problems.append(f"{tenant.name}: the failure mail could not be sent: {type(exc).__name__}: {exc}")
+        mine = _tenant_problems(report, tenant.name)
+        work.problems += mine
+        try:
+            await self._notify(tenant, run, mine, emit)
+        except Exception as exc:  # a bulkhead: the notices stay queued for the next run
+            log.error("ingest.mail_failed", exc_info=True, tenant=tenant.name)
+            work.problems.append(f"{tenant.name}: the failure mail could not be sent: {type(exc).__name__}: {exc}")
         pending = sum(self.outbox.counts(item.upload_id).pending for item in self.staged.processing(names))
-        counts = RunCounts(files=files_read, posted=report.posted, failed=report.failed,
-                           rejected=rejected_rows, pending=pending)
-        return counts, finished, problems
+        work.counts = _plus(work.counts, posted=report.posted, failed=report.failed, pending=pending)
+        return work
 
     def _file_problem(self, staged: StagedUpload, what: str, exc: Exception) -> str:
         """Log a fault of ours (or of the machine: a full disk) on one file; the run goes on.
@@ -335,9 +388,6 @@ class Processor:
             report=staged.report,
         )
 
-    def _post_problems(self, report: PostReport, names: Sequence[str]) -> list[str]:
-        return [problem for name in names for problem in _tenant_problems(report, name)]
-
     async def _notify(self, tenant: Tenant, run: RunRecord, problems: list[str], emit: Progress) -> None:
         """Mail the contact about every finished file not yet mailed, and this run's problems.
 
@@ -379,6 +429,10 @@ def _tenant_problems(report: PostReport, tenant: str) -> list[str]:
         problems.append(f"The destination is not answering ({report.down[tenant]}); the remaining rows"
                         " wait and are sent at the next run.")
     return problems
+
+
+def _plus(counts: RunCounts, **more: int) -> RunCounts:
+    return dataclasses.replace(counts, **{name: getattr(counts, name) + value for name, value in more.items()})
 
 
 def _merged(reports: Sequence[PostReport]) -> PostReport:

@@ -9,6 +9,7 @@ owner, which :class:`StagedStore` reads by a join and moves through :class:`Uplo
 
 from __future__ import annotations
 
+import socket
 import sqlite3
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -144,6 +145,12 @@ MIGRATIONS = [
     ALTER TABLE ingest_outbox RENAME COLUMN body TO text;
     UPDATE ingest_outbox SET state = 'posted' WHERE state = 'sent';
     """,
+    # Runs go side by side (per-tenant claims, ``ingest.claims``): a run names its host as well as
+    # its pid, so a run whose process is gone is told from one still going on another node.
+    """
+    ALTER TABLE ingest_runs ADD COLUMN host TEXT;
+    CREATE INDEX ingest_runs_by_status ON ingest_runs (status);
+    """,
 ]
 
 
@@ -155,7 +162,7 @@ def migrate(db: Database) -> None:
 def purge_tenant(db: Database, tenant: str) -> None:
     """Delete the pipeline's rows of ``tenant``: its queued and settled rows, staged uploads,
     feeds and the runs started for it alone. Part of ``sftpctl tenant purge``: call it before the
-    tenant itself is deleted, while holding the run lock; the staged snapshots are the caller's."""
+    tenant itself is deleted, while holding the tenant's claim; the staged snapshots are the caller's."""
     with db.transaction() as conn:
         conn.execute("DELETE FROM ingest_outbox WHERE tenant = ?", (tenant,))
         conn.execute("DELETE FROM ingest_notices WHERE tenant = ?", (tenant,))
@@ -199,6 +206,13 @@ class FeedStore:
                 (tenant, feed.name, text, int(default), now_iso()),
             )
         return feed
+
+    def remove(self, tenant: str, name: str) -> bool:
+        """Forget a feed set with :meth:`set`; False if none was (a shipped feed stays). A shipped
+        feed of that name is the tenant's again; a removed default leaves the shipped default."""
+        with self.db.transaction() as conn:
+            cursor = conn.execute("DELETE FROM ingest_feeds WHERE tenant = ? AND name = ?", (tenant, name))
+        return cursor.rowcount > 0
 
     def find(self, tenant: str, name: str) -> Feed | None:
         return self._feeds(tenant).get(name)
@@ -476,6 +490,7 @@ class RunRecord:
     rejected: int
     pending: int
     detail: str
+    host: str | None = None
 
 
 @dataclass(frozen=True)
@@ -487,6 +502,9 @@ class RunCounts:
     pending: int = 0
 
 
+INTERRUPTED_DETAIL = "the process stopped during the run; its pending rows are resumed by a later run"
+
+
 class RunStore:
     """The run history; the slot column is how a missed slot is noticed at start-up."""
 
@@ -495,8 +513,8 @@ class RunStore:
 
     def start(self, trigger: Trigger, slot: datetime | None, tenant: str | None, pid: int) -> RunRecord:
         cursor = self.db.execute(
-            "INSERT INTO ingest_runs (trigger, slot, tenant, pid, started_at) VALUES (?, ?, ?, ?, ?)",
-            (trigger.value, iso(slot) if slot else None, tenant, pid, now_iso()),
+            "INSERT INTO ingest_runs (trigger, slot, tenant, pid, host, started_at) VALUES (?, ?, ?, ?, ?, ?)",
+            (trigger.value, iso(slot) if slot else None, tenant, pid, socket.gethostname(), now_iso()),
         )
         record = self.get(int(cursor.lastrowid or 0))
         assert record is not None
@@ -513,14 +531,21 @@ class RunStore:
         assert record is not None
         return record
 
-    def mark_interrupted(self) -> int:
-        """Close runs left 'running' by a process that died; call only while holding the run lock."""
-        cursor = self.db.execute(
-            "UPDATE ingest_runs SET status = ?, finished_at = ?, detail = ? WHERE status = ?",
-            (RunStatus.INTERRUPTED.value, now_iso(), ("the process stopped during the run; "
-             "its pending rows were resumed by a later run"), RunStatus.RUNNING.value),
+    def mark_gone(self, exists: Callable[[int], bool]) -> int:
+        """Close the runs left 'running' by a process of this host that no longer ``exists``
+        (SIGKILL, a crash, a power cut); their claims lapse with them and their work is resumed."""
+        host = socket.gethostname()
+        rows = self.db.query(
+            "SELECT id, pid FROM ingest_runs WHERE status = ? AND (host = ? OR host IS NULL)",
+            (RunStatus.RUNNING.value, host),
         )
-        return cursor.rowcount
+        gone = [row["id"] for row in rows if not exists(row["pid"])]
+        for run_id in gone:
+            self.db.execute(
+                "UPDATE ingest_runs SET status = ?, finished_at = ?, detail = ? WHERE id = ? AND status = ?",
+                (RunStatus.INTERRUPTED.value, now_iso(), INTERRUPTED_DETAIL, run_id, RunStatus.RUNNING.value),
+            )
+        return len(gone)
 
     def get(self, run_id: int) -> RunRecord | None:
         row = self.db.query_one("SELECT * FROM ingest_runs WHERE id = ?", (run_id,))
@@ -539,8 +564,8 @@ class RunStore:
 class SendLog:
     """When requests per rate-limit key completed, so a new process honours earlier sends.
 
-    The daemon and ``sftpctl run`` take turns (the run lock), each with its own limiter; seeding a
-    limiter from this log keeps the window exact across those turns.
+    A tenant's rows are posted by one process at a time (its claim), each process with its own
+    limiter; seeding a limiter from this log keeps the window exact from one holder to the next.
     """
 
     def __init__(self, db: Database) -> None:

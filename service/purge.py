@@ -3,8 +3,8 @@
 A tenant's data lies in the state database (login, uploads, the pipeline's rows), the ledger
 database (calls, signals, lookup rows, transactions), its folder, its staged snapshots and the
 mails written for it. All of it goes, so a new tenant of the same name starts empty and never
-sees the old one's calls. The run lock is held meanwhile: no run posts for the tenant halfway
-through. The tenant row goes last, so a purge that stops early can simply be run again.
+sees the old one's calls. The tenant's claim is held meanwhile: no run posts for the tenant
+halfway through. The tenant row goes last, so a purge that stops early can simply be run again.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import shutil
 from pathlib import Path
 
 from core.logs import get_logger
-from ingest import STAGING_DIR, RunLock
+from ingest import STAGING_DIR, Claims, tenant_claim
 from ingest import migrate as migrate_pipeline
 from ingest import purge_tenant as purge_pipeline
 from ledger.store import LedgerStore
@@ -24,10 +24,10 @@ log = get_logger("service.purge")
 
 
 def purge_tenant(context: Context, name: str) -> None:
-    """Delete tenant ``name`` and everything of it; raises ``RunInProgress`` during a run."""
+    """Delete tenant ``name`` and everything of it; raises ``ClaimHeld`` while a run works on it."""
     settings = context.settings
     context.tenants.get(name)
-    with RunLock(settings.data_dir):
+    with Claims(context.db).held(tenant_claim(name)):
         migrate_pipeline(context.db)
         purge_pipeline(context.db, name)
         shutil.rmtree(settings.data_dir / STAGING_DIR / name, ignore_errors=True)

@@ -12,8 +12,8 @@ from core.config import ConfigError
 from core.errors import Conflict, NotFound, SftpInboxError, UsageError, kind_of
 from core.passwords import PasswordError
 from core.tenants import TenantError, TenantExists, TenantNotFound
+from ingest.claims import ClaimHeld
 from ingest.rows.errors import FeedError, FileRejected
-from ingest.runlock import RunInProgress
 from ingest.schedule import ScheduleError
 from ingest.store import UnknownFeed
 from service.sftpctl import CommandError
@@ -28,7 +28,7 @@ KINDS = [
     (TenantNotFound, NotFound, TenantError),
     (UnknownFeed, NotFound, TenantError),
     (TenantExists, Conflict, TenantError),
-    (RunInProgress, Conflict, RuntimeError),
+    (ClaimHeld, Conflict, RuntimeError),
     (FileRejected, SftpInboxError, Exception),
 ]
 

@@ -59,10 +59,15 @@ class FakeApi:
     script: deque[Answer] = field(default_factory=deque)
     applied: dict[str, int] = field(default_factory=dict)
     repeats: dict[str, int] = field(default_factory=dict)
+    by_token: dict[str, Answer] = field(default_factory=dict)
 
     @property
     def base_url(self) -> str:
         return f"http://127.0.0.1:{self.port}{API_PREFIX}"
+
+    def answer_token(self, token: str, answer: Answer) -> None:
+        """Answer every request carrying ``token`` with ``answer``, before any scripted answer."""
+        self.by_token[token] = answer
 
     def answer(self, *answers: Answer) -> None:
         """Answer the next requests with these, in order, then go back to the default."""
@@ -72,6 +77,8 @@ class FakeApi:
         body = json.loads(await request.body() or b"{}")
         key = request.headers.get("idempotency-key")
         self.received.append(Received(time.monotonic(), request.method, request.url.path, key, body))
+        if body.get("oauth_token") in self.by_token:
+            return await self.by_token[body["oauth_token"]](request, body)
         if self.script:
             return await self.script.popleft()(request, body)
         return await idempotent(self, key)

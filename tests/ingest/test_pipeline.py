@@ -1,4 +1,4 @@
-"""The facade: catch-up once, the serving loop, one run at a time across processes, listings."""
+"""The facade: catch-up once, the serving loop, runs side by side under tenant claims, listings."""
 
 from __future__ import annotations
 
@@ -9,16 +9,20 @@ import sys
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
 
 from core.config import Settings
 from core.db import Database
 from core.tenants import Tenant, TenantStore
 from core.uploads import UploadStore
+from ingest.claims import ClaimHeld
 from ingest.pipeline import Ingest
-from ingest.runlock import RunInProgress
 from ingest.store import Trigger
+from tests.conftest import TEST_PASSWORD
 from tests.ingest.conftest import FakeApi, drop, stall
 
 SIGNALS = "transaction_id,name,partner_unique_id\nT1,Sale,1\nT2,Sale,2\n"
@@ -84,30 +88,90 @@ async def test_serve_forever_catches_up_then_keeps_scanning_and_stops_cleanly(
     assert serving.cancelled()
 
 
-HOLD_LOCK = """
+HOLD_CLAIM = """
 import sys
 from pathlib import Path
-from ingest.runlock import RunLock
-RunLock(Path(sys.argv[1])).acquire()
-print("locked", flush=True)
+from core.db import Database
+from ingest.claims import Claims, tenant_claim
+Claims(Database(Path(sys.argv[1]))).take(tenant_claim("acme"))
+print("held", flush=True)
 sys.stdin.read()
 """
 
 
-async def test_no_run_while_another_process_runs(ingest: Ingest, tenants: TenantStore, uploads: UploadStore,
-                                                 tenant: Tenant, fake_api: FakeApi) -> None:
+async def test_a_tenant_another_process_works_on_is_left_to_it_until_it_dies(
+    ingest: Ingest, tenants: TenantStore, uploads: UploadStore, tenant: Tenant, fake_api: FakeApi
+) -> None:
     upload, path = drop(tenants, uploads, "acme", "in/sales.csv", SIGNALS)
     await ingest.stage(upload, path)
-    holder = subprocess.Popen([sys.executable, "-c", HOLD_LOCK, str(ingest.settings.data_dir)],
+    holder = subprocess.Popen([sys.executable, "-c", HOLD_CLAIM, str(ingest.db.path)],
                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     try:
-        assert holder.stdout is not None and holder.stdout.readline().strip() == "locked"
-        with pytest.raises(RunInProgress, match=rf"a run is already in progress \(pid {holder.pid}\)"):
-            await ingest.run()
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        with pytest.raises(ClaimHeld, match=rf"tenant 'acme' is being processed by .* \(pid {holder.pid}\)"):
+            await ingest.run(tenant="acme")
+        summary = await ingest.run()
+        assert summary.skipped == [f"tenant 'acme' is being processed by an operator's command (pid {holder.pid})"]
+        assert (summary.run.status, summary.run.posted, fake_api.received) == ("finished", 0, [])
     finally:
+        holder.kill()  # kill -9: the claim is never released, its holder is gone
         holder.communicate("")
-    assert ingest.runs(10) == [] and fake_api.received == []
-    assert (await ingest.run()).run.posted == 2
+    summary = await ingest.run()
+    assert (summary.skipped, summary.run.posted) == ([], 2)
+
+
+async def test_two_runs_in_one_process_never_work_on_one_tenant(
+    ingest: Ingest, tenants: TenantStore, uploads: UploadStore, tenant: Tenant, fake_api: FakeApi
+) -> None:
+    upload, path = drop(tenants, uploads, "acme", "in/sales.csv", SIGNALS)
+    await ingest.stage(upload, path)
+    fake_api.answer(stall(0.3))
+    first = asyncio.create_task(ingest.run())
+    while not fake_api.received:
+        await asyncio.sleep(0.01)
+    second = await ingest.run()
+    assert second.skipped and second.run.posted == 0
+    assert (await first).run.posted == 2
+    assert len(fake_api.received) == 2
+
+
+async def test_a_slow_destination_of_one_tenant_never_holds_up_another(
+    ingest_settings: Settings, state_db: Database, tenants: TenantStore, uploads: UploadStore,
+    tenant: Tenant, fake_api: FakeApi,
+) -> None:
+    ingest = Ingest(ingest_settings.replace(post__timeout_seconds=60.0), state_db, tenants, uploads)
+    beta = tenants.add("beta", "ops@beta.example", TEST_PASSWORD)
+    released = asyncio.Event()
+
+    async def held(request: Request, body: dict[str, Any]) -> Response:
+        await released.wait()
+        return JSONResponse({}, status_code=201)
+
+    fake_api.answer_token(tenant.api_token, held)
+    for name in ("acme", "beta"):
+        upload, path = drop(tenants, uploads, name, "in/sales.csv", SIGNALS)
+        await ingest.stage(upload, path)
+    running = asyncio.create_task(ingest.run())
+    try:
+        for _ in range(1000):  # beta's file is finished, its report written, while acme's waits
+            if any(tenants.folders("beta").reports_dir.glob("*.csv")):
+                break
+            await asyncio.sleep(0.02)
+        else:
+            raise AssertionError("beta's report never came while acme's destination was slow")
+        assert [item.state for item in uploads.history("beta")] == ["posted"]
+        assert [item.state for item in uploads.history("acme")] == ["processing"]
+    finally:
+        released.set()
+    summary = await running
+    assert summary.run.posted == 4 and beta.name != tenant.name
+
+
+async def test_a_run_whose_process_was_killed_is_listed_as_interrupted(ingest: Ingest) -> None:
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    record = ingest.run_store.start(Trigger.MANUAL, None, None, gone.pid)
+    assert [(run.id, run.status) for run in ingest.runs(1)] == [(record.id, "interrupted")]
 
 
 async def test_a_run_picks_up_stable_files_that_arrived_another_way(
@@ -120,19 +184,6 @@ async def test_a_run_picks_up_stable_files_that_arrived_another_way(
     summary = await ingest.run()
     assert [item.path for item in summary.files] == ["in/copied.csv"]
     assert summary.run.posted == 2 and uploads.history("acme")[0].source == "scan"
-
-
-async def test_two_runs_in_one_process_do_not_overlap(ingest: Ingest, tenants: TenantStore, uploads: UploadStore,
-                                                      tenant: Tenant, fake_api: FakeApi) -> None:
-    upload, path = drop(tenants, uploads, "acme", "in/sales.csv", SIGNALS)
-    await ingest.stage(upload, path)
-    fake_api.answer(stall(0.3))
-    first = asyncio.create_task(ingest.run())
-    while not fake_api.received:
-        await asyncio.sleep(0.01)
-    with pytest.raises(RunInProgress, match=rf"\(pid {os.getpid()}\)"):
-        await ingest.run()
-    assert (await first).run.posted == 2
 
 
 async def test_on_upload_stages_in_the_background(ingest: Ingest, tenants: TenantStore, uploads: UploadStore,

@@ -1,17 +1,13 @@
-"""Slots in America/Los_Angeles across the 2026 DST changes, and the cross-process run lock."""
+"""Slots in America/Los_Angeles across the 2026 DST changes."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from datetime import UTC, date, datetime, timedelta
-from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
 
 from core.config import ScheduleSettings
-from ingest.runlock import RunInProgress, RunLock
 from ingest.schedule import Schedule, ScheduleError
 
 LA = ZoneInfo("America/Los_Angeles")
@@ -100,35 +96,3 @@ def test_bad_schedule_settings_are_named(settings: ScheduleSettings, message: st
 def test_naive_times_are_refused() -> None:
     with pytest.raises(ValueError, match="timezone-aware"):
         Schedule(ScheduleSettings()).next_slot(datetime(2026, 1, 1))
-
-
-HOLD_LOCK = """
-import sys
-from pathlib import Path
-from ingest.runlock import RunLock
-lock = RunLock(Path(sys.argv[1]))
-lock.acquire()
-print("locked", flush=True)
-sys.stdin.read()
-"""
-
-
-def test_run_lock_excludes_another_process_and_names_it(tmp_path: Path) -> None:
-    holder = subprocess.Popen([sys.executable, "-c", HOLD_LOCK, str(tmp_path)],
-                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-    try:
-        assert holder.stdout is not None and holder.stdout.readline().strip() == "locked"
-        with pytest.raises(RunInProgress, match=rf"a run is already in progress \(pid {holder.pid}\)"):
-            RunLock(tmp_path).acquire()
-    finally:
-        holder.communicate("")
-    # The holder exited without releasing: the kernel dropped its lock.
-    with RunLock(tmp_path) as lock:
-        assert lock.held
-
-
-def test_run_lock_excludes_a_second_holder_in_the_same_process(tmp_path: Path) -> None:
-    with RunLock(tmp_path), pytest.raises(RunInProgress):
-        RunLock(tmp_path).acquire()
-    with RunLock(tmp_path):
-        pass

@@ -171,10 +171,11 @@ def test_runs_remember_their_slot_and_stale_runs_are_closed(db: Database) -> Non
     assert runs.last_slot() is None
     slot = datetime(2026, 3, 8, 13, tzinfo=UTC)
     stale = runs.start(Trigger.SCHEDULED, slot, None, 4242)
-    runs.start(Trigger.MANUAL, None, "acme", 4243)
+    alive = runs.start(Trigger.MANUAL, None, "acme", 4243)
     assert runs.last_slot() == "2026-03-08T13:00:00.000Z"
-    assert runs.mark_interrupted() == 2
+    assert runs.mark_gone(lambda pid: pid == 4243) == 1  # only the run whose process is gone
     assert runs.get(stale.id).status == RunStatus.INTERRUPTED  # type: ignore[union-attr]
+    assert runs.get(alive.id).status == RunStatus.RUNNING  # type: ignore[union-attr]
     done = runs.finish(stale.id, RunStatus.FINISHED, RunCounts(files=1, posted=3))
     assert (done.files, done.posted, done.status) == (1, 3, "finished")
-    assert [run.id for run in runs.recent(1)] == [stale.id + 1]
+    assert [run.id for run in runs.recent(1)] == [alive.id]

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import io
 import json
+import re
+import shlex
 import signal
 import subprocess
 import sys
@@ -14,11 +16,15 @@ import httpx
 import pytest
 
 from core.config import EMBEDDED_API_VERSION, Settings
+from core.db import Database
 from core.tenants import TenantStore
-from ingest.runlock import RunLock
+from core.uploads import UploadStore
+from ingest import Claims, tenant_claim
 from ledger.server import ApiServer
-from service.sftpctl import EXIT_CODES, EXIT_EPILOG, build_parser, main
-from tests.conftest import TEST_PASSWORD
+from service.context import Context
+from service.sftpctl import EXAMPLES, EXIT_BROKEN_PIPE, EXIT_CODES, EXIT_EPILOG, build_parser, main
+from tests.conftest import TEST_PASSWORD, free_port
+from tests.support.daemon import project_env
 
 
 @pytest.fixture
@@ -166,13 +172,19 @@ def test_new_tenant_has_the_two_default_feeds(ctl) -> None:
 
 def test_feed_set_show_and_check_a_sample(ctl, tmp_path: Path) -> None:
     ctl("tenant", "add", "acme", "--email", "ops@acme.example")
+    # The feed maps "Plan" to custom_data.plan_type, not in the data dictionary yet: refused, named.
+    code, out, err = ctl("feed", "set", "acme", str(EXAMPLE_FEED))
+    assert (code, out) == (2, "") and "not in the data dictionary of 'acme': plan_type;" in err
+    assert "sftpctl fields add acme plan_type" in err
+    ctl("fields", "add", "acme", "plan_type")
     code, out, err = ctl("feed", "set", "acme", str(EXAMPLE_FEED))
     assert code == 0, err
     _, out, _ = ctl("feed", "show", "acme")
     assert "orders" in out and "in/orders/" in out
     sample = tmp_path / "orders.csv"
     sample.write_text(ORDERS)
-    # plan_type is not in the data dictionary yet: every row fails and the file is refused.
+    # The field removed from the dictionary since: every row fails and the file is refused.
+    ctl("fields", "remove", "acme", "plan_type")
     code, out, _ = ctl("check", "acme", str(sample), "--feed", "orders")
     assert code == 1 and "plan_type" in out
     ctl("fields", "add", "acme", "plan_type")
@@ -429,9 +441,12 @@ def test_exit_2_for_a_wrong_argument_setting_or_value(ctl, tmp_path: Path) -> No
     bad.write_text("[schedule]\nhours = [25]\n")
     code, _, err = ctl("--config", str(bad), "run")
     assert code == 2 and "schedule.hours: 25" in err
-    with pytest.raises(SystemExit) as usage:  # argparse's own usage errors exit 2 as well
-        ctl("tenant", "frobnicate")
-    assert usage.value.code == 2
+    code, out, err = ctl("tenant", "frobnicate")  # argparse's own usage errors exit 2 as well
+    assert (code, out) == (2, "") and err.startswith("usage: sftpctl tenant")
+    assert err.splitlines()[-1].startswith("sftpctl tenant: error: argument ACTION: invalid choice: 'frobnicate'")
+    code, out, err = ctl("--json", "tenant", "frobnicate")
+    assert (code, out) == (2, "") and json.loads(err)["error"]["type"] == "usage"
+    assert "invalid choice: 'frobnicate'" in json.loads(err)["error"]["message"]
 
 
 def test_exit_3_when_what_is_named_does_not_exist(ctl, tmp_path: Path) -> None:
@@ -447,19 +462,20 @@ def test_exit_4_when_the_state_forbids_it(ctl, settings: Settings) -> None:
     ctl("tenant", "add", "acme", "--email", "ops@acme.example")
     code, _, err = ctl("tenant", "add", "acme", "--email", "ops@acme.example")
     assert (code, err) == (4, "sftpctl: error: tenant 'acme' already exists\n")
-    with RunLock(settings.data_dir):  # a run in progress (another fd of this process: flock says no)
-        code, out, err = ctl("--json", "run")
-        assert code == 4 and "a run is already in progress" in err
-        assert json.loads(out)["error"]["type"] == "conflict"
+    claims = Claims(Database(settings.state_db))
+    with claims.held(tenant_claim("acme"), run_id=12):  # a run works on the tenant
+        code, out, err = ctl("--json", "run", "--tenant", "acme")
+        assert code == 4 and "tenant 'acme' is being processed by run 12" in err
+        assert out == "" and json.loads(err)["error"]["type"] == "conflict"
         code, _, err = ctl("tenant", "purge", "acme", "--yes")
-        assert code == 4 and "a run is already in progress" in err
+        assert code == 4 and "tenant 'acme' is being processed by run 12" in err
     assert ctl("tenant", "purge", "acme", "--yes")[0] == 0
 
 
 def test_exit_70_for_an_unexpected_error_one_line_then_the_log(ctl, settings: Settings) -> None:
     settings.data_dir.mkdir(parents=True)
     settings.state_db.write_bytes(b"not a database, but a file in its place" * 100)
-    code, out, err = ctl("--json", "tenant", "list")
+    code, out, err = ctl("tenant", "list")
     line, log, *rest = err.splitlines()
     assert code == 70 and rest == []
     assert line == ("sftpctl: error: unexpected DatabaseError: file is not a database"
@@ -467,8 +483,13 @@ def test_exit_70_for_an_unexpected_error_one_line_then_the_log(ctl, settings: Se
     entry = json.loads(log)
     assert (entry["level"], entry["event"], entry["command"]) == ("error", "sftpctl.crashed", "tenant list")
     assert entry["exception"].startswith("Traceback") and "sqlite3.DatabaseError" in entry["exception"]
-    assert json.loads(out) == {"error": {"type": "internal",
-                                         "message": "unexpected DatabaseError: file is not a database"}}
+    # With --json: the error as JSON, then the same log line; stdout empty.
+    code, out, err = ctl("--json", "tenant", "list")
+    line, log, *rest = err.splitlines()
+    assert (code, out, rest) == (70, "", [])
+    assert json.loads(line) == {"error": {"type": "internal", "exit_code": 70,
+                                          "message": "unexpected DatabaseError: file is not a database"}}
+    assert json.loads(log)["event"] == "sftpctl.crashed"
 
 
 def test_exit_130_when_interrupted(settings: Settings) -> None:
@@ -483,19 +504,20 @@ def test_exit_130_when_interrupted(settings: Settings) -> None:
             time.sleep(0.02)  # until it blocks reading stdin, its SIGINT handler long installed
         process.send_signal(signal.SIGINT)
         out, err = process.communicate(timeout=20)
-    assert (process.returncode, err) == (130, "sftpctl: error: interrupted\n")
-    assert json.loads(out) == {"error": {"type": "interrupted", "message": "interrupted"}}
+    assert (process.returncode, out) == (130, "")
+    assert json.loads(err) == {"error": {"type": "interrupted", "message": "interrupted", "exit_code": 130}}
 
 
 def test_json_error_shape_and_names_escaped_as_elsewhere(ctl, tmp_path: Path) -> None:
     ctl("tenant", "add", "acme", "--email", "ops@acme.example")
     spoof = tmp_path / "feed\u202elmot.\x1b[2J.toml"  # a bidi override, a screen clear
     code, out, err = ctl("--json", "feed", "set", "acme", str(spoof))
-    assert code == 3
-    assert json.loads(out) == {"error": {"type": "not_found",
+    assert (code, out) == (3, "")
+    assert json.loads(err) == {"error": {"type": "not_found", "exit_code": 3,
                                          "message": f"{spoof}: No such file or directory"}}
-    assert "\u202e" not in out + err and "\x1b" not in out + err
-    assert "feed\\u202elmot.\\u001b[2J.toml" in out  # JSON's own escapes, as print_json writes them
+    assert len(err.splitlines()) == 1 and "\u202e" not in err and "\x1b" not in err
+    assert "feed\\u202elmot.\\u001b[2J.toml" in err  # JSON's own escapes, as print_json writes them
+    code, out, err = ctl("feed", "set", "acme", str(spoof))
     assert err == f"sftpctl: error: {tmp_path}/feed\\u202elmot.\\x1b[2J.toml: No such file or directory\n"
 
 
@@ -506,3 +528,110 @@ def test_help_documents_every_exit_code_and_readme_too() -> None:
     for code, kind in [*EXIT_CODES.values(), (70, "internal"), (130, "interrupted")]:
         assert f"\n  {code:<4} {kind}:" in EXIT_EPILOG or f"\n  {code:<4} {kind}\n" in EXIT_EPILOG + "\n"
         assert f"| {code} | `{kind}` |" in readme
+    assert f"\n  {EXIT_BROKEN_PIPE}  stdout closed" in EXIT_EPILOG and f"| {EXIT_BROKEN_PIPE} | |" in readme
+
+
+# The shortcuts operators copy: one command a line, each one sftpctl understands.
+
+ROOT = Path(__file__).parents[2]
+
+
+def documented_commands() -> list[str]:
+    """Every sftpctl command line of README's shell blocks, of --help's examples, and those
+    etc/feeds/*.toml name in backquotes; without the program name and the comment."""
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    blocks = re.findall(r"```sh\n(.*?)```", readme, re.DOTALL)
+    lines = [line for block in blocks for line in block.splitlines() if line.startswith(".venv/bin/sftpctl ")]
+    lines += [line.strip() for line in EXAMPLES.splitlines()[1:]]
+    for feed in sorted((ROOT / "etc" / "feeds").glob("*.toml")):
+        lines += re.findall(r"`(sftpctl [^`]*)`", feed.read_text(encoding="utf-8"))
+    return [line.split(" #")[0].split(maxsplit=1)[1].strip() for line in lines]
+
+
+def test_every_documented_command_is_one_command_that_sftpctl_parses() -> None:
+    commands = documented_commands()
+    assert len(commands) > 30 and "feed remove acme orders" in commands
+    for command in commands:
+        # `a | b | c` shortcuts were pasted as shell pipes (and disabled a tenant).
+        assert "|" not in command and "[" not in command, command
+        build_parser().parse_args(shlex.split(command))  # raises ArgumentsError if it does not parse
+    feeds_text = "".join(path.read_text() for path in (ROOT / "etc" / "feeds").glob("*.toml"))
+    assert "sftpctl fields add" in feeds_text and "dictionary add" not in feeds_text
+
+
+def test_help_shows_the_examples_one_a_line(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as done:
+        main(["--help"])
+    out = capsys.readouterr().out
+    assert done.value.code == 0 and EXAMPLES in out
+
+
+def test_a_reader_that_goes_away_ends_the_command_quietly_with_141(
+    settings: Settings, tenants: TenantStore, uploads: UploadStore
+) -> None:
+    tenants.add("acme", "ops@acme.example", TEST_PASSWORD)
+    for n in range(3000):  # some 400 KB of table: far more than a pipe holds
+        uploads.record("acme", f"in/file-{n:05}.csv", n, "0" * 64)
+    command = [sys.executable, "-m", "service.sftpctl", "--data-dir", str(settings.data_dir),
+               "uploads", "acme", "--limit", "5000"]
+    with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=project_env()) as process:
+        assert process.stdout is not None and process.stderr is not None
+        first = process.stdout.readline()
+        process.stdout.close()  # as `| head -1` does once it has its line
+        err = process.stderr.read()
+        process.wait(timeout=60)
+    assert first.split()[:2] == [b"ID", b"PATH"]
+    assert (process.returncode, err) == (EXIT_BROKEN_PIPE, b"")
+
+
+def test_feed_remove_forgets_a_set_feed_and_refuses_what_it_cannot(ctl, tmp_path: Path) -> None:
+    ctl("tenant", "add", "acme", "--email", "ops@acme.example")
+    ctl("fields", "add", "acme", "plan_type")
+    assert ctl("feed", "set", "acme", str(EXAMPLE_FEED), "--default")[0] == 0
+    code, out, err = ctl("feed", "remove", "acme", "orders")
+    assert code == 0, err
+    assert "files directly in in/ go to feed 'signals' now" in out
+    _, out, _ = ctl("--json", "feed", "show", "acme")
+    feeds = {row["feed"]: row for row in json.loads(out)}
+    assert set(feeds) == {"signals", "calls"} and feeds["signals"]["default"]
+    code, _, err = ctl("feed", "remove", "acme", "orders")
+    assert code == 3 and "has no feed named 'orders'" in err
+    code, _, err = ctl("feed", "remove", "acme", "calls")
+    assert code == 2 and "cannot be removed" in err
+    # A set feed that replaced a shipped one gives the shipped one back.
+    calls = tmp_path / "calls.toml"
+    calls.write_text('name = "calls"\ntemplate = "calls"\n[mapping]\nkind = "call"\nunmapped = "ignore"\n')
+    assert ctl("feed", "set", "acme", str(calls))[0] == 0
+    code, out, _ = ctl("feed", "remove", "acme", "calls")
+    assert code == 0 and "the shipped feed of that name is back" in out
+
+
+def test_feed_remove_is_refused_while_files_of_the_feed_wait(ctl, settings: Settings) -> None:
+    ctl("tenant", "add", "acme", "--email", "ops@acme.example")
+    ctl("fields", "add", "acme", "plan_type")
+    ctl("feed", "set", "acme", str(EXAMPLE_FEED))
+    context = Context(settings)
+    try:
+        waiting = settings.tenants_dir / "acme" / "in" / "orders" / "day.csv"
+        waiting.parent.mkdir(parents=True)
+        waiting.write_text(ORDERS)
+        upload = context.uploads.record("acme", "in/orders/day.csv", waiting.stat().st_size, "0" * 64)
+        context.ingest.stager.stage(upload, waiting)
+    finally:
+        context.close()
+    code, out, err = ctl("--json", "feed", "remove", "acme", "orders")
+    error = json.loads(err)["error"]
+    assert (code, out, error["type"]) == (4, "", "conflict")
+    assert "1 file(s) of feed 'orders' wait for the next run (e.g. in/orders/day.csv)" in error["message"]
+
+
+def test_run_without_the_daemon_says_it_serves_the_api_itself(ctl, tmp_path: Path) -> None:
+    port = free_port()  # nothing listens there: the daemon is not running
+    config = tmp_path / "sftpd.toml"
+    config.write_text(f"[api]\nlisten_port = {port}\n")
+    code, out, err = ctl("--config", str(config), "run")
+    assert code == 0, err
+    assert (f"the daemon is not running (nothing answers on 127.0.0.1:{port}):"
+            " this run serves the API itself, on http://127.0.0.1:") in out
+    code, out, _ = ctl("--config", str(config), "--json", "run")  # stdout is the summary alone
+    assert code == 0 and "run" in json.loads(out)
