@@ -68,12 +68,9 @@ def target_type(target: Target) -> str:
 
 
 def by_name(kind: str, column: str) -> Target | None:
-    """The fixed field named like ``column`` (case-insensitive), if ``kind`` has one."""
-    name = column.lower()
-    for section, fields in FIXED_FIELDS[kind].items():
-        if name in fields:
-            return Target(section, name)
-    return None
+    """The fixed field named like ``column`` (case-insensitive), if ``kind`` has one; in the
+    registry's spelling, which may have capitals (ASAPP's ``conversation_externalId``)."""
+    return _BY_NAME[kind].get(column.lower())
 
 
 _FIXED_TYPES = {
@@ -82,3 +79,11 @@ _FIXED_TYPES = {
     for section, names in sections.items()
     for name, type_name in names.items()
 }
+
+# Each kind's fixed fields by lower-case name; the first section declaring a name wins.
+_BY_NAME: dict[str, dict[str, Target]] = {}
+for _kind, _sections in FIXED_FIELDS.items():
+    _names = _BY_NAME.setdefault(_kind, {})
+    for _section, _fields in _sections.items():
+        for _field in _fields:
+            _names.setdefault(_field.lower(), Target(_section, _field))

@@ -1,5 +1,5 @@
-"""The registry of request kinds: everything the pipeline knows about a signal, a call or a
-lookup row, in one frozen description per kind.
+"""The registry of request kinds: everything the pipeline knows about a signal, a call, a lookup
+row or an ASAPP record (a transcript message, a purchase), in one frozen description per kind.
 
 A row of a feed becomes one request of the feed's kind. Each ``Kind`` declares its field sections
 (fixed fields with their value types, and one *open* section whose field names are free), the
@@ -154,6 +154,24 @@ def _lookup_body(sections: Sections) -> Body:
     return body
 
 
+def _record_body(section: str, required: tuple[Target, ...]) -> Callable[[Sections], Body]:
+    """``{section: {...fields, "attributes"?: {...}}}``: one ASAPP record, as the ledger's
+    extension takes it (docs/ledger.md); the row's other columns are its attributes."""
+    names = [target.field for target in required]
+
+    def build(sections: Sections) -> Body:
+        fields = sections.get(section, {})
+        missing = [name for name in names if fields.get(name) in (None, "")]
+        if missing:
+            raise ValueError(f"the row has no {', '.join(missing)}")
+        record: Body = dict(fields)
+        if sections.get("attributes"):
+            record["attributes"] = sections["attributes"]
+        return {section: record}
+
+    return build
+
+
 def _frozen(sections: dict[str, dict[str, str]]) -> Mapping[str, Mapping[str, str]]:
     return MappingProxyType({name: MappingProxyType(fields) for name, fields in sections.items()})
 
@@ -255,8 +273,86 @@ CALL = Kind(
     rank=0,
 )
 
+_TRANSCRIPT_REQUIRED = tuple(
+    Target("message", name)
+    for name in ("conversation_externalId", "sender_externalId", "sender_role", "text", "timestamp")
+)
+
+TRANSCRIPT = Kind(
+    name="transcript",
+    # [asapp-sftp-integration.txt] transcripts: one message per row, fields by their names there.
+    fixed=_frozen({
+        "message": {
+            "conversation_externalId": "string",
+            "sender_externalId": "string",
+            "sender_role": "string",
+            "text": "text",
+            "timestamp": "iso_utc",
+        },
+    }),
+    open_section="attributes",
+    open_type="text",
+    dictionary=False,
+    required=_TRANSCRIPT_REQUIRED,
+    method="POST",
+    path="/asapp/transcripts.json",
+    build=_record_body("message", _TRANSCRIPT_REQUIRED),
+    # Nothing refers to a message, and it refers to nothing the ledger holds.
+    rank=3,
+)
+
+_PURCHASE_REQUIRED = tuple(
+    Target("purchase", name)
+    for name in ("transaction_id", "transaction_time", "external_session_id", "product_quantity")
+)
+
+PURCHASE = Kind(
+    name="purchase",
+    # [asapp-sftp-integration.txt] purchase transactions: one purchased product per row.
+    fixed=_frozen({
+        "purchase": {
+            "transaction_id": "string",
+            "transaction_time": "iso_utc",
+            "transaction_value_one_time": "decimal",
+            "transaction_value_recurring": "decimal",
+            "customer_category": "string",
+            "customer_subcategory": "string",
+            "external_customer_id": "string",
+            "issue_id": "string",
+            "external_session_id": "string",
+            "product_category": "string",
+            "product_subcategory": "string",
+            "product_name": "string",
+            "product_id": "string",
+            "product_quantity": "integer",
+            "product_value_one_time": "decimal",
+            "product_value_recurring": "decimal",
+        },
+    }),
+    open_section="attributes",
+    open_type="text",
+    dictionary=False,
+    required=_PURCHASE_REQUIRED,
+    one_of=(
+        OneOf(
+            # "In order to attribute to ASAPP metadata, one of these will be required".
+            targets=(Target("purchase", "external_customer_id"), Target("purchase", "issue_id")),
+            feed_error="no column gives {targets}, so no row could be attributed to a customer",
+            file_error="no column of this file gives {fields}: rows could not be attributed",
+            row_error="no {columns}: the purchase cannot be attributed to a customer",
+        ),
+    ),
+    method="POST",
+    path="/asapp/purchases.json",
+    build=_record_body("purchase", _PURCHASE_REQUIRED),
+    numbers=frozenset({Target("purchase", "product_quantity")}),
+    rank=3,
+)
+
 #: Every kind by name, in the order a feed's error lists them.
-KINDS: Mapping[str, Kind] = MappingProxyType({kind.name: kind for kind in (SIGNAL, LOOKUP, CALL)})
+KINDS: Mapping[str, Kind] = MappingProxyType(
+    {kind.name: kind for kind in (SIGNAL, LOOKUP, CALL, TRANSCRIPT, PURCHASE)}
+)
 
 
 def get(name: str) -> Kind:
