@@ -29,6 +29,13 @@ async def _answers(host: str, port: int) -> bool:
     return True
 
 
+def serving_note(settings: Settings, base: str) -> str:
+    """What ``sftpctl run`` tells the operator when it serves the API itself (``base``)."""
+    api = settings.api
+    return (f"the daemon is not running (nothing answers on {api.listen_host}:{api.listen_port}):"
+            f" this run serves the API itself, on {base.split('/api/')[0]}, until it ends")
+
+
 @asynccontextmanager
 async def embedded_api_running(settings: Settings, tenants: TenantStore) -> AsyncIterator[str | None]:
     """Where the embedded API answers during the block: None for its configured address (the

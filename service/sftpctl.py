@@ -1,20 +1,24 @@
 """``sftpctl``: provision tenants, logins, feeds and tokens; check samples; run and inspect runs.
 
 Every command talks to the same state database as the running daemon, so changes take effect
-there at once. Errors print one line on stderr and exit non-zero; ``--json`` prints for scripts.
-Every error meant for the operator derives from :class:`core.errors.SftpInboxError`; its kind
-picks the exit code (:data:`EXIT_CODES`), and anything else is a bug reported as exit 70.
+there at once. Errors print one line on stderr and exit non-zero; ``--json`` prints for scripts,
+errors included: one JSON object on stderr (:func:`_error`), stdout left empty. Every error meant
+for the operator derives from :class:`core.errors.SftpInboxError`; its kind picks the exit code
+(:data:`EXIT_CODES`), and anything else is a bug reported as exit 70. A reader that goes away
+(``sftpctl uploads acme | head``) ends the command quietly with 141, as git does.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import logging
+import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 from zoneinfo import ZoneInfo
 
 from core.display import for_terminal, json_safe
@@ -23,9 +27,10 @@ from core.logs import JsonFormatter
 from core.passwords import generate_password
 from ingest import check_sample, format_check
 from ingest.delivery import DROPPED
-from ingest.rows import format_feed
+from ingest.rows import Feed, format_feed, parse_feed
+from ingest.rows.fields import DICTIONARY_SECTIONS
 from service.context import Context
-from service.embedded_api import embedded_api_running
+from service.embedded_api import embedded_api_running, serving_note
 from service.output import print_fields, print_json, print_table, print_text, to_plain
 from service.purge import purge_tenant
 from service.settings import add_settings_arguments, settings_from_args
@@ -33,6 +38,23 @@ from service.settings import add_settings_arguments, settings_from_args
 
 class CommandError(UsageError):
     """A command line that cannot be carried out as given (a missing ``--yes``, no IDs)."""
+
+
+class ArgumentsError(UsageError):
+    """argparse's own refusal (an unknown command, a missing argument), with its parser for usage."""
+
+    def __init__(self, parser: argparse.ArgumentParser, message: str) -> None:
+        super().__init__(message)
+        self.parser = parser
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that raises its errors, so ``main`` reports them like any other (JSON with ``--json``).
+
+    Sub-command parsers are made of the same class (argparse's ``parser_class`` default)."""
+
+    def error(self, message: str) -> NoReturn:
+        raise ArgumentsError(self, message)
 
 
 # Exit code and JSON ``type`` of each kind of error (core/errors.py); README and --help show it.
@@ -44,6 +66,7 @@ EXIT_CODES: dict[type[SftpInboxError], tuple[int, str]] = {
 }
 EXIT_INTERNAL = 70  # EX_SOFTWARE: not an error of ours, so a bug or the machine (disk, database)
 EXIT_INTERRUPTED = 130
+EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE: what a shell shows for git when its reader went away
 
 EXIT_EPILOG = """\
 exit codes:
@@ -56,18 +79,46 @@ exit codes:
        was posted)
   70   internal: an unexpected error; one line, then a JSON log line with the traceback
   130  interrupted
-With --json an error also prints {"error": {"type": TYPE, "message": ...}} on stdout,
+  141  stdout closed before the output was written (`sftpctl uploads acme | head`): quietly
+With --json an error is one line on stderr instead, and stdout stays empty:
+  {"error": {"type": TYPE, "message": MESSAGE, "exit_code": CODE}}
 TYPE being the word after the code above."""
+
+EXAMPLES = """\
+examples (one command a line):
+  sftpctl tenant add acme --email ops@acme.example
+  sftpctl tenant disable acme
+  sftpctl tenant enable acme
+  sftpctl fields add acme plan_type score
+  sftpctl feed set acme etc/feeds/orders.toml
+  sftpctl feed remove acme orders
+  sftpctl check acme sample.csv
+  sftpctl run --tenant acme
+  sftpctl outbox retry 42 43
+  sftpctl outbox drop --tenant acme --yes
+  sftpctl --json uploads acme"""
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    as_json = bool(args.json)
+    words = list(sys.argv[1:] if argv is None else argv)
+    as_json = "--json" in words[:words.index("--")] if "--" in words else "--json" in words
+    args: argparse.Namespace | None = None
     context: Context | None = None
     try:
+        args = build_parser().parse_args(words)
+        as_json = bool(args.json)
         context = Context(settings_from_args(args))
-        return args.handler(context, args) or 0
+        code = args.handler(context, args) or 0
+        sys.stdout.flush()  # here, where a reader that went away is still ours to handle
+        return int(code)
+    except BrokenPipeError:
+        return _stdout_gone()
+    except ArgumentsError as exc:
+        if not as_json:  # argparse's own words and usage line, as without this class
+            exc.parser.print_usage(sys.stderr)
+            sys.stderr.write(f"{exc.parser.prog}: error: {exc}\n")
+            return EXIT_CODES[UsageError][0]
+        return _error(*EXIT_CODES[UsageError], str(exc), as_json)
     except SftpInboxError as exc:
         code, kind = EXIT_CODES[kind_of(exc)]
         return _error(code, kind, str(exc), as_json)
@@ -84,16 +135,37 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _error(code: int, kind: str, message: str, as_json: bool, note: str = "") -> int:
-    """``sftpctl: error: ...`` as one escaped line on stderr; with ``--json`` the same on stdout."""
-    sys.stderr.write(f"sftpctl: error: {for_terminal(message)}{note}\n")
+    """``sftpctl: error: ...`` as one escaped line on stderr; with ``--json``, instead, one line of
+    ``{"error": {"type": ..., "message": ..., "exit_code": ...}}`` there (escaped as ``print_json``
+    escapes), so a script reads stdout for results and stderr for what went wrong."""
     if as_json:
-        print_json({"error": {"type": kind, "message": message}})
+        error = {"error": {"type": kind, "message": message, "exit_code": code}}
+        sys.stderr.write(json_safe(json.dumps(error, ensure_ascii=False)) + "\n")
+    else:
+        sys.stderr.write(f"sftpctl: error: {for_terminal(message)}{note}\n")
     return code
 
 
-def _log_crash(exc: Exception, args: argparse.Namespace) -> None:
+def _stdout_gone() -> int:
+    """The reader of stdout went away (``| head``): nothing more to say to anyone, so no traceback
+    and no message. stdout points at /dev/null from here on, so the interpreter's last flush at
+    exit cannot fail again (the recipe of Python's ``signal`` documentation)."""
+    _silence_stdout()
+    return EXIT_BROKEN_PIPE
+
+
+def _silence_stdout() -> None:
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):  # not a file (a test's capture): nothing will be flushed to a pipe
+        pass
+
+
+def _log_crash(exc: Exception, args: argparse.Namespace | None) -> None:
     """The daemon's JSON log line (one line, traceback inside) on stderr, for a bug report."""
-    command = " ".join(filter(None, (args.command, getattr(args, "action", None))))
+    command = " ".join(filter(None, (getattr(args, "command", None), getattr(args, "action", None))))
     record = logging.getLogger("sftpctl").makeRecord(
         "sftpctl", logging.ERROR, __file__, 0, "sftpctl.crashed", (), (type(exc), exc, exc.__traceback__),
         extra={"fields": {"command": command}})
@@ -101,12 +173,11 @@ def _log_crash(exc: Exception, args: argparse.Namespace) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="sftpctl", description="Operate the managed SFTP inbox.",
-                                     epilog=EXIT_EPILOG,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = _Parser(prog="sftpctl", description="Operate the managed SFTP inbox.",
+                     epilog=f"{EXAMPLES}\n\n{EXIT_EPILOG}", formatter_class=argparse.RawDescriptionHelpFormatter)
     add_settings_arguments(parser)
-    parser.add_argument("--json", action="store_true", help="print JSON instead of tables")
-    common = argparse.ArgumentParser(add_help=False)
+    parser.add_argument("--json", action="store_true", help="print JSON instead of tables (errors too, on stderr)")
+    common = _Parser(add_help=False)
     add_settings_arguments(common, suppress=True)
     common.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -161,6 +232,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("file", type=Path)
     sub.add_argument("--default", action="store_true",
                      help="make it the tenant's default feed (files directly in in/)")
+    sub = command(feed, "remove", feed_remove, "remove a feed set with `feed set` (a shipped one comes back)")
+    sub.add_argument("tenant")
+    sub.add_argument("name")
     sub = command(feed, "show", feed_show, "show the tenant's feeds")
     sub.add_argument("tenant")
     sub.add_argument("name", nargs="?", help="one feed, with its template and mapping")
@@ -330,9 +404,47 @@ def feed_set(context: Context, args: argparse.Namespace) -> None:
         raise NotFound(f"{args.file}: {exc.strerror}") from None
     except OSError as exc:
         raise CommandError(f"{args.file}: {exc.strerror}") from None
+    missing = _missing_fields(parse_feed(text, str(args.file)), context.tenants.dictionary(args.tenant))
+    if missing:
+        names = ", ".join(missing)
+        raise CommandError(f"{args.file}: fields not in the data dictionary of {args.tenant!r}: {names};"
+                           f" add them first: sftpctl fields add {args.tenant} {' '.join(missing)}")
     feed = context.ingest.feeds.set(args.tenant, text, source=str(args.file), default=args.default)
     _done(args, f"feed {feed.name!r} of {args.tenant!r} set from {args.file}"
                 + (" (default feed)" if args.default else ""))
+
+
+def _missing_fields(feed: Feed, dictionary: Sequence[str]) -> list[str]:
+    """Custom (or marketing) data fields the feed names, by a column or a constant, that the
+    dictionary lacks (compared as validation compares them, ignoring case). Columns the feed
+    does not name (``unmapped``) can only be checked in a file, by ``check`` and the run."""
+    targets = [*feed.routes.values(), *(target for target, _ in feed.mapping.constants)]
+    named = {target.field for target in targets if target is not None and target.section in DICTIONARY_SECTIONS}
+    known = {name.lower() for name in dictionary}
+    return sorted(name for name in named if name.lower() not in known)
+
+
+def feed_remove(context: Context, args: argparse.Namespace) -> None:
+    context.tenants.get(args.tenant)
+    store = context.ingest.feeds
+    store.get(args.tenant, args.name)  # NotFound, naming the feeds there are
+    was_default = store.default_name(args.tenant) == args.name
+    waiting = [staged for staged in context.ingest.staged.waiting([args.tenant]) if staged.feed == args.name]
+    if waiting:
+        raise Conflict(f"{len(waiting)} file(s) of feed {args.name!r} wait for the next run (e.g. {waiting[0].path});"
+                       f" they would be rejected: process them first (sftpctl run --tenant {args.tenant})")
+    if not store.remove(args.tenant, args.name):
+        raise CommandError(f"feed {args.name!r} is one every tenant has and cannot be removed;"
+                           " `feed set` replaces it")
+    shipped = store.find(args.tenant, args.name)
+    message = f"feed {args.name!r} of {args.tenant!r} removed"
+    if shipped is not None:
+        message += "; the shipped feed of that name is back"
+    elif not was_default:
+        message += f"; files put in in/{args.name}/ are refused from now on"
+    if was_default:
+        message += f"; files directly in in/ go to feed {store.default_name(args.tenant)!r} now"
+    _done(args, message)
 
 
 def feed_show(context: Context, args: argparse.Namespace) -> None:
@@ -380,18 +492,32 @@ def run(context: Context, args: argparse.Namespace) -> int:
     if args.tenant:
         context.tenants.get(args.tenant)
 
-    def progress(event: str, **fields: Any) -> None:
-        if not args.json:
-            detail = " ".join(f"{key}={value}" for key, value in fields.items())
-            print_text(f"{event} {detail}".rstrip())
+    stdout_gone = False
+
+    def say(text: str) -> None:
+        nonlocal stdout_gone
+        if args.json or stdout_gone:
+            return
+        try:
+            print_text(text)
             sys.stdout.flush()
+        except BrokenPipeError:  # the reader went away: the run still finishes its work
+            stdout_gone = True
+            _silence_stdout()
+
+    def progress(event: str, **fields: Any) -> None:
+        say(f"{event} {' '.join(f'{key}={value}' for key, value in fields.items())}".rstrip())
 
     async def go() -> Any:
         async with embedded_api_running(context.settings, context.tenants) as embedded_base:
+            if embedded_base:
+                say(serving_note(context.settings, embedded_base))
             return await context.ingest.run(tenant=args.tenant, trigger="manual", progress=progress,
                                             embedded_base=embedded_base)
 
     summary = asyncio.run(go())
+    if stdout_gone:
+        return EXIT_BROKEN_PIPE
     if args.json:
         print_json(summary)
     return 0 if summary.ok else 1

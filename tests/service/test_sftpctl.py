@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import re
@@ -615,7 +616,8 @@ def test_feed_remove_is_refused_while_files_of_the_feed_wait(ctl, settings: Sett
         waiting = settings.tenants_dir / "acme" / "in" / "orders" / "day.csv"
         waiting.parent.mkdir(parents=True)
         waiting.write_text(ORDERS)
-        upload = context.uploads.record("acme", "in/orders/day.csv", waiting.stat().st_size, "0" * 64)
+        digest = hashlib.sha256(waiting.read_bytes()).hexdigest()
+        upload = context.uploads.record("acme", "in/orders/day.csv", waiting.stat().st_size, digest)
         context.ingest.stager.stage(upload, waiting)
     finally:
         context.close()
