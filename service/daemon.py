@@ -76,7 +76,11 @@ async def serve(settings: Settings, demo: bool = True) -> int:
     def hand_over(event: UploadCompleted) -> None:
         ingest.on_upload(event.upload, event.local_path, event.kept)
 
-    sftp = SftpServer(settings, context.tenants, context.uploads, context.defender, on_upload=hand_over)
+    def feed_folders(tenant: str) -> list[str]:
+        return [feed.name for feed in ingest.feeds.list(tenant)]
+
+    sftp = SftpServer(settings, context.tenants, context.uploads, context.defender, on_upload=hand_over,
+                      feed_folders=feed_folders)
     api = ApiServer(settings, context.tenants) if settings.api.enabled else None
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

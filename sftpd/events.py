@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,3 +27,7 @@ class UploadCompleted:
 UploadListener = Callable[[UploadCompleted], None]
 """Called for every completed upload, in upload order, on the front door's recorder thread, never
 the event loop: it may block for short work (a rename), which holds up only later records."""
+
+FeedFolders = Callable[[str], Sequence[str]]
+"""The names of a tenant's feed folders (``in/<feed>/``): the only sub-folders of ``in/`` whose
+files the ingest side takes. Blocking (it may read a database): called in a worker thread."""

@@ -141,6 +141,25 @@ class IncomingFile:
             raise SFTPFailure(f"{self.path}: the upload was discarded")
         return os.pread(self._fd, min(size, MAX_READ_BYTES), offset)
 
+    def truncate(self, size: int) -> None:
+        """Cut or extend the upload to ``size`` bytes (a client's setstat of its own open
+        upload), under the same size limit as a write."""
+        if self._refusal is not None:
+            raise self._refusal
+        if not self.is_open:
+            raise SFTPFailure(f"{self.path}: the upload was discarded")
+        if size > self._max_bytes:
+            self.discard()
+            self._refusal = SFTPFailure(self._too_large_message)
+            raise UploadTooLarge(self._too_large_message)
+        try:
+            os.ftruncate(self._fd, size)
+        except OSError as exc:
+            self._fail(exc, "resizing")
+        if size < self._hashed:
+            self._in_order = False
+        self.size = size
+
     def fstat(self) -> os.stat_result:
         if not self.is_open:
             raise SFTPFailure(f"{self.path}: the upload was discarded")

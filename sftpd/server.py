@@ -1,7 +1,9 @@
 """The SSH listener: host keys, password logins and a chrooted SFTP subsystem, nothing more.
 
-No shell, exec, SCP, port forwarding, agent or X11 forwarding: asyncssh refuses each of them
-unless a handler is given, and none is. Each connection is authenticated by
+No port forwarding, agent or X11 forwarding: asyncssh refuses each of them unless a handler is
+given, and none is. A shell, a command (legacy ``scp -O`` included) or another subsystem gets one
+line on stderr saying this server offers SFTP only, and exit status 1, rather than a bare channel
+failure (:func:`sftp_only`). Each connection is authenticated by
 :class:`~sftpd.auth.TenantSSHServer`; each SFTP session runs a
 :class:`~sftpd.sftp.TenantSFTPServer` over the tenant's own folders.
 
@@ -29,8 +31,9 @@ from core.tenants import TenantStore
 from core.uploads import UploadStore
 from sftpd.auth import LoginGate, TenantSSHServer
 from sftpd.defender import Defender
-from sftpd.events import UploadListener
+from sftpd.events import FeedFolders, UploadListener
 from sftpd.hostkeys import host_key_pairs, load_or_create_host_keys
+from sftpd.inflight import UploadsInProgress
 from sftpd.limits import Admission, ConnectionLimits, LimitCounters
 from sftpd.recorder import UploadRecorder
 from sftpd.rules import UploadRules
@@ -47,6 +50,20 @@ CHANNEL_MAX_PACKET_BYTES = 256 * 1024
 # Connections the kernel may hold before they are accepted: a burst of clients logging in at once
 # waits there, instead of being refused (the kernel caps it at net.core.somaxconn).
 LISTEN_BACKLOG = 1024
+SFTP_ONLY_EXIT_STATUS = 1
+
+
+def sftp_only(process: asyncssh.SSHServerProcess[bytes]) -> None:
+    """Answer a shell, a command or a subsystem other than SFTP: say why, and fail."""
+    asked = process.command or process.subsystem
+    what = f"{asked!r} is not available" if asked else "there is no shell"
+    # A client that asked for a terminal has put its own in raw mode: end the line with CR LF.
+    end = "\r\n" if process.term_type else "\n"
+    process.stderr.write(
+        f"sftpd: this server offers SFTP only ({what}); connect with an SFTP client, e.g."
+        f" sftp, or scp without -O{end}".encode()
+    )
+    process.exit(SFTP_ONLY_EXIT_STATUS)
 
 
 class SftpServer:
@@ -59,11 +76,16 @@ class SftpServer:
         uploads: UploadStore,
         defender: Defender,
         on_upload: UploadListener | None = None,
+        feed_folders: FeedFolders | None = None,
     ) -> None:
+        """``feed_folders`` names a tenant's feed folders, the only sub-folders of ``in/``
+        uploads are accepted in; without it, any sub-folder is (see :mod:`sftpd.sftp`)."""
         self._settings = settings
         self._tenants = tenants
         self._rules = UploadRules(settings.server)
         self._recorder = UploadRecorder(uploads, on_upload)
+        self._feed_folders = feed_folders
+        self._in_progress = UploadsInProgress()
         self._defender = defender
         self._hash_pool: ThreadPoolExecutor | None = None
         self._gate: LoginGate | None = None
@@ -103,6 +125,8 @@ class SftpServer:
             server_factory=self._new_connection,
             server_host_keys=host_key_pairs(keys),
             sftp_factory=self._new_session,
+            process_factory=sftp_only,
+            encoding=None,
             allow_scp=False,
             line_editor=False,
             max_pktsize=CHANNEL_MAX_PACKET_BYTES,
@@ -156,7 +180,8 @@ class SftpServer:
         tenant = chan.get_extra_info("username")
         fs = TenantFileSystem(self._tenants.folders(tenant).root)
         admission = self._connections[cast(asyncssh.SSHServerConnection, chan.get_connection())]
-        return TenantSFTPServer(chan, tenant, fs, self._rules, self._recorder, admission)
+        return TenantSFTPServer(chan, tenant, fs, self._rules, self._recorder, admission,
+                                self._in_progress, self._feed_folders)
 
     def _clear_in_flight(self) -> None:
         """Remove partial uploads and kept names a previous run left behind (it crashed or was

@@ -3,9 +3,21 @@
 - ``/`` and the folders ``/in`` and ``/out`` themselves: list and stat, nothing else.
 - ``/out/...``: reports, read-only: list, stat, read.
 - ``/in/...``: uploads (by the upload rules), folders, delete, rename within ``in/``, and file
-  times (``put -p``); reading back one's own uploads is allowed.
-- Never: links (symbolic or hard), owner, permission or size changes, special files, and
-  nothing outside the root, whatever the path says.
+  times (``put -p``); reading back one's own uploads is allowed. When the server knows the
+  tenant's feed folders, a sub-folder of ``in/`` must be one of them.
+- Permission and owner changes on a tenant's own files and folders are accepted and ignored
+  (as SFTPGo's ``setstat_mode = 1``), so ``put -r``, ``put -p``, ``scp`` and WinSCP stay quiet;
+  times are applied. A size change is applied only to an upload still open (it is the client's
+  own bytes, like a write); a stored file's size is never changed (refused).
+- Never: links (symbolic or hard), special files, and nothing outside the root, whatever the
+  path says.
+
+An upload in progress is visible at its path (stat, lstat, fstat, setstat of times) to every
+session of the tenant as written so far (:mod:`sftpd.inflight`); it still counts only once its
+client closes it, and an empty one is published but not recorded as an upload.
+
+The session ends with exit status 0 when the client ends it (``scp`` checks it), and 1 with the
+reason on stderr when it ends on an error such as a malformed request.
 
 Refusals are SFTP statuses whose message says what was refused and why; clients such as WinSCP
 and FileZilla show it. OpenSSH's ``sftp`` prints only the status code, so for upload-rule
@@ -22,7 +34,7 @@ from __future__ import annotations
 import asyncio
 import os
 import stat
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import AsyncIterator, Awaitable, Sequence
 from functools import partial
 from pathlib import Path
 from typing import NoReturn
@@ -46,8 +58,10 @@ from asyncssh import (
 from core.digests import fd_digest
 from core.logs import get_logger
 from core.tenants import IN_DIR, OUT_DIR
-from sftpd.asyncssh_compat import client_requested_close
+from sftpd.asyncssh_compat import client_requested_close, session_end
+from sftpd.events import FeedFolders
 from sftpd.handles import IncomingFile, ReadHandle, UploadTooLarge
+from sftpd.inflight import UploadsInProgress
 from sftpd.limits import Admission, UploadPace
 from sftpd.recorder import UploadRecorder
 from sftpd.rules import UploadRules
@@ -66,8 +80,6 @@ _FILE_TYPES = {
     stat.S_IFIFO: asyncssh.FILEXFER_TYPE_FIFO,
     stat.S_IFSOCK: asyncssh.FILEXFER_TYPE_SOCKET,
 }
-# Attributes a tenant may never set; times are the only harmless change.
-_FIXED_ATTRIBUTES = ("size", "uid", "gid", "owner", "group", "acl", "attrib_bits", "crtime")
 _NANOSECONDS = 1_000_000_000
 _KEPT_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC
 # Names a worker thread reads (and stats) from a folder at a time. A folder that fits in one
@@ -88,6 +100,8 @@ class TenantSFTPServer(asyncssh.SFTPServer):
         rules: UploadRules,
         recorder: UploadRecorder,
         admission: Admission,
+        in_progress: UploadsInProgress | None = None,
+        feed_folders: FeedFolders | None = None,
     ) -> None:
         super().__init__(chan)
         self._tenant = tenant
@@ -95,6 +109,8 @@ class TenantSFTPServer(asyncssh.SFTPServer):
         self._rules = rules
         self._recorder = recorder
         self._admission = admission
+        self._in_progress = in_progress if in_progress is not None else UploadsInProgress()
+        self._feed_folders = feed_folders
         # Uploads watched for their pace, and those aborted as too slow (already discarded).
         self._paces: dict[IncomingFile, UploadPace] = {}
         self._too_slow: dict[IncomingFile, SFTPFailure] = {}
@@ -112,7 +128,11 @@ class TenantSFTPServer(asyncssh.SFTPServer):
         return self.lstat(path)
 
     def lstat(self, path: bytes) -> SFTPAttrs:
+        """An upload in progress to ``path`` answers as written so far (see sftpd.inflight)."""
         target = self._parse(path)
+        upload = self._in_progress.find(self._tenant, target)
+        if upload is not None:
+            return _attrs(upload.fstat(), target, self._tenant)
         return _attrs(self._fs.lstat(target), target, self._tenant)
 
     def fstat(self, file_obj: object) -> SFTPAttrs:
@@ -143,6 +163,7 @@ class TenantSFTPServer(asyncssh.SFTPServer):
             self._admission.release_handle()
             raise
         if isinstance(handle, IncomingFile):
+            self._in_progress.add(self._tenant, handle)
             pace = self._admission.watch_upload(
                 target.relative, partial(self._abort_upload, handle)
             )
@@ -157,7 +178,8 @@ class TenantSFTPServer(asyncssh.SFTPServer):
             return ReadHandle(target, self._fs.open_for_reading(target))
         self._check_writable(target, "upload to")
         problem = (name_error(target.name) or self._rules.name_error(target.name)
-                   or self._rules.path_error(target, folder=False))
+                   or self._rules.path_error(target, folder=False)
+                   or await self._feed_folder_error(target, folder=False))
         if problem:
             self._refuse_upload(target, problem)
         existing = self._fs.lookup(target)
@@ -204,6 +226,7 @@ class TenantSFTPServer(asyncssh.SFTPServer):
         if isinstance(handle, ReadHandle):
             handle.close()
             return None
+        self._in_progress.remove(self._tenant, handle)
         pace = self._paces.pop(handle, None)
         if pace is not None:
             pace.stop()
@@ -229,9 +252,7 @@ class TenantSFTPServer(asyncssh.SFTPServer):
         handle = self._file(file_obj)
         if isinstance(handle, ReadHandle):
             raise SFTPPermissionDenied(f"{handle.path} was opened for reading only")
-        times = _requested_times(attrs, handle.path)
-        if times:
-            handle.set_times(times)
+        self._change_upload(handle, attrs)
 
     def fsync(self, file_obj: object) -> None:
         handle = self._file(file_obj)
@@ -241,11 +262,23 @@ class TenantSFTPServer(asyncssh.SFTPServer):
     # Changes to names
 
     def setstat(self, path: bytes, attrs: SFTPAttrs) -> None:
+        """Times are applied; permissions and owners are accepted and ignored; a size only on an
+        upload still open (see the module's docstring)."""
         target = self._parse(path)
         self._check_writable(target, "change")
-        times = _requested_times(attrs, target)
+        upload = self._in_progress.find(self._tenant, target)
+        if upload is not None:
+            self._change_upload(upload, attrs)
+            return
+        if attrs.size is not None:
+            raise SFTPPermissionDenied(
+                f"{target}: the size of a stored file cannot be changed; upload it again instead"
+            )
+        times = _requested_times(attrs)
         if times:
             self._fs.set_times(target, times)
+        else:
+            self._fs.lstat(target)  # nothing to apply, but the path must exist
 
     def lsetstat(self, path: bytes, attrs: SFTPAttrs) -> None:
         self.setstat(path, attrs)
@@ -255,10 +288,11 @@ class TenantSFTPServer(asyncssh.SFTPServer):
         self._check_writable(target, "delete")
         self._fs.unlink(target)
 
-    def mkdir(self, path: bytes, attrs: SFTPAttrs) -> None:
+    async def mkdir(self, path: bytes, attrs: SFTPAttrs) -> None:
         target = self._parse(path)
         self._check_writable(target, "create folders in")
-        problem = name_error(target.name) or self._rules.path_error(target, folder=True)
+        problem = (name_error(target.name) or self._rules.path_error(target, folder=True)
+                   or await self._feed_folder_error(target, folder=True))
         if problem:
             raise SFTPPermissionDenied(f"folder refused: {problem}")
         self._fs.mkdir(target)
@@ -299,7 +333,17 @@ class TenantSFTPServer(asyncssh.SFTPServer):
             pace.stop()
         self._paces.clear()
         self._fs.close()
-        log.info("sftp.session.ended", tenant=self._tenant, source=self._source)
+        end = session_end()
+        error = end.error if end is not None else None
+        log.info("sftp.session.ended", tenant=self._tenant, source=self._source,
+                 error=str(error) if error else None)
+        if self.channel.is_closing():
+            return
+        if error is None:
+            self.channel.exit(0)
+        else:
+            self.channel.write_stderr(f"sftpd: the SFTP session ended: {error}\n".encode())
+            self.channel.exit(1)
 
     # Helpers
 
@@ -324,9 +368,17 @@ class TenantSFTPServer(asyncssh.SFTPServer):
         self.channel.write_stderr(f"sftpd: {upload.path}: {reason}\n".encode())
 
     async def _finish(self, upload: IncomingFile) -> None:
+        """Publish the upload; record it unless its name is temporary or it is empty (a file a
+        client created and gave up on, or an empty file: nothing to process either way)."""
         temporary = self._rules.is_temporary(upload.path.name)
-        published = await upload.finish(keep=self._recorder.wants_files and not temporary)
-        if not temporary:
+        empty = upload.size == 0
+        published = await upload.finish(
+            keep=self._recorder.wants_files and not temporary and not empty
+        )
+        if empty and not temporary:
+            log.info("upload.empty", tenant=self._tenant, path=upload.path.relative,
+                     reason="an empty file is published but not recorded as an upload")
+        elif not temporary:
             self._recorder.completed(self._tenant, upload.path.relative, self._local(upload.path),
                                      published.size, published.sha256, published.kept)
 
@@ -338,13 +390,15 @@ class TenantSFTPServer(asyncssh.SFTPServer):
         mode = self._fs.lstat(source).st_mode
         if stat.S_ISREG(mode):
             problem = (name_error(target.name) or self._rules.name_error(target.name)
-                       or self._rules.path_error(target, folder=False))
+                       or self._rules.path_error(target, folder=False)
+                       or await self._feed_folder_error(target, folder=False))
             if problem:
                 self._refuse_upload(target, problem, action="rename")
         elif stat.S_ISDIR(mode):
             # The folder's contents move with it: their depth and path lengths count too.
             below = await asyncio.to_thread(folder_extent, self._fs.open_folder(source))
-            problem = name_error(target.name) or self._rules.path_error(target, True, *below)
+            problem = (name_error(target.name) or self._rules.path_error(target, True, *below)
+                       or await self._feed_folder_error(target, folder=True))
             if problem:
                 raise SFTPPermissionDenied(f"rename refused: {problem}")
         else:
@@ -365,6 +419,32 @@ class TenantSFTPServer(asyncssh.SFTPServer):
                 raise
             self._recorder.completed(self._tenant, target.relative, self._local(target), size,
                                      sha256, kept)
+
+    def _change_upload(self, upload: IncomingFile, attrs: SFTPAttrs) -> None:
+        """A setstat of an upload still open: a size is applied like a write (within the size
+        limit), times too; permissions and owners are ignored."""
+        if attrs.size is not None:
+            try:
+                upload.truncate(attrs.size)
+            except UploadTooLarge as exc:
+                self._refuse_upload(upload.path, str(exc.reason), exc)
+        times = _requested_times(attrs)
+        if times:
+            upload.set_times(times)
+
+    async def _feed_folder_error(self, path: VirtualPath, folder: bool) -> str | None:
+        """Why ``path`` (a file, or with ``folder`` a folder) may not be in the sub-folder of
+        ``in/`` it names, or None: only the tenant's feed folders are processed. Without a
+        :data:`~sftpd.events.FeedFolders` every sub-folder is allowed."""
+        if self._feed_folders is None or len(path.parts) < (2 if folder else 3):
+            return None
+        name = path.parts[1]
+        feeds: Sequence[str] = await asyncio.to_thread(self._feed_folders, self._tenant)
+        if name in feeds:
+            return None
+        known = ", ".join(f"{IN_DIR}/{feed}/" for feed in sorted(feeds))
+        return (f"{IN_DIR}/{name}/ is not a feed folder; put files directly in {IN_DIR}/"
+                + (f" or in one of the feed folders: {known}" if known else ""))
 
     def _check_writable(self, path: VirtualPath, action: str) -> None:
         if path.in_inbox:
@@ -436,16 +516,13 @@ def _attrs(info: os.stat_result, path: VirtualPath, owner: str) -> SFTPAttrs:
     )
 
 
-def _requested_times(attrs: SFTPAttrs, path: VirtualPath) -> tuple[int, int] | None:
-    """The (atime, mtime) in nanoseconds a setstat asks for; other changes are refused.
+def _requested_times(attrs: SFTPAttrs) -> tuple[int, int] | None:
+    """The (atime, mtime) in nanoseconds a setstat asks for, if any.
 
-    Permission bits sent along with times (``put -p``, WinSCP's "preserve timestamp") are
-    ignored rather than refused, so those uploads succeed quietly; permissions alone are refused.
+    Everything else but the size is ignored: permissions, owners and groups sent by ``put -p``,
+    ``put -r``, ``scp`` or WinSCP's "preserve" options are accepted and never applied, so those
+    transfers succeed quietly and no tenant changes a real mode or owner.
     """
-    fixed = [name for name in _FIXED_ATTRIBUTES if getattr(attrs, name, None) is not None]
-    if fixed or (attrs.permissions is not None and attrs.mtime is None and attrs.atime is None):
-        asked = ", ".join(fixed or ["permissions"])
-        raise SFTPPermissionDenied(f"{path}: only file times can be changed here, not {asked}")
     atime = _nanoseconds(attrs.atime, attrs.atime_ns)
     mtime = _nanoseconds(attrs.mtime, attrs.mtime_ns)
     if mtime is None:

@@ -14,7 +14,7 @@ from core.db import Database
 from core.tenants import TenantStore
 from core.uploads import Upload, UploadStore
 from sftpd.defender import Defender
-from sftpd.events import UploadCompleted
+from sftpd.events import FeedFolders, UploadCompleted
 from sftpd.hostkeys import load_or_create_host_keys
 from sftpd.server import SftpServer
 from tests.conftest import TEST_PASSWORD
@@ -82,20 +82,21 @@ ServerFactory = Callable[..., Awaitable[RunningServer]]
 async def make_server(
     settings: Settings, tenants: TenantStore, uploads: UploadStore, state_db: Database
 ) -> AsyncIterator[ServerFactory]:
-    """Start servers with changed settings: ``await make_server(server__max_upload_bytes=10)``.
+    """Start servers with changed settings: ``await make_server(server__max_upload_bytes=10)``,
+    and the tenants' feed folders if given (``feed_folders=...``).
 
     Both tenants exist with ``TEST_PASSWORD``; every server started is closed after the test.
     """
     started: list[SftpServer] = []
 
-    async def make(**changes: object) -> RunningServer:
+    async def make(feed_folders: FeedFolders | None = None, **changes: object) -> RunningServer:
         for name in (TENANT, OTHER_TENANT):
             if tenants.find(name) is None:
                 tenants.add(name, f"ops@{name}.example", TEST_PASSWORD)
         changed = settings.replace(**changes)
         events: list[UploadCompleted] = []
         defender = Defender(state_db, changed.defender)
-        server = SftpServer(changed, tenants, uploads, defender, events.append)
+        server = SftpServer(changed, tenants, uploads, defender, events.append, feed_folders)
         await server.start()
         started.append(server)
         return RunningServer(server, changed, tenants, uploads, defender, events)

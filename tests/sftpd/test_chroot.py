@@ -188,16 +188,23 @@ async def test_renames_may_not_leave_in(server: RunningServer) -> None:
     assert not (server.tenants.tenants_dir / "calls.csv").exists()
 
 
-async def test_only_file_times_can_be_set(server: RunningServer) -> None:
+async def test_setstat_applies_times_ignores_modes_and_owners_and_refuses_sizes(
+    server: RunningServer,
+) -> None:
     (server.reports_dir() / "report.csv").write_bytes(b"report\n")
+    before = None
     async with asyncssh_sftp(server.port, TENANT, TEST_PASSWORD) as sftp:
         await put(sftp, "/in/calls.csv", b"1,2\n")
-        with pytest.raises(asyncssh.SFTPPermissionDenied, match="only file times"):
-            await sftp.chmod("/in/calls.csv", 0o4777)
-        with pytest.raises(asyncssh.SFTPPermissionDenied, match="only file times"):
-            await sftp.chown("/in/calls.csv", 0, 0)
-        with pytest.raises(asyncssh.SFTPPermissionDenied, match="only file times"):
+        await sftp.mkdir("/in/batch")
+        before = (server.inbox() / "calls.csv").stat()
+        folder_before = (server.inbox() / "batch").stat()
+        await sftp.chmod("/in/calls.csv", 0o4777)
+        await sftp.chown("/in/calls.csv", 0, 0)
+        await sftp.chmod("/in/batch", 0o777)
+        with pytest.raises(asyncssh.SFTPPermissionDenied, match="size of a stored file"):
             await sftp.truncate("/in/calls.csv", 0)
+        with pytest.raises(asyncssh.SFTPNoSuchFile):
+            await sftp.chmod("/in/missing.csv", 0o600)
         with pytest.raises(asyncssh.SFTPPermissionDenied, match="read-only"):
             await sftp.utime("/out/report.csv", (0, 0))
         with pytest.raises(asyncssh.SFTPPermissionDenied):
@@ -205,13 +212,17 @@ async def test_only_file_times_can_be_set(server: RunningServer) -> None:
         await sftp.utime("/in/calls.csv", (1_600_000_000, 1_600_000_000))
     info = (server.inbox() / "calls.csv").stat()
     assert info.st_mtime == 1_600_000_000 and info.st_size == 4
+    assert (info.st_mode, info.st_uid, info.st_gid) == (before.st_mode, before.st_uid,
+                                                        before.st_gid)
     assert stat.S_IMODE(info.st_mode) & 0o7077 == 0o040
+    assert (server.inbox() / "batch").stat().st_mode == folder_before.st_mode
 
     def with_paramiko() -> None:
-        with paramiko_sftp(server.port, TENANT, TEST_PASSWORD) as sftp, pytest.raises(PermissionError):
+        with paramiko_sftp(server.port, TENANT, TEST_PASSWORD) as sftp:
             sftp.chmod("/in/calls.csv", 0o777)
 
     await asyncio.to_thread(with_paramiko)
+    assert (server.inbox() / "calls.csv").stat().st_mode == before.st_mode
 
 
 async def test_out_and_the_root_are_read_only(server: RunningServer) -> None:

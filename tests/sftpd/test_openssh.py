@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import hashlib
 import os
+import stat
 
+from sftpd.vfs import DIR_MODE, FILE_MODE
 from tests.conftest import TEST_PASSWORD
+from tests.sftpd.commands import remote, scp
 from tests.sftpd.conftest import TENANT, RunningServer
 from tests.support.clients import OpenSSHClient
 
@@ -105,3 +108,61 @@ async def test_put_preserving_times(server: RunningServer, openssh: OpenSSHClien
     assert run.returncode == 0 and run.stderr == "", run.stderr
     assert (server.inbox() / "calls.csv").stat().st_mtime == 1_600_000_000
     assert len(await server.recorded()) == 1
+
+
+async def test_put_recursive_and_preserving_are_silent_and_change_no_mode(
+    server: RunningServer, openssh: OpenSSHClient
+) -> None:
+    """``put -r`` and ``put -p`` send the local permissions (setstat and fsetstat): accepted,
+    ignored, so nothing is printed, and the real modes stay the server's."""
+    batch = openssh.work_dir / "batch-2024"
+    (batch / "east").mkdir(parents=True)
+    (batch / "signals.csv").write_bytes(CSV)
+    (batch / "east" / "leads.csv").write_bytes(CSV)
+    (batch / "signals.csv").chmod(0o777)
+    batch.chmod(0o777)
+    local = openssh.work_dir / "calls.csv"
+    local.write_bytes(CSV)
+    local.chmod(0o666)
+    os.utime(local, (1_600_000_000, 1_600_000_000))
+
+    run = await openssh.run(TENANT, TEST_PASSWORD,
+                            ["put -r batch-2024 in/", "put -p calls.csv in/", "put -rp batch-2024 in/"])
+
+    assert (run.returncode, run.stderr) == (0, "")
+    assert (server.inbox() / "calls.csv").stat().st_mtime == 1_600_000_000
+    modes = {path.relative_to(server.inbox()).as_posix(): stat.S_IMODE(path.stat().st_mode)
+             for path in server.inbox().rglob("*")}
+    assert modes == {"calls.csv": FILE_MODE, "batch-2024": DIR_MODE, "batch-2024/east": DIR_MODE,
+                     "batch-2024/signals.csv": FILE_MODE, "batch-2024/east/leads.csv": FILE_MODE}
+
+
+async def test_scp_uploads_and_downloads_exit_zero_and_quietly(
+    server: RunningServer, openssh: OpenSSHClient
+) -> None:
+    local = openssh.work_dir / "calls.csv"
+    local.write_bytes(CSV)
+    os.utime(local, (1_600_000_000, 1_600_000_000))
+    (server.reports_dir() / "report.csv").write_bytes(b"row,status\n1,ok\n")
+
+    upload = await scp(openssh, TEST_PASSWORD, "calls.csv", f"{remote(TENANT)}/in/")
+    preserved = await scp(openssh, TEST_PASSWORD, "-p", "calls.csv", f"{remote(TENANT)}/in/kept.csv")
+    download = await scp(openssh, TEST_PASSWORD, f"{remote(TENANT)}/out/report.csv", "report.csv")
+
+    for run in (upload, preserved, download):
+        assert (run.returncode, run.stderr) == (0, "")
+    assert (server.inbox() / "calls.csv").read_bytes() == CSV
+    assert (server.inbox() / "kept.csv").stat().st_mtime == 1_600_000_000
+    assert stat.S_IMODE((server.inbox() / "kept.csv").stat().st_mode) == FILE_MODE
+    assert (openssh.work_dir / "report.csv").read_bytes() == b"row,status\n1,ok\n"
+    assert sorted(upload.path for upload in await server.recorded()) == ["in/calls.csv",
+                                                                         "in/kept.csv"]
+
+
+async def test_sftp_session_ends_with_exit_status_zero(
+    server: RunningServer, openssh: OpenSSHClient
+) -> None:
+    run = await openssh.run(TENANT, TEST_PASSWORD, ["ls in"], extra=["-v"])
+
+    assert run.returncode == 0, run.stderr
+    assert "Exit status 0" in run.stderr
