@@ -40,6 +40,7 @@ from ingest.delivery.outbox import Outbox, OutboxItem, QueuedRows
 from ingest.delivery.poster import Delivery, Poster, PostReport
 from ingest.notify import Mailer, TenantRun, failure_message
 from ingest.prepare import Prepared, PrepareJob, prepare_file
+from ingest.progress import DeliveryProgress
 from ingest.reports import FileSummary, choose_report_path, write_report_at
 from ingest.rows import LAST_RANK, posting_rank
 from ingest.sandbox import INTERNAL_ERROR, Limits, WorkerFailed, run_limited
@@ -56,19 +57,18 @@ from ingest.store import (
 
 log = get_logger("ingest.processor")
 
-# ``post.progress`` is reported every this many rows (and after the last one).
-PROGRESS_EVERY_ROWS = 10
-
 
 class Progress(Protocol):
     """Told what a run is doing, for ``sftpctl run`` to print.
 
-    Events, with their fields: ``run.started`` (run, trigger), ``file.started`` (tenant, file,
-    upload), ``file.rejected`` (tenant, file, reason), ``file.queued`` (tenant, file, rows,
-    rejected), ``post.started`` (rows), ``post.progress`` (done, total), ``file.done`` (tenant,
-    file, state, posted, failed, rejected, report), ``mail.sent`` (tenant, to, via) and
-    ``run.finished`` (run, files, posted, failed, rejected, pending). An exception raised by the
-    callback stops the run like a crash would; the outbox makes that safe.
+    Events, with their fields: ``run.started`` (run, trigger), ``tenant.skipped`` (tenant,
+    reason), ``file.started`` (tenant, file, upload), ``file.rejected`` (tenant, file, reason),
+    ``file.queued`` (tenant, file, rows, rejected), ``post.started`` (tenant, rows),
+    ``file.progress`` (tenant, file, upload, done, total, rate, eta_seconds: see
+    ``ingest.progress``), ``file.done`` (tenant, file, state, posted, failed, rejected, report),
+    ``mail.sent`` (tenant, to, via) and ``run.finished`` (run, files, posted, failed, rejected,
+    pending). Tenants go side by side, so events of different tenants interleave. An exception
+    raised by the callback stops the run like a crash would; the outbox makes that safe.
     """
 
     def __call__(self, event: str, **fields: Any) -> None: ...
@@ -310,16 +310,15 @@ class Processor:
         self, names: list[str], tenants: dict[str, Tenant], client: httpx.AsyncClient, emit: Progress,
         embedded_base: str | None,
     ) -> PostReport:
+        """Deliver every pending row of ``names`` (one tenant), each file's progress told as it goes."""
         items = self.outbox.pending(names)
-        total = len(items)
-        emit("post.started", rows=total)
-        done = 0
+        emit("post.started", tenant=names[0], rows=len(items))
+        uploads = {item.upload_id for item in items}
+        files = {upload: staged.path for upload in uploads if (staged := self.staged.get(upload))}
+        progress = DeliveryProgress(names[0], files, (item.upload_id for item in items), emit)
 
         def after(item: OutboxItem, delivery: Delivery) -> None:
-            nonlocal done
-            done += 1
-            if done % PROGRESS_EVERY_ROWS == 0 or done == total:
-                emit("post.progress", done=done, total=total)
+            progress.row_done(item.upload_id)
 
         configured = self.settings.embedded_api_base
 
@@ -339,10 +338,14 @@ class Processor:
         local = [item for item in items
                  if self.settings.post.embedded_in_process and embedded.takes(item, configured)]
         chosen = {item.id for item in local}
-        reports = await asyncio.gather(
-            embedded.deliver(local, token_for, after),
-            remote.deliver([item for item in items if item.id not in chosen], token_for, after),
-        )
+        logging = asyncio.create_task(progress.log_every())
+        try:
+            reports = await asyncio.gather(
+                embedded.deliver(local, token_for, after),
+                remote.deliver([item for item in items if item.id not in chosen], token_for, after),
+            )
+        finally:
+            logging.cancel()
         return _merged(reports)
 
     def _finish(self, upload_id: int, emit: Progress) -> FileSummary:

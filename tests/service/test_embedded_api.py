@@ -51,7 +51,7 @@ def test_the_daemon_starts_while_sftpctl_run_posts_and_the_run_completes(tmp_pat
     try:
         rest, errors = run.communicate(timeout=60)
         assert run.returncode == 0, rest + errors
-        assert f"post.progress done={ROWS} total={ROWS}" in rest
+        assert f"done={ROWS} total={ROWS}" in rest
     finally:
         assert daemon.stop() == 0
     [upload] = json.loads(sftpctl(config, "uploads", "acme", "--json").stdout)
