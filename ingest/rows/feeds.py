@@ -7,7 +7,7 @@ Operators write feeds in TOML (commented examples in ``etc/feeds/``)::
     template = "signals"               # a shipped template, or an inline [template] table
                                        # (see ingest.rows.templates; it may `extends` a shipped one)
     [mapping]
-    kind = "signal"                    # "signal", "lookup" or "call"
+    kind = "signal"                    # a kind of ingest.rows.kinds: "signal", "lookup", "call"...
     table = "accounts"                 # lookup only: the lookup table to fill
     unmapped = "custom_data"           # where other columns go: the kind's open section
                                        # (custom_data, data, attributes) or "ignore"

@@ -1,7 +1,7 @@
 """Map a validated row to the request that carries it to its destination.
 
-The kinds of request and their shapes are declared in ``ingest.rows.kinds``; today three, all
-JSON, paths relative to the destination's API base:
+The kinds of request and their shapes are declared in ``ingest.rows.kinds`` (each body builder
+says its shape), all JSON, paths relative to the destination's API base; for example:
 
 * signal, ``POST /transactions/signals.json`` [invoca-signal-api.rst]:
   ``{"search": {...}, "signal": {...}, "custom_data": [{"name": ..., "value": ...}]}``. The token
