@@ -9,6 +9,9 @@ from __future__ import annotations
 from typing import Any
 
 NO_SEARCH_MESSAGE = "Validation failed: transaction_id or start_time_t must be present"
+# Invoca's words, for API clients that match on them. A customer reading a report has no such
+# documentation: ingest.reports.CUSTOMER_TEXTS puts what to check in its place there (a test in
+# tests/ingest/test_reports.py keeps the two equal).
 NO_CALL_MESSAGE = "No call found. Please refer to the documentation."
 NO_PERMISSION_MESSAGE = "You do not have permissions to perform the requested operation."
 
