@@ -264,7 +264,7 @@ def count(work: Workspace) -> Tally:
         sha = _upload_sha(work, item["id"])
         if sha not in digests:
             tally.foreign_uploads += 1
-    finished = [item for item in uploads if item["state"] in ("posted", "partly failed", "rejected")]
+    finished = [item for item in uploads if item["state"] in ("posted", "partly failed", "failed", "rejected")]
     recorded = [item["report"] for item in finished if item["report"]]
     on_disk = {str(path) for path in (work.tenant_root / "out").rglob("*-report.csv")}
     tally.missing_reports = len(finished) - len([path for path in recorded if path in on_disk])
