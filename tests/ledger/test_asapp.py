@@ -3,6 +3,7 @@ read back per tenant a page at a time."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import httpx
@@ -237,3 +238,21 @@ def test_the_body_bound_applies_and_a_purged_tenant_starts_empty(
         store.close()
 
 
+
+
+def test_the_in_process_router_serves_the_same_paths(settings: Settings, tenants: TenantStore, acme: Tenant) -> None:
+    store = LedgerStore.open(settings.ledger_db)
+    try:
+        requests, gate = LedgerRequests(settings.api, tenants, store), Gatekeeper(tenants, None)
+
+        def apply(method: str, path: str, body: dict[str, Any]) -> int:
+            return requests.apply(gate, acme.api_token, method, path, json.dumps(body)).status
+
+        assert apply("POST", "/asapp/transcripts", {"message": MESSAGE}) == 201
+        assert apply("POST", "/asapp/transcripts.json", {"message": MESSAGE}) == 200
+        assert apply("POST", "/asapp/purchases.json", {"purchase": PURCHASE}) == 201
+        assert apply("PUT", "/asapp/purchases.json", {"purchase": PURCHASE}) == 405
+        assert apply("POST", "/asapp/chats.json", {"message": MESSAGE}) == 404
+        assert apply("POST", "/asapp/purchases.json", {"message": MESSAGE}) == 403
+    finally:
+        store.close()
