@@ -80,10 +80,15 @@ _FIXED_TYPES = {
     for name, type_name in names.items()
 }
 
-# Each kind's fixed fields by lower-case name; the first section declaring a name wins.
-_BY_NAME: dict[str, dict[str, Target]] = {}
-for _kind, _sections in FIXED_FIELDS.items():
-    _names = _BY_NAME.setdefault(_kind, {})
-    for _section, _fields in _sections.items():
-        for _field in _fields:
-            _names.setdefault(_field.lower(), Target(_section, _field))
+def _fields_by_name() -> dict[str, dict[str, Target]]:
+    """Each kind's fixed fields by lower-case name; the first section declaring a name wins."""
+    by_kind: dict[str, dict[str, Target]] = {}
+    for kind, sections in FIXED_FIELDS.items():
+        names = by_kind.setdefault(kind, {})
+        for section, fields in sections.items():
+            for field in fields:
+                names.setdefault(field.lower(), Target(section, field))
+    return by_kind
+
+
+_BY_NAME = _fields_by_name()
