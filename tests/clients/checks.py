@@ -55,7 +55,9 @@ def unexpected_stderr(stderr: str, harmless: Sequence[re.Pattern[str]] = ()) -> 
 
 def assert_clean(result: Run, harmless: Sequence[re.Pattern[str]] = ()) -> None:
     """Exit status 0 and nothing on stderr but the named banners."""
-    assert result.returncode == 0, f"exit status {result.returncode}, stderr {result.stderr!r} from {result.command}"
+    assert result.returncode == 0, (
+        f"exit status {result.returncode}, stderr {result.stderr!r} from {result.command}"
+    )
     unexpected = unexpected_stderr(result.stderr, harmless)
     assert unexpected == [], f"stderr {unexpected!r} from {result.command}"
 

@@ -33,6 +33,9 @@ from sftpd.server import SftpServer
 from tests.conftest import TEST_PASSWORD
 
 TENANT = "acme"
+# The tenant's one feed folder, as the daemon names feeds to the server: the only sub-folder of
+# in/ that uploads (put -r, mirror -R) are accepted in.
+FEED = "calls"
 HOST = "127.0.0.1"
 # Every client invocation gets this long; a hang fails its own case instead of the whole run.
 CLIENT_TIMEOUT_SECONDS = 30
@@ -79,7 +82,7 @@ class ServerThread:
     async def _start(self) -> SftpServer:
         server = SftpServer(
             self.settings, self.tenants, self.uploads, Defender(self._db, self.settings.defender),
-            lambda event: None,
+            lambda event: None, feed_folders=lambda tenant: [FEED],
         )
         await server.start()
         return server
@@ -121,7 +124,9 @@ def host_keys_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory, host_keys_template: Path) -> Iterator[ServerThread]:
+def server(
+    tmp_path_factory: pytest.TempPathFactory, host_keys_template: Path
+) -> Iterator[ServerThread]:
     """One server for a client's module, with tenant ``acme`` (password ``TEST_PASSWORD``)."""
     root = tmp_path_factory.mktemp("clients-server")
     shutil.copytree(host_keys_template, root / "keys")

@@ -13,7 +13,9 @@ from tests.clients.conftest import CLIENT_TIMEOUT_SECONDS, HOST, SIZES, TENANT, 
 from tests.conftest import TEST_PASSWORD
 
 
-async def transfer(server: ServerThread, known_hosts: Path, local: Path, remote: str, back: Path) -> None:
+async def transfer(
+    server: ServerThread, known_hosts: Path, local: Path, remote: str, back: Path
+) -> None:
     async with asyncssh.connect(
         HOST, server.port, username=TENANT, password=TEST_PASSWORD, known_hosts=str(known_hosts),
         client_keys=None, agent_path=None, preferred_auth="password",

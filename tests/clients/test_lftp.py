@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from tests.clients.checks import assert_clean, assert_same_bytes, assert_uploaded_once, require, run
-from tests.clients.conftest import HOST, SIZES, TENANT, Run, ServerThread
+from tests.clients.conftest import FEED, HOST, SIZES, TENANT, Run, ServerThread
 from tests.conftest import TEST_PASSWORD
 
 
@@ -47,16 +47,16 @@ def test_put_then_get(
 def test_mirror_reverse(
     server: ServerThread, known_hosts: Path, payloads: dict[str, Path], tmp_path: Path
 ) -> None:
-    """``mirror -R`` makes the folder on the server and sends every file once."""
-    folder = tmp_path / "calls"
+    """``mirror -R`` makes the folder on the server (below a feed folder), sends each file once."""
+    folder = tmp_path / "batch"
     folder.mkdir()
     for label, payload in payloads.items():
         (folder / f"mirror-{label}.csv").write_bytes(payload.read_bytes())
 
-    assert_clean(lftp(server, known_hosts, tmp_path, "mirror -R calls in/calls"))
+    assert_clean(lftp(server, known_hosts, tmp_path, f"mirror -R batch in/{FEED}/batch"))
     for label, payload in payloads.items():
-        assert_uploaded_once(server, f"in/calls/mirror-{label}.csv", payload)
+        assert_uploaded_once(server, f"in/{FEED}/batch/mirror-{label}.csv", payload)
 
-    assert_clean(lftp(server, known_hosts, tmp_path, "mirror in/calls back"))
+    assert_clean(lftp(server, known_hosts, tmp_path, f"mirror in/{FEED}/batch back"))
     for label, payload in payloads.items():
         assert_same_bytes(tmp_path / "back" / f"mirror-{label}.csv", payload)

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from tests.clients.checks import assert_clean, assert_same_bytes, assert_uploaded_once, require, run
-from tests.clients.conftest import HOST, SIZES, TENANT, Run, ServerThread
+from tests.clients.conftest import FEED, HOST, SIZES, TENANT, Run, ServerThread
 from tests.clients.openssh import askpass_env, ssh_options
 from tests.conftest import TEST_PASSWORD
 
@@ -39,17 +39,17 @@ def test_put_then_get(
 def test_put_recursive(
     server: ServerThread, known_hosts: Path, payloads: dict[str, Path], tmp_path: Path
 ) -> None:
-    """``put -r`` makes the folder and sends every file, silently (no setstat complaint)."""
-    folder = tmp_path / "calls"
+    """``put -r`` makes the (feed) folder and sends every file, silently (no setstat complaint)."""
+    folder = tmp_path / FEED
     folder.mkdir()
     for label, payload in payloads.items():
         (folder / f"put-r-{label}.csv").write_bytes(payload.read_bytes())
 
-    assert_clean(sftp(server, known_hosts, tmp_path, "put -r calls in/"))
+    assert_clean(sftp(server, known_hosts, tmp_path, f"put -r {FEED} in/"))
     for label, payload in payloads.items():
-        assert_uploaded_once(server, f"in/calls/put-r-{label}.csv", payload)
+        assert_uploaded_once(server, f"in/{FEED}/put-r-{label}.csv", payload)
 
-    assert_clean(sftp(server, known_hosts, tmp_path, "get -r in/calls back"))
+    assert_clean(sftp(server, known_hosts, tmp_path, f"get -r in/{FEED} back"))
     for label, payload in payloads.items():
         assert_same_bytes(tmp_path / "back" / f"put-r-{label}.csv", payload)
 

@@ -32,7 +32,9 @@ def psftp(server: ServerThread, cwd: Path, *commands: str) -> Run:
     password = cwd / "password.txt"
     password.write_text(TEST_PASSWORD)
     password.chmod(0o600)
-    pins = [arg for key in server.host_keys() for arg in ("-hostkey", key.get_fingerprint("sha256"))]
+    pins = [
+        arg for key in server.host_keys() for arg in ("-hostkey", key.get_fingerprint("sha256"))
+    ]
     return run(
         [require("psftp"), "-batch", "-P", str(server.port), *pins, "-pwfile", str(password),
          "-b", str(batch), f"{TENANT}@{HOST}"],

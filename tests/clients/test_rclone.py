@@ -22,7 +22,8 @@ from tests.conftest import TEST_PASSWORD
 
 @pytest.fixture(scope="module")
 def obscured_password(tmp_path_factory: pytest.TempPathFactory) -> str:
-    result = run([require("rclone"), "obscure", "-"], tmp_path_factory.mktemp("rclone"), stdin=TEST_PASSWORD)
+    folder = tmp_path_factory.mktemp("rclone")
+    result = run([require("rclone"), "obscure", "-"], folder, stdin=TEST_PASSWORD)
     assert_clean(result)
     return result.stdout.strip()
 
@@ -53,7 +54,8 @@ def test_copyto_and_back(
     remote = f"in/rclone-{label}.csv"
 
     assert_clean(rclone(
-        server, known_hosts, obscured_password, tmp_path, "copyto", str(payloads[label]), f":sftp:{remote}"
+        server, known_hosts, obscured_password, tmp_path,
+        "copyto", str(payloads[label]), f":sftp:{remote}",
     ))
     assert_uploaded_once(server, remote, payloads[label])
 
