@@ -22,7 +22,7 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a script: make the repository importable as for -m
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench import end_to_end, processor, sessions, transfers
+from bench import end_to_end, processor, remote_pacing, sessions, transfers
 from bench.clients import CIPHER, KEX, PINNED, AsyncsshClient, ClientError
 from bench.context import BenchContext
 from bench.errors import NotAvailable
@@ -49,6 +49,7 @@ CASES: dict[int, tuple[str, Callable[[BenchContext], list[Measure]]]] = {
     5: ("memory of idle sessions", sessions.case_5),
     6: ("processor and embedded API", processor.case_6),
     7: ("end to end: upload, run, report", end_to_end.case_7),
+    8: ("remote Signal API destination at its rate limit", remote_pacing.case_8),
 }
 OPENSSH_CASES = frozenset({1, 2, 3, 4, 5})
 
@@ -176,6 +177,11 @@ def method(plan: Plan) -> list[str]:
         "rows spoiled on purpose; errors count only other rejects); its peer is a plain read of the "
         "same file with pandas, openpyxl or xlrd in a fresh interpreter, imports excluded, alternating "
         "in the same run. `python -m bench.processor_speed` prints the same, stage by stage."),
+        ("Remote destination (case 8): `python -m bench.remote_pacing`, in the bench process: the "
+        "ledger's API of a data dir of its own over HTTP on loopback, its rate limit on, and an inbox "
+        "whose calls feed posts to it through `Ingest.run`; the figure is the sustained rate as a "
+        "share of the limit (a window over the mean gap between request k and k + limit, at the "
+        "server), the errors are its 429s and any answer but 201."),
     ]
     if plan.quick:
         sentences.append("**Quick run:** sizes and counts reduced; the absolute targets do not apply.")

@@ -10,7 +10,7 @@ KiB = 1024
 MiB = 1024 * KiB
 MB = 1000 * 1000
 
-ALL_CASES = (1, 2, 3, 4, 5, 6, 7)
+ALL_CASES = (1, 2, 3, 4, 5, 6, 7, 8)
 
 
 @dataclass(frozen=True)
@@ -33,6 +33,10 @@ class Plan:
     api_concurrency: int = 8
     # End to end posts every row of the file; a run takes minutes, and there is no peer to alternate with.
     e2e_runs: int = 3
+    # A remote destination at its token's limit (case 8, bench/remote_pacing.py): one run, mostly idle.
+    remote_limit: int = 100
+    remote_window: float = 60.0
+    remote_minutes: float = 5.0
     quick: bool = False
 
     @property
@@ -57,6 +61,9 @@ QUICK = Plan(
     signal_file_bytes=500 * 1000,
     api_posts=200,
     e2e_runs=1,
+    remote_limit=50,
+    remote_window=5.0,
+    remote_minutes=0.5,
     quick=True,
 )
 
