@@ -29,6 +29,7 @@ from sftpd.asyncssh_compat import (
 from tests.conftest import TEST_PASSWORD, free_port
 from tests.sftpd.commands import rclone, rclone_obscure
 from tests.sftpd.conftest import TENANT, RunningServer
+from tests.support.clients import asyncssh_connect
 from tests.support.daemon import project_env
 
 SUBPROCESS_TIMEOUT_SECONDS = 60
@@ -174,3 +175,18 @@ async def test_rclone_uploads_of_every_size_arrive_intact(
     assert hashlib.sha256(stored).hexdigest() == hashlib.sha256(content).hexdigest()
     [upload] = await server.recorded()
     assert (upload.size, upload.sha256) == (size, hashlib.sha256(content).hexdigest())
+
+
+async def test_a_session_ended_by_a_malformed_request_exits_non_zero_saying_why(
+    server: RunningServer,
+) -> None:
+    async with asyncssh_connect(server.port, TENANT, TEST_PASSWORD) as conn:
+        writer, reader, stderr = await conn.open_session(subsystem="sftp", encoding=None)
+        writer.write((5).to_bytes(4, "big") + bytes([1]) + (3).to_bytes(4, "big"))  # INIT v3
+        length = int.from_bytes(await reader.readexactly(4), "big")
+        assert (await reader.readexactly(length))[0] == 2  # VERSION
+        writer.write((1).to_bytes(4, "big") + bytes([3]))  # an OPEN without its request id
+        message = await stderr.read()
+        await writer.channel.wait_closed()
+        assert writer.channel.get_exit_status() == 1
+    assert message.startswith(b"sftpd: the SFTP session ended: "), message
