@@ -376,8 +376,7 @@ class TenantSFTPServer(asyncssh.SFTPServer):
             keep=self._recorder.wants_files and not temporary and not empty
         )
         if empty and not temporary:
-            log.info("upload.empty", tenant=self._tenant, path=upload.path.relative,
-                     reason="an empty file is published but not recorded as an upload")
+            self._log_empty(upload.path)
         elif not temporary:
             self._recorder.completed(self._tenant, upload.path.relative, self._local(upload.path),
                                      published.size, published.sha256, published.kept)
@@ -417,8 +416,16 @@ class TenantSFTPServer(asyncssh.SFTPServer):
             except BaseException:
                 os.unlink(kept)
                 raise
+            if size == 0:
+                os.unlink(kept)
+                self._log_empty(target)
+                return
             self._recorder.completed(self._tenant, target.relative, self._local(target), size,
                                      sha256, kept)
+
+    def _log_empty(self, path: VirtualPath) -> None:
+        log.info("upload.empty", tenant=self._tenant, path=path.relative,
+                 reason="an empty file is published but not recorded as an upload")
 
     def _change_upload(self, upload: IncomingFile, attrs: SFTPAttrs) -> None:
         """A setstat of an upload still open: a size is applied like a write (within the size

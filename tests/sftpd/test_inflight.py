@@ -76,7 +76,11 @@ async def test_an_empty_upload_is_published_but_not_recorded(server: RunningServ
     async with asyncssh_sftp(server.port, TENANT, TEST_PASSWORD) as sftp:
         await (await sftp.open("/in/empty.csv", "wb")).close()
         assert (await sftp.stat("/in/empty.csv")).size == 0
+        await (await sftp.open("/in/other.csv.filepart", "wb")).close()
+        await sftp.rename("/in/other.csv.filepart", "/in/other.csv")
     assert (server.inbox() / "empty.csv").read_bytes() == b""
+    assert (server.inbox() / "other.csv").read_bytes() == b""
+    assert list(server.in_flight().iterdir()) == []
     assert await server.recorded() == []
     assert await server.completed() == []
 
