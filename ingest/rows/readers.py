@@ -23,7 +23,9 @@ a person reads them: whole numbers without ``.0``, others in positional notation
 Signal API's Excel format, which is read in the tenant's time zone, as Excel cells carry no zone. A
 date without a time becomes midnight: calamine cannot tell a date cell from a date-time cell at
 midnight, and midnight is what the serial number means. Time-of-day cells become ``HH:MM:SS``.
-Error cells (``#N/A``) and formulas saved without a value are missing.
+Error cells (``#N/A``) and formulas saved without a value are missing. A sheet's cells become text a
+column at a time, each kind of cell rendered by polars in one go (``ingest.rows.cell_text``), and
+reach validation as polars columns.
 """
 
 from __future__ import annotations
@@ -33,14 +35,14 @@ import csv
 import io
 import itertools
 from collections.abc import Callable, Sequence
-from datetime import date, datetime, time, timedelta
-from decimal import Decimal
+from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
 import polars as pl
 import python_calamine
 
+from ingest.rows.cell_text import datetime_texts, number_texts, value_text
 from ingest.rows.errors import FileRejected
 from ingest.rows.gcpause import collection_paused
 
@@ -60,10 +62,6 @@ ZIP_MAGIC = b"PK\x03\x04"
 OLE2_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
 # How many leading bytes are inspected for the NUL pattern of BOM-less UTF-16.
 UTF16_SNIFF_BYTES = 256
-# Integers beyond this cannot be stored exactly in a spreadsheet cell (a double).
-EXACT_FLOAT_INTEGER = 2**53
-# Months, days, hours, minutes and seconds as two digits: a lookup costs less than formatting.
-_TWO_DIGITS = tuple(f"{number:02d}" for number in range(60))
 
 
 class Table:
@@ -323,31 +321,49 @@ def _read_workbook(path: Path) -> Table:
         return Table(header=[], rows=[])
     header = _header([_cell_text(cell) for cell in sheet[0]])
     del sheet[0]
-    return _table(header, sheet, _cell_texts, _record_texts)
+    if not sheet:
+        return Table(header, [])
+    columns = [_cell_column(cells) for cells in zip(*sheet)]
+    del sheet
+    width = len(header)
+    if width and all(column.null_count() == column.len() for column in columns[width:]):
+        return Table.from_series(header, columns[:width])
+    # Cells beyond the header (or no header at all): the rows say what validation sees.
+    texts = [column.to_list() for column in columns]
+    return Table(header, [_fit(row, width) for row in map(list, zip(*texts))])
 
 
-def _record_texts(record: list[Any]) -> list[str | None]:
-    return [
-        (None if (text := cell.strip()) in MISSING else text)
-        if type(cell) is str
-        else _cell_text(cell)
-        for cell in record
-    ]
+def _cell_column(cells: Sequence[Any]) -> pl.Series:
+    """A column of calamine cells as polars text.
 
-
-def _cell_texts(cells: Sequence[Any]) -> list[str | None]:
-    """A column of cells as text, each distinct cell rendered once.
-
-    Distinct cells are keyed by value, which is safe as long as the column holds text and at most
-    one other type: ``1 == 1.0 == True`` would otherwise merge cells rendered differently.
+    Text is stripped in Python (cheaper than in polars for short values). Numbers, date-times and
+    dates are each gathered into a polars column of their own kind and rendered there, with no
+    Python call per cell; the rare other kinds (booleans, times, durations) are rendered cell by
+    cell; the kinds are then laid over each other. Calamine gives empty and error cells as ``""``.
     """
     kinds = set(map(type, cells))
     if kinds == {str}:
-        return _clean_texts(cells)
-    if len(kinds - {str}) > 1:
-        return list(map(_cell_text, cells))
-    texts = {cell: _cell_text(cell) for cell in set(cells)}
-    return list(map(texts.__getitem__, cells))
+        return pl.Series(_clean_texts(cells), dtype=pl.String)
+    parts = [
+        pl.Series(
+            [None if type(cell) is not str or (text := cell.strip()) in MISSING else text for cell in cells],
+            dtype=pl.String,
+        )
+    ]
+    if float in kinds:
+        numbers = pl.Series([cell if type(cell) is float else None for cell in cells], dtype=pl.Float64)
+        parts.append(number_texts(numbers))
+    if datetime in kinds:
+        moments = pl.Series([cell if type(cell) is datetime else None for cell in cells], dtype=pl.Datetime("us"))
+        parts.append(datetime_texts(moments))
+    if date in kinds:
+        days = pl.Series([cell if type(cell) is date else None for cell in cells], dtype=pl.Date)
+        parts.append(datetime_texts(days.cast(pl.Datetime("us"))))
+    others = kinds - {str, float, datetime, date}
+    if others:
+        parts.append(pl.Series([value_text(cell) if type(cell) in others else None for cell in cells],
+                               dtype=pl.String))
+    return pl.select(pl.coalesce(part.rename(str(number)) for number, part in enumerate(parts))).to_series()
 
 
 def _cell_text(cell: Any) -> str | None:
@@ -355,37 +371,4 @@ def _cell_text(cell: Any) -> str | None:
     if isinstance(cell, str):
         text = cell.strip()
         return None if text in MISSING else text
-    if isinstance(cell, bool):
-        return "true" if cell else "false"
-    if isinstance(cell, int):
-        return str(cell)
-    if isinstance(cell, float):
-        return _number_text(cell)
-    if isinstance(cell, datetime):
-        return _excel_datetime(cell)
-    if isinstance(cell, date):
-        return _excel_datetime(datetime.combine(cell, time()))
-    if isinstance(cell, time):
-        return cell.strftime("%H:%M:%S")
-    if isinstance(cell, timedelta):
-        minutes, seconds = divmod(int(cell.total_seconds()), 60)
-        hours, minutes = divmod(minutes, 60)
-        return f"{hours}:{minutes:02d}:{seconds:02d}"
-    return None if cell is None else str(cell)
-
-
-def _number_text(value: float) -> str:
-    if value.is_integer() and abs(value) < EXACT_FLOAT_INTEGER:
-        return str(int(value))
-    text = repr(value)
-    return format(Decimal(text), "f") if "e" in text else text
-
-
-def _excel_datetime(moment: datetime) -> str:
-    hour = moment.hour
-    millis = f".{moment.microsecond // 1000:03d}" if moment.microsecond else ""
-    return (
-        f"{moment.year:04d}/{_TWO_DIGITS[moment.month]}/{_TWO_DIGITS[moment.day]}"
-        f" {_TWO_DIGITS[hour % 12 or 12]}:{_TWO_DIGITS[moment.minute]}"
-        f":{_TWO_DIGITS[moment.second]}{millis} {'PM' if hour >= 12 else 'AM'}"
-    )
+    return value_text(cell)
