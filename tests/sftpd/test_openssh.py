@@ -166,3 +166,15 @@ async def test_sftp_session_ends_with_exit_status_zero(
 
     assert run.returncode == 0, run.stderr
     assert "Exit status 0" in run.stderr
+
+
+async def test_scp_refused_upload_exits_non_zero_with_the_reason(
+    server: RunningServer, openssh: OpenSSHClient
+) -> None:
+    (openssh.work_dir / "notes.txt").write_bytes(b"hello\n")
+
+    run = await scp(openssh, TEST_PASSWORD, "notes.txt", f"{remote(TENANT)}/in/")
+
+    assert run.returncode != 0
+    assert "file type .txt is not accepted; use CSV, XLS, XLSX" in run.stderr
+    assert list(server.inbox().iterdir()) == []

@@ -35,6 +35,8 @@ async def test_ssh_gets_one_line_saying_sftp_only(server: RunningServer, tmp_pat
         lines = run.stderr.strip().splitlines()
         assert lines[-1].strip().startswith("sftpd: this server offers SFTP only"), run.stderr
         assert run.stdout == ""
+        if "-t" not in command:
+            assert len(lines) == 1, run.stderr
 
 
 async def test_port_forwarding_is_refused(server: RunningServer) -> None:
