@@ -294,7 +294,7 @@ class TenantSFTPServer(asyncssh.SFTPServer):
         problem = (name_error(target.name) or self._rules.path_error(target, folder=True)
                    or await self._feed_folder_error(target, folder=True))
         if problem:
-            raise SFTPPermissionDenied(f"folder refused: {problem}")
+            self._refuse_upload(target, problem, action="folder")
         self._fs.mkdir(target)
 
     def rmdir(self, path: bytes) -> None:
@@ -399,7 +399,7 @@ class TenantSFTPServer(asyncssh.SFTPServer):
             problem = (name_error(target.name) or self._rules.path_error(target, True, *below)
                        or await self._feed_folder_error(target, folder=True))
             if problem:
-                raise SFTPPermissionDenied(f"rename refused: {problem}")
+                self._refuse_upload(target, problem, action="rename")
         else:
             raise SFTPPermissionDenied(f"{source}: only files and folders can be renamed")
         self._fs.rename(source, target, replace)
@@ -469,7 +469,8 @@ class TenantSFTPServer(asyncssh.SFTPServer):
         cause: SFTPError | None = None,
         action: str = "upload",
     ) -> NoReturn:
-        """Refuse by an upload rule, telling OpenSSH users too (they see only stderr)."""
+        """Refuse by an upload rule (a file, a folder or a move), telling OpenSSH users too
+        (they see only stderr)."""
         message = (
             problem if problem.startswith(f"{action} refused") else f"{action} refused: {problem}"
         )

@@ -70,12 +70,17 @@ async def test_openssh_put_shows_the_feed_folders(
 ) -> None:
     client = OpenSSHClient(tmp_path, feed_server.port)
     (tmp_path / "x.csv").write_bytes(CSV)
+    (tmp_path / "batch").mkdir()
+    (tmp_path / "batch" / "y.csv").write_bytes(CSV)
+    reason = ("in/batch/ is not a feed folder; put files directly in in/ or in one of the feed"
+              " folders: in/orders/")
 
-    run = await client.run(OTHER_TENANT, TEST_PASSWORD, ["put x.csv in/batch/x.csv"])
+    upload = await client.run(OTHER_TENANT, TEST_PASSWORD, ["put x.csv in/batch/x.csv"])
+    folder = await client.run(OTHER_TENANT, TEST_PASSWORD, ["put -r batch in/"])
 
-    assert run.returncode != 0
-    assert ("in/batch/ is not a feed folder; put files directly in in/ or in one of the feed"
-            " folders: in/orders/") in run.stderr
+    assert upload.returncode != 0 and f"upload refused: {reason}" in upload.stderr
+    assert folder.returncode != 0 and f"folder refused: {reason}" in folder.stderr
+    assert list(feed_server.inbox(OTHER_TENANT).iterdir()) == []
 
 
 def test_the_daemon_refuses_folders_that_are_not_feeds(tmp_path: Path) -> None:
