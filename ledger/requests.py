@@ -57,6 +57,10 @@ class LedgerRequests:
         self.tolerance = api.match_tolerance_seconds
         self.max_body_bytes = api.max_body_bytes
         self.max_json_depth = api.max_json_depth
+        # Inside :meth:`batch` only: each token's admission and each tenant's dictionary, read
+        # once per batch (one moment, as one transaction), not once per row.
+        self._admitted: dict[str, Tenant | ApiError] | None = None
+        self._dictionaries: dict[str, dict[str, str]] | None = None
 
     def signal(self, tenant: Tenant, body: Any, transaction_id: str | None = None) -> Answer:
         if transaction_id is not None and not 0 < len(transaction_id.strip()) <= MAX_PATH_ID_LENGTH:
@@ -149,9 +153,18 @@ class LedgerRequests:
 
     @contextmanager
     def batch(self) -> Iterator[sqlite3.Connection]:
-        """One ledger transaction around many requests: each store call joins it."""
+        """One ledger transaction around many requests: each store call joins it.
+
+        A batch is one moment: a token is admitted, and a tenant's data dictionary read, once in
+        it. Only the in-process writer, with a ``LedgerRequests`` of its own, makes batches; the
+        HTTP handlers never do, so each of their requests reads both afresh.
+        """
         with self.store.db.transaction() as conn:
-            yield conn
+            self._admitted, self._dictionaries = {}, {}
+            try:
+                yield conn
+            finally:
+                self._admitted = self._dictionaries = None
 
     def apply_once(self, conn: sqlite3.Connection, gate: Gatekeeper, tenant: str, token: str,
                    request_id: int, key: str, method: str, path: str, text: str) -> Answer:
@@ -166,10 +179,9 @@ class LedgerRequests:
         row is tried again once the token is fixed. A refused request
         writes nothing: whatever the store began for it is rolled back to its savepoint.
         """
-        try:
-            admitted = gate.admit(token)
-        except ApiError as refused:  # about the token, not the request: never remembered
-            return Answer(refused.status_code, refused.body())
+        admitted = self._admit_once(gate, token)
+        if isinstance(admitted, ApiError):  # about the token, not the request: never remembered
+            return Answer(admitted.status_code, admitted.body())
         seen = conn.execute(
             "SELECT status, answer FROM delivered_requests WHERE outbox_id = ? AND request_key = ?",
             (request_id, key),
@@ -188,6 +200,16 @@ class LedgerRequests:
         )
         return answer
 
+    def _admit_once(self, gate: Gatekeeper, token: str) -> Tenant | ApiError:
+        """The gate's answer for ``token``, asked once per batch."""
+        memo = self._admitted if self._admitted is not None else {}
+        if token not in memo:
+            try:
+                memo[token] = gate.admit(token)
+            except ApiError as refused:
+                memo[token] = refused
+        return memo[token]
+
     def forget_delivered(self, before: float) -> int:
         """Drop remembered answers recorded before ``before`` (epoch seconds); a replay comes
         at the next run, long before."""
@@ -201,7 +223,11 @@ class LedgerRequests:
         items = list(items)
         if not items:
             return {}
-        fields = {field.casefold(): field for field in self.tenants.dictionary(tenant.name)}
+        fields = self._dictionaries.get(tenant.name) if self._dictionaries is not None else None
+        if fields is None:
+            fields = {field.casefold(): field for field in self.tenants.dictionary(tenant.name)}
+            if self._dictionaries is not None:
+                self._dictionaries[tenant.name] = fields
         data: dict[str, str] = {}
         for name, value in items:
             field = fields.get(name.casefold())
