@@ -323,7 +323,7 @@ def _read_workbook(path: Path) -> Table:
     del sheet[0]
     if not sheet:
         return Table(header, [])
-    columns = [_cell_column(cells) for cells in zip(*sheet)]
+    columns = _cell_columns(list(zip(*sheet)))
     del sheet
     width = len(header)
     if width and all(column.null_count() == column.len() for column in columns[width:]):
@@ -333,23 +333,35 @@ def _read_workbook(path: Path) -> Table:
     return Table(header, [_fit(row, width) for row in map(list, zip(*texts))])
 
 
-def _cell_column(cells: Sequence[Any]) -> pl.Series:
-    """A column of calamine cells as polars text.
+def _cell_columns(columns: list[tuple[Any, ...]]) -> list[pl.Series]:
+    """Columns of calamine cells as polars text.
 
-    Text is stripped in Python (cheaper than in polars for short values). Numbers, date-times and
-    dates are each gathered into a polars column of their own kind and rendered there, with no
+    Each column's text cells are cleaned by polars, all columns in one go. Its numbers, date-times
+    and dates are each gathered into a polars column of their own kind and rendered there, with no
     Python call per cell; the rare other kinds (booleans, times, durations) are rendered cell by
     cell; the kinds are then laid over each other. Calamine gives empty and error cells as ``""``.
     """
-    kinds = set(map(type, cells))
-    if kinds == {str}:
-        return pl.Series(_clean_texts(cells), dtype=pl.String)
-    parts = [
-        pl.Series(
-            [None if type(cell) is not str or (text := cell.strip()) in MISSING else text for cell in cells],
-            dtype=pl.String,
-        )
+    texts: list[pl.Series] = []
+    rendered: list[list[pl.Series]] = []
+    for number, cells in enumerate(columns):
+        kinds = set(map(type, cells))
+        if kinds == {str}:
+            texts.append(pl.Series(str(number), cells, dtype=pl.String))
+            rendered.append([])
+        else:
+            texts.append(pl.Series(str(number), [c if type(c) is str else None for c in cells], dtype=pl.String))
+            rendered.append(_rendered(cells, kinds))
+    cleaned = pl.DataFrame(texts).select(_cleaned(pl.col(column.name)) for column in texts).get_columns()
+    return [
+        pl.select(pl.coalesce(text, *(part.rename(f"part{n}") for n, part in enumerate(parts)))).to_series()
+        if parts else text
+        for text, parts in zip(cleaned, rendered)
     ]
+
+
+def _rendered(cells: Sequence[Any], kinds: set[type]) -> list[pl.Series]:
+    """The cells that are not text as text, a column for each kind (missing elsewhere)."""
+    parts = []
     if float in kinds:
         numbers = pl.Series([cell if type(cell) is float else None for cell in cells], dtype=pl.Float64)
         parts.append(number_texts(numbers))
@@ -363,7 +375,7 @@ def _cell_column(cells: Sequence[Any]) -> pl.Series:
     if others:
         parts.append(pl.Series([value_text(cell) if type(cell) in others else None for cell in cells],
                                dtype=pl.String))
-    return pl.select(pl.coalesce(part.rename(str(number)) for number, part in enumerate(parts))).to_series()
+    return parts
 
 
 def _cell_text(cell: Any) -> str | None:
