@@ -215,7 +215,7 @@ class Poster:
                 wait = self._throttle_wait(reply, throttles, limiter)
                 log.warning("post.throttled", tenant=entry.item.tenant, destination=_origin(entry.item.url),
                             retry_after=round(wait, 3), in_a_row=throttles)
-                if wait > self.settings.backoff_max_seconds:
+                if reply.retry_after is not None and reply.retry_after > self.settings.backoff_max_seconds:
                     down = f"{reply.error}; asked to retry after {wait:.0f}s"
                 elif throttles >= self.settings.max_attempts:
                     down = f"{_origin(entry.item.url)} answered {throttles} requests in a row with HTTP 429"

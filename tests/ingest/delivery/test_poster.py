@@ -410,6 +410,17 @@ async def test_a_429_holds_the_token_for_its_retry_after_and_is_not_a_try_of_the
     assert attempts_and_set_aside(state_db) == [(1, None), (1, None)]
 
 
+async def test_a_429_without_retry_after_still_holds_the_token_for_a_slot_of_the_limit(
+    limited: Ingest, tenants: TenantStore, uploads: UploadStore, tenant: Tenant, fake_api: FakeApi
+) -> None:
+    fake_api.answer(status(429, THROTTLED))
+    summary = await post(limited, tenants, uploads, signals(1))
+    await limited.aclose()
+    assert summary.ok
+    first, second = fake_api.received
+    assert second.key == first.key and second.at - first.at >= 0.2  # 5 per 1 s: a slot is 0.2 s
+
+
 async def test_429s_in_a_row_end_the_tokens_posting_with_every_row_pending_and_untouched(
     ingest: Ingest, state_db: Database, tenants: TenantStore, uploads: UploadStore, tenant: Tenant,
     fake_api: FakeApi,
