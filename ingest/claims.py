@@ -145,6 +145,12 @@ class Claims:
         holder = Holder(row["name"], row["run_id"], row["host"], row["pid"], row["token"], row["expires_at"])
         return holder if self._alive(holder, time.time()) else None
 
+    def tenants_of(self, run_id: int) -> list[str]:
+        """The tenants run ``run_id`` holds now (and so is working on)."""
+        rows = self.db.query("SELECT name FROM ingest_claims WHERE run_id = ? AND name LIKE 'tenant:%'"
+                             " ORDER BY name", (run_id,))
+        return [row["name"].removeprefix("tenant:") for row in rows]
+
     @contextmanager
     def held(self, name: str, run_id: int | None = None) -> Iterator[Claim]:
         """Hold ``name`` for a short piece of blocking work (no renewal)."""

@@ -25,7 +25,7 @@ from core.logs import get_logger
 from core.tenants import TenantStore
 from core.uploads import Upload, UploadStore
 from ingest.claims import SCAN, ClaimHeld, Claims, process_exists, tenant_claim
-from ingest.delivery.outbox import Outbox
+from ingest.delivery.outbox import Outbox, Pace
 from ingest.notify import Mailer
 from ingest.processor import Processor, Progress, RunSummary
 from ingest.schedule import Schedule
@@ -50,7 +50,8 @@ USER_AGENT = "sftp-inbox-ingest"
 
 @dataclass(frozen=True)
 class UploadStatus:
-    """One upload as ``sftpctl uploads`` shows it, with its row counts once processed."""
+    """One upload as ``sftpctl uploads`` shows it, with its row counts once processed, and while
+    rows wait, when the last should be delivered at the last minute's pace (None if none moved)."""
 
     id: int
     path: str
@@ -65,6 +66,7 @@ class UploadStatus:
     rejected: int
     pending: int
     report: str | None
+    expected_finish: str | None = None
 
 
 class Ingest:
@@ -206,6 +208,11 @@ class Ingest:
         self.run_store.mark_gone(process_exists)
         return self.run_store.recent(limit)
 
+    def run_pace(self, run_id: int) -> Pace:
+        """How the delivery of a running run goes: the files of the tenants it holds now."""
+        uploads = [staged.upload_id for staged in self.staged.processing(self.claims.tenants_of(run_id))]
+        return self.outbox.pace(uploads)
+
     def retry_rows(self, ids: Sequence[int] = (), tenant: str | None = None) -> int:
         """``sftpctl outbox retry``: rows back to pending, and their finished files reopened, in
         one transaction (the outbox owns the rows, the staged store the files)."""
@@ -217,12 +224,14 @@ class Ingest:
         for upload in self.uploads.history(tenant, limit):
             entry = staged.get(upload.id)
             counts = self.outbox.counts(upload.id) if entry else None
+            finish = self.outbox.pace([upload.id]).expected_finish() if counts and counts.pending else None
             states.append(UploadStatus(
                 id=upload.id, path=upload.path, size=upload.size, received_at=upload.received_at,
                 source=upload.source, state=upload.state, detail=upload.detail,
                 feed=entry.feed if entry else None, posted=counts.posted if counts else 0,
                 failed=counts.failed if counts else 0, rejected=counts.rejected if counts else 0,
                 pending=counts.pending if counts else 0, report=entry.report if entry else None,
+                expected_finish=finish,
             ))
         return states
 

@@ -3,12 +3,14 @@
 Piped or redirected, every event is one plain ``event key=value ...`` line, easy to grep and
 stable for scripts (``file.progress`` comes at most once a second per file). On a terminal the
 ``file.progress`` events redraw one status line instead (a bar, rows per second and the time
-left), and every other event is printed above it.
+left), and every other event is printed above it. A reader that goes away (``| head``) stops
+the printing, never the run: the run still finishes its work.
 """
 
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from typing import Any, TextIO
 
 from core.display import text_for_terminal
@@ -19,19 +21,38 @@ BAR_WIDTH = 24
 class RunPrinter:
     """A ``Progress`` callback (see ``ingest.processor.Progress``) that prints to ``stream``."""
 
-    def __init__(self, stream: TextIO | None = None, terminal: bool | None = None) -> None:
+    def __init__(self, stream: TextIO | None = None, terminal: bool | None = None,
+                 on_gone: Callable[[], None] | None = None) -> None:
         self.stream = stream or sys.stdout
         self.terminal = self.stream.isatty() if terminal is None else terminal
+        self.gone = False
+        self._on_gone = on_gone
         self._status = ""
 
     def __call__(self, event: str, **fields: Any) -> None:
         if self.terminal and event == "file.progress":
-            self._show_status(status_line(fields))
+            self._write(lambda: self._show_status(status_line(fields)))
             return
-        self._clear_status()
         detail = " ".join(f"{key}={value}" for key, value in fields.items())
-        self.stream.write(text_for_terminal(f"{event} {detail}".rstrip()) + "\n")
-        self.stream.flush()
+        self.note(f"{event} {detail}".rstrip())
+
+    def note(self, text: str) -> None:
+        """A line of free text, above the status line."""
+        def write() -> None:
+            self._clear_status()
+            self.stream.write(text_for_terminal(text) + "\n")
+            self.stream.flush()
+        self._write(write)
+
+    def _write(self, write: Callable[[], None]) -> None:
+        if self.gone:
+            return
+        try:
+            write()
+        except BrokenPipeError:
+            self.gone = True
+            if self._on_gone is not None:
+                self._on_gone()
 
     def _show_status(self, line: str) -> None:
         padding = " " * max(0, len(self._status) - len(line))

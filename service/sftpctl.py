@@ -32,6 +32,7 @@ from ingest.rows.fields import DICTIONARY_SECTIONS
 from service.context import Context
 from service.embedded_api import embedded_api_running, serving_note
 from service.output import print_fields, print_json, print_table, print_text, to_plain
+from service.progress import RunPrinter
 from service.purge import purge_tenant
 from service.settings import add_settings_arguments, settings_from_args
 
@@ -75,7 +76,7 @@ exit codes:
        rows or files)
   2    usage: a wrong argument, setting, name or value (a tenant name, a password, a feed file)
   3    not_found: no such tenant, feed, outbox row or file
-  4    conflict: not in the present state (the tenant exists, a run is in progress, the row
+  4    conflict: not in the present state (the tenant exists, a run works on the tenant, the row
        was posted)
   70   internal: an unexpected error; one line, then a JSON log line with the traceback
   130  interrupted
@@ -492,31 +493,19 @@ def run(context: Context, args: argparse.Namespace) -> int:
     if args.tenant:
         context.tenants.get(args.tenant)
 
-    stdout_gone = False
-
-    def say(text: str) -> None:
-        nonlocal stdout_gone
-        if args.json or stdout_gone:
-            return
-        try:
-            print_text(text)
-            sys.stdout.flush()
-        except BrokenPipeError:  # the reader went away: the run still finishes its work
-            stdout_gone = True
-            _silence_stdout()
-
-    def progress(event: str, **fields: Any) -> None:
-        say(f"{event} {' '.join(f'{key}={value}' for key, value in fields.items())}".rstrip())
+    # A reader that goes away (``| head``) silences the output; the run still finishes its work.
+    printer = RunPrinter(on_gone=_silence_stdout)
 
     async def go() -> Any:
         async with embedded_api_running(context.settings, context.tenants) as embedded_base:
-            if embedded_base:
-                say(serving_note(context.settings, embedded_base))
-            return await context.ingest.run(tenant=args.tenant, trigger="manual", progress=progress,
+            if embedded_base and not args.json:
+                printer.note(serving_note(context.settings, embedded_base))
+            return await context.ingest.run(tenant=args.tenant, trigger="manual",
+                                            progress=None if args.json else printer,
                                             embedded_base=embedded_base)
 
     summary = asyncio.run(go())
-    if stdout_gone:
+    if printer.gone:
         return EXIT_BROKEN_PIPE
     if args.json:
         print_json(summary)
@@ -524,11 +513,18 @@ def run(context: Context, args: argparse.Namespace) -> int:
 
 
 def runs(context: Context, args: argparse.Namespace) -> None:
-    rows = [to_plain(record) for record in context.ingest.runs(args.limit)]
+    rows = []
+    for record in context.ingest.runs(args.limit):
+        row = to_plain(record)
+        if record.status == "running":  # rows of the tenants it works on now, and its expected finish
+            pace = context.ingest.run_pace(record.id)
+            row.update(posted=pace.done, pending=pace.left, expected_finish=pace.expected_finish())
+        rows.append(row)
     if args.json:
         print_json(rows)
     else:
-        columns = ["id", "trigger", "started_at", "finished_at", "status", "files", "posted", "failed", "rejected"]
+        columns = ["id", "trigger", "started_at", "finished_at", "status", "files", "posted", "failed", "rejected",
+                   "pending", "expected_finish"]
         print_table(rows, columns, empty="no runs yet")
 
 
@@ -538,7 +534,8 @@ def uploads(context: Context, args: argparse.Namespace) -> None:
     if args.json:
         print_json(rows)
     else:
-        columns = ["id", "path", "size", "received_at", "source", "state", "posted", "failed", "rejected"]
+        columns = ["id", "path", "size", "received_at", "source", "state", "posted", "failed", "rejected",
+                   "pending", "expected_finish"]
         print_table(rows, columns, empty=f"no uploads for {args.name!r}")
 
 

@@ -19,15 +19,18 @@ import json
 import sqlite3
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any, cast
 
-from core.clock import now_iso, parse_iso, utcnow
+from core.clock import iso, now_iso, parse_iso, utcnow
 from core.db import Database
 from core.errors import Conflict, NotFound
 
 #: The error of a row the operator gave up on with ``sftpctl outbox drop``.
 DROPPED = "dropped by the operator"
+# The expected finish of a file is its rows left at the pace of the last this many seconds.
+PACE_WINDOW_SECONDS = 60.0
 
 
 class OutboxState(StrEnum):
@@ -171,6 +174,29 @@ class RowCounts:
     failed: int = 0
     rejected: int = 0
     pending: int = 0
+
+
+@dataclass(frozen=True)
+class Pace:
+    """How a set of files' delivery goes: rows settled and left, and how many settled lately."""
+
+    done: int
+    left: int
+    recent: int
+    window_seconds: float
+
+    def finish_at(self, now: datetime) -> datetime | None:
+        """When the last row should be settled at the recent pace; None if nothing moved lately."""
+        if not self.left:
+            return now
+        if not self.recent:
+            return None
+        return now + timedelta(seconds=self.left * self.window_seconds / self.recent)
+
+    def expected_finish(self) -> str | None:
+        """:meth:`finish_at` from now, as the ISO text listings show."""
+        moment = self.finish_at(utcnow())
+        return iso(moment) if moment else None
 
 
 class Outbox:
@@ -330,6 +356,23 @@ class Outbox:
             rejected=by_status.get(RowStatus.REJECTED.value, 0),
             pending=pending["n"] if pending else 0,
         )
+
+    def pace(self, upload_ids: Sequence[int], window_seconds: float = PACE_WINDOW_SECONDS) -> Pace:
+        """Rows of these files delivered (posted or failed) and pending, and how many were
+        delivered in the last ``window_seconds``, for the expected finish ``sftpctl`` shows."""
+        if not upload_ids:
+            return Pace(0, 0, 0, window_seconds)
+        since = iso(utcnow() - timedelta(seconds=window_seconds))
+        marks = ",".join("?" * len(upload_ids))
+        row = self.db.query_one(
+            "SELECT COALESCE(SUM(state != ?), 0) AS done, COALESCE(SUM(state = ?), 0) AS waiting,"
+            " COALESCE(SUM(state != ? AND updated_at >= ?), 0) AS recent"
+            f" FROM ingest_outbox WHERE upload_id IN ({marks})",
+            (OutboxState.PENDING.value, OutboxState.PENDING.value, OutboxState.PENDING.value, since,
+             *upload_ids),
+        )
+        assert row is not None
+        return Pace(row["done"], row["waiting"], row["recent"], window_seconds)
 
     def results(self, upload_id: int) -> list[RowOutcome]:
         """Every row of a file with its outcome so far, in file order."""

@@ -161,6 +161,10 @@ async def test_a_slow_destination_of_one_tenant_never_holds_up_another(
             raise AssertionError("beta's report never came while acme's destination was slow")
         assert [item.state for item in uploads.history("beta")] == ["posted"]
         assert [item.state for item in uploads.history("acme")] == ["processing"]
+        # sftpctl runs: the running run works on acme now, its 2 rows left, nothing moved lately.
+        [record] = ingest.runs(1)
+        pace = ingest.run_pace(record.id)
+        assert (record.status, pace.done, pace.left, pace.expected_finish()) == ("running", 0, 2, None)
     finally:
         released.set()
     summary = await running

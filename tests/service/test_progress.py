@@ -40,3 +40,17 @@ def test_status_line_before_the_first_row_and_names_escaped() -> None:
 
 def test_durations_read_as_people_say_them() -> None:
     assert [duration(s) for s in (0.4, 42, 425, 12_000)] == ["0s", "42s", "7m05s", "3h20m"]
+
+
+class ClosedPipe(io.StringIO):
+    def write(self, text: str) -> int:
+        raise BrokenPipeError
+
+
+def test_a_reader_that_goes_away_silences_the_printer_once() -> None:
+    gone: list[bool] = []
+    printer = RunPrinter(ClosedPipe(), terminal=False, on_gone=lambda: gone.append(True))
+    printer("run.started", run=1)
+    printer("file.progress", **PROGRESS)
+    printer.note("more")
+    assert printer.gone and gone == [True]
