@@ -56,9 +56,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def check_libraries() -> None:
-    """Import the modules that rely on asyncssh's and uvicorn's internals; each checks them as
-    it is imported and raises :class:`IncompatibleDependency` if they moved. They are imported
-    here rather than at the top so that the refusal is one line, not an import traceback."""
+    """Import the modules that rely on asyncssh's and uvicorn's internals and on fastapi-offline's
+    files; each checks them as it is imported and raises :class:`IncompatibleDependency` if they
+    moved. They are imported here rather than at the top so that the refusal is one line, not an
+    import traceback."""
+    import ledger.docs_page
     import ledger.uvicorn_compat  # noqa: F401
     import sftpd.asyncssh_compat  # noqa: F401
 
