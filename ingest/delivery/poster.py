@@ -2,7 +2,8 @@
 
 Requests of one destination token go one after another, in outbox order (a later row that
 corrects an earlier one must land later), under one sliding-window limiter shared by every file of
-that token; different tokens post side by side. Each response is written to the outbox before the
+that token, and by every pass of this process posting with it at the same time (two tenants'
+feeds naming one account); different tokens post side by side. Each response is written to the outbox before the
 next request starts, which is what makes a crash resumable (see :mod:`ingest.delivery.outbox`).
 
 What the answers mean:
@@ -57,7 +58,7 @@ from core.clock import iso, parse_iso, utcnow
 from core.config import PostSettings
 from core.logs import get_logger
 from ingest.delivery.outbox import Outbox, OutboxItem
-from ingest.delivery.ratelimit import RateLimiter
+from ingest.delivery.ratelimit import RateLimiter, shared_limiter
 from ingest.store import SendLog
 
 log = get_logger("ingest.poster")
@@ -191,15 +192,25 @@ class Poster:
         self, key: str, group: list[tuple[OutboxItem, str]], report: PostReport,
         after: Callable[[OutboxItem, Delivery], None] | None,
     ) -> None:
+        """Post one token's rows, under the window of that token (shared by this process's passes)."""
+        def seed(limiter: RateLimiter) -> None:
+            now = time.time()
+            limiter.seed(now - at for at in self.send_log.since(key, now - limiter.span))
+
+        settings = self.settings
+        with shared_limiter(key, settings.rate_limit_requests, settings.rate_limit_window_seconds,
+                            seed) as limiter:
+            await self._post_rows(key, group, report, after, limiter)
+
+    async def _post_rows(
+        self, key: str, group: list[tuple[OutboxItem, str]], report: PostReport,
+        after: Callable[[OutboxItem, Delivery], None] | None, limiter: RateLimiter,
+    ) -> None:
         """Post one token's rows; a row waiting for its next try lets the next rows go first."""
-        limiter = RateLimiter(self.settings.rate_limit_requests, self.settings.rate_limit_window_seconds)
-        now = time.time()
-        limiter.seed(now - at for at in self.send_log.since(key, now - limiter.span))
         waiting = deque(_Entry(item, token) for item, token in group)
         deferred: list[tuple[float, int, _Entry]] = []  # (monotonic due time, outbox id, entry)
         answered = False  # the destination answered some row of this token in this run
         streak: list[int] = []  # ids of the rows whose tries failed since the last answer
-        hold = 0.0  # the destination asked the whole token to wait until then (monotonic)
         throttles = 0  # 429s in a row, with no other answer between
         down = ""
         while waiting or deferred:
@@ -207,8 +218,6 @@ class Poster:
             if entry.item.tenant in self._refused:
                 self._leave(entry, report)
                 continue
-            if hold > time.monotonic():
-                await asyncio.sleep(hold - time.monotonic())
             reply = await self._try(entry, key, limiter)
             if reply.status == HTTP_TOO_MANY_REQUESTS:
                 throttles += 1
@@ -222,7 +231,7 @@ class Poster:
                 if down:
                     self._leave(entry, report)
                     break
-                hold = time.monotonic() + wait
+                limiter.pause(wait)  # the whole token, in every pass of this process
                 waiting.appendleft(entry)  # its place, and not one of its tries
                 continue
             throttles = 0
@@ -251,7 +260,7 @@ class Poster:
             else:
                 due = time.monotonic() + delay
                 if reply.retry_after is not None:
-                    hold = due
+                    limiter.pause(delay)
                 heapq.heappush(deferred, (due, entry.item.id, entry))
             if len(streak) >= self.settings.max_attempts and len(set(streak)) > 1:
                 down = f"{_origin(entry.item.url)} did not answer: {reply.error}"

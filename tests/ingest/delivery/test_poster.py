@@ -548,3 +548,26 @@ async def test_the_ledgers_own_limiter_never_refuses_a_paced_remote_feed_across_
     assert statuses == [201] * 16  # not one 429
     arrivals = [at for at, _ in remote_ledger.answers]
     assert all(arrivals[i + 5] - arrivals[i] >= 1.0 for i in range(len(arrivals) - 5))
+
+
+async def test_two_tenants_posting_with_one_token_side_by_side_share_its_window(
+    ingest_settings: Settings, state_db: Database, tenants: TenantStore, uploads: UploadStore,
+    tenant: Tenant, remote_ledger: RemoteLedger,
+) -> None:
+    from tests.conftest import TEST_PASSWORD
+
+    tenants.add("beta", "ops@beta.example", TEST_PASSWORD)
+    settings = ingest_settings.replace(post__rate_limit_requests=5, post__rate_limit_window_seconds=1.0)
+    ingest = Ingest(settings, state_db, tenants, uploads)
+    feed = (f'name = "remote"\ntemplate = "calls"\n[mapping]\nkind = "call"\n[destination]\n'
+            f'url = "{remote_ledger.base_url}"\ntoken = "{remote_ledger.token}"\n')
+    for name, start in (("acme", 0), ("beta", 20)):
+        ingest.feeds.set(name, feed)
+        upload, path = drop(tenants, uploads, name, "in/remote/calls.csv", calls(6, start))
+        await ingest.stage(upload, path)
+    summary = await ingest.run()
+    await ingest.aclose()
+    assert summary.ok and sorted(item.posted for item in summary.files) == [6, 6]
+    assert [code for _, code in remote_ledger.answers] == [201] * 12  # not one 429
+    arrivals = [at for at, _ in remote_ledger.answers]
+    assert all(arrivals[i + 5] - arrivals[i] >= 1.0 for i in range(len(arrivals) - 5))

@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from ingest.delivery.ratelimit import RateLimiter
+from ingest.delivery.ratelimit import RateLimiter, shared_limiter
 from ledger.ratelimit import SlidingWindowLimiter
 
 
@@ -87,3 +87,25 @@ async def test_the_servers_sliding_window_never_refuses_whatever_the_latency() -
         await request()
     await asyncio.gather(*(request() for _ in range(14)))
     assert refused == []
+
+
+async def test_a_pause_holds_every_request_until_it_ends() -> None:
+    limiter = RateLimiter(10, 1.0)
+    limiter.pause(0.2)
+    limiter.pause(0.05)  # a shorter pause never shortens a longer one
+    started = time.monotonic()
+    await limiter.acquire()
+    assert time.monotonic() - started >= 0.2
+
+
+async def test_passes_in_progress_share_one_limiter_per_key_and_the_next_pass_starts_from_the_log() -> None:
+    seeded: list[RateLimiter] = []
+    with shared_limiter("k", 2, 1.0, seeded.append) as first:
+        with shared_limiter("k", 2, 1.0, seeded.append) as second, \
+                shared_limiter("other", 2, 1.0, seeded.append) as other:
+            assert second is first and other is not first
+        with shared_limiter("k", 2, 1.0, seeded.append) as third:
+            assert third is first
+    assert seeded == [first, other]  # each seeded once, when made
+    with shared_limiter("k", 2, 1.0, seeded.append) as later:
+        assert later is not first and seeded[-1] is later
