@@ -170,7 +170,7 @@ class Scanner:
     (unless that upload never got staged, after a crash between recording and staging: then it is
     staged now). Size and an mtime no newer than the upload record say "unchanged" without reading
     the file; anything else is hashed and compared. Hidden names and the temporary names of uploads
-    in progress are skipped.
+    in progress are skipped, and so are empty files (no rows, no upload).
     """
 
     def __init__(self, settings: Settings, tenants: TenantStore, uploads: UploadStore, stager: Stager) -> None:
@@ -241,8 +241,8 @@ class Scanner:
         return self.stager.stage(upload, path)
 
     def _files(self, inbox: Path) -> list[tuple[Path, os.stat_result]]:
-        """Regular files under ``inbox`` with their ``lstat``, no deeper than the front door lets
-        folders go."""
+        """Regular non-empty files under ``inbox`` with their ``lstat``, no deeper than the front
+        door lets folders go."""
         found: list[tuple[Path, os.stat_result]] = []
         for folder, dirs, files in os.walk(inbox, onerror=_skip_folder):
             depth = len(Path(folder).relative_to(inbox).parts)
@@ -260,7 +260,9 @@ class Scanner:
                 except OSError as exc:
                     log.warning("staging.unreadable", path=str(path), error=exc.strerror or str(exc))
                     continue
-                if stat.S_ISREG(info.st_mode):
+                # An empty file holds no rows and is no upload: the front door publishes an empty
+                # upload (so the client sees what it wrote) without recording it; nor does the scan.
+                if stat.S_ISREG(info.st_mode) and info.st_size > 0:
                     found.append((path, info))
         return found
 

@@ -185,6 +185,18 @@ async def test_scan_skips_hidden_and_in_progress_names(scanning: Ingest, tenants
     assert await scanning.scan() == []
 
 
+async def test_scan_skips_empty_files(scanning: Ingest, tenants: TenantStore, uploads: UploadStore,
+                                      tenant: Tenant) -> None:
+    """An empty file (an abandoned or zero-byte upload the front door published) is no upload."""
+    empty = tenants.folders("acme").inbox / "empty.csv"
+    empty.write_bytes(b"")
+    make_old(empty)
+    assert await scanning.scan() == [] and uploads.history("acme") == []
+    empty.write_text(SIGNALS, encoding="utf-8")  # written to later: now it is one
+    make_old(empty)
+    assert [staged.path for staged in await scanning.scan()] == ["in/empty.csv"]
+
+
 async def test_scan_leaves_alone_files_that_came_through_sftp(
     scanning: Ingest, tenants: TenantStore, uploads: UploadStore, tenant: Tenant
 ) -> None:
