@@ -42,7 +42,7 @@ from ingest.notify import Mailer, TenantRun, failure_message
 from ingest.prepare import Prepared, PrepareJob, prepare_file
 from ingest.progress import DeliveryProgress
 from ingest.reports import FileSummary, choose_report_path, write_report_at
-from ingest.rows import LAST_RANK, posting_rank
+from ingest.rows import LAST_RANK, Feed, posting_rank
 from ingest.sandbox import INTERNAL_ERROR, Limits, WorkerFailed, run_limited
 from ingest.store import (
     FeedStore,
@@ -76,6 +76,21 @@ class Progress(Protocol):
 
 def _silent(event: str, **fields: Any) -> None:
     """The progress callback of runs nobody watches."""
+
+
+@dataclass(frozen=True)
+class TenantProfile:
+    """What a run reads of a tenant once, as its pass begins: the tenant, its feeds (parsed once,
+    not once per file) and its data dictionary. Changes made during the pass count from the next."""
+
+    tenant: Tenant
+    feeds: dict[str, Feed]
+    dictionary: tuple[str, ...]
+
+    def rank(self, staged: StagedUpload) -> int:
+        """The file's place in the posting order (see :meth:`Processor._in_posting_order`)."""
+        feed = self.feeds.get(staged.feed)
+        return posting_rank(feed.mapping.kind) if feed else LAST_RANK
 
 
 @dataclass
@@ -178,6 +193,8 @@ class Processor:
         Called while holding the tenant's claim: nobody else works on its files or rows.
         """
         names = [tenant.name]
+        profile = TenantProfile(tenant, {feed.name: feed for feed in self.feeds.list(tenant.name)},
+                                tuple(self.tenants.dictionary(tenant.name)))
         work = RunWork()
         tried: set[int] = set()
 
@@ -188,11 +205,11 @@ class Processor:
             except Exception as exc:  # noqa: BLE001 - a bulkhead: the fault is this file's alone
                 work.problems.append(self._file_problem(staged, "could not be finished", exc))
 
-        for staged in self._in_posting_order(self.staged.waiting(names)):
+        for staged in self._in_posting_order(profile, self.staged.waiting(names)):
             emit("file.started", tenant=staged.tenant, file=staged.path, upload=staged.upload_id)
             try:
                 async with reading:
-                    prepared = await self._prepare(staged, tenant)
+                    prepared = await self._prepare(staged, profile)
                 work.counts = _plus(work.counts, files=1, rejected=len(prepared.rejected))
                 if prepared.error:
                     rejected = self._reject(staged, run, prepared)
@@ -233,20 +250,14 @@ class Processor:
                   upload=staged.upload_id, step=what)
         return f"{staged.tenant}: {staged.path} (upload {staged.upload_id}) {what}: {type(exc).__name__}: {exc}"
 
-    def _in_posting_order(self, waiting: list[StagedUpload]) -> list[StagedUpload]:
+    @staticmethod
+    def _in_posting_order(profile: TenantProfile, waiting: list[StagedUpload]) -> list[StagedUpload]:
         """Calls first, then lookup rows, then signals; upload order within each.
 
         Requests are posted in queue order, and a signal can only find a call the ledger already
         has, so a call-metadata file uploaded after the signals that refer to it still goes first.
         """
-
-        last = LAST_RANK
-        ranks = {
-            (tenant, feed.name): posting_rank(feed.mapping.kind)
-            for tenant in {staged.tenant for staged in waiting}
-            for feed in self.feeds.list(tenant)
-        }
-        return sorted(waiting, key=lambda staged: ranks.get((staged.tenant, staged.feed), last))
+        return sorted(waiting, key=profile.rank)
 
     def _eligible(self, only: str | None) -> tuple[list[Tenant], list[str]]:
         candidates = [self.tenants.get(only)] if only else self.tenants.all()
@@ -257,7 +268,7 @@ class Processor:
         ]
         return eligible, problems
 
-    async def _prepare(self, staged: StagedUpload, tenant: Tenant) -> Prepared:
+    async def _prepare(self, staged: StagedUpload, profile: TenantProfile) -> Prepared:
         """Read, validate and map one file in a limited child process (``ingest.sandbox``).
 
         Whatever the file does to the reader (a crash, a memory or time blow-up) or to our own
@@ -265,13 +276,13 @@ class Processor:
         """
         if staged.error:
             return Prepared.refused(staged.error)
-        feed = self.feeds.find(tenant.name, staged.feed)
+        feed = profile.feeds.get(staged.feed)
         if feed is None:
             return Prepared.refused(f"the feed {staged.feed!r} no longer exists")
         settings = self.settings
         job = PrepareJob(
             snapshot=Path(staged.snapshot), sha256=staged.sha256, feed=feed,
-            dictionary=tuple(self.tenants.dictionary(tenant.name)), timezone=tenant.timezone,
+            dictionary=profile.dictionary, timezone=profile.tenant.timezone,
             base_url=feed.destination.url or settings.embedded_api_base,
             max_upload_bytes=settings.server.max_upload_bytes,
             allowed_extensions=settings.server.allowed_extensions,

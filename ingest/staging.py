@@ -148,8 +148,9 @@ class Stager:
         if len(relative.parts) == 1:
             return self.feeds.default_name(tenant), ""
         name = relative.parts[0]
-        if self.feeds.find(tenant, name) is None:
-            known = ", ".join(feed.name for feed in self.feeds.list(tenant))
+        names = self.feeds.names(tenant)
+        if name not in names:
+            known = ", ".join(names)
             return name, (f"no feed named {name!r}: put files directly in in/ or in a feed folder"
                           f" (in/<feed>/, feeds: {known})")
         return name, ""

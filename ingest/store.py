@@ -234,6 +234,12 @@ class FeedStore:
             return parse_feed(row["text"], _source(tenant, row["name"]))
         return self.get(tenant, DEFAULT_FEED)
 
+    def names(self, tenant: str) -> Sequence[str]:
+        """The tenant's feed names (its ``in/`` folders) without parsing any feed: asked at every
+        upload by the front door and at staging."""
+        rows = self.db.query("SELECT name FROM ingest_feeds WHERE tenant = ?", (tenant,))
+        return sorted({*DEFAULT_FEED_TEXTS, *(row["name"] for row in rows)})
+
     def default_name(self, tenant: str) -> str:
         """The name of :meth:`default` without parsing any feed (staging asks for every upload)."""
         row = self.db.query_one(

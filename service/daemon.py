@@ -78,8 +78,8 @@ async def serve(settings: Settings, demo: bool = True) -> int:
     def hand_over(event: UploadCompleted) -> None:
         ingest.on_upload(event.upload, event.local_path, event.kept)
 
-    def feed_folders(tenant: str) -> list[str]:
-        return [feed.name for feed in ingest.feeds.list(tenant)]
+    def feed_folders(tenant: str) -> Sequence[str]:
+        return ingest.feeds.names(tenant)
 
     sftp = SftpServer(settings, context.tenants, context.uploads, context.defender, on_upload=hand_over,
                       feed_folders=feed_folders)

@@ -80,7 +80,7 @@ async def test_unknown_feed_folder_is_staged_with_the_reason(ingest: Ingest, ten
     staged = await ingest.stage(upload, path)
     assert staged is not None
     assert staged.error.startswith("no feed named 'orders'")
-    assert "feeds: signals, calls" in staged.error
+    assert "feeds: calls, signals" in staged.error
 
 
 async def test_a_file_changed_before_staging_is_superseded(ingest: Ingest, tenants: TenantStore,

@@ -66,6 +66,7 @@ def test_set_get_and_show_a_feed(db: Database, tenant: Tenant) -> None:
     assert feeds.get("acme", "orders").mapping.kind == "signal"
     assert feeds.text("acme", "orders") == ORDERS
     assert [item.name for item in feeds.list("acme")] == ["signals", "calls", "orders"]
+    assert feeds.names("acme") == ["calls", "orders", "signals"]  # the same, none parsed
     assert feeds.default("acme").name == "signals"
     feeds.set("acme", ORDERS, default=True)
     assert feeds.default("acme").name == "orders"
@@ -77,7 +78,7 @@ def test_a_stored_feed_replaces_the_shipped_one_of_that_name(db: Database, tenan
     feeds = FeedStore(db)
     feeds.set("acme", ORDERS.replace('name = "orders"', 'name = "calls"'))
     assert feeds.get("acme", "calls").mapping.kind == "signal"
-    assert len(feeds.list("acme")) == 2
+    assert len(feeds.list("acme")) == 2 and feeds.names("acme") == ["calls", "signals"]
 
 
 def test_a_bad_feed_is_refused_with_its_line_and_nothing_is_stored(db: Database, tenant: Tenant) -> None:
