@@ -323,13 +323,18 @@ def _read_workbook(path: Path) -> Table:
     del sheet[0]
     if not sheet:
         return Table(header, [])
-    columns = _cell_columns(list(zip(*sheet)))
-    del sheet
     width = len(header)
-    if width and all(column.null_count() == column.len() for column in columns[width:]):
-        return Table.from_series(header, columns[:width])
+    cells = list(zip(*sheet))
+    del sheet
+    # Cells beyond the header are rendered one by one: usually there are none, or they are the
+    # empty columns up to a stray cell far to the right, which polars would cost more per column.
+    beyond = [_cell_texts(column) for column in cells[width:]]
+    columns = _cell_columns(cells[:width])
+    del cells
+    if width and not any(map(any, beyond)):
+        return Table.from_series(header, columns)
     # Cells beyond the header (or no header at all): the rows say what validation sees.
-    texts = [column.to_list() for column in columns]
+    texts = [column.to_list() for column in columns] + beyond
     return Table(header, [_fit(row, width) for row in map(list, zip(*texts))])
 
 
@@ -343,7 +348,12 @@ def _cell_columns(columns: list[tuple[Any, ...]]) -> list[pl.Series]:
     """
     texts: list[pl.Series] = []
     rendered: list[list[pl.Series]] = []
+    blank = pl.Series("blank", [None] * len(columns[0]) if columns else [], dtype=pl.String)
     for number, cells in enumerate(columns):
+        if cells.count("") == len(cells):
+            texts.append(blank.alias(str(number)))
+            rendered.append([])
+            continue
         kinds = set(map(type, cells))
         if kinds == {str}:
             texts.append(pl.Series(str(number), cells, dtype=pl.String))
@@ -351,7 +361,10 @@ def _cell_columns(columns: list[tuple[Any, ...]]) -> list[pl.Series]:
         else:
             texts.append(pl.Series(str(number), [c if type(c) is str else None for c in cells], dtype=pl.String))
             rendered.append(_rendered(cells, kinds))
-    cleaned = pl.DataFrame(texts).select(_cleaned(pl.col(column.name)) for column in texts).get_columns()
+    filled = [column for column in texts if column.null_count() < column.len()]
+    done = dict(zip((column.name for column in filled),
+                    pl.DataFrame(filled).select(_cleaned(pl.col(column.name)) for column in filled).get_columns()))
+    cleaned = [done.get(column.name, column) for column in texts]
     return [
         pl.select(pl.coalesce(text, *(part.rename(f"part{n}") for n, part in enumerate(parts)))).to_series()
         if parts else text
@@ -376,6 +389,13 @@ def _rendered(cells: Sequence[Any], kinds: set[type]) -> list[pl.Series]:
         parts.append(pl.Series([value_text(cell) if type(cell) in others else None for cell in cells],
                                dtype=pl.String))
     return parts
+
+
+def _cell_texts(cells: Sequence[Any]) -> list[str | None]:
+    """A column of cells as text, one cell at a time (for the few cells beyond the header)."""
+    if cells.count("") == len(cells):
+        return [None] * len(cells)
+    return list(map(_cell_text, cells))
 
 
 def _cell_text(cell: Any) -> str | None:

@@ -248,6 +248,19 @@ def test_a_stray_blank_beyond_the_header_is_dropped(tmp_path: Path) -> None:
     assert assert_reads_as_before(path).rows == [["1"]]
 
 
+def test_a_stray_cell_in_the_last_column_reads_as_before(tmp_path: Path) -> None:
+    """16,384 columns, nearly all empty, in the header row or below it (within ``[parse]`` limits)."""
+    below = _row(1, '<c r="A1" t="inlineStr"><is><t>id</t></is></c>') + "".join(
+        _row(r, f'<c r="A{r}"><v>{r}.5</v></c>') for r in range(2, 6)
+    ) + _row(6, '<c r="XFD6" t="inlineStr"><is><t>x</t></is></c>')
+    table = assert_reads_as_before(_built(tmp_path, below))
+    assert table.rows[-1] == [None] * 16383 + ["x"]
+    beside = _row(1, '<c r="A1" t="inlineStr"><is><t>id</t></is></c>',
+                  '<c r="XFD1" t="inlineStr"><is><t>x</t></is></c>')
+    table = assert_reads_as_before(_built(tmp_path, beside + _row(2, '<c r="A2"><v>7</v></c>')))
+    assert len(table.header) == 16384 and table.rows == [["7", *[None] * 16383]]
+
+
 def test_leading_blank_rows_and_columns_keep_their_places(tmp_path: Path) -> None:
     rows = _row(1, '<c r="B1" t="inlineStr"><is><t>id</t></is></c>') + _row(3, '<c r="B3"><v>4</v></c>')
     assert assert_reads_as_before(_built(tmp_path, rows)) == Table(["", "id"], [[None, None], [None, "4"]])
