@@ -77,7 +77,7 @@ class RemoteSignalApi:
     :mod:`ingest.delivery.ratelimit`, seeded from the ``ingest_sends`` log, so the limit holds
     across runs and processes; a 429 holds the token for its ``Retry-After`` without costing the
     row a try. Against the ledger's own limiter over HTTP (``bench/remote_pacing.py``), 100 per
-    60 s: 99.8 % of the limit sustained over 5 minutes (99.25 % with 200 ms round trips), no 429.
+    60 s: 99.8 % of the limit sustained over 5 minutes (99.5 % with 200 ms round trips), no 429.
     """
 
     def __init__(self, poster: Poster) -> None:
