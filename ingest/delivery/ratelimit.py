@@ -49,6 +49,9 @@ SAFETY_SHARE = 0.001
 
 
 class RateLimiter:
+    """One token's window in this process: the completions of its last ``span`` seconds, the
+    requests in flight, and a pause the server asked for."""
+
     def __init__(self, limit: int, window: float) -> None:
         if limit < 1 or window <= 0:
             raise ValueError(f"a rate limit needs limit >= 1 and window > 0, got {limit} per {window}s")
