@@ -53,9 +53,14 @@ from ingest.store import (
     SendLog,
     StagedStore,
     StagedUpload,
+    TroubleStore,
 )
 
 log = get_logger("ingest.processor")
+
+# The kinds of delivery trouble a tenant's contact hears of once (``TroubleStore``).
+REFUSED = "refused"
+DOWN = "down"
 
 
 class Progress(Protocol):
@@ -148,6 +153,7 @@ class Processor:
         self.mailer = mailer
         self.claims = claims
         self.notices = NoticeStore(staged.db)
+        self.troubles = TroubleStore(staged.db)
 
     async def process(
         self, run: RunRecord, only: str | None, client: httpx.AsyncClient, progress: Progress | None = None,
@@ -230,13 +236,22 @@ class Processor:
         for staged in self.staged.processing(names):
             if self.outbox.counts(staged.upload_id).pending == 0:
                 finish(staged)
-        mine = _tenant_problems(report, tenant.name)
-        work.problems += mine
+        troubles = _tenant_problems(report, tenant.name)
+        work.problems += troubles.values()
+        # A trouble is mailed when it begins, not at every run while it lasts (the run's problems
+        # still name it for the operator); it ends once the destination answers again.
+        already = self.troubles.open_kinds(tenant.name)
+        if tenant.name in report.answered:
+            self.troubles.end(tenant.name, already - troubles.keys())
+        fresh = {kind: text for kind, text in troubles.items() if kind not in already}
         try:
-            await self._notify(tenant, run, mine, emit)
+            await self._notify(tenant, run, list(fresh.values()), emit)
         except Exception as exc:  # a bulkhead: the notices stay queued for the next run
             log.error("ingest.mail_failed", exc_info=True, tenant=tenant.name)
             work.problems.append(f"{tenant.name}: the failure mail could not be sent: {type(exc).__name__}: {exc}")
+        else:
+            for kind, text in fresh.items():
+                self.troubles.begin(tenant.name, kind, text)
         pending = sum(self.outbox.counts(item.upload_id).pending for item in self.staged.processing(names))
         work.counts = _plus(work.counts, posted=report.posted, failed=report.failed, pending=pending)
         return work
@@ -434,14 +449,15 @@ class Processor:
         emit("mail.sent", tenant=tenant.name, to=tenant.email, via=where)
 
 
-def _tenant_problems(report: PostReport, tenant: str) -> list[str]:
-    problems = []
+def _tenant_problems(report: PostReport, tenant: str) -> dict[str, str]:
+    """The tenant's delivery troubles of this pass, by kind (see ``TroubleStore``)."""
+    problems = {}
     if tenant in report.refused:
-        problems.append("The API refused this account's token (HTTP 401). Posting stopped; the remaining"
-                        " rows wait and are sent at the next run once the token is fixed.")
+        problems[REFUSED] = ("The API refused this account's token (HTTP 401). Posting stopped; the remaining"
+                             " rows wait and are sent at the next run once the token is fixed.")
     if tenant in report.down:
-        problems.append(f"The destination is not answering ({report.down[tenant]}); the remaining rows"
-                        " wait and are sent at the next run.")
+        problems[DOWN] = (f"The destination is not answering ({report.down[tenant]}); the remaining rows"
+                          " wait and are sent at the next run.")
     return problems
 
 
@@ -457,6 +473,7 @@ def _merged(reports: Sequence[PostReport]) -> PostReport:
         merged.failed += report.failed
         merged.left_pending += report.left_pending
         merged.refused |= report.refused
+        merged.answered |= report.answered
         for tenant, why in report.down.items():
             merged.down.setdefault(tenant, why)
     return merged

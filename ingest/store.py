@@ -151,6 +151,17 @@ MIGRATIONS = [
     ALTER TABLE ingest_runs ADD COLUMN host TEXT;
     CREATE INDEX ingest_runs_by_status ON ingest_runs (status);
     """,
+    # A tenant's delivery trouble (destination down, token refused) is mailed once when it begins,
+    # not at every run while it lasts: an open trouble is remembered until the destination answers.
+    """
+    CREATE TABLE ingest_troubles (
+        tenant TEXT NOT NULL REFERENCES tenants(name) ON DELETE CASCADE,
+        kind TEXT NOT NULL,
+        since TEXT NOT NULL,
+        reason TEXT NOT NULL,
+        PRIMARY KEY (tenant, kind)
+    );
+    """,
 ]
 
 
@@ -434,6 +445,26 @@ class Notice:
     upload_id: int
     tenant: str
     mail_key: str | None
+
+
+class TroubleStore:
+    """A tenant's open delivery troubles (``down``, ``refused``), each mailed to its contact once:
+    recorded after the mail that told of it went out, closed once the destination answers."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    def open_kinds(self, tenant: str) -> set[str]:
+        rows = self.db.query("SELECT kind FROM ingest_troubles WHERE tenant = ?", (tenant,))
+        return {row["kind"] for row in rows}
+
+    def begin(self, tenant: str, kind: str, reason: str) -> None:
+        self.db.execute("INSERT OR IGNORE INTO ingest_troubles (tenant, kind, since, reason) VALUES (?, ?, ?, ?)",
+                        (tenant, kind, now_iso(), reason))
+
+    def end(self, tenant: str, kinds: set[str]) -> None:
+        for kind in kinds:
+            self.db.execute("DELETE FROM ingest_troubles WHERE tenant = ? AND kind = ?", (tenant, kind))
 
 
 class NoticeStore:

@@ -146,6 +146,8 @@ class EmbeddedLedger:
                 if answer.status == HTTP_UNAUTHORIZED:
                     report.refused.add(item.tenant)
                     log.warning("post.token_refused", tenant=item.tenant, destination="embedded ledger")
+                else:
+                    report.answered.add(item.tenant)
         with self.outbox.db.transaction():
             for item, delivery in done:
                 record_delivery(self.outbox, item, delivery, report)
