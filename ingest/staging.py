@@ -40,6 +40,9 @@ from core.uploads import Upload, UploadState, UploadStore
 from core.workers import caught_up
 from ingest.store import FeedStore, StagedStore, StagedUpload
 
+# Why a waiting upload was withdrawn (its state becomes ``superseded``).
+WITHDRAWN = "removed or renamed in in/ before a run read it"
+
 log = get_logger("ingest.staging")
 
 STAGING_DIR = "staging"
@@ -143,6 +146,21 @@ class Stager:
                  feed=feed_name, superseded=[older.upload_id for older in superseded])
         return staged
 
+    def withdraw_if_gone(self, staged: StagedUpload, tenant_root: Path) -> bool:
+        """Withdraw a waiting upload whose file the customer removed from ``in/`` before a run read
+        it (or renamed: the run's scan stages it under its new name); True if it was withdrawn.
+
+        Only a file no longer at its path counts: a changed file there is a newer upload, which
+        supersedes this one when it is staged.
+        """
+        if (tenant_root / staged.path).exists():
+            return False
+        if not self.staged.withdraw(staged.upload_id, WITHDRAWN):
+            return False
+        _remove_snapshot(Path(staged.snapshot))
+        log.info("staging.withdrawn", tenant=staged.tenant, upload=staged.upload_id, path=staged.path)
+        return True
+
     def _feed_of(self, tenant: str, relative: PurePosixPath) -> tuple[str, str]:
         """The feed a file goes to, and why it cannot (empty if it can)."""
         if len(relative.parts) == 1:
@@ -171,7 +189,8 @@ class Scanner:
     (unless that upload never got staged, after a crash between recording and staging: then it is
     staged now). Size and an mtime no newer than the upload record say "unchanged" without reading
     the file; anything else is hashed and compared. Hidden names and the temporary names of uploads
-    in progress are skipped, and so are empty files (no rows, no upload).
+    in progress are skipped, and so are empty files (no rows, no upload). An upload waiting for a
+    run whose file is no longer in ``in/`` (removed or renamed by the customer) is withdrawn.
     """
 
     def __init__(self, settings: Settings, tenants: TenantStore, uploads: UploadStore, stager: Stager) -> None:
@@ -219,6 +238,10 @@ class Scanner:
             self._handled[key] = seen
             if result is not None:
                 staged.append(result)
+        root = self.tenants.folders(tenant).root
+        for waiting in self.stager.staged.waiting([tenant]):
+            if (tenant, waiting.path) not in present:
+                self.stager.withdraw_if_gone(waiting, root)
 
     def _stable(self, info: os.stat_result) -> _Seen | None:
         """The file's size and mtime if it has not been written for ``stable_seconds``."""

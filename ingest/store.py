@@ -357,6 +357,12 @@ class StagedStore:
         """Uploads whose rows are queued in the outbox, oldest first."""
         return self._in_state(UploadState.PROCESSING, tenants)
 
+    def withdraw(self, upload_id: int, detail: str) -> bool:
+        """A waiting upload is no longer to be processed (``superseded``, with ``detail``); False
+        if a run claimed it first."""
+        with self.db.transaction():
+            return self.uploads.move(upload_id, UploadState.SUPERSEDED, detail, only_from=(UploadState.STAGED,))
+
     def claim(self, upload_id: int, run_id: int, rows_total: int, detail: str) -> bool:
         """Claim a waiting upload for a run (it becomes ``processing``); False if it was
         superseded in the meantime. Queue its rows in the same transaction."""

@@ -12,6 +12,7 @@ import pytest
 from core.tenants import Tenant, TenantStore
 from core.uploads import UploadStore
 from ingest.pipeline import Ingest
+from ingest.staging import WITHDRAWN
 from tests.ingest.conftest import FakeApi, drop
 
 SIGNALS = "transaction_id,name,partner_unique_id\nT1,Sale,1\n"
@@ -266,3 +267,38 @@ async def test_a_folder_nested_past_the_path_limit_stops_no_scan(
         make_old(path)
     staged = await ingest.scan()
     assert sorted((item.tenant, item.path) for item in staged) == [("acme", "in/ok.csv"), ("beta", "in/ok.csv")]
+
+
+async def test_a_waiting_file_renamed_then_removed_is_never_processed_under_either_name(
+    scanning: Ingest, tenants: TenantStore, uploads: UploadStore, tenant: Tenant, fake_api: FakeApi
+) -> None:
+    upload, path = drop(tenants, uploads, "acme", "in/sales.csv", SIGNALS)
+    await scanning.stage(upload, path)
+    make_old(path)
+    renamed = path.with_name("renamed.csv")
+    path.rename(renamed)  # as the customer's client does, before any run
+    [again] = await scanning.scan()  # the new name is a file like any other
+    assert again.path == "in/renamed.csv"
+    old = uploads.get(upload.id)
+    assert old is not None and (old.state, old.detail) == ("superseded", WITHDRAWN)
+    assert not Path(scanning.staged.get(upload.id).snapshot).exists()  # type: ignore[union-attr]
+    renamed.unlink()
+    assert await scanning.scan() == []
+    assert [item.state for item in uploads.history("acme")] == ["superseded", "superseded"]
+    summary = await scanning.run()
+    assert summary.files == [] and fake_api.received == []
+
+
+async def test_a_waiting_file_the_walk_did_not_see_is_not_withdrawn_while_it_is_there(
+    scanning: Ingest, tenants: TenantStore, uploads: UploadStore, tenant: Tenant, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A folder the OS refuses to list is skipped by the walk (root here lists every folder, so
+    the refusal is simulated): its files are not gone, and their uploads stay waiting."""
+    upload, path = drop(tenants, uploads, "acme", "in/calls/day.csv", SIGNALS)
+    await scanning.stage(upload, path)
+    monkeypatch.setattr(scanning.scanner, "_files", lambda inbox: [])
+    await scanning.scan()
+    assert uploads.get(upload.id).state == "staged"  # type: ignore[union-attr]
+    path.unlink()
+    await scanning.scan()
+    assert uploads.get(upload.id).state == "superseded"  # type: ignore[union-attr]
