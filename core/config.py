@@ -27,6 +27,10 @@ DEFAULT_ZONE = PACIFIC_ZONE
 # The Signal API version the embedded API serves and our feeds post to (any YYYY-MM-DD is accepted).
 EMBEDDED_API_VERSION = "2020-10-01"
 
+# The retention rules, by their setting names (``[retention]``, a tenant's overrides).
+RETENTION_RULES = ("upload_days", "report_days", "rejected_days")
+RETENTION_MAX_DAYS = 36500
+
 
 class ConfigError(ValueError, UsageError):
     """A setting is missing, unknown or of the wrong type; the message names it."""
@@ -167,6 +171,28 @@ class ParseSettings:
 
 
 @dataclass(frozen=True)
+class RetentionSettings:
+    """How long files are kept once processed (``ingest/retention.py`` prunes them every hour and
+    on ``sftpctl prune``); a tenant may have rules of its own (``sftpctl tenant retention``).
+    0 days: gone at the first prune after processing."""
+
+    # A processed upload: its file in in/ (only while it is still that very upload) and its
+    # staged snapshot; the outbox keeps the rows it posted without their request bodies after it.
+    upload_days: int = 30
+    # A report in out/, and with it the file's per-row results and delivered notices; the mails
+    # of the spool and the run records follow the same rule.
+    report_days: int = 90
+    # A rejected upload: its file in in/ and its snapshot.
+    rejected_days: int = 30
+
+    def __post_init__(self) -> None:
+        for name in RETENTION_RULES:
+            days = getattr(self, name)
+            if isinstance(days, bool) or not isinstance(days, int) or not 0 <= days <= RETENTION_MAX_DAYS:
+                raise ConfigError(f"retention: {name}: expected whole days, 0 to {RETENTION_MAX_DAYS}")
+
+
+@dataclass(frozen=True)
 class MailSettings:
     """Failure e-mail. Without an SMTP host, messages are written as .eml files instead."""
 
@@ -194,6 +220,7 @@ class Settings:
     api: ApiSettings = field(default_factory=ApiSettings)
     post: PostSettings = field(default_factory=PostSettings)
     parse: ParseSettings = field(default_factory=ParseSettings)
+    retention: RetentionSettings = field(default_factory=RetentionSettings)
     mail: MailSettings = field(default_factory=MailSettings)
 
     @property

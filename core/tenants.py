@@ -7,20 +7,24 @@ but is *invalid*: it cannot log in and its files wait, unprocessed, until a new 
 Whether a tenant may act is decided here and nowhere else: :attr:`Tenant.may_log_in` (the front
 door), :attr:`Tenant.may_post` (the embedded API) and :attr:`Tenant.may_be_processed` (the
 processor). The names of a tenant's two folders, :data:`IN_DIR` and :data:`OUT_DIR`, live here
-too, for the front door, the pipeline and the CLI alike.
+too, for the front door, the pipeline and the CLI alike. So do the retention rules in force for a
+tenant (:attr:`Tenant.retention`): the installation's ``[retention]``, each overridden by the
+tenant's own value when it has one (``sftpctl tenant retention``).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import shutil
 import sqlite3
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from core.clock import now_iso
-from core.config import DEFAULT_ZONE
+from core.config import DEFAULT_ZONE, RETENTION_MAX_DAYS, RETENTION_RULES, RetentionSettings
 from core.db import Database
 from core.errors import Conflict, NotFound, UsageError
 from core.passwords import PasswordHasher, generate_token
@@ -67,6 +71,12 @@ MIGRATIONS = [
     );
     CREATE INDEX uploads_by_tenant ON uploads (tenant, id);
     """,
+    # A tenant's own retention rules, in days; NULL: the installation's ``[retention]`` value.
+    """
+    ALTER TABLE tenants ADD COLUMN upload_days INTEGER;
+    ALTER TABLE tenants ADD COLUMN report_days INTEGER;
+    ALTER TABLE tenants ADD COLUMN rejected_days INTEGER;
+    """,
 ]
 
 
@@ -92,6 +102,10 @@ class Tenant:
     timezone: str
     created_at: str
     updated_at: str
+    #: The retention rules in force for the tenant: its own where it has them, else the installation's.
+    retention: RetentionSettings = dataclasses.field(default_factory=RetentionSettings)
+    #: The rules (names of :data:`core.config.RETENTION_RULES`) the tenant has a value of its own for.
+    retention_own: tuple[str, ...] = ()
 
     @property
     def may_log_in(self) -> bool:
@@ -152,10 +166,15 @@ def open_state(path: Path) -> Database:
 
 
 class TenantStore:
-    def __init__(self, db: Database, tenants_dir: Path, hasher: PasswordHasher) -> None:
+    def __init__(
+        self, db: Database, tenants_dir: Path, hasher: PasswordHasher,
+        retention: RetentionSettings | None = None,
+    ) -> None:
+        """``retention``: the installation's rules (``[retention]``), which a tenant's own override."""
         self.db = db
         self.tenants_dir = tenants_dir
         self.hasher = hasher
+        self.retention = retention or RetentionSettings()
 
     def folders(self, name: str) -> TenantFolders:
         return TenantFolders(self.tenants_dir / name)
@@ -185,20 +204,20 @@ class TenantStore:
 
     def find(self, name: str) -> Tenant | None:
         row = self.db.query_one("SELECT * FROM tenants WHERE name = ?", (name,))
-        return _tenant(row) if row else None
+        return self._profile(row) if row else None
 
     def find_by_token(self, token: str) -> Tenant | None:
         row = self.db.query_one("SELECT * FROM tenants WHERE api_token = ?", (token,))
-        return _tenant(row) if row else None
+        return self._profile(row) if row else None
 
     def all(self) -> list[Tenant]:
-        return [_tenant(row) for row in self.db.query("SELECT * FROM tenants ORDER BY name")]
+        return [self._profile(row) for row in self.db.query("SELECT * FROM tenants ORDER BY name")]
 
     def password_hash(self, name: str) -> str | None:
         """The stored hash of a tenant that may log in now (:attr:`Tenant.may_log_in`); None if
         it cannot, so the front door verifies against nothing and refuses."""
         row = self.db.query_one("SELECT * FROM tenants WHERE name = ?", (name,))
-        if row is None or not _tenant(row).may_log_in:
+        if row is None or not self._profile(row).may_log_in:
             return None
         hashed: str = row["password_hash"]
         return hashed
@@ -221,6 +240,20 @@ class TenantStore:
 
     def remove_login(self, name: str) -> None:
         self._update(name, "password_hash = ?", None)
+
+    def set_retention(self, name: str, days: Mapping[str, int | None]) -> Tenant:
+        """Give the tenant its own value of each rule named in ``days`` (a name of
+        :data:`core.config.RETENTION_RULES`), or None to go back to the installation's; returns
+        the tenant with the rules now in force. Rules not named are left as they are."""
+        for rule, value in days.items():
+            if rule not in RETENTION_RULES:
+                raise TenantError(f"unknown retention rule {rule!r} (rules: {', '.join(RETENTION_RULES)})")
+            if value is not None and not 0 <= value <= RETENTION_MAX_DAYS:
+                raise TenantError(f"{rule}: expected whole days, 0 to {RETENTION_MAX_DAYS}, got {value}")
+        if days:
+            assignment = ", ".join(f"{rule} = ?" for rule in days)
+            self._update(name, assignment, *days.values())
+        return self.get(name)
 
     def rotate_token(self, name: str) -> str:
         token = generate_token()
@@ -258,14 +291,20 @@ class TenantStore:
                 [(name, field) for field in fields],
             )
 
-    def _update(self, name: str, assignment: str, value: object) -> None:
+    def _update(self, name: str, assignment: str, *values: object) -> None:
         with self.db.transaction() as conn:
             cursor = conn.execute(
                 f"UPDATE tenants SET {assignment}, updated_at = ? WHERE name = ?",
-                (value, now_iso(), name),
+                (*values, now_iso(), name),
             )
             if cursor.rowcount == 0:
                 raise TenantNotFound(f"no tenant named {name!r}")
+
+    def _profile(self, row: sqlite3.Row) -> Tenant:
+        """The tenant of ``row`` with the retention rules in force for it."""
+        own = {rule: row[rule] for rule in RETENTION_RULES if row[rule] is not None}
+        return dataclasses.replace(_tenant(row), retention=dataclasses.replace(self.retention, **own),
+                                   retention_own=tuple(own))
 
 
 def _tenant(row: sqlite3.Row) -> Tenant:

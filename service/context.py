@@ -30,7 +30,7 @@ class Context:
 
     @cached_property
     def tenants(self) -> TenantStore:
-        return TenantStore(self.db, self.settings.tenants_dir, self.hasher)
+        return TenantStore(self.db, self.settings.tenants_dir, self.hasher, self.settings.retention)
 
     @cached_property
     def uploads(self) -> UploadStore:

@@ -73,3 +73,17 @@ def test_the_example_file_names_every_setting_at_its_default() -> None:
                 missing.append(f"{section.name}.{item.name}")
     assert missing == []
     assert load_settings(example) == defaults
+
+
+@pytest.mark.parametrize("value", ["-1", "36501", "1.5", "true"])
+def test_retention_days_must_be_whole_days_in_range(tmp_path: Path, value: str) -> None:
+    path = tmp_path / "c.toml"
+    path.write_text(f"[retention]\nreport_days = {value}\n")
+    with pytest.raises(ConfigError, match="report_days"):
+        load_settings(path)
+
+
+def test_retention_of_zero_days_is_allowed(tmp_path: Path) -> None:
+    path = tmp_path / "c.toml"
+    path.write_text("[retention]\nupload_days = 0\n")
+    assert load_settings(path).retention.upload_days == 0

@@ -5,9 +5,19 @@ import stat
 
 import pytest
 
-from core.config import DEFAULT_ZONE, ScheduleSettings
-from core.passwords import PasswordError
-from core.tenants import IN_DIR, OUT_DIR, Tenant, TenantError, TenantStore
+from core.config import DEFAULT_ZONE, RetentionSettings, ScheduleSettings, Settings
+from core.db import Database
+from core.passwords import PasswordError, PasswordHasher
+from core.tenants import (
+    IN_DIR,
+    MIGRATIONS,
+    OUT_DIR,
+    Tenant,
+    TenantError,
+    TenantNotFound,
+    TenantStore,
+    open_state,
+)
 from tests.conftest import TEST_PASSWORD
 
 
@@ -129,3 +139,58 @@ def test_the_store_answers_as_the_properties_do(tenants: TenantStore) -> None:
 def test_a_new_tenant_and_the_schedule_share_the_default_zone(tenants: TenantStore) -> None:
     assert tenants.add("acme", "ops@acme.example", TEST_PASSWORD).timezone == DEFAULT_ZONE
     assert ScheduleSettings().timezone == DEFAULT_ZONE == "America/Los_Angeles"
+
+
+def test_a_tenant_has_the_installations_retention_until_it_has_its_own(
+    state_db: Database, settings: Settings, hasher: PasswordHasher
+) -> None:
+    installation = RetentionSettings(upload_days=10, report_days=20, rejected_days=5)
+    store = TenantStore(state_db, settings.tenants_dir, hasher, installation)
+    store.add("acme", "ops@acme.example", TEST_PASSWORD)
+    assert (store.get("acme").retention, store.get("acme").retention_own) == (installation, ())
+    tenant = store.set_retention("acme", {"report_days": 400, "rejected_days": 0})
+    assert tenant.retention == RetentionSettings(upload_days=10, report_days=400, rejected_days=0)
+    assert tenant.retention_own == ("report_days", "rejected_days")
+    # Another process with other installation defaults sees the tenant's own rules win.
+    other = TenantStore(state_db, settings.tenants_dir, hasher, RetentionSettings(upload_days=1))
+    assert other.get("acme").retention == RetentionSettings(upload_days=1, report_days=400, rejected_days=0)
+    # Rules not named stay; None goes back to the installation's.
+    cleared = store.set_retention("acme", {"report_days": None})
+    assert cleared.retention == RetentionSettings(upload_days=10, report_days=20, rejected_days=0)
+    assert cleared.retention_own == ("rejected_days",)
+    assert [t.retention for t in store.all()] == [cleared.retention]
+
+
+@pytest.mark.parametrize("days, message", [
+    ({"upload_days": -1}, "upload_days: expected whole days"),
+    ({"report_days": 36501}, "report_days: expected whole days"),
+    ({"keep_days": 3}, "unknown retention rule 'keep_days'"),
+])
+def test_bad_retention_is_refused_and_changes_nothing(
+    tenants: TenantStore, days: dict[str, int], message: str
+) -> None:
+    tenants.add("acme", "ops@acme.example", TEST_PASSWORD)
+    with pytest.raises(TenantError, match=message):
+        tenants.set_retention("acme", {"upload_days": 3, **days})
+    assert tenants.get("acme").retention_own == ()
+
+
+def test_retention_of_an_unknown_tenant_is_not_found(tenants: TenantStore) -> None:
+    with pytest.raises(TenantNotFound):
+        tenants.set_retention("nobody", {"upload_days": 3})
+
+
+def test_a_database_from_before_retention_gains_the_columns_and_keeps_its_tenants(
+    settings: Settings, hasher: PasswordHasher
+) -> None:
+    old = Database(settings.state_db)
+    old.migrate("core", MIGRATIONS[:1])
+    old.execute("INSERT INTO tenants (name, email, api_token, created_at, updated_at)"
+                " VALUES ('acme', 'ops@acme.example', 't', 'x', 'x')")
+    old.close()
+    db = open_state(settings.state_db)
+    try:
+        tenant = TenantStore(db, settings.tenants_dir, hasher).get("acme")
+        assert tenant.retention == RetentionSettings() and tenant.retention_own == ()
+    finally:
+        db.close()
