@@ -20,18 +20,18 @@ from ingest.delivery.outbox import (
     RowStatus,
     StuckItem,
 )
-from ingest.delivery.poster import Delivery, Outcome, Poster, PostReport
+from ingest.delivery.poster import Delivery, DeliveryOutcome, Poster, PostReport
 from ingest.delivery.ratelimit import RateLimiter
 
 __all__ = [
     "DROPPED",
     "Delivery",
+    "DeliveryOutcome",
     "Destination",
     "EmbeddedLedger",
     "Outbox",
     "OutboxItem",
     "OutboxState",
-    "Outcome",
     "PostReport",
     "Poster",
     "QueuedRequest",

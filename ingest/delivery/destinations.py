@@ -38,7 +38,7 @@ from ingest.delivery.outbox import Outbox, OutboxItem
 from ingest.delivery.poster import (
     HTTP_UNAUTHORIZED,
     Delivery,
-    Outcome,
+    DeliveryOutcome,
     Poster,
     PostReport,
     error_text,
@@ -157,8 +157,8 @@ class EmbeddedLedger:
 def _delivery(status: int, body: dict[str, Any]) -> Delivery:
     """The outcome the poster would record for this answer over HTTP."""
     if status < HTTP_ERROR:
-        return Delivery(Outcome.POSTED, status, transaction_id_of(body), "", 1)
+        return Delivery(DeliveryOutcome.POSTED, status, transaction_id_of(body), "", 1)
     if status == HTTP_UNAUTHORIZED:
-        return Delivery(Outcome.UNAUTHORIZED, status, None,
+        return Delivery(DeliveryOutcome.UNAUTHORIZED, status, None,
                         "the destination refused the API token (HTTP 401)", 1)
-    return Delivery(Outcome.FAILED, status, None, error_text(status, body), 1)
+    return Delivery(DeliveryOutcome.FAILED, status, None, error_text(status, body), 1)

@@ -74,7 +74,10 @@ HTTP_TOO_MANY_REQUESTS = 429
 ERROR_TEXT_LIMIT = 300
 
 
-class Outcome(StrEnum):
+class DeliveryOutcome(StrEnum):
+    """How delivering one request ended in a pass (the ledger's own ``Outcome`` is how a record
+    was stored: created, updated or unchanged)."""
+
     POSTED = "posted"
     FAILED = "failed"
     UNAUTHORIZED = "unauthorized"
@@ -85,7 +88,7 @@ class Outcome(StrEnum):
 class Delivery:
     """How one request ended in this run; ``throttled`` is true when the server asked us to wait."""
 
-    outcome: Outcome
+    outcome: DeliveryOutcome
     status_code: int | None
     transaction_id: str | None
     error: str
@@ -122,7 +125,7 @@ class _Entry:
 class _Reply:
     """What one try got: an answer (``outcome``), or a failure worth another try (None)."""
 
-    outcome: Outcome | None
+    outcome: DeliveryOutcome | None
     status: int | None
     transaction_id: str | None = None
     error: str = ""
@@ -132,10 +135,10 @@ class _Reply:
 def record_delivery(outbox: Outbox, item: OutboxItem, delivery: Delivery, report: PostReport) -> None:
     """Mark ``item`` in the outbox as ``delivery`` says, and count it in ``report``; every
     destination records its answers this one way."""
-    if delivery.outcome is Outcome.POSTED:
+    if delivery.outcome is DeliveryOutcome.POSTED:
         outbox.mark_posted(item.id, delivery.status_code or 0, delivery.transaction_id, delivery.attempts)
         report.posted += 1
-    elif delivery.outcome is Outcome.FAILED:
+    elif delivery.outcome is DeliveryOutcome.FAILED:
         outbox.mark_failed(item.id, delivery.status_code, delivery.error, delivery.attempts)
         report.failed += 1
     else:
@@ -239,10 +242,10 @@ class Poster:
             if reply.outcome is not None:
                 streak.clear()
                 report.answered.add(entry.item.tenant)
-                answered = answered or reply.outcome is not Outcome.UNAUTHORIZED
+                answered = answered or reply.outcome is not DeliveryOutcome.UNAUTHORIZED
                 delivery = Delivery(reply.outcome, reply.status, reply.transaction_id, reply.error, entry.tries)
                 self._record(entry.item, delivery, report)
-                if reply.outcome is Outcome.UNAUTHORIZED:
+                if reply.outcome is DeliveryOutcome.UNAUTHORIZED:
                     self._refused.add(entry.item.tenant)
                     log.warning("post.token_refused", tenant=entry.item.tenant, destination=_origin(entry.item.url))
                 if after is not None:
@@ -298,14 +301,14 @@ class Poster:
         if total >= settings.max_row_attempts_total or age_hours >= settings.max_row_age_hours:
             reason = f"{entry.error} (after {total} attempts" + (
                 f"; queued {age_hours:.0f} h ago)" if total < settings.max_row_attempts_total else ")")
-            delivery = Delivery(Outcome.FAILED, entry.status, None, reason, entry.tries)
+            delivery = Delivery(DeliveryOutcome.FAILED, entry.status, None, reason, entry.tries)
             self.outbox.mark_failed(item.id, entry.status, reason, entry.tries, gave_up=True)
             report.failed += 1
             log.warning("post.row_given_up", tenant=item.tenant, upload=item.upload_id, row=item.row_number,
                         attempts=total, error=entry.error)
         else:
             later = iso(utcnow() + timedelta(seconds=settings.row_retry_after_seconds)) if answered else None
-            delivery = Delivery(Outcome.GAVE_UP, entry.status, None, entry.error, entry.tries)
+            delivery = Delivery(DeliveryOutcome.GAVE_UP, entry.status, None, entry.error, entry.tries)
             self.outbox.note_attempts(item.id, entry.status, entry.error, entry.tries, later)
             report.left_pending += 1
             if not answered:
@@ -334,12 +337,13 @@ class Poster:
             self.send_log.record(key, time.time())
         status = response.status_code
         if response.is_success:
-            return _Reply(Outcome.POSTED, status, _transaction_id(response))
+            return _Reply(DeliveryOutcome.POSTED, status, _transaction_id(response))
         if status == HTTP_UNAUTHORIZED:
-            return _Reply(Outcome.UNAUTHORIZED, status, error="the destination refused the API token (HTTP 401)")
+            return _Reply(DeliveryOutcome.UNAUTHORIZED, status,
+                          error="the destination refused the API token (HTTP 401)")
         error = _error_message(response)
         if not _retryable(status):
-            return _Reply(Outcome.FAILED, status, error=error)
+            return _Reply(DeliveryOutcome.FAILED, status, error=error)
         return _Reply(None, status, error=error, retry_after=_retry_after(response))
 
     def _throttle_wait(self, reply: _Reply, throttles: int, limiter: RateLimiter) -> float:
