@@ -12,6 +12,7 @@ from core.compat import IncompatibleDependency
 from core.config import ConfigError, Settings
 from core.logs import configure_logging, get_logger
 from core.passwords import generate_password
+from ingest.retention import Pruner, prune_hourly
 from service.context import Context
 from service.settings import add_settings_arguments, settings_from_args
 from sftpd.events import UploadCompleted
@@ -104,12 +105,14 @@ async def serve(settings: Settings, demo: bool = True) -> int:
     print(f"sftpd: listening on {settings.server.listen_host}:{sftp.port}"
           + (f", Signal API on {settings.api.listen_host}:{api.port}" if api else ""), flush=True)
     pipeline = asyncio.create_task(ingest.serve_forever(), name="ingest")
+    pruning = asyncio.create_task(prune_hourly(Pruner(settings, context.db, context.tenants)), name="retention")
     stopped = asyncio.create_task(stop.wait())
     await asyncio.wait({pipeline, stopped}, return_when=asyncio.FIRST_COMPLETED)
     log.info("daemon.stopping")
     await sftp.close()
     pipeline.cancel()
-    await asyncio.gather(pipeline, return_exceptions=True)
+    pruning.cancel()
+    await asyncio.gather(pipeline, pruning, return_exceptions=True)
     if api is not None:
         await api.close()
     context.close()
