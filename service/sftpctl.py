@@ -21,12 +21,16 @@ from pathlib import Path
 from typing import Any, NoReturn
 from zoneinfo import ZoneInfo
 
+from core.clock import utcnow
+from core.config import RETENTION_RULES
 from core.display import for_terminal, json_safe
 from core.errors import Conflict, NotFound, SftpInboxError, UsageError, kind_of
 from core.logs import JsonFormatter
 from core.passwords import generate_password
+from core.tenants import Tenant
 from ingest import check_sample, format_check
 from ingest.delivery import DROPPED
+from ingest.retention import Pruner
 from ingest.rows import Feed, format_feed, parse_feed
 from ingest.rows.fields import DICTIONARY_SECTIONS
 from service.context import Context
@@ -96,6 +100,8 @@ examples (one command a line):
   sftpctl check acme sample.csv
   sftpctl run --tenant acme
   sftpctl outbox retry 42 43
+  sftpctl tenant retention acme --upload-days 7 --report-days default
+  sftpctl prune --dry-run
   sftpctl outbox drop --tenant acme --yes
   sftpctl --json uploads acme"""
 
@@ -208,6 +214,14 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("email")
     command(tenant, "remove", tenant_remove,
             "remove the login; files, settings and history stay, processing waits").add_argument("name")
+    sub = command(tenant, "retention", tenant_retention,
+                  "set the days the tenant's files are kept (`default`: the installation's [retention]);"
+                  " with no option, show the rules in force")
+    sub.add_argument("name")
+    for rule in RETENTION_RULES:
+        sub.add_argument(f"--{rule.replace('_', '-')}", dest=rule, type=_days, metavar="N|default",
+                         help=f"days, 0 or more, or `default` ({RETENTION_HELP[rule]})")
+    sub.add_argument("--clear", action="store_true", help="every rule back to the installation's")
     sub = command(tenant, "purge", tenant_purge, "delete the tenant, its files and history")
     sub.add_argument("name")
     sub.add_argument("--yes", action="store_true", help="confirm: this cannot be undone")
@@ -263,6 +277,10 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("ids", nargs="*", type=int, metavar="ID")
     sub.add_argument("--tenant", help="every stuck row of this tenant (needs --yes)")
     sub.add_argument("--yes", action="store_true", help="confirm dropping a tenant's rows")
+    sub = command(commands, "prune", prune, "delete the files and state the retention rules say are due,"
+                  " and print them (the daemon does it every hour)")
+    sub.add_argument("--tenant", help="only this tenant (run records are pruned by a whole prune only)")
+    sub.add_argument("--dry-run", action="store_true", help="delete nothing; print what would be deleted")
     command(commands, "lockouts", lockouts, "list active brute-force lockouts")
     command(commands, "unblock", unblock, "clear the lockout of a source address").add_argument("address")
     return parser
@@ -320,7 +338,10 @@ def tenant_show(context: Context, args: argparse.Namespace) -> None:
         "uploads": len(context.uploads.history(tenant.name)),
         "created": tenant.created_at,
     }
-    print_json(record) if args.json else print_fields(record)
+    if args.json:
+        print_json({**record, "retention": _retention_json(tenant)})
+    else:
+        print_fields({**record, **_retention_fields(tenant)})
 
 
 def tenant_passwd(context: Context, args: argparse.Namespace) -> None:
@@ -357,6 +378,70 @@ def tenant_remove(context: Context, args: argparse.Namespace) -> None:
     context.tenants.remove_login(args.name)
     _done(args, f"login of {args.name!r} removed; its files wait unprocessed until "
                 f"`sftpctl tenant passwd {args.name}` sets a new one")
+
+
+RETENTION_HELP = {
+    "upload_days": "a processed upload's file in in/ and its snapshot",
+    "report_days": "a report in out/, its per-row results, the tenant's spooled mails",
+    "rejected_days": "a rejected upload's file in in/ and its snapshot",
+}
+DEFAULT_DAYS = "default"
+
+
+def _days(text: str) -> int | str:
+    """A ``--*-days`` value: whole days, or ``default`` (the installation's)."""
+    if text == DEFAULT_DAYS:
+        return text
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected whole days or {DEFAULT_DAYS!r}, got {text!r}") from None
+
+
+def _retention_json(tenant: Tenant) -> dict[str, Any]:
+    return {**{rule: getattr(tenant.retention, rule) for rule in RETENTION_RULES}, "own": list(tenant.retention_own)}
+
+
+def _retention_fields(tenant: Tenant) -> dict[str, str]:
+    """``upload days: 30 (installation)``, one line per rule, as ``tenant show`` prints them."""
+    return {rule.replace("_", " "): f"{getattr(tenant.retention, rule)}"
+            f" ({'tenant' if rule in tenant.retention_own else 'installation'})" for rule in RETENTION_RULES}
+
+
+def tenant_retention(context: Context, args: argparse.Namespace) -> None:
+    changes: dict[str, int | None] = dict.fromkeys(RETENTION_RULES) if args.clear else {}
+    for rule in RETENTION_RULES:
+        value = getattr(args, rule)
+        if value is not None:
+            changes[rule] = None if value == DEFAULT_DAYS else value
+    tenant = context.tenants.set_retention(args.name, changes)
+    if args.json:
+        print_json({"name": tenant.name, **_retention_json(tenant)})
+    else:
+        print_fields({"name": tenant.name, **_retention_fields(tenant)})
+
+
+def prune(context: Context, args: argparse.Namespace) -> int:
+    if args.tenant:
+        context.tenants.get(args.tenant)
+    result = Pruner(context.settings, context.db, context.tenants).prune(utcnow(), args.tenant, args.dry_run)
+    for problem in result.problems:
+        sys.stderr.write(f"sftpctl: prune: {for_terminal(problem)}\n")
+    if args.json:
+        print_json({**to_plain(result), "counts": result.counts})
+        return 1 if result.problems else 0
+    verb = "would delete" if result.dry_run else "deleted"
+    rows = [{"tenant": item.tenant, "what": item.what, "upload": item.upload_id, "rule": f"{item.rule} = {item.days}",
+             "path": item.path} for item in result.deleted]
+    if rows:
+        print_table(rows, ["tenant", "what", "upload", "rule", "path"])
+    if result.kept:
+        print_table([to_plain(item) for item in result.kept], ["tenant", "what", "upload_id", "reason", "path"])
+    files = ", ".join(f"{number} {what}" for what, number in sorted(result.counts.items())) or "no file"
+    state = result.state
+    print_text(f"{verb}: {files}; {state.bodies} request bodies emptied, {state.row_results} row results,"
+               f" {state.outbox_rows} outbox rows, {state.notices} notices, {state.runs} run records")
+    return 1 if result.problems else 0
 
 
 def tenant_purge(context: Context, args: argparse.Namespace) -> None:

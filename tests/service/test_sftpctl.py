@@ -637,3 +637,55 @@ def test_run_without_the_daemon_says_it_serves_the_api_itself(ctl, tmp_path: Pat
             " this run serves the API itself, on http://127.0.0.1:") in out
     code, out, _ = ctl("--config", str(config), "--json", "run")  # stdout is the summary alone
     assert code == 0 and "run" in json.loads(out)
+
+
+def test_tenant_retention_sets_clears_and_shows_the_rules_in_force(ctl) -> None:
+    ctl("tenant", "add", "acme", "--email", "ops@acme.example")
+    code, out, _ = ctl("tenant", "retention", "acme", "--upload-days", "7", "--rejected-days", "0")
+    assert code == 0
+    assert re.search(r"upload days\s+7 \(tenant\)", out) and re.search(r"report days\s+90 \(installation\)", out)
+    shown = json.loads(ctl("--json", "tenant", "show", "acme")[1])
+    assert shown["retention"] == {"upload_days": 7, "report_days": 90, "rejected_days": 0,
+                                  "own": ["upload_days", "rejected_days"]}
+    assert re.search(r"rejected days\s+0 \(tenant\)", ctl("tenant", "show", "acme")[1])
+    cleared = json.loads(ctl("--json", "tenant", "retention", "acme", "--upload-days", "default")[1])
+    assert (cleared["upload_days"], cleared["own"]) == (30, ["rejected_days"])
+    assert json.loads(ctl("--json", "tenant", "retention", "acme", "--clear")[1])["own"] == []
+    code, _, err = ctl("tenant", "retention", "acme", "--report-days", "-1")
+    assert code == 2 and "report_days" in err
+    assert ctl("tenant", "retention", "nobody", "--report-days", "1")[0] == 3
+
+
+def test_prune_prints_what_it_deletes_and_a_dry_run_deletes_nothing(
+    ctl, settings: Settings, tmp_path: Path,
+) -> None:
+    config = tmp_path / "sftpd.toml"
+    config.write_text(f'data_dir = "{settings.data_dir}"\n[api]\nlisten_port = {free_port()}\n'
+                      "[schedule]\nstable_seconds = 0.0\n")
+    cli = ("--config", str(config))
+    calls = ("customer_id,call_start,call_end,calling_phone_number,agent_queue_assigned\n"
+             "cust-001,2026-11-20T18:02:13Z,2026-11-20T18:12:13Z,+1 8885551212,Wireless Sales\n")
+    for name in ("acme", "beta"):
+        ctl(*cli, "tenant", "add", name, "--email", f"ops@{name}.example")
+        (settings.tenants_dir / name / "in" / "calls").mkdir()
+        (settings.tenants_dir / name / "in" / "calls" / "calls.csv").write_text(calls)
+    ctl(*cli, "tenant", "retention", "acme", "--upload-days", "0")
+    assert ctl(*cli, "run")[0] == 0
+    upload = settings.tenants_dir / "acme" / "in" / "calls" / "calls.csv"
+
+    code, out, _ = ctl(*cli, "prune", "--dry-run")
+    assert code == 0 and str(upload) in out and "upload_days = 0" in out
+    assert "would delete: 1 snapshot, 1 upload;" in out and upload.exists()
+
+    code, out, _ = ctl(*cli, "--json", "prune")
+    result = json.loads(out)
+    assert code == 0 and result["counts"] == {"snapshot": 1, "upload": 1} and not result["dry_run"]
+    assert [item["path"] for item in result["deleted"] if item["what"] == "upload"] == [str(upload)]
+    assert not upload.exists() and (settings.tenants_dir / "beta" / "in" / "calls" / "calls.csv").exists()
+    # The history keeps the upload, the ledger its call.
+    [history] = json.loads(ctl(*cli, "--json", "uploads", "acme")[1])
+    assert (history["path"], history["state"]) == ("in/calls/calls.csv", "posted")
+    token = ctl(*cli, "token", "show", "acme")[1].strip()
+    assert [row["transaction_type"] for row in _transactions(config, token)] == ["call"]
+    assert ctl(*cli, "prune", "--tenant", "acme")[1].startswith("deleted: no file;")
+    assert ctl(*cli, "prune", "--tenant", "nobody")[0] == 3
