@@ -208,6 +208,23 @@ class MailSettings:
 
 
 @dataclass(frozen=True)
+class AdminSettings:
+    """The operator's listener: /metrics, /healthz and the status page (service/admin/)."""
+
+    listen_host: str = "127.0.0.1"
+    # 0 turns the admin listener off.
+    listen_port: int = 9090
+    # A bearer token every request must carry; required when listen_host is not loopback.
+    token: str = ""
+    # Add a tenant label to the per-tenant figures (for small installations only).
+    per_tenant_labels: bool = False
+    # /healthz answers 503 when the data dir's file system has less free than this.
+    min_free_disk_bytes: int = 1024 * MiB
+    # A scrape or page load reads the state database for at most this long (503 beyond it).
+    read_timeout_seconds: float = 5.0
+
+
+@dataclass(frozen=True)
 class Settings:
     """All settings. ``data_dir`` holds the state database, tenant folders and mail outbox."""
 
@@ -222,6 +239,7 @@ class Settings:
     parse: ParseSettings = field(default_factory=ParseSettings)
     retention: RetentionSettings = field(default_factory=RetentionSettings)
     mail: MailSettings = field(default_factory=MailSettings)
+    admin: AdminSettings = field(default_factory=AdminSettings)
 
     @property
     def state_db(self) -> Path:

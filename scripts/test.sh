@@ -5,8 +5,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# The tests drive real SSH clients (tests/clients/ is the matrix of those customers use), each
-# from its Debian package: command, then the package that ships it.
+# The tests drive real SSH clients (tests/clients/ is the matrix of those customers use) and a
+# headless browser, each from its Debian package: command, then the package that ships it.
 clients=(
     sftp openssh-client
     scp openssh-client
@@ -15,6 +15,9 @@ clients=(
     curl curl
     psftp putty-tools
     sshfs sshfs
+    # The admin status page is tested in a real headless browser (tests/service/admin/test_page.py).
+    chromium chromium
+    chromedriver chromium-driver
 )
 missing=()
 for ((i = 0; i < ${#clients[@]}; i += 2)); do
@@ -27,7 +30,7 @@ if [ ${#missing[@]} -gt 0 ]; then
     if [ "$(id -u)" = 0 ]; then
         apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}"
     else
-        echo "the tests need these SSH clients: sudo apt-get install ${missing[*]}" >&2
+        echo "the tests need these packages: sudo apt-get install ${missing[*]}" >&2
         exit 1
     fi
 fi

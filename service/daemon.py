@@ -7,15 +7,21 @@ import asyncio
 import signal
 import sys
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from core.compat import IncompatibleDependency
-from core.config import ConfigError, Settings
+from core.config import ConfigError, Settings, parse_listen
 from core.logs import configure_logging, get_logger
 from core.passwords import generate_password
 from ingest.retention import Pruner, prune_hourly
 from service.context import Context
 from service.settings import add_settings_arguments, settings_from_args
 from sftpd.events import UploadCompleted
+
+if TYPE_CHECKING:  # imported by serve(), after check_libraries()
+    from ledger.server import ApiServer
+    from service.admin import AdminServer, UploadEvents
+    from sftpd.server import SftpServer
 
 log = get_logger("sftpd.daemon")
 
@@ -31,6 +37,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--listen", metavar="HOST:PORT", help="SFTP listen address (default 127.0.0.1:2222)")
     serve.add_argument("--api-listen", metavar="HOST:PORT",
                        help="embedded Signal API listen address (default 127.0.0.1:8080)")
+    serve.add_argument("--admin-listen", metavar="HOST:PORT",
+                       help="metrics, health and status page listen address (default 127.0.0.1:9090)")
     serve.add_argument("--no-demo", action="store_true",
                        help="do not create the demo tenant when no tenant exists")
     return parser
@@ -45,8 +53,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     try:
         settings = settings_from_args(args)
+        if args.admin_listen:
+            host, port = parse_listen(args.admin_listen)
+            settings = settings.replace(admin__listen_host=host, admin__listen_port=port)
     except ConfigError as exc:
         print(f"sftpd: {exc}", file=sys.stderr)
+        return 2
+    from service.admin.access import exposure_problem
+
+    problem = exposure_problem(settings.admin)
+    if problem:
+        print(f"sftpd: cannot start: {problem}", file=sys.stderr)
         return 2
     configure_logging(settings.log_level)
     try:
@@ -69,6 +86,7 @@ def check_libraries() -> None:
 async def serve(settings: Settings, demo: bool = True) -> int:
     """Run until SIGINT or SIGTERM, then close listeners and let the pipeline stop cleanly."""
     from ledger.server import ApiServer  # after check_libraries(): see there
+    from service.admin import AdminServer, CountingDefender, Live, UploadEvents
     from sftpd.server import SftpServer
 
     context = Context(settings)
@@ -82,9 +100,14 @@ async def serve(settings: Settings, demo: bool = True) -> int:
     def feed_folders(tenant: str) -> Sequence[str]:
         return ingest.feeds.names(tenant)
 
-    sftp = SftpServer(settings, context.tenants, context.uploads, context.defender, on_upload=hand_over,
+    defender = CountingDefender(context.db, settings.defender)
+    sftp = SftpServer(settings, context.tenants, context.uploads, defender, on_upload=hand_over,
                       feed_folders=feed_folders)
     api = ApiServer(settings, context.tenants) if settings.api.enabled else None
+    upload_events = UploadEvents()
+    live = Live(defender, upload_events, lambda: sftp.connection_count, sftp.limit_counters.snapshot)
+    admin = AdminServer(settings, live, lambda: _port_of(sftp), lambda: _listeners(settings, _port_of(sftp), api)) \
+        if settings.admin.listen_port else None
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
@@ -100,10 +123,11 @@ async def serve(settings: Settings, demo: bool = True) -> int:
             await api.close()
         context.close()
         return 1
+    admin_note = await _start_admin(admin, upload_events)
     log.info("daemon.ready", sftp_port=sftp.port, api_port=api.port if api else None,
              data_dir=str(settings.data_dir))
     print(f"sftpd: listening on {settings.server.listen_host}:{sftp.port}"
-          + (f", Signal API on {settings.api.listen_host}:{api.port}" if api else ""), flush=True)
+          + (f", Signal API on {settings.api.listen_host}:{api.port}" if api else "") + admin_note, flush=True)
     pipeline = asyncio.create_task(ingest.serve_forever(), name="ingest")
     pruning = asyncio.create_task(prune_hourly(Pruner(settings, context.db, context.tenants)), name="retention")
     stopped = asyncio.create_task(stop.wait())
@@ -115,11 +139,46 @@ async def serve(settings: Settings, demo: bool = True) -> int:
     await asyncio.gather(pipeline, pruning, return_exceptions=True)
     if api is not None:
         await api.close()
+    if admin is not None:
+        upload_events.detach()
+        await admin.close()
     context.close()
     if pipeline.done() and not pipeline.cancelled() and pipeline.exception():
         log.error("daemon.pipeline_failed", error=repr(pipeline.exception()))
         return 1
     return 0
+
+
+async def _start_admin(admin: AdminServer | None, upload_events: UploadEvents) -> str:
+    """Start the operator's listener; one that cannot listen is said, and tenants are served on
+    (monitoring sees its scrapes fail). Returns the note for the ready line."""
+    if admin is None:
+        return ""
+    try:
+        await admin.start()
+    except OSError as exc:
+        log.error("admin.start_failed", error=str(exc))
+        print(f"sftpd: admin listener not started: {exc}", file=sys.stderr, flush=True)
+        return ""
+    upload_events.attach()
+    return f", admin on {admin.url}"
+
+
+def _port_of(sftp: SftpServer) -> int | None:
+    """The SSH listener's port, None once it is closed (the health check says so)."""
+    try:
+        return sftp.port
+    except RuntimeError:
+        return None
+
+
+def _listeners(settings: Settings, sftp_port: int | None, api: ApiServer | None) -> dict[str, str]:
+    """The status page's list of what this daemon listens on."""
+    return {
+        "SSH/SFTP": f"{settings.server.listen_host}:{sftp_port}" if sftp_port else "closed",
+        "Signal API": f"{settings.api.listen_host}:{api.port}" if api else "off",
+        "admin": f"{settings.admin.listen_host}:{settings.admin.listen_port}",
+    }
 
 
 def _ensure_demo_tenant(context: Context) -> None:
