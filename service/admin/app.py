@@ -16,7 +16,7 @@ from starlette.routing import Route
 from core.config import Settings
 from service.admin import metrics, page
 from service.admin.access import BearerToken
-from service.admin.figures import Figures, gather
+from service.admin.figures import Figures, LiveFigures, gather
 from service.admin.health import HealthCheck
 from service.admin.hostkeys import fingerprints
 from service.admin.live import Live
@@ -44,7 +44,8 @@ class AdminState:
 
     async def figures(self) -> Figures:
         snapshot = await self.reader.snapshot()
-        return await self.reader.call(lambda: gather(self.settings, snapshot, self.live))
+        live = LiveFigures.of(self.live)  # here, on the loop that changes them
+        return await self.reader.call(lambda: gather(self.settings, snapshot, live))
 
 
 def create_app(state: AdminState) -> Starlette:

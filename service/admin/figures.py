@@ -24,14 +24,29 @@ class Figures:
     next_run: datetime
 
 
-def gather(settings: Settings, snapshot: Snapshot, live: Live) -> Figures:
+@dataclass(frozen=True)
+class LiveFigures:
+    """The daemon's in-memory counts, copied on the event loop that changes them."""
+
+    logins: dict[str, int]
+    upload_refusals: dict[str, int]
+    connections: int | None
+    limit_refusals: dict[str, int]
+
+    @classmethod
+    def of(cls, live: Live) -> LiveFigures:
+        return cls(live.logins(), live.upload_refusals(), live.connections() if live.connections else None,
+                   live.limit_refusals() if live.limit_refusals else {})
+
+
+def gather(settings: Settings, snapshot: Snapshot, live: LiveFigures) -> Figures:
     """Blocking (it asks the file system): called on the admin's reader thread."""
     return Figures(
         snapshot=snapshot,
-        logins=live.logins(),
-        upload_refusals=live.upload_refusals(),
-        connections=live.connections() if live.connections else None,
-        limit_refusals=live.limit_refusals() if live.limit_refusals else {},
+        logins=live.logins,
+        upload_refusals=live.upload_refusals,
+        connections=live.connections,
+        limit_refusals=live.limit_refusals,
         disk_free_bytes=disk_free(settings),
         next_run=Schedule(settings.schedule).next_slot(snapshot.taken_at),
     )

@@ -10,6 +10,7 @@ uploads are not recorded anywhere; the front door logs each (``upload.refused``,
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 from collections import Counter
@@ -67,12 +68,18 @@ class UploadEvents(logging.Handler):
 
     def __init__(self) -> None:
         super().__init__(logging.WARNING)
-        self.counts: Counter[str] = Counter()
+        self._counts: Counter[str] = Counter()
 
     def emit(self, record: logging.LogRecord) -> None:
+        """Called under the handler's lock (``logging.Handler.handle``)."""
         result = UPLOAD_EVENTS.get(record.getMessage())
         if result is not None:
-            self.counts[result] += 1
+            self._counts[result] += 1
+
+    @property
+    def counts(self) -> dict[str, int]:
+        with self.lock or contextlib.nullcontext():
+            return dict(self._counts)
 
     def attach(self) -> None:
         logging.getLogger(UPLOAD_LOGGER).addHandler(self)
@@ -100,4 +107,4 @@ class Live:
         return self.defender.logins if self.defender else {}
 
     def upload_refusals(self) -> dict[str, int]:
-        return dict(self.uploads.counts) if self.uploads else {}
+        return self.uploads.counts if self.uploads else {}

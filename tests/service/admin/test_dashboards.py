@@ -11,7 +11,7 @@ import yaml  # PyYAML: installed with schemathesis (the test extra)
 
 from core.clock import utcnow
 from core.config import Settings
-from service.admin.figures import gather
+from service.admin.figures import LiveFigures, gather
 from service.admin.live import Live
 from service.admin.metrics import exposition
 from service.admin.snapshot import Snapshot
@@ -21,7 +21,8 @@ NAME = re.compile(r"\bsftp_inbox_\w+")
 
 
 def served(settings: Settings) -> set[str]:
-    text = exposition(gather(settings, Snapshot(taken_at=utcnow()), Live(connections=lambda: 0)), False).decode()
+    live = LiveFigures.of(Live(connections=lambda: 0))
+    text = exposition(gather(settings, Snapshot(taken_at=utcnow()), live), per_tenant=False).decode()
     return set(NAME.findall(text))
 
 

@@ -14,7 +14,7 @@ from core.clock import utcnow
 from core.config import Settings
 from core.tenants import open_state
 from core.uploads import UploadStore
-from service.admin.figures import gather
+from service.admin.figures import LiveFigures, gather
 from service.admin.live import Live
 from service.admin.metrics import Carry, exposition
 from service.admin.snapshot import Snapshot, read_snapshot
@@ -145,7 +145,7 @@ def test_per_tenant_labels_when_asked(settings: Settings) -> None:
         snapshot = read_snapshot(conn, utcnow())
     finally:
         conn.close()
-    figures = gather(settings, snapshot, Live())
+    figures = gather(settings, snapshot, LiveFigures.of(Live()))
     labelled = exposition(figures, per_tenant=True).decode()
     plain = exposition(figures, per_tenant=False).decode()
     assert 'sftp_inbox_upload_bytes_total{tenant="acme"} 123.0' in labelled
@@ -161,7 +161,7 @@ def test_a_count_that_shrinks_stays_monotonic(settings: Settings) -> None:
     def scraped(posted: int) -> str:
         snapshot = Snapshot(taken_at=now, run_durations=(1.0,) * posted)
         snapshot.rows[("acme", "posted")] = posted
-        return exposition(gather(settings, snapshot, Live()), per_tenant=False, carry=carry).decode()
+        return exposition(gather(settings, snapshot, LiveFigures.of(Live())), per_tenant=False, carry=carry).decode()
 
     assert 'sftp_inbox_rows_total{outcome="posted"} 10.0' in scraped(10)
     assert 'sftp_inbox_rows_total{outcome="posted"} 10.0' in scraped(4)  # 6 pruned
