@@ -69,6 +69,8 @@ class ServerSettings:
     upload_rate_window_seconds: float = 60.0
     # Files open at once per logged-in connection (a folder listing counts while it is read).
     max_handles_per_session: int = 64
+    # On SIGTERM, uploads under way get this long to finish before they are discarded.
+    drain_seconds: float = 30.0
 
 
 @dataclass(frozen=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import signal
 import sys
 from collections.abc import Sequence
@@ -84,7 +85,9 @@ def check_libraries() -> None:
 
 
 async def serve(settings: Settings, demo: bool = True) -> int:
-    """Run until SIGINT or SIGTERM, then close listeners and let the pipeline stop cleanly."""
+    """Run until SIGINT or SIGTERM, then drain: the SSH listener closes and no login or session
+    begins, a run stops between delivery batches, uploads under way get ``[server]
+    drain_seconds`` to finish (then are discarded), and the process exits 0."""
     from ledger.server import ApiServer  # after check_libraries(): see there
     from service.admin import AdminServer, CountingDefender, Live, UploadEvents
     from sftpd.server import SftpServer
@@ -111,7 +114,7 @@ async def serve(settings: Settings, demo: bool = True) -> int:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(signum, stop.set)
+        loop.add_signal_handler(signum, _on_stop_signal, loop, stop, signum)
     try:
         if api is not None:
             await api.start()
@@ -132,21 +135,42 @@ async def serve(settings: Settings, demo: bool = True) -> int:
     pruning = asyncio.create_task(prune_hourly(Pruner(settings, context.db, context.tenants)), name="retention")
     stopped = asyncio.create_task(stop.wait())
     await asyncio.wait({pipeline, stopped}, return_when=asyncio.FIRST_COMPLETED)
-    log.info("daemon.stopping")
-    await sftp.close()
+    log.info("daemon.stopping", drain_seconds=settings.server.drain_seconds)
+    # A run stops at its next await: between delivery batches, or while one is applied in a
+    # worker thread, which still commits it and its outbox marks (waited for below).
     pipeline.cancel()
     pruning.cancel()
+    drained = await sftp.drain(settings.server.drain_seconds)
     await asyncio.gather(pipeline, pruning, return_exceptions=True)
+    await ingest.settled()  # the uploads published during the drain are staged
     if api is not None:
         await api.close()
     if admin is not None:
         upload_events.detach()
         await admin.close()
+    await loop.shutdown_default_executor()  # before the databases close under a worker thread
     context.close()
+    log.info("daemon.drained", uploads_finished=list(drained.finished),
+             uploads_discarded=list(drained.discarded))
     if pipeline.done() and not pipeline.cancelled() and pipeline.exception():
         log.error("daemon.pipeline_failed", error=repr(pipeline.exception()))
         return 1
     return 0
+
+
+def _on_stop_signal(loop: asyncio.AbstractEventLoop, stop: asyncio.Event, signum: int) -> None:
+    """The first SIGTERM or SIGINT drains (see :func:`serve`); a second one ends the process at
+    once, as the signal would unhandled. That is safe too: every database write is a
+    transaction, and the next run resumes what the outbox still holds."""
+    if not stop.is_set():
+        stop.set()
+        return
+    log.warning("daemon.stop_forced", signal=signal.Signals(signum).name)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    loop.remove_signal_handler(signum)
+    signal.signal(signum, signal.SIG_DFL)
+    os.kill(os.getpid(), signum)
 
 
 async def _start_admin(admin: AdminServer | None, upload_events: UploadEvents) -> str:

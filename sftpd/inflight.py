@@ -10,6 +10,8 @@ This registry says which upload a path names; it is used on the event loop only.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 from sftpd.handles import IncomingFile
 from sftpd.vfs import VirtualPath
 
@@ -40,6 +42,13 @@ class UploadsInProgress:
             if upload.is_open:
                 return upload
         return None
+
+    def __iter__(self) -> Iterator[tuple[str, IncomingFile]]:
+        """Each upload still being written, with its tenant."""
+        for (tenant, _), uploads in list(self._by_path.items()):
+            for upload in uploads:
+                if upload.is_open:
+                    yield tenant, upload
 
     def __len__(self) -> int:
         return sum(len(uploads) for uploads in self._by_path.values())

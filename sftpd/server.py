@@ -14,6 +14,13 @@ runs in threads; argon2 has its own pool, sized to the CPUs, and the recorder it
 neither a burst of logins nor staging can delay the work of the loop. So do folder listings, a
 chunk of names at a time (see :mod:`sftpd.sftp`). How many connections, sessions and open files
 each address, tenant and session may hold is :mod:`sftpd.limits`' business.
+
+Stopping (:meth:`SftpServer.drain`, the daemon's answer to SIGTERM): the listener closes,
+connections not logged in yet are disconnected, and an SFTP session opened meanwhile on a
+logged-in connection has every request refused, so nothing new begins; the uploads under way at
+that moment get a window to finish, and a client's close within it publishes as usual. Whatever
+is still open at its end is discarded as a dropped session's uploads are: never published, never
+recorded.
 """
 
 from __future__ import annotations
@@ -21,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import os
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import cast
 
 import asyncssh
@@ -34,7 +42,7 @@ from sftpd.defender import Defender
 from sftpd.events import FeedFolders, UploadListener
 from sftpd.hostkeys import host_key_pairs, load_or_create_host_keys
 from sftpd.inflight import UploadsInProgress
-from sftpd.limits import Admission, ConnectionLimits, LimitCounters
+from sftpd.limits import Admission, ConnectionLimits, LimitCounters, Refused
 from sftpd.recorder import UploadRecorder
 from sftpd.rules import UploadRules
 from sftpd.sftp import TenantSFTPServer
@@ -51,6 +59,9 @@ CHANNEL_MAX_PACKET_BYTES = 256 * 1024
 # waits there, instead of being refused (the kernel caps it at net.core.somaxconn).
 LISTEN_BACKLOG = 1024
 SFTP_ONLY_EXIT_STATUS = 1
+SHUTTING_DOWN = "the server is shutting down; connect again in a minute"
+# How often a drain looks whether the uploads it waits for have ended.
+DRAIN_POLL_SECONDS = 0.05
 
 
 def sftp_only(process: asyncssh.SSHServerProcess[bytes]) -> None:
@@ -66,8 +77,17 @@ def sftp_only(process: asyncssh.SSHServerProcess[bytes]) -> None:
     process.exit(SFTP_ONLY_EXIT_STATUS)
 
 
+@dataclass(frozen=True)
+class Drained:
+    """What a drain waited for, as ``tenant:/in/path``: the uploads that ended within the window
+    (published, unless a rule refused them at the close) and those discarded at its end."""
+
+    finished: tuple[str, ...]
+    discarded: tuple[str, ...]
+
+
 class SftpServer:
-    """The front door: ``await start()``, serve until ``await close()``."""
+    """The front door: ``await start()``, serve until ``await close()`` (or ``drain()``)."""
 
     def __init__(
         self,
@@ -92,6 +112,7 @@ class SftpServer:
         self._limits = ConnectionLimits(settings.server)
         self._connections: dict[asyncssh.SSHServerConnection, Admission] = {}
         self._acceptor: asyncssh.SSHAcceptor | None = None
+        self._draining = False
 
     @property
     def port(self) -> int:
@@ -142,12 +163,30 @@ class SftpServer:
         )
         log.info("sftpd.listening", host=server.listen_host, port=self.port)
 
+    async def drain(self, seconds: float) -> Drained:
+        """Take no new connection, login or SFTP session; give the uploads under way up to
+        ``seconds`` to end, then :meth:`close` (which discards those still open)."""
+        self._draining = True
+        await self._stop_listening()
+        for conn, admission in list(self._connections.items()):
+            if admission.tenant is None:
+                conn.disconnect(asyncssh.DISC_BY_APPLICATION, SHUTTING_DOWN)
+        waiting = [(tenant, upload) for tenant, upload in self._in_progress]
+        log.info("sftpd.draining", uploads=len(waiting), seconds=seconds)
+        deadline = asyncio.get_running_loop().time() + seconds
+        while (any(upload.is_open for _, upload in waiting)
+               and asyncio.get_running_loop().time() < deadline):
+            await asyncio.sleep(DRAIN_POLL_SECONDS)
+        drained = Drained(
+            finished=tuple(f"{tenant}:{u.path}" for tenant, u in waiting if not u.is_open),
+            discarded=tuple(f"{tenant}:{u.path}" for tenant, u in waiting if u.is_open),
+        )
+        await self.close()
+        return drained
+
     async def close(self) -> None:
         """Stop listening and end every session; uploads still open are discarded."""
-        if self._acceptor is not None:
-            self._acceptor.close()
-            await self._acceptor.wait_closed()
-            self._acceptor = None
+        await self._stop_listening()
         connections = list(self._connections)
         for conn in connections:
             conn.close()
@@ -158,6 +197,12 @@ class SftpServer:
         await self._recorder.close()
         log.info("sftpd.stopped")
 
+    async def _stop_listening(self) -> None:
+        if self._acceptor is not None:
+            self._acceptor.close()
+            await self._acceptor.wait_closed()
+            self._acceptor = None
+
     async def settled(self) -> None:
         """Wait until every upload finished so far is recorded and handed to the listener."""
         await self._recorder.settled()
@@ -167,6 +212,8 @@ class SftpServer:
         return TenantSSHServer(self._gate, self._connection_opened, self._connection_closed)
 
     def _connection_opened(self, conn: asyncssh.SSHServerConnection, source: str) -> Admission:
+        if self._draining:
+            raise Refused(SHUTTING_DOWN)
         admission = self._limits.admit(source, conn.disconnect)
         self._connections[conn] = admission
         return admission
@@ -180,8 +227,12 @@ class SftpServer:
         tenant = chan.get_extra_info("username")
         fs = TenantFileSystem(self._tenants.folders(tenant).root)
         admission = self._connections[cast(asyncssh.SSHServerConnection, chan.get_connection())]
+        # asyncssh has accepted the subsystem by now, and ending the channel before its SFTP
+        # handler read the client's first packet drops the whole connection (and the uploads
+        # it still carries): a session begun while draining is refused request by request.
         return TenantSFTPServer(chan, tenant, fs, self._rules, self._recorder, admission,
-                                self._in_progress, self._feed_folders)
+                                self._in_progress, self._feed_folders,
+                                refusal=SHUTTING_DOWN if self._draining else None)
 
     def _clear_in_flight(self) -> None:
         """Remove partial uploads and kept names a previous run left behind (it crashed or was

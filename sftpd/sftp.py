@@ -102,7 +102,10 @@ class TenantSFTPServer(asyncssh.SFTPServer):
         admission: Admission,
         in_progress: UploadsInProgress | None = None,
         feed_folders: FeedFolders | None = None,
+        refusal: str | None = None,
     ) -> None:
+        """``refusal``: every request of this session fails with it (a session opened while
+        the server stops; see :meth:`sftpd.server.SftpServer.drain`)."""
         super().__init__(chan)
         self._tenant = tenant
         self._fs = fs
@@ -116,7 +119,12 @@ class TenantSFTPServer(asyncssh.SFTPServer):
         self._too_slow: dict[IncomingFile, SFTPFailure] = {}
         peer = chan.get_extra_info("peername")
         self._source = str(peer[0]) if peer else "unknown"
-        log.info("sftp.session.started", tenant=tenant, source=self._source)
+        self._refusal = refusal
+        if refusal is None:
+            log.info("sftp.session.started", tenant=tenant, source=self._source)
+        else:
+            log.info("sftp.session.refused", tenant=tenant, source=self._source, reason=refusal)
+            chan.write_stderr(f"sftpd: {refusal}\n".encode())
 
     # Names and attributes
 
@@ -349,6 +357,7 @@ class TenantSFTPServer(asyncssh.SFTPServer):
 
     def _parse(self, path: bytes) -> VirtualPath:
         """A request naming a path: the connection is not idle."""
+        self._refuse_if_closing()
         self._admission.touch()
         return VirtualPath.parse(path)
 
@@ -358,6 +367,11 @@ class TenantSFTPServer(asyncssh.SFTPServer):
         if not isinstance(file_obj, (ReadHandle, IncomingFile)):
             raise asyncssh.SFTPInvalidHandle("invalid file handle")
         return file_obj
+
+    def _refuse_if_closing(self) -> None:
+        """A refused session opens no file, so a request on a path is the only one to refuse."""
+        if self._refusal is not None:
+            raise SFTPFailure(self._refusal)
 
     def _abort_upload(self, upload: IncomingFile, reason: str) -> None:
         """Throw away an upload too slow to go on (see :class:`~sftpd.limits.UploadPace`); its
