@@ -15,7 +15,7 @@ from zoneinfo import ZoneInfo
 
 from core.clock import parse_iso
 from core.compat import installed_version
-from core.config import Settings
+from core.config import RETENTION_RULES, Settings
 from service.admin.figures import Figures
 from service.admin.hostkeys import HostKeyFingerprint
 
@@ -46,7 +46,7 @@ def render(settings: Settings, figures: Figures, keys: Sequence[HostKeyFingerpri
         _section("SSH host keys", _dl([(k.algorithm, f"<code>{_e(k.fingerprint)}</code>") for k in keys], raw=True)
                  if keys else '<p class=muted>none yet</p>'),
         _section("Runs", _runs(figures, zone)),
-        _section("Tenants", _tenants(figures, zone)),
+        _section("Tenants", _tenants(settings, figures, zone)),
         _section("Outbox", _outbox(figures, zone)),
         _section("Active lockouts", _table(
             ("scope", "account", "source", "until"),
@@ -57,8 +57,8 @@ def render(settings: Settings, figures: Figures, keys: Sequence[HostKeyFingerpri
     ]
     retention = getattr(settings, "retention", None)
     if dataclasses.is_dataclass(retention):
-        parts.append(_section("Retention", _dl((f.name, str(getattr(retention, f.name)))
-                                               for f in dataclasses.fields(retention))))
+        parts.append(_section("Retention (days; a tenant's own rules are marked * above)",
+                              _dl((f.name, str(getattr(retention, f.name))) for f in dataclasses.fields(retention))))
     parts.append("</body></html>")
     return "".join(parts)
 
@@ -74,16 +74,29 @@ def _runs(figures: Figures, zone: ZoneInfo) -> str:
     return _dl([("last run", last_text), ("next run", _at(figures.next_run, zone))])
 
 
-def _tenants(figures: Figures, zone: ZoneInfo) -> str:
+def _tenants(settings: Settings, figures: Figures, zone: ZoneInfo) -> str:
     rows = []
     for t in figures.snapshot.tenants:
         login = ("may log in" if t.enabled and t.has_login else "disabled" if not t.enabled else "no login")
         login_cell = f'<span class={"ok" if login == "may log in" else "bad"}>{_e(login)}</span>'
         lock = f'<span class=bad>until {_e(_at_text(t.locked_until, zone))}</span>' if t.locked_until else "none"
         rows.append((_e(t.name), login_cell, lock, _e(_at_text(t.last_upload, zone)),
-                     _e(_at_text(t.last_report, zone)), str(t.files_waiting), str(t.rows_pending)))
-    return _table(("tenant", "login", "lockout", "last upload", "last report", "files waiting", "rows pending"),
-                  rows)
+                     _e(_at_text(t.last_report, zone)), str(t.files_waiting), str(t.rows_pending),
+                     _retention(settings, t.retention_own)))
+    return _table(("tenant", "login", "lockout", "last upload", "last report", "files waiting", "rows pending",
+                   "kept days (upload/report/rejected)"), rows)
+
+
+def _retention(settings: Settings, own: dict[str, int]) -> str:
+    """The rules in force, the tenant's own ones marked with an asterisk."""
+    retention = getattr(settings, "retention", None)
+    days = []
+    for rule in RETENTION_RULES:
+        if rule in own:
+            days.append(f"<b>{own[rule]}*</b>")
+        else:
+            days.append(_e(str(getattr(retention, rule, "?"))))
+    return "/".join(days)
 
 
 def _outbox(figures: Figures, zone: ZoneInfo) -> str:

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from core.clock import iso, parse_iso, utcnow
+from core.config import RETENTION_RULES
 
 MAX_AGE_SECONDS = 1.0
 # SQLite calls the progress handler every this many virtual-machine instructions.
@@ -49,6 +50,9 @@ class TenantState:
     last_report: str | None
     files_waiting: int
     rows_pending: int
+    # The tenant's own retention rules (``sftpctl tenant retention``), by rule; others are the
+    # installation's ``[retention]``.
+    retention_own: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -170,11 +174,14 @@ def _tenants(
     if _has_table(conn, "ingest_staged"):
         last_report = {r["tenant"]: r["at"] for r in conn.execute(
             "SELECT tenant, MAX(finished_at) AS at FROM ingest_staged WHERE report IS NOT NULL GROUP BY tenant")}
-    rows = conn.execute("SELECT name, enabled, password_hash IS NOT NULL AS has_login FROM tenants ORDER BY name")
+    columns = {row["name"] for row in conn.execute("PRAGMA table_info(tenants)")}
+    rules = [rule for rule in RETENTION_RULES if rule in columns]
+    rows = conn.execute("SELECT name, enabled, password_hash IS NOT NULL AS has_login"
+                        + "".join(f", {rule}" for rule in rules) + " FROM tenants ORDER BY name")
     return tuple(
         TenantState(r["name"], bool(r["enabled"]), bool(r["has_login"]), locked.get(r["name"]),
                     last_upload.get(r["name"]), last_report.get(r["name"]), waiting[r["name"]],
-                    snapshot.outbox_pending[r["name"]])
+                    snapshot.outbox_pending[r["name"]], {rule: r[rule] for rule in rules if r[rule] is not None})
         for r in rows
     )
 

@@ -36,7 +36,8 @@ def test_everything_from_the_database_is_escaped(settings: Settings) -> None:
         taken_at=now,
         outbox_oldest=OutboxItemState("acme", f"in/{HOSTILE}", "2026-11-30T17:00:00.000Z"),
         lockouts=(LockoutState("pair", HOSTILE, "10.0.0.1", "2026-11-30T19:00:00.000Z"),),
-        tenants=(TenantState("acme", True, True, None, "2026-11-30T17:00:00.000Z", None, 2, 5),),
+        tenants=(TenantState("acme", True, True, None, "2026-11-30T17:00:00.000Z", None, 2, 5,
+                             {"report_days": 7}),),
     )
     snapshot.outbox_pending["acme"] = 5
     figures = Figures(snapshot, {}, {}, 0, {}, 10 * 2**30, now)
@@ -47,6 +48,7 @@ def test_everything_from_the_database_is_escaped(settings: Settings) -> None:
     # Times in the schedule's zone (Pacific by default), next run included.
     assert "2026-11-30 09:00 PST" in html and "2026-11-30 10:00 PST" in html
     assert "SHA256:abc+/x" in html and "10.0 GiB" in html
+    assert "<td>30/<b>7*</b>/30</td>" in html  # the tenant's own report_days, the others the installation's
 
 
 @pytest.fixture
@@ -83,11 +85,12 @@ def test_the_page_in_a_headless_browser(admin_daemon: AdminDaemon, chromium: web
     finally:
         db.close()
     key = asyncssh.read_public_key(root / "keys" / "ssh_host_ed25519_key.pub")
+    assert admin_daemon.sftpctl("tenant", "retention", "demo", "--upload-days", "3").returncode == 0
 
     chromium.get(admin_daemon.admin_url + "/")
     text = chromium.find_element(By.TAG_NAME, "body").text
     assert "sftp-inbox" in chromium.title
-    assert "demo" in text and "may log in" in text
+    assert "demo" in text and "may log in" in text and "3*/90/30" in text
     assert key.get_fingerprint("sha256") in text
     assert HOSTILE in text  # shown as text, never as markup
     assert chromium.find_elements(By.TAG_NAME, "img") == []
