@@ -70,14 +70,15 @@ class Daemon:
         raise AssertionError(f"the daemon never logged {name!r}")
 
 
-def write_config(tmp_path: Path, drain_seconds: float, extra: str = "") -> Path:
-    """Absolute paths, so the test process opens the daemon's databases too."""
+def write_config(tmp_path: Path, drain_seconds: float, extra: str = "", api: str = "") -> Path:
+    """Absolute paths, so the test process opens the daemon's databases too; ``extra`` holds
+    further sections, ``api`` further [api] settings."""
     config = tmp_path / "sftpd.toml"
     config.write_text(
         f'data_dir = "{tmp_path / "var"}"\n'
         f'[server]\nlisten_port = {free_port()}\nkeys_dir = "{tmp_path / "keys"}"\n'
         f"drain_seconds = {drain_seconds}\n"
-        f"[api]\nlisten_port = {free_port()}\n[admin]\nlisten_port = 0\n{extra}"
+        f"[api]\nlisten_port = {free_port()}\n{api}[admin]\nlisten_port = 0\n{extra}"
     )
     return config
 
@@ -186,7 +187,10 @@ async def test_a_second_signal_ends_the_process_at_once(tmp_path: Path) -> None:
 
 
 CALLS_HEADER = "customer_id,call_start,call_end,calling_phone_number,agent_queue_assigned\n"
-CALLS = 6000
+SCHEDULE = "[schedule]\nstable_seconds = 0.0\nscan_interval_seconds = 3600.0\n"
+# Over HTTP through the daemon's own API, with limits that let it end in seconds.
+POST_OVER_HTTP = "[post]\nembedded_in_process = false\nrate_limit_requests = 100000\n"
+UNLIMITED_API = "rate_limit_requests = 100000\n"
 
 
 def calls_file(rows: int) -> str:
@@ -198,13 +202,10 @@ def calls_file(rows: int) -> str:
     return CALLS_HEADER + "".join(lines)
 
 
-def test_a_run_stopped_by_sigterm_is_finished_by_the_next_with_every_row_once(tmp_path: Path) -> None:
-    """The daemon's catch-up run is delivering a file into the embedded ledger (500 rows a
-    batch) when SIGTERM comes: the batch under way commits with its outbox marks (the ledger's
-    answers and the outbox's posted rows agree), the run is recorded interrupted, and a later
-    ``sftpctl run`` delivers the rest: each row in the ledger once, none left pending."""
-    config = write_config(tmp_path, drain_seconds=5,
-                          extra="[schedule]\nstable_seconds = 0.0\nscan_interval_seconds = 3600.0\n")
+def stop_during_a_run(tmp_path: Path, rows: int, extra: str = "", api: str = "") -> Path:
+    """Start the daemon on a data dir holding a file of ``rows`` calls; SIGTERM it once its
+    catch-up run has delivered some; assert it exits 0 mid-delivery. The config's path."""
+    config = write_config(tmp_path, drain_seconds=5, extra=SCHEDULE + extra, api=api)
     settings = load_settings(config)
     db = open_state(settings.state_db)
     try:
@@ -214,30 +215,59 @@ def test_a_run_stopped_by_sigterm_is_finished_by_the_next_with_every_row_once(tm
         db.close()
     feed = settings.tenants_dir / "acme/in/calls"
     feed.mkdir()
-    (feed / "calls.csv").write_text(calls_file(CALLS))
-    state, ledger = settings.state_db, settings.ledger_db
-    posted = "SELECT count(*) FROM ingest_outbox WHERE state = 'posted'"
+    (feed / "calls.csv").write_text(calls_file(rows))
     with stopped_at_exit(start(tmp_path, config, "--no-demo")) as daemon:
         deadline = time.monotonic() + EXIT_TIMEOUT_SECONDS
-        while not query(state, posted)[0][0] and time.monotonic() < deadline:
+        while not posted(settings.state_db) and time.monotonic() < deadline:
             time.sleep(0.01)
         daemon.signal()
         assert daemon.wait() == 0
-    delivered = query(state, posted)[0][0]
-    assert 0 < delivered < CALLS, "SIGTERM came before or after the delivery, not during it"
-    assert query(ledger, "SELECT count(*) FROM delivered_requests")[0][0] == delivered
-    assert query(state, "SELECT status FROM ingest_runs") == [("interrupted",)]
+    assert 0 < posted(settings.state_db) < rows, "SIGTERM came before or after the delivery"
+    assert query(settings.state_db, "SELECT status FROM ingest_runs") == [("interrupted",)]
+    return config
 
+
+def posted(state: Path) -> int:
+    return int(query(state, "SELECT count(*) FROM ingest_outbox WHERE state = 'posted'")[0][0])
+
+
+def run_again_and_count(config: Path, rows: int) -> None:
+    """``sftpctl run`` finishes the delivery: every row posted, each in the ledger once."""
+    settings = load_settings(config)
     rerun = subprocess.run(
         [sys.executable, "-m", "service.sftpctl", "--config", str(config), "run"],
-        check=False, cwd=tmp_path, capture_output=True, text=True, timeout=120, env=project_env(),
+        check=False, cwd=config.parent, capture_output=True, text=True, timeout=120,
+        env=project_env(),
     )
     assert rerun.returncode == 0, rerun.stdout + rerun.stderr
+    state, ledger = settings.state_db, settings.ledger_db
     assert query(state, "SELECT state, count(*) FROM ingest_outbox GROUP BY state") == [
-        ("posted", CALLS)
+        ("posted", rows)
     ]
     assert query(ledger, "SELECT count(*), count(DISTINCT complete_call_id) FROM calls") == [
-        (CALLS, CALLS)
+        (rows, rows)
     ]
-    assert query(ledger, "SELECT count(*) FROM transactions")[0][0] == CALLS
-    assert query(ledger, "SELECT count(*) FROM delivered_requests")[0][0] == CALLS
+    assert query(ledger, "SELECT count(*) FROM transactions")[0][0] == rows
+
+
+def test_a_run_stopped_by_sigterm_is_finished_by_the_next_with_every_row_once(tmp_path: Path) -> None:
+    """The daemon's catch-up run is writing a file into the embedded ledger in process (500
+    rows a batch) when SIGTERM comes: the batch under way commits with its outbox marks (the
+    ledger's remembered answers and the outbox's posted rows agree), the run is recorded
+    interrupted, and a later ``sftpctl run`` delivers the rest: each row in the ledger once."""
+    rows = 6000
+    config = stop_during_a_run(tmp_path, rows)
+    settings = load_settings(config)
+    remembered = "SELECT count(*) FROM delivered_requests"
+    assert query(settings.ledger_db, remembered)[0][0] == posted(settings.state_db)
+    run_again_and_count(config, rows)
+    assert query(settings.ledger_db, remembered)[0][0] == rows
+
+
+def test_a_run_posting_over_http_stopped_by_sigterm_loses_and_doubles_nothing(tmp_path: Path) -> None:
+    """The same through the poster (the daemon's own API over HTTP, as a remote destination):
+    a request whose answer the stop cut off stays pending and is sent again, and the ledger
+    answers such a replay without writing a second row."""
+    rows = 300
+    config = stop_during_a_run(tmp_path, rows, POST_OVER_HTTP, UNLIMITED_API)
+    run_again_and_count(config, rows)
