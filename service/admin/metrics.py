@@ -3,7 +3,7 @@
 Names follow Prometheus' conventions: one prefix, base units (bytes, seconds), ``_total`` on
 counters. Counters derived from the state database (uploads, files, rows, runs, responses) are
 counts of its records, so they include ``sftpctl run``'s work; records pruned or reopened do not
-make them drop while the daemon runs (:class:`Carry`). Tenants are labels only with
+make them drop (``service/admin/carry.py``). Tenants are labels only with
 ``[admin] per_tenant_labels``: each tenant multiplies the series.
 """
 
@@ -22,9 +22,11 @@ from prometheus_client.core import (
     Metric,
 )
 from prometheus_client.registry import Collector
+from prometheus_client.samples import Sample
 
 from core.clock import parse_iso
 from core.compat import installed_version
+from service.admin.carry import Carry
 from service.admin.figures import Figures
 from service.admin.snapshot import WAITING_STATES
 
@@ -42,35 +44,15 @@ RUN_DURATION_BUCKETS = (1.0, 5.0, 15.0, 60.0, 300.0, 900.0, 1800.0, 3600.0, 7200
 def exposition(figures: Figures, per_tenant: bool, carry: Carry | None = None) -> bytes:
     families = list(InboxCollector(figures, per_tenant).collect())
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(_Fixed(carry.apply(families) if carry else families))
+    registry.register(_Fixed(carry.apply(families, in_memory) if carry else families))
     return generate_latest(registry)
 
 
-class Carry:
-    """Keeps the counters monotonic for as long as the daemon runs, though their records shrink.
-
-    A count of records drops when retention deletes old ones (run records, per-row results) or
-    a failed file is reopened for a retry; a counter that drops reads to Prometheus as a reset,
-    and ``increase()`` would count the whole remainder again. A drop is added to the series'
-    offset instead. Used by one thread at a time (the admin's reader thread).
-    """
-
-    def __init__(self) -> None:
-        self._last: dict[tuple[str, tuple[tuple[str, str], ...]], float] = {}
-        self._offset: dict[tuple[str, tuple[tuple[str, str], ...]], float] = {}
-
-    def apply(self, families: list[Metric]) -> list[Metric]:
-        for family in families:
-            if family.type not in ("counter", "histogram"):
-                continue
-            for index, sample in enumerate(family.samples):
-                key = (sample.name, tuple(sorted(sample.labels.items())))
-                last = self._last.get(key)
-                if last is not None and sample.value < last:
-                    self._offset[key] = self._offset.get(key, 0.0) + last - sample.value
-                self._last[key] = sample.value
-                family.samples[index] = sample._replace(value=sample.value + self._offset.get(key, 0.0))
-        return families
+def in_memory(sample: Sample) -> bool:
+    """A sample of the daemon's own counts (reset with the process), not of the database's."""
+    if sample.name in (f"{PREFIX}logins_total", f"{PREFIX}limit_refusals_total"):
+        return True
+    return sample.name == f"{PREFIX}uploads_total" and sample.labels.get("result") != "completed"
 
 
 class _Fixed(Collector):

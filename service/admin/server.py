@@ -69,6 +69,7 @@ class AdminServer:
             log.info("admin.stopped")
         if self._socket is not None:
             self._socket.close()
+        await self._reader.call(self._state.carry.save)
         await self._reader.close()
         self._server = self._task = self._socket = None
 

@@ -16,8 +16,8 @@ from core.tenants import open_state
 from core.uploads import UploadStore
 from service.admin.figures import LiveFigures, gather
 from service.admin.live import Live
-from service.admin.metrics import Carry, exposition
-from service.admin.snapshot import Snapshot, read_snapshot
+from service.admin.metrics import exposition
+from service.admin.snapshot import read_snapshot
 from tests.service.admin.conftest import AdminDaemon
 from tests.support.clients import OpenSSHClient
 
@@ -152,19 +152,3 @@ def test_per_tenant_labels_when_asked(settings: Settings) -> None:
     assert 'sftp_inbox_files_waiting{state="received",tenant="acme"} 1.0' in labelled
     assert "sftp_inbox_upload_bytes_total 123.0" in plain and "acme" not in plain
 
-
-def test_a_count_that_shrinks_stays_monotonic(settings: Settings) -> None:
-    """Retention deletes old records; the counters derived from them must not go down."""
-    carry = Carry()
-    now = utcnow()
-
-    def scraped(posted: int) -> str:
-        snapshot = Snapshot(taken_at=now, run_durations=(1.0,) * posted)
-        snapshot.rows[("acme", "posted")] = posted
-        return exposition(gather(settings, snapshot, LiveFigures.of(Live())), per_tenant=False, carry=carry).decode()
-
-    assert 'sftp_inbox_rows_total{outcome="posted"} 10.0' in scraped(10)
-    assert 'sftp_inbox_rows_total{outcome="posted"} 10.0' in scraped(4)  # 6 pruned
-    third = scraped(5)
-    assert 'sftp_inbox_rows_total{outcome="posted"} 11.0' in third  # one more posted
-    assert "sftp_inbox_run_duration_seconds_count 11.0" in third
