@@ -10,9 +10,10 @@ from collections.abc import Callable
 
 import uvicorn
 
-from core.config import Settings
+from core.config import ConfigError, Settings
 from core.logs import get_logger
 from ledger.uvicorn_compat import EmbeddedServer
+from service.admin.access import exposure_problem
 from service.admin.app import AdminState, create_app
 from service.admin.live import Live
 from service.admin.snapshot import SnapshotReader
@@ -29,6 +30,9 @@ class AdminServer:
 
     def __init__(self, settings: Settings, live: Live, ssh_port: Callable[[], int | None],
                  listeners: Callable[[], dict[str, str]]) -> None:
+        problem = exposure_problem(settings.admin)
+        if problem:  # the daemon's main() says so before anything starts; this is the last guard
+            raise ConfigError(problem)
         self._settings = settings
         self._reader = SnapshotReader(settings.state_db, settings.admin.read_timeout_seconds)
         self._state = AdminState(settings, self._reader, live, ssh_port, listeners)

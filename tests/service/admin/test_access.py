@@ -9,12 +9,12 @@ from pathlib import Path
 import httpx
 import pytest
 
-from core.config import AdminSettings, Settings
+from core.config import AdminSettings, ConfigError, Settings
 from core.tenants import open_state
 from service.admin import AdminServer, Live
 from service.admin.access import exposure_problem, is_loopback
 from tests.conftest import free_port
-from tests.support.daemon import project_env
+from tests.support.daemon import project_env, start_daemon
 
 
 async def test_the_token_is_required_when_set(settings: Settings) -> None:
@@ -57,3 +57,19 @@ def test_the_daemon_refuses_a_non_loopback_admin_listener_without_a_token(tmp_pa
     assert result.returncode == 2
     assert "admin.listen_host = '0.0.0.0' is not loopback, so [admin] token must be set" in result.stderr
     assert not (tmp_path / "var").exists()  # refused before anything was touched
+
+
+def test_the_server_itself_refuses_a_non_loopback_address_without_a_token(settings: Settings) -> None:
+    with pytest.raises(ConfigError, match="token must be set"):
+        AdminServer(settings.replace(admin__listen_host="0.0.0.0"), Live(), lambda: None, dict)
+
+
+def test_port_0_turns_the_admin_listener_off(tmp_path: Path) -> None:
+    port, api_port = free_port(), free_port()
+    config = tmp_path / "sftpd.toml"
+    config.write_text(f"[server]\nlisten_port = {port}\n[api]\nlisten_port = {api_port}\n[admin]\nlisten_port = 0\n")
+    daemon = start_daemon(tmp_path, port, api_port, "--config", str(config))
+    try:
+        assert "admin on" not in daemon.output
+    finally:
+        assert daemon.stop() == 0
