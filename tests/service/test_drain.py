@@ -148,8 +148,9 @@ async def test_an_upload_closed_within_the_window_is_published_and_recorded(tmp_
         (["demo:/in/late.csv"], [])
     ]
     assert (tmp_path / "var/tenants/demo/in/late.csv").read_bytes() == FIRST + SECOND
-    recorded = query(tmp_path / "var/state.db", "SELECT tenant, path, size FROM uploads")
-    assert recorded == [("demo", "in/late.csv", len(FIRST + SECOND))]
+    # Recorded, and handed to the ingest side before the process ended: staged for the next run.
+    recorded = query(tmp_path / "var/state.db", "SELECT tenant, path, size, state FROM uploads")
+    assert recorded == [("demo", "in/late.csv", len(FIRST + SECOND), "staged")]
 
 
 async def test_an_upload_still_open_at_the_end_of_the_window_is_discarded(tmp_path: Path) -> None:
