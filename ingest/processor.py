@@ -185,8 +185,19 @@ class Processor:
                 async with self.claims.renewing(claim):
                     return await self._process_tenant(run, tenant, client, emit, embedded_base, reading)
 
+        # A fault that stops the run (or the progress callback raising) stops every tenant's
+        # work, as a crash would: the others are cancelled at their next await, which the outbox
+        # makes safe, rather than left running behind a run recorded as ended.
+        tasks = [asyncio.ensure_future(one(tenant)) for tenant in tenants]
+        try:
+            parts = await asyncio.gather(*tasks)
+        except BaseException:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            raise
         work = RunWork(problems=problems)
-        for part in await asyncio.gather(*(one(tenant) for tenant in tenants)):
+        for part in parts:
             work.add(part)
         return work
 

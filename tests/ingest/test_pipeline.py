@@ -211,3 +211,45 @@ async def test_upload_states_join_counts_and_reports(ingest: Ingest, tenants: Te
     assert (done.state, done.posted, done.failed, done.rejected, done.pending) == ("partly failed", 2, 0, 1, 0)
     assert done.report is not None and done.report.endswith("-report.csv")
     assert len(ingest.upload_states("acme", limit=1)) == 1
+
+
+async def test_a_run_stopped_by_one_tenants_fault_stops_the_others_and_the_next_run_resumes_them(
+    ingest_settings: Settings, state_db: Database, tenants: TenantStore, uploads: UploadStore,
+    tenant: Tenant, fake_api: FakeApi,
+) -> None:
+    ingest = Ingest(ingest_settings.replace(post__timeout_seconds=60.0), state_db, tenants, uploads)
+    tenants.add("beta", "ops@beta.example", TEST_PASSWORD)
+    released = asyncio.Event()
+
+    async def held(request: Request, body: dict[str, Any]) -> Response:
+        await released.wait()
+        return JSONResponse({}, status_code=201)
+
+    class Crash(Exception):
+        pass
+
+    told_after_the_run: list[str] = []
+    run_over = False
+
+    def crash_when_beta_posts(event: str, **fields: Any) -> None:
+        if run_over:
+            told_after_the_run.append(event)
+        if event == "post.started" and fields["tenant"] == "beta":
+            raise Crash
+
+    fake_api.answer_token(tenant.api_token, held)
+    for name in ("acme", "beta"):
+        upload, path = drop(tenants, uploads, name, "in/sales.csv", SIGNALS)
+        await ingest.stage(upload, path)
+    with pytest.raises(Crash):
+        await ingest.run(progress=crash_when_beta_posts)
+    run_over = True
+    released.set()
+    await asyncio.sleep(0.5)  # acme's work, had it been left running, would go on now
+    assert told_after_the_run == []
+    [acme_upload] = uploads.history("acme")
+    assert acme_upload.state in ("staged", "processing")  # stopped where the crash found it
+    assert ingest.claims.holder("tenant:acme") is None and ingest.runs(1)[0].status == "failed"
+    del fake_api.by_token[tenant.api_token]
+    summary = await ingest.run()
+    assert summary.run.posted == 4 and {item.tenant for item in summary.files} == {"acme", "beta"}
