@@ -172,7 +172,7 @@ class Pruner:
         for profile in chosen:
             try:
                 self._prune_tenant(profile, now, result)
-            except Exception as exc:
+            except Exception as exc:  # a bulkhead: one tenant's trouble never stops the others' prune
                 log.error("retention.failed", exc_info=True, tenant=profile.name)
                 result.problems.append(f"{profile.name}: {type(exc).__name__}: {exc}")
         if tenant is None:
@@ -233,9 +233,7 @@ class Pruner:
                 log.info("retention.kept", tenant=tenant.name, what=UPLOAD, path=str(inbox_file),
                          upload=candidate.upload_id, reason=kept)
         snapshot = self.staging_root / tenant.name / str(candidate.upload_id)
-        if snapshot.is_dir():
-            if not result.dry_run:
-                shutil.rmtree(snapshot)
+        if snapshot.is_dir() and _remove(snapshot, result.dry_run):
             _deleted(result, Deletion(tenant.name, SNAPSHOT, str(snapshot), candidate.upload_id, rule, days))
         with self.db.transaction() as conn:
             where = "upload_id = ? AND state = ? AND text != ''"
@@ -248,9 +246,7 @@ class Pruner:
     def _prune_report(self, tenant: Tenant, candidate: _Candidate, days: int, result: PruneResult) -> None:
         """The report, and with it the file's per-row results, settled outbox rows and sent notices."""
         report = self._report_file(tenant.name, candidate.report)
-        if report is not None and _is_file(report):
-            if not result.dry_run:
-                report.unlink(missing_ok=True)
+        if report is not None and _is_file(report) and _remove(report, result.dry_run):
             _deleted(result, Deletion(tenant.name, REPORT, str(report), candidate.upload_id, "report_days", days))
         with self.db.transaction() as conn:
             still_finished = conn.execute(
@@ -308,11 +304,8 @@ class Pruner:
                 info = path.lstat()
             except FileNotFoundError:
                 continue
-            if not stat.S_ISREG(info.st_mode) or info.st_mtime > cutoff:
-                continue
-            if not result.dry_run:
-                path.unlink(missing_ok=True)
-            _deleted(result, Deletion(tenant.name, MAIL, str(path), None, "report_days", days))
+            if stat.S_ISREG(info.st_mode) and info.st_mtime <= cutoff and _remove(path, result.dry_run):
+                _deleted(result, Deletion(tenant.name, MAIL, str(path), None, "report_days", days))
 
     def _prune_runs(self, now: datetime, dry_run: bool) -> int:
         """Run records finished ``report_days`` ago (the installation's) that nothing names,
@@ -335,7 +328,7 @@ async def prune_hourly(pruner: Pruner, interval: float = PRUNE_INTERVAL_SECONDS)
     while True:
         try:
             await asyncio.to_thread(pruner.prune, utcnow())
-        except Exception:
+        except Exception:  # the daemon goes on, and the next hour tries again; the log says why
             log.error("retention.prune_failed", exc_info=True)
         await asyncio.sleep(interval)
 
@@ -377,6 +370,21 @@ def _inside(root: Path, upload_path: str) -> Path | None:
     if not relative.parts or ".." in relative.parts:
         return None
     return root / relative
+
+
+def _remove(path: Path, dry_run: bool) -> bool:
+    """Delete a file, or a folder and all in it (a snapshot's); False if it was gone already (a
+    prune of another process took it first). A dry run deletes nothing and says True."""
+    if dry_run:
+        return True
+    try:
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+        else:
+            path.unlink()
+    except FileNotFoundError:
+        return False
+    return True
 
 
 def _is_file(path: Path) -> bool:
