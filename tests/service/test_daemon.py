@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from tests.conftest import free_port
@@ -46,3 +47,27 @@ def test_bad_listen_address_is_a_clear_error(tmp_path: Path) -> None:
         check=False, cwd=tmp_path, capture_output=True, text=True, timeout=60, env=project_env(),
     )
     assert result.returncode == 2 and "expected HOST:PORT" in result.stderr
+
+
+def test_the_daemon_prunes_what_is_due_when_it_starts(tmp_path: Path) -> None:
+    from service.sftpctl import main as sftpctl
+
+    config = tmp_path / "prepare.toml"
+    config.write_text(f'data_dir = "{tmp_path / "var"}"\n[api]\nlisten_port = {free_port()}\n'
+                      "[schedule]\nstable_seconds = 0.0\n")
+    cli = ["--config", str(config)]
+    assert sftpctl([*cli, "tenant", "add", "acme", "--email", "ops@acme.example"]) == 0
+    assert sftpctl([*cli, "tenant", "retention", "acme", "--upload-days", "0"]) == 0
+    upload = tmp_path / "var" / "tenants" / "acme" / "in" / "calls" / "calls.csv"
+    upload.parent.mkdir()
+    upload.write_text("customer_id,call_start,call_end,calling_phone_number,agent_queue_assigned\n"
+                      "cust-001,2026-11-20T18:02:13Z,2026-11-20T18:12:13Z,+1 8885551212,Wireless Sales\n")
+    assert sftpctl([*cli, "run"]) == 0 and upload.exists()
+    daemon = start_daemon(tmp_path, None, None, "--no-demo")
+    try:
+        deadline = time.monotonic() + 20
+        while upload.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not upload.exists() and upload.parent.is_dir()
+    finally:
+        assert daemon.stop() == 0
