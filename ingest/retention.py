@@ -73,8 +73,11 @@ MIGRATIONS = [
 PRUNE_INTERVAL_SECONDS = 3600.0
 PROCESSED = (UploadState.POSTED, UploadState.PARTLY_FAILED, UploadState.FAILED)
 FINAL = (*PROCESSED, UploadState.REJECTED)
-# The name an upload's file takes for the instant between its check and its deletion.
+# The name an upload's file takes for the instant between its check and its deletion; one left by
+# a prune that was killed in that instant is deleted by a later prune, once this old.
 ASIDE_PREFIX = ".retention-"
+ASIDE_LEFTOVER_SECONDS = 3600.0
+LEFTOVER = "leftover"
 MAIL_SUFFIX = ".eml"
 
 UPLOAD = "upload"
@@ -191,6 +194,7 @@ class Pruner:
         for candidate in self._reports_due(tenant.name, _cutoff(now, rules.report_days)):
             self._prune_report(tenant, candidate, rules.report_days, result)
         self._prune_mail(tenant, now, result)
+        self._prune_leftovers(tenant, now, result)
 
     def _files_due(self, tenant: str, states: Sequence[UploadState], cutoff: str) -> list[_Candidate]:
         marks = ", ".join("?" * len(states))
@@ -306,6 +310,24 @@ class Pruner:
                 continue
             if stat.S_ISREG(info.st_mode) and info.st_mtime <= cutoff and _remove(path, result.dry_run):
                 _deleted(result, Deletion(tenant.name, MAIL, str(path), None, "report_days", days))
+
+    def _prune_leftovers(self, tenant: Tenant, now: datetime, result: PruneResult) -> None:
+        """Files a killed prune left moved aside in ``in/`` (hidden, never scanned or staged)."""
+        cutoff = now.timestamp() - ASIDE_LEFTOVER_SECONDS
+        for folder, dirs, files in os.walk(self.tenants.folders(tenant.name).inbox):
+            dirs[:] = [name for name in dirs if not name.startswith(".")]
+            for name in files:
+                if not name.startswith(ASIDE_PREFIX):
+                    continue
+                path = Path(folder) / name
+                try:
+                    info = path.lstat()
+                except OSError:
+                    continue
+                if not stat.S_ISREG(info.st_mode) or info.st_ctime > cutoff:
+                    continue
+                if _remove(path, result.dry_run):
+                    _deleted(result, Deletion(tenant.name, UPLOAD, str(path), None, LEFTOVER, 0))
 
     def _prune_runs(self, now: datetime, dry_run: bool) -> int:
         """Run records finished ``report_days`` ago (the installation's) that nothing names,

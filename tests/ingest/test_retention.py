@@ -14,7 +14,17 @@ from core.db import Database
 from core.tenants import Tenant, TenantStore
 from core.uploads import Upload, UploadStore
 from ingest.pipeline import Ingest
-from ingest.retention import MAIL, REPORT, SNAPSHOT, UPLOAD, Pruner, PruneResult, prune_hourly
+from ingest.retention import (
+    ASIDE_PREFIX,
+    LEFTOVER,
+    MAIL,
+    REPORT,
+    SNAPSHOT,
+    UPLOAD,
+    Pruner,
+    PruneResult,
+    prune_hourly,
+)
 from ingest.staging import STAGING_DIR
 from tests.conftest import TEST_PASSWORD
 from tests.ingest.conftest import FakeApi, drop, status
@@ -305,3 +315,18 @@ async def test_the_daemons_pruning_prunes_at_start_and_goes_on(
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
+
+
+async def test_a_file_a_killed_prune_left_aside_goes_an_hour_later(
+    ingest: Ingest, pruner: Pruner, tenants: TenantStore, tenant: Tenant, fake_api: FakeApi,
+) -> None:
+    inbox = tenants.folders("acme").inbox
+    (inbox / "calls").mkdir()
+    leftover = inbox / "calls" / f"{ASIDE_PREFIX}0123456789abcdef"
+    leftover.write_text(CLEAN)
+    lookalike = inbox / "retention-notes.csv"
+    lookalike.write_text(CLEAN)
+    assert pruner.prune(utcnow()).deleted == []
+    [item] = pruner.prune(utcnow() + timedelta(hours=2)).deleted
+    assert (item.what, item.path, item.rule) == (UPLOAD, str(leftover), LEFTOVER)
+    assert not leftover.exists() and lookalike.exists()
