@@ -6,8 +6,9 @@ Three layers, imported one way (each only from those above it):
 - :mod:`ingest.delivery`: requests are queued durably and posted, and each answer recorded;
 - the run, here: staging (``staging``), the schedule (``schedule``), one run (``processor``,
   tenant by tenant under ``claims``, with ``prepare_file`` in the limited child of ``sandbox``),
-  reports (``reports``), failure mail (``notify``), the pipeline's tables (``store``) and
-  :class:`Ingest`, which the daemon and ``sftpctl`` drive (``pipeline``).
+  reports (``reports``), failure mail (``notify``), what is kept how long (``retention``), the
+  pipeline's tables (``store``) and :class:`Ingest`, which the daemon and ``sftpctl`` drive
+  (``pipeline``).
 
 ``service`` and ``bench`` import from these three faces only; ``docs/architecture.md`` follows an
 upload through them.
