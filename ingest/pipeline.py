@@ -23,9 +23,9 @@ from core.config import Settings
 from core.db import Database
 from core.logs import get_logger
 from core.tenants import TenantStore
-from core.uploads import Upload, UploadStore
+from core.uploads import Upload, UploadState, UploadStore
 from ingest.claims import SCAN, ClaimHeld, Claims, process_exists, tenant_claim
-from ingest.delivery.outbox import Outbox, Pace
+from ingest.delivery.outbox import Outbox, Pace, RowCounts
 from ingest.notify import Mailer
 from ingest.processor import Processor, Progress, RunSummary
 from ingest.schedule import Schedule
@@ -46,6 +46,8 @@ from ingest.store import (
 log = get_logger("ingest.pipeline")
 
 USER_AGENT = "sftp-inbox-ingest"
+# The states of a file whose processing has ended (until ``sftpctl outbox retry`` reopens it).
+FINISHED = frozenset({UploadState.POSTED, UploadState.PARTLY_FAILED, UploadState.FAILED, UploadState.REJECTED})
 
 
 @dataclass(frozen=True)
@@ -224,6 +226,10 @@ class Ingest:
         for upload in self.uploads.history(tenant, limit):
             entry = staged.get(upload.id)
             counts = self.outbox.counts(upload.id) if entry else None
+            if entry and counts and upload.state in FINISHED and entry.final_posted is not None:
+                # What its finish recorded: the per-row results may have been pruned since.
+                counts = RowCounts(total=entry.rows_total, posted=entry.final_posted,
+                                   failed=entry.final_failed or 0, rejected=entry.final_rejected or 0)
             finish = self.outbox.pace([upload.id]).expected_finish() if counts and counts.pending else None
             states.append(UploadStatus(
                 id=upload.id, path=upload.path, size=upload.size, received_at=upload.received_at,

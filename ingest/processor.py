@@ -406,7 +406,8 @@ class Processor:
         ))
         write_report_at(target, out_dir, summary, self.outbox.results(upload_id), run_time, zone)
         with self.staged.db.transaction():
-            self.staged.finish(upload_id, state, str(target), _detail(summary))
+            self.staged.finish(upload_id, state, str(target), _detail(summary),
+                               (summary.posted, summary.failed, summary.rejected))
             if summary.needs_notice:
                 self.notices.add(upload_id, staged.tenant)
         emit("file.done", tenant=staged.tenant, file=staged.path, state=state.value, posted=summary.posted,

@@ -162,6 +162,13 @@ MIGRATIONS = [
         PRIMARY KEY (tenant, kind)
     );
     """,
+    # A finished file's row counts, kept with its finish: its per-row results are pruned after
+    # report_days (``ingest.retention``), its outcome in numbers stays.
+    """
+    ALTER TABLE ingest_staged ADD COLUMN final_posted INTEGER;
+    ALTER TABLE ingest_staged ADD COLUMN final_failed INTEGER;
+    ALTER TABLE ingest_staged ADD COLUMN final_rejected INTEGER;
+    """,
 ]
 
 
@@ -299,6 +306,10 @@ class StagedUpload:
     rows_total: int
     report: str | None
     finished_at: str | None
+    #: The row counts recorded when the file was finished (None before): see :meth:`StagedStore.finish`.
+    final_posted: int | None = None
+    final_failed: int | None = None
+    final_rejected: int | None = None
 
 
 class StagedStore:
@@ -408,12 +419,14 @@ class StagedStore:
             conn.execute("UPDATE ingest_staged SET report = ? WHERE upload_id = ?", (path, upload_id))
             return path
 
-    def finish(self, upload_id: int, state: UploadState, report: str | None, detail: str) -> None:
-        """Record the report and give the upload its final ``state``; a rejected upload keeps its
-        reason as its detail."""
+    def finish(self, upload_id: int, state: UploadState, report: str | None, detail: str,
+               counts: tuple[int, int, int] = (0, 0, 0)) -> None:
+        """Record the report, the file's final row counts (posted, failed, rejected: kept after
+        its per-row results are pruned) and give the upload its final ``state``; a rejected
+        upload keeps its reason as its detail."""
         with self.db.transaction() as conn:
-            conn.execute("UPDATE ingest_staged SET report = ?, finished_at = ? WHERE upload_id = ?",
-                         (report, now_iso(), upload_id))
+            conn.execute("UPDATE ingest_staged SET report = ?, finished_at = ?, final_posted = ?, final_failed = ?,"
+                         " final_rejected = ? WHERE upload_id = ?", (report, now_iso(), *counts, upload_id))
             if state != UploadState.REJECTED:
                 self.uploads.set_state(upload_id, state, detail)
 

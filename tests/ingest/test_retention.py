@@ -330,3 +330,15 @@ async def test_a_file_a_killed_prune_left_aside_goes_an_hour_later(
     [item] = pruner.prune(utcnow() + timedelta(hours=2)).deleted
     assert (item.what, item.path, item.rule) == (UPLOAD, str(leftover), LEFTOVER)
     assert not leftover.exists() and lookalike.exists()
+
+
+async def test_a_files_counts_outlive_its_pruned_per_row_results(
+    ingest: Ingest, pruner: Pruner, tenants: TenantStore, uploads: UploadStore, tenant: Tenant,
+    fake_api: FakeApi,
+) -> None:
+    upload = await processed(ingest, tenants, uploads, "in/sales.csv", CLEAN)
+    [before] = ingest.upload_states("acme")
+    pruner.prune(days_later(91))
+    assert count(ingest.db, "ingest_rows", upload) == 0  # the per-row results are gone ...
+    [after] = ingest.upload_states("acme")
+    assert (after.posted, after.failed, after.rejected, after.pending) == (before.posted, 0, 0, 0) != (0, 0, 0, 0)
