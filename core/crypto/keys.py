@@ -77,17 +77,30 @@ class Keyring:
         return next((key for key in self.keys if key.key_id == key_id), None)
 
 
-def load_keyring(keys_dir: Path, *, create: bool = False) -> Keyring:
+def load_keyring(keys_dir: Path, *, create: bool = False, data_dir: Path | None = None) -> Keyring:
     """The keys in ``keys_dir``; with ``create``, a first master key is made if there is none.
 
     The caller decides ``create``: on a first start, yes; once files were encrypted, a missing
-    key means a lost one, and making a new one would hide that.
+    key means a lost one, and making a new one would hide that. With ``data_dir``, a keys dir
+    inside it is refused: a key kept beside the files it protects protects nothing.
     """
+    if data_dir is not None:
+        check_outside(keys_dir, data_dir)
     path = keys_dir / MASTER_KEY_FILE
     current = create_key_file(path) if create and not path.exists() else read_key_file(path)
     retiring_path = keys_dir / RETIRING_KEY_FILE
     retiring = read_key_file(retiring_path) if retiring_path.exists() else None
     return Keyring(current, retiring)
+
+
+def check_outside(keys_dir: Path, data_dir: Path) -> None:
+    """Refuse a keys dir that is, or is inside, the data dir (links resolved)."""
+    keys, data = keys_dir.resolve(), data_dir.resolve()
+    if keys == data or data in keys.parents:
+        raise MasterKeyError(
+            f"keys dir {keys_dir} is inside the data dir {data_dir}: the master key must be kept"
+            " apart from the files it encrypts; set [server] keys_dir elsewhere"
+        )
 
 
 def read_key_file(path: Path) -> MasterKey:

@@ -18,9 +18,11 @@ reload its keys before step 4.
 
 from __future__ import annotations
 
+import fcntl
 import os
 import secrets
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -36,9 +38,16 @@ from core.crypto.keys import (
     write_key_file,
 )
 from core.crypto.sealed import MAGIC, TamperedFile, rewrap
+from core.errors import Conflict
 from core.logs import get_logger
 
 log = get_logger(__name__)
+
+ROTATION_LOCK_FILE = "rotation.lock"
+
+
+class RotationBusy(Conflict):
+    """Another process is rotating this master key; two at once could lose a new key."""
 
 
 @dataclass
@@ -64,7 +73,31 @@ def rotate_master_key(
     keys_dir: Path, roots: Iterable[Path], *, after_file: Callable[[Path], None] | None = None
 ) -> RotationReport:
     """Rotate the master key of ``keys_dir`` over every encrypted file under ``roots``, or finish
-    the rotation a killed run left. ``after_file`` is called after each file is handled."""
+    the rotation a killed run left. ``after_file`` is called after each file is handled.
+
+    One rotation at a time per keys dir (a lock on ``rotation.lock``; a second gets
+    :class:`RotationBusy` and changes nothing).
+    """
+    with _rotation_lock(keys_dir):
+        return _rotate(keys_dir, list(roots), after_file)
+
+
+@contextmanager
+def _rotation_lock(keys_dir: Path) -> Iterator[None]:
+    if not keys_dir.is_dir():
+        read_key_file(keys_dir / MASTER_KEY_FILE)  # the missing key's own message
+    fd = os.open(keys_dir / ROTATION_LOCK_FILE, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise RotationBusy(f"a master key rotation is already running on {keys_dir}; wait for it") from None
+        yield
+    finally:
+        os.close(fd)
+
+
+def _rotate(keys_dir: Path, roots: list[Path], after_file: Callable[[Path], None] | None) -> RotationReport:
     master_path = keys_dir / MASTER_KEY_FILE
     retiring_path = keys_dir / RETIRING_KEY_FILE
     resumed = retiring_path.exists()
@@ -77,7 +110,6 @@ def rotate_master_key(
     keyring = Keyring(current, retiring)
     report = RotationReport(retiring.key_id.hex(), current.key_id.hex(), resumed)
     log.info("masterkey.rotation.started", old_key_id=report.old_key_id, new_key_id=report.new_key_id, resumed=resumed)
-    roots = list(roots)
     rewrapped: set[Path] = set()
     while _pass(roots, keyring, report, rewrapped, after_file):
         pass

@@ -267,8 +267,7 @@ class EncryptedReader(io.RawIOBase):
         self._raw = raw
         self._name = name or str(getattr(raw, "name", "<encrypted file>"))
         try:
-            raw.seek(0)
-            header = Header.parse(raw.read(HEADER_BYTES), self._name)
+            header, data_key = self._read_header(keyring)
             size = os.fstat(raw.fileno()).st_size
             self._chunk_size = header.chunk_size
             self._prefix = header.nonce_prefix
@@ -276,7 +275,7 @@ class EncryptedReader(io.RawIOBase):
             self._chunks, self._size = layout(size - HEADER_BYTES, header.chunk_size, self._name)
             if self._chunks > MAX_CHUNKS:
                 raise TamperedFile(f"{self._name}: more chunks than the format allows")
-            self._aead = AESGCM(header.unwrap(keyring, self._name))
+            self._aead = AESGCM(data_key)
             self._cached: tuple[int, bytes] | None = None
             self._position = 0
             self._chunk(self._chunks - 1)
@@ -340,14 +339,31 @@ class EncryptedReader(io.RawIOBase):
             self._raw.close()
         super().close()
 
+    def _read_header(self, keyring: Keyring) -> tuple[Header, bytes]:
+        """The header and data key. A header that fails is read once more: a rotation's slot
+        write seen half done by this read is the one change a header may honestly undergo."""
+        first = self._pread(0, HEADER_BYTES)
+        try:
+            header = Header.parse(first, self._name)
+            return header, header.unwrap(keyring, self._name)
+        except TamperedFile:
+            again = self._pread(0, HEADER_BYTES)
+            if again == first:
+                raise
+        header = Header.parse(again, self._name)
+        return header, header.unwrap(keyring, self._name)
+
+    def _pread(self, offset: int, count: int) -> bytes:
+        self._raw.seek(offset)
+        return self._raw.read(count)
+
     def _chunk(self, index: int) -> bytes:
         if self._cached is not None and self._cached[0] == index:
             return self._cached[1]
         final = index == self._chunks - 1
         sealed_size = self._chunk_size + TAG_BYTES
         expected = (self._size - index * self._chunk_size + TAG_BYTES) if final else sealed_size
-        self._raw.seek(HEADER_BYTES + index * sealed_size)
-        sealed = self._raw.read(expected)
+        sealed = self._pread(HEADER_BYTES + index * sealed_size, expected)
         if len(sealed) != expected:
             raise TamperedFile(f"{self._name}: cut while being read (chunk {index})")
         try:

@@ -5,6 +5,7 @@ Real files on disk and the real cipher throughout; tampering is done to the byte
 
 from __future__ import annotations
 
+import fcntl
 import io
 import os
 import random
@@ -30,8 +31,9 @@ from core.crypto import (
     rotation_in_progress,
 )
 from core.crypto.keys import MASTER_KEY_FILE, RETIRING_KEY_FILE, create_key_file, read_key_file
-from core.crypto.sealed import HEADER_BYTES, SLOT_OFFSET, TAG_BYTES
-from core.errors import SftpInboxError, UsageError
+from core.crypto.rotation import ROTATION_LOCK_FILE, RotationBusy
+from core.crypto.sealed import HEADER_BYTES, SLOT_OFFSET, TAG_BYTES, rewrap
+from core.errors import Conflict, SftpInboxError, UsageError
 
 SEALED = CHUNK_SIZE + TAG_BYTES
 
@@ -351,6 +353,15 @@ def test_a_wrong_master_key_names_the_key_file_not_tampering(tmp_path: Path, key
     assert not isinstance(caught.value, TamperedFile)
 
 
+def test_a_keys_dir_inside_the_data_dir_is_refused(tmp_path: Path) -> None:
+    data_dir = tmp_path / "var"
+    for keys_dir in (data_dir / "keys", data_dir):
+        with pytest.raises(MasterKeyError, match="inside the data dir"):
+            load_keyring(keys_dir, create=True, data_dir=data_dir)
+        assert not (keys_dir / MASTER_KEY_FILE).exists()
+    assert load_keyring(tmp_path / "keys", create=True, data_dir=data_dir).current.path.exists()
+
+
 # Rotation
 
 
@@ -377,7 +388,7 @@ def test_rotation_rewraps_every_file_without_touching_its_data(tmp_path: Path, k
     new = load_keyring(keys_dir)
     assert new.retiring is None
     assert new.current.secret != keyring.current.secret
-    assert sorted(p.name for p in keys_dir.iterdir()) == [MASTER_KEY_FILE]
+    assert sorted(p.name for p in keys_dir.iterdir()) == [MASTER_KEY_FILE, ROTATION_LOCK_FILE]
     for path, data in files.items():
         after = path.read_bytes()
         assert after[:SLOT_OFFSET] == before[path][:SLOT_OFFSET]
@@ -447,6 +458,44 @@ def test_a_file_written_with_the_old_key_during_the_pass_is_rewrapped(tmp_path: 
     report = rotate_master_key(keys_dir, [tmp_path / "var"], after_file=old_writer_finishes)
     assert report.rewrapped == 3
     assert unseal(late, load_keyring(keys_dir)) == b"sealed by a process still holding the old key"
+
+
+def test_one_rotation_at_a_time(tmp_path: Path, keyring: Keyring) -> None:
+    keys_dir = tmp_path / "keys"
+    files = make_files(tmp_path / "var", keyring, 2)
+    before = {path: path.read_bytes() for path in files}
+    fd = os.open(keys_dir / ROTATION_LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        with pytest.raises(RotationBusy) as caught:
+            rotate_master_key(keys_dir, [tmp_path / "var"])
+        assert isinstance(caught.value, Conflict)
+    finally:
+        os.close(fd)
+    assert not rotation_in_progress(keys_dir)
+    assert load_keyring(keys_dir).current.secret == keyring.current.secret
+    assert {path: path.read_bytes() for path in files} == before
+
+
+def test_a_header_read_while_a_rotation_rewrites_it_is_read_again(
+    tmp_path: Path, keyring: Keyring, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = seal(tmp_path / "file.enc", b"served during a rotation", keyring)
+    old_header = path.read_bytes()[:HEADER_BYTES]
+    new_key = create_key_file(tmp_path / "new" / MASTER_KEY_FILE)
+    both = Keyring(new_key, keyring.current)
+    assert rewrap(path, both, new_key)
+    torn = old_header[:60] + path.read_bytes()[60:HEADER_BYTES]  # the slot write seen half done
+    reads: list[int] = []
+    real_pread = EncryptedReader._pread
+
+    def pread(self: EncryptedReader, offset: int, count: int) -> bytes:
+        reads.append(offset)
+        return torn if len(reads) == 1 else real_pread(self, offset, count)
+
+    monkeypatch.setattr(EncryptedReader, "_pread", pread)
+    assert unseal(path, both) == b"served during a rotation"
+    assert reads[:2] == [0, 0]
 
 
 def test_rotation_skips_plaintext_and_lists_tampered_and_foreign_files(tmp_path: Path, keyring: Keyring) -> None:
