@@ -1,18 +1,13 @@
 """The admin listener, served by uvicorn inside the daemon's event loop, as the embedded API is
-(``ledger.uvicorn_compat.EmbeddedServer``: signals stay the daemon's, and it stops at once)."""
+(``ledger.serving``: signals stay the daemon's, and it stops at once)."""
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import socket
 from collections.abc import Callable
-
-import uvicorn
 
 from core.config import ConfigError, Settings
 from core.logs import get_logger
-from ledger.uvicorn_compat import EmbeddedServer
+from ledger.serving import InLoopServer
 from service.admin.access import exposure_problem
 from service.admin.app import AdminState, create_app
 from service.admin.live import Live
@@ -20,7 +15,6 @@ from service.admin.snapshot import SnapshotReader
 
 log = get_logger("service.admin")
 
-STARTUP_POLL_SECONDS = 0.01
 LISTEN_BACKLOG = 128
 
 
@@ -36,56 +30,28 @@ class AdminServer:
         self._settings = settings
         self._reader = SnapshotReader(settings.state_db, settings.admin.read_timeout_seconds)
         self._state = AdminState(settings, self._reader, live, ssh_port, listeners)
-        self._server: EmbeddedServer | None = None
-        self._task: asyncio.Task[None] | None = None
-        self._socket: socket.socket | None = None
+        self._serving = InLoopServer("admin server", LISTEN_BACKLOG)
 
     @property
     def port(self) -> int:
-        if self._socket is None:
-            raise RuntimeError("the admin server is not started")
-        return int(self._socket.getsockname()[1])
+        return self._serving.port
 
     @property
     def url(self) -> str:
-        host = self._settings.admin.listen_host
-        return f"http://{f'[{host}]' if ':' in host else host}:{self.port}"
+        return self._serving.url(self._settings.admin.listen_host)
 
     async def start(self) -> None:
         admin = self._settings.admin
-        self._socket = _listening_socket(admin.listen_host, admin.listen_port)
-        config = uvicorn.Config(create_app(self._state), log_config=None, access_log=False,
-                                server_header=False, lifespan="off")
-        self._server = EmbeddedServer(config)
-        self._task = asyncio.create_task(self._server.serve(sockets=[self._socket]))
-        while not self._server.started:
-            if self._task.done():
-                await self.close()
-                raise RuntimeError("the admin server stopped while starting")
-            await asyncio.sleep(STARTUP_POLL_SECONDS)
+        self._serving.bind(admin.listen_host, admin.listen_port)
+        try:
+            await self._serving.serve(create_app(self._state), lifespan="off")
+        except BaseException:
+            await self.close()
+            raise
         log.info("admin.started", host=admin.listen_host, port=self.port)
 
     async def close(self) -> None:
-        if self._server is not None and self._task is not None:
-            self._server.stop()
-            with contextlib.suppress(Exception):
-                await self._task
+        if await self._serving.stop():
             log.info("admin.stopped")
-        if self._socket is not None:
-            self._socket.close()
         await self._reader.call(self._state.carry.save)
         await self._reader.close()
-        self._server = self._task = self._socket = None
-
-
-def _listening_socket(host: str, port: int) -> socket.socket:
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((host, port))
-        sock.listen(LISTEN_BACKLOG)
-    except OSError:
-        sock.close()
-        raise
-    return sock
