@@ -19,6 +19,7 @@ import asyncio
 import os
 import secrets
 import socket
+import sqlite3
 import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
@@ -111,10 +112,9 @@ class Claims:
         with self.db.transaction() as conn:
             row = conn.execute("SELECT * FROM ingest_claims WHERE name = ?", (name,)).fetchone()
             if row is not None:
-                holder = Holder(row["name"], row["run_id"], row["host"], row["pid"], row["token"],
-                                row["expires_at"])
+                holder = _holder(row)
                 if self._alive(holder, now):
-                    raise ClaimHeld(f"{_what(name)} is being processed by {holder.describe()}", holder)
+                    raise _held(holder)
                 log.warning("ingest.claim_taken_over", claim=name, run=holder.run_id, host=holder.host,
                             pid=holder.pid, lease_left=round(holder.expires_at - now, 1))
             conn.execute(
@@ -142,8 +142,14 @@ class Claims:
         row = self.db.query_one("SELECT * FROM ingest_claims WHERE name = ?", (name,))
         if row is None:
             return None
-        holder = Holder(row["name"], row["run_id"], row["host"], row["pid"], row["token"], row["expires_at"])
+        holder = _holder(row)
         return holder if self._alive(holder, time.time()) else None
+
+    def ensure_free(self, name: str) -> None:
+        """Raise :class:`ClaimHeld`, as :meth:`take` would, if a live holder has ``name``."""
+        holder = self.holder(name)
+        if holder is not None:
+            raise _held(holder)
 
     def tenants_of(self, run_id: int) -> list[str]:
         """The tenants run ``run_id`` holds now (and so is working on)."""
@@ -218,6 +224,14 @@ def process_exists(pid: int) -> bool:
         return True
     # The state follows the parenthesised command name, which may itself hold parentheses.
     return stat[stat.rfind(")") + 2:][:1] != "Z"
+
+
+def _holder(row: sqlite3.Row) -> Holder:
+    return Holder(row["name"], row["run_id"], row["host"], row["pid"], row["token"], row["expires_at"])
+
+
+def _held(holder: Holder) -> ClaimHeld:
+    return ClaimHeld(f"{_what(holder.name)} is being processed by {holder.describe()}", holder)
 
 
 def _what(name: str) -> str:

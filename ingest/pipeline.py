@@ -132,9 +132,7 @@ class Ingest:
         kind = Trigger(trigger)
         if tenant is not None:
             self.tenants.get(tenant)
-            holder = self.claims.holder(tenant_claim(tenant))
-            if holder is not None:
-                raise ClaimHeld(f"tenant {tenant!r} is being processed by {holder.describe()}", holder)
+            self.claims.ensure_free(tenant_claim(tenant))
         interrupted = self.run_store.mark_gone(process_exists)
         if interrupted:
             log.warning("ingest.resuming", interrupted_runs=interrupted)
