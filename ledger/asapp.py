@@ -26,15 +26,11 @@ from collections.abc import Callable
 from typing import Any
 
 from core.db import Database
-from ledger.records import ListingQuery, Outcome
+from ledger.records import ListingQuery, Outcome, stored_json
 
 Record = dict[str, Any]
 
 _MESSAGE_COLUMNS = "id, conversation_id, sender_id, sender_role, text, sent_at, attributes"
-
-
-def _dumps(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
 
 
 class AsappRecords:
@@ -48,7 +44,7 @@ class AsappRecords:
         """Store ``message`` (``MessageParams.record()``), or correct its role and attributes."""
         identity = [message[name] for name in ("conversation_externalId", "sender_externalId",
                                                "timestamp", "text")]
-        key = hashlib.sha256(_dumps(identity).encode()).hexdigest()
+        key = hashlib.sha256(stored_json(identity).encode()).hexdigest()
         with self.db.transaction() as conn:
             row = conn.execute(
                 f"SELECT {_MESSAGE_COLUMNS} FROM asapp_messages WHERE tenant = ? AND message_key = ?",
@@ -59,7 +55,7 @@ class AsappRecords:
                     "INSERT INTO asapp_messages (tenant, message_key, conversation_id, sender_id,"
                     " sender_role, text, sent_at, attributes, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (tenant, key, *identity[:2], message["sender_role"], message["text"],
-                     message["timestamp"], _dumps(message["attributes"]), self._clock()),
+                     message["timestamp"], stored_json(message["attributes"]), self._clock()),
                 )
                 return {"id": int(cursor.lastrowid or 0), **message}, Outcome.CREATED
             stored = _message(row)
@@ -67,7 +63,7 @@ class AsappRecords:
                 return stored, Outcome.UNCHANGED
             conn.execute(
                 "UPDATE asapp_messages SET sender_role = ?, attributes = ?, updated_at = ? WHERE id = ?",
-                (message["sender_role"], _dumps(message["attributes"]), self._clock(), stored["id"]),
+                (message["sender_role"], stored_json(message["attributes"]), self._clock(), stored["id"]),
             )
             return {"id": stored["id"], **message}, Outcome.UPDATED
 
@@ -86,7 +82,7 @@ class AsappRecords:
                 cursor = conn.execute(
                     "INSERT INTO asapp_purchases (tenant, transaction_id, product_id, product_name_key,"
                     " record, updated_at) VALUES (?, ?, ?, ?, ?, ?)",
-                    (*key, _dumps(purchase), self._clock()),
+                    (*key, stored_json(purchase), self._clock()),
                 )
                 return {"id": int(cursor.lastrowid or 0), **purchase}, Outcome.CREATED
             answer = {"id": int(row["id"]), **purchase}
@@ -94,7 +90,7 @@ class AsappRecords:
                 return answer, Outcome.UNCHANGED
             conn.execute(
                 "UPDATE asapp_purchases SET record = ?, updated_at = ? WHERE id = ?",
-                (_dumps(purchase), self._clock(), row["id"]),
+                (stored_json(purchase), self._clock(), row["id"]),
             )
             return answer, Outcome.UPDATED
 

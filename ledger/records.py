@@ -8,8 +8,14 @@ identical?" is plain dataclass equality.
 from __future__ import annotations
 
 import enum
+import json
 from dataclasses import dataclass, field
 from typing import Any
+
+
+def stored_json(value: Any) -> str:
+    """A value as the ledger stores JSON in its columns: compact, non-ASCII kept as is."""
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
 
 
 class Outcome(enum.Enum):

@@ -37,6 +37,7 @@ from ledger.records import (
     TransactionQuery,
     TransactionRow,
     TransactionType,
+    stored_json,
 )
 
 _SIGNAL_COLUMNS = (
@@ -48,10 +49,6 @@ _FILTER_ERRORS = {
     "advertiser_campaign_id_from_network": "You do not have access to this advertiser campaign",
     "network_id": "You do not have access to this network",
 }
-
-
-def _dumps(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
 
 
 class LedgerStore:
@@ -113,7 +110,7 @@ class LedgerStore:
             " calling_phone_number, advertiser_id_from_network, advertiser_campaign_id_from_network,"
             " network_id, attributes, tenant, complete_call_id, custom_data, call_transaction)"
             " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (*_content_values(content), tenant, complete_call_id, _dumps(custom_data), sequence),
+            (*_content_values(content), tenant, complete_call_id, stored_json(custom_data), sequence),
         )
         call = Call(
             id=int(cursor.lastrowid or 0),
@@ -291,7 +288,7 @@ class LedgerStore:
         updated = replace(call, custom_data=merged, event_transaction=sequence)
         conn.execute(
             "UPDATE calls SET custom_data = ?, event_transaction = ? WHERE id = ?",
-            (_dumps(merged), sequence, call.id),
+            (stored_json(merged), sequence, call.id),
         )
         self._record(conn, tenant, sequence, TransactionType.POST_CALL_EVENT, updated, call.event_transaction)
         return updated
@@ -315,7 +312,7 @@ class LedgerStore:
                 "INSERT INTO lookup_rows (tenant, table_name, primary_key, secondary_key, data, updated_at)"
                 " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (tenant, table_name, primary_key, secondary_key)"
                 " DO UPDATE SET data = excluded.data, updated_at = excluded.updated_at",
-                (*key, _dumps(row.data), self._clock()),
+                (*key, stored_json(row.data), self._clock()),
             )
             clauses = "tenant = ? AND calling_phone_number = ?"
             params: list[Any] = [tenant, row.primary_key]
@@ -419,7 +416,7 @@ class LedgerStore:
         conn.execute(
             "INSERT INTO transactions (seq, tenant, call_id, transaction_type, corrects_seq,"
             " recorded_at, call_start, record) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            (sequence, tenant, call.id, kind.value, corrects, self._clock(), call.start_time, _dumps(record)),
+            (sequence, tenant, call.id, kind.value, corrects, self._clock(), call.start_time, stored_json(record)),
         )
 
 
@@ -433,7 +430,7 @@ def _content_values(content: CallContent) -> tuple[Any, ...]:
         content.advertiser_id_from_network,
         content.advertiser_campaign_id_from_network,
         content.network_id,
-        _dumps(content.attributes),
+        stored_json(content.attributes),
     )
 
 
