@@ -86,6 +86,16 @@ REPORT = "report"
 MAIL = "mail"
 
 
+# Finished uploads of a tenant in some states, finished before a cutoff, with what they were
+# pruned of so far (``retention_pruned``); each query adds what it looks for.
+_CANDIDATES = (
+    "SELECT s.upload_id, s.path, u.size, u.sha256, s.report FROM ingest_staged s"
+    " JOIN uploads u ON u.id = s.upload_id"
+    " LEFT JOIN retention_pruned r ON r.upload_id = s.upload_id"
+    " WHERE s.tenant = ? AND u.state IN ({marks}) AND s.finished_at IS NOT NULL AND s.finished_at <= ?"
+)
+
+
 @dataclass(frozen=True)
 class Deletion:
     """A file deleted (or, in a dry run, to be): what it is, by which rule and how many days."""
@@ -199,11 +209,7 @@ class Pruner:
     def _files_due(self, tenant: str, states: Sequence[UploadState], cutoff: str) -> list[_Candidate]:
         marks = ", ".join("?" * len(states))
         rows = self.db.query(
-            "SELECT s.upload_id, s.path, u.size, u.sha256, s.report FROM ingest_staged s"
-            " JOIN uploads u ON u.id = s.upload_id"
-            " LEFT JOIN retention_pruned r ON r.upload_id = s.upload_id"
-            f" WHERE s.tenant = ? AND u.state IN ({marks}) AND s.finished_at IS NOT NULL AND s.finished_at <= ?"
-            " AND r.files_at IS NULL ORDER BY s.upload_id",
+            _CANDIDATES.format(marks=marks) + " AND r.files_at IS NULL ORDER BY s.upload_id",
             (tenant, *(state.value for state in states), cutoff),
         )
         return [_Candidate(*row) for row in rows]
@@ -213,11 +219,7 @@ class Pruner:
         mail attaches the report)."""
         marks = ", ".join("?" * len(FINAL))
         rows = self.db.query(
-            "SELECT s.upload_id, s.path, u.size, u.sha256, s.report FROM ingest_staged s"
-            " JOIN uploads u ON u.id = s.upload_id"
-            " LEFT JOIN retention_pruned r ON r.upload_id = s.upload_id"
-            f" WHERE s.tenant = ? AND u.state IN ({marks}) AND s.finished_at IS NOT NULL AND s.finished_at <= ?"
-            " AND r.report_at IS NULL AND NOT EXISTS (SELECT 1 FROM ingest_notices n"
+            _CANDIDATES.format(marks=marks) + " AND r.report_at IS NULL AND NOT EXISTS (SELECT 1 FROM ingest_notices n"
             "  WHERE n.upload_id = s.upload_id AND n.sent_at IS NULL) ORDER BY s.upload_id",
             (tenant, *(state.value for state in FINAL), cutoff),
         )
