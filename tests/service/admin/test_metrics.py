@@ -19,17 +19,8 @@ from service.admin.live import Live
 from service.admin.metrics import exposition
 from service.admin.snapshot import read_snapshot
 from tests.service.admin.conftest import AdminDaemon
+from tests.service.test_end_to_end import CALLS, SIGNALS
 from tests.support.clients import OpenSSHClient
-
-CALLS = """customer_id,call_start,call_end,calling_phone_number,agent_queue_assigned
-cust-001,2026-11-20T18:02:13Z,2026-11-20T18:12:13Z,+1 8885551212,Wireless Sales
-cust-002,2026-11-20T19:30:00Z,2026-11-20T19:34:30Z,+1 8885550000,Support
-"""
-SIGNALS = """call_start_time,calling_phone_number,name,partner_unique_id,sale_amount,description
-2026/11/20T10:02:20-08:00,+1 8885551212,Sale,order-1,129.99,2yr plan
-20261120113000000,+1 8885550000,Quote,q-1,,callback requested
-2026/11/20T10:02:20-08:00,+1 8885551212,Sale,order-3,12.345,bad money
-"""
 
 # Every family the issue names, with its type as the text parser reads it (a counter's family
 # drops the _total of its samples' name).
