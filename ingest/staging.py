@@ -210,16 +210,22 @@ class Scanner:
         """
         staged: list[StagedUpload] = []
         present: set[tuple[str, str]] = set()
-        for tenant in self.tenants.all():
+        tenants = self.tenants.all()
+        # Uploads waiting for a run, read in one query for the pass: one whose file is gone is withdrawn.
+        waiting: dict[str, list[StagedUpload]] = {}
+        for upload in self.stager.staged.waiting():
+            waiting.setdefault(upload.tenant, []).append(upload)
+        for tenant in tenants:
             try:
-                self._scan_tenant(tenant.name, staged, present)
+                self._scan_tenant(tenant.name, staged, present, waiting.get(tenant.name, []))
             except Exception:
                 log.error("staging.scan_failed", exc_info=True, tenant=tenant.name)
         for key in set(self._handled) - present:
             del self._handled[key]
         return staged
 
-    def _scan_tenant(self, tenant: str, staged: list[StagedUpload], present: set[tuple[str, str]]) -> None:
+    def _scan_tenant(self, tenant: str, staged: list[StagedUpload], present: set[tuple[str, str]],
+                     waiting: list[StagedUpload]) -> None:
         inbox = self.tenants.folders(tenant).inbox
         last_uploads: dict[str, Upload] | None = None
         for path, info in self._files(inbox):
@@ -239,9 +245,9 @@ class Scanner:
             if result is not None:
                 staged.append(result)
         root = self.tenants.folders(tenant).root
-        for waiting in self.stager.staged.waiting([tenant]):
-            if (tenant, waiting.path) not in present:
-                self.stager.withdraw_if_gone(waiting, root)
+        for upload in waiting:
+            if (tenant, upload.path) not in present:
+                self.stager.withdraw_if_gone(upload, root)
 
     def _stable(self, info: os.stat_result) -> _Seen | None:
         """The file's size and mtime if it has not been written for ``stable_seconds``."""

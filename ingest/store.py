@@ -360,8 +360,10 @@ class StagedStore:
         found = self._select("s.upload_id = ?", (upload_id,))
         return found[0] if found else None
 
-    def waiting(self, tenants: list[str]) -> list[StagedUpload]:
-        """Uploads staged for the next run, oldest first, of the given tenants."""
+    def waiting(self, tenants: list[str] | None = None) -> list[StagedUpload]:
+        """Uploads staged for the next run, oldest first, of the given tenants (None: all)."""
+        if tenants is None:
+            return self._select("u.state = ?", (UploadState.STAGED.value,))
         return self._in_state(UploadState.STAGED, tenants)
 
     def processing(self, tenants: list[str]) -> list[StagedUpload]:
