@@ -30,6 +30,11 @@ class UploadState(StrEnum):
     REJECTED = "rejected"
 
 
+#: The states a file's processing ends in (``sftpctl outbox retry`` may reopen one).
+FINAL_STATES = frozenset({UploadState.POSTED, UploadState.PARTLY_FAILED, UploadState.FAILED,
+                          UploadState.REJECTED})
+
+
 @dataclass(frozen=True)
 class Upload:
     id: int

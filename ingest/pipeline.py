@@ -23,7 +23,7 @@ from core.config import Settings
 from core.db import Database
 from core.logs import get_logger
 from core.tenants import TenantStore
-from core.uploads import Upload, UploadState, UploadStore
+from core.uploads import FINAL_STATES, Upload, UploadStore
 from ingest.claims import SCAN, ClaimHeld, Claims, process_exists, tenant_claim
 from ingest.delivery.outbox import Outbox, Pace, RowCounts
 from ingest.notify import Mailer
@@ -46,8 +46,6 @@ from ingest.store import (
 log = get_logger("ingest.pipeline")
 
 USER_AGENT = "sftp-inbox-ingest"
-# The states of a file whose processing has ended (until ``sftpctl outbox retry`` reopens it).
-FINISHED = frozenset({UploadState.POSTED, UploadState.PARTLY_FAILED, UploadState.FAILED, UploadState.REJECTED})
 
 
 @dataclass(frozen=True)
@@ -224,7 +222,7 @@ class Ingest:
         for upload in self.uploads.history(tenant, limit):
             entry = staged.get(upload.id)
             counts = self.outbox.counts(upload.id) if entry else None
-            if entry and counts and upload.state in FINISHED and entry.final_posted is not None:
+            if entry and counts and upload.state in FINAL_STATES and entry.final_posted is not None:
                 # What its finish recorded: the per-row results may have been pruned since.
                 counts = RowCounts(total=entry.rows_total, posted=entry.final_posted,
                                    failed=entry.final_failed or 0, rejected=entry.final_rejected or 0)

@@ -30,14 +30,11 @@ from zoneinfo import ZoneInfo
 from core.clock import parse_iso
 from core.csvsafe import safe_cell
 from core.tenants import IN_DIR
-from core.uploads import UploadState
+from core.uploads import FINAL_STATES, UploadState
 from ingest.delivery.outbox import RowOutcome
 
 REPORT_SUFFIX = "-report.csv"
 RUN_TIME_FORMAT = "%Y%m%dT%H%M%S%z"
-#: The states a file ends in; a finished file keeps its state when it is summed up again.
-FINAL_STATES = frozenset({UploadState.POSTED, UploadState.PARTLY_FAILED, UploadState.FAILED,
-                          UploadState.REJECTED})
 #: Destination messages that send the customer to documentation they do not have, and what
 #: the report says instead (the first is ``ledger.errors.NO_CALL_MESSAGE``, Invoca's own words).
 CUSTOMER_TEXTS = {
@@ -73,7 +70,7 @@ class FileSummary:
     def final_state(current: str, posted: int, failed: int, rejected: int) -> UploadState:
         """The state a file with no pending row ends in: the one it has if it already ended;
         else ``posted`` when every row went, ``failed`` when none did, ``partly failed`` between."""
-        if current in FINAL_STATES:
+        if current in FINAL_STATES:  # a finished file keeps its state when summed up again
             return UploadState(current)
         if not (failed or rejected):
             return UploadState.POSTED

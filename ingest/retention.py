@@ -50,7 +50,7 @@ from core.db import Database
 from core.digests import fd_digest
 from core.logs import get_logger
 from core.tenants import OUT_DIR, Tenant, TenantStore
-from core.uploads import UploadState
+from core.uploads import FINAL_STATES, UploadState
 from ingest.delivery.outbox import OutboxState
 from ingest.staging import STAGING_DIR
 from ingest.store import RunStatus
@@ -72,7 +72,6 @@ MIGRATIONS = [
 #: How often the daemon prunes.
 PRUNE_INTERVAL_SECONDS = 3600.0
 PROCESSED = (UploadState.POSTED, UploadState.PARTLY_FAILED, UploadState.FAILED)
-FINAL = (*PROCESSED, UploadState.REJECTED)
 # The name an upload's file takes for the instant between its check and its deletion; one left by
 # a prune that was killed in that instant is deleted by a later prune, once this old.
 ASIDE_PREFIX = ".retention-"
@@ -217,11 +216,11 @@ class Pruner:
     def _reports_due(self, tenant: str, cutoff: str) -> list[_Candidate]:
         """Finished uploads whose report is due, but for one whose notice is not sent yet (the
         mail attaches the report)."""
-        marks = ", ".join("?" * len(FINAL))
+        marks = ", ".join("?" * len(FINAL_STATES))
         rows = self.db.query(
             _CANDIDATES.format(marks=marks) + " AND r.report_at IS NULL AND NOT EXISTS (SELECT 1 FROM ingest_notices n"
             "  WHERE n.upload_id = s.upload_id AND n.sent_at IS NULL) ORDER BY s.upload_id",
-            (tenant, *(state.value for state in FINAL), cutoff),
+            (tenant, *(state.value for state in FINAL_STATES), cutoff),
         )
         return [_Candidate(*row) for row in rows]
 
