@@ -350,8 +350,8 @@ class Processor:
         """Deliver every pending row of ``names`` (one tenant), each file's progress told as it goes."""
         items = self.outbox.pending(names)
         emit("post.started", tenant=names[0], rows=len(items))
-        uploads = {item.upload_id for item in items}
-        files = {upload: staged.path for upload in uploads if (staged := self.staged.get(upload))}
+        # Pending rows are those of files being processed: their names in one read.
+        files = {staged.upload_id: staged.path for staged in self.staged.processing(names)}
         progress = DeliveryProgress(names[0], files, (item.upload_id for item in items), emit)
 
         def after(item: OutboxItem, delivery: Delivery) -> None:
