@@ -1,10 +1,11 @@
 """Encryption at rest: files sealed with AES-256-GCM in authenticated chunks under a master key.
 
 ``sealed`` is the file format (writer, reader, sizes), ``keys`` the master key in ``keys/``,
-``rotation`` the master key's rotation. Nothing in the product calls it yet: the wiring into
-uploads, SFTP reads, staging, the processor and reports comes next (docs/architecture.md).
+``rotation`` the master key's rotation, ``at_rest`` the one door the rest of the product
+writes and reads stored files through.
 """
 
+from core.crypto.at_rest import AtRest
 from core.crypto.keys import Keyring, MasterKey, MasterKeyError, load_keyring
 from core.crypto.rotation import RotationReport, rotate_master_key, rotation_in_progress
 from core.crypto.sealed import (
@@ -18,6 +19,7 @@ from core.crypto.sealed import (
 
 __all__ = [
     "CHUNK_SIZE",
+    "AtRest",
     "EncryptedReader",
     "EncryptedWriter",
     "Keyring",
