@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -35,6 +35,8 @@ from ledger.schemas import (
 from ledger.store import LedgerStore
 
 MAX_TABLE_NAME_LENGTH = 64
+#: Outbox ids per ``IN (...)`` query, well below SQLite's limit on bound parameters.
+_IDS_PER_QUERY = 500
 MAX_PATH_ID_LENGTH = 255
 HTTP_ERROR = 400
 
@@ -61,6 +63,8 @@ class LedgerRequests:
         # once per batch (one moment, as one transaction), not once per row.
         self._admitted: dict[str, Tenant | ApiError] | None = None
         self._dictionaries: dict[str, dict[str, str]] | None = None
+        self._seen: dict[tuple[int, str], Answer] = {}
+        self._answered: list[tuple[int, str, str, int, str, float]] = []
 
     def signal(self, tenant: Tenant, body: Any, transaction_id: str | None = None) -> Answer:
         if transaction_id is not None and not 0 < len(transaction_id.strip()) <= MAX_PATH_ID_LENGTH:
@@ -152,51 +156,56 @@ class LedgerRequests:
         raise RoutingError(405, "Method Not Allowed")
 
     @contextmanager
-    def batch(self) -> Iterator[sqlite3.Connection]:
+    def batch(self, queued: Sequence[tuple[int, str]] = ()) -> Iterator[sqlite3.Connection]:
         """One ledger transaction around many requests: each store call joins it.
 
         A batch is one moment: a token is admitted, and a tenant's data dictionary read, once in
-        it. Only the in-process writer, with a ``LedgerRequests`` of its own, makes batches; the
-        HTTP handlers never do, so each of their requests reads both afresh.
+        it. ``queued`` names the requests :meth:`apply_once` will be given (outbox id and
+        content key): the answers remembered for them are read in one query, and the answers
+        given are remembered in one statement at the end. Only the in-process writer, with a
+        ``LedgerRequests`` of its own, makes batches; the HTTP handlers never do, so each of
+        their requests reads both afresh.
         """
-        with self.store.db.transaction() as conn:
+        with self.store.batch() as conn:
             self._admitted, self._dictionaries = {}, {}
+            self._seen = _remembered(conn, queued)
+            self._answered = []
             try:
                 yield conn
+                conn.executemany(
+                    "INSERT INTO delivered_requests (outbox_id, request_key, tenant, status, answer,"
+                    " recorded_at) VALUES (?, ?, ?, ?, ?, ?)",
+                    self._answered,
+                )
             finally:
                 self._admitted = self._dictionaries = None
+                self._seen, self._answered = {}, []
 
     def apply_once(self, conn: sqlite3.Connection, gate: Gatekeeper, tenant: str, token: str,
                    request_id: int, key: str, method: str, path: str, text: str) -> Answer:
         """:meth:`apply` inside :meth:`batch`, answered from memory if this request was applied.
 
         ``request_id`` and ``key`` name one queued request of ``tenant`` (its outbox id and content
-        key). Its
-        answer is remembered in the transaction that applied it, so a batch replayed after a crash
-        between this commit and the caller's own gets the first answers back and writes nothing
-        (a correction later in the same file is not undone and redone). The token is checked
-        first and a refusal (401, or 403 for a tenant that may not post) is not remembered: the
-        row is tried again once the token is fixed. A refused request
-        writes nothing: whatever the store began for it is rolled back to its savepoint.
+        key), one of those the batch was opened for. Its answer is remembered in the transaction
+        that applied it, so a batch replayed after a crash between this commit and the caller's
+        own gets the first answers back and writes nothing (a correction later in the same file
+        is not undone and redone). The token is checked first and a refusal (401, or 403 for a
+        tenant that may not post) is not remembered: the row is tried again once the token is
+        fixed. A refused request writes nothing: whatever the store began for it is rolled back
+        to its savepoint.
         """
         admitted = self._admit_once(gate, token)
         if isinstance(admitted, ApiError):  # about the token, not the request: never remembered
             return Answer(admitted.status_code, admitted.body())
-        seen = conn.execute(
-            "SELECT status, answer FROM delivered_requests WHERE outbox_id = ? AND request_key = ?",
-            (request_id, key),
-        ).fetchone()
+        seen = self._seen.get((request_id, key))
         if seen is not None:
-            return Answer(int(seen["status"]), json.loads(seen["answer"]))
-        conn.execute("SAVEPOINT request")
-        answer = self._answer(admitted, method, path, text)
-        if answer.status >= HTTP_ERROR:
-            conn.execute("ROLLBACK TO request")
-        conn.execute("RELEASE request")
-        conn.execute(
-            "INSERT INTO delivered_requests (outbox_id, request_key, tenant, status, answer,"
-            " recorded_at) VALUES (?, ?, ?, ?, ?, ?)",
-            (request_id, key, tenant, answer.status, json.dumps(_gist(answer)), time.time()),
+            return seen
+        with self.store.savepoint(conn) as undo:
+            answer = self._answer(admitted, method, path, text)
+            if answer.status >= HTTP_ERROR:
+                undo()
+        self._answered.append(
+            (request_id, key, tenant, answer.status, json.dumps(_gist(answer)), time.time())
         )
         return answer
 
@@ -239,6 +248,23 @@ class LedgerRequests:
 
 #: The ASAPP records by the last part of their path (``/asapp/transcripts``, ``/asapp/purchases``).
 ASAPP_RECORDS = {"transcripts": LedgerRequests.transcript_message, "purchases": LedgerRequests.purchase}
+
+
+def _remembered(conn: sqlite3.Connection, queued: Sequence[tuple[int, str]]) -> dict[tuple[int, str], Answer]:
+    """The answers ``delivered_requests`` holds for these queued requests, by (outbox id, key)."""
+    wanted = dict(queued)
+    seen: dict[tuple[int, str], Answer] = {}
+    ids = list(wanted)
+    for start in range(0, len(ids), _IDS_PER_QUERY):
+        chunk = ids[start:start + _IDS_PER_QUERY]
+        for row in conn.execute(
+            "SELECT outbox_id, request_key, status, answer FROM delivered_requests"
+            f" WHERE outbox_id IN ({', '.join('?' * len(chunk))})",
+            chunk,
+        ):
+            if wanted[row["outbox_id"]] == row["request_key"]:
+                seen[(row["outbox_id"], row["request_key"])] = Answer(int(row["status"]), json.loads(row["answer"]))
+    return seen
 
 
 def _gist(answer: Answer) -> dict[str, Any]:

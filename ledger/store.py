@@ -12,8 +12,9 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
-from collections.abc import Callable, Mapping
-from dataclasses import replace
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -51,6 +52,28 @@ _FILTER_ERRORS = {
 }
 
 
+@dataclass
+class _BatchMemory:
+    """What one batch has read and taken, good until its transaction ends.
+
+    The batch holds the ledger's write lock (``BEGIN IMMEDIATE``) throughout, so nothing but the
+    batch itself changes the ledger meanwhile: the sequence counter is read once and written back
+    once, and a call or a signal name found once is the same at the next row.
+    """
+
+    #: The last sequence number taken (None: none yet), written back before the commit.
+    sequence: int | None = None
+    #: Calls found by id: (tenant, "transaction_id" or "call_record_id", value) -> call id.
+    found: dict[tuple[str, str, str], int] = field(default_factory=dict)
+    calls: dict[int, Call] = field(default_factory=dict)
+    #: Canonical signal names: (tenant, name_key) -> name.
+    names: dict[tuple[str, str], str] = field(default_factory=dict)
+
+    def forget_calls(self) -> None:
+        self.found.clear()
+        self.calls.clear()
+
+
 class LedgerStore:
     """All reads and writes of the ledger; every public method is one SQLite transaction."""
 
@@ -60,6 +83,7 @@ class LedgerStore:
         db.migrate("ledger", MIGRATIONS)
         #: The ASAPP records (extension), in the same database.
         self.asapp = AsappRecords(db, clock)
+        self._memory: _BatchMemory | None = None
 
     @classmethod
     def open(cls, path: Path) -> LedgerStore:
@@ -67,6 +91,43 @@ class LedgerStore:
 
     def close(self) -> None:
         self.db.close()
+
+    @contextmanager
+    def batch(self) -> Iterator[sqlite3.Connection]:
+        """One transaction around many writes; each public method called in it joins it.
+
+        Within it the store remembers what it read and the sequence numbers it took
+        (:class:`_BatchMemory`), so a thousand signals on one call find the call once. What
+        each write stores and answers is the same as outside a batch.
+        """
+        with self.db.transaction() as conn:
+            self._memory = _BatchMemory()
+            try:
+                yield conn
+                if self._memory.sequence is not None:
+                    conn.execute("UPDATE ledger_sequence SET value = ? WHERE id = 1", (self._memory.sequence,))
+            finally:
+                self._memory = None
+
+    @contextmanager
+    def savepoint(self, conn: sqlite3.Connection) -> Iterator[Callable[[], None]]:
+        """A savepoint inside :meth:`batch`; the function it gives undoes everything since,
+        the batch's memory included."""
+        memory = self._memory
+        sequence = memory.sequence if memory is not None else None
+        conn.execute("SAVEPOINT request")
+
+        def undo() -> None:
+            conn.execute("ROLLBACK TO request")
+            if memory is not None:
+                memory.sequence = sequence
+                memory.forget_calls()
+                memory.names.clear()
+
+        try:
+            yield undo
+        finally:
+            conn.execute("RELEASE request")
 
     # Calls
 
@@ -76,6 +137,8 @@ class LedgerStore:
         A new call without a ``transaction_id`` gets the id of the transaction that created it.
         """
         with self.db.transaction() as conn:
+            if self._memory is not None:  # this call's ids may change: find calls afresh
+                self._memory.forget_calls()
             wanted_id = changes.get("transaction_id")
             if wanted_id is not None:
                 self._check_transaction_id_free(conn, tenant, complete_call_id, wanted_id)
@@ -198,14 +261,20 @@ class LedgerStore:
             return SignalResult(call, signal, Outcome.UPDATED)
 
     def _canonical_name(self, conn: sqlite3.Connection, tenant: str, name_key: str, name: str) -> str:
+        names = self._memory.names if self._memory is not None else {}
+        known = names.get((tenant, name_key))
+        if known is not None:
+            return known
         row = conn.execute(
             "SELECT name FROM signal_names WHERE tenant = ? AND name_key = ?", (tenant, name_key)
         ).fetchone()
         if row is not None:
-            return str(row["name"])
-        conn.execute(
-            "INSERT INTO signal_names (tenant, name_key, name) VALUES (?, ?, ?)", (tenant, name_key, name)
-        )
+            name = str(row["name"])
+        else:
+            conn.execute(
+                "INSERT INTO signal_names (tenant, name_key, name) VALUES (?, ?, ?)", (tenant, name_key, name)
+            )
+        names[(tenant, name_key)] = name
         return name
 
     # Finding calls
@@ -217,15 +286,32 @@ class LedgerStore:
         """
         call: Call | None
         if search.transaction_id is not None:
-            call = self._call_by_transaction_id(conn, tenant, search.transaction_id)
+            call = self._remembered(tenant, "transaction_id", search.transaction_id,
+                                    lambda: self._call_by_transaction_id(conn, tenant, search.transaction_id or ""))
         elif search.call_record_id is not None:
-            call = self._call_by_record_id(conn, tenant, search.call_record_id)
+            call = self._remembered(tenant, "call_record_id", search.call_record_id,
+                                    lambda: self._call_by_record_id(conn, tenant, search.call_record_id or ""))
         elif search.start_time is not None:
             call = self._closest_call(conn, tenant, search, tolerance)
         else:
             raise RecordInvalid("transaction_id or start_time_t must be present")
         if call is None:
             raise RecordNotFound()
+        return call
+
+    def _remembered(self, tenant: str, by: str, value: str, find: Callable[[], Call | None]) -> Call | None:
+        """The call ``find`` finds, found once per batch (a miss is looked for again)."""
+        memory = self._memory
+        if memory is None:
+            return find()
+        key = (tenant, by, value)
+        known = memory.found.get(key)
+        if known is not None:
+            return memory.calls[known]
+        call = find()
+        if call is not None:
+            memory.found[key] = call.id
+            memory.calls[call.id] = call
         return call
 
     def _call_by_transaction_id(
@@ -291,6 +377,8 @@ class LedgerStore:
             (stored_json(merged), sequence, call.id),
         )
         self._record(conn, tenant, sequence, TransactionType.POST_CALL_EVENT, updated, call.event_transaction)
+        if self._memory is not None and call.id in self._memory.calls:
+            self._memory.calls[call.id] = updated
         return updated
 
     def put_lookup_row(self, tenant: str, row: LookupRow) -> LookupResult:
@@ -392,10 +480,16 @@ class LedgerStore:
     # Writing transactions
 
     def _next_sequence(self, conn: sqlite3.Connection) -> int:
-        row = conn.execute(
-            "UPDATE ledger_sequence SET value = value + 1 WHERE id = 1 RETURNING value"
-        ).fetchone()
-        return int(row[0])
+        memory = self._memory
+        if memory is None:
+            row = conn.execute(
+                "UPDATE ledger_sequence SET value = value + 1 WHERE id = 1 RETURNING value"
+            ).fetchone()
+            return int(row[0])
+        if memory.sequence is None:
+            memory.sequence = int(conn.execute("SELECT value FROM ledger_sequence WHERE id = 1").fetchone()[0])
+        memory.sequence += 1
+        return memory.sequence
 
     def _record(
         self,

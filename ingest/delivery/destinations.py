@@ -42,7 +42,7 @@ from ingest.delivery.poster import (
     Poster,
     PostReport,
     error_text,
-    record_delivery,
+    record_deliveries,
     transaction_id_of,
 )
 
@@ -133,7 +133,7 @@ class EmbeddedLedger:
                token_for: TokenFor, report: PostReport) -> list[tuple[OutboxItem, Delivery]]:
         """Apply a batch in one ledger transaction (a savepoint per row), then mark the outbox."""
         done: list[tuple[OutboxItem, Delivery]] = []
-        with requests.batch() as conn:
+        with requests.batch([(item.id, item.key) for item in batch]) as conn:
             for item in batch:
                 if item.tenant in report.refused:
                     report.left_pending += 1
@@ -149,8 +149,7 @@ class EmbeddedLedger:
                 else:
                     report.answered.add(item.tenant)
         with self.outbox.db.transaction():
-            for item, delivery in done:
-                record_delivery(self.outbox, item, delivery, report)
+            record_deliveries(self.outbox, done, report)
         return done
 
 

@@ -50,6 +50,23 @@ class RowStatus(StrEnum):
     PENDING = "pending"
 
 
+#: Outbox ids per ``IN (...)`` query, well below SQLite's limit on bound parameters.
+_IDS_PER_QUERY = 500
+
+
+@dataclass(frozen=True)
+class Settlement:
+    """A queued request's final answer: posted (with the transaction id) or failed (why)."""
+
+    item_id: int
+    posted: bool
+    status_code: int | None
+    transaction_id: str | None
+    error: str
+    attempts: int
+    gave_up: bool = False
+
+
 @dataclass(frozen=True)
 class QueuedRequest:
     """A mapped row ready for the outbox; ``token`` None means the tenant's own API token.
@@ -240,14 +257,44 @@ class Outbox:
         return [_item(row) for row in rows]
 
     def mark_posted(self, item_id: int, status_code: int, transaction_id: str | None, attempts: int) -> None:
-        self._settle(item_id, OutboxState.POSTED, RowStatus.POSTED, status_code, transaction_id, "", attempts)
+        self.settle([Settlement(item_id, True, status_code, transaction_id, "", attempts)])
 
     def mark_failed(
         self, item_id: int, status_code: int | None, error: str, attempts: int, gave_up: bool = False
     ) -> None:
         """The row failed: refused by the destination, or ``gave_up`` on after too many tries."""
-        self._settle(item_id, OutboxState.FAILED, RowStatus.FAILED, status_code, None, error, attempts,
-                     gave_up)
+        self.settle([Settlement(item_id, False, status_code, None, error, attempts, gave_up)])
+
+    def settle(self, settlements: Sequence[Settlement]) -> None:
+        """Record final answers, in one transaction: each row leaves the queue for the results.
+
+        A row already settled (a second answer, a replay) is left as it is.
+        """
+        if not settlements:
+            return
+        now = now_iso()
+        with self.db.transaction() as conn:
+            ids = [settled.item_id for settled in settlements]
+            pending: set[int] = set()
+            for start in range(0, len(ids), _IDS_PER_QUERY):
+                chunk = ids[start:start + _IDS_PER_QUERY]
+                pending.update(row[0] for row in conn.execute(
+                    f"SELECT id FROM ingest_outbox WHERE state = ? AND id IN ({', '.join('?' * len(chunk))})",
+                    (OutboxState.PENDING.value, *chunk),
+                ))
+            chosen = [settled for settled in settlements if settled.item_id in pending]
+            conn.executemany(
+                "UPDATE ingest_outbox SET state = ?, status_code = ?, transaction_id = ?, error = ?,"
+                " attempts = attempts + ?, updated_at = ?, next_attempt_at = NULL, gave_up = ? WHERE id = ?",
+                [((OutboxState.POSTED if s.posted else OutboxState.FAILED).value, s.status_code,
+                  s.transaction_id, s.error, s.attempts, now, int(s.gave_up), s.item_id) for s in chosen],
+            )
+            conn.executemany(
+                "INSERT INTO ingest_rows (upload_id, row_number, status, transaction_id, error)"
+                " SELECT upload_id, row_number, ?, ?, ? FROM ingest_outbox WHERE id = ?",
+                [((RowStatus.POSTED if s.posted else RowStatus.FAILED).value, s.transaction_id, s.error,
+                  s.item_id) for s in chosen],
+            )
 
     def note_attempts(
         self, item_id: int, status_code: int | None, error: str, attempts: int,
@@ -305,9 +352,10 @@ class Outbox:
         """
         with self.db.transaction() as conn:
             rows = self._chosen(conn, ids, tenant, (OutboxState.PENDING,), gave_up_only=True)
+            self.settle([Settlement(row["id"], False, None, None, DROPPED, 0)
+                         for row in rows if row["state"] == OutboxState.PENDING.value])
             for row in rows:
                 if row["state"] == OutboxState.PENDING.value:
-                    self._settle(row["id"], OutboxState.FAILED, RowStatus.FAILED, None, None, DROPPED, 0)
                     continue
                 conn.execute("UPDATE ingest_outbox SET error = ?, gave_up = 0, updated_at = ? WHERE id = ?",
                              (DROPPED, now_iso(), row["id"]))
@@ -387,27 +435,6 @@ class Outbox:
         results = [RowOutcome(r["row_number"], r["status"], r["transaction_id"], r["error"]) for r in settled]
         results += [RowOutcome(r["row_number"], RowStatus.PENDING.value, None, r["error"]) for r in waiting]
         return sorted(results, key=lambda result: result.row_number)
-
-    def _settle(
-        self, item_id: int, state: OutboxState, status: RowStatus, status_code: int | None,
-        transaction_id: str | None, error: str, attempts: int, gave_up: bool = False,
-    ) -> None:
-        with self.db.transaction() as conn:
-            row = conn.execute(
-                "UPDATE ingest_outbox SET state = ?, status_code = ?, transaction_id = ?, error = ?,"
-                " attempts = attempts + ?, updated_at = ?, next_attempt_at = NULL, gave_up = ?"
-                " WHERE id = ? AND state = ? RETURNING upload_id, row_number",
-                (state.value, status_code, transaction_id, error, attempts, now_iso(), int(gave_up), item_id,
-                 OutboxState.PENDING.value),
-            ).fetchone()
-            if row is None:
-                return
-            conn.execute(
-                "INSERT INTO ingest_rows (upload_id, row_number, status, transaction_id, error)"
-                " VALUES (?, ?, ?, ?, ?)",
-                (row["upload_id"], row["row_number"], status.value, transaction_id, error),
-            )
-
 
 def _item(row: sqlite3.Row) -> OutboxItem:
     return OutboxItem(

@@ -57,7 +57,7 @@ import httpx
 from core.clock import iso, parse_iso, utcnow
 from core.config import PostSettings
 from core.logs import get_logger
-from ingest.delivery.outbox import Outbox, OutboxItem
+from ingest.delivery.outbox import Outbox, OutboxItem, Settlement
 from ingest.delivery.ratelimit import RateLimiter, shared_limiter
 from ingest.store import SendLog
 
@@ -133,17 +133,28 @@ class _Reply:
 
 
 def record_delivery(outbox: Outbox, item: OutboxItem, delivery: Delivery, report: PostReport) -> None:
-    """Mark ``item`` in the outbox as ``delivery`` says, and count it in ``report``; every
-    destination records its answers this one way."""
-    if delivery.outcome is DeliveryOutcome.POSTED:
-        outbox.mark_posted(item.id, delivery.status_code or 0, delivery.transaction_id, delivery.attempts)
-        report.posted += 1
-    elif delivery.outcome is DeliveryOutcome.FAILED:
-        outbox.mark_failed(item.id, delivery.status_code, delivery.error, delivery.attempts)
-        report.failed += 1
-    else:
-        outbox.note_attempts(item.id, delivery.status_code, delivery.error, delivery.attempts)
-        report.left_pending += 1
+    """Mark ``item`` in the outbox as ``delivery`` says, and count it in ``report``."""
+    record_deliveries(outbox, [(item, delivery)], report)
+
+
+def record_deliveries(outbox: Outbox, delivered: Sequence[tuple[OutboxItem, Delivery]],
+                      report: PostReport) -> None:
+    """Mark each item in the outbox as its delivery says (the final answers in one transaction),
+    and count them in ``report``; every destination records its answers this one way."""
+    final: list[Settlement] = []
+    for item, delivery in delivered:
+        if delivery.outcome is DeliveryOutcome.POSTED:
+            final.append(Settlement(item.id, True, delivery.status_code or 0, delivery.transaction_id, "",
+                                    delivery.attempts))
+            report.posted += 1
+        elif delivery.outcome is DeliveryOutcome.FAILED:
+            final.append(Settlement(item.id, False, delivery.status_code, None, delivery.error,
+                                    delivery.attempts))
+            report.failed += 1
+        else:
+            outbox.note_attempts(item.id, delivery.status_code, delivery.error, delivery.attempts)
+            report.left_pending += 1
+    outbox.settle(final)
 
 
 def limiter_key(token: str) -> str:

@@ -1,0 +1,128 @@
+"""LedgerStore.batch: what a batch remembers never makes it store or answer anything else.
+
+Each test writes the same requests once inside one batch and once request by request (each
+its own transaction, as the HTTP handlers write), and compares every stored transaction.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ledger.errors import RecordNotFound
+from ledger.records import CallSearch, LookupRow
+from ledger.store import LedgerStore
+
+TOLERANCE = 600.0
+START = 1_780_000_000.0
+
+
+def _now() -> float:
+    return START + 3600
+
+
+@pytest.fixture
+def stores(tmp_path: Path) -> Iterator[tuple[LedgerStore, LedgerStore]]:
+    one = LedgerStore.open(tmp_path / "batched.db")
+    two = LedgerStore.open(tmp_path / "single.db")
+    one._clock = two._clock = _now  # stored times equal on both sides
+    yield one, two
+    one.close()
+    two.close()
+
+
+def _transactions(store: LedgerStore) -> list[tuple[Any, ...]]:
+    return [(row["seq"], row["transaction_type"], row["corrects_seq"], json.loads(row["record"]))
+            for row in store.db.query("SELECT * FROM transactions ORDER BY seq")]
+
+
+def _sequence(store: LedgerStore) -> int:
+    row = store.db.query_one("SELECT value FROM ledger_sequence WHERE id = 1")
+    assert row is not None
+    return int(row["value"])
+
+
+def _signal(store: LedgerStore, call: str, partner: str, data: dict[str, str]) -> None:
+    store.save_signal("acme", CallSearch(transaction_id=call), TOLERANCE,
+                      {"name": "Sale", "partner_unique_id": partner}, data)
+
+
+def _not_found(write: Callable[[], object]) -> None:
+    with pytest.raises(RecordNotFound):
+        write()
+
+
+def _writes(store: LedgerStore) -> list[Callable[[], object]]:
+    """Calls, signals whose custom data changes the call each time, a call corrected in the
+    middle (its id changes), lookup rows reaching a remembered call, and signals after both."""
+    return [
+        lambda: store.save_call("acme", "c-1", {"transaction_id": "T-1", "start_time": START,
+                                                "calling_phone_number": "+18885550001"}),
+        lambda: store.save_call("acme", "c-2", {"transaction_id": "T-2", "start_time": START + 60}),
+        lambda: _signal(store, "T-1", "o-1", {"plan": "gold"}),
+        lambda: _signal(store, "T-1", "o-2", {"region": "west"}),
+        lambda: _signal(store, "T-2", "o-3", {"plan": "silver"}),
+        lambda: _signal(store, "T-1", "o-1", {"plan": "platinum"}),  # a correction, on new data
+        lambda: store.save_call("acme", "c-2", {"transaction_id": "T-2b", "start_time": START + 60}),
+        lambda: _signal(store, "T-2b", "o-4", {"plan": "bronze"}),
+        lambda: _not_found(lambda: _signal(store, "T-2", "o-6", {})),  # its old id names nothing now
+        lambda: store.put_lookup_row("acme", LookupRow("accounts", "+18885550001", "", {"tier": "vip"})),
+        lambda: _signal(store, "T-1", "o-5", {"region": "east"}),
+    ]
+
+
+def test_a_batch_stores_what_single_requests_store(stores: tuple[LedgerStore, LedgerStore]) -> None:
+    batched, single = stores
+    with batched.batch():
+        for write in _writes(batched):
+            write()
+    for write in _writes(single):
+        write()
+    assert _transactions(batched) == _transactions(single)
+    assert _sequence(batched) == _sequence(single) == len(_transactions(single))
+    last = _transactions(batched)[-1][3]
+    assert last["custom_data"] == {"plan": "platinum", "region": "east", "tier": "vip"}
+
+
+def test_the_sequence_goes_on_across_batches_and_single_writes(stores: tuple[LedgerStore, LedgerStore]) -> None:
+    store, _ = stores
+    store.save_call("acme", "c-1", {"transaction_id": "T-1", "start_time": START})
+    with store.batch():
+        _signal(store, "T-1", "o-1", {})
+        _signal(store, "T-1", "o-2", {})
+    store.save_call("acme", "c-2", {"transaction_id": "T-2", "start_time": START})
+    assert [row[0] for row in _transactions(store)] == [1, 2, 3, 4]
+    assert _sequence(store) == 4
+
+
+def test_an_undone_request_gives_back_its_sequence_numbers_and_what_it_changed(
+    stores: tuple[LedgerStore, LedgerStore],
+) -> None:
+    batched, single = stores
+    for store in stores:
+        store.save_call("acme", "c-1", {"transaction_id": "T-1", "start_time": START})
+    with batched.batch() as conn:
+        with batched.savepoint(conn) as undo:
+            _signal(batched, "T-1", "o-1", {"plan": "gold"})  # takes two numbers, then is undone
+            undo()
+        _signal(batched, "T-1", "o-2", {"region": "west"})
+    _signal(single, "T-1", "o-2", {"region": "west"})
+    assert _transactions(batched) == _transactions(single)
+    assert _transactions(batched)[-1][3]["custom_data"] == {"region": "west"}  # not gold's merge
+    assert _sequence(batched) == _sequence(single) == 3
+
+
+def test_a_batch_that_raises_leaves_nothing(stores: tuple[LedgerStore, LedgerStore]) -> None:
+    store, _ = stores
+    store.save_call("acme", "c-1", {"transaction_id": "T-1", "start_time": START})
+    with pytest.raises(RuntimeError), store.batch():
+        _signal(store, "T-1", "o-1", {"plan": "gold"})
+        raise RuntimeError("a fault of ours")
+    assert [row[0] for row in _transactions(store)] == [1]
+    assert _sequence(store) == 1
+    _signal(store, "T-1", "o-1", {})
+    assert [row[0] for row in _transactions(store)] == [1, 2]
