@@ -42,8 +42,7 @@ def parse_json(raw: bytes, max_depth: int) -> Any:
     if not raw.strip():
         return None
     try:
-        # As json.loads reads bytes (UTF-8, -16 or -32), with one decoder made once.
-        value = _DECODER.decode(raw.decode(json.detect_encoding(raw), "surrogatepass"))
+        value = json.loads(raw, parse_constant=_refuse_constant, parse_float=_finite_float)
     except RecursionError:  # deeper than the interpreter's own limit: far past max_depth
         raise _too_deep(max_depth) from None
     except (ValueError, UnicodeDecodeError) as exc:
@@ -63,9 +62,6 @@ def _finite_float(text: str) -> float:
     if not math.isfinite(number):
         raise ValueError(f"{text} is out of range for a number")
     return number
-
-
-_DECODER = json.JSONDecoder(parse_constant=_refuse_constant, parse_float=_finite_float)
 
 
 def _deeper_than(value: Any, limit: int) -> bool:

@@ -25,8 +25,10 @@ from typing import NamedTuple, NoReturn
 
 from asyncssh import SFTPError, SFTPFailure, SFTPNoSpaceOnFilesystem, SFTPPermissionDenied
 
+from core.crypto import AtRest
 from core.logs import get_logger
 from sftpd.rules import UploadRules
+from sftpd.stored import Refused, Unreadable, open_plaintext, refusal
 from sftpd.vfs import TenantFileSystem, VirtualPath
 
 log = get_logger(__name__)
@@ -50,38 +52,79 @@ class UploadTooLarge(SFTPFailure):
 
 
 class ReadHandle:
-    """A file opened for reading only."""
+    """A file opened for reading only: its plaintext (see :mod:`sftpd.stored`)."""
 
-    def __init__(self, path: VirtualPath, fd: int) -> None:
+    def __init__(self, path: VirtualPath, fd: int, at_rest: AtRest, tenant: str) -> None:
+        """Takes ``fd`` over; a file that cannot be served is refused here (see
+        :func:`sftpd.stored.refusal`)."""
         self.path = path
         self._fd = fd
+        self._tenant = tenant
+        self._refused: Refused | None = None
+        try:
+            self._plain = open_plaintext(at_rest, os.dup(fd), path)
+            self.size = self._plain.seek(0, os.SEEK_END)
+        except Unreadable as exc:
+            os.close(fd)
+            raise refusal(tenant, path, exc, "opening") from None
+        except BaseException:
+            os.close(fd)
+            raise
 
     def read(self, offset: int, size: int) -> bytes:
-        return os.pread(self._fd, min(size, MAX_READ_BYTES), offset)
+        """Plaintext at ``offset``; once a chunk failed authentication, every later read of this
+        handle is refused too (a client reading ahead gets nothing more of a tampered file)."""
+        if self._refused is not None:
+            raise self._refused
+        try:
+            self._plain.seek(offset)
+            return self._plain.read(min(size, MAX_READ_BYTES))
+        except Unreadable as exc:
+            self._refused = refusal(self._tenant, self.path, exc, "reading")
+            raise self._refused from None
 
     def write(self, offset: int, data: bytes) -> int:
         raise SFTPPermissionDenied(f"{self.path} was opened for reading only")
 
-    def fstat(self) -> os.stat_result:
-        return os.fstat(self._fd)
+    def stat(self) -> tuple[os.stat_result, int]:
+        """The file's attributes, and its size as the tenant sees it (the plaintext's)."""
+        return os.fstat(self._fd), self.size
 
     def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
-        """For asyncssh's ``ranges@asyncssh.com``, which finds the data in sparse files."""
-        return os.lseek(self._fd, offset, whence)
+        return data_seek(offset, whence, self.size)
 
     def close(self) -> None:
+        self._plain.close()
         os.close(self._fd)
+
+
+def data_seek(offset: int, whence: int, size: int) -> int:
+    """For asyncssh's ``ranges@asyncssh.com``, which looks for the data in sparse files: a file
+    a tenant sees (plaintext, ``size`` bytes) is data from start to end, with no holes."""
+    if whence == os.SEEK_DATA:
+        if offset >= size:
+            raise OSError(errno.ENXIO, "no data past the end of the file")
+        return offset
+    if whence == os.SEEK_HOLE:
+        if offset > size:
+            raise OSError(errno.ENXIO, "past the end of the file")
+        return size
+    if whence == os.SEEK_END:
+        return size + offset
+    return offset
 
 
 class IncomingFile:
     """A file being uploaded to ``target``, held in the in-flight folder until the client closes it."""
 
     def __init__(
-        self, fs: TenantFileSystem, target: VirtualPath, rules: UploadRules, append: bool
+        self, fs: TenantFileSystem, target: VirtualPath, rules: UploadRules, append: bool,
+        at_rest: AtRest,
     ) -> None:
         self.path = target
         self.size = 0
         self._fs = fs
+        self._at_rest = at_rest
         self._max_bytes = rules.max_bytes
         self._too_large_message = rules.too_large_message()
         self._append = append
@@ -97,17 +140,21 @@ class IncomingFile:
         return self._fd >= 0
 
     def seed(self, source: int) -> None:
-        """Start from what ``source`` reads (then close it): the client reopened a file to resume.
+        """Start from the plaintext of the file open at ``source`` (taken over): the client
+        reopened a file to resume.
 
         Blocking; the caller opens ``source`` on the event loop (see :mod:`sftpd.vfs`).
         """
         try:
-            while chunk := os.read(source, _COPY_CHUNK_BYTES):
-                self.write(self.size, chunk)
+            with open_plaintext(self._at_rest, source, self.path) as plain:
+                while chunk := plain.read(_COPY_CHUNK_BYTES):
+                    self.write(self.size, chunk)
         except OSError as exc:
             self._fail(exc, "copying the existing file")
-        finally:
-            os.close(source)
+        except Unreadable as exc:
+            self.discard()
+            self._refusal = refusal(self._fs.root.name, self.path, exc, "resuming")
+            raise self._refusal from None
 
     def write(self, offset: int, data: bytes) -> int:
         if self._refusal is not None:
@@ -160,10 +207,11 @@ class IncomingFile:
             self._in_order = False
         self.size = size
 
-    def fstat(self) -> os.stat_result:
+    def stat(self) -> tuple[os.stat_result, int]:
+        """The in-flight file's attributes, and the upload's size as written so far."""
         if not self.is_open:
             raise SFTPFailure(f"{self.path}: the upload was discarded")
-        return os.fstat(self._fd)
+        return os.fstat(self._fd), self.size
 
     def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
         """For asyncssh's ``ranges@asyncssh.com``, which finds the data in sparse files."""

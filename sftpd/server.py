@@ -34,6 +34,7 @@ from typing import cast
 import asyncssh
 
 from core.config import Settings
+from core.crypto import AtRest
 from core.logs import get_logger
 from core.tenants import TenantStore
 from core.uploads import UploadStore
@@ -43,7 +44,6 @@ from sftpd.events import FeedFolders, UploadListener
 from sftpd.hostkeys import host_key_pairs, load_or_create_host_keys
 from sftpd.inflight import UploadsInProgress
 from sftpd.limits import Admission, ConnectionLimits, LimitCounters, Refused
-from sftpd.proxy_protocol import reader_for
 from sftpd.recorder import UploadRecorder
 from sftpd.rules import UploadRules
 from sftpd.sftp import TenantSFTPServer
@@ -98,10 +98,14 @@ class SftpServer:
         defender: Defender,
         on_upload: UploadListener | None = None,
         feed_folders: FeedFolders | None = None,
+        at_rest: AtRest | None = None,
     ) -> None:
         """``feed_folders`` names a tenant's feed folders, the only sub-folders of ``in/``
-        uploads are accepted in; without it, any sub-folder is (see :mod:`sftpd.sftp`)."""
+        uploads are accepted in; without it, any sub-folder is (see :mod:`sftpd.sftp`).
+        ``at_rest`` is what stored files are sealed and read through (the daemon's, shared with
+        ingest); without it, the master key of ``[server] keys_dir``, made if there is none."""
         self._settings = settings
+        self._at_rest = at_rest or AtRest.load(settings.server.keys_dir, settings.data_dir, create=True)
         self._tenants = tenants
         self._rules = UploadRules(settings.server)
         self._recorder = UploadRecorder(uploads, on_upload)
@@ -160,8 +164,7 @@ class SftpServer:
             agent_forwarding=False,
             x11_forwarding=False,
             login_timeout=server.login_timeout_seconds,
-            tunnel=QuickAckListener(LISTEN_BACKLOG, reader_for(server.trusted_proxies)
-                                    if server.proxy_protocol else None),
+            tunnel=QuickAckListener(LISTEN_BACKLOG),
         )
         log.info("sftpd.listening", host=server.listen_host, port=self.port)
 
@@ -234,7 +237,8 @@ class SftpServer:
         # it still carries): a session begun while draining is refused request by request.
         return TenantSFTPServer(chan, tenant, fs, self._rules, self._recorder, admission,
                                 self._in_progress, self._feed_folders,
-                                refusal=SHUTTING_DOWN if self._draining else None)
+                                refusal=SHUTTING_DOWN if self._draining else None,
+                                at_rest=self._at_rest)
 
     def _clear_in_flight(self) -> None:
         """Remove partial uploads and kept names a previous run left behind (it crashed or was

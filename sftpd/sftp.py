@@ -55,7 +55,7 @@ from asyncssh import (
     SFTPPermissionDenied,
 )
 
-from core.digests import fd_digest
+from core.crypto import AtRest
 from core.logs import get_logger
 from core.tenants import IN_DIR, OUT_DIR
 from sftpd.asyncssh_compat import client_requested_close, session_end
@@ -65,6 +65,7 @@ from sftpd.inflight import UploadsInProgress
 from sftpd.limits import Admission, UploadPace
 from sftpd.recorder import UploadRecorder
 from sftpd.rules import UploadRules
+from sftpd.stored import Refused, Unreadable, plaintext_digest, plaintext_size, refusal
 from sftpd.vfs import TenantFileSystem, VirtualPath, folder_extent, name_error
 
 log = get_logger(__name__)
@@ -103,12 +104,16 @@ class TenantSFTPServer(asyncssh.SFTPServer):
         in_progress: UploadsInProgress | None = None,
         feed_folders: FeedFolders | None = None,
         refusal: str | None = None,
+        *,
+        at_rest: AtRest,
     ) -> None:
         """``refusal``: every request of this session fails with it (a session opened while
-        the server stops; see :meth:`sftpd.server.SftpServer.drain`)."""
+        the server stops; see :meth:`sftpd.server.SftpServer.drain`). ``at_rest``: what stored
+        files are sealed and read through."""
         super().__init__(chan)
         self._tenant = tenant
         self._fs = fs
+        self._at_rest = at_rest
         self._rules = rules
         self._recorder = recorder
         self._admission = admission
@@ -140,12 +145,16 @@ class TenantSFTPServer(asyncssh.SFTPServer):
         target = self._parse(path)
         upload = self._in_progress.find(self._tenant, target)
         if upload is not None:
-            return _attrs(upload.fstat(), target, self._tenant)
-        return _attrs(self._fs.lstat(target), target, self._tenant)
+            return _attrs(*upload.stat(), target, self._tenant)
+        info = self._fs.lstat(target)
+        size = info.st_size
+        if stat.S_ISREG(info.st_mode):
+            size = plaintext_size(self._fs.open_for_reading(target), target.name)
+        return _attrs(info, size, target, self._tenant)
 
     def fstat(self, file_obj: object) -> SFTPAttrs:
         handle = self._file(file_obj)
-        return _attrs(handle.fstat(), handle.path, self._tenant)
+        return _attrs(*handle.stat(), handle.path, self._tenant)
 
     def scandir(self, path: bytes) -> AsyncIterator[SFTPName]:
         """The folder is checked now; its names are read when the client asks for them."""
@@ -167,6 +176,9 @@ class TenantSFTPServer(asyncssh.SFTPServer):
         self._admission.take_handle()
         try:
             handle = await self._open(target, pflags)
+        except Refused as exc:
+            self._admission.release_handle()
+            self._tell(exc)
         except BaseException:
             self._admission.release_handle()
             raise
@@ -183,7 +195,7 @@ class TenantSFTPServer(asyncssh.SFTPServer):
         if not pflags & _MODIFYING_FLAGS:
             if target.is_root:
                 raise SFTPFailure("/ is a folder, not a file")
-            return ReadHandle(target, self._fs.open_for_reading(target))
+            return ReadHandle(target, self._fs.open_for_reading(target), self._at_rest, self._tenant)
         self._check_writable(target, "upload to")
         problem = (name_error(target.name) or self._rules.name_error(target.name)
                    or self._rules.path_error(target, folder=False)
@@ -200,7 +212,8 @@ class TenantSFTPServer(asyncssh.SFTPServer):
                 raise asyncssh.SFTPFileAlreadyExists(f"{target} already exists")
         elif not pflags & FXF_CREAT:
             raise SFTPNoSuchFile(f"{target}: no such file")
-        incoming = IncomingFile(self._fs, target, self._rules, append=bool(pflags & FXF_APPEND))
+        incoming = IncomingFile(self._fs, target, self._rules, append=bool(pflags & FXF_APPEND),
+                                at_rest=self._at_rest)
         if existing is not None and not pflags & FXF_TRUNC:
             try:
                 await asyncio.to_thread(incoming.seed, self._fs.open_for_reading(target))
@@ -210,7 +223,10 @@ class TenantSFTPServer(asyncssh.SFTPServer):
         return incoming
 
     def read(self, file_obj: object, offset: int, size: int) -> bytes:
-        return self._file(file_obj).read(offset, size)
+        try:
+            return self._file(file_obj).read(offset, size)
+        except Refused as exc:
+            self._tell(exc)
 
     def write(self, file_obj: object, offset: int, data: bytes) -> int:
         handle = self._file(file_obj)
@@ -426,7 +442,12 @@ class TenantSFTPServer(asyncssh.SFTPServer):
             # Hashed through a kept name, as the client may replace the target meanwhile.
             kept = self._fs.keep(target)
             try:
-                size, sha256 = await asyncio.to_thread(fd_digest, os.open(kept, _KEPT_FLAGS))
+                size, sha256 = await asyncio.to_thread(
+                    plaintext_digest, self._at_rest, os.open(kept, _KEPT_FLAGS), target
+                )
+            except Unreadable as exc:
+                os.unlink(kept)
+                self._tell(refusal(self._tenant, target, exc, "hashing a renamed upload"))
             except BaseException:
                 os.unlink(kept)
                 raise
@@ -436,6 +457,12 @@ class TenantSFTPServer(asyncssh.SFTPServer):
                 return
             self._recorder.completed(self._tenant, target.relative, self._local(target), size,
                                      sha256, kept)
+
+    def _tell(self, refused: Refused) -> NoReturn:
+        """Refuse a stored file that cannot be served, telling OpenSSH users too (see
+        :class:`~sftpd.stored.Refused`)."""
+        self.channel.write_stderr(f"sftpd: {refused.reason}\n".encode())
+        raise refused
 
     def _log_empty(self, path: VirtualPath) -> None:
         log.info("upload.empty", tenant=self._tenant, path=path.relative,
@@ -504,24 +531,24 @@ class TenantSFTPServer(asyncssh.SFTPServer):
         try:
             listing = self._fs.listing(folder)
             try:
-                chunk = await asyncio.to_thread(listing.read, LISTING_CHUNK)
+                chunk = await asyncio.to_thread(listing.read, LISTING_CHUNK, plaintext_size)
                 if len(chunk) < LISTING_CHUNK:
                     chunk.sort()
                 while chunk:
-                    for name, info in chunk:
+                    for name, info, size in chunk:
                         yield SFTPName(name.encode(),
-                                       attrs=_attrs(info, folder.child(name), self._tenant))
+                                       attrs=_attrs(info, size, folder.child(name), self._tenant))
                     self._admission.touch()
-                    chunk = await asyncio.to_thread(listing.read, LISTING_CHUNK)
+                    chunk = await asyncio.to_thread(listing.read, LISTING_CHUNK, plaintext_size)
             finally:
                 listing.close()
         finally:
             self._admission.release_handle()
 
 
-def _attrs(info: os.stat_result, path: VirtualPath, owner: str) -> SFTPAttrs:
-    """The attributes shown to the tenant: its own name as owner and group, as in listings, and
-    write bits only where it may write.
+def _attrs(info: os.stat_result, size: int, path: VirtualPath, owner: str) -> SFTPAttrs:
+    """The attributes shown to the tenant: ``size`` (a stored file's plaintext size), its own
+    name as owner and group, as in listings, and write bits only where it may write.
 
     Made here rather than by ``SFTPAttrs.from_local``, which looks the host's user and group up
     in the password database on every call, for names a tenant has no business seeing.
@@ -531,7 +558,7 @@ def _attrs(info: os.stat_result, path: VirtualPath, owner: str) -> SFTPAttrs:
     mtime, mtime_ns = divmod(info.st_mtime_ns, _NANOSECONDS)
     ctime, ctime_ns = divmod(info.st_ctime_ns, _NANOSECONDS)
     return SFTPAttrs(
-        type=_FILE_TYPES.get(stat.S_IFMT(mode), asyncssh.FILEXFER_TYPE_UNKNOWN), size=info.st_size,
+        type=_FILE_TYPES.get(stat.S_IFMT(mode), asyncssh.FILEXFER_TYPE_UNKNOWN), size=size,
         uid=info.st_uid, gid=info.st_gid, owner=owner, group=owner, permissions=mode,
         atime=atime, atime_ns=atime_ns, crtime=mtime, crtime_ns=mtime_ns, mtime=mtime,
         mtime_ns=mtime_ns, ctime=ctime, ctime_ns=ctime_ns, nlink=info.st_nlink,

@@ -64,6 +64,8 @@ _ROOT_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
 _READ_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
 # The key under which the root's descriptor is kept; no folder name inside the root is empty.
 _ROOT_KEY = ""
+# The size a tenant sees of the regular file open at a descriptor (which it closes), by name.
+Measure = Callable[[int, str], int]
 
 
 @dataclass(frozen=True)
@@ -156,9 +158,10 @@ class Listing:
             os.close(fd)
             raise
 
-    def read(self, limit: int) -> list[tuple[str, os.stat_result]]:
-        """Up to ``limit`` more names with their attributes; empty at the end. Blocking."""
-        entries: list[tuple[str, os.stat_result]] = []
+    def read(self, limit: int, measure: Measure | None = None) -> list[tuple[str, os.stat_result, int]]:
+        """Up to ``limit`` more names with their attributes and sizes (a regular file's by
+        ``measure``, if given); empty at the end. Blocking."""
+        entries: list[tuple[str, os.stat_result, int]] = []
         with self._lock:
             if self._fd < 0:
                 return entries
@@ -166,9 +169,14 @@ class Listing:
                 if self._root and entry.name not in TENANT_DIRS:
                     continue
                 try:
-                    entries.append((entry.name, entry.stat(follow_symlinks=False)))
+                    info = entry.stat(follow_symlinks=False)
                 except FileNotFoundError:
                     continue
+                size = info.st_size
+                if measure is not None and stat.S_ISREG(info.st_mode):
+                    with suppress(OSError):  # gone or replaced meanwhile: as stat saw it
+                        size = measure(os.open(entry.name, _READ_FLAGS, dir_fd=self._fd), entry.name)
+                entries.append((entry.name, info, size))
                 if len(entries) >= limit:
                     break
         return entries

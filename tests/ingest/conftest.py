@@ -28,7 +28,6 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from core.config import Settings
-from core.crypto import AtRest
 from core.db import Database
 from core.tenants import Tenant, TenantStore
 from core.uploads import Upload, UploadStore
@@ -162,15 +161,11 @@ async def ingest(ingest_settings: Settings, state_db: Database, tenants: TenantS
 
 
 def drop(tenants: TenantStore, uploads: UploadStore, tenant: str, relative: str, content: str | bytes,
-         source: str = "sftp", at_rest: AtRest | None = None) -> tuple[Upload, Path]:
-    """Put a file in the tenant's folder and record it, as the front door does after an upload;
-    sealed with ``at_rest`` if given (the record has the plaintext's size and sha256)."""
+         source: str = "sftp") -> tuple[Upload, Path]:
+    """Put a file in the tenant's folder and record it, as the front door does after an upload."""
     data = content.encode("utf-8") if isinstance(content, str) else content
     path = tenants.folders(tenant).root / relative
     path.parent.mkdir(parents=True, exist_ok=True)
-    if at_rest is not None:
-        at_rest.write_bytes(path, data)
-    else:
-        path.write_bytes(data)
+    path.write_bytes(data)
     upload = uploads.record(tenant, relative, len(data), hashlib.sha256(data).hexdigest(), source=source)
     return upload, path

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from core.config import Settings
+from core.crypto import AtRest
 from core.db import Database
 from core.tenants import TenantStore
 from core.uploads import Upload, UploadStore
@@ -49,6 +50,7 @@ class RunningServer:
     tenants: TenantStore
     uploads: UploadStore
     defender: Defender
+    at_rest: AtRest
     events: list[UploadCompleted] = field(default_factory=list)
 
     @property
@@ -63,6 +65,10 @@ class RunningServer:
 
     def in_flight(self, tenant: str = TENANT) -> Path:
         return self.tenants.folders(tenant).root / ".incoming"
+
+    def stored(self, path: Path) -> bytes:
+        """The plaintext of the stored file at ``path`` (the server seals what it stores)."""
+        return self.at_rest.read_bytes(path)
 
     async def recorded(self, tenant: str = TENANT) -> list[Upload]:
         """The uploads recorded so far, oldest first, once the records under way are written."""
@@ -79,8 +85,15 @@ ServerFactory = Callable[..., Awaitable[RunningServer]]
 
 
 @pytest.fixture
+def at_rest(settings: Settings) -> AtRest:
+    """The master key of the test's keys dir (0700, outside the data dir), made for the test."""
+    return AtRest.load(settings.server.keys_dir, settings.data_dir, create=True)
+
+
+@pytest.fixture
 async def make_server(
-    settings: Settings, tenants: TenantStore, uploads: UploadStore, state_db: Database
+    settings: Settings, tenants: TenantStore, uploads: UploadStore, state_db: Database,
+    at_rest: AtRest,
 ) -> AsyncIterator[ServerFactory]:
     """Start servers with changed settings: ``await make_server(server__max_upload_bytes=10)``,
     and the tenants' feed folders if given (``feed_folders=...``).
@@ -96,10 +109,11 @@ async def make_server(
         changed = settings.replace(**changes)
         events: list[UploadCompleted] = []
         defender = Defender(state_db, changed.defender)
-        server = SftpServer(changed, tenants, uploads, defender, events.append, feed_folders)
+        server = SftpServer(changed, tenants, uploads, defender, events.append, feed_folders,
+                            at_rest=at_rest)
         await server.start()
         started.append(server)
-        return RunningServer(server, changed, tenants, uploads, defender, events)
+        return RunningServer(server, changed, tenants, uploads, defender, at_rest, events)
 
     yield make
     for server in started:
