@@ -68,6 +68,10 @@ class _BatchMemory:
     calls: dict[int, Call] = field(default_factory=dict)
     #: Canonical signal names: (tenant, name_key) -> name.
     names: dict[tuple[str, str], str] = field(default_factory=dict)
+    #: The stored JSON of a call's content or custom data, by the object's identity: each row's
+    #: transaction holds its call's, unchanged from row to row. The object is kept with it, so
+    #: its ``id`` cannot be reused by another while the batch lasts.
+    texts: dict[int, tuple[object, str]] = field(default_factory=dict)
 
     def forget_calls(self) -> None:
         self.found.clear()
@@ -356,10 +360,14 @@ class LedgerStore:
         if search.calling_phone_number is not None:
             clauses.append("calling_phone_number = ?")
             params.append(search.calling_phone_number)
-        rows = conn.execute(f"SELECT * FROM calls WHERE {' AND '.join(clauses)}", params).fetchall()
-        return closest_call(
-            (_call(row) for row in rows), search.start_time, search.duration_in_seconds, tolerance
-        )
+        where = " AND ".join(clauses)
+        # Two index walks outward from the start time, read only as far as the rule needs.
+        later = conn.execute(f"SELECT * FROM calls WHERE {where} AND start_time >= ? ORDER BY start_time, id",
+                             [*params, search.start_time])
+        earlier = conn.execute(f"SELECT * FROM calls WHERE {where} AND start_time < ?"
+                               " ORDER BY start_time DESC, id DESC", [*params, search.start_time])
+        return closest_call(_nearest_first(later, earlier, search.start_time), search.start_time,
+                            search.duration_in_seconds, tolerance)
 
     # Custom data and lookup tables
 
@@ -374,7 +382,7 @@ class LedgerStore:
         updated = replace(call, custom_data=merged, event_transaction=sequence)
         conn.execute(
             "UPDATE calls SET custom_data = ?, event_transaction = ? WHERE id = ?",
-            (stored_json(merged), sequence, call.id),
+            (self._stored(merged), sequence, call.id),
         )
         self._record(conn, tenant, sequence, TransactionType.POST_CALL_EVENT, updated, call.event_transaction)
         if self._memory is not None and call.id in self._memory.calls:
@@ -501,17 +509,43 @@ class LedgerStore:
         corrects: int | None,
         signal: Signal | None = None,
     ) -> None:
-        record = {
-            "complete_call_id": call.complete_call_id,
-            "call": vars(call.content),
-            "custom_data": call.custom_data,
-            "signal": vars(signal.content) if signal else None,
-        }
+        # The record {"complete_call_id", "call", "custom_data", "signal"}, its parts' JSON joined.
+        record = (
+            f'{{"complete_call_id":{stored_json(call.complete_call_id)},"call":{self._stored(call.content)},'
+            f'"custom_data":{self._stored(call.custom_data)},'
+            f'"signal":{stored_json(vars(signal.content)) if signal else "null"}}}'
+        )
         conn.execute(
             "INSERT INTO transactions (seq, tenant, call_id, transaction_type, corrects_seq,"
             " recorded_at, call_start, record) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            (sequence, tenant, call.id, kind.value, corrects, self._clock(), call.start_time, stored_json(record)),
+            (sequence, tenant, call.id, kind.value, corrects, self._clock(), call.start_time, record),
         )
+
+    def _stored(self, value: CallContent | dict[str, str]) -> str:
+        """``stored_json`` of a call's content (its fields) or custom data, made once per batch."""
+        memory = self._memory
+        known = memory.texts.get(id(value)) if memory is not None else None
+        if known is not None and known[0] is value:
+            return known[1]
+        text = stored_json(vars(value) if isinstance(value, CallContent) else value)
+        if memory is not None:
+            memory.texts[id(value)] = (value, text)
+        return text
+
+
+def _nearest_first(later: sqlite3.Cursor, earlier: sqlite3.Cursor, start_time: float) -> Iterator[Call]:
+    """The calls of two cursors walking away from ``start_time`` (one forwards, one backwards),
+    merged nearest first; rows are read as they are asked for."""
+    after, before = later.fetchone(), earlier.fetchone()
+    while after is not None or before is not None:
+        nearer_after = after is not None and (
+            before is None or after["start_time"] - start_time <= start_time - before["start_time"])
+        if nearer_after:
+            yield _call(after)
+            after = later.fetchone()
+        else:
+            yield _call(before)
+            before = earlier.fetchone()
 
 
 def _content_values(content: CallContent) -> tuple[Any, ...]:

@@ -12,10 +12,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from ledger.errors import RecordNotFound
+from ledger.matching import distance
 from ledger.records import CallSearch, LookupRow
-from ledger.store import LedgerStore
+from ledger.store import LedgerStore, _call
 
 TOLERANCE = 600.0
 START = 1_780_000_000.0
@@ -126,3 +129,35 @@ def test_a_batch_that_raises_leaves_nothing(stores: tuple[LedgerStore, LedgerSto
     assert _sequence(store) == 1
     _signal(store, "T-1", "o-1", {})
     assert [row[0] for row in _transactions(store)] == [1, 2]
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    calls=st.lists(st.tuples(st.integers(-900, 900), st.one_of(st.none(), st.integers(0, 40))), max_size=25),
+    offset=st.integers(-700, 700),
+    duration=st.one_of(st.none(), st.integers(0, 40)),
+)
+def test_a_start_time_search_picks_what_the_rule_picks_over_every_call(
+    tmp_path_factory: pytest.TempPathFactory, calls: list[tuple[int, int | None]], offset: int,
+    duration: int | None,
+) -> None:
+    """The search reads calls nearest first and stops early; the pick is the rule's over all."""
+    store = LedgerStore.open(tmp_path_factory.mktemp("match") / "ledger.db")
+    try:
+        for number, (start, seconds) in enumerate(calls):
+            store.save_call("acme", f"c-{number}", {"transaction_id": f"T-{number}", "start_time": START + start,
+                                                    "duration_in_seconds": seconds})
+        search = CallSearch(start_time=START + offset, duration_in_seconds=duration)
+        everyone = [_call(row) for row in store.db.query("SELECT * FROM calls")]
+        expected = min(
+            ((distance(call, START + offset, duration), call.start_time, call.id) for call in everyone
+             if distance(call, START + offset, duration) <= TOLERANCE),
+            default=None,
+        )
+        try:
+            found: int | None = store.save_signal("acme", search, TOLERANCE, {"name": "Sale"}, {}).call.id
+        except RecordNotFound:
+            found = None
+        assert found == (expected[2] if expected else None)
+    finally:
+        store.close()
