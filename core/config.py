@@ -7,6 +7,7 @@ code. ``etc/sftpd.toml`` is the commented example of this file.
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import tomllib
 import types
 import typing
@@ -71,6 +72,22 @@ class ServerSettings:
     max_handles_per_session: int = 64
     # On SIGTERM, uploads under way get this long to finish before they are discarded.
     drain_seconds: float = 30.0
+    # Behind a load balancer (sftpd/proxy_protocol.py): connections from trusted_proxies (addresses
+    # or CIDR networks) must begin with a PROXY protocol v2 header, whose client address is then
+    # the connection's; connections from anywhere else are served as direct ones.
+    proxy_protocol: bool = False
+    trusted_proxies: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        for entry in self.trusted_proxies:
+            try:
+                ipaddress.ip_network(entry, strict=False)
+            except ValueError:
+                raise ConfigError(f"server: trusted_proxies: {entry!r} is not an IP address or "
+                                  "network (e.g. 10.0.0.5 or 10.0.0.0/24)") from None
+        if self.proxy_protocol and not self.trusted_proxies:
+            raise ConfigError("server: proxy_protocol is on but trusted_proxies is empty: name "
+                              "the load balancers' addresses")
 
 
 @dataclass(frozen=True)

@@ -25,6 +25,7 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from core.config import MailSettings
+from core.crypto import AtRest
 from core.logs import get_logger
 from ingest.reports import FileSummary, local_time
 
@@ -53,8 +54,9 @@ class TenantRun:
         return bool(self.problems) or any(item.needs_notice for item in self.files)
 
 
-def failure_message(sender: str, run: TenantRun, key: str | None = None) -> EmailMessage:
-    """The message for ``run``; reports listed in its files are attached.
+def failure_message(sender: str, run: TenantRun, key: str | None = None, *, at_rest: AtRest) -> EmailMessage:
+    """The message for ``run``; reports listed in its files are attached, read through
+    ``at_rest`` (they are sealed in ``out/``).
 
     ``key`` names the message for good: a message sent again after a crash carries the same
     Message-ID, so a mail system (or a person) can tell the copy for what it is.
@@ -72,7 +74,7 @@ def failure_message(sender: str, run: TenantRun, key: str | None = None) -> Emai
         if item.report:
             report = Path(item.report)
             message.add_attachment(
-                report.read_bytes(), maintype="text", subtype="csv", filename=report.name
+                at_rest.read_bytes(report), maintype="text", subtype="csv", filename=report.name
             )
     return message
 
@@ -99,9 +101,11 @@ def _body(run: TenantRun, when: str) -> str:
 
 
 class Mailer:
-    def __init__(self, settings: MailSettings, outbox_dir: Path) -> None:
+    def __init__(self, settings: MailSettings, outbox_dir: Path, at_rest: AtRest) -> None:
+        """``at_rest``: what seals the ``.eml`` files written."""
         self.settings = settings
         self.outbox_dir = outbox_dir
+        self.at_rest = at_rest
 
     async def send(self, message: EmailMessage, name: str) -> str:
         """Deliver ``message``; returns ``"smtp"`` or the path of the ``.eml`` file written.

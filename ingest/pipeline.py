@@ -20,6 +20,7 @@ import httpx
 
 from core.clock import parse_iso, utcnow
 from core.config import Settings
+from core.crypto import AtRest
 from core.db import Database
 from core.logs import get_logger
 from core.tenants import TenantStore
@@ -70,9 +71,15 @@ class UploadStatus:
 
 
 class Ingest:
-    def __init__(self, settings: Settings, db: Database, tenants: TenantStore, uploads: UploadStore) -> None:
+    def __init__(
+        self, settings: Settings, db: Database, tenants: TenantStore, uploads: UploadStore,
+        at_rest: AtRest | None = None,
+    ) -> None:
+        """``at_rest``: the keys stored files are sealed and read with (by default, the data
+        dir's: ``AtRest.for_data_dir``)."""
         migrate(db)
         self.settings = settings
+        self.at_rest = at_rest or AtRest.for_data_dir(settings.server.keys_dir, settings.data_dir)
         self.db = db
         self.tenants = tenants
         self.uploads = uploads
@@ -82,11 +89,12 @@ class Ingest:
         self.run_store = RunStore(db)
         self.schedule = Schedule(settings.schedule)
         self.claims = Claims(db)
-        self.stager = Stager(settings, uploads, self.feeds, self.staged)
+        self.stager = Stager(settings, uploads, self.feeds, self.staged, self.at_rest)
         self.scanner = Scanner(settings, tenants, uploads, self.stager)
         self.processor = Processor(
             settings, tenants, uploads, self.feeds, self.staged, self.outbox, self.run_store,
-            SendLog(db), Mailer(settings.mail, settings.mail_spool), self.claims,
+            SendLog(db), Mailer(settings.mail, settings.mail_spool, self.at_rest), self.claims,
+            self.at_rest,
         )
         self._background: set[asyncio.Task[object]] = set()
 

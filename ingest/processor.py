@@ -31,6 +31,7 @@ import httpx
 
 from core.clock import parse_iso
 from core.config import Settings
+from core.crypto import AtRest
 from core.logs import get_logger
 from core.tenants import Tenant, TenantStore
 from core.uploads import UploadState, UploadStore
@@ -140,9 +141,10 @@ class Processor:
     def __init__(
         self, settings: Settings, tenants: TenantStore, uploads: UploadStore, feeds: FeedStore,
         staged: StagedStore, outbox: Outbox, runs: RunStore, send_log: SendLog, mailer: Mailer,
-        claims: Claims,
+        claims: Claims, at_rest: AtRest,
     ) -> None:
         self.settings = settings
+        self.at_rest = at_rest
         self.tenants = tenants
         self.uploads = uploads
         self.feeds = feeds
@@ -313,6 +315,7 @@ class Processor:
             max_upload_bytes=settings.server.max_upload_bytes,
             allowed_extensions=settings.server.allowed_extensions,
             max_bad_row_share=settings.post.max_bad_row_share, limits=settings.parse,
+            at_rest=self.at_rest,
         )
         try:
             return await asyncio.to_thread(run_limited, prepare_file, job, Limits.from_settings(settings.parse))
@@ -455,7 +458,7 @@ class Processor:
         notice = TenantRun(tenant=tenant.name, email=tenant.email, run_id=run.id,
                            run_time=parse_iso(run.started_at), zone=ZoneInfo(tenant.timezone),
                            files=files, problems=problems)
-        message = await asyncio.to_thread(failure_message, self.settings.mail.sender, notice, key)
+        message = await asyncio.to_thread(failure_message, self.settings.mail.sender, notice, key, at_rest=self.at_rest)
         where = await self.mailer.send(message, key)
         self.notices.sent(key)
         emit("mail.sent", tenant=tenant.name, to=tenant.email, via=where)

@@ -33,6 +33,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
+import io
 import os
 import secrets
 import shutil
@@ -46,8 +48,9 @@ from pathlib import Path
 
 from core.clock import iso, utcnow
 from core.config import Settings
+from core.crypto import AtRest, TamperedFile
+from core.crypto.at_rest import READ_CHUNK_BYTES
 from core.db import Database
-from core.digests import fd_digest
 from core.logs import get_logger
 from core.tenants import OUT_DIR, Tenant, TenantStore
 from core.uploads import FINAL_STATES, UploadState
@@ -164,8 +167,11 @@ class _Candidate:
 class Pruner:
     """Applies the retention rules; blocking (file I/O), so the daemon runs it in a thread."""
 
-    def __init__(self, settings: Settings, db: Database, tenants: TenantStore) -> None:
+    def __init__(self, settings: Settings, db: Database, tenants: TenantStore, at_rest: AtRest | None = None) -> None:
+        """``at_rest``: the keys an upload in ``in/`` is read with to tell it is still that
+        upload (by default the data dir's: ``AtRest.for_data_dir``)."""
         migrate_pipeline(db)
+        self.at_rest = at_rest or AtRest.for_data_dir(settings.server.keys_dir, settings.data_dir)
         db.migrate(COMPONENT, MIGRATIONS)
         self.db = db
         self.tenants = tenants
@@ -230,7 +236,7 @@ class Pruner:
         root = self.tenants.folders(tenant.name).root
         inbox_file = _inside(root, candidate.path)
         if inbox_file is not None:
-            kept = _take_away(inbox_file, candidate.size, candidate.sha256, result.dry_run)
+            kept = _take_away(inbox_file, candidate.size, candidate.sha256, result.dry_run, self.at_rest)
             if kept is None:
                 _deleted(result, Deletion(tenant.name, UPLOAD, str(inbox_file), candidate.upload_id, rule, days))
             elif kept:
@@ -424,10 +430,10 @@ def _is_mail_name(stem: str) -> bool:
             and (moment[:8] + moment[9:15]).isdigit() and run.isdigit())
 
 
-def _take_away(path: Path, size: int, sha256: str, dry_run: bool) -> str | None:
-    """Delete the upload's file at ``path`` if it is still that upload (regular, same size and
-    sha256). Returns None when it is deleted (or, dry, would be), else why it is kept: an empty
-    reason when there is nothing there.
+def _take_away(path: Path, size: int, sha256: str, dry_run: bool, at_rest: AtRest) -> str | None:
+    """Delete the upload's file at ``path`` if it is still that upload (regular, same plaintext
+    size and sha256: it is read through ``at_rest``). Returns None when it is deleted (or, dry,
+    would be), else why it is kept: an empty reason when there is nothing there.
 
     The file is moved aside before it is deleted and deleted only if what was moved is the file
     that was read: a newer upload that takes the name in the meantime (the front door publishes
@@ -443,11 +449,17 @@ def _take_away(path: Path, size: int, sha256: str, dry_run: bool) -> str | None:
     if not stat.S_ISREG(read.st_mode):
         os.close(fd)
         return "not a regular file"
-    if read.st_size != size:
-        os.close(fd)
-        return "a newer upload of the same name (another size)"
-    _, digest = fd_digest(fd)
-    if digest != sha256:
+    try:
+        with at_rest.open_fd(fd, str(path)) as reader:
+            if reader.seek(0, io.SEEK_END) != size:
+                return "a newer upload of the same name (another size)"
+            reader.seek(0)
+            digest = hashlib.sha256()
+            while chunk := reader.read(READ_CHUNK_BYTES):
+                digest.update(chunk)
+    except TamperedFile:
+        return "damaged (it fails authentication): kept for an operator to look at"
+    if digest.hexdigest() != sha256:
         return "a newer upload of the same name (another sha256)"
     if dry_run:
         return None

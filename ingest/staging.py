@@ -33,7 +33,7 @@ from pathlib import Path, PurePosixPath
 
 from core.clock import now_iso, parse_iso
 from core.config import Settings
-from core.digests import file_digest
+from core.crypto import AtRest, TamperedFile
 from core.logs import get_logger
 from core.tenants import IN_DIR, TenantStore
 from core.uploads import Upload, UploadState, UploadStore
@@ -54,9 +54,10 @@ NANOSECONDS = 1e9
 
 class Stager:
     def __init__(
-        self, settings: Settings, uploads: UploadStore, feeds: FeedStore, staged: StagedStore
+        self, settings: Settings, uploads: UploadStore, feeds: FeedStore, staged: StagedStore, at_rest: AtRest,
     ) -> None:
         self.root = settings.data_dir / STAGING_DIR
+        self.at_rest = at_rest
         self.uploads = uploads
         self.feeds = feeds
         self.staged = staged
@@ -117,12 +118,19 @@ class Stager:
         feed_name, feed_error = self._feed_of(upload.tenant, relative)
         folder = self.root / upload.tenant / str(upload.id)
         try:
-            snapshot, digest = (adopted, upload.sha256) if adopted else _snapshot(local_path, folder)
+            snapshot, digest = (adopted, upload.sha256) if adopted else self._snapshot(local_path, folder)
         except FileNotFoundError:
             shutil.rmtree(folder, ignore_errors=True)
             self.uploads.set_state(
                 upload.id, UploadState.REJECTED, "the file was removed before it could be staged"
             )
+            return None
+        except TamperedFile:
+            shutil.rmtree(folder, ignore_errors=True)
+            self.uploads.set_state(
+                upload.id, UploadState.REJECTED, "the stored file is damaged; please upload it again"
+            )
+            log.warning("staging.damaged", tenant=upload.tenant, upload=upload.id, path=upload.path)
             return None
         if digest != upload.sha256:
             shutil.rmtree(folder, ignore_errors=True)
@@ -145,6 +153,30 @@ class Stager:
         log.info("staging.staged", tenant=upload.tenant, upload=upload.id, path=upload.path,
                  feed=feed_name, superseded=[older.upload_id for older in superseded])
         return staged
+
+    def _snapshot(self, source: Path, folder: Path) -> tuple[Path, str]:
+        """Copy ``source``'s plaintext into ``folder`` (mode 0600), hashing the bytes copied.
+
+        Not fsynced: the upload it copies was not either (the front door leaves that to the page
+        cache, as OpenSSH does), and a sync per file stalls every file creation on the same file
+        system, the front door's included, behind a journal commit. What a power cut can cost is
+        the same as for the upload itself.
+        """
+        _make_folders(folder)
+        digest = hashlib.sha256()
+        with self.at_rest.open(source) as reader:
+            fd, temporary = tempfile.mkstemp(prefix=".", suffix=".tmp", dir=folder)
+            try:
+                with open(fd, "wb") as writer:
+                    while chunk := reader.read(COPY_CHUNK_BYTES):
+                        digest.update(chunk)
+                        writer.write(chunk)
+            except BaseException:
+                os.unlink(temporary)
+                raise
+        target = folder / source.name
+        os.replace(temporary, target)
+        return target, digest.hexdigest()
 
     def withdraw_if_gone(self, staged: StagedUpload, tenant_root: Path) -> bool:
         """Withdraw a waiting upload whose file the customer removed from ``in/`` before a run read
@@ -241,6 +273,9 @@ class Scanner:
             except OSError as exc:
                 log.warning("staging.unreadable", tenant=tenant, path=key[1], error=exc.strerror or str(exc))
                 continue
+            except TamperedFile as exc:
+                log.warning("staging.damaged", tenant=tenant, path=key[1], error=str(exc))
+                continue
             self._handled[key] = seen
             if result is not None:
                 staged.append(result)
@@ -258,10 +293,15 @@ class Scanner:
     def _stage_if_new(
         self, tenant: str, relative: str, path: Path, seen: _Seen, last: Upload | None
     ) -> StagedUpload | None:
-        if last is not None and _unchanged_since(last, seen):
-            return self.stager.stage(last, path) if last.state == UploadState.RECEIVED else None
         try:
-            size, digest = file_digest(path)
+            # Sizes and digests are the plaintext's, as the front door recorded them (a file
+            # sealed at rest is larger on disk); an empty file holds no rows, sealed or not.
+            plain_size = AtRest.size(path)
+            if plain_size == 0:
+                return None
+            if last is not None and _unchanged_since(last, plain_size, seen):
+                return self.stager.stage(last, path) if last.state == UploadState.RECEIVED else None
+            size, digest = self.stager.at_rest.digest(path)
         except FileNotFoundError:
             return None
         if last is not None and last.sha256 == digest:
@@ -310,10 +350,10 @@ def _inbox_relative(upload_path: str) -> PurePosixPath | None:
     return PurePosixPath(*parts[1:])
 
 
-def _unchanged_since(upload: Upload, seen: _Seen) -> bool:
-    """Same size, and not written after the upload was recorded."""
+def _unchanged_since(upload: Upload, size: int, seen: _Seen) -> bool:
+    """Same (plaintext) size, and not written after the upload was recorded."""
     recorded = parse_iso(upload.received_at).timestamp()
-    return upload.size == seen.size and seen.mtime_ns / NANOSECONDS <= recorded
+    return upload.size == size and seen.mtime_ns / NANOSECONDS <= recorded
 
 
 def _last_upload_by_path(uploads: list[Upload]) -> dict[str, Upload]:
@@ -322,31 +362,6 @@ def _last_upload_by_path(uploads: list[Upload]) -> dict[str, Upload]:
         if upload.path not in latest or upload.id > latest[upload.path].id:
             latest[upload.path] = upload
     return latest
-
-
-def _snapshot(source: Path, folder: Path) -> tuple[Path, str]:
-    """Copy ``source`` into ``folder`` (mode 0600), hashing the bytes copied.
-
-    Not fsynced: the upload it copies was not either (the front door leaves that to the page
-    cache, as OpenSSH does), and a sync per file stalls every file creation on the same file
-    system, the front door's included, behind a journal commit. What a power cut can cost is the
-    same as for the upload itself.
-    """
-    _make_folders(folder)
-    digest = hashlib.sha256()
-    with open(source, "rb") as reader:
-        fd, temporary = tempfile.mkstemp(prefix=".", suffix=".tmp", dir=folder)
-        try:
-            with open(fd, "wb") as writer:
-                while chunk := reader.read(COPY_CHUNK_BYTES):
-                    digest.update(chunk)
-                    writer.write(chunk)
-        except BaseException:
-            os.unlink(temporary)
-            raise
-    target = folder / source.name
-    os.replace(temporary, target)
-    return target, digest.hexdigest()
 
 
 def _remove_snapshot(snapshot: Path) -> None:

@@ -42,7 +42,8 @@ def parse_json(raw: bytes, max_depth: int) -> Any:
     if not raw.strip():
         return None
     try:
-        value = json.loads(raw, parse_constant=_refuse_constant, parse_float=_finite_float)
+        # As json.loads reads bytes (UTF-8, -16 or -32), with one decoder made once.
+        value = _DECODER.decode(raw.decode(json.detect_encoding(raw), "surrogatepass"))
     except RecursionError:  # deeper than the interpreter's own limit: far past max_depth
         raise _too_deep(max_depth) from None
     except (ValueError, UnicodeDecodeError) as exc:
@@ -62,6 +63,9 @@ def _finite_float(text: str) -> float:
     if not math.isfinite(number):
         raise ValueError(f"{text} is out of range for a number")
     return number
+
+
+_DECODER = json.JSONDecoder(parse_constant=_refuse_constant, parse_float=_finite_float)
 
 
 def _deeper_than(value: Any, limit: int) -> bool:

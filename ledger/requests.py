@@ -11,9 +11,8 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -22,6 +21,7 @@ from core.tenants import Tenant, TenantStore
 from ledger.auth import Gatekeeper
 from ledger.bodies import parse_json, too_large
 from ledger.errors import ApiError, RecordInvalid, RoutingError
+from ledger.ids import format_transaction_id
 from ledger.records import LookupRow, Outcome
 from ledger.render import call_response, custom_data_list, lookup_response, signal_response
 from ledger.schemas import (
@@ -41,12 +41,39 @@ MAX_PATH_ID_LENGTH = 255
 HTTP_ERROR = 400
 
 
-@dataclass(frozen=True)
 class Answer:
-    """The API's answer to one request: its status and its JSON body."""
+    """The API's answer to one request: its status and its JSON body.
 
-    status: int
-    body: dict[str, Any]
+    A body may be given as ``render``, made when first read: the in-process writer reads only
+    the status and the transaction id, which a signal's answer knows without rendering.
+    """
+
+    __slots__ = ("_body", "_render", "_transaction_id", "status")
+
+    def __init__(self, status: int, body: dict[str, Any] | None = None, *,
+                 render: Callable[[], dict[str, Any]] | None = None, transaction_id: str | None = None) -> None:
+        assert (body is None) != (render is None), "an answer has a body or a way to render one"
+        self.status = status
+        self._body = body
+        self._render = render
+        self._transaction_id = transaction_id
+
+    @property
+    def body(self) -> dict[str, Any]:
+        if self._body is None:
+            assert self._render is not None
+            self._body = self._render()
+        return self._body
+
+    @property
+    def transaction_id(self) -> str | None:
+        """The transaction id a client reads: its signal's, its own, or its call's."""
+        if self._transaction_id is None:
+            for holder in (self.body.get("signal"), self.body, self.body.get("call")):
+                if isinstance(holder, dict) and holder.get("transaction_id"):
+                    self._transaction_id = str(holder["transaction_id"])
+                    break
+        return self._transaction_id
 
 
 class LedgerRequests:
@@ -79,10 +106,14 @@ class LedgerRequests:
         result = self.store.save_signal(
             tenant.name, search, self.tolerance, params.signal.changes(), custom_data
         )
-        answer = signal_response(result.call, result.signal)
-        if params.custom_data:
-            answer["custom_data"] = custom_data_list(result.call.custom_data)
-        return Answer(status_of(result.outcome), answer)
+        def render() -> dict[str, Any]:
+            answer = signal_response(result.call, result.signal)
+            if params.custom_data:
+                answer["custom_data"] = custom_data_list(result.call.custom_data)
+            return answer
+
+        return Answer(status_of(result.outcome), render=render,
+                      transaction_id=format_transaction_id(result.signal.transaction))
 
     def call(self, tenant: Tenant, body: Any) -> Answer:
         params = validate_body(CallRequest, body, ZoneInfo(tenant.timezone)).call
@@ -269,12 +300,9 @@ def _remembered(conn: sqlite3.Connection, queued: Sequence[tuple[int, str]]) -> 
 
 def _gist(answer: Answer) -> dict[str, Any]:
     """What a replay needs of an answer: its errors, or the transaction id a client reads."""
-    if "errors" in answer.body:
+    if answer.status >= HTTP_ERROR and "errors" in answer.body:
         return {"errors": answer.body["errors"]}
-    for holder in (answer.body.get("signal"), answer.body, answer.body.get("call")):
-        if isinstance(holder, dict) and holder.get("transaction_id"):
-            return {"transaction_id": holder["transaction_id"]}
-    return {}
+    return {} if answer.transaction_id is None else {"transaction_id": answer.transaction_id}
 
 
 def status_of(outcome: Outcome) -> int:

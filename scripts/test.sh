@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # The tests drive real SSH clients (tests/clients/ is the matrix of those customers use) and a
-# headless browser, each from its Debian package: command, then the package that ships it.
+# headless browser and HAProxy, each from its Debian package: command, then the package that ships it.
 clients=(
     sftp openssh-client
     scp openssh-client
@@ -18,10 +18,13 @@ clients=(
     # The admin status page is tested in a real headless browser (tests/service/admin/test_page.py).
     chromium chromium
     chromedriver chromium-driver
+    # PROXY protocol v2 is tested behind a real HAProxy (tests/sftpd/test_proxy_protocol.py).
+    haproxy haproxy
 )
 missing=()
 for ((i = 0; i < ${#clients[@]}; i += 2)); do
-    if ! command -v "${clients[i]}" >/dev/null 2>&1; then
+    # (haproxy lives in /usr/sbin, outside a normal user's PATH)
+    if ! command -v "${clients[i]}" >/dev/null 2>&1 && [ ! -x "/usr/sbin/${clients[i]}" ]; then
         missing+=("${clients[i + 1]}")
     fi
 done

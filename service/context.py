@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from functools import cached_property
 
 from core.config import Settings
+from core.crypto import AtRest
 from core.db import Database
 from core.passwords import PasswordHasher
 from core.tenants import TenantStore, open_state
@@ -41,8 +42,14 @@ class Context:
         return Defender(self.db, self.settings.defender)
 
     @cached_property
+    def at_rest(self) -> AtRest:
+        """The master key every stored file is sealed and read with; a first one is made only
+        for a data dir where nothing was sealed yet (``AtRest.for_data_dir``)."""
+        return AtRest.for_data_dir(self.settings.server.keys_dir, self.settings.data_dir)
+
+    @cached_property
     def ingest(self) -> Ingest:
-        return Ingest(self.settings, self.db, self.tenants, self.uploads)
+        return Ingest(self.settings, self.db, self.tenants, self.uploads, self.at_rest)
 
     def close(self) -> None:
         if "db" in self.__dict__:

@@ -424,7 +424,8 @@ def tenant_retention(context: Context, args: argparse.Namespace) -> None:
 def prune(context: Context, args: argparse.Namespace) -> int:
     if args.tenant:
         context.tenants.get(args.tenant)
-    result = Pruner(context.settings, context.db, context.tenants).prune(utcnow(), args.tenant, args.dry_run)
+    pruner = Pruner(context.settings, context.db, context.tenants, context.at_rest)
+    result = pruner.prune(utcnow(), args.tenant, args.dry_run)
     for problem in result.problems:
         sys.stderr.write(f"sftpctl: prune: {for_terminal(problem)}\n")
     if args.json:

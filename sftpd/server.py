@@ -44,6 +44,7 @@ from sftpd.events import FeedFolders, UploadListener
 from sftpd.hostkeys import host_key_pairs, load_or_create_host_keys
 from sftpd.inflight import UploadsInProgress
 from sftpd.limits import Admission, ConnectionLimits, LimitCounters, Refused
+from sftpd.proxy_protocol import reader_for
 from sftpd.recorder import UploadRecorder
 from sftpd.rules import UploadRules
 from sftpd.sftp import TenantSFTPServer
@@ -164,7 +165,8 @@ class SftpServer:
             agent_forwarding=False,
             x11_forwarding=False,
             login_timeout=server.login_timeout_seconds,
-            tunnel=QuickAckListener(LISTEN_BACKLOG),
+            tunnel=QuickAckListener(LISTEN_BACKLOG, reader_for(server.trusted_proxies)
+                                    if server.proxy_protocol else None),
         )
         log.info("sftpd.listening", host=server.listen_host, port=self.port)
 

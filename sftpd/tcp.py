@@ -11,7 +11,9 @@ against 40 ms without them. OpenSSH's own server sees the second one too.
 so it is set again after every read. asyncssh has no hook for that; it does accept a *tunnel*
 that creates its listener (any object with ``create_server``, the protocol asyncssh types as
 ``_TunnelListenerProtocol``), and :class:`QuickAckListener` is such a listener on plain TCP that
-puts a thin protocol in front of each connection.
+puts a thin protocol in front of each connection. A *front* (``[server] proxy_protocol``:
+:func:`sftpd.proxy_protocol.reader_for`) may stand between the two: it makes the SSH
+connection's protocol itself, when it is ready to hand the connection on.
 """
 
 from __future__ import annotations
@@ -20,7 +22,10 @@ import asyncio
 import socket
 from collections.abc import Callable
 
-__all__ = ["QuickAckListener"]
+__all__ = ["Front", "QuickAckListener"]
+
+Front = Callable[[Callable[[], asyncio.Protocol]], asyncio.Protocol]
+"""Given how to make the SSH connection's protocol, the protocol to put in front of it."""
 
 # Linux only; elsewhere the listener is plain TCP.
 _QUICKACK: int | None = getattr(socket, "TCP_QUICKACK", None)
@@ -29,8 +34,9 @@ _QUICKACK: int | None = getattr(socket, "TCP_QUICKACK", None)
 class QuickAckListener:
     """Listens on TCP for asyncssh (pass it as ``tunnel=``), acknowledging every read at once."""
 
-    def __init__(self, backlog: int) -> None:
+    def __init__(self, backlog: int, front: Front | None = None) -> None:
         self._backlog = backlog
+        self._front = front
 
     async def create_server(
         self,
@@ -40,8 +46,11 @@ class QuickAckListener:
     ) -> asyncio.Server:
         """What asyncssh calls to listen; ``session_factory`` makes its connection protocol."""
 
+        def session() -> asyncio.Protocol:
+            return session_factory(listen_host, listen_port)
+
         def protocol() -> asyncio.Protocol:
-            return _QuickAck(session_factory(listen_host, listen_port))
+            return _QuickAck(session() if self._front is None else self._front(session))
 
         return await asyncio.get_running_loop().create_server(
             protocol, listen_host, listen_port, backlog=self._backlog, reuse_address=True

@@ -1,33 +1,49 @@
-"""The one door between stored files and the master key: every upload, snapshot and report
-written or read at rest goes through an :class:`AtRest`.
+"""The one door between stored files and the master key: every upload, snapshot, report and
+spooled mail written or read at rest goes through an :class:`AtRest`.
 
 New files are always sealed (:class:`core.crypto.sealed.EncryptedWriter`). Reading takes either
 kind: a file that does not start with the format's magic is a plaintext file from a data dir
 older than encryption at rest, and is read as it is until it is rewritten (no migration pass
 on start). A sealed file that fails authentication raises ``TamperedFile``, never plaintext.
+
+Whether a first master key may be made is decided by a marker in the data dir
+(:data:`MARKER_FILE`, written once the key exists): without it no file can have been sealed yet,
+so a key is made; with it, a missing ``master.key`` is a lost key and everything refuses to start,
+naming the file. One ``stat``, never a walk of the data dir.
+
+A rotation (``sftpctl keys rotate``) may run while a process holds an :class:`AtRest`: before
+sealing a new file it looks whether ``master.key`` was replaced (one ``stat``) and reloads, and a
+read that finds a key it does not hold reloads too; so nothing keeps sealing with a retired key.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 from pathlib import Path
 from typing import BinaryIO
 
-from core.crypto.keys import Keyring, MasterKeyError, load_keyring
+from core.clock import now_iso
+from core.crypto.keys import MASTER_KEY_FILE, Keyring, MasterKeyError, load_keyring
 from core.crypto.sealed import HEADER_BYTES, MAGIC, EncryptedReader, EncryptedWriter, Header, layout
+
+#: In the data dir: files here were (or may have been) sealed; ``master.key`` must exist.
+MARKER_FILE = "encrypted-at-rest"
+READ_CHUNK_BYTES = 1024 * 1024
 
 
 class AtRest:
     """Seals what is written and opens what is read, with the keys of ``keys_dir``.
 
-    The keyring is loaded once and again by :meth:`reload` (after ``sftpctl keys rotate``, a
-    process still holding the old key would keep sealing with it: a ``MasterKeyError`` while
-    reading is the sign to reload).
+    The keyring is loaded at construction and again by :meth:`reload`, which :meth:`create` and
+    :meth:`open` call on their own after a rotation (see the module docstring). Picklable: a
+    sandboxed child that must read a sealed snapshot gets one (the key never reaches a log).
     """
 
     def __init__(self, keys_dir: Path, keyring: Keyring) -> None:
         self.keys_dir = keys_dir
         self.keyring = keyring
+        self._stamp = self._key_stamp()
 
     @classmethod
     def load(cls, keys_dir: Path, data_dir: Path, *, create: bool) -> AtRest:
@@ -35,11 +51,44 @@ class AtRest:
         master key when there is none."""
         return cls(keys_dir, load_keyring(keys_dir, create=create, data_dir=data_dir))
 
+    @classmethod
+    def for_data_dir(cls, keys_dir: Path, data_dir: Path) -> AtRest:
+        """The keys of ``data_dir``'s files: a first master key is made only while the data dir
+        has no :data:`MARKER_FILE`; the marker is written once the key exists (so a crash between
+        the two leaves a key and no marker, which the next start completes)."""
+        marker = data_dir / MARKER_FILE
+        if marker.exists():
+            try:
+                return cls.load(keys_dir, data_dir, create=False)
+            except MasterKeyError as exc:
+                key = keys_dir / MASTER_KEY_FILE
+                if key.exists():
+                    raise
+                raise MasterKeyError(
+                    f"master key {key} is missing, but {marker} says files in {data_dir} were encrypted"
+                    f" with it: restore {key} from your backup (without it they cannot be read); do not"
+                    " delete the marker to get a new key, the files would stay unreadable"
+                ) from exc
+        at_rest = cls.load(keys_dir, data_dir, create=True)
+        data_dir.mkdir(parents=True, exist_ok=True)
+        temporary = marker.with_name(f".{marker.name}.{os.getpid()}")
+        temporary.write_text(
+            f"Files in this folder are encrypted at rest (first master key made {now_iso()}).\n"
+            f"They can be read only with the master key in {keys_dir / MASTER_KEY_FILE}: back it up.\n",
+            "utf-8",
+        )
+        os.replace(temporary, marker)
+        return at_rest
+
     def reload(self) -> None:
         self.keyring = load_keyring(self.keys_dir)
+        self._stamp = self._key_stamp()
 
     def create(self, path: Path, *, durable: bool = False) -> EncryptedWriter:
-        """A writer sealing a new file at ``path`` (refused if it exists) with the current key."""
+        """A writer sealing a new file at ``path`` (refused if it exists) with the current key,
+        reloaded first if a rotation replaced it."""
+        if self._key_stamp() != self._stamp:
+            self.reload()
         return EncryptedWriter.create(path, self.keyring.current, durable=durable)
 
     def open(self, path: Path) -> BinaryIO:
@@ -70,12 +119,25 @@ class AtRest:
         with self.open(path) as source:
             return source.read()
 
-    def write_bytes(self, path: Path, data: bytes, *, durable: bool = False) -> None:
+    def digest(self, path: Path) -> tuple[int, str]:
+        """The plaintext's size and sha256 (what the front door recorded for an upload)."""
+        digest = hashlib.sha256()
+        size = 0
+        with self.open(path) as source:
+            while chunk := source.read(READ_CHUNK_BYTES):
+                digest.update(chunk)
+                size += len(chunk)
+        return size, digest.hexdigest()
+
+    def write_bytes(self, path: Path, data: bytes, *, durable: bool = False, mode: int | None = None) -> None:
         """Seal ``data`` as a new file at ``path``, published whole: written beside it under a
-        temporary name, then renamed over it."""
+        temporary name (given ``mode``, if any), then renamed over it."""
         temporary = path.with_name(f".{path.name}.{os.getpid()}.sealing")
+        temporary.unlink(missing_ok=True)  # left by a crash of this very pid number
         try:
             with self.create(temporary, durable=durable) as writer:
+                if mode is not None:
+                    os.chmod(temporary, mode)
                 writer.write(data)
             os.replace(temporary, path)
         finally:
@@ -96,3 +158,11 @@ class AtRest:
             return stored
         header = Header.parse(head, name)
         return layout(stored - HEADER_BYTES, header.chunk_size, name)[1]
+
+    def _key_stamp(self) -> tuple[int, int] | None:
+        """What tells a replaced ``master.key`` (a rotation renames a new one in)."""
+        try:
+            info = (self.keys_dir / MASTER_KEY_FILE).stat()
+        except OSError:
+            return None
+        return info.st_ino, info.st_mtime_ns

@@ -29,7 +29,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from core.config import Settings
 from core.logs import get_logger
@@ -43,12 +43,11 @@ from ingest.delivery.poster import (
     PostReport,
     error_text,
     record_deliveries,
-    transaction_id_of,
 )
 
 if TYPE_CHECKING:
     from ledger.auth import Gatekeeper
-    from ledger.requests import LedgerRequests
+    from ledger.requests import Answer, LedgerRequests
 
 log = get_logger("ingest.destinations")
 
@@ -142,7 +141,7 @@ class EmbeddedLedger:
                 # stops the run, as a crash would: the batch stays pending for the next run.
                 answer = requests.apply_once(conn, gate, item.tenant, token_for(item), item.id, item.key,
                                              item.method, item.url[len(base):], item.text)
-                done.append((item, _delivery(answer.status, answer.body)))
+                done.append((item, _delivery(answer)))
                 if answer.status == HTTP_UNAUTHORIZED:
                     report.refused.add(item.tenant)
                     log.warning("post.token_refused", tenant=item.tenant, destination="embedded ledger")
@@ -153,11 +152,12 @@ class EmbeddedLedger:
         return done
 
 
-def _delivery(status: int, body: dict[str, Any]) -> Delivery:
+def _delivery(answer: Answer) -> Delivery:
     """The outcome the poster would record for this answer over HTTP."""
+    status = answer.status
     if status < HTTP_ERROR:
-        return Delivery(DeliveryOutcome.POSTED, status, transaction_id_of(body), "", 1)
+        return Delivery(DeliveryOutcome.POSTED, status, answer.transaction_id, "", 1)
     if status == HTTP_UNAUTHORIZED:
         return Delivery(DeliveryOutcome.UNAUTHORIZED, status, None,
                         "the destination refused the API token (HTTP 401)", 1)
-    return Delivery(DeliveryOutcome.FAILED, status, None, error_text(status, body), 1)
+    return Delivery(DeliveryOutcome.FAILED, status, None, error_text(status, answer.body), 1)

@@ -29,6 +29,7 @@ from zoneinfo import ZoneInfo
 import polars as pl
 
 from core.config import MiB
+from core.crypto import AtRest, TamperedFile
 from core.filenames import upload_name_error
 from ingest.rows.column_checks import check_column
 from ingest.rows.feeds import Feed
@@ -200,9 +201,13 @@ def check_file(path: Path, max_bytes: int, allowed_extensions: Iterable[str]) ->
         return f"{path.name!r} cannot be read: {exc.strerror or exc}"
     if not stat.S_ISREG(info.st_mode):
         return f"{path.name!r} is not a regular file"
-    if info.st_size > max_bytes:
+    try:
+        size = AtRest.size(path)  # the plaintext's, for a file sealed at rest
+    except TamperedFile:
+        return f"{path.name!r} cannot be read: its stored copy is damaged; please upload the file again"
+    if size > max_bytes:
         return (
-            f"{path.name!r} is {info.st_size / MiB:.1f} MB ({info.st_size} bytes); files may be at"
+            f"{path.name!r} is {size / MiB:.1f} MB ({size} bytes); files may be at"
             f" most {max_bytes / MiB:.1f} MB ({max_bytes} bytes)"
         )
     return None

@@ -28,6 +28,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from core.config import Settings
+from core.crypto import AtRest
 from core.db import Database
 from core.tenants import Tenant, TenantStore
 from core.uploads import Upload, UploadStore
@@ -161,11 +162,15 @@ async def ingest(ingest_settings: Settings, state_db: Database, tenants: TenantS
 
 
 def drop(tenants: TenantStore, uploads: UploadStore, tenant: str, relative: str, content: str | bytes,
-         source: str = "sftp") -> tuple[Upload, Path]:
-    """Put a file in the tenant's folder and record it, as the front door does after an upload."""
+         source: str = "sftp", at_rest: AtRest | None = None) -> tuple[Upload, Path]:
+    """Put a file in the tenant's folder and record it, as the front door does after an upload;
+    sealed with ``at_rest`` if given (the record has the plaintext's size and sha256)."""
     data = content.encode("utf-8") if isinstance(content, str) else content
     path = tenants.folders(tenant).root / relative
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(data)
+    if at_rest is not None:
+        at_rest.write_bytes(path, data)
+    else:
+        path.write_bytes(data)
     upload = uploads.record(tenant, relative, len(data), hashlib.sha256(data).hexdigest(), source=source)
     return upload, path

@@ -16,6 +16,7 @@ import pytest
 from aiosmtpd.controller import Controller
 
 from core.config import MailSettings
+from core.crypto import AtRest
 from ingest.notify import Mailer, TenantRun, failure_message
 from ingest.reports import FileSummary
 from tests.conftest import free_port
@@ -48,6 +49,10 @@ def smtp() -> Iterator[tuple[Inbox, int]]:
     controller.stop()
 
 
+def keys(tmp_path: Path) -> AtRest:
+    return AtRest.load(tmp_path / "keys", tmp_path / "var", create=True)
+
+
 def notice(tmp_path: Path, **changes: Any) -> TenantRun:
     report = tmp_path / "sales-20261101T060002-report.csv"
     report.write_text("file,in/sales.csv\n", encoding="utf-8")
@@ -61,7 +66,7 @@ def notice(tmp_path: Path, **changes: Any) -> TenantRun:
 
 
 def test_message_has_summary_and_report_attached(tmp_path: Path) -> None:
-    message = failure_message("inbox@sftp.example", notice(tmp_path))
+    message = failure_message("inbox@sftp.example", notice(tmp_path), at_rest=keys(tmp_path))
     assert message["To"] == "ops@acme.example"
     assert message["Subject"] == "[sftp-inbox] acme: problems in the run of 2026-11-01 06:00:02-08:00"
     text = message.get_body(("plain",)).get_content()  # type: ignore[union-attr]
@@ -83,8 +88,9 @@ def test_a_run_with_only_successes_needs_no_mail(tmp_path: Path) -> None:
 async def test_mail_goes_through_smtp(tmp_path: Path, smtp: tuple[Inbox, int]) -> None:
     inbox, port = smtp
     mailer = Mailer(MailSettings(sender="inbox@sftp.example", smtp_host="127.0.0.1", smtp_port=port),
-                    tmp_path / "mail")
-    where = await mailer.send(failure_message("inbox@sftp.example", notice(tmp_path)), "run12-acme")
+                    tmp_path / "mail", keys(tmp_path))
+    message = failure_message("inbox@sftp.example", notice(tmp_path), at_rest=keys(tmp_path))
+    where = await mailer.send(message, "run12-acme")
     assert where == "smtp"
     [envelope] = inbox.envelopes
     assert envelope.mail_from == "inbox@sftp.example"
@@ -95,8 +101,9 @@ async def test_mail_goes_through_smtp(tmp_path: Path, smtp: tuple[Inbox, int]) -
 
 
 async def test_without_smtp_host_mail_is_an_eml_file(tmp_path: Path) -> None:
-    mailer = Mailer(MailSettings(), tmp_path / "mail")
-    where = await mailer.send(failure_message("inbox@sftp.example", notice(tmp_path)), "run12-acme")
+    mailer = Mailer(MailSettings(), tmp_path / "mail", keys(tmp_path))
+    message = failure_message("inbox@sftp.example", notice(tmp_path), at_rest=keys(tmp_path))
+    where = await mailer.send(message, "run12-acme")
     path = Path(where)
     assert path == tmp_path / "mail" / "run12-acme.eml"
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
@@ -106,6 +113,18 @@ async def test_without_smtp_host_mail_is_an_eml_file(tmp_path: Path) -> None:
 
 
 async def test_unreachable_smtp_falls_back_to_eml(tmp_path: Path) -> None:
-    mailer = Mailer(MailSettings(smtp_host="127.0.0.1", smtp_port=free_port()), tmp_path / "mail")
-    where = await mailer.send(failure_message("inbox@sftp.example", notice(tmp_path)), "run12-acme")
+    mailer = Mailer(MailSettings(smtp_host="127.0.0.1", smtp_port=free_port()), tmp_path / "mail",
+                    keys(tmp_path))
+    message = failure_message("inbox@sftp.example", notice(tmp_path), at_rest=keys(tmp_path))
+    where = await mailer.send(message, "run12-acme")
     assert Path(where).is_file()
+
+
+def test_a_sealed_report_is_attached_as_its_plaintext(tmp_path: Path) -> None:
+    run = notice(tmp_path)
+    report = Path(run.files[0].report or "")
+    at_rest = keys(tmp_path)
+    at_rest.write_bytes(report, b"file,in/sales.csv\nrow,2\n")
+    assert b"in/sales.csv" not in report.read_bytes()
+    [attachment] = failure_message("inbox@sftp.example", run, at_rest=at_rest).iter_attachments()
+    assert attachment.get_content() == "file,in/sales.csv\nrow,2\n"

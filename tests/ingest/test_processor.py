@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import csv
+import os
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,7 @@ from tests.conftest import TEST_PASSWORD
 from tests.ingest import hostile
 from tests.ingest.conftest import FakeApi, drop, idempotent
 
+FIXTURES = Path(__file__).parent / "fixtures"
 SIGNALS = "transaction_id,name,partner_unique_id,sale_amount\nT1,Sale,1,10.50\nT2,Sale,2,12.345\nT3,Quote,3,\n"
 
 
@@ -368,3 +370,33 @@ async def test_a_mail_that_could_not_go_is_sent_at_the_next_run_under_its_own_na
     assert [item.state for item in second.files] == ["rejected"]
     await ingest.run()
     assert len(list(spool.glob("*.eml"))) == 2
+
+
+async def test_sealed_snapshots_are_decrypted_in_the_child_and_a_damaged_one_is_refused(
+    ingest: Ingest, tenants: TenantStore, uploads: UploadStore, tenant: Tenant, fake_api: FakeApi
+) -> None:
+    """Uploads sealed at rest whose kept names became their snapshots, as the front door hands
+    them over: the sandboxed child reads their plaintext (CSV and XLSX); a snapshot changed on
+    disk is refused as damaged, never read."""
+    files = {"sales.csv": signals(3).encode(), "book.xlsx": (FIXTURES / "signals.xlsx").read_bytes(),
+             "cut.csv": signals(2, ["C1", "C2"]).encode()}
+    for name, content in files.items():
+        upload, path = drop(tenants, uploads, "acme", f"in/{name}", content, at_rest=ingest.at_rest)
+        kept = path.with_name(f".{name}.kept")
+        os.link(path, kept)
+        adopted = ingest.stager.adopt(upload, kept)
+        assert adopted is not None and content not in adopted.read_bytes()
+        await ingest.stage(upload, path, adopted)
+        if name == "cut.csv":
+            with open(adopted, "r+b") as raw:
+                raw.seek(-1, os.SEEK_END)
+                last = raw.read(1)
+                raw.seek(-1, os.SEEK_END)
+                raw.write(bytes([last[0] ^ 1]))
+    summary = await ingest.run()
+    states = {Path(item.path).name: (item.state, item.error) for item in summary.files}
+    rows = {Path(item.path).name: item.rows_total for item in summary.files}
+    assert states["sales.csv"] == ("posted", "") and rows["sales.csv"] == 3
+    assert rows["book.xlsx"] == 3  # read whole (its cells do not fit the signals template: rejected)
+    assert states["cut.csv"][0] == "rejected" and "damaged" in states["cut.csv"][1]
+    assert not any(r.body["search"]["transaction_id"].startswith("C") for r in fake_api.received)

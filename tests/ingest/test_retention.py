@@ -342,3 +342,23 @@ async def test_a_files_counts_outlive_its_pruned_per_row_results(
     assert count(ingest.db, "ingest_rows", upload) == 0  # the per-row results are gone ...
     [after] = ingest.upload_states("acme")
     assert (after.posted, after.failed, after.rejected, after.pending) == (before.posted, 0, 0, 0) != (0, 0, 0, 0)
+
+
+async def test_a_sealed_upload_is_told_by_its_plaintext_and_pruned(
+    ingest: Ingest, pruner: Pruner, tenants: TenantStore, uploads: UploadStore, tenant: Tenant,
+    fake_api: FakeApi,
+) -> None:
+    """An upload sealed at rest is larger on disk than its record: it is still that upload (its
+    plaintext's size and sha256) and goes; a sealed newer upload of the same size stays."""
+    upload, path = drop(tenants, uploads, "acme", "in/sales.csv", CLEAN, at_rest=ingest.at_rest)
+    await ingest.stage(upload, path)
+    await ingest.run()
+    edited, edited_path = drop(tenants, uploads, "acme", "in/other.csv", CLEAN, at_rest=ingest.at_rest)
+    await ingest.stage(edited, edited_path)
+    await ingest.run()
+    ingest.at_rest.write_bytes(edited_path, CLEAN_EDITED.encode())  # replaced since, same size
+
+    result = pruner.prune(days_later(31))
+    assert (UPLOAD, "upload_days", upload.id) in deleted(result) and not path.exists()
+    [kept] = result.kept
+    assert kept.upload_id == edited.id and "another sha256" in kept.reason and edited_path.exists()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import stat
 import time
@@ -302,3 +303,47 @@ async def test_a_waiting_file_the_walk_did_not_see_is_not_withdrawn_while_it_is_
     path.unlink()
     await scanning.scan()
     assert uploads.get(upload.id).state == "superseded"  # type: ignore[union-attr]
+
+
+async def test_a_sealed_upload_is_staged_by_its_plaintext(ingest: Ingest, tenants: TenantStore,
+                                                         uploads: UploadStore, tenant: Tenant) -> None:
+    """An upload sealed at rest: its record has the plaintext's size and sha256, and so does the snapshot."""
+    upload, path = drop(tenants, uploads, "acme", "in/sales.csv", SIGNALS, at_rest=ingest.at_rest)
+    assert SIGNALS.encode() not in path.read_bytes()
+    staged = await ingest.stage(upload, path)
+    assert staged is not None and staged.sha256 == upload.sha256 and staged.state == "staged"
+    assert ingest.at_rest.read_bytes(Path(staged.snapshot)) == SIGNALS.encode()
+
+
+async def test_scan_measures_sealed_files_by_their_plaintext(scanning: Ingest, tenants: TenantStore,
+                                                            uploads: UploadStore, tenant: Tenant) -> None:
+    """A sealed empty file is no upload; a sealed file found by the scan is recorded with its
+    plaintext's size and sha256, so it matches what the front door recorded and is not staged twice."""
+    inbox = tenants.folders("acme").inbox
+    scanning.at_rest.write_bytes(inbox / "empty.csv", b"")
+    make_old(inbox / "empty.csv")
+    assert (inbox / "empty.csv").stat().st_size > 0
+    assert await scanning.scan() == [] and uploads.history("acme") == []
+
+    scanning.at_rest.write_bytes(inbox / "found.csv", SIGNALS.encode())
+    make_old(inbox / "found.csv")
+    [staged] = await scanning.scan()
+    [found] = uploads.history("acme")
+    assert (found.size, staged.sha256) == (len(SIGNALS), hashlib.sha256(SIGNALS.encode()).hexdigest())
+
+    upload, path = drop(tenants, uploads, "acme", "in/sent.csv", NEWER, at_rest=scanning.at_rest)
+    await scanning.stage(upload, path)
+    make_old(path, 10.0)  # stable, and not written after it was recorded
+    assert await scanning.scan() == []  # the very upload the front door recorded: known
+
+
+async def test_a_damaged_sealed_file_is_logged_and_stops_no_scan(scanning: Ingest, tenants: TenantStore,
+                                                                uploads: UploadStore, tenant: Tenant) -> None:
+    inbox = tenants.folders("acme").inbox
+    scanning.at_rest.write_bytes(inbox / "cut.csv", SIGNALS.encode())
+    with open(inbox / "cut.csv", "r+b") as raw:
+        raw.truncate(100)
+    (inbox / "fine.csv").write_text(SIGNALS, encoding="utf-8")
+    for name in ("cut.csv", "fine.csv"):
+        make_old(inbox / name)
+    assert [staged.path for staged in await scanning.scan()] == ["in/fine.csv"]
