@@ -144,6 +144,13 @@ def _timestamp(value: Any, info: ValidationInfo) -> float | None:
     return parse_timestamp(_text(value), timezone).timestamp()
 
 
+def _required_timestamp(value: Any, info: ValidationInfo) -> float:
+    moment = _timestamp(value, info)
+    if moment is None:
+        raise ValueError("can't be blank")
+    return moment
+
+
 def _name(value: Any) -> str:
     text = _bounded(value).strip()
     if not text:
@@ -219,7 +226,7 @@ Timestamp = Annotated[float | None, PlainValidator(_timestamp, json_schema_input
 Name = Annotated[str, PlainValidator(_name, json_schema_input_type=str)]
 Scalar = Annotated[str, PlainValidator(_scalar, json_schema_input_type=str | int | float | bool | None)]
 RequiredPhone = Annotated[str, PlainValidator(normalize_phone, json_schema_input_type=str)]
-RequiredTimestamp = Annotated[float, PlainValidator(_timestamp, json_schema_input_type=str | int)]
+RequiredTimestamp = Annotated[float, PlainValidator(_required_timestamp, json_schema_input_type=str | int)]
 RequiredReference = Annotated[str, PlainValidator(_reference, json_schema_input_type=str | int)]
 IsoUtc = Annotated[str, PlainValidator(_iso_utc, json_schema_input_type=str)]
 SenderRole = Annotated[str, PlainValidator(_role, json_schema_input_type=str)]

@@ -111,6 +111,7 @@ async def test_a_transaction_id_belongs_to_one_call(client: TenantClient) -> Non
 INVALID_CALLS: list[tuple[dict[str, Any], str]] = [
     ({"start_time": START}, "call_record_id or external_id must be present"),
     ({"external_id": "c"}, "call.start_time must be present"),
+    ({"external_id": "c", "start_time": None}, "call.start_time: can't be blank"),  # once a 500
     (
         {"external_id": "c", "start_time": START, "calling_phone_number": "8885551212"},
         ("call.calling_phone_number: must be a phone number in E.164 format such as '+1 8885551212',"
