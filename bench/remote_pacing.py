@@ -188,6 +188,7 @@ async def measure(pacing: Pacing, folder: Path, progress: Callable[[str], None] 
     serving = asyncio.create_task(server.serve(sockets=[sock]))
 
     inbox = Settings(data_dir=folder / "inbox").replace(
+        server__keys_dir=folder / "keys",
         api__listen_host="127.0.0.1", api__listen_port=_free_port(), schedule__stable_seconds=0.0,
         post__rate_limit_requests=pacing.limit, post__rate_limit_window_seconds=pacing.window)
     db = open_state(inbox.state_db)

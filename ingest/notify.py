@@ -6,14 +6,14 @@ the one mail in flight at a crash may arrive twice, with the same Message-ID.
 
 Sent over SMTP (:mod:`smtplib` in a worker thread, so the event loop keeps serving) when
 ``mail.smtp_host`` is set; otherwise, or when the SMTP server cannot take it, the message is
-written as an ``.eml`` file to the mail outbox folder, so no failure notice is ever dropped.
+written as an ``.eml`` file to the mail outbox folder, so no failure notice is ever dropped. The
+``.eml`` holds the reports, so it is sealed at rest like them (``sftpctl keys show`` prints it).
 Messages carry no tokens or passwords; the SMTP password is never logged.
 """
 
 from __future__ import annotations
 
 import asyncio
-import os
 import smtplib
 import ssl
 from collections.abc import Sequence
@@ -135,11 +135,5 @@ class Mailer:
     def _write_eml(self, message: EmailMessage, name: str) -> Path:
         self.outbox_dir.mkdir(parents=True, exist_ok=True, mode=MAIL_FOLDER_MODE)
         target = self.outbox_dir / f"{name}.eml"
-        temporary = self.outbox_dir / f".{name}.eml.tmp"
-        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, EML_MODE)
-        with open(fd, "wb") as stream:
-            stream.write(message.as_bytes())
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.replace(temporary, target)
+        self.at_rest.write_bytes(target, message.as_bytes(), durable=True, mode=EML_MODE)
         return target

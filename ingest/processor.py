@@ -407,7 +407,7 @@ class Processor:
         target = Path(self.staged.reserve_report(
             upload_id, lambda taken: str(choose_report_path(out_dir, summary, run_time, zone, taken))
         ))
-        write_report_at(target, out_dir, summary, self.outbox.results(upload_id), run_time, zone)
+        write_report_at(target, out_dir, summary, self.outbox.results(upload_id), run_time, zone, self.at_rest)
         with self.staged.db.transaction():
             self.staged.finish(upload_id, state, str(target), _detail(summary),
                                (summary.posted, summary.failed, summary.rejected))

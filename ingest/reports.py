@@ -3,8 +3,9 @@
 Reports are opened in spreadsheets, so every cell that a spreadsheet would take for a formula
 (``= + - @``, tab, carriage return; plain numbers aside) is prefixed with ``'`` by
 :func:`core.csvsafe.safe_cell`, as in the Transactions API's CSV (OWASP's CSV injection
-advice). They are written to a hidden temporary file and renamed, so a client listing ``out/`` never sees half a
-report, and are UTF-8 with a byte-order mark so Excel reads accents right.
+advice). They are UTF-8 with a byte-order mark so Excel reads accents right, sealed at rest
+(``core.crypto``: the SFTP server decrypts them for the tenant's ``get``), and written to a hidden
+temporary file and renamed, so a client listing ``out/`` never sees half a report.
 
 Every time a report shows is in the tenant's zone with its UTC offset, never a bare local time
 or a second zone: in the summary as ``2026-03-08 07:00:05-07:00`` (:func:`local_time`, RFC 3339
@@ -20,7 +21,7 @@ destination's own words for operators.
 from __future__ import annotations
 
 import csv
-import os
+import io
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -28,6 +29,7 @@ from pathlib import Path, PurePosixPath
 from zoneinfo import ZoneInfo
 
 from core.clock import parse_iso
+from core.crypto import AtRest
 from core.csvsafe import safe_cell
 from core.tenants import IN_DIR
 from core.uploads import FINAL_STATES, UploadState
@@ -145,14 +147,15 @@ def choose_report_path(
 
 def write_report_at(
     target: Path, out_dir: Path, summary: FileSummary, rows: Sequence[RowOutcome], run_time: datetime,
-    zone: ZoneInfo,
+    zone: ZoneInfo, at_rest: AtRest,
 ) -> Path:
-    """Write the report of one file at ``target`` (replacing what is there) and return it."""
+    """Write the report of one file at ``target`` (replacing what is there), sealed by
+    ``at_rest``, and return it."""
     _make_folders(out_dir, target.parent)
     lines: list[Iterable[object]] = [*summary_lines(summary, run_time, zone), ()]
     lines.append(ROW_HEADER)
     lines += [(row.row_number, row.status, row.transaction_id, customer_error(row.error)) for row in rows]
-    _write_atomically(target, lines)
+    at_rest.write_bytes(target, _csv(lines), durable=True, mode=REPORT_MODE)
     return target
 
 
@@ -163,20 +166,10 @@ def _make_folders(out_dir: Path, folder: Path) -> None:
             part.mkdir(exist_ok=True, mode=FOLDER_MODE)
 
 
-def _write_atomically(target: Path, lines: Iterable[Iterable[object]]) -> None:
-    temporary = target.with_name(f".{target.name}.tmp")
-    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, REPORT_MODE)
-    try:
-        os.fchmod(fd, REPORT_MODE)
-        with open(fd, "w", encoding="utf-8-sig", newline="", closefd=False) as stream:
-            writer = csv.writer(stream)
-            for line in lines:
-                writer.writerow([safe_cell(cell) for cell in line])
-            stream.flush()
-            os.fsync(fd)
-    except BaseException:
-        os.close(fd)
-        temporary.unlink(missing_ok=True)
-        raise
-    os.close(fd)
-    os.replace(temporary, target)
+def _csv(lines: Iterable[Iterable[object]]) -> bytes:
+    """The report's bytes: UTF-8 with a byte-order mark, every cell made safe."""
+    stream = io.StringIO(newline="")
+    writer = csv.writer(stream)
+    for line in lines:
+        writer.writerow([safe_cell(cell) for cell in line])
+    return stream.getvalue().encode("utf-8-sig")

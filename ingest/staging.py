@@ -23,9 +23,9 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import os
+import secrets
 import shutil
 import stat
-import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -47,6 +47,7 @@ log = get_logger("ingest.staging")
 
 STAGING_DIR = "staging"
 FOLDER_MODE = 0o700
+SNAPSHOT_MODE = 0o600
 COPY_CHUNK_BYTES = 1024 * 1024
 SCAN_SOURCE = "scan"
 NANOSECONDS = 1e9
@@ -155,7 +156,8 @@ class Stager:
         return staged
 
     def _snapshot(self, source: Path, folder: Path) -> tuple[Path, str]:
-        """Copy ``source``'s plaintext into ``folder`` (mode 0600), hashing the bytes copied.
+        """Seal a copy of ``source``'s plaintext in ``folder`` (mode 0600), hashing the bytes
+        copied (a sealed upload is decrypted and sealed again, under a data key of its own).
 
         Not fsynced: the upload it copies was not either (the front door leaves that to the page
         cache, as OpenSSH does), and a sync per file stalls every file creation on the same file
@@ -164,15 +166,15 @@ class Stager:
         """
         _make_folders(folder)
         digest = hashlib.sha256()
+        temporary = folder / f".{source.name}.{secrets.token_hex(4)}.tmp"
         with self.at_rest.open(source) as reader:
-            fd, temporary = tempfile.mkstemp(prefix=".", suffix=".tmp", dir=folder)
             try:
-                with open(fd, "wb") as writer:
+                with self.at_rest.create(temporary, mode=SNAPSHOT_MODE) as writer:
                     while chunk := reader.read(COPY_CHUNK_BYTES):
                         digest.update(chunk)
                         writer.write(chunk)
             except BaseException:
-                os.unlink(temporary)
+                temporary.unlink(missing_ok=True)
                 raise
         target = folder / source.name
         os.replace(temporary, target)

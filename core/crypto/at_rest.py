@@ -84,12 +84,22 @@ class AtRest:
         self.keyring = load_keyring(self.keys_dir)
         self._stamp = self._key_stamp()
 
-    def create(self, path: Path, *, durable: bool = False) -> EncryptedWriter:
-        """A writer sealing a new file at ``path`` (refused if it exists) with the current key,
-        reloaded first if a rotation replaced it."""
+    def create(self, path: Path, *, durable: bool = False, mode: int | None = None) -> EncryptedWriter:
+        """A writer sealing a new file at ``path`` (refused if it exists; ``mode``, if given, is
+        its permissions from the start) with the current key, reloaded first if a rotation
+        replaced it."""
         if self._key_stamp() != self._stamp:
             self.reload()
-        return EncryptedWriter.create(path, self.keyring.current, durable=durable)
+        if mode is None:
+            return EncryptedWriter.create(path, self.keyring.current, durable=durable)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, mode)
+        try:
+            os.fchmod(fd, mode)  # whatever the umask
+            raw = open(fd, "wb")  # noqa: SIM115 - the writer owns it
+        except BaseException:
+            os.close(fd)
+            raise
+        return EncryptedWriter(raw, self.keyring.current, durable=durable)
 
     def open(self, path: Path) -> BinaryIO:
         """``path``'s plaintext, seekable: decrypted as read, or as stored if it is an older
@@ -135,9 +145,7 @@ class AtRest:
         temporary = path.with_name(f".{path.name}.{os.getpid()}.sealing")
         temporary.unlink(missing_ok=True)  # left by a crash of this very pid number
         try:
-            with self.create(temporary, durable=durable) as writer:
-                if mode is not None:
-                    os.chmod(temporary, mode)
+            with self.create(temporary, durable=durable, mode=mode) as writer:
                 writer.write(data)
             os.replace(temporary, path)
         finally:

@@ -39,6 +39,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 from tests.conftest import free_port
+from tests.support.at_rest import stored_bytes
 from tests.support.clients import asyncssh_sftp
 from tests.support.daemon import Daemon, project_env, start_daemon
 
@@ -270,7 +271,8 @@ def count(work: Workspace) -> Tally:
     tally.missing_reports = len(finished) - len([path for path in recorded if path in on_disk])
     tally.duplicated_reports = len(on_disk - set(recorded))
     needs_mail = [item for item in finished if item["state"] != "posted"]
-    mails = [email.message_from_bytes(path.read_bytes()) for path in (work.data_dir / "mail").glob("*.eml")]
+    keys = work.data_dir.parent / "keys"  # mail is sealed at rest
+    mails = [email.message_from_bytes(stored_bytes(path, keys)) for path in (work.data_dir / "mail").glob("*.eml")]
     for item in needs_mail:
         name = Path(item["report"] or "").name
         mentions = sum(1 for mail in mails if any(part.get_filename() == name for part in mail.walk()))

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests.faults.battery import PHASES, TENANT, Tally, count, run_trial
+from tests.support.at_rest import stored_bytes
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -35,7 +36,8 @@ def test_the_count_sees_a_lost_row_a_second_report_and_a_missing_mail(tmp_path: 
     report = next((data / "tenants" / TENANT / "out").glob("signals-*-report.csv"))
     shutil.copy(report, report.with_name("copy-" + report.name))
     mails = list((data / "mail").glob("*.eml"))
-    assert [email.message_from_bytes(mail.read_bytes())["To"] for mail in mails] == ["demo@example.com"]
+    assert [email.message_from_bytes(stored_bytes(mail, tmp_path / "keys"))["To"] for mail in mails] == [
+        "demo@example.com"]
     mails[0].unlink()
     assert trial.work is not None
     assert count(trial.work) == Tally(lost_rows=1, duplicated_reports=1, missing_mails=1)

@@ -107,7 +107,8 @@ async def test_without_smtp_host_mail_is_an_eml_file(tmp_path: Path) -> None:
     path = Path(where)
     assert path == tmp_path / "mail" / "run12-acme.eml"
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
-    saved = email.message_from_bytes(path.read_bytes(), policy=email.policy.default)
+    assert b"ops@acme.example" not in path.read_bytes()  # sealed at rest: it holds the reports
+    saved = email.message_from_bytes(keys(tmp_path).read_bytes(path), policy=email.policy.default)
     assert saved["To"] == "ops@acme.example"
     assert [item.name for item in path.parent.iterdir()] == [path.name]
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import csv
 import os
 from pathlib import Path
 from typing import Any
@@ -21,6 +20,7 @@ from ingest.pipeline import Ingest
 from tests.conftest import TEST_PASSWORD
 from tests.ingest import hostile
 from tests.ingest.conftest import FakeApi, drop, idempotent
+from tests.support.at_rest import stored_csv, stored_text
 
 FIXTURES = Path(__file__).parent / "fixtures"
 SIGNALS = "transaction_id,name,partner_unique_id,sale_amount\nT1,Sale,1,10.50\nT2,Sale,2,12.345\nT3,Quote,3,\n"
@@ -31,10 +31,10 @@ def signals(count: int, ids: list[str] | None = None) -> str:
     return "transaction_id,name,partner_unique_id\n" + "".join(f"{tid},Sale,{n}\n" for n, tid in enumerate(ids, 1))
 
 
-def read_report(path: str | None) -> tuple[dict[str, str], list[list[str]]]:
+def read_report(ingest: Ingest, path: str | None) -> tuple[dict[str, str], list[list[str]]]:
+    """A report's summary and rows, read through the keys it is sealed with."""
     assert path is not None
-    with open(path, encoding="utf-8-sig", newline="") as stream:
-        lines = list(csv.reader(stream))
+    lines = stored_csv(path, ingest.settings)
     blank = lines.index([])
     return dict(lines[:blank]), lines[blank + 2:]
 
@@ -56,7 +56,7 @@ async def test_a_clean_file_is_posted_reported_and_not_mailed(
     [request] = [r for r in fake_api.received if r.body["search"]["transaction_id"] == "T1"]
     assert request.body == {"search": {"transaction_id": "T1"}, "signal": {"name": "Sale", "partner_unique_id": "1"},
                             "oauth_token": tenant.api_token}
-    head, rows = read_report(summary.files[0].report)
+    head, rows = read_report(ingest, summary.files[0].report)
     assert (head["result"], head["rows posted"]) == ("posted", "3")
     assert [row[:2] for row in rows] == [["2", "posted"], ["3", "posted"], ["4", "posted"]]
     assert all(row[2].startswith("T-") for row in rows)
@@ -72,7 +72,7 @@ async def test_bad_rows_are_rejected_and_the_rest_posted(
     summary = await ingest.run()
     assert not summary.ok
     assert (summary.run.posted, summary.run.rejected) == (2, 1)
-    _, rows = read_report(summary.files[0].report)
+    _, rows = read_report(ingest, summary.files[0].report)
     assert rows[1][:2] == ["3", "rejected"] and "sale_amount" in rows[1][3]
     assert len(list(ingest.settings.mail_spool.glob("*.eml"))) == 1
 
@@ -94,12 +94,12 @@ async def test_a_refused_file_is_rejected_with_a_report_and_a_mail(
     assert fake_api.received == []
     [item] = summary.files
     assert item.state == "rejected" and reason in item.error
-    head, _ = read_report(item.report)
+    head, _ = read_report(ingest, item.report)
     assert head["result"] == "rejected" and reason in head["reason"]
     record = uploads.get(upload_id)
     assert record is not None and record.state == "rejected" and reason in record.detail
     [mail] = ingest.settings.mail_spool.glob("*.eml")
-    assert Path(item.report).name in mail.read_text(encoding="utf-8")  # type: ignore[arg-type]
+    assert Path(item.report).name in stored_text(mail, ingest.settings)  # type: ignore[arg-type]
 
 
 async def test_a_damaged_snapshot_is_rejected_not_read(
@@ -124,7 +124,7 @@ async def test_one_mail_per_tenant_per_run_with_every_report(
     summary = await ingest.run()
     assert len(summary.files) == 2
     [mail] = ingest.settings.mail_spool.glob("*.eml")
-    text = mail.read_text(encoding="utf-8")
+    text = stored_text(mail, ingest.settings)
     assert all(Path(item.report).name in text for item in summary.files)  # type: ignore[arg-type]
 
 
@@ -204,7 +204,7 @@ async def test_a_crash_with_a_request_in_flight_loses_nothing_and_repeats_nothin
     assert summary.run.posted == 5 and summary.ok  # rows 4..8: 4 again, then the rest
     assert len(fake_api.applied) == 8  # every row applied ...
     assert fake_api.repeats == {fake_api.received[3].key: 1}  # ... once; only row 4 came twice, as a no-op
-    head, rows = read_report(summary.files[0].report)
+    head, rows = read_report(second, summary.files[0].report)
     assert head["rows posted"] == "8" and [row[1] for row in rows] == ["posted"] * 8
     assert uploads.get(upload_id).state == "posted"  # type: ignore[union-attr]
     [interrupted, finished] = second.runs(10)[::-1]
@@ -258,7 +258,7 @@ async def test_crash_and_resume_against_the_embedded_ledger(
         await stage(ingest, tenants, uploads, "in/calls/calls.csv", calls)
         made = await ingest.run()
         assert made.ok, made
-        _, rows = read_report(made.files[0].report)
+        _, rows = read_report(ingest, made.files[0].report)
         call_ids = [row[2] for row in rows]
         await stage(ingest, tenants, uploads, "in/sales.csv", signals(6, ids=call_ids))
         run = asyncio.create_task(ingest.run())
@@ -297,7 +297,7 @@ async def test_spreadsheet_bombs_are_rejected_with_a_reason_and_the_others_still
     assert states["declared.xlsx"][0] == "rejected" and "A1:XFD1048576" in states["declared.xlsx"][1]
     assert states["bomb.xlsx"][0] == "rejected" and "zip bomb" in states["bomb.xlsx"][1]
     assert states["fine.csv"] == ("posted", "")
-    head, _ = read_report(summary.files[[Path(f.path).name for f in summary.files].index("far.xlsx")].report)
+    head, _ = read_report(ingest, summary.files[[Path(f.path).name for f in summary.files].index("far.xlsx")].report)
     assert "stray cell" in head["reason"]
     assert summary.run.status == "finished"
 
@@ -343,7 +343,7 @@ async def test_a_rejection_whose_report_failed_gets_one_report_and_one_mail_late
     assert item.state == "rejected" and item.report is not None
     assert [path.name for path in out.iterdir()] == [Path(item.report).name]
     [mail] = ingest.settings.mail_spool.glob("*.eml")
-    assert Path(item.report).name in mail.read_text(encoding="utf-8")
+    assert Path(item.report).name in stored_text(mail, ingest.settings)
     third = await ingest.run()
     assert third.files == [] and len(list(ingest.settings.mail_spool.glob("*.eml"))) == 1
     assert len(list(out.iterdir())) == 1
@@ -365,8 +365,9 @@ async def test_a_mail_that_could_not_go_is_sent_at_the_next_run_under_its_own_na
     mails = sorted(spool.glob("*.eml"))
     # The first run's message, sent now under its first name, and the second run's own.
     assert [mail.name.split("-", 1)[1] for mail in mails] == ["run1-acme.eml", "run2-acme.eml"]
-    assert "bad.csv" in mails[0].read_text(encoding="utf-8") and "worse.csv" not in mails[0].read_text(encoding="utf-8")
-    assert "Message-ID: <" + mails[0].stem + "@" in mails[0].read_text(encoding="utf-8")
+    first_mail = stored_text(mails[0], ingest.settings)
+    assert "bad.csv" in first_mail and "worse.csv" not in first_mail
+    assert "Message-ID: <" + mails[0].stem + "@" in first_mail
     assert [item.state for item in second.files] == ["rejected"]
     await ingest.run()
     assert len(list(spool.glob("*.eml"))) == 2

@@ -3,15 +3,18 @@ zone with its offset; the state a finished file ends in; row errors a customer c
 
 from __future__ import annotations
 
+import codecs
 import csv
+import io
 import stat
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
 
+from core.crypto import AtRest, is_encrypted
 from core.uploads import UploadState
 from ingest.delivery.outbox import RowOutcome
 from ingest.reports import FileSummary, choose_report_path, customer_error, local_time, report_path, write_report_at
@@ -26,7 +29,7 @@ def write_report(
 ) -> Path:
     """A report written where a first finish puts it, as the processor does."""
     return write_report_at(choose_report_path(out_dir, summary, run_time, zone), out_dir, summary, rows,
-                           run_time, zone)
+                           run_time, zone, _keys[0])
 
 
 def summary(path: str = "in/sales.csv", **changes: object) -> FileSummary:
@@ -38,9 +41,21 @@ def summary(path: str = "in/sales.csv", **changes: object) -> FileSummary:
     return FileSummary(**values)  # type: ignore[arg-type]
 
 
+# The keys of the test under way: reports are sealed at rest.
+_keys: list[AtRest] = []
+
+
+@pytest.fixture(autouse=True)
+def keys(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AtRest]:
+    at_rest = AtRest.load(tmp_path_factory.mktemp("keys"), tmp_path_factory.mktemp("data"), create=True)
+    _keys[:] = [at_rest]
+    yield at_rest
+    _keys.clear()
+
+
 def read(path: Path) -> list[list[str]]:
-    with open(path, encoding="utf-8-sig", newline="") as stream:
-        return list(csv.reader(stream))
+    """The rows of a sealed report."""
+    return list(csv.reader(io.StringIO(_keys[0].read_bytes(path).decode("utf-8-sig"), newline="")))
 
 
 def test_report_has_summary_then_rows_and_escapes_every_cell(tmp_path: Path) -> None:
@@ -73,10 +88,13 @@ def test_report_has_summary_then_rows_and_escapes_every_cell(tmp_path: Path) -> 
     ]
 
 
-def test_report_is_written_atomically_with_mode_0640(tmp_path: Path) -> None:
-    path = write_report(tmp_path, summary(), [], RUN_TIME, LA)
+def test_report_is_written_atomically_with_mode_0640_and_sealed(tmp_path: Path) -> None:
+    path = write_report(tmp_path, summary(path="in/unique-name-4711.csv"), [], RUN_TIME, LA)
     assert stat.S_IMODE(path.stat().st_mode) == 0o640
     assert [item.name for item in tmp_path.iterdir()] == [path.name]  # no temporary left behind
+    assert is_encrypted(path) and b"unique-name-4711" not in path.read_bytes()
+    assert read(path)[0] == ["file", "in/unique-name-4711.csv"]
+    assert _keys[0].read_bytes(path).startswith(codecs.BOM_UTF8)  # Excel reads accents right
 
 
 def test_rejected_file_report_gives_the_reason(tmp_path: Path) -> None:

@@ -37,7 +37,8 @@ async def test_stage_snapshots_the_upload(ingest: Ingest, tenants: TenantStore, 
     assert uploads.get(upload.id).state == "staged"  # type: ignore[union-attr]
     # The customer's later changes to in/ do not reach the snapshot.
     path.write_text("garbage", encoding="utf-8")
-    assert snapshot.read_text(encoding="utf-8") == SIGNALS
+    assert ingest.at_rest.read_bytes(snapshot) == SIGNALS.encode()
+    assert SIGNALS.encode() not in snapshot.read_bytes()  # sealed at rest
 
 
 async def test_an_adopted_kept_name_becomes_the_snapshot_without_a_copy(

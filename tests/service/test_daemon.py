@@ -53,8 +53,9 @@ def test_the_daemon_prunes_what_is_due_when_it_starts(tmp_path: Path) -> None:
     from service.sftpctl import main as sftpctl
 
     config = tmp_path / "prepare.toml"
-    config.write_text(f'data_dir = "{tmp_path / "var"}"\n[api]\nlisten_port = {free_port()}\n'
-                      "[schedule]\nstable_seconds = 0.0\n")
+    # The daemon below runs in tmp_path, where its default keys dir (keys) is this one.
+    config.write_text(f'data_dir = "{tmp_path / "var"}"\n[server]\nkeys_dir = "{tmp_path / "keys"}"\n'
+                      f"[api]\nlisten_port = {free_port()}\n[schedule]\nstable_seconds = 0.0\n")
     cli = ["--config", str(config)]
     assert sftpctl([*cli, "tenant", "add", "acme", "--email", "ops@acme.example"]) == 0
     assert sftpctl([*cli, "tenant", "retention", "acme", "--upload-days", "0"]) == 0

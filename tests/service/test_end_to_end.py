@@ -18,6 +18,7 @@ from pathlib import Path
 import httpx
 
 from tests.conftest import free_port
+from tests.support.at_rest import stored_bytes
 from tests.support.clients import OpenSSHClient, output_lines
 from tests.support.daemon import project_env, start_daemon
 
@@ -85,7 +86,8 @@ async def test_upload_run_report_mail_and_transactions(tmp_path: Path) -> None:
         assert "decimal" in rows[2]["error"]
 
         [mail_file] = (tmp_path / "var" / "mail").glob("*.eml")
-        mail = email.message_from_bytes(mail_file.read_bytes())
+        assert b"demo@example.com" not in mail_file.read_bytes()  # sealed at rest
+        mail = email.message_from_bytes(stored_bytes(mail_file, tmp_path / "keys"))
         assert mail["To"] == "demo@example.com"
         assert any(part.get_filename() == signals_report for part in mail.walk())
 

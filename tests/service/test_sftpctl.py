@@ -25,12 +25,18 @@ from ledger.server import ApiServer
 from service.context import Context
 from service.sftpctl import EXAMPLES, EXIT_BROKEN_PIPE, EXIT_CODES, EXIT_EPILOG, build_parser, main
 from tests.conftest import TEST_PASSWORD, free_port
+from tests.support.at_rest import stored_text
 from tests.support.daemon import project_env
 
 
 @pytest.fixture
 def ctl(settings: Settings, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch):
-    """Run sftpctl with ``args``; returns (exit code, stdout, stderr)."""
+    """Run sftpctl with ``args``; returns (exit code, stdout, stderr).
+
+    In the test's folder: the default ``[server] keys_dir`` (``keys``, relative) is then the
+    test's own, never the checkout's.
+    """
+    monkeypatch.chdir(settings.data_dir.parent)
 
     def run(*args: str, stdin: str = "") -> tuple[int, str, str]:
         monkeypatch.setattr("sys.stdin", io.StringIO(stdin))
@@ -335,7 +341,7 @@ def test_outbox_lists_a_stuck_row_then_drop_and_retry_settle_it(
     ctl(*cli, "run")
     [upload] = json.loads(ctl(*cli, "uploads", "acme", "--json")[1])
     assert (upload["state"], upload["posted"], upload["failed"]) == ("partly failed", 2, 1)
-    assert "dropped by the operator" in Path(upload["report"]).read_text(encoding="utf-8-sig")
+    assert "dropped by the operator" in stored_text(upload["report"], settings, "utf-8-sig")
 
     # Retried by id once the destination takes it: the file is processed again and posted.
     destination.failing = set()
@@ -575,7 +581,8 @@ def test_a_reader_that_goes_away_ends_the_command_quietly_with_141(
         uploads.record("acme", f"in/file-{n:05}.csv", n, "0" * 64)
     command = [sys.executable, "-m", "service.sftpctl", "--data-dir", str(settings.data_dir),
                "uploads", "acme", "--limit", "5000"]
-    with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=project_env()) as process:
+    with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=project_env(),
+                          cwd=settings.data_dir.parent) as process:  # its keys dir (keys) is the test's
         assert process.stdout is not None and process.stderr is not None
         first = process.stdout.readline()
         process.stdout.close()  # as `| head -1` does once it has its line

@@ -8,7 +8,6 @@ status and error, every report's rows, and every record in the ledger must be eq
 
 from __future__ import annotations
 
-import csv
 import shutil
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -31,6 +30,7 @@ from sftpd.events import UploadCompleted
 from sftpd.hostkeys import load_or_create_host_keys
 from sftpd.server import SftpServer
 from tests.conftest import TEST_PASSWORD, free_port
+from tests.support.at_rest import stored_csv
 from tests.support.clients import asyncssh_sftp
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -136,8 +136,7 @@ def _reports(side: Side) -> dict[str, tuple[dict[str, str], list[list[str]]]]:
     reports = {}
     out = side.tenants.folders("acme").reports_dir
     for path in sorted(out.rglob("*.csv")):
-        with path.open(encoding="utf-8-sig", newline="") as stream:
-            lines = list(csv.reader(stream))
+        lines = stored_csv(path, side.settings)
         blank = lines.index([])
         summary = {key: value for key, value in lines[:blank] if key in ("file", "feed", "result")}
         key = f"{path.parent.name}/{path.name.split('-')[0]}"

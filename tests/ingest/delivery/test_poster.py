@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import csv
 import email
 import email.policy
 import email.utils
@@ -35,6 +34,7 @@ from tests.ingest.conftest import (
     stall,
     status,
 )
+from tests.support.at_rest import stored_bytes, stored_csv
 
 NO_CALL = "No call found. Please refer to the documentation."
 
@@ -52,12 +52,11 @@ async def post(ingest: Ingest, tenants: TenantStore, uploads: UploadStore, conte
     return await ingest.run()
 
 
-def report_rows(summary: RunSummary, index: int = 0) -> dict[str, list[str]]:
+def report_rows(ingest: Ingest, summary: RunSummary, index: int = 0) -> dict[str, list[str]]:
     """Row number -> [status, transaction id, error] from a run's report."""
     report = summary.files[index].report
     assert report is not None
-    with open(report, encoding="utf-8-sig", newline="") as stream:
-        lines = list(csv.reader(stream))
+    lines = stored_csv(report, ingest.settings)
     start = lines.index(["row", "status", "transaction_id", "error"]) + 1
     return {line[0]: line[1:] for line in lines[start:]}
 
@@ -66,7 +65,8 @@ def mails(ingest: Ingest) -> list[str]:
     """The text of each mail written to the .eml outbox, decoded."""
     folder = ingest.settings.mail_spool
     paths = sorted(folder.glob("*.eml")) if folder.exists() else []
-    messages = [email.message_from_bytes(path.read_bytes(), policy=email.policy.default) for path in paths]
+    messages = [email.message_from_bytes(stored_bytes(path, ingest.settings), policy=email.policy.default)
+                for path in paths]
     return [message.get_body(("plain",)).get_content() for message in messages]  # type: ignore[union-attr]
 
 
@@ -113,7 +113,7 @@ async def test_403_and_404_are_row_errors_with_the_servers_message(
         errors(403, "RecordInvalid", "Validation failed: transaction_id or start_time_t must be present"),
     )
     summary = await post(ingest, tenants, uploads, signals(3))
-    rows = report_rows(summary)
+    rows = report_rows(ingest, summary)
     # The report puts what the customer can check in place of "refer to the documentation".
     assert rows["2"] == ["failed", "", f"RecordNotFound: {CUSTOMER_TEXTS[NO_CALL]}"]
     assert rows["3"] == ["failed", "", ("RecordInvalid: Validation failed: transaction_id or start_time_t"
@@ -227,7 +227,7 @@ async def test_a_row_the_server_keeps_failing_is_failed_once_others_got_through(
     fake_api.answer(*[poison(fake_api, "T2")] * 10)
     summary = await post(ingest, tenants, uploads, signals(3))
     await ingest.aclose()
-    rows = report_rows(summary)
+    rows = report_rows(ingest, summary)
     assert rows["3"] == ["failed", "", "HTTP 500: boom (after 3 attempts)"]
     assert rows["2"][0] == rows["4"][0] == "posted"
 
@@ -279,7 +279,7 @@ async def test_a_poison_row_first_in_line_blocks_neither_its_file_nor_the_next_f
     assert len(tries_of(fake_api, "T1")) == 6
     [done] = last.files
     assert (done.path, done.state, done.posted, done.failed) == ("in/a.csv", "partly failed", 2, 1)
-    assert report_rows(last)["2"] == ["failed", "", "HTTP 500: boom (after 6 attempts)"]
+    assert report_rows(ingest, last)["2"] == ["failed", "", "HTTP 500: boom (after 6 attempts)"]
     assert ingest.outbox.stuck("acme")[0].state == "failed"
     [mail] = mails(ingest)
     assert "2 posted, 1 failed" in mail
@@ -293,7 +293,7 @@ async def test_a_row_still_failing_past_its_age_is_failed_with_the_reason(
     fake_api.answer(*[poison(fake_api, "T2", code=502)] * 10)
     summary = await post(ingest, tenants, uploads, signals(2))
     await ingest.aclose()
-    assert report_rows(summary)["3"] == ["failed", "", "HTTP 502: boom (after 3 attempts; queued 0 h ago)"]
+    assert report_rows(ingest, summary)["3"] == ["failed", "", "HTTP 502: boom (after 3 attempts; queued 0 h ago)"]
     assert summary.files[0].state == "partly failed"
 
 
@@ -304,7 +304,7 @@ async def test_a_request_refused_for_its_content_fails_at_once(
     fake_api.answer(errors(code, "RecordInvalid", "bad row"))
     summary = await post(ingest, tenants, uploads, signals(2))
     assert len(fake_api.received) == 2
-    assert report_rows(summary)["2"] == ["failed", "", "RecordInvalid: bad row"]
+    assert report_rows(ingest, summary)["2"] == ["failed", "", "RecordInvalid: bad row"]
     assert ingest.outbox.stuck("acme") == []  # the destination's verdict, not a stuck delivery
 
 
