@@ -19,25 +19,29 @@ from zoneinfo import ZoneInfo
 from core.config import ApiSettings
 from core.tenants import Tenant, TenantStore
 from ledger.auth import Gatekeeper
-from ledger.bodies import parse_json, too_large
-from ledger.errors import ApiError, RecordInvalid, RoutingError
+from ledger.errors import ApiError, RecordInvalid
 from ledger.ids import format_transaction_id
+from ledger.plans import (
+    BodyLimits,
+    CallPlan,
+    LookupPlan,
+    Plan,
+    Refused,
+    SignalPlan,
+    TranscriptPlan,
+    read_call,
+    read_lookup_row,
+    read_purchase,
+    read_request,
+    read_signal,
+    read_transcript,
+)
 from ledger.records import LookupRow, Outcome
 from ledger.render import call_response, custom_data_list, lookup_response, signal_response
-from ledger.schemas import (
-    CallRequest,
-    LookupRowRequest,
-    PurchaseRequest,
-    SignalRequest,
-    TranscriptRequest,
-    validate_body,
-)
 from ledger.store import LedgerStore
 
-MAX_TABLE_NAME_LENGTH = 64
 #: Outbox ids per ``IN (...)`` query, well below SQLite's limit on bound parameters.
 _IDS_PER_QUERY = 500
-MAX_PATH_ID_LENGTH = 255
 HTTP_ERROR = 400
 
 
@@ -84,8 +88,7 @@ class LedgerRequests:
         self.tenants = tenants
         self.store = store
         self.tolerance = api.match_tolerance_seconds
-        self.max_body_bytes = api.max_body_bytes
-        self.max_json_depth = api.max_json_depth
+        self.limits = BodyLimits(api.max_body_bytes, api.max_json_depth)
         # Inside :meth:`batch` only: each token's admission and each tenant's dictionary, read
         # once per batch (one moment, as one transaction), not once per row.
         self._admitted: dict[str, Tenant | ApiError] | None = None
@@ -94,50 +97,50 @@ class LedgerRequests:
         self._answered: list[tuple[int, str, str, int, str, float]] = []
 
     def signal(self, tenant: Tenant, body: Any, transaction_id: str | None = None) -> Answer:
-        if transaction_id is not None and not 0 < len(transaction_id.strip()) <= MAX_PATH_ID_LENGTH:
-            raise RecordInvalid(
-                f"transaction_id in the path must be 1 to {MAX_PATH_ID_LENGTH} characters"
-            )
-        params = validate_body(SignalRequest, body, ZoneInfo(tenant.timezone))
-        search = params.search.to_search(transaction_id)
-        custom_data = self._dictionary_fields(
-            tenant, ((d.name, d.value) for d in params.custom_data), "custom_data"
-        )
-        result = self.store.save_signal(
-            tenant.name, search, self.tolerance, params.signal.changes(), custom_data
-        )
+        return self.carry_out(tenant, read_signal(body, ZoneInfo(tenant.timezone), transaction_id))
+
+    def call(self, tenant: Tenant, body: Any) -> Answer:
+        return self.carry_out(tenant, read_call(body, tenant.name, ZoneInfo(tenant.timezone)))
+
+    def lookup_row(self, tenant: Tenant, table: str, body: Any) -> Answer:
+        return self.carry_out(tenant, read_lookup_row(body, table, ZoneInfo(tenant.timezone)))
+
+    def transcript_message(self, tenant: Tenant, body: Any) -> Answer:
+        return self.carry_out(tenant, read_transcript(body, ZoneInfo(tenant.timezone)))
+
+    def purchase(self, tenant: Tenant, body: Any) -> Answer:
+        return self.carry_out(tenant, read_purchase(body, ZoneInfo(tenant.timezone)))
+
+    def carry_out(self, tenant: Tenant, plan: Plan) -> Answer:
+        """What is left of a request once read: the data dictionary and the store."""
+        if isinstance(plan, SignalPlan):
+            return self._signal(tenant, plan)
+        if isinstance(plan, CallPlan):
+            result = self.store.save_call(tenant.name, plan.complete_call_id, plan.changes)
+            return Answer(status_of(result.outcome), call_response(result.call))
+        if isinstance(plan, LookupPlan):
+            data = self._dictionary_fields(tenant, plan.data, "data")
+            row = LookupRow(plan.table, plan.primary_key, plan.secondary_key, data)
+            looked_up = self.store.put_lookup_row(tenant.name, row)
+            return Answer(status_of(looked_up.outcome), lookup_response(looked_up))
+        if isinstance(plan, TranscriptPlan):
+            message, outcome = self.store.asapp.save_message(tenant.name, plan.record)
+            return Answer(status_of(outcome), {"message": message})
+        purchase, outcome = self.store.asapp.save_purchase(tenant.name, plan.record)
+        return Answer(status_of(outcome), {"purchase": purchase})
+
+    def _signal(self, tenant: Tenant, plan: SignalPlan) -> Answer:
+        custom_data = self._dictionary_fields(tenant, plan.custom_data, "custom_data")
+        result = self.store.save_signal(tenant.name, plan.search, self.tolerance, plan.changes, custom_data)
+
         def render() -> dict[str, Any]:
             answer = signal_response(result.call, result.signal)
-            if params.custom_data:
+            if plan.custom_data:
                 answer["custom_data"] = custom_data_list(result.call.custom_data)
             return answer
 
         return Answer(status_of(result.outcome), render=render,
                       transaction_id=format_transaction_id(result.signal.transaction))
-
-    def call(self, tenant: Tenant, body: Any) -> Answer:
-        params = validate_body(CallRequest, body, ZoneInfo(tenant.timezone)).call
-        result = self.store.save_call(tenant.name, params.complete_call_id(tenant.name), params.changes())
-        return Answer(status_of(result.outcome), call_response(result.call))
-
-    def lookup_row(self, tenant: Tenant, table: str, body: Any) -> Answer:
-        if len(table) > MAX_TABLE_NAME_LENGTH:
-            raise RecordInvalid(f"lookup table names are at most {MAX_TABLE_NAME_LENGTH} characters")
-        params = validate_body(LookupRowRequest, body, ZoneInfo(tenant.timezone))
-        data = self._dictionary_fields(tenant, params.data.items(), "data")
-        row = LookupRow(table, params.primary_key, params.secondary_key or "", data)
-        result = self.store.put_lookup_row(tenant.name, row)
-        return Answer(status_of(result.outcome), lookup_response(result))
-
-    def transcript_message(self, tenant: Tenant, body: Any) -> Answer:
-        params = validate_body(TranscriptRequest, body, ZoneInfo(tenant.timezone))
-        message, outcome = self.store.asapp.save_message(tenant.name, params.message.record())
-        return Answer(status_of(outcome), {"message": message})
-
-    def purchase(self, tenant: Tenant, body: Any) -> Answer:
-        params = validate_body(PurchaseRequest, body, ZoneInfo(tenant.timezone))
-        purchase, outcome = self.store.asapp.save_purchase(tenant.name, params.purchase.record())
-        return Answer(status_of(outcome), {"purchase": purchase})
 
     def apply(self, gate: Gatekeeper, token: str, method: str, path: str, text: str) -> Answer:
         """One request as the API answers it; ``path`` is relative to ``/api/{version}``.
@@ -152,39 +155,18 @@ class LedgerRequests:
             return Answer(refused.status_code, refused.body())
         return self._answer(tenant, method, path, text)
 
-    def _answer(self, tenant: Tenant, method: str, path: str, text: str) -> Answer:
-        """:meth:`apply` once the token is admitted."""
+    def _answer(self, tenant: Tenant, method: str, path: str, text: str,
+                planned: Plan | Refused | None = None) -> Answer:
+        """:meth:`apply` once the token is admitted; ``planned`` is the request already read
+        (:func:`ledger.plans.plan_batch`) for this tenant in its time zone."""
         try:
-            raw = text.encode("utf-8")
-            if len(raw) > self.max_body_bytes:
-                raise too_large(self.max_body_bytes)
-            body = parse_json(raw, self.max_json_depth)
-            if body is None:
-                raise RecordInvalid("the request body must be a JSON object")
-            return self._route(tenant, method, path, body)
+            if planned is None:
+                planned = read_request(self.limits, tenant.name, ZoneInfo(tenant.timezone), method, path, text)
+            if isinstance(planned, Refused):
+                return Answer(planned.status, planned.body)
+            return self.carry_out(tenant, planned)
         except ApiError as refused:
             return Answer(refused.status_code, refused.body())
-
-    def _route(self, tenant: Tenant, method: str, path: str, body: Any) -> Answer:
-        """The routes of ``ledger.app`` that write, matched the same way."""
-        parts = path.strip("/").split("/")
-        last = parts[-1].removesuffix(".json") if parts[-1] != "rows" else "rows"
-        if parts[0] == "transactions" and method in ("POST", "PUT"):
-            if len(parts) == 2 and last == "signals":
-                return self.signal(tenant, body)
-            if len(parts) == 3 and last == "signals":
-                return self.signal(tenant, body, parts[1])
-        if parts == ["calls"] or parts == ["calls.json"]:
-            if method == "POST":
-                return self.call(tenant, body)
-        elif len(parts) == 3 and parts[0] == "lookup_tables" and parts[2] == "rows" and method == "PUT":
-            return self.lookup_row(tenant, parts[1], body)
-        elif len(parts) == 2 and parts[0] == "asapp" and last in ASAPP_RECORDS:
-            if method == "POST":
-                return ASAPP_RECORDS[last](self, tenant, body)
-        else:
-            raise RoutingError(404, "Not Found")
-        raise RoutingError(405, "Method Not Allowed")
 
     @contextmanager
     def batch(self, queued: Sequence[tuple[int, str]] = ()) -> Iterator[sqlite3.Connection]:
@@ -213,7 +195,8 @@ class LedgerRequests:
                 self._seen, self._answered = {}, []
 
     def apply_once(self, conn: sqlite3.Connection, gate: Gatekeeper, tenant: str, token: str,
-                   request_id: int, key: str, method: str, path: str, text: str) -> Answer:
+                   request_id: int, key: str, method: str, path: str, text: str,
+                   planned: tuple[str, Plan | Refused] | None = None) -> Answer:
         """:meth:`apply` inside :meth:`batch`, answered from memory if this request was applied.
 
         ``request_id`` and ``key`` name one queued request of ``tenant`` (its outbox id and content
@@ -223,7 +206,8 @@ class LedgerRequests:
         is not undone and redone). The token is checked first and a refusal (401, or 403 for a
         tenant that may not post) is not remembered: the row is tried again once the token is
         fixed. A refused request writes nothing: whatever the store began for it is rolled back
-        to its savepoint.
+        to its savepoint. ``planned`` is the request already read for ``tenant`` in a time zone
+        (its name first); it is used if the token admits that tenant, still in that zone.
         """
         admitted = self._admit_once(gate, token)
         if isinstance(admitted, ApiError):  # about the token, not the request: never remembered
@@ -231,8 +215,9 @@ class LedgerRequests:
         seen = self._seen.get((request_id, key))
         if seen is not None:
             return seen
+        plan = planned[1] if planned and admitted.name == tenant and admitted.timezone == planned[0] else None
         with self.store.savepoint(conn) as undo:
-            answer = self._answer(admitted, method, path, text)
+            answer = self._answer(admitted, method, path, text, plan)
             if answer.status >= HTTP_ERROR:
                 undo()
         self._answered.append(
@@ -275,10 +260,6 @@ class LedgerRequests:
                 raise RecordInvalid(f"{where}: field {name!r} is not in the data dictionary of this account")
             data[field] = value
         return data
-
-
-#: The ASAPP records by the last part of their path (``/asapp/transcripts``, ``/asapp/purchases``).
-ASAPP_RECORDS = {"transcripts": LedgerRequests.transcript_message, "purchases": LedgerRequests.purchase}
 
 
 def _remembered(conn: sqlite3.Connection, queued: Sequence[tuple[int, str]]) -> dict[tuple[int, str], Answer]:

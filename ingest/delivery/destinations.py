@@ -44,9 +44,11 @@ from ingest.delivery.poster import (
     error_text,
     record_deliveries,
 )
+from ingest.sandbox import Limits, WorkerFailed, run_limited
 
 if TYPE_CHECKING:
     from ledger.auth import Gatekeeper
+    from ledger.plans import Plan, Refused
     from ledger.requests import Answer, LedgerRequests
 
 log = get_logger("ingest.destinations")
@@ -91,11 +93,11 @@ class EmbeddedLedger:
     """The data dir's own ledger, written in bulk in process; open per run, then closed."""
 
     def __init__(self, settings: Settings, tenants: TenantStore, outbox: Outbox,
-                 batch_rows: int = BATCH_ROWS) -> None:
+                 batch_rows: int | None = None) -> None:
         self.settings = settings
         self.tenants = tenants
         self.outbox = outbox
-        self.batch_rows = batch_rows
+        self.batch_rows = batch_rows or BATCH_ROWS
 
     @staticmethod
     def takes(item: OutboxItem, embedded_base: str) -> bool:
@@ -113,34 +115,72 @@ class EmbeddedLedger:
         from ledger.store import LedgerStore
 
         store = await asyncio.to_thread(LedgerStore.open, self.settings.ledger_db)
+        reading: asyncio.Task[list[Plan | Refused] | None] | None = None
         try:
             requests = LedgerRequests(self.settings.api, self.tenants, store)
             gate = Gatekeeper(self.tenants, None)
             await asyncio.to_thread(requests.forget_delivered, time.time() - REMEMBER_SECONDS)
             base = self.settings.embedded_api_base
-            for start in range(0, len(items), self.batch_rows):
-                batch = items[start:start + self.batch_rows]
-                done = await asyncio.to_thread(self._batch, requests, gate, base, batch, token_for, report)
+            batches = [items[start:start + self.batch_rows] for start in range(0, len(items), self.batch_rows)]
+            zones = await asyncio.to_thread(self._zones, items)
+            # Each batch is read (parsed, validated) in a child while the one before it is
+            # written: the ledger's writes keep this core, the reading takes the other.
+            reading = self._reading(batches[0], base, zones) if len(batches) > 1 else None
+            for index, batch in enumerate(batches):
+                plans = await reading if reading is not None else None
+                reading = self._reading(batches[index + 1], base, zones) if index + 1 < len(batches) else None
+                done = await asyncio.to_thread(self._batch, requests, gate, base, batch, token_for, report,
+                                               plans, zones)
                 if after is not None:
                     for item, delivery in done:
                         after(item, delivery)
         finally:
+            if reading is not None:
+                reading.cancel()
             await asyncio.to_thread(store.close)
         return report
 
+    def _zones(self, items: Sequence[OutboxItem]) -> dict[str, str]:
+        """The time zone of each tenant of ``items``, which a request's times are read in."""
+        return {name: self.tenants.get(name).timezone for name in {item.tenant for item in items}}
+
+    def _reading(self, batch: Sequence[OutboxItem], base: str,
+                 zones: dict[str, str]) -> asyncio.Task[list[Plan | Refused] | None]:
+        """Read ``batch`` in a limited child (``ingest.sandbox``), started now."""
+        from ledger.plans import BodyLimits, PlanJob, plan_batch
+
+        api = self.settings.api
+        job = PlanJob(BodyLimits(api.max_body_bytes, api.max_json_depth),
+                      [(item.tenant, zones[item.tenant], item.method, item.url[len(base):], item.text)
+                       for item in batch])
+        limits = Limits.from_settings(self.settings.parse)
+
+        def read() -> list[Plan | Refused] | None:
+            try:
+                return run_limited(plan_batch, job, limits)
+            except WorkerFailed as exc:  # the batch is read in process instead, as without a child
+                log.warning("delivery.reading_failed", rows=len(batch), reason=exc.reason, limit=exc.kind)
+                return None
+
+        return asyncio.create_task(asyncio.to_thread(read))
+
     def _batch(self, requests: LedgerRequests, gate: Gatekeeper, base: str, batch: Sequence[OutboxItem],
-               token_for: TokenFor, report: PostReport) -> list[tuple[OutboxItem, Delivery]]:
-        """Apply a batch in one ledger transaction (a savepoint per row), then mark the outbox."""
+               token_for: TokenFor, report: PostReport,
+               plans: Sequence[Plan | Refused] | None = None,
+               zones: dict[str, str] | None = None) -> list[tuple[OutboxItem, Delivery]]:
+        """Apply a batch in one ledger transaction (a savepoint per row), then mark the outbox;
+        ``plans`` are its requests already read, in its order, in the tenants' ``zones``."""
         done: list[tuple[OutboxItem, Delivery]] = []
         with requests.batch([(item.id, item.key) for item in batch]) as conn:
-            for item in batch:
+            for index, item in enumerate(batch):
                 if item.tenant in report.refused:
                     report.left_pending += 1
                     continue
                 # A fault of ours (a bug, a broken database) rolls the whole batch back and
                 # stops the run, as a crash would: the batch stays pending for the next run.
+                planned = (zones[item.tenant], plans[index]) if plans is not None and zones else None
                 answer = requests.apply_once(conn, gate, item.tenant, token_for(item), item.id, item.key,
-                                             item.method, item.url[len(base):], item.text)
+                                             item.method, item.url[len(base):], item.text, planned)
                 done.append((item, _delivery(answer)))
                 if answer.status == HTTP_UNAUTHORIZED:
                     report.refused.add(item.tenant)

@@ -21,8 +21,10 @@ from core.db import Database
 from core.passwords import PasswordHasher
 from core.tenants import TenantStore, open_state
 from core.uploads import UploadStore
+from ingest.delivery import destinations
 from ingest.delivery.destinations import EmbeddedLedger
 from ingest.pipeline import Ingest
+from ingest.sandbox import WorkerFailed
 from tests.conftest import TEST_PASSWORD, free_port
 from tests.ingest.conftest import drop
 
@@ -135,6 +137,34 @@ async def test_every_row_gets_the_answer_the_http_api_gives(both: tuple[DataDir,
     assert any(row[3] is not None for row in ledger if row[2] == "signal")  # a signal correction
     assert any(row[3] is not None for row in ledger if row[2] == "call")  # a call correction
     assert any(row[2] == "post_call_event" for row in ledger)  # lookup data applied to calls
+
+
+@pytest.mark.parametrize("child_fails", [False, True])
+async def test_rows_read_in_a_child_batch_by_batch_get_the_same_answers(
+    both: tuple[DataDir, DataDir], monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture,
+    child_fails: bool,
+) -> None:
+    """Batches of two rows: each is read in a child while the one before is written. A child
+    that fails (a fork refused, a kill: nothing a request can cause) leaves its batch to be read
+    in process, and says so."""
+    http, local = both
+    monkeypatch.setattr(destinations, "BATCH_ROWS", 2)
+    children: list[int] = []
+
+    def run_limited(function: Any, job: Any, limits: Any) -> Any:
+        children.append(len(job.requests))
+        if child_fails:
+            raise WorkerFailed("crash", "the child was killed")
+        return real_run_limited(function, job, limits)
+
+    real_run_limited = destinations.run_limited
+    monkeypatch.setattr(destinations, "run_limited", run_limited)
+    await _post_all(http)
+    await _post_all(local)
+    assert _outcomes(local) == _outcomes(http)
+    assert _ledger(local) == _ledger(http)
+    assert children and max(children) == 2
+    assert ("delivery.reading_failed" in caplog.text) == child_fails
 
 
 async def test_a_batch_replayed_after_a_crash_between_the_two_commits_changes_nothing(
