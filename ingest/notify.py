@@ -7,7 +7,7 @@ the one mail in flight at a crash may arrive twice, with the same Message-ID.
 Sent over SMTP (:mod:`smtplib` in a worker thread, so the event loop keeps serving) when
 ``mail.smtp_host`` is set; otherwise, or when the SMTP server cannot take it, the message is
 written as an ``.eml`` file to the mail outbox folder, so no failure notice is ever dropped. The
-``.eml`` holds the reports, so it is sealed at rest like them (``sftpctl keys show`` prints it).
+``.eml`` holds the reports, so it is sealed at rest like them (``sftpctl keys decrypt`` prints it).
 Messages carry no tokens or passwords; the SMTP password is never logged.
 """
 

@@ -23,6 +23,7 @@ from zoneinfo import ZoneInfo
 
 from core.clock import utcnow
 from core.config import RETENTION_RULES
+from core.crypto import rotate_master_key, rotation_in_progress
 from core.display import for_terminal, json_safe
 from core.errors import Conflict, NotFound, SftpInboxError, UsageError, kind_of
 from core.logs import JsonFormatter
@@ -103,7 +104,8 @@ examples (one command a line):
   sftpctl tenant retention acme --upload-days 7 --report-days default
   sftpctl prune --dry-run
   sftpctl outbox drop --tenant acme --yes
-  sftpctl --json uploads acme"""
+  sftpctl --json uploads acme
+  sftpctl keys rotate"""
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -281,9 +283,33 @@ def build_parser() -> argparse.ArgumentParser:
                   " and print them (the daemon does it every hour)")
     sub.add_argument("--tenant", help="only this tenant (run records are pruned by a whole prune only)")
     sub.add_argument("--dry-run", action="store_true", help="delete nothing; print what would be deleted")
+    keys = commands.add_parser(
+        "keys", help="the master key that encrypts stored files", description=KEYS_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    ).add_subparsers(dest="action", required=True, metavar="ACTION")
+    command(keys, "show", keys_show, "where the master key is, its id, and whether a rotation is unfinished")
+    command(keys, "rotate", keys_rotate,
+            "wrap every stored file's data key with a new master key (no data re-encrypted); the old key"
+            " is deleted at the end; a running daemon picks the new key up by itself, no restart;"
+            " run it again to finish a rotation that was killed")
+    command(keys, "decrypt", keys_decrypt,
+            "write a stored file's content (a report, a spooled .eml, an upload) to stdout").add_argument(
+                "file", type=Path)
     command(commands, "lockouts", lockouts, "list active brute-force lockouts")
     command(commands, "unblock", unblock, "clear the lockout of a source address").add_argument("address")
     return parser
+
+
+KEYS_HELP = """\
+Uploads, snapshots, reports in out/ and spooled mail are stored encrypted (AES-256-GCM), each
+file under its own data key, wrapped by the master key in [server] keys_dir (master.key, 0600).
+Back that file up apart from the data dir: without it no stored file can be read.
+
+`keys rotate` gives every file's data key a new master key; only the 68-byte key slot of each
+file is rewritten, so it is quick. The daemon may keep running: it loads the new key before it
+seals its next file, and reloads when it meets a file wrapped by a key it does not hold. One
+rotation at a time (another one exits 4). A rotation killed midway keeps every file readable
+(master-retiring.key is then kept) and is finished by running it again."""
 
 
 def read_password(args: argparse.Namespace) -> tuple[str, bool]:
@@ -443,6 +469,57 @@ def prune(context: Context, args: argparse.Namespace) -> int:
     print_text(f"{verb}: {files}; {state.bodies} request bodies emptied, {state.row_results} row results,"
                f" {state.outbox_rows} outbox rows, {state.notices} notices, {state.runs} run records")
     return 1 if result.problems else 0
+
+
+def _key_roots(context: Context) -> list[Path]:
+    """Where stored files are: the data dir, and the mail spool if it is elsewhere."""
+    data, spool = context.settings.data_dir, context.settings.mail_spool
+    inside = spool.resolve() == data.resolve() or data.resolve() in spool.resolve().parents
+    return [data] if inside or not spool.exists() else [data, spool]
+
+
+def keys_show(context: Context, args: argparse.Namespace) -> None:
+    keyring = context.at_rest.keyring
+    record = {
+        "master_key": str(keyring.current.path), "key_id": keyring.current.key_id.hex(),
+        "rotation_unfinished": rotation_in_progress(context.at_rest.keys_dir),
+        "retiring_key_id": keyring.retiring.key_id.hex() if keyring.retiring else None,
+        "data_dir": str(context.settings.data_dir),
+    }
+    if args.json:
+        print_json(record)
+    else:
+        print_fields(record)
+
+
+def keys_rotate(context: Context, args: argparse.Namespace) -> int:
+    """Rotate over every place stored files are; tampered and foreign files are listed (they
+    could not be read before either), and make the exit code 1."""
+    keys_dir = context.at_rest.keys_dir  # a lost key of a data dir with sealed files stops here
+    report = rotate_master_key(keys_dir, _key_roots(context))
+    skipped = [*(("tampered", path) for path in report.tampered), *(("foreign key", path) for path in report.foreign)]
+    for why, path in skipped:
+        sys.stderr.write(f"sftpctl: keys rotate: left as it was ({why}): {for_terminal(str(path))}\n")
+    if args.json:
+        print_json(report)
+    else:
+        print_text(f"master key {report.old_key_id} -> {report.new_key_id}"
+                   f"{' (an interrupted rotation finished)' if report.resumed else ''}: {report.rewrapped} file(s)"
+                   f" rewrapped, {report.already_current} already under the new key, {len(skipped)} left as they"
+                   f" were; the old key is deleted")
+    return 1 if skipped else 0
+
+
+def keys_decrypt(context: Context, args: argparse.Namespace) -> None:
+    try:
+        reader = context.at_rest.open(args.file)
+    except FileNotFoundError:
+        raise NotFound(f"no file {args.file}") from None
+    except IsADirectoryError:
+        raise CommandError(f"{args.file} is a folder") from None
+    with reader:
+        while chunk := reader.read(1024 * 1024):
+            sys.stdout.buffer.write(chunk)
 
 
 def tenant_purge(context: Context, args: argparse.Namespace) -> None:

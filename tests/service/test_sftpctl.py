@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import io
 import json
+import os
 import re
 import shlex
 import signal
@@ -17,6 +19,7 @@ import httpx
 import pytest
 
 from core.config import EMBEDDED_API_VERSION, Settings
+from core.crypto import AtRest
 from core.db import Database
 from core.tenants import TenantStore
 from core.uploads import UploadStore
@@ -696,3 +699,40 @@ def test_prune_prints_what_it_deletes_and_a_dry_run_deletes_nothing(
     assert [row["transaction_type"] for row in _transactions(config, token)] == ["call"]
     assert ctl(*cli, "prune", "--tenant", "acme")[1].startswith("deleted: no file;")
     assert ctl(*cli, "prune", "--tenant", "nobody")[0] == 3
+
+
+def test_keys_show_rotate_and_decrypt(ctl, settings: Settings) -> None:
+    """The master key's id; a rotation that rewraps a stored file (the same content read back
+    by `keys decrypt`); a second rotation while one runs is a conflict (exit 4)."""
+    at_rest = AtRest.for_data_dir(settings.server.keys_dir, settings.data_dir)
+    report = settings.data_dir / "tenants" / "acme" / "out" / "r.csv"
+    report.parent.mkdir(parents=True)
+    at_rest.write_bytes(report, b"row,status\n2,posted\n")
+    code, out, _ = ctl("--json", "keys", "show")
+    shown = json.loads(out)
+    assert code == 0 and shown["key_id"] == at_rest.keyring.current.key_id.hex()
+    assert shown["master_key"] == "keys/master.key"  # [server] keys_dir's default, in the test's folder
+
+    code, out, err = ctl("keys", "rotate")
+    assert code == 0, err
+    assert "1 file(s) rewrapped" in out and shown["key_id"] in out
+    assert json.loads(ctl("--json", "keys", "show")[1])["key_id"] != shown["key_id"]
+    code, out, _ = ctl("keys", "decrypt", str(report))
+    assert (code, out) == (0, "row,status\n2,posted\n")
+    assert ctl("keys", "decrypt", str(report.with_name("none.csv")))[0] == 3
+
+    lock = os.open(settings.server.keys_dir / "rotation.lock", os.O_RDWR)
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        code, _, err = ctl("keys", "rotate")
+        assert code == 4 and "already running" in err
+    finally:
+        os.close(lock)
+
+
+def test_a_lost_master_key_stops_every_command_that_needs_it_naming_the_file(ctl, settings: Settings) -> None:
+    AtRest.for_data_dir(settings.server.keys_dir, settings.data_dir)
+    (settings.server.keys_dir / "master.key").unlink()
+    code, _, err = ctl("keys", "show")
+    assert code == 2 and "master key keys/master.key is missing" in err and "backup" in err
+    assert not (settings.server.keys_dir / "master.key").exists()
