@@ -50,10 +50,6 @@ class RowStatus(StrEnum):
     PENDING = "pending"
 
 
-#: Outbox ids per ``IN (...)`` query, well below SQLite's limit on bound parameters.
-_IDS_PER_QUERY = 500
-
-
 @dataclass(frozen=True)
 class Settlement:
     """A queued request's final answer: posted (with the transaction id) or failed (why)."""
@@ -274,26 +270,20 @@ class Outbox:
             return
         now = now_iso()
         with self.db.transaction() as conn:
-            ids = [settled.item_id for settled in settlements]
-            pending: set[int] = set()
-            for start in range(0, len(ids), _IDS_PER_QUERY):
-                chunk = ids[start:start + _IDS_PER_QUERY]
-                pending.update(row[0] for row in conn.execute(
-                    f"SELECT id FROM ingest_outbox WHERE state = ? AND id IN ({', '.join('?' * len(chunk))})",
-                    (OutboxState.PENDING.value, *chunk),
-                ))
-            chosen = [settled for settled in settlements if settled.item_id in pending]
-            conn.executemany(
-                "UPDATE ingest_outbox SET state = ?, status_code = ?, transaction_id = ?, error = ?,"
-                " attempts = attempts + ?, updated_at = ?, next_attempt_at = NULL, gave_up = ? WHERE id = ?",
-                [((OutboxState.POSTED if s.posted else OutboxState.FAILED).value, s.status_code,
-                  s.transaction_id, s.error, s.attempts, now, int(s.gave_up), s.item_id) for s in chosen],
-            )
+            # The results first, from the rows still pending; then those rows leave the queue.
             conn.executemany(
                 "INSERT INTO ingest_rows (upload_id, row_number, status, transaction_id, error)"
-                " SELECT upload_id, row_number, ?, ?, ? FROM ingest_outbox WHERE id = ?",
+                " SELECT upload_id, row_number, ?, ?, ? FROM ingest_outbox WHERE id = ? AND state = ?",
                 [((RowStatus.POSTED if s.posted else RowStatus.FAILED).value, s.transaction_id, s.error,
-                  s.item_id) for s in chosen],
+                  s.item_id, OutboxState.PENDING.value) for s in settlements],
+            )
+            conn.executemany(
+                "UPDATE ingest_outbox SET state = ?, status_code = ?, transaction_id = ?, error = ?,"
+                " attempts = attempts + ?, updated_at = ?, next_attempt_at = NULL, gave_up = ?"
+                " WHERE id = ? AND state = ?",
+                [((OutboxState.POSTED if s.posted else OutboxState.FAILED).value, s.status_code,
+                  s.transaction_id, s.error, s.attempts, now, int(s.gave_up), s.item_id,
+                  OutboxState.PENDING.value) for s in settlements],
             )
 
     def note_attempts(
