@@ -41,6 +41,23 @@ def test_no_demo_flag(tmp_path: Path) -> None:
     assert daemon.demo_password is None
 
 
+def test_a_first_start_makes_the_master_key_and_a_lost_one_stops_the_next(tmp_path: Path) -> None:
+    """Once files may have been sealed (the data dir's marker), a missing master key is never
+    replaced by a new one: the daemon does not start, and says which file to restore."""
+    start_daemon(tmp_path, None, None, "--no-demo").stop()
+    key = tmp_path / "keys" / "master.key"
+    assert key.is_file() and (tmp_path / "var" / "encrypted-at-rest").is_file()
+    key.unlink()
+    result = subprocess.run(
+        [sys.executable, "-m", "service.daemon", "serve", "--no-demo", "--listen", f"127.0.0.1:{free_port()}",
+         "--api-listen", f"127.0.0.1:{free_port()}"],
+        check=False, cwd=tmp_path, capture_output=True, text=True, timeout=60, env=project_env(),
+    )
+    assert result.returncode != 0 and "listening" not in result.stdout
+    assert "master key keys/master.key is missing" in result.stderr and "backup" in result.stderr
+    assert not key.exists()
+
+
 def test_bad_listen_address_is_a_clear_error(tmp_path: Path) -> None:
     result = subprocess.run(
         [sys.executable, "-m", "service.daemon", "serve", "--listen", "nonsense"],
