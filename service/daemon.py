@@ -105,7 +105,7 @@ async def serve(settings: Settings, demo: bool = True) -> int:
 
     defender = CountingDefender(context.db, settings.defender)
     sftp = SftpServer(settings, context.tenants, context.uploads, defender, on_upload=hand_over,
-                      feed_folders=feed_folders)
+                      feed_folders=feed_folders, at_rest=context.at_rest)
     api = ApiServer(settings, context.tenants) if settings.api.enabled else None
     upload_events = UploadEvents()
     live = Live(defender, upload_events, lambda: sftp.connection_count, sftp.limit_counters.snapshot)

@@ -5,8 +5,9 @@ name in one atomic rename when the client closes it normally. Until then nothing
 changes, so a transfer that breaks off leaves no partial file for anyone to process; the in-flight
 file is simply deleted.
 
-The sha256 is computed as the bytes arrive, which is free when the client writes in order (every
-common client does); otherwise the finished file is read once more.
+Every upload is stored sealed (:mod:`core.crypto`, through the server's ``AtRest``): the bytes
+are encrypted as they arrive, and the sha256, the size and every stat show the plaintext. The
+sha256 is computed as the bytes are sealed, in order (see :class:`IncomingFile`).
 
 A write the file system refuses (disk full, quota, I/O error) fails the whole upload: the partial
 file is discarded at once, freeing its space, and every later write and the client's close get
@@ -16,20 +17,21 @@ the same error. A client that ignores a failed write and closes the handle anywa
 
 from __future__ import annotations
 
-import asyncio
 import errno
 import hashlib
 import os
+from contextlib import suppress
 from pathlib import Path
-from typing import NamedTuple, NoReturn
+from typing import BinaryIO, NamedTuple, NoReturn
 
 from asyncssh import SFTPError, SFTPFailure, SFTPNoSpaceOnFilesystem, SFTPPermissionDenied
 
-from core.crypto import AtRest
+from core.crypto import AtRest, EncryptedWriter
 from core.logs import get_logger
+from sftpd.ordering import HeldTooMuch, HeldWrites
 from sftpd.rules import UploadRules
 from sftpd.stored import Refused, Unreadable, open_plaintext, refusal
-from sftpd.vfs import TenantFileSystem, VirtualPath
+from sftpd.vfs import FILE_MODE, TenantFileSystem, VirtualPath
 
 log = get_logger(__name__)
 
@@ -115,24 +117,38 @@ def data_seek(offset: int, whence: int, size: int) -> int:
 
 
 class IncomingFile:
-    """A file being uploaded to ``target``, held in the in-flight folder until the client closes it."""
+    """A file being uploaded to ``target``, sealed as it arrives into the in-flight folder and
+    published when the client closes it.
+
+    The sealed format is written front to back only (:class:`core.crypto.EncryptedWriter`), so a
+    write at the next offset goes straight in, one further on is held until the bytes before it
+    come (:mod:`sftpd.ordering`), and anything else the client may do to its own open file (write
+    again over what it sent, cut it short, keep writing after reading it back) writes the upload
+    again from its plaintext into a new in-flight file (:meth:`_reseal`): uploads are at most
+    ``max_upload_bytes``, and common clients never do it. Reading back seals what was written so
+    far and reads that.
+    """
 
     def __init__(
         self, fs: TenantFileSystem, target: VirtualPath, rules: UploadRules, append: bool,
         at_rest: AtRest,
     ) -> None:
         self.path = target
+        # The upload's size as the client sees it: the end of the furthest byte it wrote.
         self.size = 0
         self._fs = fs
         self._at_rest = at_rest
         self._max_bytes = rules.max_bytes
         self._too_large_message = rules.too_large_message()
         self._append = append
-        self._in_flight_name, self._fd = fs.new_in_flight_file()
-        self._sha256 = hashlib.sha256()
-        self._hashed = 0
-        self._in_order = True
+        self._held = HeldWrites()
         self._refusal: SFTPError | None = None
+        self._times: tuple[int, int] | None = None
+        self._reader: BinaryIO | None = None
+        self._written = 0  # plaintext bytes sealed into the in-flight file, in order
+        self._sha256 = hashlib.sha256()
+        self._writer: EncryptedWriter | None
+        self._in_flight_name, self._fd, self._writer = self._new_file()
 
     @property
     def is_open(self) -> bool:
@@ -157,93 +173,112 @@ class IncomingFile:
             raise self._refusal from None
 
     def write(self, offset: int, data: bytes) -> int:
-        if self._refusal is not None:
-            raise self._refusal
+        self._check_open()
         if self._append:
             offset = self.size
         end = offset + len(data)
         if end > self._max_bytes:
-            self.discard()
-            self._refusal = SFTPFailure(self._too_large_message)
-            raise UploadTooLarge(self._too_large_message)
-        view = memoryview(data)
-        position = offset
+            self._too_large()
         try:
-            while view:
-                written = os.pwrite(self._fd, view, position)
-                view = view[written:]
-                position += written
+            if offset > self._written:
+                self._held.hold(offset, data)
+            elif offset == self._written:
+                self._emit(data)
+            else:
+                self._reseal(self._written, (offset, data))
+            self._release()
         except OSError as exc:
             self._fail(exc, "writing")
-        if self._in_order and offset == self._hashed:
-            self._sha256.update(data)
-            self._hashed = end
-        else:
-            self._in_order = False
+        except HeldTooMuch as exc:
+            self._refuse(f"{self.path}: the upload failed ({exc}) and was discarded", str(exc))
         self.size = max(self.size, end)
         return len(data)
 
     def read(self, offset: int, size: int) -> bytes:
-        if not self.is_open:
-            raise SFTPFailure(f"{self.path}: the upload was discarded")
-        return os.pread(self._fd, min(size, MAX_READ_BYTES), offset)
+        """What the client wrote so far at ``offset`` (bytes it has not written read as zeros)."""
+        self._check_open()
+        count = min(size, MAX_READ_BYTES, self.size - offset)
+        if count <= 0:
+            return b""
+        out = bytearray(count)
+        try:
+            if offset < self._written:
+                reader = self._sealed_reader()
+                reader.seek(offset)
+                part = reader.read(min(count, self._written - offset))
+                out[: len(part)] = part
+        except OSError as exc:
+            self._fail(exc, "reading back")
+        self._held.overlay(offset, out)
+        return bytes(out)
 
     def truncate(self, size: int) -> None:
         """Cut or extend the upload to ``size`` bytes (a client's setstat of its own open
-        upload), under the same size limit as a write."""
-        if self._refusal is not None:
-            raise self._refusal
-        if not self.is_open:
-            raise SFTPFailure(f"{self.path}: the upload was discarded")
+        upload), under the same size limit as a write; bytes it adds read as zeros."""
+        self._check_open()
         if size > self._max_bytes:
-            self.discard()
-            self._refusal = SFTPFailure(self._too_large_message)
-            raise UploadTooLarge(self._too_large_message)
+            self._too_large()
         try:
-            os.ftruncate(self._fd, size)
+            self._held.cut(size)
+            if size < self._written:
+                self._reseal(size)
+            end = max(self._written, self._held.end)
+            if size > end and end > self._written:
+                self._held.hold(end, bytes(size - end))
+            else:
+                for start in range(end, size, _COPY_CHUNK_BYTES):
+                    self._emit(bytes(min(_COPY_CHUNK_BYTES, size - start)))
+            self._release()
         except OSError as exc:
             self._fail(exc, "resizing")
-        if size < self._hashed:
-            self._in_order = False
+        except HeldTooMuch as exc:
+            self._refuse(f"{self.path}: the upload failed ({exc}) and was discarded", str(exc))
         self.size = size
 
     def stat(self) -> tuple[os.stat_result, int]:
         """The in-flight file's attributes, and the upload's size as written so far."""
-        if not self.is_open:
-            raise SFTPFailure(f"{self.path}: the upload was discarded")
+        self._check_open()
         return os.fstat(self._fd), self.size
 
     def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
-        """For asyncssh's ``ranges@asyncssh.com``, which finds the data in sparse files."""
-        if not self.is_open:
-            raise SFTPFailure(f"{self.path}: the upload was discarded")
-        return os.lseek(self._fd, offset, whence)
+        self._check_open()
+        return data_seek(offset, whence, self.size)
 
     def set_times(self, times_ns: tuple[int, int]) -> None:
+        """Applied now, and again once the last chunk is sealed (which changes the mtime):
+        ``put -p`` sets them before it closes."""
         if self.is_open:
+            self._times = times_ns
             os.utime(self._fd, ns=times_ns)
 
     def fsync(self) -> None:
-        if self._refusal is not None:
-            raise self._refusal
-        if self.is_open:
-            try:
-                os.fsync(self._fd)
-            except OSError as exc:
-                self._fail(exc, "flushing")
+        """Make what is sealed so far durable (the last, unsealed chunk is sealed at close)."""
+        self._check_open()
+        try:
+            os.fsync(self._fd)
+        except OSError as exc:
+            self._fail(exc, "flushing")
 
     async def finish(self, keep: bool) -> Published:
         """Publish the file under its name, with a kept name too if asked (see
         :meth:`TenantFileSystem.publish`).
 
         A refused upload stays refused: closing it repeats the refusal, so even a client that
-        ignored the failed write learns that nothing was stored.
+        ignored the failed write learns that nothing was stored. So is one with a gap no write
+        filled.
         """
         if self._refusal is not None:
             raise self._refusal
         try:
-            if not (self._in_order and self._hashed == self.size):
-                await asyncio.to_thread(self._rehash)
+            if self._held:
+                start, end = self._held.first_gap(self._written)
+                self._refuse(
+                    f"{self.path}: the upload failed (bytes {start} to {end - 1} were never written)"
+                    " and was discarded", f"a gap at bytes {start} to {end - 1}"
+                )
+            self._seal()
+            if self._times is not None:
+                os.utime(self._fd, ns=self._times)
             os.close(self._fd)
             self._fd = -1
             kept = self._fs.publish(self._in_flight_name, self.path, keep)
@@ -253,16 +288,118 @@ class IncomingFile:
         except BaseException:
             self.discard()
             raise
-        return Published(self.size, self._sha256.hexdigest(), kept)
+        self.size = self._written
+        return Published(self._written, self._sha256.hexdigest(), kept)
 
     def discard(self) -> None:
         """Throw the partial file away; safe to call more than once."""
+        self._held.clear()
+        if self._writer is not None:
+            with suppress(OSError):  # its buffer cannot reach a full disk: nothing is lost
+                self._writer.discard()
+            self._writer = None
+        if self._reader is not None:
+            self._reader.close()
+            self._reader = None
         if self._fd >= 0:
             os.close(self._fd)
             self._fd = -1
         if self._in_flight_name:
             self._fs.discard_in_flight_file(self._in_flight_name)
             self._in_flight_name = ""
+
+    def _new_file(self) -> tuple[str, int, EncryptedWriter]:
+        """A new in-flight file, sealed by a new writer, and a descriptor of it."""
+        name, path = self._fs.new_in_flight_path()
+        writer = self._at_rest.create(path)
+        try:
+            fd = self._fs.open_in_flight(name)
+            try:
+                os.fchmod(fd, FILE_MODE)
+            except BaseException:
+                os.close(fd)
+                raise
+        except BaseException:
+            with suppress(OSError):
+                writer.discard()
+            self._fs.discard_in_flight_file(name)
+            raise
+        return name, fd, writer
+
+    def _emit(self, data: bytes | bytearray | memoryview) -> None:
+        """Seal ``data`` at the next offset (the writer only appends)."""
+        if self._writer is None:
+            self._reseal(self._written)
+        assert self._writer is not None
+        self._writer.write(data)
+        self._sha256.update(data)
+        self._written += len(data)
+
+    def _release(self) -> None:
+        for piece in self._held.release(self._written):
+            self._emit(piece)
+
+    def _reseal(self, keep: int, patch: tuple[int, bytes] | None = None) -> None:
+        """Write the upload again into a new in-flight file: its first ``keep`` plaintext bytes,
+        with ``patch`` (an offset and bytes, at most ``keep`` from the start) laid over them."""
+        source = self._sealed_reader()
+        self._reader = None
+        old_name, old_fd = self._in_flight_name, self._fd
+        try:
+            self._in_flight_name, self._fd, self._writer = self._new_file()
+            self._written = 0
+            self._sha256 = hashlib.sha256()
+            if patch is None:
+                self._copy(source, 0, keep)
+            else:
+                offset, data = patch
+                self._copy(source, 0, offset)
+                self._emit(data)
+                self._copy(source, offset + len(data), keep)
+            if self._times is not None:
+                os.utime(self._fd, ns=self._times)
+        finally:
+            source.close()
+            if old_fd != self._fd:
+                os.close(old_fd)
+                self._fs.discard_in_flight_file(old_name)
+
+    def _copy(self, source: BinaryIO, start: int, stop: int) -> None:
+        source.seek(start)
+        while start < stop and (chunk := source.read(min(_COPY_CHUNK_BYTES, stop - start))):
+            self._emit(chunk)
+            start += len(chunk)
+
+    def _sealed_reader(self) -> BinaryIO:
+        """The plaintext written so far, sealing it first if it is still being written."""
+        self._seal()
+        if self._reader is None:
+            self._reader = open_plaintext(self._at_rest, os.dup(self._fd), self.path)
+        return self._reader
+
+    def _seal(self) -> None:
+        if self._writer is not None:
+            writer, self._writer = self._writer, None
+            writer.close()
+
+    def _check_open(self) -> None:
+        if self._refusal is not None:
+            raise self._refusal
+        if not self.is_open:
+            raise SFTPFailure(f"{self.path}: the upload was discarded")
+
+    def _too_large(self) -> NoReturn:
+        self.discard()
+        self._refusal = SFTPFailure(self._too_large_message)
+        raise UploadTooLarge(self._too_large_message)
+
+    def _refuse(self, message: str, reason: str) -> NoReturn:
+        """Fail the upload for what the client did: discard it, and refuse it from now on."""
+        self.discard()
+        self._refusal = SFTPFailure(message)
+        log.error("upload.failed", tenant=self._fs.root.name, path=self.path.relative,
+                  received=self.size, reason=reason)
+        raise self._refusal
 
     def _fail(self, exc: OSError, doing: str) -> NoReturn:
         """The file system refused the upload's bytes: discard it, and refuse it from now on."""
@@ -287,12 +424,3 @@ class IncomingFile:
             errno=errno.errorcode.get(exc.errno or 0, str(exc.errno)),
         )
         raise refusal from None
-
-    def _rehash(self) -> None:
-        digest = hashlib.sha256()
-        offset = 0
-        while chunk := os.pread(self._fd, _COPY_CHUNK_BYTES, offset):
-            digest.update(chunk)
-            offset += len(chunk)
-        self._sha256 = digest
-        self.size = offset

@@ -328,12 +328,19 @@ class TenantFileSystem:
         finally:
             os.close(fd)
 
-    def new_in_flight_file(self) -> tuple[str, int]:
-        """A fresh, empty file in the in-flight folder: its name and a read-write descriptor."""
+    def new_in_flight_path(self) -> tuple[str, Path]:
+        """A fresh name in the in-flight folder (created if need be) and its path, for a file
+        the caller creates there (see :mod:`sftpd.handles`); only the server writes there."""
         name = f"{secrets.token_hex(8)}.part"
+        with self.in_flight():
+            pass
+        return name, self.root / IN_FLIGHT_DIR / name
+
+    def open_in_flight(self, name: str) -> int:
+        """A read-only descriptor of the in-flight file ``name`` (for its attributes, its times,
+        fsync and reading it back)."""
         with self.in_flight() as fd:
-            flags = os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
-            return name, os.open(name, flags, FILE_MODE, dir_fd=fd)
+            return os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=fd)
 
     def discard_in_flight_file(self, name: str) -> None:
         with self.in_flight() as fd, suppress(FileNotFoundError):

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from core.crypto import is_encrypted
 from tests.clients.conftest import CLIENT_TIMEOUT_SECONDS, Run, ServerThread, sha256_of
 
 
@@ -63,11 +64,13 @@ def assert_clean(result: Run, harmless: Sequence[re.Pattern[str]] = ()) -> None:
 
 
 def assert_uploaded_once(server: ServerThread, remote: str, original: Path) -> None:
-    """The server holds the bytes under ``remote`` and recorded exactly one upload of them."""
+    """The server holds the bytes under ``remote``, sealed, and recorded exactly one upload of
+    them."""
     expected = sha256_of(original)
     stored = server.inbox.parent / remote
     assert stored.is_file(), f"{remote} is not in the tenant's folder"
-    assert sha256_of(stored) == expected
+    assert is_encrypted(stored), f"{remote} is stored unsealed"
+    assert server.at_rest.digest(stored) == (original.stat().st_size, expected)
     records = server.recorded(remote)
     assert [(upload.size, upload.sha256) for upload in records] == [
         (original.stat().st_size, expected)

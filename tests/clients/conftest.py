@@ -23,6 +23,7 @@ import asyncssh
 import pytest
 
 from core.config import Settings
+from core.crypto import AtRest
 from core.db import Database
 from core.passwords import PasswordHasher
 from core.tenants import TenantStore, open_state
@@ -73,6 +74,7 @@ class ServerThread:
         self.settings = settings
         self.tenants = tenants
         self.uploads = uploads
+        self.at_rest = AtRest.load(settings.server.keys_dir, settings.data_dir, create=True)
         self._db = db
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
@@ -82,7 +84,7 @@ class ServerThread:
     async def _start(self) -> SftpServer:
         server = SftpServer(
             self.settings, self.tenants, self.uploads, Defender(self._db, self.settings.defender),
-            lambda event: None, feed_folders=lambda tenant: [FEED],
+            lambda event: None, feed_folders=lambda tenant: [FEED], at_rest=self.at_rest,
         )
         await server.start()
         return server

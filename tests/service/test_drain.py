@@ -24,6 +24,7 @@ import asyncssh
 import pytest
 
 from core.config import load_settings
+from core.crypto import AtRest
 from core.passwords import PasswordHasher
 from core.tenants import TenantStore, open_state
 from tests.conftest import TEST_PASSWORD, free_port
@@ -147,7 +148,8 @@ async def test_an_upload_closed_within_the_window_is_published_and_recorded(tmp_
     assert [(d["uploads_finished"], d["uploads_discarded"]) for d in drained] == [
         (["demo:/in/late.csv"], [])
     ]
-    assert (tmp_path / "var/tenants/demo/in/late.csv").read_bytes() == FIRST + SECOND
+    at_rest = AtRest.load(tmp_path / "keys", tmp_path / "var", create=False)
+    assert at_rest.read_bytes(tmp_path / "var/tenants/demo/in/late.csv") == FIRST + SECOND
     # Recorded, and handed to the ingest side before the process ended: staged for the next run.
     recorded = query(tmp_path / "var/state.db", "SELECT tenant, path, size, state FROM uploads")
     assert recorded == [("demo", "in/late.csv", len(FIRST + SECOND), "staged")]

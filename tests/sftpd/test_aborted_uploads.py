@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from core.crypto import AtRest
 from tests.conftest import TEST_PASSWORD
 from tests.sftpd.conftest import TENANT, RunningServer, ServerFactory
 from tests.support.clients import OpenSSHClient, asyncssh_connect, kill_group
@@ -131,4 +132,4 @@ async def test_close_sent_just_before_the_connection_ends_still_counts(
         await asyncio.gather(closing, return_exceptions=True)
 
     await wait_until(lambda: len(server.uploads.history(TENANT)) == 1, "the upload is recorded")
-    assert (server.inbox() / "calls.csv").stat().st_size == 4000
+    assert AtRest.size(server.inbox() / "calls.csv") == 4000

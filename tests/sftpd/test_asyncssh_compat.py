@@ -171,7 +171,7 @@ async def test_rclone_uploads_of_every_size_arrive_intact(
 
     assert result.returncode == 0, result.stderr
     assert "ERROR" not in result.stderr, result.stderr
-    stored = (server.inbox() / "calls.csv").read_bytes()
+    stored = server.stored(server.inbox() / "calls.csv")
     assert hashlib.sha256(stored).hexdigest() == hashlib.sha256(content).hexdigest()
     [upload] = await server.recorded()
     assert (upload.size, upload.sha256) == (size, hashlib.sha256(content).hexdigest())

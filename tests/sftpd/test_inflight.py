@@ -43,7 +43,7 @@ async def test_open_stat_write_stat_close_sees_the_file_as_written(server: Runni
         assert await server.recorded() == []
         await remote.close()
         assert (await other_session.stat("/in/calls.csv")).mtime == 1_600_000_000
-    assert (server.inbox() / "calls.csv").read_bytes() == CSV
+    assert server.stored(server.inbox() / "calls.csv") == CSV
     [upload] = await server.recorded()
     assert (upload.size, upload.sha256) == (len(CSV), hashlib.sha256(CSV).hexdigest())
 
@@ -67,7 +67,7 @@ async def test_setstat_size_of_an_open_upload_applies_to_it(server: RunningServe
         await remote.write(CSV)
         await remote.truncate(10)
         assert (await sftp.stat("/in/calls.csv")).size == 10
-    assert (server.inbox() / "calls.csv").read_bytes() == CSV[:10]
+    assert server.stored(server.inbox() / "calls.csv") == CSV[:10]
     [upload] = await server.recorded()
     assert upload.sha256 == hashlib.sha256(CSV[:10]).hexdigest()
 
@@ -78,8 +78,8 @@ async def test_an_empty_upload_is_published_but_not_recorded(server: RunningServ
         assert (await sftp.stat("/in/empty.csv")).size == 0
         await (await sftp.open("/in/other.csv.filepart", "wb")).close()
         await sftp.rename("/in/other.csv.filepart", "/in/other.csv")
-    assert (server.inbox() / "empty.csv").read_bytes() == b""
-    assert (server.inbox() / "other.csv").read_bytes() == b""
+    assert server.stored(server.inbox() / "empty.csv") == b""
+    assert server.stored(server.inbox() / "other.csv") == b""
     assert list(server.in_flight().iterdir()) == []
     assert await server.recorded() == []
     assert await server.completed() == []
@@ -144,6 +144,6 @@ async def test_sshfs_cp_into_in(
     listed = await asyncio.to_thread(os.listdir, sshfs_mount / "in")
     assert listed == ["new.csv"]
     await run(["fusermount", "-u", str(sshfs_mount)], tmp_path)
-    assert (server.inbox() / "new.csv").read_bytes() == content
+    assert server.stored(server.inbox() / "new.csv") == content
     [upload] = await server.recorded()
     assert (upload.path, upload.sha256) == ("in/new.csv", hashlib.sha256(content).hexdigest())

@@ -31,7 +31,7 @@ async def test_put_ls_and_get_from_out(server: RunningServer, openssh: OpenSSHCl
     )
 
     assert run.returncode == 0, run.stderr
-    assert (server.inbox() / "calls.csv").read_bytes() == CSV
+    assert server.stored(server.inbox() / "calls.csv") == CSV
     assert "calls.csv" in run.stdout and "report.csv" in run.stdout
     assert (openssh.work_dir / "fetched.csv").read_bytes() == b"row,status\n1,ok\n"
     [upload] = await server.recorded()
@@ -50,7 +50,7 @@ async def test_put_recursive_creates_sub_folders(
     run = await openssh.run(TENANT, TEST_PASSWORD, ["put -r batch-2024 in/"])
 
     assert run.returncode == 0, run.stderr
-    assert (server.inbox() / "batch-2024" / "signals.csv").read_bytes() == CSV
+    assert server.stored(server.inbox() / "batch-2024" / "signals.csv") == CSV
     assert (server.inbox() / "batch-2024" / "east" / "leads.xlsx").is_file()
     assert sorted(upload.path for upload in await server.recorded()) == [
         "in/batch-2024/east/leads.xlsx",
@@ -151,7 +151,7 @@ async def test_scp_uploads_and_downloads_exit_zero_and_quietly(
 
     for run in (upload, preserved, download):
         assert (run.returncode, run.stderr) == (0, "")
-    assert (server.inbox() / "calls.csv").read_bytes() == CSV
+    assert server.stored(server.inbox() / "calls.csv") == CSV
     assert (server.inbox() / "kept.csv").stat().st_mtime == 1_600_000_000
     assert stat.S_IMODE((server.inbox() / "kept.csv").stat().st_mode) == FILE_MODE
     assert (openssh.work_dir / "report.csv").read_bytes() == b"row,status\n1,ok\n"

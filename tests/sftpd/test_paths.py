@@ -33,7 +33,7 @@ async def test_folders_nest_at_most_eight_levels_below_in(server: RunningServer)
         with pytest.raises(asyncssh.SFTPPermissionDenied) as refused:
             await sftp.mkdir(levels(9))
         assert "nested at most 8 deep below in/" in refused.value.reason
-    assert (server.inbox() / levels(8)[4:] / "deepest.csv").read_bytes() == CSV
+    assert server.stored(server.inbox() / levels(8)[4:] / "deepest.csv") == CSV
     assert not (server.inbox() / levels(9)[4:]).exists()
     assert [upload.path for upload in await server.recorded()] == [f"{levels(8)[1:]}/deepest.csv"]
 

@@ -24,7 +24,7 @@ async def test_curl_upload_and_refusal(server: RunningServer, tmp_path: Path) ->
     refused = await curl("-T", "notes.txt", base, cwd=tmp_path)
 
     assert (accepted.returncode, accepted.stderr) == (0, "")
-    assert (server.inbox() / "calls.csv").read_bytes() == CSV
+    assert server.stored(server.inbox() / "calls.csv") == CSV
     # libssh2 keeps the status code of SSH_FXP_STATUS and drops its message text.
     assert refused.returncode == CURLE_REMOTE_ACCESS_DENIED
     assert "Permission denied" in refused.stderr

@@ -11,6 +11,7 @@ import asyncssh
 import pytest
 
 from core.config import Settings
+from core.crypto import AtRest
 from core.db import Database
 from core.tenants import TenantStore
 from core.uploads import UploadStore
@@ -48,7 +49,7 @@ async def test_completed_upload_is_recorded_and_announced(server: RunningServer)
     [event] = await server.completed()
     assert event.upload == upload
     assert event.local_path == server.inbox() / "2024" / "calls.csv"
-    assert event.local_path.read_bytes() == data
+    assert server.stored(event.local_path) == data
 
 
 @pytest.mark.parametrize("name", ["calls.csv", "CALLS.CSV", "Leads.Xlsx", "old-format_2.xls"])
@@ -130,7 +131,7 @@ async def test_temporary_file_replaces_an_earlier_upload(server: RunningServer) 
             await sftp.rename("/in/calls.csv.part", "/in/calls.csv")
         await sftp.posix_rename("/in/calls.csv.part", "/in/calls.csv")
 
-    assert (server.inbox() / "calls.csv").read_bytes() == b"new\n"
+    assert server.stored(server.inbox() / "calls.csv") == b"new\n"
     assert [upload.sha256 for upload in await server.recorded()] == [sha256(b"old\n"), sha256(b"new\n")]
 
 
@@ -141,11 +142,14 @@ async def kept_bytes_server(
     """A server whose listener reads each upload's kept name during its call."""
     tenants.add(TENANT, "ops@acme.example", TEST_PASSWORD)
 
+    at_rest = AtRest.load(settings.server.keys_dir, settings.data_dir, create=True)
+
     def listener(event: UploadCompleted) -> None:
         assert event.kept is not None
-        seen.append(event.kept.read_bytes())
+        seen.append(at_rest.read_bytes(event.kept))
 
-    server = SftpServer(settings, tenants, uploads, Defender(state_db, settings.defender), listener)
+    server = SftpServer(settings, tenants, uploads, Defender(state_db, settings.defender), listener,
+                        at_rest=at_rest)
     await server.start()
     return server
 
@@ -244,7 +248,7 @@ async def test_resumed_upload_keeps_what_was_there(server: RunningServer) -> Non
             remote.write(b"3,4\n")
 
     await asyncio.to_thread(append_with_paramiko)
-    assert (server.inbox() / "calls.csv").read_bytes() == b"1,2\n3,4\n"
+    assert server.stored(server.inbox() / "calls.csv") == b"1,2\n3,4\n"
     assert (await server.recorded())[-1].sha256 == sha256(b"1,2\n3,4\n")
 
 
