@@ -77,6 +77,10 @@ MIGRATIONS = [
     ALTER TABLE tenants ADD COLUMN report_days INTEGER;
     ALTER TABLE tenants ADD COLUMN rejected_days INTEGER;
     """,
+    # Uploads by state: what is waiting or under way is found without reading the whole history.
+    """
+    CREATE INDEX uploads_by_state ON uploads (state, id);
+    """,
 ]
 
 

@@ -288,11 +288,16 @@ class Processor:
         return sorted(waiting, key=profile.rank)
 
     def _eligible(self, only: str | None) -> tuple[list[Tenant], list[str]]:
+        """The tenants to work for (those with something to do, or ``only``), and a problem for
+        each that may not be processed while its files wait; a few queries whatever the count."""
         candidates = [self.tenants.get(only)] if only else self.tenants.all()
-        eligible = [tenant for tenant in candidates if tenant.may_be_processed]
+        busy = self.staged.tenants_with_work()
+        eligible = [tenant for tenant in candidates
+                    if tenant.may_be_processed and (only is not None or tenant.name in busy)]
+        waiting = {staged.tenant for staged in self.staged.waiting()} if busy else set()
         problems = [
             f"tenant {tenant.name!r} {tenant.why_idle}; its files wait unprocessed"
-            for tenant in candidates if tenant not in eligible and self.staged.waiting([tenant.name])
+            for tenant in candidates if not tenant.may_be_processed and tenant.name in waiting
         ]
         return eligible, problems
 

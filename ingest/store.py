@@ -366,6 +366,19 @@ class StagedStore:
             return self._select("u.state = ?", (UploadState.STAGED.value,))
         return self._in_state(UploadState.STAGED, tenants)
 
+    def tenants_with_work(self) -> set[str]:
+        """Tenants a run has something to do for: an upload waiting or under way, a rejection
+        whose report is not written, a failure mail not sent. Indexed reads: the cost follows
+        what is open, not the number of tenants or the history."""
+        rows = self.db.query(
+            "SELECT tenant FROM uploads WHERE state IN (?, ?)"
+            " UNION SELECT u.tenant FROM uploads u JOIN ingest_staged s ON s.upload_id = u.id"
+            " WHERE u.state = ? AND s.finished_at IS NULL"
+            " UNION SELECT DISTINCT tenant FROM ingest_notices WHERE sent_at IS NULL",
+            (UploadState.STAGED.value, UploadState.PROCESSING.value, UploadState.REJECTED.value),
+        )
+        return {row["tenant"] for row in rows}
+
     def processing(self, tenants: list[str]) -> list[StagedUpload]:
         """Uploads whose rows are queued in the outbox, oldest first."""
         return self._in_state(UploadState.PROCESSING, tenants)

@@ -155,6 +155,26 @@ async def test_disabled_tenants_wait_and_a_run_can_be_for_one_tenant(
     assert summary.files == [] and "tenant 'acme' is disabled" in summary.problems[0]
 
 
+async def test_a_run_works_only_for_tenants_with_something_to_do(
+    ingest: Ingest, tenants: TenantStore, uploads: UploadStore, tenant: Tenant, fake_api: FakeApi
+) -> None:
+    """Idle tenants cost a run nothing per tenant: no claim, no pass (issue 15: O(T) fixed cost)."""
+    for number in range(30):
+        tenants.add(f"idle{number}", f"it@idle{number}.example", TEST_PASSWORD)
+    tenants.add("beta", "it@beta.example", TEST_PASSWORD)
+    await stage(ingest, tenants, uploads, "in/b.csv", signals(2), tenant="beta")
+    events: list[tuple[str, dict[str, Any]]] = []
+    summary = await ingest.run(progress=lambda event, **fields: events.append((event, fields)))
+    assert [fields["tenant"] for event, fields in events if event == "post.started"] == ["beta"]
+    assert summary.ok and summary.run.posted == 2
+    # With nothing left anywhere, a run works for nobody; a named tenant is worked for anyway.
+    events.clear()
+    await ingest.run(progress=lambda event, **fields: events.append((event, fields)))
+    assert [event for event, _ in events if event == "post.started"] == []
+    await ingest.run(tenant="idle3", progress=lambda event, **fields: events.append((event, fields)))
+    assert [fields["tenant"] for event, fields in events if event == "post.started"] == ["idle3"]
+
+
 async def test_progress_reports_files_and_rows(
     ingest: Ingest, tenants: TenantStore, uploads: UploadStore, tenant: Tenant, fake_api: FakeApi
 ) -> None:
