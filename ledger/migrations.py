@@ -125,4 +125,10 @@ MIGRATIONS = [
     );
     CREATE INDEX asapp_purchases_by_tenant ON asapp_purchases (tenant, id);
     """,
+    # The Transactions API's filters: rows of a type, and rows by their call's start (each entry
+    # holds the row's seq too: SQLite keeps the rowid in every index).
+    """
+    CREATE INDEX transactions_by_type ON transactions (tenant, transaction_type, seq);
+    CREATE INDEX transactions_by_call_start ON transactions (tenant, call_start, transaction_type);
+    """,
 ]

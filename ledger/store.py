@@ -45,6 +45,10 @@ _SIGNAL_COLUMNS = (
     "name, description, occurred_at, sale_amount, value,"
     " custom_parameter_1, custom_parameter_2, custom_parameter_3"
 )
+#: Rows a filtered Transactions API page reads in id order, per row asked for, before it turns to
+#: the filter's index: enough that a common filter fills its page on the way, few enough that a
+#: rare one costs little before the index takes over.
+SCAN_ROWS_PER_ROW = 10
 _FILTER_ERRORS = {
     "advertiser_id_from_network": "You do not have access to this advertiser",
     "advertiser_campaign_id_from_network": "You do not have access to this advertiser campaign",
@@ -444,33 +448,47 @@ class LedgerStore:
     # Transactions
 
     def transactions(self, tenant: str, query: TransactionQuery) -> list[TransactionRow]:
-        clauses = ["tenant = ?", "seq > ?"]
-        params: list[Any] = [tenant, query.after]
+        """A page of ``tenant``'s transactions after ``query.after``, in id order.
+
+        Filtered pages look at the next rows in id order first (at most
+        :data:`SCAN_ROWS_PER_ROW` per row asked for); if that does not fill the page, the rest
+        come through the filter's own index, so a page of a sparse filter never reads the whole
+        history to the end.
+        """
+        filters: list[str] = []
+        params: list[Any] = []
         if query.types:
-            clauses.append(f"transaction_type IN ({', '.join('?' for _ in query.types)})")
+            filters.append(f"transaction_type IN ({', '.join('?' for _ in query.types)})")
             params.extend(kind.value for kind in query.types)
         if query.start_from is not None:
-            clauses.append("call_start >= ?")
+            filters.append("call_start >= ?")
             params.append(query.start_from)
         if query.start_before is not None:
-            clauses.append("call_start < ?")
+            filters.append("call_start < ?")
             params.append(query.start_before)
-        params.append(query.limit)
+        columns = "seq, transaction_type, corrects_seq, recorded_at, record"
+        if not filters:
+            rows = self.db.query(f"SELECT {columns} FROM transactions WHERE tenant = ? AND seq > ?"
+                                 " ORDER BY seq LIMIT ?", (tenant, query.after, query.limit))
+            return [_transaction_row(row) for row in rows]
+        where = " AND ".join(filters)
+        budget = query.limit * SCAN_ROWS_PER_ROW
+        # Two reads, no transaction needed: rows become visible in id order, so rows past what
+        # the first read saw are all there for the second.
+        scanned, last = self.db.query(
+            "SELECT count(*), max(seq) FROM (SELECT seq FROM transactions WHERE tenant = ? AND seq > ?"
+            " ORDER BY seq LIMIT ?)", (tenant, query.after, budget))[0]
         rows = self.db.query(
-            "SELECT seq, transaction_type, corrects_seq, recorded_at, record FROM transactions"
-            f" WHERE {' AND '.join(clauses)} ORDER BY seq LIMIT ?",
-            params,
-        )
-        return [
-            TransactionRow(
-                sequence=row["seq"],
-                transaction_type=TransactionType(row["transaction_type"]),
-                corrects=row["corrects_seq"],
-                recorded_at=row["recorded_at"],
-                record=json.loads(row["record"]),
-            )
-            for row in rows
-        ]
+            f"SELECT {columns} FROM transactions WHERE tenant = ? AND seq > ? AND seq <= ? AND {where}"
+            " ORDER BY seq LIMIT ?", (tenant, query.after, last or query.after, *params, query.limit))
+        if len(rows) < query.limit and scanned == budget:
+            window = query.start_from is not None or query.start_before is not None
+            index = "transactions_by_call_start" if window else "transactions_by_type"
+            rows += self.db.query(
+                f"SELECT {columns} FROM transactions WHERE seq IN (SELECT seq FROM transactions"
+                f" INDEXED BY {index} WHERE tenant = ? AND seq > ? AND {where} ORDER BY seq LIMIT ?)"
+                " ORDER BY seq", (tenant, last, *params, query.limit - len(rows)))
+        return [_transaction_row(row) for row in rows]
 
     def purge_tenant(self, tenant: str) -> int:
         """Delete every call, signal, lookup row, ASAPP record and transaction of ``tenant``
@@ -531,6 +549,16 @@ class LedgerStore:
         if memory is not None:
             memory.texts[id(value)] = (value, text)
         return text
+
+
+def _transaction_row(row: sqlite3.Row) -> TransactionRow:
+    return TransactionRow(
+        sequence=row["seq"],
+        transaction_type=TransactionType(row["transaction_type"]),
+        corrects=row["corrects_seq"],
+        recorded_at=row["recorded_at"],
+        record=json.loads(row["record"]),
+    )
 
 
 def _nearest_first(later: sqlite3.Cursor, earlier: sqlite3.Cursor, start_time: float) -> Iterator[Call]:

@@ -15,9 +15,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from ledger import store as store_module
 from ledger.errors import RecordNotFound
 from ledger.matching import distance
-from ledger.records import CallSearch, LookupRow
+from ledger.records import CallSearch, LookupRow, TransactionQuery, TransactionType
 from ledger.store import LedgerStore, _call
 
 TOLERANCE = 600.0
@@ -159,5 +160,45 @@ def test_a_start_time_search_picks_what_the_rule_picks_over_every_call(
         except RecordNotFound:
             found = None
         assert found == (expected[2] if expected else None)
+    finally:
+        store.close()
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    rows=st.lists(st.tuples(st.sampled_from(list(TransactionType)), st.integers(0, 9)), max_size=60),
+    after=st.integers(0, 60),
+    limit=st.integers(1, 8),
+    types=st.sets(st.sampled_from(list(TransactionType))),
+    window=st.one_of(st.none(), st.tuples(st.integers(0, 9), st.integers(0, 10))),
+    budget=st.integers(1, 3),
+)
+def test_a_filtered_transactions_page_is_the_plain_query_s_page(
+    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch,
+    rows: list[tuple[TransactionType, int]], after: int, limit: int, types: set[TransactionType],
+    window: tuple[int, int] | None, budget: int,
+) -> None:
+    """Whether a page is read in id order or partly through a filter's index, it holds the rows
+    the plain filtered query in id order gives."""
+    monkeypatch.setattr(store_module, "SCAN_ROWS_PER_ROW", budget)
+    store = LedgerStore.open(tmp_path_factory.mktemp("pages") / "ledger.db")
+    try:
+        call = store.save_call("acme", "c-1", {"transaction_id": "T-1", "start_time": START}).call
+        store.db.execute("DELETE FROM transactions")
+        for seq, (kind, day) in enumerate(rows, start=1):
+            for tenant in ("acme", "other"):  # another tenant's rows in between
+                store.db.execute(
+                    "INSERT INTO transactions (seq, tenant, call_id, transaction_type, corrects_seq, recorded_at,"
+                    " call_start, record) VALUES (?, ?, ?, ?, NULL, 0, ?, '{}')",
+                    (seq * 2 - (tenant == "acme"), tenant, call.id, kind.value, START + day * 86400))
+        query = TransactionQuery(after=after, limit=limit, types=tuple(sorted(types)),
+                                 start_from=START + window[0] * 86400 if window else None,
+                                 start_before=START + window[1] * 86400 if window else None)
+        expected = [
+            seq * 2 - 1 for seq, (kind, day) in enumerate(rows, start=1)
+            if seq * 2 - 1 > after and (not types or kind in types)
+            and (window is None or window[0] <= day < window[1])
+        ][:limit]
+        assert [row.sequence for row in store.transactions("acme", query)] == expected
     finally:
         store.close()
