@@ -13,14 +13,16 @@ import email
 import json
 import subprocess
 import sys
+import uuid
 from pathlib import Path
 
 import httpx
 
+from core.crypto.sealed import HEADER_BYTES, MAGIC, SLOT_OFFSET
 from tests.conftest import free_port
 from tests.support.at_rest import stored_bytes
 from tests.support.clients import OpenSSHClient, output_lines
-from tests.support.daemon import project_env, start_daemon
+from tests.support.daemon import Daemon, project_env, start_daemon
 
 CALLS = """customer_id,call_start,call_end,calling_phone_number,agent_queue_assigned
 cust-001,2026-11-20T18:02:13Z,2026-11-20T18:12:13Z,+1 8885551212,Wireless Sales
@@ -107,3 +109,91 @@ async def test_upload_run_report_mail_and_transactions(tmp_path: Path) -> None:
             "in/signals.csv": "partly failed", "in/calls/calls.csv": "posted"}
     finally:
         assert daemon.stop() == 0
+
+
+DATABASE_SUFFIXES = (".db", ".db-wal", ".db-shm", ".db-journal")
+
+
+async def started(tmp_path: Path) -> tuple[Path, Daemon, OpenSSHClient, str]:
+    """A daemon in ``tmp_path`` (keys in keys/, data in var/) past its catch-up run."""
+    port, api_port = free_port(), free_port()
+    config = tmp_path / "sftpd.toml"
+    config.write_text(f'[server]\nlisten_port = {port}\n[api]\nlisten_port = {api_port}\n')
+    daemon = start_daemon(tmp_path, port, api_port, "--config", str(config))
+    assert daemon.demo_password
+    await until_caught_up(config)
+    return config, daemon, OpenSSHClient(tmp_path, port), daemon.demo_password
+
+
+async def test_nothing_of_an_upload_is_stored_in_plaintext(tmp_path: Path) -> None:
+    """A unique marker in an upload, in a posted row and in a rejected one: after the run, no
+    file under the data dir but the databases holds it (upload, snapshot, report, mail), while
+    each of them, read through the master key, still does."""
+    marker = f"MARKER-{uuid.uuid4().hex}"
+    (tmp_path / "signals.csv").write_text(
+        SIGNALS.replace("2yr plan", marker).replace("12.345", f"{marker}-amount"))
+    config, daemon, client, password = await started(tmp_path)
+    try:
+        upload = await client.run("demo", password, ["put signals.csv in/"])
+        assert upload.returncode == 0, upload.stderr
+        assert sftpctl(config, "run").returncode == 1  # the rejected row
+    finally:
+        assert daemon.stop() == 0
+    data = tmp_path / "var"
+    files = [path for path in data.rglob("*") if path.is_file() and not path.name.endswith(DATABASE_SUFFIXES)]
+    holding = [str(path.relative_to(data)) for path in files if marker.encode() in path.read_bytes()]
+    assert holding == []
+    keys = tmp_path / "keys"
+    inbox = stored_bytes(data / "tenants/demo/in/signals.csv", keys)
+    [report] = (data / "tenants/demo/out").glob("signals-*-report.csv")
+    [mail] = (data / "mail").glob("*.eml")
+    assert marker.encode() in inbox and b"2yr plan" not in inbox
+    assert f"{marker}-amount".encode() in stored_bytes(report, keys)  # the rejected row's error quotes it
+    assert report.name.encode() in stored_bytes(mail, keys)
+    for snapshot in (data / "staging").rglob("signals.csv"):  # kept until retention prunes it
+        assert marker.encode() in stored_bytes(snapshot, keys)
+
+
+async def test_a_key_rotation_keeps_every_file_readable_with_the_daemon_running(tmp_path: Path) -> None:
+    """Upload, run, `sftpctl keys rotate` while the daemon serves: the report is still fetched
+    over SFTP, the old key is gone from keys/, and what the daemon seals next uses the new key."""
+    (tmp_path / "signals.csv").write_text(SIGNALS)
+    (tmp_path / "calls.csv").write_text(CALLS)
+    config, daemon, client, password = await started(tmp_path)
+    keys, data = tmp_path / "keys", tmp_path / "var"
+    try:
+        assert (await client.run("demo", password, ["put signals.csv in/"])).returncode == 0
+        assert sftpctl(config, "run").returncode == 1
+        [report] = (data / "tenants/demo/out").glob("signals-*-report.csv")
+        before = stored_bytes(report, keys)
+        old_key = (keys / "master.key").read_bytes()
+        old_id = json.loads(sftpctl(config, "--json", "keys", "show").stdout)["key_id"]
+        assert key_id_in(report) == old_id
+
+        rotated = sftpctl(config, "keys", "rotate")
+        assert rotated.returncode == 0, rotated.stderr
+        assert f"master key {old_id} -> " in rotated.stdout and "the old key is deleted" in rotated.stdout
+        shown = json.loads(sftpctl(config, "--json", "keys", "show").stdout)
+        assert shown["key_id"] != old_id and shown["rotation_unfinished"] is False
+        assert sorted(path.name for path in keys.glob("master*")) == ["master.key"]
+        assert all(old_key not in path.read_bytes() for path in keys.iterdir() if path.is_file())
+        assert key_id_in(report) == shown["key_id"] and stored_bytes(report, keys) == before
+
+        fetched = await client.run("demo", password, [f"get out/{report.name} report.csv"])
+        assert fetched.returncode == 0, fetched.stderr
+        assert (tmp_path / "report.csv").read_bytes() == before
+        # The daemon, never restarted, seals the next upload under the new key.
+        assert (await client.run("demo", password, ["mkdir in/calls", "put calls.csv in/calls/"])).returncode == 0
+        assert key_id_in(data / "tenants/demo/in/calls/calls.csv") == shown["key_id"]
+        assert sftpctl(config, "run").returncode == 0
+        assert stored_bytes(data / "tenants/demo/in/calls/calls.csv", keys) == CALLS.encode()
+    finally:
+        assert daemon.stop() == 0
+
+
+def key_id_in(path: Path) -> str:
+    """The id of the master key a sealed file's header names (bytes 24-32)."""
+    with path.open("rb") as raw:
+        head = raw.read(HEADER_BYTES)
+    assert head.startswith(MAGIC), f"{path} is not sealed"
+    return head[SLOT_OFFSET:SLOT_OFFSET + 8].hex()
