@@ -1,7 +1,9 @@
 """Make sure the embedded API answers while ``sftpctl run`` posts to it.
 
 The daemon normally serves it; when the daemon is not running, the CLI serves it for the length
-of the run, so an operator can process files with nothing else started. It does so on a free
+of the run, so an operator can process files with nothing else started. Only a run that posts to
+it over HTTP needs it (``[post] embedded_in_process = false``): by default the run writes those
+rows into the ledger in process, and serves nothing. It does so on a free
 loopback port, never on the configured one, so the daemon can start whatever the CLI is doing;
 the run's requests for the configured address are routed there.
 """
@@ -39,8 +41,10 @@ def serving_note(settings: Settings, base: str) -> str:
 @asynccontextmanager
 async def embedded_api_running(settings: Settings, tenants: TenantStore) -> AsyncIterator[str | None]:
     """Where the embedded API answers during the block: None for its configured address (the
-    daemon serves it, or it is turned off), else the base URL of the one served here."""
-    if not settings.api.enabled or await _answers(settings.api.listen_host, settings.api.listen_port):
+    daemon serves it, it is turned off, or the run writes in process), else the base URL of the
+    one served here."""
+    if (not settings.api.enabled or settings.post.embedded_in_process
+            or await _answers(settings.api.listen_host, settings.api.listen_port)):
         yield None
         return
     # Imported here, as the daemon does: ledger.server checks uvicorn's internals when imported

@@ -638,9 +638,13 @@ def test_feed_remove_is_refused_while_files_of_the_feed_wait(ctl, settings: Sett
 
 
 def test_run_without_the_daemon_says_it_serves_the_api_itself(ctl, tmp_path: Path) -> None:
+    """Only when it posts to the embedded API over HTTP; by default it writes in process."""
     port = free_port()  # nothing listens there: the daemon is not running
     config = tmp_path / "sftpd.toml"
     config.write_text(f"[api]\nlisten_port = {port}\n")
+    code, out, err = ctl("--config", str(config), "run")
+    assert code == 0 and "serves the API itself" not in out, err
+    config.write_text(f"[api]\nlisten_port = {port}\n[post]\nembedded_in_process = false\n")
     code, out, err = ctl("--config", str(config), "run")
     assert code == 0, err
     assert (f"the daemon is not running (nothing answers on 127.0.0.1:{port}):"
