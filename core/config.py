@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import ipaddress
+import os
 import tomllib
 import types
 import typing
@@ -31,6 +32,10 @@ EMBEDDED_API_VERSION = "2020-10-01"
 # The retention rules, by their setting names (``[retention]``, a tenant's overrides).
 RETENTION_RULES = ("upload_days", "report_days", "rejected_days")
 RETENTION_MAX_DAYS = 36500
+
+# [server] workers: 0 means one per core, up to this many; no more than MAX_WORKERS in any case.
+MAX_AUTO_WORKERS = 4
+MAX_WORKERS = 64
 
 
 class ConfigError(ValueError, UsageError):
@@ -77,6 +82,15 @@ class ServerSettings:
     # the connection's; connections from anywhere else are served as direct ones.
     proxy_protocol: bool = False
     trusted_proxies: tuple[str, ...] = ()
+    # Processes serving SSH on the one port (service/workers.py): 1 is one process, as always;
+    # N > 1 is a supervisor and N workers, each accepting (SO_REUSEPORT); 0 is one per core, at
+    # most MAX_AUTO_WORKERS.
+    workers: int = 1
+
+    @property
+    def worker_count(self) -> int:
+        """How many processes serve SSH: ``workers``, or for 0 one per core up to a cap."""
+        return self.workers or min(os.cpu_count() or 1, MAX_AUTO_WORKERS)
 
     def __post_init__(self) -> None:
         for entry in self.trusted_proxies:
@@ -85,6 +99,12 @@ class ServerSettings:
             except ValueError:
                 raise ConfigError(f"server: trusted_proxies: {entry!r} is not an IP address or "
                                   "network (e.g. 10.0.0.5 or 10.0.0.0/24)") from None
+        if not 0 <= self.workers <= MAX_WORKERS:
+            raise ConfigError(f"server: workers: {self.workers} is not between 0 (one per core) "
+                              f"and {MAX_WORKERS}")
+        if self.worker_count > 1 and self.listen_port == 0:
+            raise ConfigError("server: workers > 1 share one listen_port; port 0 (any free port) "
+                              "would give each worker its own: name a port")
         if self.proxy_protocol and not self.trusted_proxies:
             raise ConfigError("server: proxy_protocol is on but trusted_proxies is empty: name "
                               "the load balancers' addresses")

@@ -42,6 +42,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="metrics, health and status page listen address (default 127.0.0.1:9090)")
     serve.add_argument("--no-demo", action="store_true",
                        help="do not create the demo tenant when no tenant exists")
+    # Given by the supervisor to the processes it starts ([server] workers > 1; service/workers.py).
+    serve.add_argument("--worker", type=int, metavar="I", help=argparse.SUPPRESS)
+    serve.add_argument("--prepare", action="store_true", help=argparse.SUPPRESS)
     return parser
 
 
@@ -67,11 +70,25 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"sftpd: cannot start: {problem}", file=sys.stderr)
         return 2
     configure_logging(settings.log_level)
+    if args.prepare:
+        from service.workers import prepare
+
+        prepare(settings, demo=not args.no_demo)
+        return 0
+    if args.worker is None and settings.server.worker_count > 1:
+        from service.workers import supervise
+
+        return supervise(settings, sys.argv[1:] if argv is None else list(argv))
+    if args.worker is not None:
+        from service.workers import become_worker
+
+        become_worker(args.worker)
+    daemon = serve(settings, demo=not args.no_demo, worker=args.worker)
     try:
         import uvloop
     except ImportError:
-        return asyncio.run(serve(settings, demo=not args.no_demo))
-    return uvloop.run(serve(settings, demo=not args.no_demo))
+        return asyncio.run(daemon)
+    return uvloop.run(daemon)
 
 
 def check_libraries() -> None:
@@ -84,17 +101,22 @@ def check_libraries() -> None:
     import sftpd.asyncssh_compat  # noqa: F401
 
 
-async def serve(settings: Settings, demo: bool = True) -> int:
+async def serve(settings: Settings, demo: bool = True, worker: int | None = None) -> int:
     """Run until SIGINT or SIGTERM, then drain: the SSH listener closes and no login or session
     begins, a run stops between delivery batches, uploads under way get ``[server]
-    drain_seconds`` to finish (then are discarded), and the process exits 0."""
+    drain_seconds`` to finish (then are discarded), and the process exits 0.
+
+    ``worker``: this process is that worker of ``[server] workers`` (service/workers.py); only
+    worker 0 runs the schedule, the embedded API and the admin listener."""
     from ledger.server import ApiServer  # after check_libraries(): see there
     from service.admin import AdminServer, CountingDefender, Live, UploadEvents
+    from service.workers import worker_settings
     from sftpd.server import SftpServer
 
+    primary = not worker
     context = Context(settings)
     if demo:
-        _ensure_demo_tenant(context)
+        ensure_demo_tenant(context)
     ingest = context.ingest
 
     def hand_over(event: UploadCompleted) -> None:
@@ -104,17 +126,20 @@ async def serve(settings: Settings, demo: bool = True) -> int:
         return ingest.feeds.names(tenant)
 
     defender = CountingDefender(context.db, settings.defender)
-    sftp = SftpServer(settings, context.tenants, context.uploads, defender, on_upload=hand_over,
+    sftp = SftpServer(worker_settings(settings), context.tenants, context.uploads, defender, on_upload=hand_over,
                       feed_folders=feed_folders, at_rest=context.at_rest)
-    api = ApiServer(settings, context.tenants) if settings.api.enabled else None
+    api = ApiServer(settings, context.tenants) if settings.api.enabled and primary else None
     upload_events = UploadEvents()
     live = Live(defender, upload_events, lambda: sftp.connection_count, sftp.limit_counters.snapshot)
     admin = AdminServer(settings, live, lambda: _port_of(sftp), lambda: _listeners(settings, _port_of(sftp), api)) \
-        if settings.admin.listen_port else None
+        if settings.admin.listen_port and primary else None
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(signum, _on_stop_signal, loop, stop, signum)
+        if worker is None:
+            loop.add_signal_handler(signum, _on_stop_signal, loop, stop, signum)
+        else:  # the supervisor ends a worker at once with SIGKILL; a signal here only drains
+            loop.add_signal_handler(signum, stop.set)
     try:
         if api is not None:
             await api.start()
@@ -131,9 +156,10 @@ async def serve(settings: Settings, demo: bool = True) -> int:
              data_dir=str(settings.data_dir))
     print(f"sftpd: listening on {settings.server.listen_host}:{sftp.port}"
           + (f", Signal API on {settings.api.listen_host}:{api.port}" if api else "") + admin_note, flush=True)
-    pipeline = asyncio.create_task(ingest.serve_forever(), name="ingest")
-    pruning = asyncio.create_task(prune_hourly(Pruner(settings, context.db, context.tenants)), name="retention")
     stopped = asyncio.create_task(stop.wait())
+    pipeline = asyncio.create_task(ingest.serve_forever() if primary else stop.wait(), name="ingest")
+    pruning = asyncio.create_task(prune_hourly(Pruner(settings, context.db, context.tenants))
+                                  if primary else stop.wait(), name="retention")
     await asyncio.wait({pipeline, stopped}, return_when=asyncio.FIRST_COMPLETED)
     log.info("daemon.stopping", drain_seconds=settings.server.drain_seconds)
     # A run stops at its next await: between delivery batches, or while one is applied in a
@@ -205,7 +231,7 @@ def _listeners(settings: Settings, sftp_port: int | None, api: ApiServer | None)
     }
 
 
-def _ensure_demo_tenant(context: Context) -> None:
+def ensure_demo_tenant(context: Context) -> None:
     """On a fresh data dir, a tenant to try the server with; its password is printed once."""
     if context.tenants.all():
         return

@@ -139,7 +139,9 @@ class SftpServer:
     async def start(self) -> None:
         server = self._settings.server
         keys = await asyncio.to_thread(load_or_create_host_keys, server.keys_dir)
-        await asyncio.to_thread(self._clear_in_flight)
+        shared = server.worker_count > 1
+        if not shared:  # with workers, the supervisor clears once, before any worker accepts
+            await asyncio.to_thread(clear_in_flight, self._settings)
         self._hash_pool = ThreadPoolExecutor(
             max_workers=os.cpu_count() or 1, thread_name_prefix="sftpd-argon2"
         )
@@ -166,7 +168,7 @@ class SftpServer:
             x11_forwarding=False,
             login_timeout=server.login_timeout_seconds,
             tunnel=QuickAckListener(LISTEN_BACKLOG, reader_for(server.trusted_proxies)
-                                    if server.proxy_protocol else None),
+                                    if server.proxy_protocol else None, reuse_port=shared),
         )
         log.info("sftpd.listening", host=server.listen_host, port=self.port)
 
@@ -242,18 +244,21 @@ class SftpServer:
                                 refusal=SHUTTING_DOWN if self._draining else None,
                                 at_rest=self._at_rest)
 
-    def _clear_in_flight(self) -> None:
-        """Remove partial uploads and kept names a previous run left behind (it crashed or was
-        killed); a kept name lost this way costs only a copy, as the scan stages its file."""
-        tenants_dir = self._settings.tenants_dir
-        if not tenants_dir.is_dir():
-            return
-        for root in sorted(tenants_dir.iterdir()):
-            if root.is_dir():
-                fs = TenantFileSystem(root)
-                try:
-                    removed = fs.clear_in_flight()
-                finally:
-                    fs.close()
-                if removed:
-                    log.info("upload.stale_removed", tenant=root.name, files=removed)
+
+def clear_in_flight(settings: Settings) -> None:
+    """Remove partial uploads and kept names a previous run left behind (it crashed or was
+    killed); a kept name lost this way costs only a copy, as the scan stages its file.
+
+    Only while no connection is served: a worker restarted beside others leaves their uploads be."""
+    tenants_dir = settings.tenants_dir
+    if not tenants_dir.is_dir():
+        return
+    for root in sorted(tenants_dir.iterdir()):
+        if root.is_dir():
+            fs = TenantFileSystem(root)
+            try:
+                removed = fs.clear_in_flight()
+            finally:
+                fs.close()
+            if removed:
+                log.info("upload.stale_removed", tenant=root.name, files=removed)

@@ -34,9 +34,12 @@ _QUICKACK: int | None = getattr(socket, "TCP_QUICKACK", None)
 class QuickAckListener:
     """Listens on TCP for asyncssh (pass it as ``tunnel=``), acknowledging every read at once."""
 
-    def __init__(self, backlog: int, front: Front | None = None) -> None:
+    def __init__(self, backlog: int, front: Front | None = None, reuse_port: bool = False) -> None:
+        """``reuse_port``: bind with ``SO_REUSEPORT``, so that several processes listen on the
+        port and the kernel spreads new connections over them (``[server] workers``)."""
         self._backlog = backlog
         self._front = front
+        self._reuse_port = reuse_port
 
     async def create_server(
         self,
@@ -53,7 +56,8 @@ class QuickAckListener:
             return _QuickAck(session() if self._front is None else self._front(session))
 
         return await asyncio.get_running_loop().create_server(
-            protocol, listen_host, listen_port, backlog=self._backlog, reuse_address=True
+            protocol, listen_host, listen_port, backlog=self._backlog, reuse_address=True,
+            reuse_port=self._reuse_port or None,
         )
 
     def close(self) -> None:
