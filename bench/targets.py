@@ -72,6 +72,9 @@ TARGETS = (
            ("7.e2e",), Rule.RATIO_AT_MOST, 3.0, pinned_only=False),
     Target("5 MB signal file, shipped defaults, upload to report in out/: under 5 s",
            ("7.e2e",), Rule.OURS_BELOW, 5.0, pinned_only=False),
+    Target("20,000 calls from a calls file, shipped defaults, upload to report in out/: at most 3x"
+           " `sftpctl check` of it",
+           ("7.calls",), Rule.RATIO_AT_MOST, 3.0, pinned_only=False),
     Target("A remote destination (the embedded API over HTTP, its rate limit on): throughput within 5% of the"
            " limit over 5 minutes, zero 429s",
            ("8.remote",), Rule.OURS_AT_LEAST, 95.0, zero_errors=True, pinned_only=False),
