@@ -507,7 +507,7 @@ def test_exit_130_when_interrupted(settings: Settings) -> None:
     command = [sys.executable, "-m", "service.sftpctl", "--data-dir", str(settings.data_dir), "--json",
                "tenant", "add", "acme", "--email", "ops@acme.example", "--password-stdin"]
     with subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                          text=True) as process:
+                          text=True, cwd=settings.data_dir.parent) as process:  # its keys dir is the test's
         wchan = Path(f"/proc/{process.pid}/wchan")
         deadline = time.monotonic() + 20
         while "pipe_read" not in wchan.read_text() and time.monotonic() < deadline:
