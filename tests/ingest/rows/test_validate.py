@@ -8,6 +8,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from core.crypto import AtRest
 from core.filenames import upload_name_error
 from ingest.rows.feeds import Feed, default_feeds, parse_feed
 from ingest.rows.readers import Table
@@ -479,6 +480,20 @@ def test_check_file_size(tmp_path: Path) -> None:
         "'big.csv' is 5.0 MB (5242881 bytes); files may be at most 5.0 MB (5242880 bytes)"
     )
     assert check_file(path, 5 * 1024 * 1024 + 1, ALLOWED) is None
+
+
+def test_check_file_sizes_a_sealed_file_by_its_plaintext(tmp_path: Path) -> None:
+    """A file sealed at rest is larger on disk than what was uploaded: the limit is on the upload;
+    a sealed file whose header is cut is refused as damaged."""
+    at_rest = AtRest.load(tmp_path / "keys", tmp_path / "var", create=True)
+    path = tmp_path / "exact.csv"
+    at_rest.write_bytes(path, b"x" * 1000)
+    assert path.stat().st_size > 1000 and check_file(path, 1000, ALLOWED) is None
+    assert "is 0.0 MB (1000 bytes)" in (check_file(path, 999, ALLOWED) or "")
+    with open(path, "r+b") as raw:
+        raw.truncate(50)
+    assert check_file(path, 1000, ALLOWED) == (
+        "'exact.csv' cannot be read: its stored copy is damaged; please upload the file again")
 
 
 def test_check_file_refuses_what_is_not_a_regular_file(tmp_path: Path) -> None:
