@@ -112,6 +112,14 @@ async def run_cases(plan: Plan, cases: Sequence[int]) -> tuple[list[Row], dict[s
         except NotAvailable as exc:
             context.ours_missing = f"our server: {exc}"
             _progress(context.ours_missing)
+        if 3 in cases:
+            try:
+                context.ours_workers = stack.enter_context(our_server(
+                    context.scratch / "ours-workers", password, plan.max_upload_bytes,
+                    workers=transfers.WORKERS))
+            except NotAvailable as exc:
+                context.ours_workers_missing = f"our server with {transfers.WORKERS} workers: {exc}"
+                _progress(context.ours_workers_missing)
         if OPENSSH_CASES.intersection(cases):
             extra["OpenSSH server"] = await start_openssh(context, stack, password)
         for case in cases:
@@ -166,6 +174,9 @@ def method(plan: Plan) -> list[str]:
         ("CPU s: user + system seconds of everything the server ran during one run, read from a "
         "cgroup v2 `cpu.stat` of its own (so OpenSSH's exited per-login processes count; without "
         "cgroups, the process tree's times); median over runs."),
+        ("Case 3 runs twice against our server: as shipped (one process), and a second daemon "
+        "with `[server] workers = 2` (a supervisor and two processes accepting on one port, "
+        "docs/workers.md), rows marked *2 workers*; both against the same OpenSSH."),
         ("Uploads are timed from connect to close, login included, as a customer's transfer is; every "
         "upload is checked on the server's disk afterwards, and a missing or short file is an error."),
         ("Memory: RSS summed over the server's process tree (OpenSSH: the listener plus two processes "

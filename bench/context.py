@@ -28,6 +28,9 @@ class BenchContext:
     ours_missing: str = "our server was not started"
     openssh: Endpoint | None = None
     openssh_missing: str = "OpenSSH was not started"
+    # Case 3's second server of ours: ``[server] workers = WORKERS`` (compare.py starts it).
+    ours_workers: OurServer | None = None
+    ours_workers_missing: str = "our server with workers was not started"
 
     def __post_init__(self) -> None:
         self.clients: dict[str, Client] = {
@@ -39,14 +42,18 @@ class BenchContext:
     def payloads(self) -> Path:
         return self.scratch / "payloads"
 
-    def server_measure(self, row: Row, run: ServerRun) -> Measure:
-        """The same ``run`` against our server and OpenSSH; a missing server leaves its column empty."""
-        if self.ours is None and self.openssh is None:
-            row.unavailable = f"{self.ours_missing}; {self.openssh_missing}"
+    def server_measure(self, row: Row, run: ServerRun, workers: bool = False) -> Measure:
+        """The same ``run`` against our server and OpenSSH; a missing server leaves its column empty.
+
+        ``workers``: against our second server, the one with ``[server] workers`` > 1."""
+        server, missing = ((self.ours_workers, self.ours_workers_missing) if workers
+                           else (self.ours, self.ours_missing))
+        if server is None and self.openssh is None:
+            row.unavailable = f"{missing}; {self.openssh_missing}"
             return Measure(row, None, None)
-        ours = server_side(self.ours.endpoint, run) if self.ours else None
+        ours = server_side(server.endpoint, run) if server else None
         peer = server_side(self.openssh, run) if self.openssh else None
-        return Measure(row, ours, peer, ours_missing=None if ours else self.ours_missing,
+        return Measure(row, ours, peer, ours_missing=None if ours else missing,
                        peer_missing=None if peer else self.openssh_missing)
 
 def server_side(endpoint: Endpoint, run: ServerRun) -> Side:

@@ -13,6 +13,8 @@ import psutil
 
 from bench import procs
 from bench.cgroup import CpuGroup
+from core.crypto import AtRest
+from core.errors import SftpInboxError
 
 HOST = "127.0.0.1"
 REMOTE_INBOX = "in"
@@ -70,9 +72,10 @@ class Endpoint:
             before = now
 
     def uploaded_size(self, name: str) -> int | None:
+        """The plaintext's size: our server stores uploads sealed (docs/encryption.md)."""
         try:
-            return (self.inbox / name).stat().st_size
-        except OSError:
+            return AtRest.size(self.inbox / name)
+        except (OSError, SftpInboxError):  # gone, or its header is damaged
             return None
 
     def clear_inbox(self) -> None:

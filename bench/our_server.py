@@ -52,6 +52,8 @@ max_connections = {max_connections}
 max_connections_per_source = {max_connections}
 max_prelogin_per_source = {max_connections}
 max_sessions_per_tenant = {max_connections}
+# 1 as shipped; case 3's second server runs more (rows "N workers").
+workers = {workers}
 
 [defender]
 # No benchmark fails a login; raised so a burst of logins from 127.0.0.1 is never blocked.
@@ -96,15 +98,18 @@ class OurServer:
 
 
 @contextmanager
-def our_server(folder: Path, password: str, max_upload_bytes: int) -> Iterator[OurServer]:
-    """Run ``sftpd serve`` until the context exits; ``folder`` holds its config, data and log."""
+def our_server(folder: Path, password: str, max_upload_bytes: int, workers: int = 1) -> Iterator[OurServer]:
+    """Run ``sftpd serve`` until the context exits; ``folder`` holds its config, data and log.
+
+    ``workers`` > 1: a supervisor and that many worker processes (``[server] workers``); the
+    connection caps, raised far above the benchmarks, are shared out among them."""
     folder.mkdir(parents=True, exist_ok=True)
     data_dir = folder / "var"
     port, api_port = free_port(), free_port()
     config = folder / "sftpd.toml"
     config.write_text(CONFIG.format(
         data_dir=data_dir, host=HOST, port=port, keys_dir=folder / "keys",
-        max_upload_bytes=max_upload_bytes, max_connections=MAX_CONNECTIONS,
+        max_upload_bytes=max_upload_bytes, max_connections=MAX_CONNECTIONS * workers, workers=workers,
         failures=UNREACHABLE_FAILURES, api_port=api_port, rate=UNREACHABLE_RATE,
         far_hour=(datetime.datetime.now(datetime.UTC).hour + HOURS_AWAY) % HOURS_PER_DAY,
     ))
@@ -113,7 +118,7 @@ def our_server(folder: Path, password: str, max_upload_bytes: int) -> Iterator[O
     if added.returncode != 0:
         raise NotAvailable(f"sftpctl tenant add failed: {_tail(added.stderr)}")
     log = folder / "sftpd.log"
-    group = CpuGroup.create("sftp-inbox-bench-ours")
+    group = CpuGroup.create("sftp-inbox-bench-ours" + (f"-w{workers}" if workers > 1 else ""))
     with log.open("ab") as sink:
         daemon = subprocess.Popen(
             [sys.executable, "-m", "service.daemon", "serve", "--config", str(config), "--no-demo"],
@@ -124,9 +129,10 @@ def our_server(folder: Path, password: str, max_upload_bytes: int) -> Iterator[O
     try:
         if not wait_for_banner(port, START_TIMEOUT_SECONDS) or daemon.poll() is not None:
             raise NotAvailable(f"sftpd serve did not start: {_tail(log.read_text(errors='replace'))}")
-        endpoint = Endpoint(name="ours", port=port, user=TENANT, password=password,
+        endpoint = Endpoint(name="ours" if workers == 1 else f"ours ({workers} workers)", port=port,
+                            user=TENANT, password=password,
                             inbox=data_dir / "tenants" / TENANT / REMOTE_INBOX, pid=daemon.pid,
-                            cpu_group=group)
+                            idle_processes=1 + (workers if workers > 1 else 0), cpu_group=group)
         yield OurServer(endpoint, config, data_dir, f"http://{HOST}:{api_port}", log)
     finally:
         _stop(daemon)

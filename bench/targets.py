@@ -8,6 +8,7 @@ server's defaults are shown for information. Memory and processor targets are ab
 from __future__ import annotations
 
 import enum
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -19,6 +20,8 @@ class Rule(enum.Enum):
     RATIO_AT_MOST = "ratio_at_most"
     OURS_BELOW = "ours_below"
     OURS_AT_LEAST = "ours_at_least"
+    # Our figure on a row over ours on its one-process twin (the key without ``w<N>.``).
+    SCALING_AT_LEAST = "scaling_at_least"
 
 
 #: Rules on our figure alone; a quick run's smaller sizes cannot meet them.
@@ -60,6 +63,10 @@ TARGETS = (
            ("2.small.",), Rule.RATIO_AT_LEAST, 1.0),
     Target("20 and 100 concurrent uploads, argon2id checked: at least 2.5x OpenSSH's aggregate, zero errors",
            ("3.c",), Rule.RATIO_AT_LEAST, 2.5, zero_errors=True),
+    Target("The same with 2 workers: at least 2.5x OpenSSH's aggregate, zero errors",
+           ("3.w2.",), Rule.RATIO_AT_LEAST, 2.5, zero_errors=True),
+    Target("2 workers: at least 1.6x one worker's aggregate (same clients, same run)",
+           ("3.w2.",), Rule.SCALING_AT_LEAST, 1.6),
     Target("login with argon2id: at most 0.6x OpenSSH's login time (curve25519-sha256)",
            ("4.login.",), Rule.RATIO_AT_MOST, 0.6),
     Target("500 idle sessions in under 500 MiB resident",
@@ -83,6 +90,9 @@ TARGETS = (
 
 def judge(target: Target, rows: Iterable[Row]) -> Verdict:
     """Met only if every matching row meets it; a row without figures makes it n/a."""
+    rows = list(rows)
+    if target.rule is Rule.SCALING_AT_LEAST:
+        return _judge_scaling(target, rows)
     matching = target.rows(rows)
     if not matching:
         return Verdict(target, "n/a (not measured)", "—")
@@ -111,6 +121,25 @@ def judge(target: Target, rows: Iterable[Row]) -> Verdict:
             shown += f", {row.ours.errors} errors"
         parts.append(f"{row.title}, {row.variant}: {shown}")
         met = met and ok
+    return Verdict(target, "met" if met else "not met", "; ".join(parts))
+
+
+def _judge_scaling(target: Target, rows: list[Row]) -> Verdict:
+    """Each matching row's median over its one-process twin's (``3.w2.c20...`` over ``3.c20...``)."""
+    by_key = {row.key: row for row in rows}
+    parts: list[str] = []
+    met = True
+    matching = target.rows(rows)
+    if not matching:
+        return Verdict(target, "n/a (not measured)", "—")
+    for row in matching:
+        twin = by_key.get(re.sub(r"^(\d+)\.w\d+\.", r"\1.", row.key))
+        ours, single = row.ours.median, twin.ours.median if twin else None
+        if ours is None or not single:
+            return Verdict(target, "n/a (a row of the pair has no figures)", "—")
+        ratio = ours / single
+        parts.append(f"{row.title}, {row.variant}: {ratio:.2f}x")
+        met = met and ratio >= target.threshold
     return Verdict(target, "met" if met else "not met", "; ".join(parts))
 
 

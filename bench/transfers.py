@@ -20,6 +20,8 @@ from bench.runner import Measure, Outcome
 from bench.stats import Row
 
 PEER = "OpenSSH internal-sftp"
+# Case 3's second server of ours runs this many workers ([server] workers).
+WORKERS = 2
 # Each throughput case runs with both clients pinned alike, then with the sftp binary and
 # whatever each server prefers.
 VARIANTS: tuple[tuple[str, Crypto], ...] = (("sftp", PINNED), ("asyncssh", PINNED), ("sftp", DEFAULTS))
@@ -65,15 +67,20 @@ def case_2(context: BenchContext) -> list[Measure]:
 
 
 def case_3(context: BenchContext) -> list[Measure]:
+    """One row per client count and client against our server as shipped (one process), then the
+    same rows against our server with ``[server] workers = WORKERS`` (keys ``3.w2.``)."""
     plan = context.plan
     payload = random_file(context.payloads, plan.concurrent_file_bytes)
     return [
         context.server_measure(
-            _row(f"3.c{clients}.{client_name}.{crypto.key}", 3,
-                 f"{clients} concurrent clients x {_size(plan.concurrent_file_bytes)}, each logs in",
+            _row(f"3.{f'w{WORKERS}.' if workers else ''}c{clients}.{client_name}.{crypto.key}", 3,
+                 f"{clients} concurrent clients x {_size(plan.concurrent_file_bytes)}, each logs in"
+                 + (f", {WORKERS} workers" if workers else ""),
                  client_name, crypto, "MiB/s"),
             _concurrent(context.clients[client_name], crypto, payload, plan.concurrent_file_bytes, clients),
+            workers=workers,
         )
+        for workers in (False, True)
         for clients in plan.concurrent_clients
         for client_name, crypto in CONCURRENT_VARIANTS
     ]

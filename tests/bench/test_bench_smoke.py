@@ -82,6 +82,15 @@ def test_concurrency_target_fails_on_any_error_of_ours() -> None:
     assert not judge(concurrency, [broken]).met
 
 
+def test_workers_scaling_is_ours_over_the_one_process_twin() -> None:
+    scaling = next(t for t in TARGETS if t.key_prefixes == ("3.w2.",) and t.rule.value == "scaling_at_least")
+    single = row("3.c20.sftp.pinned", series(100), series(50))
+    assert judge(scaling, [single, row("3.w2.c20.sftp.pinned", series(170), series(50))]).met
+    slow = judge(scaling, [single, row("3.w2.c20.sftp.pinned", series(150), series(50))])
+    assert slow.status == "not met" and "1.50x" in slow.measured
+    assert judge(scaling, [row("3.w2.c20.sftp.pinned", series(170), series(50))]).status.startswith("n/a")
+
+
 def test_absolute_target_and_missing_rows() -> None:
     memory = next(t for t in TARGETS if t.key_prefixes == ("5.rss.",))
     assert judge(memory, [row("5.rss.asyncssh.pinned", series(180), series(900), "MiB RSS", False)]).met
