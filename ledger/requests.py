@@ -49,7 +49,8 @@ class Answer:
     """The API's answer to one request: its status and its JSON body.
 
     A body may be given as ``render``, made when first read: the in-process writer reads only
-    the status and the transaction id, which a signal's answer knows without rendering.
+    the status and the transaction id, which a signal's or a call's answer knows without
+    rendering.
     """
 
     __slots__ = ("_body", "_render", "_transaction_id", "status")
@@ -117,7 +118,8 @@ class LedgerRequests:
             return self._signal(tenant, plan)
         if isinstance(plan, CallPlan):
             result = self.store.save_call(tenant.name, plan.complete_call_id, plan.changes)
-            return Answer(status_of(result.outcome), call_response(result.call))
+            return Answer(status_of(result.outcome), render=lambda: call_response(result.call),
+                          transaction_id=result.call.transaction_id)
         if isinstance(plan, LookupPlan):
             data = self._dictionary_fields(tenant, plan.data, "data")
             row = LookupRow(plan.table, plan.primary_key, plan.secondary_key, data)

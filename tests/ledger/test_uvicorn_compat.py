@@ -51,14 +51,16 @@ def test_daemon_refuses_to_start_on_a_moved_uvicorn(tmp_path: Path) -> None:
 
 
 def test_sftpctl_works_on_a_moved_uvicorn_until_it_must_serve_the_api(tmp_path: Path) -> None:
-    """Only a run that serves the embedded API needs uvicorn; it stops with the same line."""
+    """Only a run that serves the embedded API (one that posts to it over HTTP) needs uvicorn;
+    it stops with the same line. A run writing in process, the default, works."""
+    (tmp_path / "http.toml").write_text("[post]\nembedded_in_process = false\n")
     code = (
         "import sys, uvicorn\n"
         "del uvicorn.Server.capture_signals\n"
         "from service.sftpctl import main\n"
-        "listed = main(['--data-dir', 'var', 'tenant', 'list'])\n"
+        "listed = main(['--data-dir', 'var', 'tenant', 'list']) or main(['--data-dir', 'var', 'run'])\n"
         "sys.stdout.flush()\n"
-        "raise SystemExit(100 + listed if listed else main(['--data-dir', 'var', 'run']))\n"
+        "raise SystemExit(100 + listed if listed else main(['--config', 'http.toml', '--data-dir', 'var', 'run']))\n"
     )
     result = subprocess.run(
         [sys.executable, "-c", code], check=False, cwd=tmp_path, capture_output=True, text=True,
