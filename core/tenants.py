@@ -81,6 +81,13 @@ MIGRATIONS = [
     """
     CREATE INDEX uploads_by_state ON uploads (state, id);
     """,
+    # Found without reading a tenant's history (issue 15): the last upload of a path (what the
+    # scan compares a file with), a tenant's uploads in one state (waiting, under way) and the
+    # waiting upload of a path that a new one supersedes.
+    """
+    CREATE INDEX uploads_by_path ON uploads (tenant, path, id);
+    CREATE INDEX uploads_by_tenant_state ON uploads (tenant, state, path);
+    """,
 ]
 
 

@@ -74,6 +74,13 @@ class UploadStore:
             params += (limit,)
         return [_upload(row) for row in self.db.query(sql, params)]
 
+    def last_of_path(self, tenant: str, path: str) -> Upload | None:
+        """The latest upload of ``path`` (index ``uploads_by_path``: one lookup, whatever the history)."""
+        row = self.db.query_one(
+            "SELECT * FROM uploads WHERE tenant = ? AND path = ? ORDER BY id DESC LIMIT 1", (tenant, path)
+        )
+        return _upload(row) if row else None
+
     def set_state(self, upload_id: int, state: UploadState, detail: str = "") -> None:
         self.db.execute(
             "UPDATE uploads SET state = ?, detail = ? WHERE id = ?", (state.value, detail, upload_id)

@@ -225,9 +225,10 @@ class Ingest:
         return self.outbox.retry(ids, tenant, reopen=self.staged.reopen)
 
     def upload_states(self, tenant: str, limit: int | None = None) -> list[UploadStatus]:
-        staged = self.staged.for_tenant(tenant)
+        history = self.uploads.history(tenant, limit)
+        staged = self.staged.of_uploads([upload.id for upload in history])
         states = []
-        for upload in self.uploads.history(tenant, limit):
+        for upload in history:
             entry = staged.get(upload.id)
             counts = self.outbox.counts(upload.id) if entry else None
             if entry and counts and upload.state in FINAL_STATES and entry.final_posted is not None:

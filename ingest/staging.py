@@ -261,17 +261,16 @@ class Scanner:
     def _scan_tenant(self, tenant: str, staged: list[StagedUpload], present: set[tuple[str, str]],
                      waiting: list[StagedUpload]) -> None:
         inbox = self.tenants.folders(tenant).inbox
-        last_uploads: dict[str, Upload] | None = None
-        for path, info in self._files(inbox):
-            key = (tenant, f"{IN_DIR}/{path.relative_to(inbox).as_posix()}")
+        for relative, info in self._files(inbox):
+            key = (tenant, f"{IN_DIR}/{relative}")
             present.add(key)
             try:
                 seen = self._stable(info)
                 if seen is None or self._handled.get(key) == seen:
                     continue
-                if last_uploads is None:
-                    last_uploads = _last_upload_by_path(self.uploads.history(tenant))
-                result = self._stage_if_new(tenant, key[1], path, seen, last_uploads.get(key[1]))
+                # One indexed lookup per file not seen unchanged before, never the tenant's history.
+                result = self._stage_if_new(tenant, key[1], inbox / relative, seen,
+                                            self.uploads.last_of_path(tenant, key[1]))
             except OSError as exc:
                 log.warning("staging.unreadable", tenant=tenant, path=key[1], error=exc.strerror or str(exc))
                 continue
@@ -312,31 +311,57 @@ class Scanner:
         log.info("staging.found", tenant=tenant, path=relative, upload=upload.id)
         return self.stager.stage(upload, path)
 
-    def _files(self, inbox: Path) -> list[tuple[Path, os.stat_result]]:
-        """Regular non-empty files under ``inbox`` with their ``lstat``, no deeper than the front
-        door lets folders go."""
-        found: list[tuple[Path, os.stat_result]] = []
-        for folder, dirs, files in os.walk(inbox, onerror=_skip_folder):
-            depth = len(Path(folder).relative_to(inbox).parts)
+    def _files(self, inbox: Path) -> list[tuple[str, os.stat_result]]:
+        """Regular non-empty files under ``inbox`` (each path relative to it, POSIX style) with
+        their ``lstat``, no deeper than the front door lets folders go.
+
+        In the order of ``os.walk`` with sorted names (a folder's files, then its folders, each in
+        turn), on plain strings: a pass re-walks every ``in/``, so its cost per file is kept to the
+        ``lstat`` and a name or two. A link to a folder is not followed; a link to a file is no file.
+        """
+        found: list[tuple[str, os.stat_result]] = []
+        root = os.fspath(inbox)
+        stack = [""]
+        while stack:
+            relative = stack.pop()
+            folder = os.path.join(root, relative) if relative else root
+            try:
+                with os.scandir(folder) as listing:
+                    entries = sorted(listing, key=lambda entry: entry.name)
+            except OSError as exc:
+                _skip_folder(exc)
+                continue
+            depth = relative.count("/") + 1 if relative else 0
+            folders = [entry for entry in entries if _is_folder(entry)]
             if depth >= self.max_folder_depth:
-                if dirs:
-                    log.warning("staging.too_deep", folder=str(folder), depth=depth + 1)
-                dirs[:] = []
-            dirs[:] = sorted(name for name in dirs if not name.startswith("."))
-            for name in sorted(files):
-                if name.startswith(".") or name.endswith(self.temporary_suffixes):
+                if folders:
+                    log.warning("staging.too_deep", folder=folder, depth=depth + 1)
+                folders = []
+            prefix = f"{relative}/" if relative else ""
+            stack += reversed([f"{prefix}{entry.name}" for entry in folders
+                               if not entry.name.startswith(".") and not entry.is_symlink()])
+            for entry in entries:
+                name = entry.name
+                if name.startswith(".") or name.endswith(self.temporary_suffixes) or _is_folder(entry):
                     continue
-                path = Path(folder) / name
                 try:
-                    info = path.lstat()
+                    info = entry.stat(follow_symlinks=False)
                 except OSError as exc:
-                    log.warning("staging.unreadable", path=str(path), error=exc.strerror or str(exc))
+                    log.warning("staging.unreadable", path=entry.path, error=exc.strerror or str(exc))
                     continue
                 # An empty file holds no rows and is no upload: the front door publishes an empty
                 # upload (so the client sees what it wrote) without recording it; nor does the scan.
                 if stat.S_ISREG(info.st_mode) and info.st_size > 0:
-                    found.append((path, info))
+                    found.append((prefix + name, info))
         return found
+
+
+def _is_folder(entry: os.DirEntry[str]) -> bool:
+    """As ``os.walk`` tells folders: links to folders count (and are then not followed)."""
+    try:
+        return entry.is_dir()
+    except OSError:
+        return False
 
 
 def _skip_folder(error: OSError) -> None:
@@ -356,14 +381,6 @@ def _unchanged_since(upload: Upload, size: int, seen: _Seen) -> bool:
     """Same (plaintext) size, and not written after the upload was recorded."""
     recorded = parse_iso(upload.received_at).timestamp()
     return upload.size == size and seen.mtime_ns / NANOSECONDS <= recorded
-
-
-def _last_upload_by_path(uploads: list[Upload]) -> dict[str, Upload]:
-    latest: dict[str, Upload] = {}
-    for upload in uploads:
-        if upload.path not in latest or upload.id > latest[upload.path].id:
-            latest[upload.path] = upload
-    return latest
 
 
 def _remove_snapshot(snapshot: Path) -> None:

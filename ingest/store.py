@@ -31,6 +31,8 @@ from ingest.rows.feeds import (
 )
 
 COMPONENT = "ingest"
+#: Ids per ``IN (...)`` list: well under SQLite's limit of bound parameters.
+IDS_PER_QUERY = 500
 
 MIGRATIONS = [
     """
@@ -335,9 +337,10 @@ class StagedStore:
                 "SELECT 1 FROM ingest_staged WHERE upload_id = ?", (staged.upload_id,)
             ).fetchone():
                 return []
+            # By the upload's (tenant, state, path) index: the path's waiting uploads, not its history.
             waiting = self._select(
-                "s.tenant = ? AND s.path = ? AND u.state = ?",
-                (staged.tenant, staged.path, UploadState.STAGED.value),
+                "u.tenant = ? AND u.state = ? AND u.path = ?",
+                (staged.tenant, UploadState.STAGED.value, staged.path),
             )
             newer = [other for other in waiting if other.upload_id > staged.upload_id]
             conn.execute(
@@ -412,7 +415,7 @@ class StagedStore:
     def unreported_rejections(self, tenants: list[str]) -> list[StagedUpload]:
         """Rejected uploads whose report is not written yet (a crash came between the two)."""
         marks = ", ".join("?" * len(tenants))
-        return self._select(f"u.state = ? AND s.finished_at IS NULL AND s.tenant IN ({marks})",
+        return self._select(f"u.state = ? AND s.finished_at IS NULL AND u.tenant IN ({marks})",
                             (UploadState.REJECTED.value, *tenants))
 
     def reserve_report(self, upload_id: int, choose: Callable[[Callable[[str], bool]], str]) -> str:
@@ -455,12 +458,20 @@ class StagedStore:
                     conn.execute("UPDATE ingest_staged SET finished_at = NULL, report = NULL WHERE upload_id = ?",
                                  (upload_id,))
 
-    def for_tenant(self, tenant: str) -> dict[int, StagedUpload]:
-        return {staged.upload_id: staged for staged in self._select("s.tenant = ?", (tenant,))}
+    def of_uploads(self, upload_ids: Sequence[int]) -> dict[int, StagedUpload]:
+        """The staged uploads among ``upload_ids``, by id: a page of the history, not all of it
+        (asked in chunks, under SQLite's limit of parameters)."""
+        found: dict[int, StagedUpload] = {}
+        for start in range(0, len(upload_ids), IDS_PER_QUERY):
+            chunk = tuple(upload_ids[start:start + IDS_PER_QUERY])
+            marks = ", ".join("?" * len(chunk))
+            found.update((staged.upload_id, staged) for staged in self._select(f"s.upload_id IN ({marks})", chunk))
+        return found
 
     def _in_state(self, state: UploadState, tenants: list[str]) -> list[StagedUpload]:
+        """By the uploads' (tenant, state) index: the tenants' uploads in ``state``, not their history."""
         marks = ", ".join("?" * len(tenants))
-        return self._select(f"u.state = ? AND s.tenant IN ({marks})", (state.value, *tenants))
+        return self._select(f"u.state = ? AND u.tenant IN ({marks})", (state.value, *tenants))
 
     def _select(self, where: str, params: tuple[Any, ...]) -> list[StagedUpload]:
         """Staged uploads with their state (the upload's), oldest first."""

@@ -213,6 +213,22 @@ async def test_upload_states_join_counts_and_reports(ingest: Ingest, tenants: Te
     assert len(ingest.upload_states("acme", limit=1)) == 1
 
 
+async def test_upload_states_with_a_limit_are_the_newest_with_their_staging(
+    ingest: Ingest, tenants: TenantStore, uploads: UploadStore, tenant: Tenant
+) -> None:
+    """``sftpctl uploads --limit N``: the newest N, each with what staging recorded of it."""
+    ids = []
+    for number in range(5):
+        upload, path = drop(tenants, uploads, "acme", f"in/sales-{number}.csv", SIGNALS)
+        await ingest.stage(upload, path)
+        ids.append(upload.id)
+    unstaged = drop(tenants, uploads, "acme", "in/later.csv", SIGNALS)[0]
+    newest = ingest.upload_states("acme", limit=3)
+    assert [item.id for item in newest] == [unstaged.id, ids[4], ids[3]]
+    assert [item.feed for item in newest] == [None, "signals", "signals"]
+    assert [item.id for item in ingest.upload_states("acme")] == [unstaged.id, *reversed(ids)]
+
+
 async def test_a_run_stopped_by_one_tenants_fault_stops_the_others_and_the_next_run_resumes_them(
     ingest_settings: Settings, state_db: Database, tenants: TenantStore, uploads: UploadStore,
     tenant: Tenant, fake_api: FakeApi,

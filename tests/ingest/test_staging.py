@@ -348,3 +348,44 @@ async def test_a_damaged_sealed_file_is_logged_and_stops_no_scan(scanning: Inges
     for name in ("cut.csv", "fine.csv"):
         make_old(inbox / name)
     assert [staged.path for staged in await scanning.scan()] == ["in/fine.csv"]
+
+
+async def test_a_scan_compares_a_file_with_the_last_upload_of_its_path_whatever_came_before(
+    scanning: Ingest, tenants: TenantStore, uploads: UploadStore, tenant: Tenant, fake_api: FakeApi
+) -> None:
+    """The scan looks up the path's last upload (not the tenant's history): a file back to an
+    older version's content is a new upload; the last version, unchanged, is no upload."""
+    first, path = drop(tenants, uploads, "acme", "in/sales.csv", SIGNALS)
+    await scanning.stage(first, path)
+    await scanning.run()
+    other, elsewhere = drop(tenants, uploads, "acme", "in/other.csv", SIGNALS)  # same content, another path
+    await scanning.stage(other, elsewhere)
+    second, path = drop(tenants, uploads, "acme", "in/sales.csv", NEWER)
+    await scanning.stage(second, path)
+    await scanning.run()
+    make_old(path)
+    assert await scanning.scan() == []  # the last upload of the path, unchanged
+    path.write_text(SIGNALS, encoding="utf-8")  # the first upload's content again
+    make_old(path)
+    [staged] = await scanning.scan()
+    assert staged.upload_id not in {first.id, second.id, other.id} and staged.path == "in/sales.csv"
+    assert [item.state for item in uploads.history("acme")] == ["staged", "posted", "posted", "posted"]
+
+
+async def test_with_history_a_new_upload_still_supersedes_only_the_waiting_one_of_its_path(
+    ingest: Ingest, tenants: TenantStore, uploads: UploadStore, tenant: Tenant, fake_api: FakeApi
+) -> None:
+    done, path = drop(tenants, uploads, "acme", "in/sales.csv", SIGNALS)
+    await ingest.stage(done, path)
+    await ingest.run()
+    beside, path = drop(tenants, uploads, "acme", "in/other.csv", SIGNALS)
+    await ingest.stage(beside, path)
+    waiting, path = drop(tenants, uploads, "acme", "in/sales.csv", NEWER)
+    await ingest.stage(waiting, path)
+    newest, path = drop(tenants, uploads, "acme", "in/sales.csv", SIGNALS + "T3,Sale,3\n")
+    await ingest.stage(newest, path)
+    states = {upload.id: (upload.state, upload.detail) for upload in uploads.history("acme")}
+    assert states[done.id][0] == "posted"
+    assert states[beside.id][0] == "staged"
+    assert states[waiting.id] == ("superseded", f"superseded by upload {newest.id}")
+    assert states[newest.id][0] == "staged"
