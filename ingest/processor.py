@@ -21,8 +21,9 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from itertools import chain, repeat
 from pathlib import Path
 from typing import Any, Protocol
 from zoneinfo import ZoneInfo
@@ -37,7 +38,7 @@ from core.tenants import Tenant, TenantStore
 from core.uploads import UploadState, UploadStore
 from ingest.claims import ClaimHeld, Claims, tenant_claim
 from ingest.delivery.destinations import Destination, EmbeddedLedger, RemoteSignalApi
-from ingest.delivery.outbox import Outbox, OutboxItem, QueuedRows
+from ingest.delivery.outbox import PAGE_ROWS, Outbox, OutboxItem, QueuedRows
 from ingest.delivery.poster import Delivery, Poster, PostReport
 from ingest.notify import Mailer, TenantRun, failure_message
 from ingest.prepare import Prepared, PrepareJob, prepare_file
@@ -156,6 +157,8 @@ class Processor:
         self.claims = claims
         self.notices = NoticeStore(staged.db)
         self.troubles = TroubleStore(staged.db)
+        #: Outbox rows a delivery pass reads at a time (``Outbox.page``).
+        self.page_rows = PAGE_ROWS
 
     async def process(
         self, run: RunRecord, only: str | None, client: httpx.AsyncClient, progress: Progress | None = None,
@@ -355,15 +358,24 @@ class Processor:
         self, names: list[str], tenants: dict[str, Tenant], client: httpx.AsyncClient, emit: Progress,
         embedded_base: str | None,
     ) -> PostReport:
-        """Deliver every pending row of ``names`` (one tenant), each file's progress told as it goes."""
-        items = self.outbox.pending(names)
-        emit("post.started", tenant=names[0], rows=len(items))
+        """Deliver the pending rows of ``names`` (one tenant), each file's progress told as it goes.
+
+        The rows are those due when the pass starts (``Outbox.due``, counted without their
+        bodies), read :attr:`page_rows` at a time by id, off the event loop: memory and each read
+        stay the same however long the queue is. Rows queued after the start wait for the next
+        run, as when the pass read them all at once.
+        """
+        due = await asyncio.to_thread(self.outbox.due, names)
+        emit("post.started", tenant=names[0], rows=due.total)
         # Pending rows are those of files being processed: their names in one read.
         files = {staged.upload_id: staged.path for staged in self.staged.processing(names)}
-        progress = DeliveryProgress(names[0], files, (item.upload_id for item in items), emit)
+        counted = chain.from_iterable(repeat(upload, rows) for upload, rows in due.per_upload.items())
+        progress = DeliveryProgress(names[0], files, counted, emit)
 
         def after(item: OutboxItem, delivery: Delivery) -> None:
-            progress.row_done(item.upload_id)
+            # A row an operator put back meanwhile (``sftpctl outbox retry``) was not counted.
+            if item.upload_id in due.per_upload:
+                progress.row_done(item.upload_id)
 
         configured = self.settings.embedded_api_base
 
@@ -376,21 +388,44 @@ class Processor:
             return item.token or tenants[item.tenant].api_token
 
         # Each item goes through the destination of its feed: rows for the embedded API in bulk
-        # into the ledger, the rest over HTTP; the two go side by side.
+        # into the ledger (``EmbeddedLedger.takes``: their URL starts with the embedded base), the
+        # rest over HTTP; the two go side by side, each a stream of pages of its own rows.
         remote: Destination = RemoteSignalApi(
             Poster(self.settings.post, client, self.outbox, self.send_log, route))
         embedded = EmbeddedLedger(self.settings, self.tenants, self.outbox)
-        local = [item for item in items
-                 if self.settings.post.embedded_in_process and embedded.takes(item, configured)]
-        chosen = {item.id for item in local}
+        local_prefix = configured + "/" if self.settings.post.embedded_in_process else None
+        streams = [self._stream(remote, names, due.last, local_prefix, False, token_for, after)]
+        if local_prefix is not None:
+            streams.append(self._stream(embedded, names, due.last, local_prefix, True, token_for, after))
         logging = asyncio.create_task(progress.log_every())
         try:
-            reports = await asyncio.gather(
-                embedded.deliver(local, token_for, after),
-                remote.deliver([item for item in items if item.id not in chosen], token_for, after),
-            )
+            reports = await asyncio.gather(*streams)
         finally:
             logging.cancel()
+        return _merged(reports)
+
+    async def _stream(
+        self, destination: Destination, names: list[str], last: int, prefix: str | None, prefixed: bool,
+        token_for: Callable[[OutboxItem], str], after: Callable[[OutboxItem, Delivery], None],
+    ) -> PostReport:
+        """Deliver one destination's rows up to id ``last``, a page at a time, oldest first.
+
+        Each page is read after the one before is answered, so a row settled meanwhile is not sent
+        again. A refused token or a destination that is down ends the stream: what is left waits
+        for the next run (the poster leaves the rest of that page pending likewise).
+        """
+        reports: list[PostReport] = []
+        after_id = 0
+        while after_id < last:
+            items = await asyncio.to_thread(self.outbox.page, names, after_id, upto=last, limit=self.page_rows,
+                                            url_prefix=prefix, prefixed=prefixed)
+            if not items:
+                break
+            report = await destination.deliver(items, token_for, after)
+            reports.append(report)
+            if report.refused or report.down:
+                break
+            after_id = items[-1].id
         return _merged(reports)
 
     def _finish(self, upload_id: int, emit: Progress) -> FileSummary:

@@ -31,6 +31,9 @@ from core.errors import Conflict, NotFound
 DROPPED = "dropped by the operator"
 # The expected finish of a file is its rows left at the pace of the last this many seconds.
 PACE_WINDOW_SECONDS = 60.0
+#: Rows a run reads from the outbox at a time (:meth:`Outbox.page`): its memory and each read
+#: follow this, not the length of the queue.
+PAGE_ROWS = 5000
 
 
 class OutboxState(StrEnum):
@@ -212,6 +215,20 @@ class Pace:
         return iso(moment) if moment else None
 
 
+@dataclass(frozen=True)
+class Due:
+    """A delivery pass's rows, as :meth:`Outbox.due` counts them at its start."""
+
+    #: The newest row's id (0: none); rows queued after it wait for the next pass.
+    last: int
+    #: Rows per upload id.
+    per_upload: dict[int, int]
+
+    @property
+    def total(self) -> int:
+        return sum(self.per_upload.values())
+
+
 class Outbox:
     def __init__(self, db: Database) -> None:
         self.db = db
@@ -242,7 +259,8 @@ class Outbox:
     def pending(self, tenants: Sequence[str]) -> list[OutboxItem]:
         """Requests to send now for these tenants, oldest first (an interrupted run's first).
 
-        Rows set aside after failing wait until their ``next_attempt_at``.
+        Rows set aside after failing wait until their ``next_attempt_at``. All of them at once,
+        bodies included: a run reads them a :meth:`page` at a time instead.
         """
         marks = ", ".join("?" * len(tenants))
         rows = self.db.query(
@@ -250,6 +268,42 @@ class Outbox:
             " AND (next_attempt_at IS NULL OR next_attempt_at <= ?) ORDER BY id",
             (OutboxState.PENDING.value, *tenants, now_iso()),
         )
+        return [_item(row) for row in rows]
+
+    def due(self, tenants: Sequence[str]) -> Due:
+        """The rows :meth:`pending` would give now, counted per file, and the newest one's id: what a
+        delivery pass goes through, without reading a body."""
+        marks = ", ".join("?" * len(tenants))
+        rows = self.db.query(
+            f"SELECT upload_id, COUNT(*) AS n, MAX(id) AS last FROM ingest_outbox WHERE state = ?"
+            f" AND tenant IN ({marks}) AND (next_attempt_at IS NULL OR next_attempt_at <= ?) GROUP BY upload_id",
+            (OutboxState.PENDING.value, *tenants, now_iso()),
+        )
+        return Due(last=max((row["last"] for row in rows), default=0),
+                   per_upload={row["upload_id"]: row["n"] for row in rows})
+
+    def page(
+        self, tenants: Sequence[str], after: int = 0, *, upto: int | None = None, limit: int = PAGE_ROWS,
+        url_prefix: str | None = None, prefixed: bool = True,
+    ) -> list[OutboxItem]:
+        """The next ``limit`` rows of :meth:`pending` with an id above ``after`` (and at most
+        ``upto``), oldest first: keyset paging on the ``(state, tenant, id)`` index, so a page
+        costs the same however long the queue is (for one tenant; several are sorted together).
+
+        With ``url_prefix``, only the rows whose URL starts with it (or, ``prefixed=False``, does
+        not): one destination's rows. A row settled meanwhile is not in a later page, a row queued
+        meanwhile is, in its place, if ``upto`` lets it.
+        """
+        marks = ", ".join("?" * len(tenants))
+        where = f"state = ? AND tenant IN ({marks}) AND id > ? AND (next_attempt_at IS NULL OR next_attempt_at <= ?)"
+        params: tuple[object, ...] = (OutboxState.PENDING.value, *tenants, after, now_iso())
+        if upto is not None:
+            where += " AND id <= ?"
+            params += (upto,)
+        if url_prefix is not None:
+            where += " AND (substr(url, 1, ?) = ?) = ?"
+            params += (len(url_prefix), url_prefix, int(prefixed))
+        rows = self.db.query(f"SELECT * FROM ingest_outbox WHERE {where} ORDER BY id LIMIT ?", (*params, limit))
         return [_item(row) for row in rows]
 
     def mark_posted(self, item_id: int, status_code: int, transaction_id: str | None, attempts: int) -> None:

@@ -19,7 +19,7 @@ from core.uploads import UploadStore
 from ingest.pipeline import Ingest
 from tests.conftest import TEST_PASSWORD
 from tests.ingest import hostile
-from tests.ingest.conftest import FakeApi, drop, idempotent
+from tests.ingest.conftest import FakeApi, drop, errors, idempotent
 from tests.support.at_rest import stored_csv, stored_text
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -421,3 +421,31 @@ async def test_sealed_snapshots_are_decrypted_in_the_child_and_a_damaged_one_is_
     assert rows["book.xlsx"] == 3  # read whole (its cells do not fit the signals template: rejected)
     assert states["cut.csv"][0] == "rejected" and "damaged" in states["cut.csv"][1]
     assert not any(r.body["search"]["transaction_id"].startswith("C") for r in fake_api.received)
+
+
+async def test_a_long_queue_is_delivered_page_by_page_every_row_once_in_order(
+    ingest: Ingest, tenants: TenantStore, uploads: UploadStore, tenant: Tenant, fake_api: FakeApi
+) -> None:
+    ingest.processor.page_rows = 2
+    await stage(ingest, tenants, uploads, "in/sales.csv", signals(7))
+    events: list[tuple[str, dict[str, Any]]] = []
+    summary = await ingest.run(progress=lambda event, **fields: events.append((event, fields)))
+    assert summary.ok and summary.run.posted == 7
+    assert [r.body["search"]["transaction_id"] for r in fake_api.received] == [f"T{n}" for n in range(1, 8)]
+    assert [fields["rows"] for event, fields in events if event == "post.started"] == [7]
+    told = [fields for event, fields in events if event == "file.progress"]
+    assert (told[-1]["done"], told[-1]["total"]) == (7, 7)
+    assert fake_api.repeats == {}
+
+
+async def test_a_refused_token_ends_the_pass_at_its_page_and_the_next_run_sends_the_rest(
+    ingest: Ingest, tenants: TenantStore, uploads: UploadStore, tenant: Tenant, fake_api: FakeApi
+) -> None:
+    ingest.processor.page_rows = 2
+    fake_api.answer(errors(401, "Unauthorized", "Invalid oauth token"))
+    await stage(ingest, tenants, uploads, "in/sales.csv", signals(5))
+    summary = await ingest.run()
+    assert len(fake_api.received) == 1 and summary.run.pending == 5
+    again = await ingest.run()
+    assert again.run.posted == 5 and again.ok
+    assert [r.body["search"]["transaction_id"] for r in fake_api.received[1:]] == [f"T{n}" for n in range(1, 6)]
