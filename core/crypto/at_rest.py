@@ -29,6 +29,11 @@ from core.crypto.sealed import HEADER_BYTES, MAGIC, EncryptedReader, EncryptedWr
 
 #: In the data dir: files here were (or may have been) sealed; ``master.key`` must exist.
 MARKER_FILE = "encrypted-at-rest"
+#: In the data dir, beside the marker: a few bytes sealed with the master key, opened at every
+#: start, so a key that is not this data dir's is refused before anything is read or written. A
+#: rotation rewraps it with every other sealed file.
+KEY_CHECK_FILE = "encrypted-at-rest.check"
+_KEY_CHECK_TEXT = b"sftp-inbox: this data dir's master key\n"
 READ_CHUNK_BYTES = 1024 * 1024
 
 
@@ -59,7 +64,7 @@ class AtRest:
         marker = data_dir / MARKER_FILE
         if marker.exists():
             try:
-                return cls.load(keys_dir, data_dir, create=False)
+                at_rest = cls.load(keys_dir, data_dir, create=False)
             except MasterKeyError as exc:
                 key = keys_dir / MASTER_KEY_FILE
                 if key.exists():
@@ -69,6 +74,8 @@ class AtRest:
                     f" with it: restore {key} from your backup (without it they cannot be read); do not"
                     " delete the marker to get a new key, the files would stay unreadable"
                 ) from exc
+            at_rest.check_key(data_dir)
+            return at_rest
         at_rest = cls.load(keys_dir, data_dir, create=True)
         data_dir.mkdir(parents=True, exist_ok=True)
         temporary = marker.with_name(f".{marker.name}.{os.getpid()}")
@@ -78,7 +85,27 @@ class AtRest:
             "utf-8",
         )
         os.replace(temporary, marker)
+        at_rest.check_key(data_dir)
         return at_rest
+
+    def check_key(self, data_dir: Path) -> None:
+        """Refuse a master key that is not the one ``data_dir``'s files were sealed with (a
+        :data:`KEY_CHECK_FILE` it cannot open); a data dir without the check gets one."""
+        check = data_dir / KEY_CHECK_FILE
+        try:
+            with EncryptedReader.open(check, self.keyring) as sealed:
+                if sealed.read() == _KEY_CHECK_TEXT:
+                    return
+        except FileNotFoundError:
+            self.write_bytes(check, _KEY_CHECK_TEXT, mode=0o600)
+            return
+        except MasterKeyError:
+            pass
+        key = self.keys_dir / MASTER_KEY_FILE
+        raise MasterKeyError(
+            f"master key {key} is not the key the files in {data_dir} were sealed with ({check} does"
+            f" not open with it): put this data dir's own {key} back from your backup"
+        )
 
     def reload(self) -> None:
         self.keyring = load_keyring(self.keys_dir)

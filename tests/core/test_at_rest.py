@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 from core.crypto import AtRest, MasterKeyError, TamperedFile, is_encrypted, rotate_master_key
-from core.crypto.at_rest import MARKER_FILE
+from core.crypto.at_rest import KEY_CHECK_FILE, MARKER_FILE
+from core.crypto.keys import write_key_file
 from core.crypto.keys import MASTER_KEY_FILE
 from core.errors import UsageError
 
@@ -48,6 +49,27 @@ def test_a_lost_key_once_files_were_sealed_stops_everything_naming_it(dirs: tupl
     assert not (keys / MASTER_KEY_FILE).exists()  # never silently replaced
 
 
+def test_a_key_that_is_not_the_data_dirs_stops_everything_before_anything_is_touched(
+    dirs: tuple[Path, Path],
+) -> None:
+    keys, data = dirs
+    AtRest.for_data_dir(keys, data).write_bytes(data / "report.csv", MARKER)
+    before = {path: path.stat().st_mtime_ns for path in data.rglob("*")}
+    (keys / MASTER_KEY_FILE).unlink()
+    write_key_file(keys / MASTER_KEY_FILE, os.urandom(32))  # another valid key in its place
+    with pytest.raises(MasterKeyError) as caught:
+        AtRest.for_data_dir(keys, data)
+    assert str(keys / MASTER_KEY_FILE) in str(caught.value) and "backup" in str(caught.value)
+    assert {path: path.stat().st_mtime_ns for path in data.rglob("*")} == before
+
+
+def test_the_key_check_follows_a_rotation(dirs: tuple[Path, Path]) -> None:
+    keys, data = dirs
+    old = AtRest.for_data_dir(keys, data).keyring.current.key_id
+    rotate_master_key(keys, [data])
+    assert AtRest.for_data_dir(keys, data).keyring.current.key_id != old  # the check opens
+
+
 def test_a_key_made_before_a_crash_wrote_the_marker_is_kept(dirs: tuple[Path, Path]) -> None:
     keys, data = dirs
     made = AtRest.load(keys, data, create=True)
@@ -62,7 +84,7 @@ def test_written_files_are_sealed_and_read_back(at_rest: AtRest, tmp_path: Path)
     at_rest.write_bytes(path, data, mode=0o640)
     assert is_encrypted(path) and MARKER not in path.read_bytes()
     assert stat.S_IMODE(path.stat().st_mode) == 0o640
-    assert [p.name for p in path.parent.iterdir() if p.name != MARKER_FILE] == ["report.csv"]
+    assert [p.name for p in path.parent.iterdir() if p.name not in (MARKER_FILE, KEY_CHECK_FILE)] == ["report.csv"]
     assert at_rest.read_bytes(path) == data
     assert AtRest.size(path) == len(data) < path.stat().st_size
     assert at_rest.digest(path) == (len(data), hashlib.sha256(data).hexdigest())
