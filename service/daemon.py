@@ -13,15 +13,13 @@ from typing import TYPE_CHECKING
 from core.compat import IncompatibleDependency
 from core.config import ConfigError, Settings, parse_listen
 from core.logs import configure_logging, get_logger
-from core.passwords import generate_password
-from ingest.retention import Pruner, prune_hourly
-from service.context import Context
 from service.settings import add_settings_arguments, settings_from_args
-from sftpd.events import UploadCompleted
 
-if TYPE_CHECKING:  # imported by serve(), after check_libraries()
+if TYPE_CHECKING:  # imported by serve(), after check_libraries(); a supervisor never needs them
     from ledger.server import ApiServer
     from service.admin import AdminServer, UploadEvents
+    from service.context import Context
+    from sftpd.events import UploadCompleted
     from sftpd.server import SftpServer
 
 log = get_logger("sftpd.daemon")
@@ -51,11 +49,6 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        check_libraries()
-    except IncompatibleDependency as exc:
-        print(f"sftpd: cannot start: {exc}", file=sys.stderr)
-        return 1
-    try:
         settings = settings_from_args(args)
         if args.admin_listen:
             host, port = parse_listen(args.admin_listen)
@@ -63,6 +56,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"sftpd: {exc}", file=sys.stderr)
         return 2
+    if args.worker is None and not args.prepare and settings.server.worker_count > 1:
+        # The supervisor imports none of the stores or servers: its first step, ``serve
+        # --prepare``, checks the libraries and the settings as a daemon does, and fails as one.
+        from service.workers import supervise
+
+        configure_logging(settings.log_level)
+        return supervise(settings, sys.argv[1:] if argv is None else list(argv))
+    try:
+        check_libraries()
+    except IncompatibleDependency as exc:
+        print(f"sftpd: cannot start: {exc}", file=sys.stderr)
+        return 1
     from service.admin.access import exposure_problem
 
     problem = exposure_problem(settings.admin)
@@ -75,10 +80,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         prepare(settings, demo=not args.no_demo)
         return 0
-    if args.worker is None and settings.server.worker_count > 1:
-        from service.workers import supervise
-
-        return supervise(settings, sys.argv[1:] if argv is None else list(argv))
     if args.worker is not None:
         from service.workers import become_worker
 
@@ -108,8 +109,10 @@ async def serve(settings: Settings, demo: bool = True, worker: int | None = None
 
     ``worker``: this process is that worker of ``[server] workers`` (service/workers.py); only
     worker 0 runs the schedule, the embedded API and the admin listener."""
+    from ingest.retention import Pruner, prune_hourly
     from ledger.server import ApiServer  # after check_libraries(): see there
     from service.admin import AdminServer, CountingDefender, Live, UploadEvents
+    from service.context import Context
     from service.workers import worker_settings
     from sftpd.server import SftpServer
 
@@ -233,6 +236,8 @@ def _listeners(settings: Settings, sftp_port: int | None, api: ApiServer | None)
 
 def ensure_demo_tenant(context: Context) -> None:
     """On a fresh data dir, a tenant to try the server with; its password is printed once."""
+    from core.passwords import generate_password
+
     if context.tenants.all():
         return
     password = generate_password()

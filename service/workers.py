@@ -18,11 +18,12 @@ other, with the run's claims taken over from the dead pid. The admin listener's 
 (open connections, limit refusals, password attempts) are worker 0's own; the database's figures
 are everyone's.
 
-The connection caps of :mod:`sftpd.limits` are counted in each process: ``max_connections``,
-``max_connections_per_source`` and ``max_prelogin_per_source`` are shared out (each worker takes
-1/N, rounded up), so the machine as a whole keeps about the operator's figure;
-``max_sessions_per_tenant`` holds per worker (a tenant may hold up to N times it), since a share
-would refuse a tenant's login on one worker while the others hold none of its sessions.
+The connection caps of :mod:`sftpd.limits` are counted in each process. ``max_connections`` is
+shared out (each worker takes 1/N, rounded up), so the machine as a whole keeps about the
+operator's figure. The per-source and per-tenant caps hold whole in each worker (a source or
+tenant may hold up to N times them on the machine): the kernel hashes one source's connections
+over the workers unevenly, so a share would refuse a burst of logins from one address (a NAT)
+or a tenant's next session on one worker while the others have room.
 
 A worker that dies is started again after a pause that doubles from
 :data:`FIRST_BACKOFF_SECONDS` up to :data:`MAX_BACKOFF_SECONDS` (back to the first once a worker
@@ -64,16 +65,11 @@ _PR_SET_PDEATHSIG = 1
 
 
 def worker_settings(settings: Settings) -> Settings:
-    """A worker's settings: the connection caps shared out over the workers (see above)."""
+    """A worker's settings: ``max_connections`` shared out over the workers (see above)."""
     count = settings.server.worker_count
     if count <= 1:
         return settings
-    server = settings.server
-    return settings.replace(
-        server__max_connections=math.ceil(server.max_connections / count),
-        server__max_connections_per_source=math.ceil(server.max_connections_per_source / count),
-        server__max_prelogin_per_source=math.ceil(server.max_prelogin_per_source / count),
-    )
+    return settings.replace(server__max_connections=math.ceil(settings.server.max_connections / count))
 
 
 def become_worker(index: int) -> None:

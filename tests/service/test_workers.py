@@ -18,10 +18,11 @@ from pathlib import Path
 import asyncssh
 import pytest
 
-from core.config import load_settings
+from core.config import ConfigError, ServerSettings, Settings, load_settings
 from core.crypto import AtRest
 from core.passwords import PasswordHasher
 from core.tenants import TenantStore, open_state
+from service.workers import worker_settings
 from tests.conftest import TEST_PASSWORD, free_port
 from tests.service.test_drain import EXIT_TIMEOUT_SECONDS, Daemon, query, start, stopped_at_exit
 from tests.support.clients import HOST, OpenSSHClient, asyncssh_connect
@@ -32,12 +33,14 @@ PAIR_FAILURES = 3
 
 
 def write_config(tmp_path: Path, drain_seconds: float = 5.0) -> Path:
-    """Two workers; the pair lockout after ``PAIR_FAILURES`` failures, with no delay after one."""
+    """Two workers; the pair lockout after ``PAIR_FAILURES`` failures, with no delay after one;
+    room for all of ``SPREAD`` sessions of the tenant on one worker (the kernel may send most
+    there, and the cap is per worker)."""
     config = tmp_path / "sftpd.toml"
     config.write_text(
         f'data_dir = "{tmp_path / "var"}"\n'
         f'[server]\nlisten_port = {free_port()}\nkeys_dir = "{tmp_path / "keys"}"\n'
-        f"workers = 2\ndrain_seconds = {drain_seconds}\n"
+        f"workers = 2\ndrain_seconds = {drain_seconds}\nmax_sessions_per_tenant = {2 * SPREAD}\n"
         f"[defender]\npair_max_failures = {PAIR_FAILURES}\nfailure_delay_seconds = 0.0\n"
         f"[api]\nlisten_port = {free_port()}\n[admin]\nlisten_port = 0\n"
     )
@@ -166,3 +169,22 @@ async def test_sigterm_drains_every_worker(tmp_path: Path) -> None:
     for i in range(SPREAD):
         assert at_rest.read_bytes(tmp_path / f"var/tenants/{TENANT}/in/d{i}.csv") == first + second
     assert daemon.events("workers.stopped")[0]["exit_codes"] == [0, 0]
+
+
+def test_each_worker_takes_a_share_of_the_connections_and_whole_per_source_and_tenant_caps() -> None:
+    server = ServerSettings(workers=3, max_connections=1000, max_connections_per_source=100,
+                            max_prelogin_per_source=20, max_sessions_per_tenant=10)
+    shared = worker_settings(Settings(server=server)).server
+    assert (shared.max_connections, shared.max_connections_per_source, shared.max_prelogin_per_source,
+            shared.max_sessions_per_tenant) == (334, 100, 20, 10)
+    one = Settings(server=ServerSettings(max_connections=1000))
+    assert worker_settings(one) is one
+
+
+def test_workers_need_a_fixed_port_and_a_sane_count() -> None:
+    with pytest.raises(ConfigError, match="name a port"):
+        ServerSettings(workers=2, listen_port=0)
+    with pytest.raises(ConfigError, match="workers"):
+        ServerSettings(workers=-1)
+    assert ServerSettings(workers=0).worker_count == min(os.cpu_count() or 1, 4)
+    assert ServerSettings(workers=0, listen_port=2222).worker_count >= 1
