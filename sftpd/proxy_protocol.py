@@ -30,7 +30,7 @@ import ipaddress
 import struct
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 from core.errors import UsageError
 from core.logs import get_logger
@@ -180,15 +180,16 @@ class ProxyHeaderReader(asyncio.Protocol):
         self._watching = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self._transport = transport
-        peer = transport.get_extra_info("peername")
+        # A TCP transport; uvloop's (the daemon's loop) is one without subclassing asyncio's.
+        stream = cast(asyncio.Transport, transport)
+        self._transport = stream
+        peer = stream.get_extra_info("peername")
         self._peer = str(peer[0]) if peer else "unknown"
         if self._peer in self._trusted:
             self._timer = asyncio.get_running_loop().call_later(self._timeout, self._timed_out)
         else:
             self._watching = True
-            self._hand_over(transport)
+            self._hand_over(stream)
 
     def data_received(self, data: bytes) -> None:
         if self._session is not None and not self._watching:

@@ -25,6 +25,7 @@ from core.tenants import TenantStore, open_state
 from service.workers import worker_settings
 from tests.conftest import TEST_PASSWORD, free_port
 from tests.service.test_drain import EXIT_TIMEOUT_SECONDS, Daemon, query, start, stopped_at_exit
+from tests.sftpd.test_proxy_protocol import CLIENT, PROXY, start_haproxy
 from tests.support.clients import HOST, OpenSSHClient, asyncssh_connect
 
 TENANT = "acme"
@@ -32,7 +33,7 @@ SPREAD = 16
 PAIR_FAILURES = 3
 
 
-def write_config(tmp_path: Path, drain_seconds: float = 5.0) -> Path:
+def write_config(tmp_path: Path, drain_seconds: float = 5.0, server: str = "") -> Path:
     """Two workers; the pair lockout after ``PAIR_FAILURES`` failures, with no delay after one;
     room for all of ``SPREAD`` sessions of the tenant on one worker (the kernel may send most
     there, and the cap is per worker)."""
@@ -40,7 +41,7 @@ def write_config(tmp_path: Path, drain_seconds: float = 5.0) -> Path:
     config.write_text(
         f'data_dir = "{tmp_path / "var"}"\n'
         f'[server]\nlisten_port = {free_port()}\nkeys_dir = "{tmp_path / "keys"}"\n'
-        f"workers = 2\ndrain_seconds = {drain_seconds}\nmax_sessions_per_tenant = {2 * SPREAD}\n"
+        f"workers = 2\ndrain_seconds = {drain_seconds}\nmax_sessions_per_tenant = {2 * SPREAD}\n{server}"
         f"[defender]\npair_max_failures = {PAIR_FAILURES}\nfailure_delay_seconds = 0.0\n"
         f"[api]\nlisten_port = {free_port()}\n[admin]\nlisten_port = 0\n"
     )
@@ -65,12 +66,13 @@ def worker_pids(daemon: Daemon) -> dict[int, int]:
     return {entry["worker"]: entry["pid"] for entry in daemon.events("workers.started")}
 
 
-async def openssh_logins(tmp_path: Path, port: int, count: int) -> list[int]:
+async def openssh_logins(tmp_path: Path, port: int, count: int, extra: tuple[str, ...] = ()) -> list[int]:
     """``count`` OpenSSH ``sftp`` sessions at once, each listing ``/in``; their exit statuses."""
     work = tmp_path / "client"
     work.mkdir(exist_ok=True)
     client = OpenSSHClient(work, port)
-    runs = await asyncio.gather(*(client.run(TENANT, TEST_PASSWORD, ["ls /in"]) for _ in range(count)))
+    runs = await asyncio.gather(*(client.run(TENANT, TEST_PASSWORD, ["ls /in"], extra=extra)
+                                  for _ in range(count)))
     return [run.returncode for run in runs]
 
 
@@ -188,3 +190,21 @@ def test_workers_need_a_fixed_port_and_a_sane_count() -> None:
         ServerSettings(workers=-1)
     assert ServerSettings(workers=0).worker_count == min(os.cpu_count() or 1, 4)
     assert ServerSettings(workers=0, listen_port=2222).worker_count >= 1
+
+
+async def test_behind_haproxy_every_worker_reads_the_proxy_header(tmp_path: Path) -> None:
+    """PROXY protocol v2 per worker: HAProxy's connections, spread over both, name the client."""
+    proxied = f'proxy_protocol = true\ntrusted_proxies = ["{PROXY}"]\n'
+    with stopped_at_exit(start(tmp_path, write_config(tmp_path, server=proxied), "--no-demo")) as daemon:
+        haproxy, front_port = await start_haproxy(tmp_path, daemon.port)
+        try:
+            statuses = await openssh_logins(tmp_path, front_port, SPREAD, ("-o", f"BindAddress={CLIENT}"))
+        finally:
+            haproxy.terminate()
+            await haproxy.wait()
+        assert statuses == [0] * SPREAD
+        logins = [entry for entry in daemon.events("auth.ok") if entry["user"] == TENANT]
+        assert {entry["source"] for entry in logins} == {CLIENT}
+        assert {entry["worker"] for entry in logins} == {0, 1}
+        daemon.signal()
+        assert daemon.wait() == 0
