@@ -12,8 +12,7 @@ import pytest
 
 from core.crypto import AtRest, MasterKeyError, TamperedFile, is_encrypted, rotate_master_key
 from core.crypto.at_rest import KEY_CHECK_FILE, MARKER_FILE
-from core.crypto.keys import write_key_file
-from core.crypto.keys import MASTER_KEY_FILE
+from core.crypto.keys import MASTER_KEY_FILE, write_key_file
 from core.errors import UsageError
 
 MARKER = b"unique-marker-4f1c"
