@@ -389,3 +389,25 @@ async def test_with_history_a_new_upload_still_supersedes_only_the_waiting_one_o
     assert states[beside.id][0] == "staged"
     assert states[waiting.id] == ("superseded", f"superseded by upload {newest.id}")
     assert states[newest.id][0] == "staged"
+
+
+async def test_the_walk_goes_folder_by_folder_in_name_order_and_follows_no_link(
+    scanning: Ingest, tenants: TenantStore, uploads: UploadStore, tenant: Tenant
+) -> None:
+    """Files of a folder before its sub-folders, each by name (the order uploads are recorded
+    in); a link to a folder or a file outside ``in/`` is never read."""
+    inbox = tenants.folders("acme").inbox
+    outside = tenants.folders("acme").root / "elsewhere"
+    outside.mkdir()
+    (outside / "secret.csv").write_text(SIGNALS, encoding="utf-8")
+    for relative in ("b.csv", "calls/z.csv", "calls/a.csv", "a.csv", "signals/deeper/x.csv", "signals/y.csv"):
+        target = inbox / relative
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(SIGNALS, encoding="utf-8")
+        make_old(target)
+    (inbox / "linked").symlink_to(outside, target_is_directory=True)
+    (inbox / "link.csv").symlink_to(outside / "secret.csv")
+    staged = await scanning.scan()
+    assert [item.path for item in staged] == ["in/a.csv", "in/b.csv", "in/calls/a.csv", "in/calls/z.csv",
+                                              "in/signals/y.csv", "in/signals/deeper/x.csv"]
+    assert [upload.id for upload in reversed(uploads.history("acme"))] == [item.upload_id for item in staged]
