@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 
 from core.compat import IncompatibleDependency
 from core.config import ConfigError, Settings, parse_listen
+from core.crypto.keys import MasterKeyError
 from core.logs import configure_logging, get_logger
 from service.settings import add_settings_arguments, settings_from_args
 
@@ -75,21 +76,25 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"sftpd: cannot start: {problem}", file=sys.stderr)
         return 2
     configure_logging(settings.log_level)
-    if args.prepare:
-        from service.workers import prepare
-
-        prepare(settings, demo=not args.no_demo)
-        return 0
-    if args.worker is not None:
-        from service.workers import become_worker
-
-        become_worker(args.worker)
-    daemon = serve(settings, demo=not args.no_demo, worker=args.worker)
     try:
-        import uvloop
-    except ImportError:
-        return asyncio.run(daemon)
-    return uvloop.run(daemon)
+        if args.prepare:
+            from service.workers import prepare
+
+            prepare(settings, demo=not args.no_demo)
+            return 0
+        if args.worker is not None:
+            from service.workers import become_worker
+
+            become_worker(args.worker)
+        daemon = serve(settings, demo=not args.no_demo, worker=args.worker)
+        try:
+            import uvloop
+        except ImportError:
+            return asyncio.run(daemon)
+        return uvloop.run(daemon)
+    except MasterKeyError as exc:  # the key file is named; nothing was read or written
+        print(f"sftpd: cannot start: {exc}", file=sys.stderr)
+        return 2
 
 
 def check_libraries() -> None:
@@ -118,6 +123,7 @@ async def serve(settings: Settings, demo: bool = True, worker: int | None = None
 
     primary = not worker
     context = Context(settings)
+    _ = context.at_rest  # a missing or wrong master key stops the start before anything is touched
     if demo:
         ensure_demo_tenant(context)
     ingest = context.ingest

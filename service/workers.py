@@ -98,9 +98,10 @@ def prepare(settings: Settings, demo: bool) -> None:
 
     context = Context(settings)
     try:
+        _ = context.at_rest  # first: a missing or wrong master key stops everything untouched
         if demo:
             ensure_demo_tenant(context)
-        _ = context.at_rest, context.ingest, context.defender  # keys made, migrations applied
+        _ = context.ingest, context.defender  # migrations applied
         load_or_create_host_keys(settings.server.keys_dir)
         clear_in_flight(settings)
     finally:

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+from core.crypto.keys import write_key_file
 from tests.conftest import free_port
 from tests.support.clients import OpenSSHClient, output_lines
 from tests.support.daemon import project_env, start_daemon
@@ -41,21 +43,33 @@ def test_no_demo_flag(tmp_path: Path) -> None:
     assert daemon.demo_password is None
 
 
-def test_a_first_start_makes_the_master_key_and_a_lost_one_stops_the_next(tmp_path: Path) -> None:
+def test_a_first_start_makes_the_master_key_and_a_lost_or_wrong_one_stops_the_next(tmp_path: Path) -> None:
     """Once files may have been sealed (the data dir's marker), a missing master key is never
-    replaced by a new one: the daemon does not start, and says which file to restore."""
+    replaced by a new one, and another key is not taken for it: the daemon does not start, says
+    in one line which file to restore, and touches nothing."""
     start_daemon(tmp_path, None, None, "--no-demo").stop()
     key = tmp_path / "keys" / "master.key"
     assert key.is_file() and (tmp_path / "var" / "encrypted-at-rest").is_file()
+    before = {path: path.stat().st_mtime_ns for path in (tmp_path / "var").rglob("*")}
+
+    def start() -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "service.daemon", "serve", "--no-demo", "--listen",
+             f"127.0.0.1:{free_port()}", "--api-listen", f"127.0.0.1:{free_port()}"],
+            check=False, cwd=tmp_path, capture_output=True, text=True, timeout=60, env=project_env(),
+        )
+
     key.unlink()
-    result = subprocess.run(
-        [sys.executable, "-m", "service.daemon", "serve", "--no-demo", "--listen", f"127.0.0.1:{free_port()}",
-         "--api-listen", f"127.0.0.1:{free_port()}"],
-        check=False, cwd=tmp_path, capture_output=True, text=True, timeout=60, env=project_env(),
-    )
-    assert result.returncode != 0 and "listening" not in result.stdout
-    assert "master key keys/master.key is missing" in result.stderr and "backup" in result.stderr
+    result = start()
+    assert result.returncode == 2 and "listening" not in result.stdout
+    assert result.stderr.startswith("sftpd: cannot start: master key keys/master.key is missing")
+    assert "backup" in result.stderr and "Traceback" not in result.stderr
     assert not key.exists()
+    write_key_file(key, os.urandom(32))  # a valid key, but not this data dir's
+    result = start()
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr.startswith("sftpd: cannot start: master key keys/master.key is not the key")
+    assert {path: path.stat().st_mtime_ns for path in (tmp_path / "var").rglob("*")} == before
 
 
 def test_bad_listen_address_is_a_clear_error(tmp_path: Path) -> None:
