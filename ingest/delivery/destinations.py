@@ -10,9 +10,10 @@ Two implementations:
   per ledger transaction, with no HTTP hop and no rate limit. Each row gets the status and message
   the HTTP API would answer. It never talks to another instance, and works the same whether or
   not the daemon runs (SQLite's WAL and busy timeout serialise it with the daemon's API).
-  Measured once (2-core machine, shipped defaults, `sftpctl run`): 25,000 calls (2 MB) and
-  25,000 matching signals (5 MB) delivered in 9.5 s, about 5,200 rows/s (before: one paced HTTP
-  request per row, ~8 h; ~60 s with the limits off).
+  Each batch is read and validated in a limited child on the other core while the batch before
+  it is written (``ledger/plans.py``). Bench case 7 (docs/BENCHMARKS.md): a 5 MB file of 26,842
+  signals from upload to report in 7.6 s (before: one paced HTTP request per row, ~8 h; ~60 s
+  with the limits off).
 
 Durability: the ledger and the outbox are two database files, so a batch is two commits, the
 ledger's first and the outbox marks second. A crash between them leaves the batch pending; the
