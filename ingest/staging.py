@@ -277,7 +277,9 @@ class Scanner:
                 log.warning("staging.unreadable", tenant=tenant, path=path, error=exc.strerror or str(exc))
                 continue
             except TamperedFile as exc:
+                # Told once: it is not read again until it changes (or the daemon restarts).
                 log.warning("staging.damaged", tenant=tenant, path=path, error=str(exc))
+                handled[path] = seen
                 continue
             handled[path] = seen
             if result is not None:

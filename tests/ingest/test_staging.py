@@ -338,8 +338,9 @@ async def test_scan_measures_sealed_files_by_their_plaintext(scanning: Ingest, t
     assert await scanning.scan() == []  # the very upload the front door recorded: known
 
 
-async def test_a_damaged_sealed_file_is_logged_and_stops_no_scan(scanning: Ingest, tenants: TenantStore,
-                                                                uploads: UploadStore, tenant: Tenant) -> None:
+async def test_a_damaged_sealed_file_is_logged_once_and_stops_no_scan(
+    scanning: Ingest, tenants: TenantStore, uploads: UploadStore, tenant: Tenant, caplog: pytest.LogCaptureFixture,
+) -> None:
     inbox = tenants.folders("acme").inbox
     scanning.at_rest.write_bytes(inbox / "cut.csv", SIGNALS.encode())
     with open(inbox / "cut.csv", "r+b") as raw:
@@ -348,6 +349,11 @@ async def test_a_damaged_sealed_file_is_logged_and_stops_no_scan(scanning: Inges
     for name in ("cut.csv", "fine.csv"):
         make_old(inbox / name)
     assert [staged.path for staged in await scanning.scan()] == ["in/fine.csv"]
+    assert await scanning.scan() == []  # the next pass (every minute) does not read or log it again
+    assert caplog.text.count("staging.damaged") == 1
+    scanning.at_rest.write_bytes(inbox / "cut.csv", SIGNALS.encode())  # the tenant sends it again
+    make_old(inbox / "cut.csv")
+    assert [staged.path for staged in await scanning.scan()] == ["in/cut.csv"]
 
 
 async def test_a_scan_compares_a_file_with_the_last_upload_of_its_path_whatever_came_before(
