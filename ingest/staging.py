@@ -266,10 +266,10 @@ class Scanner:
         for relative, info in self._files(inbox):
             path = f"{IN_DIR}/{relative}"
             present.add(path)
+            seen = self._stable(info)
+            if seen is None or handled.get(path) == seen:
+                continue
             try:
-                seen = self._stable(info)
-                if seen is None or handled.get(path) == seen:
-                    continue
                 # One indexed lookup per file not seen unchanged before, never the tenant's history.
                 result = self._stage_if_new(tenant, path, inbox / relative, seen,
                                             self.uploads.last_of_path(tenant, path))
