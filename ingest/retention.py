@@ -70,7 +70,19 @@ MIGRATIONS = [
         report_at TEXT
     );
     """,
+    # Each whole pass (every tenant, not a dry run), the daemon's or sftpctl's: when it ended, what
+    # it deleted and how many tenants failed (for /metrics and the status page); the last few kept.
+    """
+    CREATE TABLE retention_passes (
+        id INTEGER PRIMARY KEY,
+        finished_at TEXT NOT NULL,
+        files INTEGER NOT NULL,
+        problems INTEGER NOT NULL
+    );
+    """,
 ]
+#: Whole passes remembered (``retention_passes``): a few days of the daemon's hourly passes.
+PASSES_KEPT = 100
 
 #: How often the daemon prunes.
 PRUNE_INTERVAL_SECONDS = 3600.0
@@ -195,10 +207,19 @@ class Pruner:
                 result.problems.append(f"{profile.name}: {type(exc).__name__}: {exc}")
         if tenant is None:
             result.state.runs += self._prune_runs(now, dry_run)
+            if not dry_run:
+                self._record_pass(now, result)
         log.info("retention.pruned", dry_run=dry_run, tenant=tenant, files=result.counts, kept=len(result.kept),
                  bodies=result.state.bodies, row_results=result.state.row_results,
                  outbox_rows=result.state.outbox_rows, notices=result.state.notices, runs=result.state.runs)
         return result
+
+    def _record_pass(self, now: datetime, result: PruneResult) -> None:
+        with self.db.transaction() as conn:
+            conn.execute("INSERT INTO retention_passes (finished_at, files, problems) VALUES (?, ?, ?)",
+                         (iso(now), sum(result.counts.values()), len(result.problems)))
+            conn.execute("DELETE FROM retention_passes WHERE id <= (SELECT MAX(id) FROM retention_passes) - ?",
+                         (PASSES_KEPT,))
 
     def _prune_tenant(self, tenant: Tenant, now: datetime, result: PruneResult) -> None:
         rules = tenant.retention

@@ -141,6 +141,12 @@ class InboxCollector(Collector):
                                 "(Unix time).", value=f.next_run.timestamp())
         yield GaugeMetricFamily(f"{PREFIX}disk_free_bytes", "Bytes free on the data dir's file system.",
                                 value=f.disk_free_bytes)
+        prune = f.snapshot.last_prune
+        yield GaugeMetricFamily(f"{PREFIX}retention_last_pass_timestamp_seconds", "When the last whole "
+                                "retention pass ended (Unix time; 0: none yet).",
+                                value=parse_iso(prune.finished_at).timestamp() if prune else 0.0)
+        yield GaugeMetricFamily(f"{PREFIX}retention_last_pass_problems", "Tenants the last whole retention "
+                                "pass failed for.", value=prune.problems if prune else 0)
         info = InfoMetricFamily(f"{PREFIX}build", "The running version.")
         info.add_metric([], {"version": installed_version("sftp-inbox"), "python": platform.python_version()})
         yield info

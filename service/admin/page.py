@@ -57,8 +57,12 @@ def render(settings: Settings, figures: Figures, keys: Sequence[HostKeyFingerpri
     ]
     retention = getattr(settings, "retention", None)
     if dataclasses.is_dataclass(retention):
+        prune = snap.last_prune
+        last = (f"{_at_text(prune.finished_at, zone)}: {prune.files} file(s) deleted"
+                + (f", failed for {prune.problems} tenant(s)" if prune.problems else "")) if prune else "none yet"
+        rules = [(f.name, str(getattr(retention, f.name))) for f in dataclasses.fields(retention)]
         parts.append(_section("Retention (days; a tenant's own rules are marked * above)",
-                              _dl((f.name, str(getattr(retention, f.name))) for f in dataclasses.fields(retention))))
+                              _dl([*rules, ("last whole pass", last)])))
     parts.append("</body></html>")
     return "".join(parts)
 

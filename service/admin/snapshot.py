@@ -74,6 +74,15 @@ class RunState:
 
 
 @dataclass(frozen=True)
+class PruneState:
+    """The last whole retention pass: when it ended, files deleted, tenants it failed for."""
+
+    finished_at: str
+    files: int
+    problems: int
+
+
+@dataclass(frozen=True)
 class OutboxItemState:
     tenant: str
     path: str
@@ -96,6 +105,7 @@ class Snapshot:
     runs: Counter[str] = field(default_factory=Counter)
     run_durations: tuple[float, ...] = ()
     last_run: RunState | None = None
+    last_prune: PruneState | None = None
     lockouts: tuple[LockoutState, ...] = ()
     tenants: tuple[TenantState, ...] = ()
 
@@ -138,6 +148,11 @@ def _read(conn: sqlite3.Connection, now: datetime) -> Snapshot:
                                 " WHERE status_code IS NOT NULL GROUP BY class"):
             snapshot.responses[f"{row['class']}xx"] = row["n"]
         snapshot = _read_runs(conn, snapshot)
+    if _has_table(conn, "retention_passes"):
+        last = conn.execute("SELECT finished_at, files, problems FROM retention_passes ORDER BY id DESC LIMIT 1"
+                            ).fetchone()
+        if last is not None:
+            snapshot = _with(snapshot, last_prune=PruneState(last["finished_at"], last["files"], last["problems"]))
     return _with(snapshot, lockouts=_lockouts(conn, now), tenants=_tenants(conn, now, waiting, snapshot))
 
 

@@ -8,11 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from core.clock import utcnow
+from core.clock import iso, utcnow
 from core.config import RetentionSettings
 from core.db import Database
 from core.tenants import Tenant, TenantStore
 from core.uploads import Upload, UploadStore
+from ingest import retention
 from ingest.pipeline import Ingest
 from ingest.retention import (
     ASIDE_PREFIX,
@@ -146,6 +147,27 @@ async def test_a_dry_run_deletes_nothing_and_lists_what_the_prune_deletes(
     real = pruner.prune(moment)
     assert real.deleted == dry.deleted and real.state == dry.state and real.kept == dry.kept
     assert not any(Path(item.path).exists() for item in real.deleted)
+
+
+async def test_whole_passes_are_recorded_for_the_operator_and_only_the_last_few_kept(
+    ingest: Ingest, pruner: Pruner, tenants: TenantStore, uploads: UploadStore, tenant: Tenant,
+    fake_api: FakeApi, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A dry run or one tenant's prune is no pass of the rules over everything: not recorded."""
+    await processed(ingest, tenants, uploads, "in/a.csv", ONE_BAD_ROW)
+    pruner.prune(days_later(200), dry_run=True)
+    pruner.prune(days_later(200), tenant="acme")
+    assert ingest.db.query("SELECT * FROM retention_passes") == []
+    await processed(ingest, tenants, uploads, "in/b.csv", ONE_BAD_ROW)
+    result = pruner.prune(days_later(200))
+    passes = [tuple(row) for row in ingest.db.query("SELECT finished_at, files, problems FROM retention_passes")]
+    assert passes == [(result.now, len(result.deleted), 0)] and len(result.deleted) > 0
+    monkeypatch.setattr(retention, "PASSES_KEPT", 3)
+    moments = [days_later(day) for day in range(201, 206)]
+    for moment in moments:
+        pruner.prune(moment)
+    kept = [row["finished_at"] for row in ingest.db.query("SELECT finished_at FROM retention_passes ORDER BY id")]
+    assert kept == [iso(moment) for moment in moments[-3:]]  # the newest 3
 
 
 async def test_zero_days_deletes_at_the_first_prune_after_processing(

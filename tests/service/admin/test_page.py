@@ -91,6 +91,7 @@ def test_the_page_in_a_headless_browser(admin_daemon: AdminDaemon, chromium: web
     text = chromium.find_element(By.TAG_NAME, "body").text
     assert "sftp-inbox" in chromium.title
     assert "demo" in text and "may log in" in text and "3*/90/30" in text
+    assert "last whole pass" in text and "file(s) deleted" in text  # the daemon pruned as it started
     assert key.get_fingerprint("sha256") in text
     assert HOSTILE in text  # shown as text, never as markup
     assert chromium.find_elements(By.TAG_NAME, "img") == []
