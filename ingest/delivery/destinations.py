@@ -130,8 +130,8 @@ class EmbeddedLedger:
             for index, batch in enumerate(batches):
                 plans = await reading if reading is not None else None
                 reading = self._reading(batches[index + 1], base, zones) if index + 1 < len(batches) else None
-                done = await asyncio.to_thread(self._batch, requests, gate, base, batch, token_for, report,
-                                               plans, zones)
+                planned = None if plans is None else [(zones[item.tenant], plan) for item, plan in zip(batch, plans)]
+                done = await asyncio.to_thread(self._batch, requests, gate, base, batch, token_for, report, planned)
                 if after is not None:
                     for item, delivery in done:
                         after(item, delivery)
@@ -167,10 +167,10 @@ class EmbeddedLedger:
 
     def _batch(self, requests: LedgerRequests, gate: Gatekeeper, base: str, batch: Sequence[OutboxItem],
                token_for: TokenFor, report: PostReport,
-               plans: Sequence[Plan | Refused] | None = None,
-               zones: dict[str, str] | None = None) -> list[tuple[OutboxItem, Delivery]]:
+               planned: Sequence[tuple[str, Plan | Refused]] | None = None) -> list[tuple[OutboxItem, Delivery]]:
         """Apply a batch in one ledger transaction (a savepoint per row), then mark the outbox;
-        ``plans`` are its requests already read, in its order, in the tenants' ``zones``."""
+        ``planned`` are its requests already read, in its order, each with the time zone it was
+        read in."""
         done: list[tuple[OutboxItem, Delivery]] = []
         with requests.batch([(item.id, item.key) for item in batch]) as conn:
             for index, item in enumerate(batch):
@@ -179,9 +179,9 @@ class EmbeddedLedger:
                     continue
                 # A fault of ours (a bug, a broken database) rolls the whole batch back and
                 # stops the run, as a crash would: the batch stays pending for the next run.
-                planned = (zones[item.tenant], plans[index]) if plans is not None and zones else None
                 answer = requests.apply_once(conn, gate, item.tenant, token_for(item), item.id, item.key,
-                                             item.method, item.url[len(base):], item.text, planned)
+                                             item.method, item.url[len(base):], item.text,
+                                             planned[index] if planned is not None else None)
                 done.append((item, _delivery(answer)))
                 if answer.status == HTTP_UNAUTHORIZED:
                     report.refused.add(item.tenant)
