@@ -29,7 +29,7 @@ from core.passwords import PasswordHasher
 from core.tenants import TenantStore, open_state
 from tests.conftest import TEST_PASSWORD, free_port
 from tests.support.clients import HOST, asyncssh_connect
-from tests.support.daemon import DEMO_PASSWORD, READY, START_TIMEOUT_SECONDS, project_env
+from tests.support.daemon import DEMO_PASSWORD, project_env, until_listening
 
 FIRST = b"customer_id,call_start,call_end\n"
 SECOND = b"cust-1,2026-11-20T18:02:13Z,2026-11-20T18:12:13Z\n"
@@ -90,19 +90,8 @@ def start(tmp_path: Path, config: Path, *args: str) -> Daemon:
         [sys.executable, "-m", "service.daemon", "serve", "--config", str(config), *args],
         cwd=tmp_path, stdout=subprocess.PIPE, stderr=log.open("w"), text=True, env=project_env(),
     )
-    assert process.stdout is not None
-    lines: list[str] = []
-    deadline = time.monotonic() + START_TIMEOUT_SECONDS
-    while time.monotonic() < deadline:
-        line = process.stdout.readline()
-        if not line:
-            break
-        lines.append(line)
-        if READY.search(line):
-            port = load_settings(config).server.listen_port
-            return Daemon(process, port, config, log, "".join(lines))
-    process.kill()
-    pytest.fail(f"daemon did not start: {''.join(lines)} {log.read_text()}")
+    output = until_listening(process, log.read_text)
+    return Daemon(process, load_settings(config).server.listen_port, config, log, output)
 
 
 @contextlib.contextmanager

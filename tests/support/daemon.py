@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -50,6 +51,12 @@ def start_daemon(cwd: Path, port: int | None = None, api_port: int | None = None
          "--api-listen", f"127.0.0.1:{api_port}", *args],
         cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=project_env(),
     )
+    return Daemon(process, until_listening(process), port, api_port)
+
+
+def until_listening(process: subprocess.Popen[str], more: Callable[[], str] = lambda: "") -> str:
+    """The daemon's standard output up to its ready line; the test fails (with that output and
+    ``more()``, e.g. its log) if the line never comes."""
     assert process.stdout is not None
     lines: list[str] = []
     deadline = time.monotonic() + START_TIMEOUT_SECONDS
@@ -59,6 +66,6 @@ def start_daemon(cwd: Path, port: int | None = None, api_port: int | None = None
             break
         lines.append(line)
         if READY.search(line):
-            return Daemon(process, "".join(lines), port, api_port)
+            return "".join(lines)
     process.kill()
-    pytest.fail(f"daemon did not start: {''.join(lines)}")
+    pytest.fail(f"daemon did not start: {''.join(lines)} {more()}")
