@@ -385,14 +385,19 @@ def _transactions(config: Path, token: str) -> list[dict[str, object]]:
     return asyncio.run(read())
 
 
-def test_purge_removes_everything_so_a_new_tenant_of_the_same_name_starts_empty(
-    ctl, settings: Settings, tmp_path: Path,
-) -> None:
-    from tests.conftest import free_port
-
+def _runs_at_once(settings: Settings, tmp_path: Path) -> Path:
+    """A settings file for the test's data dir whose runs take files at once (no wait for a
+    file to stay unchanged)."""
     config = tmp_path / "sftpd.toml"
     config.write_text(f'data_dir = "{settings.data_dir}"\n[api]\nlisten_port = {free_port()}\n'
                       "[schedule]\nstable_seconds = 0.0\n")
+    return config
+
+
+def test_purge_removes_everything_so_a_new_tenant_of_the_same_name_starts_empty(
+    ctl, settings: Settings, tmp_path: Path,
+) -> None:
+    config = _runs_at_once(settings, tmp_path)
     cli = ("--config", str(config))
     ctl(*cli, "tenant", "add", "acme", "--email", "ops@acme.example")
     inbox = settings.tenants_dir / "acme" / "in"
@@ -673,9 +678,7 @@ def test_tenant_retention_sets_clears_and_shows_the_rules_in_force(ctl) -> None:
 def test_prune_prints_what_it_deletes_and_a_dry_run_deletes_nothing(
     ctl, settings: Settings, tmp_path: Path,
 ) -> None:
-    config = tmp_path / "sftpd.toml"
-    config.write_text(f'data_dir = "{settings.data_dir}"\n[api]\nlisten_port = {free_port()}\n'
-                      "[schedule]\nstable_seconds = 0.0\n")
+    config = _runs_at_once(settings, tmp_path)
     cli = ("--config", str(config))
     calls = ("customer_id,call_start,call_end,calling_phone_number,agent_queue_assigned\n"
              "cust-001,2026-11-20T18:02:13Z,2026-11-20T18:12:13Z,+1 8885551212,Wireless Sales\n")
