@@ -25,7 +25,7 @@ from typing import BinaryIO
 
 from core.clock import now_iso
 from core.crypto.keys import MASTER_KEY_FILE, Keyring, MasterKeyError, load_keyring
-from core.crypto.sealed import HEADER_BYTES, MAGIC, EncryptedReader, EncryptedWriter, Header, layout
+from core.crypto.sealed import HEADER_BYTES, MAGIC, EncryptedReader, EncryptedWriter, sealed_size
 
 #: In the data dir: files here were (or may have been) sealed; ``master.key`` must exist.
 MARKER_FILE = "encrypted-at-rest"
@@ -189,10 +189,7 @@ class AtRest:
         """Like :meth:`size`, for a file the caller opened (read from its start)."""
         head = raw.read(HEADER_BYTES)
         stored = os.fstat(raw.fileno()).st_size
-        if not head.startswith(MAGIC):
-            return stored
-        header = Header.parse(head, name)
-        return layout(stored - HEADER_BYTES, header.chunk_size, name)[1]
+        return sealed_size(head, stored, name) if head.startswith(MAGIC) else stored
 
     def _key_stamp(self) -> tuple[int, int] | None:
         """What tells a replaced ``master.key`` (a rotation renames a new one in)."""

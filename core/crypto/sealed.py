@@ -153,9 +153,14 @@ def plaintext_size(path: Path) -> int:
     """The plaintext size of the encrypted file at ``path`` from its header and length, without
     a key or any decryption (what stat and ``ls -l`` show). Not proof the file is intact."""
     with open(path, "rb") as raw:
-        header = Header.parse(raw.read(HEADER_BYTES), str(path))
-        size = os.fstat(raw.fileno()).st_size
-    return layout(size - HEADER_BYTES, header.chunk_size, str(path))[1]
+        return sealed_size(raw.read(HEADER_BYTES), os.fstat(raw.fileno()).st_size, str(path))
+
+
+def sealed_size(head: bytes, stored: int, name: str) -> int:
+    """The plaintext size of an encrypted file from its first :data:`HEADER_BYTES` and its
+    length on disk, ``stored``; ``name`` is for messages."""
+    header = Header.parse(head, name)
+    return layout(stored - HEADER_BYTES, header.chunk_size, name)[1]
 
 
 def is_encrypted(path: Path) -> bool:
