@@ -12,7 +12,6 @@ over as descriptors; nothing here opens a path.
 
 from __future__ import annotations
 
-import hashlib
 import os
 from typing import BinaryIO
 
@@ -24,7 +23,6 @@ from sftpd.vfs import VirtualPath
 
 log = get_logger(__name__)
 
-_DIGEST_CHUNK_BYTES = 1024 * 1024
 # What cannot be served, whoever reads: a changed or damaged file, or a key that cannot open it.
 Unreadable = (TamperedFile, MasterKeyError)
 
@@ -56,13 +54,7 @@ def open_plaintext(at_rest: AtRest, fd: int, path: VirtualPath) -> BinaryIO:
 def plaintext_digest(at_rest: AtRest, fd: int, path: VirtualPath) -> tuple[int, str]:
     """The size and sha256 of the plaintext of the file open at ``fd`` (closed here), as the
     upload history records them. Blocking: run it in a thread."""
-    digest = hashlib.sha256()
-    size = 0
-    with open_plaintext(at_rest, fd, path) as plain:
-        while chunk := plain.read(_DIGEST_CHUNK_BYTES):
-            digest.update(chunk)
-            size += len(chunk)
-    return size, digest.hexdigest()
+    return at_rest.digest_fd(fd, str(path))
 
 
 def refusal(tenant: str, path: VirtualPath, exc: TamperedFile | MasterKeyError, doing: str) -> Refused:

@@ -158,9 +158,13 @@ class AtRest:
 
     def digest(self, path: Path) -> tuple[int, str]:
         """The plaintext's size and sha256 (what the front door recorded for an upload)."""
+        return self.digest_fd(os.open(path, os.O_RDONLY | os.O_CLOEXEC), str(path))
+
+    def digest_fd(self, fd: int, name: str) -> tuple[int, str]:
+        """:meth:`digest` of a file already open as ``fd`` (closed here)."""
         digest = hashlib.sha256()
         size = 0
-        with self.open(path) as source:
+        with self.open_fd(fd, name) as source:
             while chunk := source.read(READ_CHUNK_BYTES):
                 digest.update(chunk)
                 size += len(chunk)
