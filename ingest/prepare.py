@@ -126,10 +126,10 @@ def _plaintext(job: PrepareJob) -> Iterator[tuple[Path, str]]:
     try:
         digest = hashlib.sha256()
         left = job.max_upload_bytes
-        with job.at_rest.open(job.snapshot) as source:
+        with job.at_rest.open(job.snapshot) as source, open(fd, "wb", closefd=False) as memory:
             while left > 0 and (chunk := source.read(min(COPY_CHUNK_BYTES, left))):
                 digest.update(chunk)
-                os.write(fd, chunk)
+                memory.write(chunk)  # whole, where os.write may write part of it
                 left -= len(chunk)
         yield Path(f"/proc/self/fd/{fd}"), digest.hexdigest()
     finally:
