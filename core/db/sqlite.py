@@ -1,8 +1,7 @@
-"""SQLite in WAL mode, with per-component schema migrations.
+"""The SQLite engine: the embedded default, one file in WAL mode.
 
-Each part of the product owns its tables and registers its migrations under its own component
-name (``core``, ``sftpd``, ``ingest``, ``ledger``), so no part edits another's schema. The file is
-created with mode 0600: it holds password hashes and API tokens.
+The file is created with mode 0600: it holds password hashes and API tokens. Several processes
+(the daemon and ``sftpctl``) may open the same file: WAL and the busy timeout make that safe.
 """
 
 from __future__ import annotations
@@ -15,18 +14,19 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from core.db import Database, Location
+from core.db.dialect import Migration, PerEngine, statements
+
 BUSY_TIMEOUT_SECONDS = 30.0
 
 
-class Database:
-    """One connection shared by the threads of a process, serialised by a lock.
+class SqliteDatabase(Database):
+    """``transaction()`` is ``BEGIN IMMEDIATE``: one writer at a time, across processes."""
 
-    Statements here are short; long work (hashing, file I/O) happens outside a transaction.
-    Several processes (the daemon and ``sftpctl``) may open the same file: WAL and the busy
-    timeout make that safe.
-    """
-
-    def __init__(self, path: Path) -> None:
+    def __init__(self, location: Location) -> None:
+        if not isinstance(location, Path):
+            raise TypeError(f"SQLite needs a file path, not {location}")
+        path = location
         self.path = path
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
@@ -86,41 +86,5 @@ class Database:
             row: sqlite3.Row | None = self._conn.execute(sql, params).fetchone()
             return row
 
-    def migrate(self, component: str, migrations: Sequence[str]) -> int:
-        """Apply the migrations of ``component`` not yet applied; returns the schema version.
-
-        ``migrations[i]`` takes the schema from version ``i`` to ``i + 1``. A database newer than
-        this code is refused rather than silently misread.
-        """
-        with self.transaction() as conn:
-            row = conn.execute(
-                "SELECT version FROM schema_versions WHERE component = ?", (component,)
-            ).fetchone()
-            current = row["version"] if row else 0
-            if current > len(migrations):
-                raise RuntimeError(
-                    f"{self.path}: schema of {component!r} is version {current}, "
-                    f"newer than this program ({len(migrations)}); upgrade the program"
-                )
-            for script in migrations[current:]:
-                for statement in _statements(script):
-                    conn.execute(statement)
-            conn.execute(
-                "INSERT INTO schema_versions (component, version) VALUES (?, ?)"
-                " ON CONFLICT(component) DO UPDATE SET version = excluded.version",
-                (component, len(migrations)),
-            )
-        return len(migrations)
-
-
-def _statements(script: str) -> Iterator[str]:
-    """Split a migration script into statements (executescript would commit our transaction)."""
-    buffer = ""
-    for line in script.splitlines(keepends=True):
-        buffer += line
-        if sqlite3.complete_statement(buffer):
-            if buffer.strip():
-                yield buffer
-            buffer = ""
-    if buffer.strip():
-        yield buffer
+    def _migration_statements(self, step: Migration) -> Iterator[str]:
+        return statements(step.sqlite if isinstance(step, PerEngine) else step)

@@ -1,0 +1,170 @@
+"""The state and ledger databases: one face, :class:`Database`, over two engines.
+
+``Database(location)`` opens SQLite (``location`` a file path: the embedded default, WAL mode,
+``core.db.sqlite``) or PostgreSQL (``location`` a :class:`PostgresLocation`: a server's URL and
+the schema the store lives in, ``core.db.postgres``). Callers see the same methods and the same
+guarantees on both: statements written with SQLite's ``?``/``:name`` placeholders, rows read by
+name or index, ``transaction()`` serialising writers (SQLite's ``BEGIN IMMEDIATE``; a PostgreSQL
+advisory lock per schema), nested transactions joining the outer one, savepoints.
+
+Each part of the product owns its tables and registers its migrations under its own component
+name (``core``, ``sftpd``, ``ingest``, ``ledger``), so no part edits another's schema; a
+migration is SQL in SQLite's dialect, translated for PostgreSQL by ``core.db.dialect``, or a
+:class:`~core.db.dialect.PerEngine` pair. docs/postgresql.md says what the engine does.
+
+Typing: ``transaction()`` yields what callers annotate as ``sqlite3.Connection`` (and rows as
+``sqlite3.Row``). On PostgreSQL these are adapters with the same methods callers use
+(``execute``, ``executemany``, ``fetchone``, ``fetchall``, ``rowcount``, ``lastrowid``, rows by
+name and index), presented under SQLite's types until the callers' annotations move to
+:class:`Connection` and :class:`Row`.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator, Sequence
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+from urllib.parse import urlsplit, urlunsplit
+
+from core.db.dialect import Migration, PerEngine
+from core.errors import SftpInboxError
+
+__all__ = [
+    "Connection",
+    "Database",
+    "DatabaseUnavailable",
+    "Location",
+    "Migration",
+    "PerEngine",
+    "PostgresLocation",
+    "Row",
+    "SchemaTooNew",
+]
+
+
+class DatabaseUnavailable(SftpInboxError):
+    """The database server cannot be reached, or did not answer in time; nothing was committed
+    by the statement that failed. The next use connects again."""
+
+
+class SchemaTooNew(RuntimeError, SftpInboxError):
+    """The database was migrated by a newer program: refused rather than silently misread."""
+
+
+@dataclass(frozen=True)
+class PostgresLocation:
+    """Where a store lives on PostgreSQL: the server's URL and the store's own schema."""
+
+    url: str
+    schema: str
+
+    def __str__(self) -> str:
+        """The URL without its password, and the schema: for messages and logs."""
+        parts = urlsplit(self.url)
+        netloc = parts.netloc
+        if "@" in netloc:
+            credentials, host = netloc.rsplit("@", 1)
+            netloc = f"{credentials.split(':', 1)[0]}@{host}"
+        return f"{urlunsplit(parts._replace(netloc=netloc))} (schema {self.schema})"
+
+
+#: A database's identity: a SQLite file, or a schema of a PostgreSQL database.
+Location = Path | PostgresLocation
+
+
+class Row(Protocol):
+    """A result row, read by column name or index (``sqlite3.Row`` and the PostgreSQL rows)."""
+
+    def __getitem__(self, key: int | str, /) -> Any: ...
+    def keys(self) -> list[str]: ...
+    def __len__(self) -> int: ...
+
+
+class Cursor(Protocol):
+    @property
+    def rowcount(self) -> int: ...
+    @property
+    def lastrowid(self) -> int | None: ...
+    def fetchone(self) -> Any: ...
+    def fetchall(self) -> list[Any]: ...
+
+
+class Connection(Protocol):
+    """What ``transaction()`` yields, on either engine."""
+
+    def execute(self, sql: str, parameters: Any = ..., /) -> Any: ...
+    def executemany(self, sql: str, parameters: Any, /) -> Any: ...
+
+
+class Database:
+    """One connection shared by the threads of a process, serialised by a lock.
+
+    ``Database(path)`` is SQLite, ``Database(PostgresLocation(...))`` PostgreSQL: the class
+    picks the engine, so callers never name one. Statements here are short; long work (hashing,
+    file I/O) happens outside a transaction.
+    """
+
+    path: Location
+
+    # The face picks the engine's class, so it does not return cls itself.
+    def __new__(cls, location: Location) -> Database:  # noqa: PYI034
+        if cls is Database:
+            if isinstance(location, PostgresLocation):
+                from core.db.postgres import PostgresDatabase
+
+                return super().__new__(PostgresDatabase)
+            from core.db.sqlite import SqliteDatabase
+
+            return super().__new__(SqliteDatabase)
+        return super().__new__(cls)
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    def transaction(self) -> AbstractContextManager[sqlite3.Connection]:
+        """A write transaction; nested calls join the outer one. Writers are serialised."""
+        raise NotImplementedError
+
+    def execute(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> sqlite3.Cursor:
+        raise NotImplementedError
+
+    def query(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> list[sqlite3.Row]:
+        raise NotImplementedError
+
+    def query_one(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> sqlite3.Row | None:
+        raise NotImplementedError
+
+    def _migration_statements(self, step: Migration) -> Iterator[str]:
+        """The statements of one migration step, in this engine's dialect."""
+        raise NotImplementedError
+
+    def migrate(self, component: str, migrations: Sequence[Migration]) -> int:
+        """Apply the migrations of ``component`` not yet applied; returns the schema version.
+
+        ``migrations[i]`` takes the schema from version ``i`` to ``i + 1``, all in one
+        transaction, which serialises migrators: a second node waits, then finds the work done.
+        A database newer than this code is refused rather than silently misread.
+        """
+        with self.transaction() as conn:
+            row = conn.execute(
+                "SELECT version FROM schema_versions WHERE component = ?", (component,)
+            ).fetchone()
+            current = row["version"] if row else 0
+            if current > len(migrations):
+                raise SchemaTooNew(
+                    f"{self.path}: schema of {component!r} is version {current}, "
+                    f"newer than this program ({len(migrations)}); upgrade the program"
+                )
+            for step in migrations[current:]:
+                for statement in self._migration_statements(step):
+                    conn.execute(statement)
+            if current < len(migrations):
+                conn.execute(
+                    "INSERT INTO schema_versions (component, version) VALUES (?, ?)"
+                    " ON CONFLICT(component) DO UPDATE SET version = excluded.version",
+                    (component, len(migrations)),
+                )
+        return len(migrations)

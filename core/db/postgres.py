@@ -1,0 +1,342 @@
+"""The PostgreSQL engine (psycopg 3): state and ledger as two schemas of one database.
+
+What it keeps of SQLite's behaviour, so callers written for SQLite run unchanged:
+
+- ``transaction()`` serialises writers, as ``BEGIN IMMEDIATE`` does: ``BEGIN``, then
+  ``pg_advisory_xact_lock`` on a key of the schema, so a read-then-write inside a transaction
+  sees no other writer between its read and its write. (A first step: row claims with
+  ``FOR UPDATE SKIP LOCKED`` can let writers of different rows run side by side later.)
+- ``?`` and ``:name`` placeholders (``core.db.dialect.to_pyformat``); values are bound on the
+  client, so an untyped ``?`` compares like SQLite's; a Python ``bool`` is stored as 0/1 and a
+  ``numeric`` result (``SUM`` of integers) reads back as ``int``, or ``float`` with a fraction.
+- Rows read by name or by index (:class:`PgRow`); ``rowcount``; ``lastrowid`` right after an
+  ``INSERT`` into a table with an identity key (``lastval()``), for callers not yet on RETURNING.
+- Each store's schema (``search_path``) holds its tables, ``schema_versions`` and a
+  case-insensitive collation ``nocase``, so ``COLLATE NOCASE`` means what it means in SQLite
+  (``LIKE`` is refused on such a column by PostgreSQL).
+
+Failure is never a hang: connecting gives up after :data:`CONNECT_TIMEOUT_SECONDS`, a lock wait
+after :data:`LOCK_TIMEOUT_SECONDS` (SQLite's busy timeout), a statement after
+:data:`STATEMENT_TIMEOUT_SECONDS`, and TCP keepalives notice a server gone silent. Each of those
+raises :class:`core.db.DatabaseUnavailable`; the next use connects again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import sqlite3
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any, cast
+
+import psycopg
+from psycopg.abc import Buffer
+from psycopg.adapt import Dumper, Loader
+from psycopg.pq import TransactionStatus
+
+from core.db import Database, DatabaseUnavailable, Location, PostgresLocation
+from core.db.dialect import Migration, PerEngine, postgres_ddl, statements, to_pyformat
+
+CONNECT_TIMEOUT_SECONDS = 5
+LOCK_TIMEOUT_SECONDS = 30
+STATEMENT_TIMEOUT_SECONDS = 300
+# A server that stops answering (cable cut, host down) is noticed within about 15 s.
+_KEEPALIVES = "keepalives=1 keepalives_idle=5 keepalives_interval=2 keepalives_count=3 tcp_user_timeout=15000"
+
+_SCHEMA_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+
+
+def advisory_key(purpose: str, schema: str = "") -> int:
+    """A stable 64-bit advisory lock key: the same on every node for the same purpose and schema."""
+    digest = hashlib.sha256(f"sftp-inbox:{purpose}:{schema}".encode()).digest()
+    return int.from_bytes(digest[:8], "big", signed=True)
+
+
+class TransactionAborted(RuntimeError):
+    """A statement failed inside a transaction and its error was caught: PostgreSQL has
+    aborted the transaction, so nothing of it is committed (SQLite would have kept going; use
+    a savepoint around a statement that may fail)."""
+
+
+class PgRow:
+    """A row read by column name (as written, or lower case) or by index, like ``sqlite3.Row``."""
+
+    __slots__ = ("_index", "_keys", "_values")
+
+    def __init__(self, values: tuple[Any, ...], index: dict[str, int], keys: list[str]) -> None:
+        self._values = values
+        self._index = index
+        self._keys = keys
+
+    def __getitem__(self, key: int | str | slice) -> Any:
+        if isinstance(key, str):
+            try:
+                return self._values[self._index[key] if key in self._index else self._index[key.lower()]]
+            except KeyError:
+                raise IndexError(f"No item with that key: {key!r}") from None
+        return self._values[key]
+
+    def keys(self) -> list[str]:
+        return list(self._keys)
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter(self._values)
+
+    def __len__(self) -> int:
+        return len(self._values)
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, PgRow):
+            return self._keys == other._keys and self._values == other._values
+        return NotImplemented
+
+    def __hash__(self) -> int:
+        return hash((tuple(self._keys), self._values))
+
+    def __repr__(self) -> str:
+        return f"PgRow({dict(zip(self._keys, self._values))!r})"
+
+
+def _rows(cursor: Any) -> Callable[[Sequence[Any]], PgRow]:
+    """psycopg's row factory for :class:`PgRow`."""
+    keys = [column.name for column in cursor.description or ()]
+    index: dict[str, int] = {}
+    for position, key in enumerate(keys):
+        index.setdefault(key, position)
+        index.setdefault(key.lower(), position)
+    return lambda values: PgRow(tuple(values), index, keys)
+
+
+class _BoolAsInteger(Dumper):
+    """SQLite stores ``True`` as 1; the columns are integers here too."""
+
+    oid = psycopg.postgres.types["int8"].oid
+
+    def dump(self, obj: Any) -> Buffer:
+        return b"1" if obj else b"0"
+
+    def quote(self, obj: Any) -> Buffer:
+        return self.dump(obj)
+
+
+class _NumericAsNumber(Loader):
+    """``SUM`` of integers is ``numeric`` in PostgreSQL; SQLite gives an int (or a float)."""
+
+    def load(self, data: Buffer) -> int | float:
+        text = bytes(data).decode()
+        return float(text) if any(char in text for char in ".eEnN") else int(text)
+
+
+class PgCursor:
+    """The result of one statement, with the parts of ``sqlite3.Cursor`` callers use."""
+
+    def __init__(self, cursor: psycopg.Cursor[Any], db: PostgresDatabase, serial: int, insert: bool) -> None:
+        self._cursor = cursor
+        self._db = db
+        self._serial = serial
+        self._insert = insert
+
+    @property
+    def rowcount(self) -> int:
+        return self._cursor.rowcount
+
+    @property
+    def lastrowid(self) -> int | None:
+        """The key an ``INSERT`` just gave its row (``lastval()``): valid only before the next
+        statement, and only for a table with an identity key; prefer ``RETURNING id``."""
+        if not self._insert:
+            return None
+        return self._db.last_value(self._serial)
+
+    @property
+    def description(self) -> Any:
+        return self._cursor.description
+
+    def fetchone(self) -> PgRow | None:
+        return self._cursor.fetchone() if self._cursor.description is not None else None
+
+    def fetchall(self) -> list[PgRow]:
+        return self._cursor.fetchall() if self._cursor.description is not None else []
+
+    def fetchmany(self, size: int = 1) -> list[PgRow]:
+        return self._cursor.fetchmany(size) if self._cursor.description is not None else []
+
+    def __iter__(self) -> Iterator[PgRow]:
+        return iter(self.fetchall())
+
+
+class PgConnection:
+    """What ``transaction()`` yields: ``execute`` and ``executemany`` as on ``sqlite3.Connection``."""
+
+    def __init__(self, db: PostgresDatabase) -> None:
+        self._db = db
+
+    def execute(self, sql: str, parameters: Sequence[Any] | dict[str, Any] = ()) -> PgCursor:
+        return self._db.run(sql, parameters)
+
+    def executemany(self, sql: str, parameters: Any) -> PgCursor:
+        return self._db.run(sql, parameters, many=True)
+
+
+class PostgresDatabase(Database):
+    """One connection per process (like the SQLite engine), serialised by a lock."""
+
+    def __init__(self, location: Location) -> None:
+        if not isinstance(location, PostgresLocation):
+            raise TypeError(f"PostgreSQL needs a PostgresLocation, not {location}")
+        if not _SCHEMA_NAME.match(location.schema):
+            raise ValueError(f"{location.schema!r} is not a schema name (lower case letters, digits, _)")
+        self.path = location
+        self._location = location
+        self._lock = threading.RLock()
+        self._depth = 0
+        self._serial = 0
+        self._conn: psycopg.Connection[Any] | None = None
+        self._adapter = PgConnection(self)
+        self._writer_key = advisory_key("writer", location.schema)
+        with self._lock:
+            self._bootstrap()
+
+    # -- connection ------------------------------------------------------------------------
+
+    def _connected(self) -> psycopg.Connection[Any]:
+        if self._conn is not None and not self._conn.closed:
+            return self._conn
+        if self._depth:
+            raise DatabaseUnavailable(f"{self.path}: the connection was lost inside a transaction")
+        schema = self._location.schema
+        options = (f"-c search_path={schema} -c statement_timeout={STATEMENT_TIMEOUT_SECONDS * 1000}"
+                   f" -c lock_timeout={LOCK_TIMEOUT_SECONDS * 1000}")
+        try:
+            conninfo = psycopg.conninfo.make_conninfo(
+                self._location.url, connect_timeout=CONNECT_TIMEOUT_SECONDS, options=options,
+                **dict(item.split("=") for item in _KEEPALIVES.split()),
+            )
+            conn: psycopg.Connection[Any] = psycopg.connect(
+                conninfo, autocommit=True, cursor_factory=psycopg.ClientCursor, row_factory=_rows
+            )
+        except psycopg.OperationalError as exc:
+            raise DatabaseUnavailable(f"{self.path}: cannot connect: {_first_line(exc)}") from exc
+        conn.adapters.register_dumper(bool, _BoolAsInteger)
+        conn.adapters.register_loader("numeric", _NumericAsNumber)
+        self._conn = conn
+        return conn
+
+    def _bootstrap(self) -> None:
+        """The schema, its ``nocase`` collation and ``schema_versions``, made once by one node."""
+        schema = self._location.schema
+        with self.transaction() as conn:
+            conn.execute("SELECT pg_advisory_xact_lock(?)", (advisory_key("bootstrap"),))
+            conn.execute(f"CREATE SCHEMA IF NOT EXISTS {schema}")
+            conn.execute(
+                f"CREATE COLLATION IF NOT EXISTS {schema}.nocase"
+                " (provider = icu, locale = 'und-u-ks-level2', deterministic = false)"
+            )
+            conn.execute(
+                f"CREATE TABLE IF NOT EXISTS {schema}.schema_versions ("
+                " component TEXT PRIMARY KEY, version BIGINT NOT NULL)"
+            )
+
+    def _lost(self, exc: psycopg.OperationalError) -> DatabaseUnavailable:
+        """The error to raise for ``exc``; a connection that broke is dropped, to connect again."""
+        conn = self._conn
+        if conn is not None and (conn.broken or conn.closed):
+            self._conn = None
+            conn.close()
+        return DatabaseUnavailable(f"{self.path}: {_first_line(exc)}")
+
+    def close(self) -> None:
+        with self._lock:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
+
+    # -- statements ------------------------------------------------------------------------
+
+    def run(self, sql: str, params: Any, many: bool = False) -> PgCursor:
+        """Run one statement written for SQLite (placeholders translated)."""
+        with self._lock:
+            conn = self._connected()
+            cursor = conn.cursor()
+            self._serial += 1
+            try:
+                if many:
+                    cursor.executemany(to_pyformat(sql), params)
+                else:
+                    cursor.execute(to_pyformat(sql), params)
+            except psycopg.OperationalError as exc:
+                raise self._lost(exc) from exc
+            return PgCursor(cursor, self, self._serial, sql.lstrip()[:6].upper() == "INSERT")
+
+    def last_value(self, serial: int) -> int | None:
+        """``lastval()``, if no statement ran since statement ``serial``."""
+        with self._lock:
+            if serial != self._serial:
+                raise RuntimeError("lastrowid read after another statement ran; use RETURNING")
+            row = self.run("SELECT lastval()", ()).fetchone()
+            self._serial = serial
+            return None if row is None else int(row[0])
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """``BEGIN`` and the schema's writer lock ... ``COMMIT``; nested calls join the outer one."""
+        with self._lock:
+            if self._depth:
+                self._depth += 1
+                try:
+                    yield cast(sqlite3.Connection, self._adapter)
+                finally:
+                    self._depth -= 1
+                return
+            self.run("BEGIN", ())
+            self._depth = 1
+            try:
+                self.run("SELECT pg_advisory_xact_lock(?)", (self._writer_key,))
+                yield cast(sqlite3.Connection, self._adapter)
+                if self._status() == TransactionStatus.INERROR:
+                    raise TransactionAborted(f"{self.path}: a statement failed inside the transaction;"
+                                             " nothing of it was committed")
+            except BaseException:
+                self._rollback()
+                raise
+            else:
+                self.run("COMMIT", ())
+            finally:
+                self._depth = 0
+
+    def _status(self) -> TransactionStatus:
+        conn = self._conn
+        return TransactionStatus.UNKNOWN if conn is None else conn.info.transaction_status
+
+    def _rollback(self) -> None:
+        """Roll back, unless the connection is gone (then the server has rolled back already)."""
+        if self._conn is None or self._conn.closed or self._conn.broken:
+            self._conn = None
+            return
+        try:
+            self._conn.execute("ROLLBACK")
+        except psycopg.OperationalError:
+            self._conn.close()
+            self._conn = None
+
+    def execute(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> sqlite3.Cursor:
+        return cast(sqlite3.Cursor, self.run(sql, params))
+
+    def query(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> list[sqlite3.Row]:
+        return cast(list[sqlite3.Row], self.run(sql, params).fetchall())
+
+    def query_one(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> sqlite3.Row | None:
+        return cast(sqlite3.Row | None, self.run(sql, params).fetchone())
+
+    def _migration_statements(self, step: Migration) -> Iterator[str]:
+        if isinstance(step, PerEngine):
+            yield from statements(step.postgresql)
+            return
+        for statement in statements(step):
+            yield postgres_ddl(statement)
+
+
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]

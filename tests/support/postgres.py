@@ -1,0 +1,93 @@
+"""A throw-away PostgreSQL server for the tests: Debian's binaries, a private directory, no mocks.
+
+One server per pytest session, started on first use: ``initdb`` into a temporary directory owned
+by an unprivileged user (``initdb`` refuses root; as root the server runs as ``postgres``),
+listening on a unix socket in that directory only (no TCP port), with ``fsync`` off since the
+data is thrown away. Each test that asks gets a fresh database, created from ``template1`` (a
+file copy, tens of milliseconds), dropped after it.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import pwd
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+import psycopg
+
+BIN_DIRS = sorted(Path("/usr/lib/postgresql").glob("*/bin"), reverse=True)  # newest version first
+START_TIMEOUT_SECONDS = 60
+# Set to "postgresql" to run the tests' state and ledger on PostgreSQL (tests/conftest.py).
+ENGINE_SWITCH = "SFTP_INBOX_TEST_DATABASE"
+
+
+def wanted() -> bool:
+    """Whether this test session runs its stores on PostgreSQL."""
+    engine = os.environ.get(ENGINE_SWITCH, "sqlite").strip().lower()
+    if engine not in ("sqlite", "postgresql"):
+        raise RuntimeError(f"{ENGINE_SWITCH}={engine!r}: say sqlite or postgresql")
+    return engine == "postgresql"
+
+
+def _binary(name: str) -> str:
+    for directory in BIN_DIRS:
+        if (directory / name).exists():
+            return str(directory / name)
+    raise RuntimeError(f"PostgreSQL's {name} is not installed: apt-get install postgresql")
+
+
+class PostgresServer:
+    """A server in its own directory; :meth:`stop` removes it all."""
+
+    def __init__(self) -> None:
+        self.root = Path(tempfile.mkdtemp(prefix="sftp-inbox-pg-"))
+        self.data = self.root / "data"
+        self._user: list[str] = []
+        if os.geteuid() == 0:
+            owner = pwd.getpwnam("postgres")
+            os.chown(self.root, owner.pw_uid, owner.pw_gid)
+            self._user = ["runuser", "-u", "postgres", "--"]
+        self._names = itertools.count(1)
+        self._started = False
+
+    @property
+    def admin_url(self) -> str:
+        return self.url("postgres")
+
+    def url(self, database: str) -> str:
+        return f"postgresql://postgres@/{database}?host={self.root}"
+
+    def _run(self, *command: str) -> None:
+        subprocess.run([*self._user, *command], check=True, capture_output=True, text=True,
+                       timeout=START_TIMEOUT_SECONDS)
+
+    def start(self) -> None:
+        self._run(_binary("initdb"), "-D", str(self.data), "-U", "postgres", "-A", "trust", "-E", "UTF8",
+                  "--locale=C.UTF-8", "--no-sync")
+        options = (f"-k {self.root} -c listen_addresses='' -c fsync=off -c synchronous_commit=off"
+                   " -c full_page_writes=off -c max_connections=200")
+        self._run(_binary("pg_ctl"), "-D", str(self.data), "-l", str(self.root / "server.log"),
+                  "-o", options, "-w", "-t", str(START_TIMEOUT_SECONDS), "start")
+        self._started = True
+
+    def create_database(self) -> str:
+        """A fresh, empty database; returns its URL."""
+        name = f"test_{os.getpid()}_{next(self._names)}"
+        with psycopg.connect(self.admin_url, autocommit=True) as conn:
+            conn.execute(f"CREATE DATABASE {name} TEMPLATE template1")
+        return self.url(name)
+
+    def drop_database(self, url: str) -> None:
+        name = url.rsplit("/", 1)[1].split("?", 1)[0]
+        with psycopg.connect(self.admin_url, autocommit=True) as conn:
+            conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+    def stop(self) -> None:
+        if self._started:
+            self._run(_binary("pg_ctl"), "-D", str(self.data), "-m", "immediate", "-w", "stop")
+            self._started = False
+        shutil.rmtree(self.root, ignore_errors=True)
