@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
 
+from core.db import Location, PostgresLocation
 from core.errors import UsageError
 from core.timestamps import PACIFIC_ZONE
 
@@ -264,6 +265,21 @@ class AdminSettings:
 
 
 @dataclass(frozen=True)
+class DatabaseSettings:
+    """Where the state and the embedded ledger live (docs/postgresql.md)."""
+
+    # Empty: SQLite files in data_dir (state.db, ledger.db), the embedded default.
+    # ``postgresql://user:password@host:port/dbname`` (any libpq URL): a PostgreSQL database, one
+    # schema per store (``state``, ``ledger``), shared by every node of an installation.
+    url: str = ""
+
+    def __post_init__(self) -> None:
+        if self.url and not self.url.startswith(("postgresql://", "postgres://")):
+            raise ConfigError(f"database: url: {self.url.split(':', 1)[0]!r} is not a database this program "
+                              "speaks: leave it empty for SQLite files, or give a postgresql:// URL")
+
+
+@dataclass(frozen=True)
 class Settings:
     """All settings. ``data_dir`` holds the state database, tenant folders and mail outbox."""
 
@@ -279,10 +295,22 @@ class Settings:
     retention: RetentionSettings = field(default_factory=RetentionSettings)
     mail: MailSettings = field(default_factory=MailSettings)
     admin: AdminSettings = field(default_factory=AdminSettings)
+    database: DatabaseSettings = field(default_factory=DatabaseSettings)
 
     @property
     def state_db(self) -> Path:
+        """The state's SQLite file (used when ``[database] url`` is empty)."""
         return self.data_dir / "state.db"
+
+    @property
+    def state_location(self) -> Location:
+        """Where the state store lives: ``[database] url``'s ``state`` schema, else :attr:`state_db`."""
+        return PostgresLocation(self.database.url, "state") if self.database.url else self.state_db
+
+    @property
+    def ledger_location(self) -> Location:
+        """Where the embedded ledger lives: ``[database] url``'s ``ledger`` schema, else :attr:`ledger_db`."""
+        return PostgresLocation(self.database.url, "ledger") if self.database.url else self.ledger_db
 
     @property
     def ledger_db(self) -> Path:

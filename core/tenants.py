@@ -25,7 +25,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from core.clock import now_iso
 from core.config import DEFAULT_ZONE, RETENTION_MAX_DAYS, RETENTION_RULES, RetentionSettings
-from core.db import Database
+from core.db import Database, Location
 from core.errors import Conflict, NotFound, UsageError
 from core.passwords import PasswordHasher, generate_token
 
@@ -169,9 +169,9 @@ class TenantFolders:
             folder.mkdir(parents=True, exist_ok=True, mode=0o750)
 
 
-def open_state(path: Path) -> Database:
-    """The state database with the core schema applied."""
-    db = Database(path)
+def open_state(location: Location) -> Database:
+    """The state database (a SQLite file or a PostgreSQL schema) with the core schema applied."""
+    db = Database(location)
     db.migrate("core", MIGRATIONS)
     return db
 
@@ -291,7 +291,7 @@ class TenantStore:
                 raise TenantError(f"invalid data dictionary field name {field!r}")
         with self.db.transaction() as conn:
             conn.executemany(
-                "INSERT OR IGNORE INTO data_dictionary (tenant, field) VALUES (?, ?)",
+                "INSERT INTO data_dictionary (tenant, field) VALUES (?, ?) ON CONFLICT DO NOTHING",
                 [(name, field) for field in fields],
             )
 

@@ -504,7 +504,8 @@ class TroubleStore:
         return {row["kind"] for row in rows}
 
     def begin(self, tenant: str, kind: str, reason: str) -> None:
-        self.db.execute("INSERT OR IGNORE INTO ingest_troubles (tenant, kind, since, reason) VALUES (?, ?, ?, ?)",
+        self.db.execute("INSERT INTO ingest_troubles (tenant, kind, since, reason) VALUES (?, ?, ?, ?)"
+                        " ON CONFLICT DO NOTHING",
                         (tenant, kind, now_iso(), reason))
 
     def end(self, tenant: str, kinds: set[str]) -> None:

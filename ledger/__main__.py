@@ -42,7 +42,7 @@ def _listen(text: str) -> tuple[str, int]:
 
 
 async def _serve(settings: Settings) -> None:
-    db = open_state(settings.state_db)
+    db = open_state(settings.state_location)
     tenants = TenantStore(db, settings.tenants_dir, PasswordHasher(settings.passwords))
     server = ApiServer(settings, tenants)
     await server.start()

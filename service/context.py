@@ -23,7 +23,7 @@ class Context:
 
     @cached_property
     def db(self) -> Database:
-        return open_state(self.settings.state_db)
+        return open_state(self.settings.state_location)
 
     @cached_property
     def hasher(self) -> PasswordHasher:

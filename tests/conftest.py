@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,7 @@ from core.db import Database
 from core.passwords import PasswordHasher
 from core.tenants import TenantStore, open_state
 from core.uploads import UploadStore
+from tests.support import postgres
 
 TEST_PASSWORD = "correct-horse-battery"
 
@@ -23,19 +25,42 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[postgres.PostgresServer]:
+    """One throw-away PostgreSQL server for the session, started by the first test that asks."""
+    server = postgres.PostgresServer()
+    try:
+        server.start()
+        yield server
+    finally:
+        server.stop()
+
+
 @pytest.fixture
-def settings(tmp_path: Path) -> Settings:
-    """Embedded defaults, with every path and port private to the test."""
-    return Settings(data_dir=tmp_path / "var").replace(
+def postgres_url(postgres_server: postgres.PostgresServer) -> Iterator[str]:
+    """A fresh, empty PostgreSQL database of the test's own."""
+    url = postgres_server.create_database()
+    yield url
+    postgres_server.drop_database(url)
+
+
+@pytest.fixture
+def settings(tmp_path: Path, request: pytest.FixtureRequest) -> Settings:
+    """Embedded defaults, with every path and port private to the test; the stores on a fresh
+    PostgreSQL database when ``SFTP_INBOX_TEST_DATABASE=postgresql``."""
+    settings = Settings(data_dir=tmp_path / "var").replace(
         server__keys_dir=tmp_path / "keys",
         server__listen_port=free_port(),
         api__listen_port=free_port(),
     )
+    if postgres.wanted():
+        settings = settings.replace(database__url=request.getfixturevalue("postgres_url"))
+    return settings
 
 
 @pytest.fixture
 def state_db(settings: Settings) -> Database:
-    db = open_state(settings.state_db)
+    db = open_state(settings.state_location)
     yield db
     db.close()
 

@@ -113,7 +113,12 @@ class Database:
     def __new__(cls, location: Location) -> Database:  # noqa: PYI034
         if cls is Database:
             if isinstance(location, PostgresLocation):
-                from core.db.postgres import PostgresDatabase
+                try:
+                    from core.db.postgres import PostgresDatabase
+                except ImportError as exc:
+                    raise DatabaseUnavailable(
+                        f"{location}: PostgreSQL needs psycopg ({exc}): pip install 'sftp-inbox[postgresql]'"
+                    ) from exc
 
                 return super().__new__(PostgresDatabase)
             from core.db.sqlite import SqliteDatabase

@@ -29,8 +29,10 @@ def test_add_creates_chroot_folders_and_token(tenants: TenantStore) -> None:
     assert len(tenant.api_token) == 64 and tenant.may_be_processed and tenant.enabled
 
 
-def test_state_db_is_private(tenants: TenantStore) -> None:
-    mode = stat.S_IMODE(os.stat(tenants.db.path).st_mode)
+def test_state_db_is_private(settings: Settings) -> None:
+    """The SQLite file holds password hashes and tokens (on PostgreSQL, the server's rights do)."""
+    open_state(settings.state_db).close()
+    mode = stat.S_IMODE(os.stat(settings.state_db).st_mode)
     assert mode == 0o600
 
 
@@ -183,12 +185,12 @@ def test_retention_of_an_unknown_tenant_is_not_found(tenants: TenantStore) -> No
 def test_a_database_from_before_retention_gains_the_columns_and_keeps_its_tenants(
     settings: Settings, hasher: PasswordHasher
 ) -> None:
-    old = Database(settings.state_db)
+    old = Database(settings.state_location)
     old.migrate("core", MIGRATIONS[:1])
     old.execute("INSERT INTO tenants (name, email, api_token, created_at, updated_at)"
                 " VALUES ('acme', 'ops@acme.example', 't', 'x', 'x')")
     old.close()
-    db = open_state(settings.state_db)
+    db = open_state(settings.state_location)
     try:
         tenant = TenantStore(db, settings.tenants_dir, hasher).get("acme")
         assert tenant.retention == RetentionSettings() and tenant.retention_own == ()
