@@ -1,0 +1,311 @@
+"""core.db: one face over SQLite and PostgreSQL; each behaviour is checked on both engines.
+
+PostgreSQL is a real server (tests/support/postgres.py), started once for the session.
+"""
+
+from __future__ import annotations
+
+import socket
+import sqlite3
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+
+import core.tenants
+import ingest.claims
+import ingest.retention
+import ingest.store
+import ledger.migrations
+import sftpd.defender
+from core.db import Database, DatabaseUnavailable, Location, PerEngine, PostgresLocation, SchemaTooNew
+from core.db.dialect import Untranslatable, postgres_ddl, statements, to_pyformat
+from core.db.postgres import TransactionAborted
+
+Locate = Callable[[str], Location]
+WAIT_SECONDS = 30.0
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def locate(request: pytest.FixtureRequest, tmp_path: Path) -> Locate:
+    """Where a store named ``name`` lives on the engine under test."""
+    if request.param == "sqlite":
+        return lambda name: tmp_path / f"{name}.db"
+    url = request.getfixturevalue("postgres_url")
+    return lambda name: PostgresLocation(url, name)
+
+
+@pytest.fixture
+def db(locate: Locate) -> Iterator[Database]:
+    database = Database(locate("state"))
+    database.migrate("test", [
+        "CREATE TABLE items (id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE, size INTEGER, flag INTEGER, body BLOB)"
+    ])
+    yield database
+    database.close()
+
+
+# -- statements and rows ----------------------------------------------------------------------
+
+
+def test_placeholders_named_and_positional_and_literal_percent_and_question_mark(db: Database) -> None:
+    db.execute("INSERT INTO items (name, size) VALUES (?, ?)", ("50% off?", 3))
+    db.execute("INSERT INTO items (name, size) VALUES (:name, :size)", {"name": "plain", "size": 4})
+    rows = db.query("SELECT name, '?%' AS mark FROM items WHERE name LIKE '%off%' AND size = ?", (3,))
+    assert [(row["name"], row["mark"]) for row in rows] == [("50% off?", "?%")]
+    assert db.query_one("SELECT size FROM items WHERE name = :name", {"name": "plain"})["size"] == 4  # type: ignore[index]
+
+
+def test_rows_read_by_name_and_index_and_as_a_dict(db: Database) -> None:
+    db.execute("INSERT INTO items (name, size, flag, body) VALUES (?, ?, ?, ?)", ("a", 2**40, True, b"\x00\xff"))
+    row = db.query_one("SELECT id, name, size, flag, body FROM items")
+    assert row is not None
+    assert (row[1], row["name"], row["NAME"]) == ("a", "a", "a")
+    assert (row["size"], row["flag"], row["body"]) == (2**40, 1, b"\x00\xff")
+    assert row.keys() == ["id", "name", "size", "flag", "body"] and len(row) == 5
+    assert dict(row) == {"id": row[0], "name": "a", "size": 2**40, "flag": 1, "body": b"\x00\xff"}
+    assert db.query_one("SELECT name FROM items WHERE name = 'none'") is None
+
+
+def test_rowcount_lastrowid_executemany_and_sums(db: Database) -> None:
+    with db.transaction() as conn:
+        first = conn.execute("INSERT INTO items (name, size) VALUES ('a', 1)").lastrowid
+        conn.executemany("INSERT INTO items (name, size) VALUES (?, ?)", [("b", 2), ("c", 3)])
+        returned = conn.execute("INSERT INTO items (name, size) VALUES ('d', 4) RETURNING id").fetchone()[0]
+        assert conn.execute("UPDATE items SET size = size + 1 WHERE size > ?", (1,)).rowcount == 3
+    assert db.query_one("SELECT name FROM items WHERE id = ?", (first,))["name"] == "a"  # type: ignore[index]
+    assert db.query_one("SELECT name FROM items WHERE id = ?", (returned,))["name"] == "d"  # type: ignore[index]
+    totals = db.query_one("SELECT SUM(size) AS total, COUNT(*) AS n, AVG(size) AS mean FROM items")
+    assert totals is not None and (totals["total"], totals["n"], totals["mean"]) == (13, 4, 3.25)
+    assert type(totals["total"]) is int
+
+
+# -- transactions -----------------------------------------------------------------------------
+
+
+def test_an_error_rolls_the_transaction_back_and_a_nested_one_joins_the_outer(db: Database) -> None:
+    with pytest.raises(RuntimeError), db.transaction() as conn:
+        conn.execute("INSERT INTO items (name) VALUES ('outer')")
+        with db.transaction() as inner:
+            inner.execute("INSERT INTO items (name) VALUES ('inner')")
+        raise RuntimeError("after the nested block")
+    assert db.query("SELECT name FROM items") == []
+    with db.transaction() as conn, db.transaction() as inner:
+        inner.execute("INSERT INTO items (name) VALUES ('kept')")
+    assert [row["name"] for row in db.query("SELECT name FROM items")] == ["kept"]
+
+
+def test_a_savepoint_rolled_back_undoes_its_statements_only(db: Database) -> None:
+    with db.transaction() as conn:
+        conn.execute("INSERT INTO items (name) VALUES ('before')")
+        conn.execute("SAVEPOINT request")
+        conn.execute("INSERT INTO items (name) VALUES ('undone')")
+        with pytest.raises((sqlite3.IntegrityError, psycopg.IntegrityError)):
+            conn.execute("INSERT INTO items (name) VALUES ('before')")  # refused: UNIQUE
+        conn.execute("ROLLBACK TO request")
+        conn.execute("RELEASE request")
+        conn.execute("INSERT INTO items (name) VALUES ('after')")
+    assert [row["name"] for row in db.query("SELECT name FROM items ORDER BY id")] == ["before", "after"]
+
+
+def test_writers_are_serialised_across_connections(db: Database, locate: Locate) -> None:
+    """Read-then-write inside a transaction loses no update while another connection writes."""
+    db.execute("INSERT INTO items (name, size) VALUES ('counter', 0)")
+    other = Database(locate("state"))
+    errors: list[BaseException] = []
+
+    def increment() -> None:
+        try:
+            with other.transaction() as conn:
+                value = conn.execute("SELECT size FROM items WHERE name = 'counter'").fetchone()[0]
+                conn.execute("UPDATE items SET size = ? WHERE name = 'counter'", (value + 1,))
+        except BaseException as exc:  # noqa: BLE001 - reported by the assertion below
+            errors.append(exc)
+
+    second = threading.Thread(target=increment)
+    try:
+        with db.transaction() as conn:
+            value = conn.execute("SELECT size FROM items WHERE name = 'counter'").fetchone()[0]
+            second.start()
+            if isinstance(db.path, PostgresLocation):
+                _until_a_writer_waits(db.path.url)  # the other connection is queued on the lock
+            second.join(0.5)
+            assert second.is_alive(), "a second writer ran inside the first one's transaction"
+            conn.execute("UPDATE items SET size = ? WHERE name = 'counter'", (value + 1,))
+        second.join(WAIT_SECONDS)
+    finally:
+        other.close()
+    assert errors == []
+    assert db.query_one("SELECT size FROM items WHERE name = 'counter'")["size"] == 2  # type: ignore[index]
+
+
+def _until_a_writer_waits(url: str) -> None:
+    with psycopg.connect(url, autocommit=True) as watcher:
+        for _ in range(int(WAIT_SECONDS / 0.05)):
+            waiting = watcher.execute("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted")
+            if waiting.fetchone() == (1,):
+                return
+            threading.Event().wait(0.05)
+    raise AssertionError("the second writer never waited for the lock")
+
+
+# -- migrations -------------------------------------------------------------------------------
+
+
+def test_two_concurrent_migrators_apply_each_step_once(locate: Locate) -> None:
+    steps = ["CREATE TABLE applied (step INTEGER)", "INSERT INTO applied (step) VALUES (2)"]
+    first, second = Database(locate("state")), Database(locate("state"))
+    start = threading.Barrier(2)
+    outcomes: list[object] = []
+
+    def migrate(database: Database) -> None:
+        start.wait()
+        try:
+            outcomes.append(database.migrate("test", steps))
+        except BaseException as exc:  # noqa: BLE001 - reported by the assertion below
+            outcomes.append(exc)
+
+    threads = [threading.Thread(target=migrate, args=(database,)) for database in (first, second)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(WAIT_SECONDS)
+    try:
+        assert outcomes == [2, 2]
+        assert [tuple(row) for row in first.query("SELECT step FROM applied")] == [(2,)]
+    finally:
+        first.close()
+        second.close()
+
+
+def test_a_schema_newer_than_the_program_is_refused(db: Database) -> None:
+    with pytest.raises(SchemaTooNew, match=r"schema of 'test' is version 1, newer than this program \(0\)"):
+        db.migrate("test", [])
+    assert db.migrate("test", ["CREATE TABLE unused (x INTEGER)"]) == 1  # same version: nothing to do
+
+
+def test_a_per_engine_step_runs_its_engines_sql(db: Database) -> None:
+    db.migrate("variant", [PerEngine(sqlite="CREATE TABLE v AS SELECT 'sqlite' AS engine",
+                                     postgresql="CREATE TABLE v AS SELECT 'postgresql' AS engine")])
+    expected = "postgresql" if isinstance(db.path, PostgresLocation) else "sqlite"
+    assert db.query_one("SELECT engine FROM v")["engine"] == expected  # type: ignore[index]
+
+
+def test_every_components_migrations_apply(locate: Locate) -> None:
+    """The product's own schema, written for SQLite, on each engine (PostgreSQL through the dialect)."""
+    state, ledger_db = Database(locate("state")), Database(locate("ledger"))
+    try:
+        for component, module in [("core", core.tenants), (sftpd.defender.COMPONENT, sftpd.defender),
+                                  (ingest.claims.COMPONENT, ingest.claims), (ingest.store.COMPONENT, ingest.store),
+                                  (ingest.retention.COMPONENT, ingest.retention)]:
+            assert state.migrate(component, module.MIGRATIONS) == len(module.MIGRATIONS)
+        assert ledger_db.migrate("ledger", ledger.migrations.MIGRATIONS) == len(ledger.migrations.MIGRATIONS)
+        # One database, two schemas on PostgreSQL: each store sees its own tables only.
+        assert state.query_one("SELECT version FROM schema_versions WHERE component = 'ledger'") is None
+        # COLLATE NOCASE keeps its meaning: one field, whatever its case.
+        state.execute("INSERT INTO tenants (name, email, api_token, created_at, updated_at)"
+                      " VALUES ('acme', 'a@b', 't', 'x', 'x')")
+        state.execute("INSERT INTO data_dictionary (tenant, field) VALUES ('acme', 'Score')")
+        with pytest.raises((sqlite3.IntegrityError, psycopg.IntegrityError)):
+            state.execute("INSERT INTO data_dictionary (tenant, field) VALUES ('acme', 'SCORE')")
+    finally:
+        state.close()
+        ledger_db.close()
+
+
+# -- PostgreSQL: failures are errors, not hangs -----------------------------------------------
+
+
+def test_a_refused_connection_is_a_clear_error() -> None:
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]  # bound, never listening: refused at once
+        location = PostgresLocation(f"postgresql://someone:secret@127.0.0.1:{port}/inbox", "state")
+        with pytest.raises(DatabaseUnavailable, match=r"cannot connect") as refused:
+            Database(location)
+    assert "secret" not in str(refused.value) and "someone@127.0.0.1" in str(refused.value)
+
+
+def test_a_server_that_never_answers_is_given_up_on() -> None:
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()  # accepts (the kernel does) and never says a word
+        port = silent.getsockname()[1]
+        with pytest.raises(DatabaseUnavailable, match=r"cannot connect"):
+            Database(PostgresLocation(f"postgresql://someone@127.0.0.1:{port}/inbox", "state"))
+
+
+def test_a_lost_connection_fails_the_statement_and_the_next_use_connects_again(postgres_url: str) -> None:
+    db = Database(PostgresLocation(postgres_url, "state"))
+    try:
+        db.migrate("test", ["CREATE TABLE items (name TEXT)"])
+        with pytest.raises(DatabaseUnavailable), db.transaction() as conn:
+            conn.execute("INSERT INTO items (name) VALUES ('lost')")
+            _terminate_backends(postgres_url)
+            conn.execute("INSERT INTO items (name) VALUES ('never')")
+        assert db.query("SELECT name FROM items") == []
+    finally:
+        db.close()
+
+
+def test_a_caught_error_inside_a_transaction_commits_nothing(postgres_url: str) -> None:
+    """PostgreSQL aborts the transaction at a failed statement; committing it is refused, not faked."""
+    db = Database(PostgresLocation(postgres_url, "state"))
+    try:
+        db.migrate("test", ["CREATE TABLE items (name TEXT UNIQUE)"])
+        with pytest.raises(TransactionAborted), db.transaction() as conn:
+            conn.execute("INSERT INTO items (name) VALUES ('a')")
+            with pytest.raises(psycopg.IntegrityError):
+                conn.execute("INSERT INTO items (name) VALUES ('a')")
+        assert db.query("SELECT name FROM items") == []
+    finally:
+        db.close()
+
+
+def _terminate_backends(url: str) -> None:
+    with psycopg.connect(url, autocommit=True) as admin:
+        admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                      " WHERE datname = current_database() AND pid <> pg_backend_pid()")
+
+
+# -- the dialect --------------------------------------------------------------------------------
+
+
+def test_placeholders_become_psycopgs_outside_quotes_and_comments() -> None:
+    assert to_pyformat("SELECT '?', \"a?\", x::int FROM t WHERE a = ? AND b = :name -- ?\n") == (
+        "SELECT '?', \"a?\", x::int FROM t WHERE a = %s AND b = %(name)s -- ?\n"
+    )
+    assert to_pyformat("SELECT 'it''s 5%' WHERE a LIKE ? || '%'") == "SELECT 'it''s 5%%' WHERE a LIKE %s || '%%'"
+
+
+def test_ddl_translation() -> None:
+    assert postgres_ddl("CREATE TABLE t (id INTEGER PRIMARY KEY AUTOINCREMENT, n INTEGER, r REAL, b BLOB)") == (
+        "CREATE TABLE t (id BIGINT GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY, n BIGINT, r DOUBLE PRECISION, b BYTEA)"
+    )
+    assert postgres_ddl("CREATE TABLE k (a TEXT, PRIMARY KEY (a)) WITHOUT ROWID;\n") == (
+        "CREATE TABLE k (a TEXT, PRIMARY KEY (a));"
+    )
+    assert postgres_ddl("INSERT OR IGNORE INTO t (n) VALUES (1);") == (
+        "INSERT INTO t (n) VALUES (1) ON CONFLICT DO NOTHING"
+    )
+    assert postgres_ddl("CREATE INDEX i ON t (n) WHERE n > 0") == "CREATE INDEX i ON t (n) WHERE n > 0"
+
+
+@pytest.mark.parametrize("statement", [
+    "PRAGMA foreign_keys = ON",
+    "INSERT OR REPLACE INTO t VALUES (1)",
+    "CREATE TABLE t (at TEXT DEFAULT (strftime('%s', 'now')))",
+    "CREATE TABLE t (a INTEGER) STRICT",
+    "SELECT rowid FROM t",
+])
+def test_sqlite_only_ddl_is_refused_by_name(statement: str) -> None:
+    with pytest.raises(Untranslatable, match="PerEngine"):
+        postgres_ddl(statement)
+
+
+def test_a_script_splits_into_statements_at_semicolons_outside_quotes() -> None:
+    assert [s.strip() for s in statements("CREATE TABLE a (x TEXT DEFAULT ';');\nINSERT INTO a VALUES ('b');\n")] == [
+        "CREATE TABLE a (x TEXT DEFAULT ';');", "INSERT INTO a VALUES ('b');"
+    ]
