@@ -54,12 +54,11 @@ class UploadStore:
 
     def record(self, tenant: str, path: str, size: int, sha256: str, source: str = "sftp") -> Upload:
         with self.db.transaction() as conn:
-            cursor = conn.execute(
+            row = conn.execute(
                 "INSERT INTO uploads (tenant, path, size, sha256, received_at, source)"
-                " VALUES (?, ?, ?, ?, ?, ?)",
+                " VALUES (?, ?, ?, ?, ?, ?) RETURNING *",
                 (tenant, path, size, sha256, now_iso(), source),
-            )
-            row = conn.execute("SELECT * FROM uploads WHERE id = ?", (cursor.lastrowid,)).fetchone()
+            ).fetchone()
         return _upload(row)
 
     def get(self, upload_id: int) -> Upload | None:

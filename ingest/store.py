@@ -595,11 +595,13 @@ class RunStore:
         self.db = db
 
     def start(self, trigger: Trigger, slot: datetime | None, tenant: str | None, pid: int) -> RunRecord:
-        cursor = self.db.execute(
-            "INSERT INTO ingest_runs (trigger, slot, tenant, pid, host, started_at) VALUES (?, ?, ?, ?, ?, ?)",
+        run_id = self.db.query_one(
+            "INSERT INTO ingest_runs (trigger, slot, tenant, pid, host, started_at) VALUES (?, ?, ?, ?, ?, ?)"
+            " RETURNING id",
             (trigger.value, iso(slot) if slot else None, tenant, pid, socket.gethostname(), now_iso()),
         )
-        record = self.get(int(cursor.lastrowid or 0))
+        assert run_id is not None
+        record = self.get(int(run_id["id"]))
         assert record is not None
         return record
 

@@ -141,7 +141,7 @@ async def test_account_lockout_and_unlock_from_another_process(
     assert logged(caplog, "auth.locked")[0]["key"] == TENANT
     assert logged(caplog, "auth.refused")[0]["user"] == TENANT
 
-    operator_db = open_state(server.settings.state_db)  # what sftpctl opens, in its own process
+    operator_db = open_state(server.settings.state_location)  # what sftpctl opens, in its own process
     try:
         operator = Defender(operator_db, server.settings.defender)
         locks = [(lock.kind, lock.key, lock.source, lock.failures) for lock in operator.lockouts()]
