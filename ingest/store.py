@@ -222,7 +222,8 @@ class FeedStore:
             conn.execute(
                 "INSERT INTO ingest_feeds (tenant, name, text, is_default, updated_at) VALUES (?, ?, ?, ?, ?)"
                 " ON CONFLICT (tenant, name) DO UPDATE SET text = excluded.text,"
-                " is_default = MAX(is_default, excluded.is_default), updated_at = excluded.updated_at",
+                " is_default = CASE WHEN excluded.is_default = 1 THEN 1 ELSE ingest_feeds.is_default END,"
+                " updated_at = excluded.updated_at",
                 (tenant, feed.name, text, int(default), now_iso()),
             )
         return feed
