@@ -9,13 +9,16 @@ from __future__ import annotations
 
 import enum
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
+
+_STORED_JSON = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
 
 
 def stored_json(value: Any) -> str:
     """A value as the ledger stores JSON in its columns: compact, non-ASCII kept as is."""
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+    return _STORED_JSON.encode(value)
 
 
 class Outcome(enum.Enum):
@@ -104,6 +107,16 @@ class CallSearch:
     advertiser_id_from_network: str | None = None
     advertiser_campaign_id_from_network: str | None = None
     network_id: str | None = None
+
+
+@dataclass(frozen=True)
+class SignalWrite:
+    """One signal to save: how it names its call, its fields (``name`` among them), and the
+    custom data it sets on the call (keys in the data dictionary's spelling)."""
+
+    search: CallSearch
+    changes: Mapping[str, Any]
+    custom_data: Mapping[str, str]
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,8 @@ import sqlite3
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
+from json.encoder import encode_basestring
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -36,7 +38,7 @@ from ledger.plans import (
     read_signal,
     read_transcript,
 )
-from ledger.records import LookupRow, Outcome
+from ledger.records import LookupRow, Outcome, SignalResult, SignalWrite
 from ledger.render import call_response, custom_data_list, lookup_response, signal_response
 from ledger.store import LedgerStore
 
@@ -79,6 +81,22 @@ class Answer:
                     self._transaction_id = str(holder["transaction_id"])
                     break
         return self._transaction_id
+
+
+@dataclass(frozen=True)
+class Queued:
+    """A queued request for :meth:`LedgerRequests.apply_queued`: whose it is, the token it is
+    sent with, its outbox id and content key, and what it asks; ``planned`` is the request
+    already read (:func:`ledger.plans.plan_batch`), the time zone it was read in first."""
+
+    tenant: str
+    token: str
+    request_id: int
+    key: str
+    method: str
+    path: str
+    text: str
+    planned: tuple[str, Plan | Refused] | None = None
 
 
 class LedgerRequests:
@@ -134,15 +152,7 @@ class LedgerRequests:
     def _signal(self, tenant: Tenant, plan: SignalPlan) -> Answer:
         custom_data = self._dictionary_fields(tenant, plan.custom_data, "custom_data")
         result = self.store.save_signal(tenant.name, plan.search, self.tolerance, plan.changes, custom_data)
-
-        def render() -> dict[str, Any]:
-            answer = signal_response(result.call, result.signal)
-            if plan.custom_data:
-                answer["custom_data"] = custom_data_list(result.call.custom_data)
-            return answer
-
-        return Answer(status_of(result.outcome), render=render,
-                      transaction_id=format_transaction_id(result.signal.transaction))
+        return _signal_answer(plan, result)
 
     def apply(self, gate: Gatekeeper, token: str, method: str, path: str, text: str) -> Answer:
         """One request as the API answers it; ``path`` is relative to ``/api/{version}``.
@@ -175,7 +185,7 @@ class LedgerRequests:
         """One ledger transaction around many requests: each store call joins it.
 
         A batch is one moment: a token is admitted, and a tenant's data dictionary read, once in
-        it. ``queued`` names the requests :meth:`apply_once` will be given (outbox id and
+        it. ``queued`` names the requests :meth:`apply_queued` will be given (outbox id and
         content key): the answers remembered for them are read in one query, and the answers
         given are remembered in one statement at the end. Only the in-process writer, with a
         ``LedgerRequests`` of its own, makes batches; the HTTP handlers never do, so each of
@@ -196,38 +206,84 @@ class LedgerRequests:
                 self._admitted = self._dictionaries = None
                 self._seen, self._answered = {}, []
 
-    def apply_once(self, conn: sqlite3.Connection, gate: Gatekeeper, tenant: str, token: str,
-                   request_id: int, key: str, method: str, path: str, text: str,
-                   planned: tuple[str, Plan | Refused] | None = None) -> Answer:
-        """:meth:`apply` inside :meth:`batch`, answered from memory if this request was applied.
+    def apply_queued(self, conn: sqlite3.Connection, gate: Gatekeeper,
+                     queued: Sequence[Queued]) -> list[Answer]:
+        """:meth:`apply` for each request, inside :meth:`batch`; answered from memory if applied.
 
-        ``request_id`` and ``key`` name one queued request of ``tenant`` (its outbox id and content
-        key), one of those the batch was opened for. Its answer is remembered in the transaction
-        that applied it, so a batch replayed after a crash between this commit and the caller's
-        own gets the first answers back and writes nothing (a correction later in the same file
-        is not undone and redone). The token is checked first and a refusal (401, or 403 for a
-        tenant that may not post) is not remembered: the row is tried again once the token is
-        fixed. A refused request writes nothing: whatever the store began for it is rolled back
-        to its savepoint. ``planned`` is the request already read for ``tenant`` in a time zone
-        (its name first); it is used if the token admits that tenant, still in that zone.
+        Each request is one of those the batch was opened for. Its answer is remembered in the
+        transaction that applied it, so a batch replayed after a crash between this commit and
+        the caller's own gets the first answers back and writes nothing (a correction later in
+        the same file is not undone and redone). The token is checked first and a refusal (401,
+        or 403 for a tenant that may not post) is not remembered: the row is tried again once
+        the token is fixed. A refused request writes nothing. Consecutive signals of one tenant
+        are saved together (:meth:`LedgerStore.save_signals`, each table written once); any
+        other request is carried out alone, rolled back to its savepoint if refused.
         """
-        admitted = self._admit_once(gate, token)
-        if isinstance(admitted, ApiError):  # about the token, not the request: never remembered
-            return Answer(admitted.status_code, admitted.body())
-        seen = self._seen.get((request_id, key))
-        if seen is not None:
-            return seen
-        plan = planned[1] if planned and admitted.name == tenant and admitted.timezone == planned[0] else None
-        with self.store.savepoint(conn) as undo:
-            answer = self._answer(admitted, method, path, text, plan)
-            if answer.status >= HTTP_ERROR:
-                undo()
+        answers: list[Answer | None] = [None] * len(queued)
+        signals: list[tuple[int, SignalPlan, dict[str, str]]] = []
+        tenant_of_signals = ""
+
+        def save_signals() -> None:
+            results = self.store.save_signals(
+                tenant_of_signals, self.tolerance,
+                [SignalWrite(plan.search, plan.changes, custom_data) for _, plan, custom_data in signals])
+            for (index, plan, _), result in zip(signals, results):
+                answers[index] = self._remember(queued[index], _signal_answer(plan, result))
+            signals.clear()
+
+        for index, request in enumerate(queued):
+            admitted = self.admit_once(gate, request.token)
+            if isinstance(admitted, ApiError):  # about the token, not the request: never remembered
+                answers[index] = Answer(admitted.status_code, admitted.body())
+                continue
+            seen = self._seen.get((request.request_id, request.key))
+            if seen is not None:
+                answers[index] = seen
+                continue
+            try:
+                plan = self._plan(admitted, request)
+            except ApiError as refused:
+                answers[index] = self._remember(request, Answer(refused.status_code, refused.body()))
+                continue
+            if isinstance(plan, SignalPlan):
+                try:
+                    custom_data = self._dictionary_fields(admitted, plan.custom_data, "custom_data")
+                except ApiError as refused:
+                    answers[index] = self._remember(request, Answer(refused.status_code, refused.body()))
+                    continue
+                if signals and admitted.name != tenant_of_signals:
+                    save_signals()
+                tenant_of_signals = admitted.name
+                signals.append((index, plan, custom_data))
+                continue
+            if signals:
+                save_signals()
+            with self.store.savepoint(conn) as undo:
+                answer = self._answer(admitted, request.method, request.path, request.text, plan)
+                if answer.status >= HTTP_ERROR:
+                    undo()
+            answers[index] = self._remember(request, answer)
+        if signals:
+            save_signals()
+        given = [answer for answer in answers if answer is not None]
+        assert len(given) == len(queued), "every request is answered"
+        return given
+
+    def _plan(self, tenant: Tenant, request: Queued) -> Plan | Refused:
+        """``request`` read: as read ahead (:func:`ledger.plans.plan_batch`) if that was for
+        ``tenant`` in its time zone, else now."""
+        if request.planned is not None and request.tenant == tenant.name and request.planned[0] == tenant.timezone:
+            return request.planned[1]
+        return read_request(self.limits, tenant.name, ZoneInfo(tenant.timezone), request.method, request.path,
+                            request.text)
+
+    def _remember(self, request: Queued, answer: Answer) -> Answer:
         self._answered.append(
-            (request_id, key, tenant, answer.status, json.dumps(_gist(answer)), time.time())
+            (request.request_id, request.key, request.tenant, answer.status, _gist(answer), time.time())
         )
         return answer
 
-    def _admit_once(self, gate: Gatekeeper, token: str) -> Tenant | ApiError:
+    def admit_once(self, gate: Gatekeeper, token: str) -> Tenant | ApiError:
         """The gate's answer for ``token``, asked once per batch."""
         memo = self._admitted if self._admitted is not None else {}
         if token not in memo:
@@ -281,11 +337,29 @@ def _remembered(conn: sqlite3.Connection, queued: Sequence[tuple[int, str]]) -> 
     return seen
 
 
-def _gist(answer: Answer) -> dict[str, Any]:
-    """What a replay needs of an answer: its errors, or the transaction id a client reads."""
+def _signal_answer(plan: SignalPlan, result: SignalResult | ApiError) -> Answer:
+    """The API's answer to a signal request, rendered when read."""
+    if isinstance(result, ApiError):
+        return Answer(result.status_code, result.body())
+
+    def render() -> dict[str, Any]:
+        answer = signal_response(result.call, result.signal)
+        if plan.custom_data:
+            answer["custom_data"] = custom_data_list(result.call.custom_data)
+        return answer
+
+    return Answer(status_of(result.outcome), render=render,
+                  transaction_id=format_transaction_id(result.signal.transaction))
+
+
+def _gist(answer: Answer) -> str:
+    """What a replay needs of an answer, as JSON: its errors, or the transaction id a client
+    reads."""
     if answer.status >= HTTP_ERROR and "errors" in answer.body:
-        return {"errors": answer.body["errors"]}
-    return {} if answer.transaction_id is None else {"transaction_id": answer.transaction_id}
+        return json.dumps({"errors": answer.body["errors"]})
+    if answer.transaction_id is None:
+        return "{}"
+    return f'{{"transaction_id": {encode_basestring(answer.transaction_id)}}}'
 
 
 def status_of(outcome: Outcome) -> int:

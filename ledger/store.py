@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -20,7 +20,7 @@ from typing import Any
 
 from core.db import Database
 from ledger.asapp import AsappRecords
-from ledger.errors import RecordInvalid, RecordNotFound, UnauthorizedAdvertiser
+from ledger.errors import ApiError, RecordInvalid, RecordNotFound, UnauthorizedAdvertiser
 from ledger.ids import format_transaction_id, parse_transaction_id
 from ledger.matching import closest_call
 from ledger.migrations import MIGRATIONS
@@ -35,6 +35,7 @@ from ledger.records import (
     Signal,
     SignalContent,
     SignalResult,
+    SignalWrite,
     TransactionQuery,
     TransactionRow,
     TransactionType,
@@ -49,6 +50,12 @@ _SIGNAL_COLUMNS = (
 #: the filter's index: enough that a common filter fills its page on the way, few enough that a
 #: rare one costs little before the index takes over.
 SCAN_ROWS_PER_ROW = 10
+#: Keys per query when reading stored signals: three parameters each, well within SQLite's limit.
+_KEYS_PER_QUERY = 300
+_INSERT_TRANSACTION = (
+    "INSERT INTO transactions (seq, tenant, call_id, transaction_type, corrects_seq,"
+    " recorded_at, call_start, record) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+)
 _FILTER_ERRORS = {
     "advertiser_id_from_network": "You do not have access to this advertiser",
     "advertiser_campaign_id_from_network": "You do not have access to this advertiser campaign",
@@ -72,9 +79,10 @@ class _BatchMemory:
     calls: dict[int, Call] = field(default_factory=dict)
     #: Canonical signal names: (tenant, name_key) -> name.
     names: dict[tuple[str, str], str] = field(default_factory=dict)
-    #: The stored JSON of a call's content or custom data, by the object's identity: each row's
-    #: transaction holds its call's, unchanged from row to row. The object is kept with it, so
-    #: its ``id`` cannot be reused by another while the batch lasts.
+    #: The stored JSON of a call's content or custom data, or of a record's call part, by the
+    #: object's identity: each row's transaction holds its call's, unchanged from row to row.
+    #: The object is kept with it, so its ``id`` cannot be reused by another while the batch
+    #: lasts.
     texts: dict[int, tuple[object, str]] = field(default_factory=dict)
 
     def forget_calls(self) -> None:
@@ -219,54 +227,121 @@ class LedgerStore:
 
         ``changes`` must hold ``name`` and may hold any other ``SignalContent`` field; the
         signal's identity is (call, name case-insensitively, ``partner_unique_id``). A name keeps
-        the casing the tenant first reported it with.
+        the casing the tenant first reported it with. Raises the request's ``ApiError``.
         """
+        result = self.save_signals(tenant, tolerance, [SignalWrite(search, changes, custom_data)])[0]
+        if isinstance(result, ApiError):
+            raise result
+        return result
+
+    def save_signals(
+        self, tenant: str, tolerance: float, writes: Sequence[SignalWrite]
+    ) -> list[SignalResult | ApiError]:
+        """Each write as :meth:`save_signal` makes it, in order: the same transactions,
+        corrections and answers, a refused write's error in its place (it writes nothing).
+
+        It works in three passes, so each table is written once per call, not once per row:
+        find every call (nothing a signal changes moves a call: ids, start times and the
+        filters stay); read the signals already stored under the writes' keys in one query;
+        then apply the writes in order in memory and write the transactions, signals and
+        calls' custom data with one ``executemany`` each.
+        """
+        if self._memory is None:
+            with self.batch():
+                return self.save_signals(tenant, tolerance, writes)
+        memory = self._memory
         with self.db.transaction() as conn:
-            call = self._find_call(conn, tenant, search, tolerance)
-            if custom_data:
-                call = self._merge_custom_data(conn, tenant, call, custom_data)
-            name_key = changes["name"].casefold()
-            name = self._canonical_name(conn, tenant, name_key, changes["name"])
-            partner_unique_id = changes.get("partner_unique_id", "")
-            row = conn.execute(
-                f"SELECT {_SIGNAL_COLUMNS}, transaction_seq, corrects_seq FROM signals"
-                " WHERE call_id = ? AND name_key = ? AND partner_unique_id = ?",
-                (call.id, name_key, partner_unique_id),
-            ).fetchone()
-            if row is None:
-                fields = {"occurred_at": self._clock(), **changes, "name": name}
-                content = SignalContent(**fields)
-                signal = Signal(content, self._next_sequence(conn), None)
-                self._record(conn, tenant, signal.transaction, TransactionType.SIGNAL, call, None, signal)
-                conn.execute(
-                    f"INSERT INTO signals (call_id, name_key, partner_unique_id, {_SIGNAL_COLUMNS},"
-                    " transaction_seq) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    (call.id, name_key, partner_unique_id, *_signal_values(content), signal.transaction),
-                )
-                return SignalResult(call, signal, Outcome.CREATED)
-            existing = _signal(row, partner_unique_id)
-            content = replace(existing.content, **{**changes, "name": name})
-            if content == existing.content:
-                return SignalResult(call, existing, Outcome.UNCHANGED)
-            signal = Signal(content, self._next_sequence(conn), existing.transaction)
-            self._record(
-                conn, tenant, signal.transaction, TransactionType.SIGNAL, call, existing.transaction, signal
+            found: list[Call | ApiError] = []
+            for write in writes:
+                try:
+                    found.append(self._find_call(conn, tenant, write.search, tolerance))
+                except ApiError as refused:
+                    found.append(refused)
+            keys = {
+                (call.id, write.changes["name"].casefold(), write.changes.get("partner_unique_id", ""))
+                for write, call in zip(writes, found) if isinstance(call, Call)
+            }
+            stored = self._signals(conn, keys)
+            signals = dict(stored)
+            changed: set[tuple[int, str, str]] = set()
+            events: dict[int, Call] = {}
+            entries: list[tuple[Any, ...]] = []
+            results: list[SignalResult | ApiError] = []
+            for write, found_call in zip(writes, found):
+                if isinstance(found_call, ApiError):
+                    results.append(found_call)
+                    continue
+                call = memory.calls.get(found_call.id, found_call)  # with this batch's custom data
+                merged = {**call.custom_data, **write.custom_data}
+                if merged != call.custom_data:
+                    sequence = self._next_sequence(conn)
+                    previous = call.event_transaction
+                    call = Call(call.id, call.complete_call_id, call.content, merged, call.transaction,
+                                call.corrects, sequence)
+                    entries.append(self._entry(tenant, sequence, TransactionType.POST_CALL_EVENT, call, previous))
+                    events[call.id] = memory.calls[call.id] = call
+                changes = write.changes
+                name_key = changes["name"].casefold()
+                name = self._canonical_name(conn, tenant, name_key, changes["name"])
+                key = (call.id, name_key, changes.get("partner_unique_id", ""))
+                existing = signals.get(key)
+                if existing is None:
+                    content = SignalContent(**{"occurred_at": self._clock(), **changes, "name": name})
+                    signal = Signal(content, self._next_sequence(conn), None)
+                    outcome = Outcome.CREATED
+                else:
+                    content = replace(existing.content, **{**changes, "name": name})
+                    if content == existing.content:
+                        results.append(SignalResult(call, existing, Outcome.UNCHANGED))
+                        continue
+                    signal = Signal(content, self._next_sequence(conn), existing.transaction)
+                    outcome = Outcome.UPDATED
+                entries.append(
+                    self._entry(tenant, signal.transaction, TransactionType.SIGNAL, call, signal.corrects, signal))
+                signals[key] = signal
+                changed.add(key)
+                results.append(SignalResult(call, signal, outcome))
+            conn.executemany(_INSERT_TRANSACTION, entries)
+            conn.executemany(
+                f"INSERT INTO signals (call_id, name_key, partner_unique_id, {_SIGNAL_COLUMNS},"
+                " transaction_seq, corrects_seq) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [(*key, *_signal_values(signals[key].content), signals[key].transaction, signals[key].corrects)
+                 for key in changed if key not in stored],
             )
-            conn.execute(
+            conn.executemany(
                 "UPDATE signals SET name = ?, description = ?, occurred_at = ?, sale_amount = ?,"
                 " value = ?, custom_parameter_1 = ?, custom_parameter_2 = ?, custom_parameter_3 = ?,"
                 " transaction_seq = ?, corrects_seq = ?"
                 " WHERE call_id = ? AND name_key = ? AND partner_unique_id = ?",
-                (
-                    *_signal_values(content),
-                    signal.transaction,
-                    existing.transaction,
-                    call.id,
-                    name_key,
-                    partner_unique_id,
-                ),
+                [(*_signal_values(signals[key].content), signals[key].transaction, signals[key].corrects, *key)
+                 for key in changed if key in stored],
             )
-            return SignalResult(call, signal, Outcome.UPDATED)
+            conn.executemany(
+                "UPDATE calls SET custom_data = ?, event_transaction = ? WHERE id = ?",
+                [(self._stored(call.custom_data), call.event_transaction, call.id) for call in events.values()],
+            )
+            return results
+
+    def _signals(
+        self, conn: sqlite3.Connection, keys: Iterable[tuple[int, str, str]]
+    ) -> dict[tuple[int, str, str], Signal]:
+        """The stored signals of these (call id, name key, partner unique id) keys."""
+        wanted = list(keys)
+        found: dict[tuple[int, str, str], Signal] = {}
+        for start in range(0, len(wanted), _KEYS_PER_QUERY):
+            chunk = wanted[start:start + _KEYS_PER_QUERY]
+            rows = conn.execute(
+                "WITH wanted (call_id, name_key, partner_unique_id) AS (VALUES "
+                + ", ".join("(?, ?, ?)" for _ in chunk)
+                + f") SELECT signals.call_id, signals.name_key, signals.partner_unique_id, {_SIGNAL_COLUMNS},"
+                " transaction_seq, corrects_seq FROM wanted JOIN signals ON signals.call_id = wanted.call_id"
+                " AND signals.name_key = wanted.name_key AND signals.partner_unique_id = wanted.partner_unique_id",
+                [value for key in chunk for value in key],
+            )
+            for row in rows:
+                found[(row["call_id"], row["name_key"], row["partner_unique_id"])] = _signal(
+                    row, row["partner_unique_id"])
+        return found
 
     def _canonical_name(self, conn: sqlite3.Connection, tenant: str, name_key: str, name: str) -> str:
         names = self._memory.names if self._memory is not None else {}
@@ -525,19 +600,35 @@ class LedgerStore:
         kind: TransactionType,
         call: Call,
         corrects: int | None,
-        signal: Signal | None = None,
     ) -> None:
-        # The record {"complete_call_id", "call", "custom_data", "signal"}, its parts' JSON joined.
-        record = (
-            f'{{"complete_call_id":{stored_json(call.complete_call_id)},"call":{self._stored(call.content)},'
-            f'"custom_data":{self._stored(call.custom_data)},'
-            f'"signal":{stored_json(vars(signal.content)) if signal else "null"}}}'
-        )
-        conn.execute(
-            "INSERT INTO transactions (seq, tenant, call_id, transaction_type, corrects_seq,"
-            " recorded_at, call_start, record) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            (sequence, tenant, call.id, kind.value, corrects, self._clock(), call.start_time, record),
-        )
+        conn.execute(_INSERT_TRANSACTION, self._entry(tenant, sequence, kind, call, corrects))
+
+    def _entry(
+        self,
+        tenant: str,
+        sequence: int,
+        kind: TransactionType,
+        call: Call,
+        corrects: int | None,
+        signal: Signal | None = None,
+    ) -> tuple[Any, ...]:
+        """A ``transactions`` row (:data:`_INSERT_TRANSACTION`'s parameters)."""
+        # The record {"complete_call_id", "call", "custom_data", "signal"}: the call's part is
+        # made once per state of the call, then each signal's JSON is joined to it.
+        record = self._call_part(call) + (stored_json(vars(signal.content)) if signal else "null") + "}"
+        return (sequence, tenant, call.id, kind.value, corrects, self._clock(), call.start_time, record)
+
+    def _call_part(self, call: Call) -> str:
+        """A record's JSON up to its signal, made once per batch for each state of the call."""
+        memory = self._memory
+        known = memory.texts.get(id(call)) if memory is not None else None
+        if known is not None and known[0] is call:
+            return known[1]
+        text = (f'{{"complete_call_id":{stored_json(call.complete_call_id)},"call":{self._stored(call.content)},'
+                f'"custom_data":{self._stored(call.custom_data)},"signal":')
+        if memory is not None:
+            memory.texts[id(call)] = (call, text)
+        return text
 
     def _stored(self, value: CallContent | dict[str, str]) -> str:
         """``stored_json`` of a call's content (its fields) or custom data, made once per batch."""

@@ -168,26 +168,34 @@ class EmbeddedLedger:
     def _batch(self, requests: LedgerRequests, gate: Gatekeeper, base: str, batch: Sequence[OutboxItem],
                token_for: TokenFor, report: PostReport,
                planned: Sequence[tuple[str, Plan | Refused]] | None = None) -> list[tuple[OutboxItem, Delivery]]:
-        """Apply a batch in one ledger transaction (a savepoint per row), then mark the outbox;
+        """Apply a batch in one ledger transaction, then mark the outbox;
         ``planned`` are its requests already read, in its order, each with the time zone it was
         read in."""
-        done: list[tuple[OutboxItem, Delivery]] = []
+        from ledger.errors import ApiError
+        from ledger.requests import Queued
+
+        queued: list[Queued] = []
+        taken: list[OutboxItem] = []
         with requests.batch([(item.id, item.key) for item in batch]) as conn:
             for index, item in enumerate(batch):
                 if item.tenant in report.refused:
                     report.left_pending += 1
                     continue
-                # A fault of ours (a bug, a broken database) rolls the whole batch back and
-                # stops the run, as a crash would: the batch stays pending for the next run.
-                answer = requests.apply_once(conn, gate, item.tenant, token_for(item), item.id, item.key,
-                                             item.method, item.url[len(base):], item.text,
-                                             planned[index] if planned is not None else None)
-                done.append((item, _delivery(answer)))
-                if answer.status == HTTP_UNAUTHORIZED:
+                token = token_for(item)
+                admitted = requests.admit_once(gate, token)
+                if isinstance(admitted, ApiError) and admitted.status_code == HTTP_UNAUTHORIZED:
+                    # This row gets its 401; the tenant's rows after it wait for a new token.
                     report.refused.add(item.tenant)
                     log.warning("post.token_refused", tenant=item.tenant, destination="embedded ledger")
-                else:
-                    report.answered.add(item.tenant)
+                queued.append(Queued(item.tenant, token, item.id, item.key, item.method, item.url[len(base):],
+                                     item.text, planned[index] if planned is not None else None))
+                taken.append(item)
+            # A fault of ours (a bug, a broken database) rolls the whole batch back and stops
+            # the run, as a crash would: the batch stays pending for the next run.
+            answers = requests.apply_queued(conn, gate, queued)
+        done = [(item, _delivery(answer)) for item, answer in zip(taken, answers)]
+        report.answered.update(item.tenant for item, answer in zip(taken, answers)
+                               if answer.status != HTTP_UNAUTHORIZED)
         with self.outbox.db.transaction():
             record_deliveries(self.outbox, done, report)
         return done

@@ -1,4 +1,5 @@
-"""LedgerStore.batch: what a batch remembers never makes it store or answer anything else.
+"""LedgerStore.batch and save_signals: what a batch remembers, and signals saved together,
+never make it store or answer anything else.
 
 Each test writes the same requests once inside one batch and once request by request (each
 its own transaction, as the HTTP handlers write), and compares every stored transaction.
@@ -16,9 +17,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from ledger import store as store_module
-from ledger.errors import RecordNotFound
+from ledger.errors import ApiError, RecordNotFound
 from ledger.matching import distance
-from ledger.records import CallSearch, LookupRow, TransactionQuery, TransactionType
+from ledger.records import CallSearch, LookupRow, SignalResult, SignalWrite, TransactionQuery, TransactionType
 from ledger.store import LedgerStore, _call
 
 TOLERANCE = 600.0
@@ -202,3 +203,58 @@ def test_a_filtered_transactions_page_is_the_plain_query_s_page(
         assert [row.sequence for row in store.transactions("acme", query)] == expected
     finally:
         store.close()
+
+
+def _table(store: LedgerStore, sql: str) -> list[tuple[Any, ...]]:
+    return [tuple(row) for row in store.db.query(sql)]
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(writes=st.lists(st.tuples(
+    st.sampled_from(["T-1", "T-2", "T-3", "none"]),  # "none": no such call, refused
+    st.sampled_from(["Sale", "sale", "Lead"]),  # a name's casing is its first report's
+    st.sampled_from(["", "o-1", "o-2"]),
+    st.sampled_from(["", "a", "b"]),  # a description: equal again is "unchanged"
+    st.dictionaries(st.sampled_from(["plan", "region"]), st.sampled_from(["gold", "west"]), max_size=2),
+), max_size=30), split=st.integers(0, 30))
+def test_signals_saved_together_are_what_one_by_one_saves_make(
+    tmp_path_factory: pytest.TempPathFactory, writes: list[tuple[str, str, str, str, dict[str, str]]], split: int,
+) -> None:
+    """:meth:`LedgerStore.save_signals` (in two calls of one batch) against :meth:`save_signal`
+    per row, each its own transaction: the same results, transactions, signals and calls."""
+    folder = tmp_path_factory.mktemp("together")
+    together, alone = LedgerStore.open(folder / "together.db"), LedgerStore.open(folder / "alone.db")
+    try:
+        together._clock = alone._clock = _now
+        for store in (together, alone):
+            for number in (1, 2, 3):
+                store.save_call("acme", f"c-{number}", {"transaction_id": f"T-{number}", "start_time": START})
+        signal_writes = [
+            SignalWrite(CallSearch(transaction_id=call), {"name": name, "partner_unique_id": partner,
+                                                          "description": description}, data)
+            for call, name, partner, description, data in writes
+        ]
+        with together.batch():
+            results = (together.save_signals("acme", TOLERANCE, signal_writes[:split])
+                       + together.save_signals("acme", TOLERANCE, signal_writes[split:]))
+        expected: list[Any] = []
+        for write in signal_writes:
+            try:
+                expected.append(alone.save_signal("acme", write.search, TOLERANCE, write.changes, write.custom_data))
+            except RecordNotFound as refused:
+                expected.append(refused)
+        assert [_gist(result) for result in results] == [_gist(result) for result in expected]
+        assert _transactions(together) == _transactions(alone)
+        assert _sequence(together) == _sequence(alone)
+        for sql in ("SELECT * FROM signals ORDER BY call_id, name_key, partner_unique_id",
+                    "SELECT * FROM calls ORDER BY id", "SELECT * FROM signal_names ORDER BY name_key"):
+            assert _table(together, sql) == _table(alone, sql)
+    finally:
+        together.close()
+        alone.close()
+
+
+def _gist(result: SignalResult | ApiError) -> tuple[Any, ...]:
+    if isinstance(result, ApiError):
+        return (type(result), result.message)
+    return (result.outcome, result.signal, result.call)
