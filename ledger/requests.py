@@ -38,7 +38,7 @@ from ledger.plans import (
     read_signal,
     read_transcript,
 )
-from ledger.records import LookupRow, Outcome, SignalResult, SignalWrite
+from ledger.records import CallResult, LookupRow, Outcome, SignalResult, SignalWrite
 from ledger.render import call_response, custom_data_list, lookup_response, signal_response
 from ledger.store import LedgerStore
 
@@ -135,9 +135,7 @@ class LedgerRequests:
         if isinstance(plan, SignalPlan):
             return self._signal(tenant, plan)
         if isinstance(plan, CallPlan):
-            result = self.store.save_call(tenant.name, plan.complete_call_id, plan.changes)
-            return Answer(status_of(result.outcome), render=lambda: call_response(result.call),
-                          transaction_id=result.call.transaction_id)
+            return _call_answer(self.store.save_call(tenant.name, plan.complete_call_id, plan.changes))
         if isinstance(plan, LookupPlan):
             data = self._dictionary_fields(tenant, plan.data, "data")
             row = LookupRow(plan.table, plan.primary_key, plan.secondary_key, data)
@@ -216,20 +214,29 @@ class LedgerRequests:
         the same file is not undone and redone). The token is checked first and a refusal (401,
         or 403 for a tenant that may not post) is not remembered: the row is tried again once
         the token is fixed. A refused request writes nothing. Consecutive signals of one tenant
-        are saved together (:meth:`LedgerStore.save_signals`, each table written once); any
-        other request is carried out alone, rolled back to its savepoint if refused.
+        are saved together (:meth:`LedgerStore.save_signals`, each table written once), and so
+        are consecutive calls (:meth:`LedgerStore.save_calls`); any other request is carried out
+        alone, rolled back to its savepoint if refused.
         """
         answers: list[Answer | None] = [None] * len(queued)
+        # Consecutive signals, or consecutive calls, of one tenant (one list holds rows at a time).
         signals: list[tuple[int, SignalPlan, dict[str, str]]] = []
-        tenant_of_signals = ""
+        calls: list[tuple[int, CallPlan]] = []
+        tenant_of_together = ""
 
-        def save_signals() -> None:
-            results = self.store.save_signals(
-                tenant_of_signals, self.tolerance,
-                [SignalWrite(plan.search, plan.changes, custom_data) for _, plan, custom_data in signals])
-            for (index, plan, _), result in zip(signals, results):
-                answers[index] = self._remember(queued[index], _signal_answer(plan, result))
+        def save_together() -> None:
+            if signals:
+                results = self.store.save_signals(tenant_of_together, self.tolerance, [
+                    SignalWrite(plan.search, plan.changes, custom_data) for _, plan, custom_data in signals])
+                for (index, plan, _), result in zip(signals, results, strict=True):
+                    answers[index] = self._remember(queued[index], _signal_answer(plan, result))
+            if calls:
+                saved = self.store.save_calls(tenant_of_together, [
+                    (plan.complete_call_id, plan.changes) for _, plan in calls])
+                for (index, _), call in zip(calls, saved, strict=True):
+                    answers[index] = self._remember(queued[index], _call_answer(call))
             signals.clear()
+            calls.clear()
 
         for index, request in enumerate(queued):
             admitted = self.admit_once(gate, request.token)
@@ -242,29 +249,26 @@ class LedgerRequests:
                 continue
             try:
                 plan = self._plan(admitted, request)
+                custom_data = (self._dictionary_fields(admitted, plan.custom_data, "custom_data")
+                               if isinstance(plan, SignalPlan) else {})
             except ApiError as refused:
                 answers[index] = self._remember(request, Answer(refused.status_code, refused.body()))
                 continue
+            if admitted.name != tenant_of_together or not isinstance(plan, SignalPlan if signals else CallPlan):
+                save_together()
+            tenant_of_together = admitted.name
             if isinstance(plan, SignalPlan):
-                try:
-                    custom_data = self._dictionary_fields(admitted, plan.custom_data, "custom_data")
-                except ApiError as refused:
-                    answers[index] = self._remember(request, Answer(refused.status_code, refused.body()))
-                    continue
-                if signals and admitted.name != tenant_of_signals:
-                    save_signals()
-                tenant_of_signals = admitted.name
                 signals.append((index, plan, custom_data))
                 continue
-            if signals:
-                save_signals()
+            if isinstance(plan, CallPlan):
+                calls.append((index, plan))
+                continue
             with self.store.savepoint(conn) as undo:
                 answer = self._answer(admitted, request.method, request.path, request.text, plan)
                 if answer.status >= HTTP_ERROR:
                     undo()
             answers[index] = self._remember(request, answer)
-        if signals:
-            save_signals()
+        save_together()
         given = [answer for answer in answers if answer is not None]
         assert len(given) == len(queued), "every request is answered"
         return given
@@ -335,6 +339,14 @@ def _remembered(conn: sqlite3.Connection, queued: Sequence[tuple[int, str]]) -> 
             if wanted[row["outbox_id"]] == row["request_key"]:
                 seen[(row["outbox_id"], row["request_key"])] = Answer(int(row["status"]), json.loads(row["answer"]))
     return seen
+
+
+def _call_answer(result: CallResult | ApiError) -> Answer:
+    """The API's answer to a call request, rendered when read."""
+    if isinstance(result, ApiError):
+        return Answer(result.status_code, result.body())
+    return Answer(status_of(result.outcome), render=lambda: call_response(result.call),
+                  transaction_id=result.call.transaction_id)
 
 
 def _signal_answer(plan: SignalPlan, result: SignalResult | ApiError) -> Answer:

@@ -9,6 +9,7 @@ row it replaces; ``complete_call_id`` links all rows of one call.
 
 from __future__ import annotations
 
+import bisect
 import json
 import sqlite3
 import time
@@ -151,39 +152,91 @@ class LedgerStore:
         """Create the call or apply ``changes`` to it; fields not in ``changes`` keep their values.
 
         A new call without a ``transaction_id`` gets the id of the transaction that created it.
+        Raises the request's ``ApiError``.
         """
+        result = self.save_calls(tenant, [(complete_call_id, changes)])[0]
+        if isinstance(result, ApiError):
+            raise result
+        return result
+
+    def save_calls(
+        self, tenant: str, writes: Sequence[tuple[str, Mapping[str, Any]]]
+    ) -> list[CallResult | ApiError]:
+        """Each (complete call id, changes) as :meth:`save_call` makes it, in order: the same
+        calls, transactions and answers, a refused write's error in its place.
+
+        The calls named, the holders of the ids asked for and the lookup rows new calls inherit
+        from are read first, one query each per chunk; the writes are then applied in order in
+        memory. A new call is inserted alone (its row id is its own), the rest is written with
+        one ``executemany`` per table.
+        """
+        if self._memory is None:
+            with self.batch():
+                return self.save_calls(tenant, writes)
+        memory = self._memory
         with self.db.transaction() as conn:
-            if self._memory is not None:  # this call's ids may change: find calls afresh
-                self._memory.forget_calls()
-            wanted_id = changes.get("transaction_id")
-            if wanted_id is not None:
-                self._check_transaction_id_free(conn, tenant, complete_call_id, wanted_id)
-            existing = self._call_by_record_id(conn, tenant, complete_call_id)
-            if existing is None:
-                return CallResult(self._create_call(conn, tenant, complete_call_id, changes), Outcome.CREATED)
-            content = replace(existing.content, **changes)
-            if content == existing.content:
-                return CallResult(existing, Outcome.UNCHANGED)
-            sequence = self._next_sequence(conn)
-            call = replace(existing, content=content, transaction=sequence, corrects=existing.transaction)
-            conn.execute(
+            memory.forget_calls()  # these calls' ids may change: later searches find them afresh
+            calls = {call.complete_call_id: call for call in self._calls_by(
+                conn, tenant, "complete_call_id", {record_id for record_id, _ in writes})}
+            # The calls holding each transaction id asked for, (row id, call), as the writes go
+            # on: the first holds the id (two may, if a new call's own id was taken before).
+            holders: dict[str, list[tuple[int, str]]] = {}
+            asked = {str(changes["transaction_id"]) for _, changes in writes
+                     if changes.get("transaction_id") is not None}
+            for holder in self._calls_by(conn, tenant, "transaction_id", asked):
+                holders.setdefault(holder.transaction_id, []).append((holder.id, holder.complete_call_id))
+            inherited = self._lookup_data(conn, tenant, {
+                str(changes["calling_phone_number"]) for record_id, changes in writes
+                if record_id not in calls and changes.get("calling_phone_number") is not None})
+            changed: dict[int, Call] = {}
+            entries: list[tuple[Any, ...]] = []
+            results: list[CallResult | ApiError] = []
+            for complete_call_id, changes in writes:
+                wanted_id = changes.get("transaction_id")
+                holding = holders.get(wanted_id) if wanted_id is not None else None
+                if holding and holding[0][1] != complete_call_id:
+                    results.append(RecordInvalid(f"transaction_id {wanted_id} already belongs to another call"))
+                    continue
+                existing = calls.get(complete_call_id)
+                if existing is None:
+                    call = self._create_call(conn, tenant, complete_call_id, changes, inherited)
+                    entries.append(self._entry(tenant, call.transaction, TransactionType.CALL, call, None))
+                    results.append(CallResult(call, Outcome.CREATED))
+                else:
+                    content = replace(existing.content, **changes)
+                    if content == existing.content:
+                        results.append(CallResult(existing, Outcome.UNCHANGED))
+                        continue
+                    sequence = self._next_sequence(conn)
+                    call = replace(existing, content=content, transaction=sequence, corrects=existing.transaction)
+                    entries.append(
+                        self._entry(tenant, sequence, TransactionType.CALL, call, existing.transaction))
+                    changed[call.id] = call
+                    results.append(CallResult(call, Outcome.UPDATED))
+                    holders[existing.transaction_id] = [
+                        held for held in holders.get(existing.transaction_id, []) if held[0] != call.id]
+                calls[complete_call_id] = call
+                bisect.insort(holders.setdefault(call.transaction_id, []), (call.id, complete_call_id))
+            conn.executemany(
                 "UPDATE calls SET transaction_id = ?, external_id = ?, start_time = ?,"
                 " duration_in_seconds = ?, calling_phone_number = ?, advertiser_id_from_network = ?,"
                 " advertiser_campaign_id_from_network = ?, network_id = ?, attributes = ?,"
                 " call_transaction = ?, call_corrects = ? WHERE id = ?",
-                (*_content_values(content), sequence, existing.transaction, existing.id),
+                [(*_content_values(call.content), call.transaction, call.corrects, call.id)
+                 for call in changed.values()],
             )
-            self._record(conn, tenant, sequence, TransactionType.CALL, call, existing.transaction)
-            return CallResult(call, Outcome.UPDATED)
+            conn.executemany(_INSERT_TRANSACTION, entries)
+            return results
 
     def _create_call(
-        self, conn: sqlite3.Connection, tenant: str, complete_call_id: str, changes: Mapping[str, Any]
+        self, conn: sqlite3.Connection, tenant: str, complete_call_id: str, changes: Mapping[str, Any],
+        inherited: Mapping[str, list[tuple[str, dict[str, str]]]],
     ) -> Call:
         sequence = self._next_sequence(conn)
         fields = dict(changes)
         fields.setdefault("transaction_id", format_transaction_id(sequence))
         content = CallContent(**fields)
-        custom_data = self._lookup_data_for(conn, tenant, content)
+        custom_data = _inherited(inherited, content)
         cursor = conn.execute(
             "INSERT INTO calls (transaction_id, external_id, start_time, duration_in_seconds,"
             " calling_phone_number, advertiser_id_from_network, advertiser_campaign_id_from_network,"
@@ -191,7 +244,7 @@ class LedgerStore:
             " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (*_content_values(content), tenant, complete_call_id, stored_json(custom_data), sequence),
         )
-        call = Call(
+        return Call(
             id=int(cursor.lastrowid or 0),
             complete_call_id=complete_call_id,
             content=content,
@@ -200,18 +253,17 @@ class LedgerStore:
             corrects=None,
             event_transaction=None,
         )
-        self._record(conn, tenant, sequence, TransactionType.CALL, call, None)
-        return call
 
-    def _check_transaction_id_free(
-        self, conn: sqlite3.Connection, tenant: str, complete_call_id: str, transaction_id: str
-    ) -> None:
-        row = conn.execute(
-            "SELECT complete_call_id FROM calls WHERE tenant = ? AND transaction_id = ?",
-            (tenant, transaction_id),
-        ).fetchone()
-        if row is not None and row["complete_call_id"] != complete_call_id:
-            raise RecordInvalid(f"transaction_id {transaction_id} already belongs to another call")
+    def _calls_by(self, conn: sqlite3.Connection, tenant: str, column: str, values: Iterable[str]) -> list[Call]:
+        """``tenant``'s calls whose ``column`` is one of ``values``, in row id order."""
+        wanted = list(values)
+        found: list[Call] = []
+        for start in range(0, len(wanted), _KEYS_PER_QUERY):
+            chunk = wanted[start:start + _KEYS_PER_QUERY]
+            found += [_call(row) for row in conn.execute(
+                f"SELECT * FROM calls WHERE tenant = ? AND {column} IN ({', '.join('?' * len(chunk))})"
+                " ORDER BY id", [tenant, *chunk])]
+        return found
 
     # Signals
 
@@ -506,18 +558,21 @@ class LedgerStore:
             outcome = Outcome.CREATED if old is None else Outcome.UPDATED
             return LookupResult(row, outcome, updated)
 
-    def _lookup_data_for(self, conn: sqlite3.Connection, tenant: str, content: CallContent) -> dict[str, str]:
-        """Custom data a new call inherits from lookup rows already stored, newest row winning."""
-        if content.calling_phone_number is None:
-            return {}
-        rows = conn.execute(
-            "SELECT data FROM lookup_rows WHERE tenant = ? AND primary_key = ?"
-            " AND secondary_key IN ('', ?) ORDER BY updated_at, rowid",
-            (tenant, content.calling_phone_number, content.advertiser_campaign_id_from_network or ""),
-        ).fetchall()
-        data: dict[str, str] = {}
-        for row in rows:
-            data.update(json.loads(row["data"]))
+    def _lookup_data(
+        self, conn: sqlite3.Connection, tenant: str, phones: Iterable[str]
+    ) -> dict[str, list[tuple[str, dict[str, str]]]]:
+        """The lookup rows of these phone numbers (their primary key), each a (secondary key,
+        data) pair, oldest first (:func:`_inherited` lets the newest win)."""
+        wanted = list(phones)
+        data: dict[str, list[tuple[str, dict[str, str]]]] = {}
+        for start in range(0, len(wanted), _KEYS_PER_QUERY):
+            chunk = wanted[start:start + _KEYS_PER_QUERY]
+            for row in conn.execute(
+                "SELECT primary_key, secondary_key, data FROM lookup_rows WHERE tenant = ?"
+                f" AND primary_key IN ({', '.join('?' * len(chunk))}) ORDER BY updated_at, rowid",
+                [tenant, *chunk],
+            ):
+                data.setdefault(row["primary_key"], []).append((row["secondary_key"], json.loads(row["data"])))
         return data
 
     # Transactions
@@ -650,6 +705,20 @@ def _transaction_row(row: sqlite3.Row) -> TransactionRow:
         recorded_at=row["recorded_at"],
         record=json.loads(row["record"]),
     )
+
+
+def _inherited(rows: Mapping[str, list[tuple[str, dict[str, str]]]], content: CallContent) -> dict[str, str]:
+    """Custom data a new call inherits from the lookup rows (:meth:`LedgerStore._lookup_data`)
+    of its phone number: those without a secondary key and those of its campaign, the newest
+    row winning."""
+    if content.calling_phone_number is None:
+        return {}
+    campaign = content.advertiser_campaign_id_from_network or ""
+    data: dict[str, str] = {}
+    for secondary, values in rows.get(content.calling_phone_number, ()):
+        if secondary in ("", campaign):
+            data.update(values)
+    return data
 
 
 def _nearest_first(later: sqlite3.Cursor, earlier: sqlite3.Cursor, start_time: float) -> Iterator[Call]:

@@ -127,3 +127,19 @@ async def test_the_primary_key_is_a_phone_number_and_data_is_required(client: Te
         "Validation failed: primary_key: must be a phone number in E.164 format such as '+1 8885551212',"
         " got 'customer-7'; data must be present",
     )
+
+
+async def test_a_call_created_later_inherits_its_campaigns_rows_the_newest_winning(client: TenantClient) -> None:
+    await client.lookup_row("marketing", primary_key=PHONE, data={"Campaign": "Spring", "Agent": "Ana"})
+    await client.lookup_row("agents", primary_key=PHONE, secondary_key="fall-sale", data={"Agent": "Dana"})
+    await client.lookup_row("agents", primary_key=PHONE, secondary_key="spring-sale", data={"Agent": "Eve"})
+
+    in_fall = await client.call(external_id="fall", start_time=START, calling_phone_number=PHONE,
+                                advertiser_campaign_id_from_network="fall-sale")
+    elsewhere = await client.call(external_id="other", start_time=START, calling_phone_number=PHONE,
+                                  advertiser_campaign_id_from_network="winter-sale")
+
+    assert in_fall.json()["call"]["custom_data"] == [
+        {"name": "Campaign", "value": "Spring"}, {"name": "Agent", "value": "Dana"}]
+    assert elsewhere.json()["call"]["custom_data"] == [
+        {"name": "Campaign", "value": "Spring"}, {"name": "Agent", "value": "Ana"}]

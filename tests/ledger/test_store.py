@@ -19,7 +19,15 @@ from hypothesis import strategies as st
 from ledger import store as store_module
 from ledger.errors import ApiError, RecordNotFound
 from ledger.matching import distance
-from ledger.records import CallSearch, LookupRow, SignalResult, SignalWrite, TransactionQuery, TransactionType
+from ledger.records import (
+    CallResult,
+    CallSearch,
+    LookupRow,
+    SignalResult,
+    SignalWrite,
+    TransactionQuery,
+    TransactionType,
+)
 from ledger.store import LedgerStore, _call
 
 TOLERANCE = 600.0
@@ -254,7 +262,56 @@ def test_signals_saved_together_are_what_one_by_one_saves_make(
         alone.close()
 
 
-def _gist(result: SignalResult | ApiError) -> tuple[Any, ...]:
+def _gist(result: SignalResult | CallResult | ApiError) -> tuple[Any, ...]:
     if isinstance(result, ApiError):
         return (type(result), result.message)
+    if isinstance(result, CallResult):
+        return (result.outcome, result.call)
     return (result.outcome, result.signal, result.call)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(writes=st.lists(st.tuples(
+    st.sampled_from(["c-1", "c-2", "c-3"]),
+    st.sampled_from([None, "T-1", "T-2", "00000000-00000009"]),  # None: the creating transaction's id
+    st.sampled_from([None, "+18885550001", "+18885550002"]),  # lookup rows hold data for these
+    st.sampled_from([None, "", "camp-1"]),
+    st.integers(0, 2),
+), max_size=25), split=st.integers(0, 25))
+def test_calls_saved_together_are_what_one_by_one_saves_make(
+    tmp_path_factory: pytest.TempPathFactory,
+    writes: list[tuple[str, str | None, str | None, str | None, int]], split: int,
+) -> None:
+    """:meth:`LedgerStore.save_calls` (in two calls of one batch) against :meth:`save_call` per
+    row: the same results, refusals of a taken id, inherited custom data, transactions and calls."""
+    folder = tmp_path_factory.mktemp("calls")
+    together, alone = LedgerStore.open(folder / "together.db"), LedgerStore.open(folder / "alone.db")
+    try:
+        together._clock = alone._clock = _now
+        for store in (together, alone):
+            store.put_lookup_row("acme", LookupRow("accounts", "+18885550001", "", {"tier": "gold"}))
+            store.put_lookup_row("acme", LookupRow("regions", "+18885550001", "camp-1", {"region": "west"}))
+            store.put_lookup_row("acme", LookupRow("accounts", "+18885550002", "camp-1", {"tier": "silver"}))
+        call_writes: list[tuple[str, dict[str, Any]]] = []
+        for record_id, transaction_id, phone, campaign, minutes in writes:
+            changes: dict[str, Any] = {"start_time": START + minutes * 60}
+            for name, value in (("transaction_id", transaction_id), ("calling_phone_number", phone),
+                                ("advertiser_campaign_id_from_network", campaign)):
+                if value is not None:
+                    changes[name] = value
+            call_writes.append((record_id, changes))
+        with together.batch():
+            results = (together.save_calls("acme", call_writes[:split])
+                       + together.save_calls("acme", call_writes[split:]))
+        expected: list[Any] = []
+        for record_id, changes in call_writes:
+            try:
+                expected.append(alone.save_call("acme", record_id, changes))
+            except ApiError as refused:
+                expected.append(refused)
+        assert [_gist(result) for result in results] == [_gist(result) for result in expected]
+        assert _transactions(together) == _transactions(alone)
+        assert _table(together, "SELECT * FROM calls ORDER BY id") == _table(alone, "SELECT * FROM calls ORDER BY id")
+    finally:
+        together.close()
+        alone.close()
