@@ -54,12 +54,15 @@ class SchemaTooNew(RuntimeError, SftpInboxError):
     """The database was migrated by a newer program: refused rather than silently misread."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)
 class PostgresLocation:
     """Where a store lives on PostgreSQL: the server's URL and the store's own schema."""
 
     url: str
     schema: str
+
+    def __repr__(self) -> str:
+        return f"PostgresLocation({str(self)!r})"
 
     def __str__(self) -> str:
         """The URL without its password, and the schema: for messages and logs."""

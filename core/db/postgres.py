@@ -202,7 +202,7 @@ class PostgresDatabase(Database):
     # -- connection ------------------------------------------------------------------------
 
     def _connected(self) -> psycopg.Connection[Any]:
-        if self._conn is not None and not self._conn.closed:
+        if self._conn is not None and not self._conn.closed and not self._conn.broken:
             return self._conn
         if self._depth:
             raise DatabaseUnavailable(f"{self.path}: the connection was lost inside a transaction")
@@ -225,11 +225,16 @@ class PostgresDatabase(Database):
         return conn
 
     def _bootstrap(self) -> None:
-        """The schema, its ``nocase`` collation and ``schema_versions``, made once by one node."""
+        """The schema, its ``nocase`` collation and ``schema_versions``, made once by one node.
+
+        What exists already is left alone, so a role without the right to create schemas works
+        in a schema its administrator made for it.
+        """
         schema = self._location.schema
         with self.transaction() as conn:
             conn.execute("SELECT pg_advisory_xact_lock(?)", (advisory_key("bootstrap"),))
-            conn.execute(f"CREATE SCHEMA IF NOT EXISTS {schema}")
+            if conn.execute("SELECT 1 FROM pg_namespace WHERE nspname = ?", (schema,)).fetchone() is None:
+                conn.execute(f"CREATE SCHEMA {schema}")
             conn.execute(
                 f"CREATE COLLATION IF NOT EXISTS {schema}.nocase"
                 " (provider = icu, locale = 'und-u-ks-level2', deterministic = false)"

@@ -226,6 +226,7 @@ def test_a_refused_connection_is_a_clear_error() -> None:
         with pytest.raises(DatabaseUnavailable, match=r"cannot connect") as refused:
             Database(location)
     assert "secret" not in str(refused.value) and "someone@127.0.0.1" in str(refused.value)
+    assert "secret" not in repr(location)
 
 
 def test_a_server_that_never_answers_is_given_up_on() -> None:
