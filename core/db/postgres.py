@@ -46,6 +46,8 @@ STATEMENT_TIMEOUT_SECONDS = 300
 _KEEPALIVES = "keepalives=1 keepalives_idle=5 keepalives_interval=2 keepalives_count=3 tcp_user_timeout=15000"
 
 _SCHEMA_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+# A statement that may write (a WITH may hold an INSERT, UPDATE or DELETE).
+_WRITE = re.compile(r"\s*(?:INSERT|UPDATE|DELETE|WITH)\b", re.IGNORECASE)
 
 
 def advisory_key(purpose: str, schema: str = "") -> int:
@@ -260,12 +262,13 @@ class PostgresDatabase(Database):
 
     # -- statements ------------------------------------------------------------------------
 
-    def run(self, sql: str, params: Any, many: bool = False) -> PgCursor:
-        """Run one statement written for SQLite (placeholders translated)."""
+    def run(self, sql: str, params: Any, many: bool = False, counted: bool = True) -> PgCursor:
+        """Run one statement written for SQLite (placeholders translated). ``counted``: a
+        statement of the caller's, after which an earlier cursor's ``lastrowid`` is stale."""
         with self._lock:
             conn = self._connected()
             cursor = conn.cursor()
-            self._serial += 1
+            self._serial += counted
             try:
                 if many:
                     cursor.executemany(to_pyformat(sql), params)
@@ -280,8 +283,7 @@ class PostgresDatabase(Database):
         with self._lock:
             if serial != self._serial:
                 raise RuntimeError("lastrowid read after another statement ran; use RETURNING")
-            row = self.run("SELECT lastval()", ()).fetchone()
-            self._serial = serial
+            row = self.run("SELECT lastval()", (), counted=False).fetchone()
             return None if row is None else int(row[0])
 
     @contextmanager
@@ -295,10 +297,10 @@ class PostgresDatabase(Database):
                 finally:
                     self._depth -= 1
                 return
-            self.run("BEGIN", ())
+            self.run("BEGIN", (), counted=False)
             self._depth = 1
             try:
-                self.run("SELECT pg_advisory_xact_lock(?)", (self._writer_key,))
+                self.run("SELECT pg_advisory_xact_lock(?)", (self._writer_key,), counted=False)
                 yield cast(sqlite3.Connection, self._adapter)
                 if self._status() == TransactionStatus.INERROR:
                     raise TransactionAborted(f"{self.path}: a statement failed inside the transaction;"
@@ -307,7 +309,7 @@ class PostgresDatabase(Database):
                 self._rollback()
                 raise
             else:
-                self.run("COMMIT", ())
+                self.run("COMMIT", (), counted=False)
             finally:
                 self._depth = 0
 
@@ -327,13 +329,23 @@ class PostgresDatabase(Database):
             self._conn = None
 
     def execute(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> sqlite3.Cursor:
-        return cast(sqlite3.Cursor, self.run(sql, params))
+        return cast(sqlite3.Cursor, self._statement(sql, params))
 
     def query(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> list[sqlite3.Row]:
-        return cast(list[sqlite3.Row], self.run(sql, params).fetchall())
+        return cast(list[sqlite3.Row], self._statement(sql, params).fetchall())
 
     def query_one(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> sqlite3.Row | None:
-        return cast(sqlite3.Row | None, self.run(sql, params).fetchone())
+        return cast(sqlite3.Row | None, self._statement(sql, params).fetchone())
+
+    def _statement(self, sql: str, params: Any) -> PgCursor:
+        """One statement outside ``transaction()``: a write takes the writer lock, as a write
+        waits for ``BEGIN IMMEDIATE`` on SQLite, so it never lands between another transaction's
+        read and write. (Its rows are read on the client, so they outlive the commit.)"""
+        with self._lock:
+            if self._depth or _WRITE.match(sql) is None:
+                return self.run(sql, params)
+            with self.transaction():
+                return self.run(sql, params)
 
     def _migration_statements(self, step: Migration) -> Iterator[str]:
         if isinstance(step, PerEngine):

@@ -77,8 +77,10 @@ def test_rowcount_lastrowid_executemany_and_sums(db: Database) -> None:
         assert conn.execute("UPDATE items SET size = size + 1 WHERE size > ?", (1,)).rowcount == 3
     assert db.query_one("SELECT name FROM items WHERE id = ?", (first,))["name"] == "a"  # type: ignore[index]
     assert db.query_one("SELECT name FROM items WHERE id = ?", (returned,))["name"] == "d"  # type: ignore[index]
+    alone = db.execute("INSERT INTO items (name, size) VALUES ('e', 0)")  # outside a transaction
+    assert db.query_one("SELECT name FROM items WHERE id = ?", (alone.lastrowid,))["name"] == "e"  # type: ignore[index]
     totals = db.query_one("SELECT SUM(size) AS total, COUNT(*) AS n, AVG(size) AS mean FROM items")
-    assert totals is not None and (totals["total"], totals["n"], totals["mean"]) == (13, 4, 3.25)
+    assert totals is not None and (totals["total"], totals["n"], totals["mean"]) == (13, 5, 2.6)
     assert type(totals["total"]) is int
 
 
@@ -110,14 +112,19 @@ def test_a_savepoint_rolled_back_undoes_its_statements_only(db: Database) -> Non
     assert [row["name"] for row in db.query("SELECT name FROM items ORDER BY id")] == ["before", "after"]
 
 
-def test_writers_are_serialised_across_connections(db: Database, locate: Locate) -> None:
-    """Read-then-write inside a transaction loses no update while another connection writes."""
+@pytest.mark.parametrize("second_writer", ["transaction", "statement"])
+def test_writers_are_serialised_across_connections(db: Database, locate: Locate, second_writer: str) -> None:
+    """Read-then-write inside a transaction loses no update while another connection writes,
+    in a transaction of its own or by a single statement."""
     db.execute("INSERT INTO items (name, size) VALUES ('counter', 0)")
     other = Database(locate("state"))
     errors: list[BaseException] = []
 
     def increment() -> None:
         try:
+            if second_writer == "statement":
+                other.execute("UPDATE items SET size = size + 1 WHERE name = 'counter'")
+                return
             with other.transaction() as conn:
                 value = conn.execute("SELECT size FROM items WHERE name = 'counter'").fetchone()[0]
                 conn.execute("UPDATE items SET size = ? WHERE name = 'counter'", (value + 1,))
