@@ -21,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from itertools import chain, repeat
 from pathlib import Path
@@ -402,7 +402,7 @@ class Processor:
             reports = await asyncio.gather(*streams)
         finally:
             logging.cancel()
-        return _merged(reports)
+        return PostReport.merged(reports)
 
     async def _stream(
         self, destination: Destination, names: list[str], last: int, prefix: str | None, prefixed: bool,
@@ -410,23 +410,22 @@ class Processor:
     ) -> PostReport:
         """Deliver one destination's rows up to id ``last``, a page at a time, oldest first.
 
-        Each page is read after the one before is answered, so a row settled meanwhile is not sent
-        again. A refused token or a destination that is down ends the stream: what is left waits
-        for the next run (the poster leaves the rest of that page pending likewise).
+        The destination asks for each page when it is ready for it (the embedded ledger while it
+        writes the page before, the poster once the page before is answered), and stops asking
+        when a token is refused or the destination is down: what is left waits for the next run.
         """
-        reports: list[PostReport] = []
-        after_id = 0
-        while after_id < last:
-            items = await asyncio.to_thread(self.outbox.page, names, after_id, upto=last, limit=self.page_rows,
-                                            url_prefix=prefix, prefixed=prefixed)
-            if not items:
-                break
-            report = await destination.deliver(items, token_for, after)
-            reports.append(report)
-            if report.refused or report.down:
-                break
-            after_id = items[-1].id
-        return _merged(reports)
+
+        async def pages() -> AsyncIterator[Sequence[OutboxItem]]:
+            after_id = 0
+            while after_id < last:
+                items = await asyncio.to_thread(self.outbox.page, names, after_id, upto=last,
+                                                limit=self.page_rows, url_prefix=prefix, prefixed=prefixed)
+                if not items:
+                    return
+                yield items
+                after_id = items[-1].id
+
+        return await destination.deliver(pages(), token_for, after)
 
     def _finish(self, upload_id: int, emit: Progress) -> FileSummary:
         """Write the report of a file whose rows are all settled and give it its final state.
@@ -518,20 +517,6 @@ def _tenant_problems(report: PostReport, tenant: str) -> dict[str, str]:
 
 def _plus(counts: RunCounts, **more: int) -> RunCounts:
     return dataclasses.replace(counts, **{name: getattr(counts, name) + value for name, value in more.items()})
-
-
-def _merged(reports: Sequence[PostReport]) -> PostReport:
-    """One report of several destinations' passes."""
-    merged = PostReport()
-    for report in reports:
-        merged.posted += report.posted
-        merged.failed += report.failed
-        merged.left_pending += report.left_pending
-        merged.refused |= report.refused
-        merged.answered |= report.answered
-        for tenant, why in report.down.items():
-            merged.down.setdefault(tenant, why)
-    return merged
 
 
 def _detail(summary: FileSummary) -> str:

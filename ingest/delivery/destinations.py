@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from typing import TYPE_CHECKING, Protocol
 
 from core.config import Settings
@@ -63,13 +63,15 @@ HTTP_ERROR = 400
 
 After = Callable[[OutboxItem, Delivery], None]
 TokenFor = Callable[[OutboxItem], str]
+#: Queued requests a page at a time, oldest first; a destination asks for the next page when it
+#: is ready for it, and stops asking when its report ends the stream (``PostReport.ends_stream``).
+Pages = AsyncIterator[Sequence[OutboxItem]]
 
 
 class Destination(Protocol):
     """Delivers queued requests, marks each in the outbox, and tells ``after`` of each one."""
 
-    async def deliver(self, items: Sequence[OutboxItem], token_for: TokenFor,
-                      after: After | None = None) -> PostReport: ...
+    async def deliver(self, pages: Pages, token_for: TokenFor, after: After | None = None) -> PostReport: ...
 
 
 class RemoteSignalApi:
@@ -85,13 +87,17 @@ class RemoteSignalApi:
     def __init__(self, poster: Poster) -> None:
         self.poster = poster
 
-    async def deliver(self, items: Sequence[OutboxItem], token_for: TokenFor,
-                      after: After | None = None) -> PostReport:
-        return await self.poster.post(items, token_for, after)
+    async def deliver(self, pages: Pages, token_for: TokenFor, after: After | None = None) -> PostReport:
+        reports: list[PostReport] = []
+        async for items in pages:  # each page once the one before is answered
+            reports.append(await self.poster.post(items, token_for, after))
+            if reports[-1].ends_stream:
+                break
+        return PostReport.merged(reports)
 
 
 class EmbeddedLedger:
-    """The data dir's own ledger, written in bulk in process; open per run, then closed."""
+    """The data dir's own ledger, written in bulk in process; opened per stream, then closed."""
 
     def __init__(self, settings: Settings, tenants: TenantStore, outbox: Outbox,
                  batch_rows: int | None = None) -> None:
@@ -105,10 +111,11 @@ class EmbeddedLedger:
         """True for a request queued for the embedded API (a feed without a URL of its own)."""
         return item.url.startswith(embedded_base + "/")
 
-    async def deliver(self, items: Sequence[OutboxItem], token_for: TokenFor,
-                      after: After | None = None) -> PostReport:
+    async def deliver(self, pages: Pages, token_for: TokenFor, after: After | None = None) -> PostReport:
         report = PostReport()
-        if not items:
+        batches = self._batches(pages)
+        batch = await anext(batches, None)
+        if batch is None:
             return report
         # Imported here: the one door from ingest into ledger, used only by this destination.
         from ledger.auth import Gatekeeper
@@ -116,39 +123,55 @@ class EmbeddedLedger:
         from ledger.store import LedgerStore
 
         store = await asyncio.to_thread(LedgerStore.open, self.settings.ledger_db)
+        base = self.settings.embedded_api_base
+        zones: dict[str, str] = {}
         reading: asyncio.Task[list[Plan | Refused] | None] | None = None
         try:
             requests = LedgerRequests(self.settings.api, self.tenants, store)
             gate = Gatekeeper(self.tenants, None)
             await asyncio.to_thread(requests.forget_delivered, time.time() - REMEMBER_SECONDS)
-            base = self.settings.embedded_api_base
-            batches = [items[start:start + self.batch_rows] for start in range(0, len(items), self.batch_rows)]
-            zones = await asyncio.to_thread(self._zones, items)
+            upcoming = await anext(batches, None)
             # Each batch is read (parsed, validated) in a child while the one before it is
-            # written: the ledger's writes keep this core, the reading takes the other.
-            reading = self._reading(batches[0], base, zones) if len(batches) > 1 else None
-            for index, batch in enumerate(batches):
+            # written: the ledger's writes keep this core, the reading takes the other. A lone
+            # batch is read in process: a child would cost more than it saves.
+            if upcoming is not None:
+                reading = await self._reading(batch, base, zones)
+            while batch is not None:
                 plans = await reading if reading is not None else None
-                reading = self._reading(batches[index + 1], base, zones) if index + 1 < len(batches) else None
+                reading = await self._reading(upcoming, base, zones) if upcoming is not None else None
+                await asyncio.to_thread(self._known_zones, batch, zones)
                 planned = None if plans is None else [(zones[item.tenant], plan) for item, plan in zip(batch, plans)]
                 done = await asyncio.to_thread(self._batch, requests, gate, base, batch, token_for, report, planned)
                 if after is not None:
                     for item, delivery in done:
                         after(item, delivery)
+                if report.ends_stream:
+                    break
+                batch, upcoming = upcoming, (await anext(batches, None) if upcoming is not None else None)
         finally:
             if reading is not None:
                 reading.cancel()
             await asyncio.to_thread(store.close)
         return report
 
-    def _zones(self, items: Sequence[OutboxItem]) -> dict[str, str]:
-        """The time zone of each tenant of ``items``, which a request's times are read in."""
-        return {name: self.tenants.get(name).timezone for name in {item.tenant for item in items}}
+    async def _batches(self, pages: Pages) -> AsyncIterator[Sequence[OutboxItem]]:
+        """The pages' items, :attr:`batch_rows` at a time (a page's last batch may be short)."""
+        async for page in pages:
+            for start in range(0, len(page), self.batch_rows):
+                yield page[start:start + self.batch_rows]
 
-    def _reading(self, batch: Sequence[OutboxItem], base: str,
-                 zones: dict[str, str]) -> asyncio.Task[list[Plan | Refused] | None]:
+    def _known_zones(self, items: Sequence[OutboxItem], zones: dict[str, str]) -> None:
+        """Add the time zone of each tenant of ``items`` not in ``zones`` yet: a request's times
+        are read in its tenant's."""
+        for name in {item.tenant for item in items} - zones.keys():
+            zones[name] = self.tenants.get(name).timezone
+
+    async def _reading(self, batch: Sequence[OutboxItem], base: str,
+                       zones: dict[str, str]) -> asyncio.Task[list[Plan | Refused] | None]:
         """Read ``batch`` in a limited child (``ingest.sandbox``), started now."""
         from ledger.plans import BodyLimits, PlanJob, plan_batch
+
+        await asyncio.to_thread(self._known_zones, batch, zones)
 
         api = self.settings.api
         job = PlanJob(BodyLimits(api.max_body_bytes, api.max_json_depth),

@@ -45,7 +45,7 @@ import json
 import random
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
@@ -108,6 +108,25 @@ class PostReport:
     #: Tenants whose destination answered some row in this pass (any answer but a 429): an
     #: outage reported in ``down`` by an earlier pass is over for them.
     answered: set[str] = field(default_factory=set)
+
+    @property
+    def ends_stream(self) -> bool:
+        """A refused token or a destination that is down: what is left waits for the next run."""
+        return bool(self.refused or self.down)
+
+    @classmethod
+    def merged(cls, reports: Iterable[PostReport]) -> PostReport:
+        """One report of several passes (pages, destinations)."""
+        merged = cls()
+        for report in reports:
+            merged.posted += report.posted
+            merged.failed += report.failed
+            merged.left_pending += report.left_pending
+            merged.refused |= report.refused
+            merged.answered |= report.answered
+            for tenant, why in report.down.items():
+                merged.down.setdefault(tenant, why)
+        return merged
 
 
 @dataclass

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,6 +23,7 @@ from core.tenants import TenantStore, open_state
 from core.uploads import UploadStore
 from ingest.delivery import destinations
 from ingest.delivery.destinations import EmbeddedLedger
+from ingest.delivery.outbox import OutboxItem
 from ingest.pipeline import Ingest
 from ingest.sandbox import WorkerFailed
 from tests.conftest import TEST_PASSWORD, free_port
@@ -103,6 +104,11 @@ async def _post_all(side: DataDir) -> None:
     await side.ingest.run()
 
 
+async def _pages(items: Sequence[OutboxItem], rows: int) -> AsyncIterator[Sequence[OutboxItem]]:
+    for start in range(0, len(items), rows):
+        yield items[start:start + rows]
+
+
 def _outcomes(side: DataDir) -> list[tuple[Any, ...]]:
     return [tuple(row) for row in side.db.query(
         "SELECT s.path, o.row_number, o.state, o.status_code, o.transaction_id, o.error FROM ingest_outbox o"
@@ -144,11 +150,12 @@ async def test_rows_read_in_a_child_batch_by_batch_get_the_same_answers(
     both: tuple[DataDir, DataDir], monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture,
     child_fails: bool,
 ) -> None:
-    """Batches of two rows: each is read in a child while the one before is written. A child
-    that fails (a fork refused, a kill: nothing a request can cause) leaves its batch to be read
-    in process, and says so."""
+    """Batches of two rows from pages of three: each is read in a child while the one before is
+    written, across pages too. A child that fails (a fork refused, a kill: nothing a request can
+    cause) leaves its batch to be read in process, and says so."""
     http, local = both
     monkeypatch.setattr(destinations, "BATCH_ROWS", 2)
+    local.ingest.processor.page_rows = 3
     children: list[int] = []
 
     def run_limited(function: Any, job: Any, limits: Any) -> Any:
@@ -180,7 +187,7 @@ async def test_a_batch_replayed_after_a_crash_between_the_two_commits_changes_no
     items = local.ingest.outbox.pending(["acme"])
     token = local.tenants.get("acme").api_token
     report = await EmbeddedLedger(local.settings, local.tenants, local.ingest.outbox, batch_rows=3).deliver(
-        items, lambda item: token)
+        _pages(items, 4), lambda item: token)
     assert (report.posted, report.failed) == (sum(r[2] == "posted" for r in before),
                                               sum(r[2] == "failed" for r in before))
     assert _outcomes(local) == before  # the same answers, 201 included
@@ -196,7 +203,7 @@ async def test_a_refused_token_leaves_the_tenants_rows_pending_and_writes_nothin
     local.db.execute("UPDATE ingest_outbox SET state = 'pending'")
     items = local.ingest.outbox.pending(["acme"])
     report = await EmbeddedLedger(local.settings, local.tenants, local.ingest.outbox).deliver(
-        items, lambda item: "not-a-token")
+        _pages(items, len(items)), lambda item: "not-a-token")
     assert report.refused == {"acme"} and report.left_pending == len(items) and report.posted == 0
     assert [item.id for item in local.ingest.outbox.pending(["acme"])] == [item.id for item in items]
     assert _ledger(local) == ledger
