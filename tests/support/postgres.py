@@ -63,8 +63,12 @@ class PostgresServer:
         return f"postgresql://postgres@/{database}?host={self.root}"
 
     def _run(self, *command: str) -> None:
-        subprocess.run([*self._user, *command], check=True, capture_output=True, text=True,
-                       timeout=START_TIMEOUT_SECONDS)
+        done = subprocess.run([*self._user, *command], check=False, capture_output=True, text=True,
+                              timeout=START_TIMEOUT_SECONDS)
+        if done.returncode:
+            log = self.root / "server.log"
+            server = log.read_text(errors="replace")[-2000:] if log.exists() else ""
+            raise RuntimeError(f"{' '.join(command)} failed ({done.returncode}): {done.stderr.strip()}\n{server}")
 
     def start(self) -> None:
         self._run(_binary("initdb"), "-D", str(self.data), "-U", "postgres", "-A", "trust", "-E", "UTF8",
