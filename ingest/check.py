@@ -19,7 +19,7 @@ from core.config import ParseSettings
 from ingest.delivery.outbox import RejectedRow
 from ingest.prepare import PrepareJob, prepare_file
 from ingest.rows.feeds import Feed
-from ingest.rows.mapping import DestinationRequest
+from ingest.rows.kinds import DestinationRequest
 from ingest.sandbox import Limits, WorkerFailed, run_limited
 
 __all__ = ["CheckResult", "check_sample", "format_check"]

@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
 from core.config import ParseSettings
@@ -26,10 +27,10 @@ from ingest.delivery.outbox import QueuedRows, RejectedRow
 from ingest.rows.errors import FileRejected
 from ingest.rows.feeds import Feed
 from ingest.rows.gcpause import collection_paused
-from ingest.rows.mapping import map_rows
 from ingest.rows.precheck import check_workbook
-from ingest.rows.readers import Table, read_table
-from ingest.rows.validate import check_file, validate
+
+if TYPE_CHECKING:
+    from ingest.rows.readers import Table
 
 __all__ = ["PrepareJob", "Prepared", "prepare_file"]
 
@@ -74,6 +75,10 @@ class Prepared:
 
 def prepare_file(job: PrepareJob) -> Prepared:
     """Check, read, validate and map ``job.snapshot``."""
+    # Imported here, in the child (``ingest.sandbox`` preloads them into its fork server): the
+    # parent that only sends the job does not load polars.
+    from ingest.rows.readers import read_table
+    from ingest.rows.validate import check_file
     snapshot = job.snapshot
     problem = check_file(snapshot, job.max_upload_bytes, job.allowed_extensions)
     if problem:
@@ -94,6 +99,9 @@ def prepare_file(job: PrepareJob) -> Prepared:
 
 def _prepared(job: PrepareJob, table: Table) -> Prepared:
     """Validate and map the rows of ``table``."""
+    from ingest.rows.mapping import map_rows
+    from ingest.rows.validate import validate
+
     zone = ZoneInfo(job.timezone)
     feed = job.feed
     checked = validate(table, feed, job.dictionary, zone, job.max_bad_row_share)

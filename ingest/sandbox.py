@@ -41,7 +41,10 @@ T = TypeVar("T")
 A = TypeVar("A")
 
 # Imported by the fork server before its first fork, so children start with them loaded.
-PRELOAD = ["ingest.prepare", "ingest.check", "ledger.plans"]
+#: What every child needs, imported once by the fork server: the readers (polars) among them,
+#: which the parent does not load.
+PRELOAD = ["ingest.prepare", "ingest.rows.readers", "ingest.rows.validate", "ingest.rows.mapping", "ingest.check",
+           "ledger.plans"]
 INTERNAL_ERROR = "the file could not be processed because of an internal error; the operators have been told"
 # Seconds between the soft CPU limit (SIGXCPU) and the hard one (SIGKILL).
 CPU_GRACE_SECONDS = 5

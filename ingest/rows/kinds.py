@@ -13,11 +13,12 @@ its template under ``templates/``; nothing else.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from types import MappingProxyType
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, cast
 
 __all__ = [
     "KINDS",
@@ -368,3 +369,20 @@ def posting_rank(name: str) -> int:
     """Where requests of kind ``name`` go in posting order; an unknown kind goes last."""
     kind = KINDS.get(name)
     return kind.rank if kind else LAST_RANK
+
+
+@dataclass(frozen=True)
+class DestinationRequest:
+    """A request ready to post; ``path`` is relative to the destination's API base, ``text`` is
+    the JSON body in its canonical spelling."""
+
+    kind: str
+    method: str
+    path: str
+    text: str
+    key: str
+
+    @property
+    def body(self) -> dict[str, Any]:
+        """The body as data, for display and checks; posting uses ``text``."""
+        return cast(dict[str, Any], json.loads(self.text))

@@ -38,7 +38,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from itertools import repeat
 from json.encoder import encode_basestring
-from typing import Any, NamedTuple, cast
+from typing import Any, NamedTuple
 from zoneinfo import ZoneInfo
 
 import polars as pl
@@ -47,7 +47,7 @@ from ingest.rows.coercion import checker
 from ingest.rows.feeds import Feed
 from ingest.rows.fields import Target, target_type
 from ingest.rows.gcpause import collection_paused
-from ingest.rows.kinds import KINDS, NO_SIGNAL_NAME, SIGNAL, Kind
+from ingest.rows.kinds import KINDS, NO_SIGNAL_NAME, SIGNAL, DestinationRequest, Kind
 from ingest.rows.validate import GoodColumns, RowResult, Validation
 
 __all__ = [
@@ -64,23 +64,6 @@ __all__ = [
 SIGNAL_PATH = KINDS["signal"].path
 CALL_PATH = KINDS["call"].path
 LOOKUP_PATH = KINDS["lookup"].path
-
-
-@dataclass(frozen=True)
-class DestinationRequest:
-    """A request ready to post; ``path`` is relative to the destination's API base, ``text`` is
-    the JSON body in its canonical spelling."""
-
-    kind: str
-    method: str
-    path: str
-    text: str
-    key: str
-
-    @property
-    def body(self) -> dict[str, Any]:
-        """The body as data, for display and checks; posting uses ``text``."""
-        return cast(dict[str, Any], json.loads(self.text))
 
 
 def map_row(feed: Feed, values: dict[str, str | None], tz: ZoneInfo) -> DestinationRequest:
