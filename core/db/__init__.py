@@ -40,6 +40,8 @@ __all__ = [
     "Migration",
     "PerEngine",
     "PostgresLocation",
+    "ReadFailed",
+    "Reader",
     "Row",
     "SchemaTooNew",
 ]
@@ -48,6 +50,11 @@ __all__ = [
 class DatabaseUnavailable(SftpInboxError):
     """The database server cannot be reached, or did not answer in time; nothing was committed
     by the statement that failed. The next use connects again."""
+
+
+class ReadFailed(SftpInboxError):
+    """A :class:`Reader`'s read failed for another reason than time or reach (a file that is not
+    a database, a statement the database refuses)."""
 
 
 class SchemaTooNew(RuntimeError, SftpInboxError):
@@ -66,12 +73,17 @@ class PostgresLocation:
 
     def __str__(self) -> str:
         """The URL without its password, and the schema: for messages and logs."""
+        return f"{self.server} (schema {self.schema})"
+
+    @property
+    def server(self) -> str:
+        """The URL without its password: the server (and database), whatever the schema."""
         parts = urlsplit(self.url)
         netloc = parts.netloc
         if "@" in netloc:
             credentials, host = netloc.rsplit("@", 1)
             netloc = f"{credentials.split(':', 1)[0]}@{host}"
-        return f"{urlunsplit(parts._replace(netloc=netloc))} (schema {self.schema})"
+        return urlunsplit(parts._replace(netloc=netloc))
 
 
 #: A database's identity: a SQLite file, or a schema of a PostgreSQL database.
@@ -176,3 +188,55 @@ class Database:
                     (component, len(migrations)),
                 )
         return len(migrations)
+
+
+class Reader:
+    """A read-only connection of its own, for an observer (the admin listener) that must never
+    wait on the store's writers nor hold them up: ``Reader(location, timeout_seconds)``.
+
+    Each :meth:`read` is one read transaction (its figures agree with each other) cut off
+    ``timeout_seconds`` after it began; :meth:`tables` and :meth:`columns` say what the store
+    holds, inside a read or not. Not thread-safe: one thread uses it. A read past its deadline,
+    or a database that cannot be reached or does not exist, raises :class:`DatabaseUnavailable`;
+    any other failure :class:`ReadFailed`. The engine-specific parts (SQLite's ``query_only``
+    and progress handler, PostgreSQL's read-only transactions and ``statement_timeout``, each
+    engine's catalogue) live in the engine's module.
+    """
+
+    location: Location
+
+    # The face picks the engine's class, as Database does.
+    def __new__(cls, location: Location, timeout_seconds: float) -> Reader:  # noqa: PYI034
+        if cls is Reader:
+            if isinstance(location, PostgresLocation):
+                try:
+                    from core.db.postgres import PostgresReader
+                except ImportError as exc:
+                    raise DatabaseUnavailable(
+                        f"{location}: PostgreSQL needs psycopg ({exc}): pip install 'sftp-inbox[postgresql]'"
+                    ) from exc
+
+                return super().__new__(PostgresReader)
+            from core.db.sqlite import SqliteReader
+
+            return super().__new__(SqliteReader)
+        return super().__new__(cls)
+
+    def read(self) -> AbstractContextManager[sqlite3.Connection]:
+        """One read transaction, rolled back at its end; raises as the class says."""
+        raise NotImplementedError
+
+    def tables(self) -> set[str]:
+        """The names of the store's tables (a component's appear once it first opened the store)."""
+        raise NotImplementedError
+
+    def columns(self, table: str) -> set[str]:
+        """The names of ``table``'s columns (none if it does not exist)."""
+        raise NotImplementedError
+
+    def ping(self) -> None:
+        """Return if the database answers a trivial query within the timeout, else raise."""
+        raise NotImplementedError
+
+    def close(self) -> None:
+        raise NotImplementedError

@@ -18,15 +18,19 @@ What it keeps of SQLite's behaviour, so callers written for SQLite run unchanged
 Failure is never a hang: connecting gives up after :data:`CONNECT_TIMEOUT_SECONDS`, a lock wait
 after :data:`LOCK_TIMEOUT_SECONDS` (SQLite's busy timeout), a statement after
 :data:`STATEMENT_TIMEOUT_SECONDS`, and TCP keepalives notice a server gone silent. Each of those
-raises :class:`core.db.DatabaseUnavailable`; the next use connects again.
+raises :class:`core.db.DatabaseUnavailable`; the next use connects again. A server that could
+not be reached is left alone for a few seconds (``core.db.outage``): meanwhile every use is
+refused at once, without waiting for the connect timeout again.
 """
 
 from __future__ import annotations
 
 import hashlib
+import math
 import re
 import sqlite3
 import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, cast
@@ -36,8 +40,9 @@ from psycopg.abc import Buffer
 from psycopg.adapt import Dumper, Loader
 from psycopg.pq import TransactionStatus
 
-from core.db import Database, DatabaseUnavailable, Location, PostgresLocation
+from core.db import Database, DatabaseUnavailable, Location, PostgresLocation, Reader, ReadFailed
 from core.db.dialect import Migration, PerEngine, postgres_ddl, statements, to_pyformat
+from core.db.outage import outage_of
 
 CONNECT_TIMEOUT_SECONDS = 5
 LOCK_TIMEOUT_SECONDS = 30
@@ -198,6 +203,7 @@ class PostgresDatabase(Database):
         self._conn: psycopg.Connection[Any] | None = None
         self._adapter = PgConnection(self)
         self._writer_key = advisory_key("writer", location.schema)
+        self._outage = outage_of(location.server)
         with self._lock:
             self._bootstrap()
 
@@ -208,6 +214,19 @@ class PostgresDatabase(Database):
             return self._conn
         if self._depth:
             raise DatabaseUnavailable(f"{self.path}: the connection was lost inside a transaction")
+        refusal = self._outage.refusal()
+        if refusal is not None:
+            raise DatabaseUnavailable(f"{self.path}: {refusal}")
+        try:
+            conn = self._connect()
+        except BaseException as exc:
+            self._outage.failed(_first_line(exc.__cause__ or exc))
+            raise
+        self._outage.recovered()
+        self._conn = conn
+        return conn
+
+    def _connect(self) -> psycopg.Connection[Any]:
         schema = self._location.schema
         options = (f"-c search_path={schema} -c statement_timeout={STATEMENT_TIMEOUT_SECONDS * 1000}"
                    f" -c lock_timeout={LOCK_TIMEOUT_SECONDS * 1000}")
@@ -223,7 +242,6 @@ class PostgresDatabase(Database):
             raise DatabaseUnavailable(f"{self.path}: cannot connect: {_first_line(exc)}") from exc
         conn.adapters.register_dumper(bool, _BoolAsInteger)
         conn.adapters.register_loader("numeric", _NumericAsNumber)
-        self._conn = conn
         return conn
 
     def _bootstrap(self) -> None:
@@ -265,6 +283,12 @@ class PostgresDatabase(Database):
     def run(self, sql: str, params: Any, many: bool = False, counted: bool = True) -> PgCursor:
         """Run one statement written for SQLite (placeholders translated). ``counted``: a
         statement of the caller's, after which an earlier cursor's ``lastrowid`` is stale."""
+        if self._conn is None and not self._depth:
+            # Not under the lock: while another thread tries the server again (up to the
+            # connect timeout), a server known down refuses this caller at once.
+            refusal = self._outage.refusing()
+            if refusal is not None:
+                raise DatabaseUnavailable(f"{self.path}: {refusal}")
         with self._lock:
             conn = self._connected()
             cursor = conn.cursor()
@@ -353,6 +377,115 @@ class PostgresDatabase(Database):
             return
         for statement in statements(step):
             yield postgres_ddl(statement)
+
+
+class _ReadConnection:
+    """What :meth:`PostgresReader.read` yields: each statement gets what is left of the read's
+    time as its ``statement_timeout``, and none starts past the deadline."""
+
+    def __init__(self, reader: PostgresReader) -> None:
+        self._reader = reader
+
+    def execute(self, sql: str, parameters: Sequence[Any] | dict[str, Any] = ()) -> psycopg.Cursor[Any]:
+        return self._reader.statement(sql, parameters)
+
+
+class PostgresReader(Reader):
+    """A connection of its own whose transactions are ``READ ONLY`` and ``REPEATABLE READ`` (one
+    snapshot for the whole read), its statements cut off at the read's deadline."""
+
+    def __init__(self, location: Location, timeout_seconds: float) -> None:
+        if not isinstance(location, PostgresLocation):
+            raise TypeError(f"PostgreSQL needs a PostgresLocation, not {location}")
+        if not _SCHEMA_NAME.match(location.schema):
+            raise ValueError(f"{location.schema!r} is not a schema name (lower case letters, digits, _)")
+        self.location = self._location = location
+        self._timeout = timeout_seconds
+        self._deadline = 0.0
+        self._conn: psycopg.Connection[Any] | None = None
+        self._adapter = _ReadConnection(self)
+
+    @contextmanager
+    def read(self) -> Iterator[sqlite3.Connection]:
+        self._deadline = time.monotonic() + self._timeout
+        self.statement("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", ())
+        try:
+            yield cast(sqlite3.Connection, self._adapter)
+        finally:
+            self._rollback()
+
+    def tables(self) -> set[str]:
+        rows = self._catalogue("SELECT table_name FROM information_schema.tables"
+                               " WHERE table_schema = current_schema()", ())
+        return {row[0] for row in rows}
+
+    def columns(self, table: str) -> set[str]:
+        rows = self._catalogue("SELECT column_name FROM information_schema.columns"
+                               " WHERE table_schema = current_schema() AND table_name = ?", (table,))
+        return {row[0] for row in rows}
+
+    def ping(self) -> None:
+        self._deadline = time.monotonic() + self._timeout
+        self.statement("SELECT 1", ()).fetchone()
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+    def _catalogue(self, sql: str, params: Sequence[Any]) -> list[PgRow]:
+        conn = self._conn
+        if conn is None or conn.info.transaction_status != TransactionStatus.INTRANS:
+            self._deadline = time.monotonic() + self._timeout  # outside a read: a deadline of its own
+        return self.statement(sql, params).fetchall()
+
+    def statement(self, sql: str, params: Sequence[Any] | dict[str, Any]) -> psycopg.Cursor[Any]:
+        """Run ``sql`` with what is left of the deadline; raises as :class:`~core.db.Reader` says."""
+        left = self._deadline - time.monotonic()
+        if left <= 0:
+            raise DatabaseUnavailable(f"{self.location}: the read took longer than {self._timeout:g} s")
+        try:
+            conn = self._connected(left)
+            in_read = conn.info.transaction_status == TransactionStatus.INTRANS
+            timeout = max(1, math.ceil((self._deadline - time.monotonic()) * 1000))
+            conn.execute(f"SET{' LOCAL' if in_read else ''} statement_timeout = {timeout}")
+            return conn.cursor().execute(to_pyformat(sql), params)
+        except psycopg.OperationalError as exc:  # unreachable, gone, cancelled at its timeout
+            self._drop_if_broken()
+            raise DatabaseUnavailable(f"{self.location}: {_first_line(exc)}") from None
+        except psycopg.Error as exc:
+            raise ReadFailed(f"{self.location}: {_first_line(exc)}") from None
+
+    def _connected(self, left: float) -> psycopg.Connection[Any]:
+        if self._conn is not None and not self._conn.closed and not self._conn.broken:
+            return self._conn
+        options = f"-c search_path={self._location.schema} -c default_transaction_read_only=on"
+        conninfo = psycopg.conninfo.make_conninfo(
+            self._location.url, connect_timeout=max(2, math.ceil(left)), options=options,
+            **dict(item.split("=") for item in _KEEPALIVES.split()),
+        )
+        conn: psycopg.Connection[Any] = psycopg.connect(
+            conninfo, autocommit=True, cursor_factory=psycopg.ClientCursor, row_factory=_rows
+        )
+        conn.adapters.register_dumper(bool, _BoolAsInteger)
+        conn.adapters.register_loader("numeric", _NumericAsNumber)
+        return conn
+
+    def _drop_if_broken(self) -> None:
+        if self._conn is not None and (self._conn.closed or self._conn.broken):
+            self._conn.close()
+            self._conn = None
+
+    def _rollback(self) -> None:
+        conn = self._conn
+        if conn is None or conn.closed or conn.broken:
+            self._conn = None
+            return
+        try:
+            conn.execute("ROLLBACK")
+        except psycopg.Error:
+            conn.close()
+            self._conn = None
 
 
 def _first_line(exc: BaseException) -> str:

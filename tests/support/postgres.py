@@ -10,6 +10,7 @@ file copy, tens of milliseconds), dropped after it.
 from __future__ import annotations
 
 import itertools
+import json
 import os
 import pwd
 import shutil
@@ -34,6 +35,12 @@ def wanted() -> bool:
     return engine == "postgresql"
 
 
+def config_section(url: str) -> str:
+    """The ``[database]`` section of a config file for the daemon or ``sftpctl`` a test starts,
+    so the process uses the test's database: empty on SQLite (``url`` empty)."""
+    return f"[database]\nurl = {json.dumps(url)}\n" if url else ""
+
+
 def _binary(name: str) -> str:
     for directory in BIN_DIRS:
         if (directory / name).exists():
@@ -44,7 +51,9 @@ def _binary(name: str) -> str:
 class PostgresServer:
     """A server in its own directory; :meth:`stop` removes it all."""
 
-    def __init__(self) -> None:
+    def __init__(self, durable: bool = False) -> None:
+        """``durable``: commits survive :meth:`pause` (``synchronous_commit`` on)."""
+        self.durable = durable
         self.root = Path(tempfile.mkdtemp(prefix="sftp-inbox-pg-"))
         self.data = self.root / "data"
         self._user: list[str] = []
@@ -73,11 +82,21 @@ class PostgresServer:
     def start(self) -> None:
         self._run(_binary("initdb"), "-D", str(self.data), "-U", "postgres", "-A", "trust", "-E", "UTF8",
                   "--locale=C.UTF-8", "--no-sync")
-        options = (f"-k {self.root} -c listen_addresses='' -c fsync=off -c synchronous_commit=off"
+        self.resume()
+
+    def resume(self) -> None:
+        """Start the server on its data directory (again, after :meth:`pause`)."""
+        options = (f"-k {self.root} -c listen_addresses='' -c fsync=off"
+                   f" -c synchronous_commit={'on' if self.durable else 'off'}"
                    " -c full_page_writes=off -c max_connections=200")
         self._run(_binary("pg_ctl"), "-D", str(self.data), "-l", str(self.root / "server.log"),
                   "-o", options, "-w", "-t", str(START_TIMEOUT_SECONDS), "start")
         self._started = True
+
+    def pause(self) -> None:
+        """Stop the server as a crash would (``-m immediate``), keeping its data for :meth:`resume`."""
+        self._run(_binary("pg_ctl"), "-D", str(self.data), "-m", "immediate", "-w", "stop")
+        self._started = False
 
     def create_database(self) -> str:
         """A fresh, empty database; returns its URL."""
