@@ -18,6 +18,7 @@ from concurrent.futures import Executor
 import asyncssh
 
 from core.config import DefenderSettings
+from core.db import DatabaseUnavailable
 from core.logs import get_logger
 from core.tenants import TenantStore
 from sftpd.defender import MAX_KEY_LENGTH, Defender, Lockout
@@ -26,6 +27,16 @@ from sftpd.limits import Admission, Refused
 log = get_logger(__name__)
 
 PASSWORD_PROMPT = "Password: "
+# What a client is told when a login cannot be checked: the database is unreachable.
+UNAVAILABLE = "the server cannot check logins right now; please try again in a few minutes"
+
+
+class Unavailable(asyncssh.DisconnectError):
+    """A login that cannot be decided (the database is unreachable): the client is disconnected
+    at once with :data:`UNAVAILABLE`, not told its password was wrong, and nothing is counted."""
+
+    def __init__(self) -> None:
+        super().__init__(asyncssh.DISC_SERVICE_NOT_AVAILABLE, UNAVAILABLE)
 
 
 class LoginGate:
@@ -44,7 +55,16 @@ class LoginGate:
         self._hash_executor = hash_executor
 
     async def check(self, username: str, password: str, source: str, method: str) -> bool:
-        """True if ``username`` may log in from ``source`` with ``password``."""
+        """True if ``username`` may log in from ``source`` with ``password``; :class:`Unavailable`
+        if the database cannot say (then no password is hashed and no failure counted)."""
+        try:
+            return await self._check(username, password, source, method)
+        except DatabaseUnavailable as exc:
+            log.error("auth.unavailable", user=_printable(username), source=source, method=method,
+                      reason=str(exc))
+            raise Unavailable() from exc
+
+    async def _check(self, username: str, password: str, source: str, method: str) -> bool:
         lockout, stored = await asyncio.to_thread(self._lookup, username, source)
         matched = await asyncio.get_running_loop().run_in_executor(
             self._hash_executor, self._tenants.hasher.verify, password, stored

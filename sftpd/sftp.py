@@ -56,6 +56,7 @@ from asyncssh import (
 )
 
 from core.crypto import AtRest
+from core.db import DatabaseUnavailable
 from core.logs import get_logger
 from core.tenants import IN_DIR, OUT_DIR
 from sftpd.asyncssh_compat import client_requested_close, session_end
@@ -487,7 +488,12 @@ class TenantSFTPServer(asyncssh.SFTPServer):
         if self._feed_folders is None or len(path.parts) < (2 if folder else 3):
             return None
         name = path.parts[1]
-        feeds: Sequence[str] = await asyncio.to_thread(self._feed_folders, self._tenant)
+        try:
+            feeds: Sequence[str] = await asyncio.to_thread(self._feed_folders, self._tenant)
+        except DatabaseUnavailable as exc:
+            log.error("sftp.feed_folders_unavailable", tenant=self._tenant, reason=str(exc))
+            raise SFTPFailure(f"cannot check {IN_DIR}/{name}/ right now (the server's database is"
+                              f" unreachable); put files directly in {IN_DIR}/ or try again later") from exc
         if name in feeds:
             return None
         known = ", ".join(f"{IN_DIR}/{feed}/" for feed in sorted(feeds))

@@ -65,6 +65,10 @@ class PostgresServer:
         self._started = False
 
     @property
+    def running(self) -> bool:
+        return self._started
+
+    @property
     def admin_url(self) -> str:
         return self.url("postgres")
 
