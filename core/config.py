@@ -272,11 +272,25 @@ class DatabaseSettings:
     # ``postgresql://user:password@host:port/dbname`` (any libpq URL): a PostgreSQL database, one
     # schema per store (``state``, ``ledger``), shared by every node of an installation.
     url: str = ""
+    # Whether a start may migrate a schema older than the program: "at-start" (SQLite's default:
+    # one node), "explicit" (PostgreSQL's default: a cluster migrates with `sftpctl migrate`,
+    # docs/postgresql.md); empty: the engine's default. A new, empty database is set up either way.
+    migrate: str = ""
 
     def __post_init__(self) -> None:
         if self.url and not self.url.startswith(("postgresql://", "postgres://")):
             raise ConfigError(f"database: url: {self.url.split(':', 1)[0]!r} is not a database this program "
                               "speaks: leave it empty for SQLite files, or give a postgresql:// URL")
+        if self.migrate not in ("", "at-start", "explicit"):
+            raise ConfigError(f"database: migrate: {self.migrate!r}: say \"at-start\" or \"explicit\"")
+        if self.migrate == "explicit" and not self.url:
+            raise ConfigError("database: migrate = \"explicit\" is for PostgreSQL (a url): one SQLite node"
+                              " migrates its own files at start")
+
+    @property
+    def migrates_at_start(self) -> bool:
+        """Whether a start (or any command but ``sftpctl migrate``) may migrate an older schema."""
+        return self.migrate == "at-start" if self.migrate else not self.url
 
 
 @dataclass(frozen=True)
@@ -305,12 +319,14 @@ class Settings:
     @property
     def state_location(self) -> Location:
         """Where the state store lives: ``[database] url``'s ``state`` schema, else :attr:`state_db`."""
-        return PostgresLocation(self.database.url, "state") if self.database.url else self.state_db
+        return PostgresLocation(self.database.url, "state", self.database.migrates_at_start) \
+            if self.database.url else self.state_db
 
     @property
     def ledger_location(self) -> Location:
         """Where the embedded ledger lives: ``[database] url``'s ``ledger`` schema, else :attr:`ledger_db`."""
-        return PostgresLocation(self.database.url, "ledger") if self.database.url else self.ledger_db
+        return PostgresLocation(self.database.url, "ledger", self.database.migrates_at_start) \
+            if self.database.url else self.ledger_db
 
     @property
     def ledger_db(self) -> Path:

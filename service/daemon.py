@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 from core.compat import IncompatibleDependency
 from core.config import ConfigError, Settings, parse_listen
 from core.crypto.keys import MasterKeyError
+from core.db import DatabaseUnavailable, SchemaTooNew, SchemaTooOld
 from core.logs import configure_logging, get_logger
 from service.settings import add_settings_arguments, settings_from_args
 
@@ -95,6 +96,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except MasterKeyError as exc:  # the key file is named; nothing was read or written
         print(f"sftpd: cannot start: {exc}", file=sys.stderr)
         return 2
+    except (SchemaTooOld, SchemaTooNew) as exc:  # the schema is not this program's: nothing changed
+        print(f"sftpd: cannot start: {exc}", file=sys.stderr)
+        return 2
+    except DatabaseUnavailable as exc:  # systemd starts it again (Restart=on-failure)
+        print(f"sftpd: cannot start: {exc}", file=sys.stderr)
+        return 1
 
 
 def check_libraries() -> None:

@@ -105,7 +105,8 @@ examples (one command a line):
   sftpctl prune --dry-run
   sftpctl outbox drop --tenant acme --yes
   sftpctl --json uploads acme
-  sftpctl keys rotate"""
+  sftpctl keys rotate
+  sftpctl migrate"""
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -295,6 +296,9 @@ def build_parser() -> argparse.ArgumentParser:
     command(keys, "decrypt", keys_decrypt,
             "write a stored file's content (a report, a spooled .eml, an upload) to stdout").add_argument(
                 "file", type=Path)
+    command(commands, "migrate", migrate,
+            "apply every pending schema migration of every component, once, each store in one transaction,"
+            " and say what changed (on PostgreSQL a node refuses to start on an older schema: docs/postgresql.md)")
     command(commands, "lockouts", lockouts, "list active brute-force lockouts")
     command(commands, "unblock", unblock, "clear the lockout of a source address").add_argument("address")
     return parser
@@ -745,6 +749,21 @@ def _age(seconds: float) -> str:
     if days:
         return f"{days}d{hours:02d}h"
     return f"{hours}h{minutes % 60:02d}m" if hours else f"{minutes}m"
+
+
+def migrate(context: Context, args: argparse.Namespace) -> None:
+    from service.schema import migrate_all
+
+    done = migrate_all(context.settings)
+    if args.json:
+        print_json([{**to_plain(item), "changed": item.changed} for item in done])
+        return
+    for item in done:
+        change = f"{item.before} -> {item.after}" if item.changed else f"{item.after} (current)"
+        print_text(f"{item.store}: {item.component} {change}")
+    changed = sum(item.changed for item in done)
+    print_text(f"migrated {changed} component{'s' if changed != 1 else ''}" if changed
+               else "nothing to migrate: every schema is current")
 
 
 def lockouts(context: Context, args: argparse.Namespace) -> None:

@@ -44,6 +44,7 @@ __all__ = [
     "Reader",
     "Row",
     "SchemaTooNew",
+    "SchemaTooOld",
 ]
 
 
@@ -61,12 +62,24 @@ class SchemaTooNew(RuntimeError, SftpInboxError):
     """The database was migrated by a newer program: refused rather than silently misread."""
 
 
+class SchemaTooOld(RuntimeError, SftpInboxError):
+    """The database's schema is older than the program and may not be migrated by this opener
+    (PostgreSQL's default: ``sftpctl migrate`` is a cluster's explicit step)."""
+
+
+#: What the operator is told to do about a schema older than the program.
+MIGRATE_HINT = 'run `sftpctl migrate` first (or set [database] migrate = "at-start")'
+
+
 @dataclass(frozen=True, repr=False)
 class PostgresLocation:
     """Where a store lives on PostgreSQL: the server's URL and the store's own schema."""
 
     url: str
     schema: str
+    #: Whether opening it may migrate a schema older than the program (``Database.migrate``);
+    #: the tables of a component not set up yet (a new database) are made either way.
+    migrate: bool = True
 
     def __repr__(self) -> str:
         return f"PostgresLocation({str(self)!r})"
@@ -123,6 +136,9 @@ class Database:
     """
 
     path: Location
+    #: Whether :meth:`migrate` may take a component's existing tables to a newer version (see
+    #: :attr:`PostgresLocation.migrate`); a component not set up yet is set up anyway.
+    may_migrate: bool = True
 
     # The face picks the engine's class, so it does not return cls itself.
     def __new__(cls, location: Location) -> Database:  # noqa: PYI034
@@ -165,8 +181,11 @@ class Database:
         """Apply the migrations of ``component`` not yet applied; returns the schema version.
 
         ``migrations[i]`` takes the schema from version ``i`` to ``i + 1``, all in one
-        transaction, which serialises migrators: a second node waits, then finds the work done.
-        A database newer than this code is refused rather than silently misread.
+        transaction, which serialises migrators: a second node waits, then finds the work done;
+        a step that fails leaves the schema at its old version, nothing of it applied.
+        A database newer than this code is refused rather than silently misread, and one older
+        too unless :attr:`may_migrate` (:class:`SchemaTooOld`): a component's first version
+        (its tables made in a new database) is always applied, since no node can be using them.
         """
         with self.transaction() as conn:
             row = conn.execute(
@@ -177,6 +196,11 @@ class Database:
                 raise SchemaTooNew(
                     f"{self.path}: schema of {component!r} is version {current}, "
                     f"newer than this program ({len(migrations)}); upgrade the program"
+                )
+            if 0 < current < len(migrations) and not self.may_migrate:
+                raise SchemaTooOld(
+                    f"{self.path}: schema of {component!r} is version {current}, "
+                    f"older than this program ({len(migrations)}); {MIGRATE_HINT}"
                 )
             for step in migrations[current:]:
                 for statement in self._migration_statements(step):

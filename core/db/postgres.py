@@ -204,6 +204,9 @@ class PostgresDatabase(Database):
         self._adapter = PgConnection(self)
         self._writer_key = advisory_key("writer", location.schema)
         self._outage = outage_of(location.server)
+        # An existing schema is migrated only where the location allows (docs/postgresql.md: a
+        # cluster migrates as a step of its own); a component's new tables are set up anyway.
+        self.may_migrate = location.migrate
         with self._lock:
             self._bootstrap()
 

@@ -185,6 +185,7 @@ def test_retention_of_an_unknown_tenant_is_not_found(tenants: TenantStore) -> No
 def test_a_database_from_before_retention_gains_the_columns_and_keeps_its_tenants(
     settings: Settings, hasher: PasswordHasher
 ) -> None:
+    settings = settings.replace(database__migrate="at-start")  # PostgreSQL's default is "explicit"
     old = Database(settings.state_location)
     old.migrate("core", MIGRATIONS[:1])
     old.execute("INSERT INTO tenants (name, email, api_token, created_at, updated_at)"
