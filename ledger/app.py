@@ -214,8 +214,8 @@ async def _validation_error(request: Request, exc: Exception) -> Response:
 
 
 def create_app(settings: Settings, tenants: TenantStore, store: LedgerStore | None = None) -> FastAPI:
-    """The API over ``store``; without one, the app opens ``settings.ledger_db`` and closes it on shutdown."""
-    ledger = store or LedgerStore.open(settings.ledger_db)
+    """The API over ``store``; without one, the app opens ``settings.ledger_location`` and closes it on shutdown."""
+    ledger = store or LedgerStore.open(settings.ledger_location)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

@@ -53,11 +53,12 @@ class AsappRecords:
             if row is None:
                 cursor = conn.execute(
                     "INSERT INTO asapp_messages (tenant, message_key, conversation_id, sender_id,"
-                    " sender_role, text, sent_at, attributes, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    " sender_role, text, sent_at, attributes, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                    " RETURNING id",
                     (tenant, key, *identity[:2], message["sender_role"], message["text"],
                      message["timestamp"], stored_json(message["attributes"]), self._clock()),
                 )
-                return {"id": int(cursor.lastrowid or 0), **message}, Outcome.CREATED
+                return {"id": int(cursor.fetchone()[0]), **message}, Outcome.CREATED
             stored = _message(row)
             if stored == {"id": stored["id"], **message}:
                 return stored, Outcome.UNCHANGED
@@ -81,10 +82,10 @@ class AsappRecords:
             if row is None:
                 cursor = conn.execute(
                     "INSERT INTO asapp_purchases (tenant, transaction_id, product_id, product_name_key,"
-                    " record, updated_at) VALUES (?, ?, ?, ?, ?, ?)",
+                    " record, updated_at) VALUES (?, ?, ?, ?, ?, ?) RETURNING id",
                     (*key, stored_json(purchase), self._clock()),
                 )
-                return {"id": int(cursor.lastrowid or 0), **purchase}, Outcome.CREATED
+                return {"id": int(cursor.fetchone()[0]), **purchase}, Outcome.CREATED
             answer = {"id": int(row["id"]), **purchase}
             if json.loads(row["record"]) == purchase:
                 return answer, Outcome.UNCHANGED

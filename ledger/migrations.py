@@ -7,9 +7,14 @@ that applied it, so a batch replayed after a crash is answered, not applied, aga
 ``asapp_messages`` and ``asapp_purchases`` hold the ASAPP extension's records (``ledger.asapp``):
 a transcript message, whose five fields are its identity (``message_key``, their digest), and a
 purchased product line, named by its transaction and product.
+
+The steps are SQLite's SQL, translated for PostgreSQL (``core.db.dialect``); a step with no
+faithful translation is written per engine (:class:`~core.db.PerEngine`).
 """
 
-MIGRATIONS = [
+from core.db import Migration, PerEngine
+
+MIGRATIONS: list[Migration] = [
     """
     CREATE TABLE ledger_sequence (
         id INTEGER PRIMARY KEY CHECK (id = 1),
@@ -131,4 +136,11 @@ MIGRATIONS = [
     CREATE INDEX transactions_by_type ON transactions (tenant, transaction_type, seq);
     CREATE INDEX transactions_by_call_start ON transactions (tenant, call_start, transaction_type);
     """,
+    # Lookup rows are read oldest first, ties in the order rows were first stored (the newest
+    # wins, ``LedgerStore._lookup_data``): SQLite's rowid, which an upsert keeps. PostgreSQL has
+    # none, so there it is a column of that name, numbered the same way.
+    PerEngine(
+        sqlite="",
+        postgresql="ALTER TABLE lookup_rows ADD COLUMN rowid BIGINT GENERATED ALWAYS AS IDENTITY;",
+    ),
 ]

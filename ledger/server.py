@@ -38,7 +38,7 @@ class ApiServer:
     async def start(self) -> None:
         api = self._settings.api
         self._serving.bind(api.listen_host, api.listen_port)
-        self._store = LedgerStore.open(self._settings.ledger_db)
+        self._store = LedgerStore.open(self._settings.ledger_location)
         try:
             await self._serving.serve(create_app(self._settings, self._tenants, self._store), lifespan="on")
         except BaseException:

@@ -1,8 +1,10 @@
-"""The call ledger in SQLite: calls, signals, lookup rows and one monotonic transactions table.
+"""The call ledger (SQLite's ``ledger.db``, or schema ``ledger`` on PostgreSQL): calls, signals,
+lookup rows and one monotonic transactions table.
 
 Every change is a new row in ``transactions``. Its sequence number is taken from a counter inside
-the same ``BEGIN IMMEDIATE`` transaction that writes the change, so rows become visible in
-sequence order and a client paging with ``start_after_transaction_id`` sees each exactly once.
+the same writer's transaction (``BEGIN IMMEDIATE``, or PostgreSQL's writer lock) that writes the
+change, so rows become visible in sequence order and a client paging with
+``start_after_transaction_id`` sees each exactly once.
 A correction is a new row holding the whole corrected record, with ``corrects_seq`` naming the
 row it replaces; ``complete_call_id`` links all rows of one call.
 """
@@ -16,10 +18,9 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
-from pathlib import Path
 from typing import Any
 
-from core.db import Database
+from core.db import Database, Location, PostgresLocation
 from ledger.asapp import AsappRecords
 from ledger.errors import ApiError, RecordInvalid, RecordNotFound, UnauthorizedAdvertiser
 from ledger.ids import format_transaction_id, parse_transaction_id
@@ -92,7 +93,7 @@ class _BatchMemory:
 
 
 class LedgerStore:
-    """All reads and writes of the ledger; every public method is one SQLite transaction."""
+    """All reads and writes of the ledger; every public method is one transaction."""
 
     def __init__(self, db: Database, clock: Callable[[], float] = time.time) -> None:
         self.db = db
@@ -103,8 +104,10 @@ class LedgerStore:
         self._memory: _BatchMemory | None = None
 
     @classmethod
-    def open(cls, path: Path) -> LedgerStore:
-        return cls(Database(path))
+    def open(cls, location: Location) -> LedgerStore:
+        """The ledger at ``location`` (``Settings.ledger_location``: a SQLite file, or a
+        PostgreSQL schema), its migrations applied."""
+        return cls(Database(location))
 
     def close(self) -> None:
         self.db.close()
@@ -241,11 +244,11 @@ class LedgerStore:
             "INSERT INTO calls (transaction_id, external_id, start_time, duration_in_seconds,"
             " calling_phone_number, advertiser_id_from_network, advertiser_campaign_id_from_network,"
             " network_id, attributes, tenant, complete_call_id, custom_data, call_transaction)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
             (*_content_values(content), tenant, complete_call_id, stored_json(custom_data), sequence),
         )
         return Call(
-            id=int(cursor.lastrowid or 0),
+            id=int(cursor.fetchone()[0]),
             complete_call_id=complete_call_id,
             content=content,
             custom_data=custom_data,
@@ -607,16 +610,19 @@ class LedgerStore:
         # the first read saw are all there for the second.
         scanned, last = self.db.query(
             "SELECT count(*), max(seq) FROM (SELECT seq FROM transactions WHERE tenant = ? AND seq > ?"
-            " ORDER BY seq LIMIT ?)", (tenant, query.after, budget))[0]
+            " ORDER BY seq LIMIT ?) AS ahead", (tenant, query.after, budget))[0]
         rows = self.db.query(
             f"SELECT {columns} FROM transactions WHERE tenant = ? AND seq > ? AND seq <= ? AND {where}"
             " ORDER BY seq LIMIT ?", (tenant, query.after, last or query.after, *params, query.limit))
         if len(rows) < query.limit and scanned == budget:
             window = query.start_from is not None or query.start_before is not None
             index = "transactions_by_call_start" if window else "transactions_by_type"
+            # SQLite's planner would walk the id order to the end; PostgreSQL's weighs the
+            # filter's index itself (its statistics), and has no INDEXED BY.
+            hint = "" if isinstance(self.db.path, PostgresLocation) else f" INDEXED BY {index}"
             rows += self.db.query(
                 f"SELECT {columns} FROM transactions WHERE seq IN (SELECT seq FROM transactions"
-                f" INDEXED BY {index} WHERE tenant = ? AND seq > ? AND {where} ORDER BY seq LIMIT ?)"
+                f"{hint} WHERE tenant = ? AND seq > ? AND {where} ORDER BY seq LIMIT ?)"
                 " ORDER BY seq", (tenant, last, *params, query.limit - len(rows)))
         return [_transaction_row(row) for row in rows]
 

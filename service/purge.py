@@ -32,8 +32,9 @@ def purge_tenant(context: Context, name: str) -> None:
         purge_pipeline(context.db, name)
         shutil.rmtree(settings.data_dir / STAGING_DIR / name, ignore_errors=True)
         removed = 0
-        if settings.ledger_db.exists():
-            ledger = LedgerStore.open(settings.ledger_db)
+        ledger_location = settings.ledger_location
+        if not isinstance(ledger_location, Path) or ledger_location.exists():  # no ledger file: nothing to purge
+            ledger = LedgerStore.open(ledger_location)
             try:
                 removed = ledger.purge_tenant(name)
             finally:

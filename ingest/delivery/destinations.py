@@ -122,7 +122,7 @@ class EmbeddedLedger:
         from ledger.requests import LedgerRequests
         from ledger.store import LedgerStore
 
-        store = await asyncio.to_thread(LedgerStore.open, self.settings.ledger_db)
+        store = await asyncio.to_thread(LedgerStore.open, self.settings.ledger_location)
         base = self.settings.embedded_api_base
         zones: dict[str, str] = {}
         reading: asyncio.Task[list[Plan | Refused] | None] | None = None

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import itertools
+from collections.abc import AsyncIterator, Callable
 
 import httpx
 import pytest
 
 from core.config import Settings
+from core.db import Location, PostgresLocation
 from core.tenants import Tenant, TenantStore
 from ledger.server import ApiServer
 from tests.conftest import TEST_PASSWORD
 from tests.ledger.helpers import TenantClient
+from tests.support import postgres
 
 DICTIONARY = ["Campaign", "Zip Code", "Agent"]
 
@@ -28,6 +31,19 @@ def settings(settings: Settings) -> Settings:
         passwords__argon2_time_cost=1,
         api__rate_limit_requests=0,
     )
+
+
+@pytest.fixture
+def ledger_places(
+    tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
+) -> Callable[[str], Location]:
+    """Fresh places for ledgers of the test's own (``LedgerStore.open``), on the engine the
+    session runs on: a new file, or a new schema of the test's PostgreSQL database."""
+    if not postgres.wanted():
+        return lambda name: tmp_path_factory.mktemp(name) / "ledger.db"
+    url: str = request.getfixturevalue("postgres_url")
+    numbers = itertools.count(1)
+    return lambda name: PostgresLocation(url, f"{name}_{next(numbers)}")
 
 
 @pytest.fixture

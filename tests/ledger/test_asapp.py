@@ -222,7 +222,7 @@ async def test_other_methods_get_405_with_allow(client: TenantClient) -> None:
 def test_the_body_bound_applies_and_a_purged_tenant_starts_empty(
     settings: Settings, tenants: TenantStore, acme: Tenant
 ) -> None:
-    store = LedgerStore.open(settings.ledger_db)
+    store = LedgerStore.open(settings.ledger_location)
     try:
         small = LedgerRequests(settings.replace(api__max_body_bytes=200).api, tenants, store)
         big = f'{{"message": {{"text": "{"x" * 200}"}}}}'
@@ -241,7 +241,7 @@ def test_the_body_bound_applies_and_a_purged_tenant_starts_empty(
 
 
 def test_the_in_process_router_serves_the_same_paths(settings: Settings, tenants: TenantStore, acme: Tenant) -> None:
-    store = LedgerStore.open(settings.ledger_db)
+    store = LedgerStore.open(settings.ledger_location)
     try:
         requests, gate = LedgerRequests(settings.api, tenants, store), Gatekeeper(tenants, None)
 

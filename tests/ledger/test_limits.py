@@ -92,7 +92,7 @@ async def test_a_page_holding_an_older_ledgers_year_one_call_still_renders(
     client: TenantClient, api: ApiServer, acme: Tenant
 ) -> None:
     """Rows stored before the range rule (written to the store directly) are shown in UTC."""
-    store = LedgerStore.open(api._settings.ledger_db)
+    store = LedgerStore.open(api._settings.ledger_location)
     try:
         store.save_call(acme.name, "b7d5e1a4-0000-4000-8000-000000000001", {"start_time": -62135596800.0})
     finally:

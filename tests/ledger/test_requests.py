@@ -8,10 +8,11 @@ HTTP handlers apply them, must get the same status and body, and leave the same 
 from __future__ import annotations
 
 import json
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 from core.config import Settings
+from core.db import Location
 from core.tenants import Tenant, TenantStore
 from ledger.auth import Gatekeeper
 from ledger.requests import Answer, LedgerRequests, Queued
@@ -65,9 +66,9 @@ def _ledger(store: LedgerStore) -> list[tuple[Any, ...]]:
 
 
 def test_queued_requests_get_the_answers_each_gets_alone(
-    tmp_path: Path, settings: Settings, tenants: TenantStore, acme: Tenant, globex: Tenant,
+    ledger_places: Callable[[str], Location], settings: Settings, tenants: TenantStore, acme: Tenant, globex: Tenant,
 ) -> None:
-    together, alone = LedgerStore.open(tmp_path / "together.db"), LedgerStore.open(tmp_path / "alone.db")
+    together, alone = LedgerStore.open(ledger_places("together")), LedgerStore.open(ledger_places("alone"))
     try:
         together._clock = alone._clock = lambda: 1_790_000_000.0
         gate = Gatekeeper(tenants, None)

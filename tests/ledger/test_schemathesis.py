@@ -48,7 +48,7 @@ schema = schemathesis.openapi.from_asgi("/openapi.json", _APP)
 
 @pytest.fixture
 def app(settings: Settings, tenants: TenantStore) -> Iterator[None]:
-    store = LedgerStore.open(settings.ledger_db)
+    store = LedgerStore.open(settings.ledger_location)
     _APP.target = create_app(settings, tenants, store)
     yield
     _APP.target = _DOCUMENT_ONLY

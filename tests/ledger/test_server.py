@@ -67,10 +67,14 @@ async def test_a_busy_port_is_an_error_for_the_caller(settings: Settings, tenant
 
 
 async def test_python_dash_m_ledger_serves_alone(settings: Settings, acme: Tenant) -> None:
+    config = settings.data_dir / "ledger.toml"  # the session's database, if not the files
+    config.write_text(f'[database]\nurl = "{settings.database.url}"\n' if settings.database.url else "")
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
         "ledger",
+        "--config",
+        str(config),
         "--data-dir",
         str(settings.data_dir),
         "--listen",

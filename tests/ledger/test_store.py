@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from core.db import Location
 from ledger import store as store_module
 from ledger.errors import ApiError, RecordNotFound
 from ledger.matching import distance
@@ -30,6 +30,9 @@ from ledger.records import (
 )
 from ledger.store import LedgerStore, _call
 
+#: ``ledger_places`` (tests/ledger/conftest.py): a fresh place for a ledger, by name.
+Places = Callable[[str], Location]
+
 TOLERANCE = 600.0
 START = 1_780_000_000.0
 
@@ -39,9 +42,9 @@ def _now() -> float:
 
 
 @pytest.fixture
-def stores(tmp_path: Path) -> Iterator[tuple[LedgerStore, LedgerStore]]:
-    one = LedgerStore.open(tmp_path / "batched.db")
-    two = LedgerStore.open(tmp_path / "single.db")
+def stores(ledger_places: Places) -> Iterator[tuple[LedgerStore, LedgerStore]]:
+    one = LedgerStore.open(ledger_places("batched"))
+    two = LedgerStore.open(ledger_places("single"))
     one._clock = two._clock = _now  # stored times equal on both sides
     yield one, two
     one.close()
@@ -148,11 +151,11 @@ def test_a_batch_that_raises_leaves_nothing(stores: tuple[LedgerStore, LedgerSto
     duration=st.one_of(st.none(), st.integers(0, 40)),
 )
 def test_a_start_time_search_picks_what_the_rule_picks_over_every_call(
-    tmp_path_factory: pytest.TempPathFactory, calls: list[tuple[int, int | None]], offset: int,
+    ledger_places: Places, calls: list[tuple[int, int | None]], offset: int,
     duration: int | None,
 ) -> None:
     """The search reads calls nearest first and stops early; the pick is the rule's over all."""
-    store = LedgerStore.open(tmp_path_factory.mktemp("match") / "ledger.db")
+    store = LedgerStore.open(ledger_places("match"))
     try:
         for number, (start, seconds) in enumerate(calls):
             store.save_call("acme", f"c-{number}", {"transaction_id": f"T-{number}", "start_time": START + start,
@@ -183,14 +186,14 @@ def test_a_start_time_search_picks_what_the_rule_picks_over_every_call(
     budget=st.integers(1, 3),
 )
 def test_a_filtered_transactions_page_is_the_plain_query_s_page(
-    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch,
+    ledger_places: Places, monkeypatch: pytest.MonkeyPatch,
     rows: list[tuple[TransactionType, int]], after: int, limit: int, types: set[TransactionType],
     window: tuple[int, int] | None, budget: int,
 ) -> None:
     """Whether a page is read in id order or partly through a filter's index, it holds the rows
     the plain filtered query in id order gives."""
     monkeypatch.setattr(store_module, "SCAN_ROWS_PER_ROW", budget)
-    store = LedgerStore.open(tmp_path_factory.mktemp("pages") / "ledger.db")
+    store = LedgerStore.open(ledger_places("pages"))
     try:
         call = store.save_call("acme", "c-1", {"transaction_id": "T-1", "start_time": START}).call
         store.db.execute("DELETE FROM transactions")
@@ -226,12 +229,11 @@ def _table(store: LedgerStore, sql: str) -> list[tuple[Any, ...]]:
     st.dictionaries(st.sampled_from(["plan", "region"]), st.sampled_from(["gold", "west"]), max_size=2),
 ), max_size=30), split=st.integers(0, 30))
 def test_signals_saved_together_are_what_one_by_one_saves_make(
-    tmp_path_factory: pytest.TempPathFactory, writes: list[tuple[str, str, str, str, dict[str, str]]], split: int,
+    ledger_places: Places, writes: list[tuple[str, str, str, str, dict[str, str]]], split: int,
 ) -> None:
     """:meth:`LedgerStore.save_signals` (in two calls of one batch) against :meth:`save_signal`
     per row, each its own transaction: the same results, transactions, signals and calls."""
-    folder = tmp_path_factory.mktemp("together")
-    together, alone = LedgerStore.open(folder / "together.db"), LedgerStore.open(folder / "alone.db")
+    together, alone = LedgerStore.open(ledger_places("together")), LedgerStore.open(ledger_places("alone"))
     try:
         together._clock = alone._clock = _now
         for store in (together, alone):
@@ -279,13 +281,12 @@ def _gist(result: SignalResult | CallResult | ApiError) -> tuple[Any, ...]:
     st.integers(0, 2),
 ), max_size=25), split=st.integers(0, 25))
 def test_calls_saved_together_are_what_one_by_one_saves_make(
-    tmp_path_factory: pytest.TempPathFactory,
+    ledger_places: Places,
     writes: list[tuple[str, str | None, str | None, str | None, int]], split: int,
 ) -> None:
     """:meth:`LedgerStore.save_calls` (in two calls of one batch) against :meth:`save_call` per
     row: the same results, refusals of a taken id, inherited custom data, transactions and calls."""
-    folder = tmp_path_factory.mktemp("calls")
-    together, alone = LedgerStore.open(folder / "together.db"), LedgerStore.open(folder / "alone.db")
+    together, alone = LedgerStore.open(ledger_places("together")), LedgerStore.open(ledger_places("alone"))
     try:
         together._clock = alone._clock = _now
         for store in (together, alone):
