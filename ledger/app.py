@@ -26,6 +26,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Match
 
 from core.config import Settings
+from core.db import DatabaseUnavailable
 from core.logs import get_logger
 from core.tenants import Tenant, TenantStore
 from ledger import API_VERSION
@@ -38,6 +39,7 @@ from ledger.errors import (
     RecordInvalid,
     RecordNotFound,
     RoutingError,
+    ServiceUnavailable,
 )
 from ledger.openapi import answers, json_body, publish_models
 from ledger.queries import parse_listing_request, parse_transactions_request
@@ -207,6 +209,13 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     return await _api_error(request, error)
 
 
+async def _unavailable(request: Request, exc: Exception) -> Response:
+    """The database is unreachable (``core.db.outage`` refuses at once meanwhile): 503 with
+    ``Retry-After``, logged; nothing of the request was committed."""
+    log.error("api.unavailable", path=request.url.path, reason=str(exc))
+    return await _api_error(request, ServiceUnavailable())
+
+
 async def _validation_error(request: Request, exc: Exception) -> Response:
     """FastAPI's own parameter checks, should one ever fire, answer like the API's (403)."""
     assert isinstance(exc, RequestValidationError)
@@ -235,6 +244,7 @@ def create_app(settings: Settings, tenants: TenantStore, store: LedgerStore | No
     app.add_exception_handler(ApiError, _api_error)
     app.add_exception_handler(HTTPException, _http_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(DatabaseUnavailable, _unavailable)
     endpoints = _Endpoints(settings, tenants, ledger)
     signal_answers = answers(
         "An existing signal was found (and updated if it differed)", 400, 401, 403, 404, 413, 429

@@ -75,6 +75,19 @@ class RateLimited(ApiError):
         super().__init__(message, headers={"Retry-After": str(retry_after_seconds)})
 
 
+class ServiceUnavailable(ApiError):
+    """The database cannot be reached right now (``core.db.DatabaseUnavailable``): try again soon,
+    rather than a 500 for a request that did nothing wrong."""
+
+    status_code = 503
+    error_class = "ServiceUnavailable"
+    retry_after_seconds = 5
+
+    def __init__(self) -> None:
+        super().__init__("The service is unavailable for a moment; try again shortly",
+                         headers={"Retry-After": str(self.retry_after_seconds)})
+
+
 class BadRequest(ApiError):
     """A body the server refuses to parse at all (nested deeper than ``api.max_json_depth``)."""
 
