@@ -44,6 +44,19 @@ def postgres_url(postgres_server: postgres.PostgresServer) -> Iterator[str]:
     postgres_server.drop_database(url)
 
 
+@pytest.fixture(scope="module")
+def module_database_url(request: pytest.FixtureRequest) -> Iterator[str]:
+    """For a daemon a module's tests share: ``[database] url`` of a fresh PostgreSQL database
+    when ``SFTP_INBOX_TEST_DATABASE=postgresql``, else empty (SQLite in the data dir)."""
+    if not postgres.wanted():
+        yield ""
+        return
+    server: postgres.PostgresServer = request.getfixturevalue("postgres_server")
+    url = server.create_database()
+    yield url
+    server.drop_database(url)
+
+
 @pytest.fixture
 def settings(tmp_path: Path, request: pytest.FixtureRequest) -> Settings:
     """Embedded defaults, with every path and port private to the test; the stores on a fresh

@@ -472,6 +472,7 @@ class PostgresReader(Reader):
         )
         conn.adapters.register_dumper(bool, _BoolAsInteger)
         conn.adapters.register_loader("numeric", _NumericAsNumber)
+        self._conn = conn
         return conn
 
     def _drop_if_broken(self) -> None:

@@ -9,15 +9,21 @@ from __future__ import annotations
 import os
 import sqlite3
 import threading
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from core.db import Database, Location
+from core.db import Database, DatabaseUnavailable, Location, Reader, ReadFailed
 from core.db.dialect import Migration, PerEngine, statements
 
 BUSY_TIMEOUT_SECONDS = 30.0
+# A reader's progress handler runs every this many virtual-machine instructions.
+_PROGRESS_STEPS = 10_000
+# A reader's errors that mean "not now" rather than "never": busy, locked, interrupted at its
+# deadline, an I/O error, cannot open (and a file that does not exist, which has no code).
+_UNAVAILABLE = {5, 6, 9, 10, 14}
 
 
 class SqliteDatabase(Database):
@@ -88,3 +94,75 @@ class SqliteDatabase(Database):
 
     def _migration_statements(self, step: Migration) -> Iterator[str]:
         return statements(step.sqlite if isinstance(step, PerEngine) else step)
+
+
+class SqliteReader(Reader):
+    """A ``query_only`` connection; a read past its deadline is interrupted by the progress handler."""
+
+    def __init__(self, location: Location, timeout_seconds: float) -> None:
+        if not isinstance(location, Path):
+            raise TypeError(f"SQLite needs a file path, not {location}")
+        self.location = self._path = location
+        self._timeout = timeout_seconds
+        self._deadline = 0.0
+        self._conn: sqlite3.Connection | None = None
+
+    @contextmanager
+    def read(self) -> Iterator[sqlite3.Connection]:
+        with self._errors():
+            conn = self._begin()
+            conn.execute("BEGIN")
+            try:
+                yield conn
+            finally:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+
+    def tables(self) -> set[str]:
+        with self._errors():
+            rows = self._connection().execute("SELECT name FROM sqlite_master WHERE type = 'table'")
+            return {row["name"] for row in rows}
+
+    def columns(self, table: str) -> set[str]:
+        with self._errors():
+            rows = self._connection().execute("SELECT name FROM pragma_table_info(?)", (table,))
+            return {row["name"] for row in rows}
+
+    def ping(self) -> None:
+        with self._errors():
+            self._begin().execute("SELECT COUNT(*) FROM sqlite_master").fetchone()
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+    def _begin(self) -> sqlite3.Connection:
+        """The connection, with a fresh deadline."""
+        self._deadline = time.monotonic() + self._timeout
+        return self._connection()
+
+    def _connection(self) -> sqlite3.Connection:
+        if self._conn is None:
+            if not self._path.exists():
+                raise sqlite3.OperationalError("does not exist")
+            conn = sqlite3.connect(self._path, timeout=self._timeout, isolation_level=None,
+                                   check_same_thread=False)
+            conn.row_factory = sqlite3.Row
+            conn.execute("PRAGMA query_only = ON")
+            conn.set_progress_handler(self._past_deadline, _PROGRESS_STEPS)
+            self._conn = conn
+        return self._conn
+
+    def _past_deadline(self) -> int:
+        return 1 if time.monotonic() > self._deadline else 0
+
+    @contextmanager
+    def _errors(self) -> Iterator[None]:
+        try:
+            yield
+        except sqlite3.Error as exc:
+            code = getattr(exc, "sqlite_errorcode", None)
+            if code is None or code & 0xFF in _UNAVAILABLE:
+                raise DatabaseUnavailable(f"{self._path}: {exc}") from None
+            raise ReadFailed(f"{self._path}: {exc}") from None

@@ -301,7 +301,7 @@ class Outbox:
             where += " AND id <= ?"
             params += (upto,)
         if url_prefix is not None:
-            where += " AND (substr(url, 1, ?) = ?) = ?"
+            where += " AND (CASE WHEN substr(url, 1, ?) = ? THEN 1 ELSE 0 END) = ?"
             params += (len(url_prefix), url_prefix, int(prefixed))
         rows = self.db.query(f"SELECT * FROM ingest_outbox WHERE {where} ORDER BY id LIMIT ?", (*params, limit))
         return [_item(row) for row in rows]
@@ -457,8 +457,9 @@ class Outbox:
         since = iso(utcnow() - timedelta(seconds=window_seconds))
         marks = ",".join("?" * len(upload_ids))
         row = self.db.query_one(
-            "SELECT COALESCE(SUM(state != ?), 0) AS done, COALESCE(SUM(state = ?), 0) AS waiting,"
-            " COALESCE(SUM(state != ? AND updated_at >= ?), 0) AS recent"
+            "SELECT COALESCE(SUM(CASE WHEN state != ? THEN 1 ELSE 0 END), 0) AS done,"
+            " COALESCE(SUM(CASE WHEN state = ? THEN 1 ELSE 0 END), 0) AS waiting,"
+            " COALESCE(SUM(CASE WHEN state != ? AND updated_at >= ? THEN 1 ELSE 0 END), 0) AS recent"
             f" FROM ingest_outbox WHERE upload_id IN ({marks})",
             (OutboxState.PENDING.value, OutboxState.PENDING.value, OutboxState.PENDING.value, since,
              *upload_ids),

@@ -28,7 +28,7 @@ class AdminServer:
         if problem:  # the daemon's main() says so before anything starts; this is the last guard
             raise ConfigError(problem)
         self._settings = settings
-        self._reader = SnapshotReader(settings.state_db, settings.admin.read_timeout_seconds)
+        self._reader = SnapshotReader(settings.state_location, settings.admin.read_timeout_seconds)
         self._state = AdminState(settings, self._reader, live, ssh_port, listeners)
         self._serving = InLoopServer("admin server", LISTEN_BACKLOG)
 

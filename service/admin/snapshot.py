@@ -1,10 +1,10 @@
 """What the state database says now, read for a scrape or a page load off the event loop.
 
 The figures come from the tables every process writes (the daemon and ``sftpctl run`` alike), so a
-run started by ``sftpctl`` counts as one the daemon started. The reads use a connection of their
-own in ``query_only`` mode, on a thread of their own, and are cut off after ``read_timeout_seconds``
-(SQLite's progress handler interrupts a query past its deadline), so a slow read costs the scrape
-an error and never holds the daemon's connection, its lock or the threads logins use.
+run started by ``sftpctl`` counts as one the daemon started. The reads use a read-only connection
+of their own (``core.db.Reader``, on SQLite or PostgreSQL), on a thread of their own, and are cut
+off after ``read_timeout_seconds``, so a slow read costs the scrape an error and never holds the
+daemon's connection, its lock or the threads logins use.
 Scrapes arriving together share one read, and a read younger than :data:`MAX_AGE_SECONDS` is
 reused: ten scrapes a second cost one read a second.
 """
@@ -20,15 +20,13 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
-from pathlib import Path
 from typing import Any, TypeVar
 
 from core.clock import iso, parse_iso, utcnow
 from core.config import RETENTION_RULES
+from core.db import DatabaseUnavailable, Location, Reader, ReadFailed
 
 MAX_AGE_SECONDS = 1.0
-# SQLite calls the progress handler every this many virtual-machine instructions.
-_PROGRESS_STEPS = 10_000
 # Upload states a file is still waiting in (not yet finished one way or another).
 WAITING_STATES = ("received", "staged", "processing")
 RUN_OVER = ("finished", "failed")
@@ -110,16 +108,13 @@ class Snapshot:
     tenants: tuple[TenantState, ...] = ()
 
 
-def read_snapshot(conn: sqlite3.Connection, now: datetime) -> Snapshot:
+def read_snapshot(reader: Reader, now: datetime) -> Snapshot:
     """Every figure in one read transaction, so they agree with each other."""
-    conn.execute("BEGIN")
-    try:
-        return _read(conn, now)
-    finally:
-        conn.execute("ROLLBACK")
+    with reader.read() as conn:
+        return _read(conn, reader.tables(), reader.columns("tenants"), now)
 
 
-def _read(conn: sqlite3.Connection, now: datetime) -> Snapshot:
+def _read(conn: sqlite3.Connection, tables: set[str], tenant_columns: set[str], now: datetime) -> Snapshot:
     snapshot = Snapshot(taken_at=now)
     for row in conn.execute("SELECT tenant, COUNT(*) AS n, COALESCE(SUM(size), 0) AS bytes FROM uploads"
                             " GROUP BY tenant"):
@@ -130,7 +125,7 @@ def _read(conn: sqlite3.Connection, now: datetime) -> Snapshot:
         snapshot.files[(row["tenant"], row["state"])] = row["n"]
         if row["state"] in WAITING_STATES:
             waiting[row["tenant"]] += row["n"]
-    if _has_table(conn, "ingest_rows"):
+    if "ingest_rows" in tables:
         for row in conn.execute("SELECT s.tenant, r.status, COUNT(*) AS n FROM ingest_rows r"
                                 " JOIN ingest_staged s ON s.upload_id = r.upload_id GROUP BY s.tenant, r.status"):
             snapshot.rows[(row["tenant"], row["status"])] = row["n"]
@@ -148,12 +143,14 @@ def _read(conn: sqlite3.Connection, now: datetime) -> Snapshot:
                                 " WHERE status_code IS NOT NULL GROUP BY class"):
             snapshot.responses[f"{row['class']}xx"] = row["n"]
         snapshot = _read_runs(conn, snapshot)
-    if _has_table(conn, "retention_passes"):
+    if "retention_passes" in tables:
         last = conn.execute("SELECT finished_at, files, problems FROM retention_passes ORDER BY id DESC LIMIT 1"
                             ).fetchone()
         if last is not None:
             snapshot = _with(snapshot, last_prune=PruneState(last["finished_at"], last["files"], last["problems"]))
-    return _with(snapshot, lockouts=_lockouts(conn, now), tenants=_tenants(conn, now, waiting, snapshot))
+    lockouts = _lockouts(conn, now) if "sftpd_login_lockouts" in tables else ()
+    return _with(snapshot, lockouts=lockouts,
+                 tenants=_tenants(conn, tables, tenant_columns, lockouts, waiting, snapshot))
 
 
 def _read_runs(conn: sqlite3.Connection, snapshot: Snapshot) -> Snapshot:
@@ -172,24 +169,22 @@ def _read_runs(conn: sqlite3.Connection, snapshot: Snapshot) -> Snapshot:
 
 
 def _lockouts(conn: sqlite3.Connection, now: datetime) -> tuple[LockoutState, ...]:
-    if not _has_table(conn, "sftpd_login_lockouts"):
-        return ()
     rows = conn.execute("SELECT kind, account, source, locked_until FROM sftpd_login_lockouts"
                         " WHERE locked_until > ? ORDER BY locked_until", (iso(now),))
     return tuple(LockoutState(r["kind"], r["account"], r["source"], r["locked_until"]) for r in rows)
 
 
 def _tenants(
-    conn: sqlite3.Connection, now: datetime, waiting: Counter[str], snapshot: Snapshot
+    conn: sqlite3.Connection, tables: set[str], columns: set[str], lockouts: tuple[LockoutState, ...],
+    waiting: Counter[str], snapshot: Snapshot,
 ) -> tuple[TenantState, ...]:
-    locked = {lockout.account: lockout.until for lockout in _lockouts(conn, now) if lockout.kind == "account"}
+    locked = {lockout.account: lockout.until for lockout in lockouts if lockout.kind == "account"}
     last_upload = {r["tenant"]: r["at"] for r in conn.execute(
         "SELECT tenant, MAX(received_at) AS at FROM uploads GROUP BY tenant")}
     last_report: dict[str, str] = {}
-    if _has_table(conn, "ingest_staged"):
+    if "ingest_staged" in tables:
         last_report = {r["tenant"]: r["at"] for r in conn.execute(
             "SELECT tenant, MAX(finished_at) AS at FROM ingest_staged WHERE report IS NOT NULL GROUP BY tenant")}
-    columns = {row["name"] for row in conn.execute("PRAGMA table_info(tenants)")}
     rules = [rule for rule in RETENTION_RULES if rule in columns]
     rows = conn.execute("SELECT name, enabled, password_hash IS NOT NULL AS has_login"
                         + "".join(f", {rule}" for rule in rules) + " FROM tenants ORDER BY name")
@@ -201,11 +196,6 @@ def _tenants(
     )
 
 
-def _has_table(conn: sqlite3.Connection, name: str) -> bool:
-    """The pipeline's and the defender's tables exist once their owner first opened the database."""
-    return conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (name,)).fetchone() is not None
-
-
 def _with(snapshot: Snapshot, **changes: Any) -> Snapshot:
     return dataclasses.replace(snapshot, **changes)
 
@@ -213,13 +203,11 @@ def _with(snapshot: Snapshot, **changes: Any) -> Snapshot:
 class SnapshotReader:
     """Reads :class:`Snapshot` s for the admin listener: one thread, one connection, a deadline."""
 
-    def __init__(self, state_db: Path, timeout_seconds: float, clock: Callable[[], datetime] = utcnow) -> None:
-        self._path = state_db
+    def __init__(self, state: Location, timeout_seconds: float, clock: Callable[[], datetime] = utcnow) -> None:
         self._timeout = timeout_seconds
         self._clock = clock
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="admin-read")
-        self._conn: sqlite3.Connection | None = None
-        self._deadline = 0.0
+        self._reader = Reader(state, timeout_seconds)
         self._latest: tuple[float, Snapshot] | None = None
         self._reading: asyncio.Future[Snapshot] | None = None
 
@@ -233,7 +221,7 @@ class SnapshotReader:
 
     async def ping(self) -> None:
         """Raise :class:`SnapshotError` unless the database answers a trivial query in time."""
-        await self._in_thread(lambda conn: conn.execute("SELECT COUNT(*) FROM sqlite_master").fetchone())
+        await self._in_thread(lambda reader: reader.ping())
 
     async def call(self, work: Callable[[], T]) -> T:
         """Run blocking ``work`` (the disk, the page's rendering) on the reader's thread, never on
@@ -241,46 +229,23 @@ class SnapshotReader:
         return await asyncio.get_running_loop().run_in_executor(self._executor, work)
 
     async def close(self) -> None:
-        def close_connection() -> None:
-            if self._conn is not None:
-                self._conn.close()
-                self._conn = None
-
-        await asyncio.get_running_loop().run_in_executor(self._executor, close_connection)
+        await asyncio.get_running_loop().run_in_executor(self._executor, self._reader.close)
         self._executor.shutdown(wait=False)
 
     async def _read(self) -> Snapshot:
         started = time.monotonic()
-        snapshot = await self._in_thread(lambda conn: read_snapshot(conn, self._clock()))
+        snapshot = await self._in_thread(lambda reader: read_snapshot(reader, self._clock()))
         self._latest = (started, snapshot)
         return snapshot
 
-    async def _in_thread(self, work: Callable[[sqlite3.Connection], T]) -> T:
-        def run() -> T:
-            self._deadline = time.monotonic() + self._timeout
-            return work(self._connection())
-
+    async def _in_thread(self, work: Callable[[Reader], T]) -> T:
         try:
             result = await asyncio.wait_for(
-                asyncio.get_running_loop().run_in_executor(self._executor, run), self._timeout + 1.0)
-        except (TimeoutError, sqlite3.OperationalError) as exc:
+                asyncio.get_running_loop().run_in_executor(self._executor, work, self._reader),
+                self._timeout + 1.0)
+        except (TimeoutError, DatabaseUnavailable) as exc:
             raise SnapshotError(f"the state database did not answer within {self._timeout:g} s"
                                 f" ({exc or 'timed out'})") from None
-        except sqlite3.Error as exc:
+        except ReadFailed as exc:
             raise SnapshotError(f"the state database failed: {exc}") from None
         return result
-
-    def _connection(self) -> sqlite3.Connection:
-        if self._conn is None:
-            if not self._path.exists():
-                raise sqlite3.OperationalError(f"{self._path} does not exist")
-            conn = sqlite3.connect(self._path, timeout=self._timeout, isolation_level=None,
-                                   check_same_thread=False)
-            conn.row_factory = sqlite3.Row
-            conn.execute("PRAGMA query_only = ON")
-            conn.set_progress_handler(self._past_deadline, _PROGRESS_STEPS)
-            self._conn = conn
-        return self._conn
-
-    def _past_deadline(self) -> int:
-        return 1 if time.monotonic() > self._deadline else 0

@@ -137,7 +137,7 @@ def server(
         server__listen_port=0,
         defender__failure_delay_seconds=0.05,
     )
-    db = open_state(settings.state_db)
+    db = open_state(settings.state_location)
     tenants = TenantStore(db, settings.tenants_dir, PasswordHasher(settings.passwords))
     tenants.add(TENANT, "ops@acme.example", TEST_PASSWORD)
     running = ServerThread(settings, tenants, UploadStore(db), db)

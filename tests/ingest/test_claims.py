@@ -11,22 +11,24 @@ from pathlib import Path
 
 import pytest
 
-from core.db import Database
+from core.db import Database, Location
 from ingest.claims import ClaimHeld, Claims, process_exists, tenant_claim
+from tests.support import postgres
 
 HOLD = """
 import sys
 from pathlib import Path
-from core.db import Database
+from core.db import Database, PostgresLocation
 from ingest.claims import Claims
-Claims(Database(Path(sys.argv[1]))).take(sys.argv[2], run_id=7)
+location = PostgresLocation(sys.argv[1], sys.argv[2]) if sys.argv[2] else Path(sys.argv[1])
+Claims(Database(location)).take(sys.argv[3], run_id=7)
 print("held", flush=True)
 sys.stdin.read()
 """
 
 
-def hold_in_another_process(db: Path, name: str) -> subprocess.Popen[str]:
-    holder = subprocess.Popen([sys.executable, "-c", HOLD, str(db), name],
+def hold_in_another_process(db: Location, name: str) -> subprocess.Popen[str]:
+    holder = subprocess.Popen([sys.executable, "-c", HOLD, *postgres.location_argv(db), name],
                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
     return holder

@@ -24,6 +24,7 @@ from ingest.pipeline import Ingest
 from ingest.store import Trigger
 from tests.conftest import TEST_PASSWORD
 from tests.ingest.conftest import FakeApi, drop, stall
+from tests.support import postgres
 
 SIGNALS = "transaction_id,name,partner_unique_id\nT1,Sale,1\nT2,Sale,2\n"
 SIX_AM_PDT = datetime(2026, 3, 8, 13, tzinfo=UTC)
@@ -91,9 +92,10 @@ async def test_serve_forever_catches_up_then_keeps_scanning_and_stops_cleanly(
 HOLD_CLAIM = """
 import sys
 from pathlib import Path
-from core.db import Database
+from core.db import Database, PostgresLocation
 from ingest.claims import Claims, tenant_claim
-Claims(Database(Path(sys.argv[1]))).take(tenant_claim("acme"))
+location = PostgresLocation(sys.argv[1], sys.argv[2]) if sys.argv[2] else Path(sys.argv[1])
+Claims(Database(location)).take(tenant_claim("acme"))
 print("held", flush=True)
 sys.stdin.read()
 """
@@ -104,7 +106,7 @@ async def test_a_tenant_another_process_works_on_is_left_to_it_until_it_dies(
 ) -> None:
     upload, path = drop(tenants, uploads, "acme", "in/sales.csv", SIGNALS)
     await ingest.stage(upload, path)
-    holder = subprocess.Popen([sys.executable, "-c", HOLD_CLAIM, str(ingest.db.path)],
+    holder = subprocess.Popen([sys.executable, "-c", HOLD_CLAIM, *postgres.location_argv(ingest.db.path)],
                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout is not None and holder.stdout.readline().strip() == "held"

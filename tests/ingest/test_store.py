@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import UTC, datetime
 
 import pytest
 
-from core.db import Database
+from core.db import Database, PostgresLocation, Reader
 from core.tenants import Tenant, TenantStore
 from core.uploads import UploadState, UploadStore
 from ingest.delivery.outbox import Outbox, QueuedRequest, QueuedRows, RejectedRow
@@ -148,19 +149,28 @@ def test_an_older_database_keeps_its_files_and_rows_under_one_state_and_one_word
         state_db: Database, uploads: UploadStore, tenant: Tenant) -> None:
     """Version 3 kept the state twice, the JSON as ``body`` and a posted request as "sent"."""
     state_db.migrate("ingest", MIGRATIONS[:3])
-    run = state_db.execute("INSERT INTO ingest_runs (trigger, pid, started_at) VALUES ('manual', 1, 'x')")
+    run = state_db.query_one("INSERT INTO ingest_runs (trigger, pid, started_at) VALUES ('manual', 1, 'x')"
+                             " RETURNING id")
+    assert run is not None
     upload = uploads.record("acme", "in/sales.csv", 1, "0" * 64).id
     uploads.set_state(upload, UploadState.PROCESSING, "1 rows queued")
     state_db.execute("INSERT INTO ingest_staged (upload_id, tenant, path, feed, snapshot, sha256, staged_at, state,"
                      " run_id, rows_total) VALUES (?, 'acme', 'in/sales.csv', 'signals', '/s', ?, 'x',"
-                     " 'processing', ?, 2)", (upload, "0" * 64, run.lastrowid))
+                     " 'processing', ?, 2)", (upload, "0" * 64, run["id"]))
     for number, state in ((2, "sent"), (3, "pending")):
         state_db.execute("INSERT INTO ingest_outbox (run_id, upload_id, tenant, row_number, kind, method, url, key,"
                          " body, state) VALUES (?, ?, 'acme', ?, 'signal', 'POST', 'http://x/api', ?, '{}', ?)",
-                         (run.lastrowid, upload, number, f"k{number}", state))
-    migrate(state_db)
+                         (run["id"], upload, number, f"k{number}", state))
+    # The upgrade is an operator's step on PostgreSQL (`sftpctl migrate`: the location allows it).
+    upgrader = (Database(dataclasses.replace(state_db.path, migrate=True))
+                if isinstance(state_db.path, PostgresLocation) else state_db)
+    migrate(upgrader)
     assert [item.upload_id for item in StagedStore(state_db).processing(["acme"])] == [upload]
-    assert "state" not in {row["name"] for row in state_db.query("PRAGMA table_info(ingest_staged)")}
+    reader = Reader(state_db.path, timeout_seconds=10.0)
+    try:
+        assert "state" not in reader.columns("ingest_staged")
+    finally:
+        reader.close()
     [item] = Outbox(state_db).pending(["acme"])
     assert (item.row_number, item.body) == (3, {})
     states = state_db.query("SELECT state FROM ingest_outbox ORDER BY row_number")

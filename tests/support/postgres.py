@@ -21,6 +21,8 @@ from urllib.parse import urlsplit
 
 import psycopg
 
+from core.db import Location, PostgresLocation
+
 BIN_DIRS = sorted(Path("/usr/lib/postgresql").glob("*/bin"), reverse=True)  # newest version first
 START_TIMEOUT_SECONDS = 60
 # Set to "postgresql" to run the tests' state and ledger on PostgreSQL (tests/conftest.py).
@@ -39,6 +41,14 @@ def config_section(url: str) -> str:
     """The ``[database]`` section of a config file for the daemon or ``sftpctl`` a test starts,
     so the process uses the test's database: empty on SQLite (``url`` empty)."""
     return f"[database]\nurl = {json.dumps(url)}\n" if url else ""
+
+
+def location_argv(location: Location) -> list[str]:
+    """A store's location as two arguments for a test's child process, which reads it back with
+    ``PostgresLocation(argv[1], argv[2]) if argv[2] else Path(argv[1])``."""
+    if isinstance(location, PostgresLocation):
+        return [location.url, location.schema]
+    return [str(location), ""]
 
 
 def _binary(name: str) -> str:

@@ -77,7 +77,7 @@ async def _side(root: Path, host_keys: Path, **changes: Any) -> Side:
     shutil.copytree(host_keys, root / "keys")
     settings = Settings(data_dir=root / "var").replace(
         server__keys_dir=root / "keys", server__listen_port=0, api__listen_port=free_port(), **changes)
-    db = open_state(settings.state_db)
+    db = open_state(settings.state_location)
     tenants = TenantStore(db, settings.tenants_dir, PasswordHasher(settings.passwords))
     tenants.add("acme", "ops@acme.example", TEST_PASSWORD)
     uploads = UploadStore(db)

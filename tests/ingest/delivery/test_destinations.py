@@ -69,7 +69,7 @@ def _data_dir(root: Path, **changes: Any) -> DataDir:
     settings = Settings(data_dir=root / "var").replace(
         server__keys_dir=root / "keys", server__listen_port=free_port(), api__listen_port=free_port(),
         schedule__stable_seconds=0.0, **changes)
-    db = open_state(settings.state_db)
+    db = open_state(settings.state_location)
     tenants = TenantStore(db, settings.tenants_dir, PasswordHasher(settings.passwords))
     tenants.add("acme", "ops@acme.example", TEST_PASSWORD)
     tenants.add_fields("acme", ["tier"])

@@ -490,7 +490,7 @@ async def remote_ledger(tmp_path: Path) -> AsyncIterator[RemoteLedger]:
 
     settings = Settings(data_dir=tmp_path / "remote").replace(
         api__rate_limit_requests=5, api__rate_limit_window_seconds=1.0)
-    db = open_state(settings.state_db)
+    db = open_state(settings.state_location)
     remote_tenants = TenantStore(db, settings.tenants_dir, PasswordHasher(settings.passwords))
     token = remote_tenants.add("acme", "ops@acme.example", TEST_PASSWORD).api_token
     store = LedgerStore.open(settings.ledger_db)

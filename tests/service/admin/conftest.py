@@ -13,7 +13,10 @@ from pathlib import Path
 import httpx
 import pytest
 
+from core.config import load_settings
+from core.db import Location
 from tests.conftest import free_port
+from tests.support import postgres
 from tests.support.daemon import Daemon, project_env, start_daemon
 
 
@@ -22,6 +25,11 @@ class AdminDaemon:
     daemon: Daemon
     config: Path
     admin_url: str
+
+    @property
+    def state(self) -> Location:
+        """The daemon's state store (its data dir is ``var`` beside the config)."""
+        return load_settings(self.config).replace(data_dir=self.config.parent / "var").state_location
 
     def sftpctl(self, *args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
@@ -43,12 +51,12 @@ class AdminDaemon:
 
 
 @pytest.fixture(scope="module")
-def admin_daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AdminDaemon]:
+def admin_daemon(tmp_path_factory: pytest.TempPathFactory, module_database_url: str) -> Iterator[AdminDaemon]:
     root = tmp_path_factory.mktemp("admin")
     port, api_port, admin_port = free_port(), free_port(), free_port()
     config = root / "sftpd.toml"
     config.write_text(f"[server]\nlisten_port = {port}\n[api]\nlisten_port = {api_port}\n"
-                      f"[admin]\nlisten_port = {admin_port}\n")
+                      f"[admin]\nlisten_port = {admin_port}\n" + postgres.config_section(module_database_url))
     daemon = start_daemon(root, port, api_port, "--config", str(config))
     try:
         assert f"admin on http://127.0.0.1:{admin_port}" in daemon.output

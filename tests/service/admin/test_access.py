@@ -14,11 +14,12 @@ from core.tenants import open_state
 from service.admin import AdminServer, Live
 from service.admin.access import exposure_problem, is_loopback
 from tests.conftest import free_port
+from tests.support import postgres
 from tests.support.daemon import project_env, start_daemon
 
 
 async def test_the_token_is_required_when_set(settings: Settings) -> None:
-    open_state(settings.state_db).close()
+    open_state(settings.state_location).close()
     settings = settings.replace(admin__listen_port=0, admin__token="s3cret-token")
     admin = AdminServer(settings, Live(), lambda: None, dict)
     await admin.start()
@@ -64,10 +65,11 @@ def test_the_server_itself_refuses_a_non_loopback_address_without_a_token(settin
         AdminServer(settings.replace(admin__listen_host="0.0.0.0"), Live(), lambda: None, dict)
 
 
-def test_port_0_turns_the_admin_listener_off(tmp_path: Path) -> None:
+def test_port_0_turns_the_admin_listener_off(tmp_path: Path, settings: Settings) -> None:
     port, api_port = free_port(), free_port()
     config = tmp_path / "sftpd.toml"
-    config.write_text(f"[server]\nlisten_port = {port}\n[api]\nlisten_port = {api_port}\n[admin]\nlisten_port = 0\n")
+    config.write_text(f"[server]\nlisten_port = {port}\n[api]\nlisten_port = {api_port}\n[admin]\nlisten_port = 0\n"
+                      + postgres.config_section(settings.database.url))
     daemon = start_daemon(tmp_path, port, api_port, "--config", str(config))
     try:
         assert "admin on" not in daemon.output

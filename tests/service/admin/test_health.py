@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 
@@ -19,7 +20,7 @@ def test_a_running_daemon_is_healthy(admin_daemon: AdminDaemon) -> None:
 
 
 async def test_503_names_the_disk_below_its_threshold_and_a_closed_ssh_listener(settings: Settings) -> None:
-    open_state(settings.state_db).close()
+    open_state(settings.state_location).close()
     settings = settings.replace(admin__listen_port=0, admin__min_free_disk_bytes=2**62)
     admin = AdminServer(settings, Live(), lambda: None, dict)
     await admin.start()
@@ -38,6 +39,8 @@ async def test_503_names_the_disk_below_its_threshold_and_a_closed_ssh_listener(
 
 async def test_503_when_the_database_cannot_be_read(settings: Settings, tmp_path: Path) -> None:
     settings = settings.replace(data_dir=tmp_path / "nowhere", admin__listen_port=0)
+    if settings.database.url:  # on PostgreSQL: a database that does not exist
+        settings = settings.replace(database__url=urlunsplit(urlsplit(settings.database.url)._replace(path="/nowhere")))
     admin = AdminServer(settings, Live(), lambda: None, dict)
     await admin.start()
     try:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import sqlite3
 from collections.abc import Callable
 from pathlib import Path
 
@@ -12,6 +11,7 @@ from prometheus_client.samples import Sample
 
 from core.clock import utcnow
 from core.config import Settings
+from core.db import Reader
 from core.tenants import open_state
 from core.uploads import UploadStore
 from service.admin.figures import LiveFigures, gather
@@ -130,19 +130,18 @@ async def test_names_types_and_figures_after_uploads_logins_and_a_sftpctl_run(
 
 
 def test_per_tenant_labels_when_asked(settings: Settings) -> None:
-    db = open_state(settings.state_db)
+    db = open_state(settings.state_location)
     try:
         db.execute("INSERT INTO tenants (name, email, api_token, created_at, updated_at)"
                    " VALUES ('acme', 'a@example.com', 't1', '2026-01-01', '2026-01-01')")
         UploadStore(db).record("acme", "in/a.csv", 123, "0" * 64)
     finally:
         db.close()
-    conn = sqlite3.connect(settings.state_db, isolation_level=None)
-    conn.row_factory = sqlite3.Row
+    reader = Reader(settings.state_location, timeout_seconds=10.0)
     try:
-        snapshot = read_snapshot(conn, utcnow())
+        snapshot = read_snapshot(reader, utcnow())
     finally:
-        conn.close()
+        reader.close()
     figures = gather(settings, snapshot, LiveFigures.of(Live()))
     labelled = exposition(figures, per_tenant=True).decode()
     plain = exposition(figures, per_tenant=False).decode()

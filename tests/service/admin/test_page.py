@@ -77,7 +77,7 @@ def test_the_page_in_a_headless_browser(admin_daemon: AdminDaemon, chromium: web
                                         tmp_path: Path) -> None:
     root = admin_daemon.config.parent
     # A guesser's user name is whatever they typed: lock one that is HTML, from another process.
-    db = open_state(root / "var" / "state.db")
+    db = open_state(admin_daemon.state)
     try:
         defender = Defender(db, DefenderSettings())
         for _ in range(DefenderSettings().account_max_failures):

@@ -15,7 +15,7 @@ ROWS = 100_000
 @pytest.fixture
 def history(settings: Settings) -> Settings:
     """One tenant with a file of ROWS posted rows, one of them still pending in the outbox."""
-    db = open_state(settings.state_db)
+    db = open_state(settings.state_location)
     migrate(db)
     with db.transaction() as conn:
         conn.execute("INSERT INTO tenants (name, email, api_token, created_at, updated_at)"
@@ -36,7 +36,7 @@ def history(settings: Settings) -> Settings:
 
 
 async def test_the_figures_come_from_the_tables(history: Settings) -> None:
-    reader = SnapshotReader(history.state_db, timeout_seconds=10.0)
+    reader = SnapshotReader(history.state_location, timeout_seconds=10.0)
     try:
         snapshot = await reader.snapshot()
         again = await reader.snapshot()
@@ -52,7 +52,7 @@ async def test_the_figures_come_from_the_tables(history: Settings) -> None:
 
 
 async def test_a_read_past_its_deadline_is_cut_off(history: Settings) -> None:
-    reader = SnapshotReader(history.state_db, timeout_seconds=0.001)
+    reader = SnapshotReader(history.state_location, timeout_seconds=0.001)
     try:
         with pytest.raises(SnapshotError, match=r"did not answer within 0\.001 s"):
             await reader.snapshot()
