@@ -324,7 +324,7 @@ def _read_workbook(path: Path) -> Table:
     if not sheet:
         return Table(header, [])
     width = len(header)
-    cells = list(zip(*sheet))
+    cells = _sheet_columns(sheet)
     del sheet
     # Cells beyond the header are rendered one by one: usually there are none, or they are the
     # empty columns up to a stray cell far to the right, which polars would cost more per column.
@@ -338,38 +338,81 @@ def _read_workbook(path: Path) -> Table:
     return Table(header, [_fit(row, width) for row in map(list, zip(*texts))])
 
 
-def _cell_columns(columns: list[tuple[Any, ...]]) -> list[pl.Series]:
+def _sheet_columns(rows: list[list[Any]]) -> list[list[Any]]:
+    """The rows of a sheet as its columns.
+
+    Calamine's rows are all as wide as the sheet: the cells laid end to end in one list are then
+    sliced a column at a time, which costs less than ``zip(*rows)``'s tuple of every column.
+    """
+    widths = set(map(len, rows))
+    if len(widths) != 1:
+        return [list(column) for column in zip(*rows)]
+    (width,) = widths
+    cells = list(itertools.chain.from_iterable(rows))
+    return [cells[number::width] for number in range(width)]
+
+
+def _cell_columns(columns: Sequence[Sequence[Any]]) -> list[pl.Series]:
     """Columns of calamine cells as polars text.
 
     Each column's text cells are cleaned by polars, all columns in one go. Its numbers, date-times
     and dates are each gathered into a polars column of their own kind and rendered there, with no
-    Python call per cell; the rare other kinds (booleans, times, durations) are rendered cell by
-    cell; the kinds are then laid over each other. Calamine gives empty and error cells as ``""``.
+    Python call per cell (a column of one such kind alone is rendered whole, with no gathering);
+    the rare other kinds (booleans, times, durations) are rendered cell by cell; the kinds are then
+    laid over each other. Calamine gives empty and error cells as ``""``.
     """
     texts: list[pl.Series] = []
     rendered: list[list[pl.Series]] = []
+    raw: list[pl.Series] = []  # text as calamine gave it, to be cleaned
     blank = pl.Series("blank", [None] * len(columns[0]) if columns else [], dtype=pl.String)
     for number, cells in enumerate(columns):
-        if cells.count("") == len(cells):
-            texts.append(blank.alias(str(number)))
-            rendered.append([])
-            continue
-        kinds = set(map(type, cells))
-        if kinds == {str}:
-            texts.append(pl.Series(str(number), cells, dtype=pl.String))
-            rendered.append([])
+        name = str(number)
+        parts: list[pl.Series] = []
+        if cells[0] == "" and cells.count("") == len(cells):
+            text = blank.alias(name)
+        elif (strict := _text_column(name, cells)) is not None:
+            text = strict
+            raw.append(text)
+        elif (whole := _rendered_whole(cells, kinds := set(map(type, cells)))) is not None:
+            text = whole.alias(name)
         else:
-            texts.append(pl.Series(str(number), [c if type(c) is str else None for c in cells], dtype=pl.String))
-            rendered.append(_rendered(cells, kinds))
-    filled = [column for column in texts if column.null_count() < column.len()]
-    done = dict(zip((column.name for column in filled),
-                    pl.DataFrame(filled).select(_cleaned(pl.col(column.name)) for column in filled).get_columns()))
+            text = pl.Series(name, [c if type(c) is str else None for c in cells], dtype=pl.String)
+            if text.null_count() < text.len():
+                raw.append(text)
+            parts = _rendered(cells, kinds)
+        texts.append(text)
+        rendered.append(parts)
+    done = dict(zip((column.name for column in raw),
+                    pl.DataFrame(raw).select(_cleaned(pl.col(column.name)) for column in raw).get_columns()))
     cleaned = [done.get(column.name, column) for column in texts]
     return [
         pl.select(pl.coalesce(text, *(part.rename(f"part{n}") for n, part in enumerate(parts)))).to_series()
         if parts else text
         for text, parts in zip(cleaned, rendered)
     ]
+
+
+def _text_column(name: str, cells: Sequence[Any]) -> pl.Series | None:
+    """A column of text cells alone as polars text, or None where another kind of cell is in it.
+
+    polars builds a text column strictly, refusing any cell that is not text, which costs less
+    than first asking each cell its kind.
+    """
+    try:
+        return pl.Series(name, cells, dtype=pl.String, strict=True)
+    except (TypeError, ValueError, OverflowError, pl.exceptions.PolarsError):
+        return None
+
+
+def _rendered_whole(cells: Sequence[Any], kinds: set[type]) -> pl.Series | None:
+    """A column of numbers alone, date-times alone or dates alone as text, or None for others."""
+    if kinds == {float}:
+        return number_texts(pl.Series(cells, dtype=pl.Float64))
+    if kinds == {datetime}:
+        return datetime_texts(pl.Series(cells, dtype=pl.Datetime("us")))
+    if kinds == {date}:
+        return datetime_texts(pl.Series(cells, dtype=pl.Date).cast(pl.Datetime("us")))
+    return None
 
 
 def _rendered(cells: Sequence[Any], kinds: set[type]) -> list[pl.Series]:

@@ -10,6 +10,7 @@ and the two renderings of numbers and date-times are each compared with it.
 
 from __future__ import annotations
 
+import math
 import zipfile
 from datetime import date, datetime, time, timedelta
 from decimal import Decimal
@@ -152,6 +153,43 @@ def _write_xlsx(path: Path, sheet: list[list[Any]]) -> None:
 @given(sheet=_sheets())
 def test_random_workbooks_read_as_before(tmp_path: Path, sheet: list[list[Any]]) -> None:
     path = tmp_path / "random.xlsx"
+    _write_xlsx(path, sheet)
+    assert_reads_as_before(path)
+
+
+_NEAR_WHOLE = st.integers(min_value=-(2**54), max_value=2**54).flatmap(
+    lambda n: st.sampled_from([math.nextafter(n, math.inf), math.nextafter(n, -math.inf), n + 1e-9, n - 0.5])
+)
+_NUMBER_LIKE = st.sampled_from(
+    ["0042", "1.50", "1e5", " 12 ", "-0", "1,000", "3.0", "0x10", "inf", "NaN", "2024-05-01"]
+)
+_ONE_KIND = [
+    st.one_of(_NUMBERS, _NEAR_WHOLE, st.floats(min_value=-1e-300, max_value=1e-300), st.sampled_from([1e300, -1e308])),
+    _MOMENTS,
+    _MOMENTS.map(datetime.date),
+    st.one_of(_TEXT, _NUMBER_LIKE),
+]
+
+
+@st.composite
+def _one_kind_sheets(draw: st.DrawFn) -> list[list[Any]]:
+    """Columns of one kind of cell each (a column of numbers, date-times or dates is rendered
+    whole), some with empty cells, one sometimes of empty cells alone."""
+    width = draw(st.integers(min_value=1, max_value=4))
+    height = draw(st.integers(min_value=1, max_value=15))
+    kinds = [draw(st.sampled_from(_ONE_KIND)) for _ in range(width)]
+    gaps = [draw(st.sampled_from([0.0, 0.0, 0.2, 1.0])) for _ in range(width)]
+    rows = [
+        [None if draw(st.floats(0, 1)) < gap else draw(kind) for kind, gap in zip(kinds, gaps)]
+        for _ in range(height)
+    ]
+    return [[f"c{number}" for number in range(width)], *rows]
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(sheet=_one_kind_sheets())
+def test_columns_of_one_kind_read_as_before(tmp_path: Path, sheet: list[list[Any]]) -> None:
+    path = tmp_path / "one-kind.xlsx"
     _write_xlsx(path, sheet)
     assert_reads_as_before(path)
 
