@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import AsyncIterator, Callable
 
 import httpx
+import psycopg
 import pytest
 
 from core.config import Settings
@@ -42,8 +42,27 @@ def ledger_places(
     if not postgres.wanted():
         return lambda name: tmp_path_factory.mktemp(name) / "ledger.db"
     url: str = request.getfixturevalue("postgres_url")
-    numbers = itertools.count(1)
-    return lambda name: PostgresLocation(url, f"{name}_{next(numbers)}")
+    made: set[str] = set()
+
+    def place(name: str) -> Location:
+        # A schema asked for again (the next example of a hypothesis test) is emptied rather
+        # than made and migrated anew: the same fresh ledger, at a fraction of the cost.
+        if name in made:
+            _empty(url, name)
+        made.add(name)
+        return PostgresLocation(url, name)
+
+    return place
+
+
+def _empty(url: str, schema: str) -> None:
+    """A ledger schema as a fresh one is: no rows, keys and the sequence counted from the start."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        tables = [row[0] for row in conn.execute(
+            "SELECT tablename FROM pg_tables WHERE schemaname = %s AND tablename <> 'schema_versions'"
+            " AND tablename <> 'ledger_sequence'", (schema,))]
+        conn.execute(f"TRUNCATE {', '.join(f'{schema}.{table}' for table in tables)} RESTART IDENTITY")
+        conn.execute(f"UPDATE {schema}.ledger_sequence SET value = 0")
 
 
 @pytest.fixture
