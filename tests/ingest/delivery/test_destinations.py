@@ -8,7 +8,6 @@ id and error, and every ledger transaction with its correction, must be equal.
 from __future__ import annotations
 
 import json
-import sqlite3
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +27,7 @@ from ingest.pipeline import Ingest
 from ingest.sandbox import WorkerFailed
 from tests.conftest import TEST_PASSWORD, free_port
 from tests.ingest.conftest import drop
+from tests.support import postgres
 
 LOOKUP_FEED = 'name = "accounts"\ntemplate = "lookup"\n[mapping]\nkind = "lookup"\ntable = "accounts"\n'
 
@@ -80,12 +80,16 @@ def _data_dir(root: Path, **changes: Any) -> DataDir:
 
 
 @pytest.fixture
-async def both(tmp_path: Path) -> AsyncIterator[tuple[DataDir, DataDir]]:
+async def both(tmp_path: Path, request: pytest.FixtureRequest) -> AsyncIterator[tuple[DataDir, DataDir]]:
+    """Two data dirs, each with its own state and ledger: a database of its own each when the
+    session runs on PostgreSQL."""
     from ledger.server import ApiServer
 
+    server_pg = request.getfixturevalue("postgres_server") if postgres.wanted() else None
+    urls = [server_pg.create_database() for _ in range(2)] if server_pg is not None else ["", ""]
     http = _data_dir(tmp_path / "http", api__rate_limit_requests=0, post__rate_limit_requests=100_000,
-                     post__embedded_in_process=False)
-    local = _data_dir(tmp_path / "local")
+                     post__embedded_in_process=False, database__url=urls[0])
+    local = _data_dir(tmp_path / "local", database__url=urls[1])
     server = ApiServer(http.settings, http.tenants)
     await server.start()
     try:
@@ -95,6 +99,9 @@ async def both(tmp_path: Path) -> AsyncIterator[tuple[DataDir, DataDir]]:
         for side in (http, local):
             await side.ingest.aclose()
             side.db.close()
+        if server_pg is not None:
+            for url in urls:
+                server_pg.drop_database(url)
 
 
 async def _post_all(side: DataDir) -> None:
@@ -117,9 +124,11 @@ def _outcomes(side: DataDir) -> list[tuple[Any, ...]]:
 
 def _ledger(side: DataDir) -> list[tuple[Any, ...]]:
     """Every transaction, without the times of writing (a signal's default occurred_at too)."""
-    with sqlite3.connect(side.settings.ledger_db) as conn:
-        rows = conn.execute("SELECT seq, tenant, transaction_type, corrects_seq, record FROM transactions"
-                            " ORDER BY seq").fetchall()
+    ledger = Database(side.settings.ledger_location)
+    try:
+        rows = ledger.query("SELECT seq, tenant, transaction_type, corrects_seq, record FROM transactions ORDER BY seq")
+    finally:
+        ledger.close()
     shown = []
     for seq, tenant, kind, corrects, text in rows:
         record = json.loads(text)
