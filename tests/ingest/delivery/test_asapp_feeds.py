@@ -145,7 +145,7 @@ def _reports(side: Side) -> dict[str, tuple[dict[str, str], list[list[str]]]]:
 
 
 def _records(side: Side) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    store = LedgerStore.open(side.settings.ledger_db)
+    store = LedgerStore.open(side.settings.ledger_location)
     try:
         return store.asapp.messages("acme", ListingQuery()), store.asapp.purchases("acme", ListingQuery())
     finally:

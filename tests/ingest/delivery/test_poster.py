@@ -493,7 +493,7 @@ async def remote_ledger(tmp_path: Path) -> AsyncIterator[RemoteLedger]:
     db = open_state(settings.state_location)
     remote_tenants = TenantStore(db, settings.tenants_dir, PasswordHasher(settings.passwords))
     token = remote_tenants.add("acme", "ops@acme.example", TEST_PASSWORD).api_token
-    store = LedgerStore.open(settings.ledger_db)
+    store = LedgerStore.open(settings.ledger_location)
     app = create_app(settings, remote_tenants, store)
     answers: list[tuple[float, int]] = []
 
