@@ -8,8 +8,10 @@ import sys
 import time
 from pathlib import Path
 
+from core.config import Settings
 from core.crypto.keys import write_key_file
 from tests.conftest import free_port
+from tests.support import postgres
 from tests.support.clients import OpenSSHClient, output_lines
 from tests.support.daemon import project_env, start_daemon
 
@@ -80,13 +82,14 @@ def test_bad_listen_address_is_a_clear_error(tmp_path: Path) -> None:
     assert result.returncode == 2 and "expected HOST:PORT" in result.stderr
 
 
-def test_the_daemon_prunes_what_is_due_when_it_starts(tmp_path: Path) -> None:
+def test_the_daemon_prunes_what_is_due_when_it_starts(tmp_path: Path, settings: Settings) -> None:
     from service.sftpctl import main as sftpctl
 
     config = tmp_path / "prepare.toml"
     # The daemon below runs in tmp_path, where its default keys dir (keys) is this one.
     config.write_text(f'data_dir = "{tmp_path / "var"}"\n[server]\nkeys_dir = "{tmp_path / "keys"}"\n'
-                      f"[api]\nlisten_port = {free_port()}\n[schedule]\nstable_seconds = 0.0\n")
+                      f"[api]\nlisten_port = {free_port()}\n[schedule]\nstable_seconds = 0.0\n"
+                      + postgres.config_section(settings.database.url))
     cli = ["--config", str(config)]
     assert sftpctl([*cli, "tenant", "add", "acme", "--email", "ops@acme.example"]) == 0
     assert sftpctl([*cli, "tenant", "retention", "acme", "--upload-days", "0"]) == 0
@@ -95,7 +98,7 @@ def test_the_daemon_prunes_what_is_due_when_it_starts(tmp_path: Path) -> None:
     upload.write_text("customer_id,call_start,call_end,calling_phone_number,agent_queue_assigned\n"
                       "cust-001,2026-11-20T18:02:13Z,2026-11-20T18:12:13Z,+1 8885551212,Wireless Sales\n")
     assert sftpctl([*cli, "run"]) == 0 and upload.exists()
-    daemon = start_daemon(tmp_path, None, None, "--no-demo")
+    daemon = start_daemon(tmp_path, None, None, "--no-demo", "--config", str(config))
     try:
         deadline = time.monotonic() + 20
         while upload.exists() and time.monotonic() < deadline:

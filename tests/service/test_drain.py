@@ -11,7 +11,6 @@ import asyncio
 import contextlib
 import json
 import signal
-import sqlite3
 import subprocess
 import sys
 import time
@@ -23,11 +22,13 @@ from typing import Any
 import asyncssh
 import pytest
 
-from core.config import load_settings
+from core.config import Settings, load_settings
 from core.crypto import AtRest
+from core.db import Location, Reader
 from core.passwords import PasswordHasher
 from core.tenants import TenantStore, open_state
 from tests.conftest import TEST_PASSWORD, free_port
+from tests.support import postgres
 from tests.support.clients import HOST, asyncssh_connect
 from tests.support.daemon import DEMO_PASSWORD, project_env, until_listening
 
@@ -71,15 +72,18 @@ class Daemon:
         raise AssertionError(f"the daemon never logged {name!r}")
 
 
-def write_config(tmp_path: Path, drain_seconds: float, extra: str = "", api: str = "") -> Path:
-    """Absolute paths, so the test process opens the daemon's databases too; ``extra`` holds
-    further sections, ``api`` further [api] settings."""
+def write_config(settings: Settings, drain_seconds: float, extra: str = "", api: str = "") -> Path:
+    """For the test's ``settings`` (data dir and, on PostgreSQL, database), with absolute paths,
+    so the test process opens the daemon's databases too; ``extra`` holds further sections,
+    ``api`` further [api] settings."""
+    tmp_path = settings.data_dir.parent
     config = tmp_path / "sftpd.toml"
     config.write_text(
         f'data_dir = "{tmp_path / "var"}"\n'
         f'[server]\nlisten_port = {free_port()}\nkeys_dir = "{tmp_path / "keys"}"\n'
         f"drain_seconds = {drain_seconds}\n"
         f"[api]\nlisten_port = {free_port()}\n{api}[admin]\nlisten_port = 0\n{extra}"
+        + postgres.config_section(settings.database.url)
     )
     return config
 
@@ -104,16 +108,17 @@ def stopped_at_exit(daemon: Daemon) -> Iterator[Daemon]:
             daemon.process.wait()
 
 
-def query(db: Path, sql: str, *params: object) -> list[tuple[Any, ...]]:
-    with contextlib.closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True)) as conn:
-        return conn.execute(sql, params).fetchall()
+def query(db: Location, sql: str, *params: object) -> list[tuple[Any, ...]]:
+    """Rows of a read-only read of ``db``: the state or the ledger, on either engine."""
+    with contextlib.closing(Reader(db, timeout_seconds=30.0)) as reader, reader.read() as conn:
+        return [tuple(row) for row in conn.execute(sql, params).fetchall()]
 
 
-async def test_an_upload_closed_within_the_window_is_published_and_recorded(tmp_path: Path) -> None:
+async def test_an_upload_closed_within_the_window_is_published_and_recorded(tmp_path: Path, settings: Settings) -> None:
     """Also: during the drain no new connection is accepted, one not logged in yet is closed at
     once, and a logged-in one opens no working SFTP session; the process exits 0 and its last
     line names the upload drained."""
-    with stopped_at_exit(start(tmp_path, write_config(tmp_path, drain_seconds=20))) as daemon:
+    with stopped_at_exit(start(tmp_path, write_config(settings, drain_seconds=20))) as daemon:
         async with asyncssh_connect(daemon.port, "demo", daemon.demo_password) as conn:
             not_logged_in, _ = await asyncio.open_connection(HOST, daemon.port)
             assert (await not_logged_in.readline()).startswith(b"SSH-2.0-")
@@ -140,12 +145,12 @@ async def test_an_upload_closed_within_the_window_is_published_and_recorded(tmp_
     at_rest = AtRest.load(tmp_path / "keys", tmp_path / "var", create=False)
     assert at_rest.read_bytes(tmp_path / "var/tenants/demo/in/late.csv") == FIRST + SECOND
     # Recorded, and handed to the ingest side before the process ended: staged for the next run.
-    recorded = query(tmp_path / "var/state.db", "SELECT tenant, path, size, state FROM uploads")
+    recorded = query(settings.state_location, "SELECT tenant, path, size, state FROM uploads")
     assert recorded == [("demo", "in/late.csv", len(FIRST + SECOND), "staged")]
 
 
-async def test_an_upload_still_open_at_the_end_of_the_window_is_discarded(tmp_path: Path) -> None:
-    with stopped_at_exit(start(tmp_path, write_config(tmp_path, drain_seconds=1))) as daemon:
+async def test_an_upload_still_open_at_the_end_of_the_window_is_discarded(tmp_path: Path, settings: Settings) -> None:
+    with stopped_at_exit(start(tmp_path, write_config(settings, drain_seconds=1))) as daemon:
         async with asyncssh_connect(daemon.port, "demo", daemon.demo_password) as conn, \
                 conn.start_sftp_client() as sftp:
             upload = await sftp.open("/in/cut.csv", "wb")
@@ -160,11 +165,11 @@ async def test_an_upload_still_open_at_the_end_of_the_window_is_discarded(tmp_pa
     ]
     tenant = tmp_path / "var/tenants/demo"
     assert [p.name for p in tenant.rglob("*") if p.is_file()] == []
-    assert query(tmp_path / "var/state.db", "SELECT * FROM uploads") == []
+    assert query(settings.state_location, "SELECT * FROM uploads") == []
 
 
-async def test_a_second_signal_ends_the_process_at_once(tmp_path: Path) -> None:
-    with stopped_at_exit(start(tmp_path, write_config(tmp_path, drain_seconds=60))) as daemon:
+async def test_a_second_signal_ends_the_process_at_once(tmp_path: Path, settings: Settings) -> None:
+    with stopped_at_exit(start(tmp_path, write_config(settings, drain_seconds=60))) as daemon:
         async with asyncssh_connect(daemon.port, "demo", daemon.demo_password) as conn, \
                 conn.start_sftp_client() as sftp:
             upload = await sftp.open("/in/cut.csv", "wb")
@@ -175,7 +180,7 @@ async def test_a_second_signal_ends_the_process_at_once(tmp_path: Path) -> None:
             assert daemon.wait() == -signal.SIGINT
     assert daemon.events("daemon.stop_forced")
     assert not (tmp_path / "var/tenants/demo/in/cut.csv").exists()
-    assert query(tmp_path / "var/state.db", "SELECT * FROM uploads") == []
+    assert query(settings.state_location, "SELECT * FROM uploads") == []
 
 
 CALLS_HEADER = "customer_id,call_start,call_end,calling_phone_number,agent_queue_assigned\n"
@@ -194,12 +199,12 @@ def calls_file(rows: int) -> str:
     return CALLS_HEADER + "".join(lines)
 
 
-def stop_during_a_run(tmp_path: Path, rows: int, extra: str = "", api: str = "") -> Path:
+def stop_during_a_run(tmp_path: Path, settings: Settings, rows: int, extra: str = "", api: str = "") -> Path:
     """Start the daemon on a data dir holding a file of ``rows`` calls; SIGTERM it once its
     catch-up run has delivered some; assert it exits 0 mid-delivery. The config's path."""
-    config = write_config(tmp_path, drain_seconds=5, extra=SCHEDULE + extra, api=api)
+    config = write_config(settings, drain_seconds=5, extra=SCHEDULE + extra, api=api)
     settings = load_settings(config)
-    db = open_state(settings.state_db)
+    db = open_state(settings.state_location)
     try:
         TenantStore(db, settings.tenants_dir, PasswordHasher(settings.passwords)).add(
             "acme", "ops@example.com", TEST_PASSWORD)
@@ -210,16 +215,16 @@ def stop_during_a_run(tmp_path: Path, rows: int, extra: str = "", api: str = "")
     (feed / "calls.csv").write_text(calls_file(rows))
     with stopped_at_exit(start(tmp_path, config, "--no-demo")) as daemon:
         deadline = time.monotonic() + EXIT_TIMEOUT_SECONDS
-        while not posted(settings.state_db) and time.monotonic() < deadline:
+        while not posted(settings.state_location) and time.monotonic() < deadline:
             time.sleep(0.01)
         daemon.signal()
         assert daemon.wait() == 0
-    assert 0 < posted(settings.state_db) < rows, "SIGTERM came before or after the delivery"
-    assert query(settings.state_db, "SELECT status FROM ingest_runs") == [("interrupted",)]
+    assert 0 < posted(settings.state_location) < rows, "SIGTERM came before or after the delivery"
+    assert query(settings.state_location, "SELECT status FROM ingest_runs") == [("interrupted",)]
     return config
 
 
-def posted(state: Path) -> int:
+def posted(state: Location) -> int:
     return int(query(state, "SELECT count(*) FROM ingest_outbox WHERE state = 'posted'")[0][0])
 
 
@@ -232,7 +237,7 @@ def run_again_and_count(config: Path, rows: int) -> None:
         env=project_env(),
     )
     assert rerun.returncode == 0, rerun.stdout + rerun.stderr
-    state, ledger = settings.state_db, settings.ledger_db
+    state, ledger = settings.state_location, settings.ledger_location
     assert query(state, "SELECT state, count(*) FROM ingest_outbox GROUP BY state") == [
         ("posted", rows)
     ]
@@ -242,24 +247,28 @@ def run_again_and_count(config: Path, rows: int) -> None:
     assert query(ledger, "SELECT count(*) FROM transactions")[0][0] == rows
 
 
-def test_a_run_stopped_by_sigterm_is_finished_by_the_next_with_every_row_once(tmp_path: Path) -> None:
+def test_a_run_stopped_by_sigterm_is_finished_by_the_next_with_every_row_once(
+    tmp_path: Path, settings: Settings,
+) -> None:
     """The daemon's catch-up run is writing a file into the embedded ledger in process (500
     rows a batch) when SIGTERM comes: the batch under way commits with its outbox marks (the
     ledger's remembered answers and the outbox's posted rows agree), the run is recorded
     interrupted, and a later ``sftpctl run`` delivers the rest: each row in the ledger once."""
     rows = 6000
-    config = stop_during_a_run(tmp_path, rows)
+    config = stop_during_a_run(tmp_path, settings, rows)
     settings = load_settings(config)
     remembered = "SELECT count(*) FROM delivered_requests"
-    assert query(settings.ledger_db, remembered)[0][0] == posted(settings.state_db)
+    assert query(settings.ledger_location, remembered)[0][0] == posted(settings.state_location)
     run_again_and_count(config, rows)
-    assert query(settings.ledger_db, remembered)[0][0] == rows
+    assert query(settings.ledger_location, remembered)[0][0] == rows
 
 
-def test_a_run_posting_over_http_stopped_by_sigterm_loses_and_doubles_nothing(tmp_path: Path) -> None:
+def test_a_run_posting_over_http_stopped_by_sigterm_loses_and_doubles_nothing(
+    tmp_path: Path, settings: Settings,
+) -> None:
     """The same through the poster (the daemon's own API over HTTP, as a remote destination):
     a request whose answer the stop cut off stays pending and is sent again, and the ledger
     answers such a replay without writing a second row."""
     rows = 300
-    config = stop_during_a_run(tmp_path, rows, POST_OVER_HTTP, UNLIMITED_API)
+    config = stop_during_a_run(tmp_path, settings, rows, POST_OVER_HTTP, UNLIMITED_API)
     run_again_and_count(config, rows)

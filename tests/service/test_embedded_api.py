@@ -7,7 +7,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+from core.config import Settings
 from tests.conftest import free_port
+from tests.support import postgres
 from tests.support.daemon import project_env, start_daemon
 
 ROWS = 16
@@ -24,14 +26,14 @@ def sftpctl(config: Path, *args: str, stdin: str | None = None) -> subprocess.Co
     )
 
 
-def test_the_daemon_starts_while_sftpctl_run_posts_and_the_run_completes(tmp_path: Path) -> None:
+def test_the_daemon_starts_while_sftpctl_run_posts_and_the_run_completes(tmp_path: Path, settings: Settings) -> None:
     port, api_port = free_port(), free_port()
     config = tmp_path / "sftpd.toml"
     # Four requests a second: the run posts for about four seconds.
     config.write_text(
         f"[server]\nlisten_port = {port}\n[api]\nlisten_port = {api_port}\n"
         "[post]\nrate_limit_requests = 4\nrate_limit_window_seconds = 1.0\n"
-        "[schedule]\nstable_seconds = 0.0\n"
+        "[schedule]\nstable_seconds = 0.0\n" + postgres.config_section(settings.database.url)
     )
     added = sftpctl(config, "tenant", "add", "acme", "--email", "ops@acme.example", "--password-stdin",
                     stdin="a-long-password-for-acme\n")

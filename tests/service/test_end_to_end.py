@@ -18,8 +18,10 @@ from pathlib import Path
 
 import httpx
 
+from core.config import Settings
 from core.crypto.sealed import HEADER_BYTES, MAGIC, SLOT_OFFSET
 from tests.conftest import free_port
+from tests.support import postgres
 from tests.support.at_rest import stored_bytes
 from tests.support.clients import OpenSSHClient, output_lines
 from tests.support.daemon import Daemon, project_env, start_daemon
@@ -51,10 +53,11 @@ async def until_caught_up(config: Path) -> None:
     raise AssertionError("the daemon's catch-up run never finished")
 
 
-async def test_upload_run_report_mail_and_transactions(tmp_path: Path) -> None:
+async def test_upload_run_report_mail_and_transactions(tmp_path: Path, settings: Settings) -> None:
     port, api_port = free_port(), free_port()
     config = tmp_path / "sftpd.toml"
-    config.write_text(f'[server]\nlisten_port = {port}\n[api]\nlisten_port = {api_port}\n')
+    config.write_text(f'[server]\nlisten_port = {port}\n[api]\nlisten_port = {api_port}\n'
+                      + postgres.config_section(settings.database.url))
     (tmp_path / "signals.csv").write_text(SIGNALS)
     (tmp_path / "calls.csv").write_text(CALLS)
     daemon = start_daemon(tmp_path, port, api_port, "--config", str(config))
@@ -114,25 +117,27 @@ async def test_upload_run_report_mail_and_transactions(tmp_path: Path) -> None:
 DATABASE_SUFFIXES = (".db", ".db-wal", ".db-shm", ".db-journal")
 
 
-async def started(tmp_path: Path) -> tuple[Path, Daemon, OpenSSHClient, str]:
-    """A daemon in ``tmp_path`` (keys in keys/, data in var/) past its catch-up run."""
+async def started(tmp_path: Path, settings: Settings) -> tuple[Path, Daemon, OpenSSHClient, str]:
+    """A daemon in ``tmp_path`` (keys in keys/, data in var/, the state where ``settings`` say)
+    past its catch-up run."""
     port, api_port = free_port(), free_port()
     config = tmp_path / "sftpd.toml"
-    config.write_text(f'[server]\nlisten_port = {port}\n[api]\nlisten_port = {api_port}\n')
+    config.write_text(f'[server]\nlisten_port = {port}\n[api]\nlisten_port = {api_port}\n'
+                      + postgres.config_section(settings.database.url))
     daemon = start_daemon(tmp_path, port, api_port, "--config", str(config))
     assert daemon.demo_password
     await until_caught_up(config)
     return config, daemon, OpenSSHClient(tmp_path, port), daemon.demo_password
 
 
-async def test_nothing_of_an_upload_is_stored_in_plaintext(tmp_path: Path) -> None:
+async def test_nothing_of_an_upload_is_stored_in_plaintext(tmp_path: Path, settings: Settings) -> None:
     """A unique marker in an upload, in a posted row and in a rejected one: after the run, no
     file under the data dir but the databases holds it (upload, snapshot, report, mail), while
     each of them, read through the master key, still does."""
     marker = f"MARKER-{uuid.uuid4().hex}"
     (tmp_path / "signals.csv").write_text(
         SIGNALS.replace("2yr plan", marker).replace("12.345", f"{marker}-amount"))
-    config, daemon, client, password = await started(tmp_path)
+    config, daemon, client, password = await started(tmp_path, settings)
     try:
         upload = await client.run("demo", password, ["put signals.csv in/"])
         assert upload.returncode == 0, upload.stderr
@@ -154,12 +159,14 @@ async def test_nothing_of_an_upload_is_stored_in_plaintext(tmp_path: Path) -> No
         assert marker.encode() in stored_bytes(snapshot, keys)
 
 
-async def test_a_key_rotation_keeps_every_file_readable_with_the_daemon_running(tmp_path: Path) -> None:
+async def test_a_key_rotation_keeps_every_file_readable_with_the_daemon_running(
+    tmp_path: Path, settings: Settings,
+) -> None:
     """Upload, run, `sftpctl keys rotate` while the daemon serves: the report is still fetched
     over SFTP, the old key is gone from keys/, and what the daemon seals next uses the new key."""
     (tmp_path / "signals.csv").write_text(SIGNALS)
     (tmp_path / "calls.csv").write_text(CALLS)
-    config, daemon, client, password = await started(tmp_path)
+    config, daemon, client, password = await started(tmp_path, settings)
     keys, data = tmp_path / "keys", tmp_path / "var"
     try:
         assert (await client.run("demo", password, ["put signals.csv in/"])).returncode == 0

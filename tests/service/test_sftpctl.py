@@ -28,8 +28,20 @@ from ledger.server import ApiServer
 from service.context import Context
 from service.sftpctl import EXAMPLES, EXIT_BROKEN_PIPE, EXIT_CODES, EXIT_EPILOG, build_parser, main
 from tests.conftest import TEST_PASSWORD, free_port
+from tests.support import postgres
 from tests.support.at_rest import stored_text
 from tests.support.daemon import project_env
+
+
+def database_args(settings: Settings) -> tuple[str, ...]:
+    """On PostgreSQL, ``--config`` of a file naming the test's database (a test's own config
+    file has the section too); nothing on SQLite."""
+    if not settings.database.url:
+        return ()
+    config = settings.data_dir.parent / "database.toml"
+    config.parent.mkdir(parents=True, exist_ok=True)
+    config.write_text(postgres.config_section(settings.database.url))
+    return ("--config", str(config))
 
 
 @pytest.fixture
@@ -40,10 +52,11 @@ def ctl(settings: Settings, capsys: pytest.CaptureFixture[str], monkeypatch: pyt
     test's own, never the checkout's.
     """
     monkeypatch.chdir(settings.data_dir.parent)
+    database = database_args(settings)  # unless the test passes a config of its own
 
     def run(*args: str, stdin: str = "") -> tuple[int, str, str]:
         monkeypatch.setattr("sys.stdin", io.StringIO(stdin))
-        code = main(["--data-dir", str(settings.data_dir), *args])
+        code = main(["--data-dir", str(settings.data_dir), *(() if "--config" in args else database), *args])
         out, err = capsys.readouterr()
         return code, out, err
 
@@ -234,7 +247,7 @@ def test_lockouts_show_pairs_and_unblock_and_unlock_lift_them(ctl, settings: Set
     from sftpd.defender import Defender
 
     ctl("tenant", "add", "acme", "--email", "ops@acme.example")
-    db = open_state(settings.state_db)
+    db = open_state(settings.state_location)
     try:
         for _ in range(settings.defender.account_max_failures):
             Defender(db, settings.defender).record_failure("acme", "203.0.113.7")
@@ -257,7 +270,7 @@ def test_uploads_escape_control_and_bidi_characters_of_file_names(ctl, settings:
 
     ctl("tenant", "add", "acme", "--email", "ops@acme.example")
     name = "in/report\u202evsc.exe\x1b[2J\x85\u2066.csv"
-    db = open_state(settings.state_db)
+    db = open_state(settings.state_location)
     try:
         UploadStore(db).record("acme", name, 10, "0" * 64)
     finally:
@@ -319,7 +332,8 @@ def test_outbox_lists_a_stuck_row_then_drop_and_retry_settle_it(
     config.write_text(f'data_dir = "{settings.data_dir}"\n[api]\nenabled = false\nlisten_port = {destination.port}\n'
                       "[schedule]\nstable_seconds = 0.0\n"
                       "[post]\nmax_attempts = 2\nbackoff_base_seconds = 0.01\nbackoff_max_seconds = 0.05\n"
-                      "embedded_in_process = false\n")  # the fake stands in for the API over HTTP
+                      "embedded_in_process = false\n"  # the fake stands in for the API over HTTP
+                      + postgres.config_section(settings.database.url))
     cli = ("--config", str(config))
     ctl(*cli, "tenant", "add", "acme", "--email", "ops@acme.example")
     (settings.tenants_dir / "acme" / "in" / "s.csv").write_text(
@@ -390,7 +404,7 @@ def _runs_at_once(settings: Settings, tmp_path: Path) -> Path:
     file to stay unchanged)."""
     config = tmp_path / "sftpd.toml"
     config.write_text(f'data_dir = "{settings.data_dir}"\n[api]\nlisten_port = {free_port()}\n'
-                      "[schedule]\nstable_seconds = 0.0\n")
+                      "[schedule]\nstable_seconds = 0.0\n" + postgres.config_section(settings.database.url))
     return config
 
 
@@ -422,7 +436,7 @@ def test_purge_removes_everything_so_a_new_tenant_of_the_same_name_starts_empty(
     assert ctl(*cli, "uploads", "acme")[1].strip() == "no uploads for 'acme'"
     assert ctl(*cli, "outbox")[1].strip() == "no stuck rows"
     from core.tenants import open_state
-    db = open_state(settings.state_db)
+    db = open_state(settings.state_location)
     try:
         for table in ("ingest_staged", "ingest_outbox", "ingest_rows", "ingest_feeds"):
             assert db.query_one(f"SELECT COUNT(*) AS n FROM {table}")["n"] == 0, table
@@ -477,7 +491,7 @@ def test_exit_4_when_the_state_forbids_it(ctl, settings: Settings) -> None:
     ctl("tenant", "add", "acme", "--email", "ops@acme.example")
     code, _, err = ctl("tenant", "add", "acme", "--email", "ops@acme.example")
     assert (code, err) == (4, "sftpctl: error: tenant 'acme' already exists\n")
-    claims = Claims(Database(settings.state_db))
+    claims = Claims(Database(settings.state_location))
     with claims.held(tenant_claim("acme"), run_id=12):  # a run works on the tenant
         code, out, err = ctl("--json", "run", "--tenant", "acme")
         assert code == 4 and "tenant 'acme' is being processed by run 12" in err
@@ -490,7 +504,9 @@ def test_exit_4_when_the_state_forbids_it(ctl, settings: Settings) -> None:
 def test_exit_70_for_an_unexpected_error_one_line_then_the_log(ctl, settings: Settings) -> None:
     settings.data_dir.mkdir(parents=True)
     settings.state_db.write_bytes(b"not a database, but a file in its place" * 100)
-    code, out, err = ctl("tenant", "list")
+    sqlite = ("--config", str(settings.data_dir / "sqlite.toml"))  # the state in state.db, on either engine
+    Path(sqlite[1]).write_text("")
+    code, out, err = ctl(*sqlite, "tenant", "list")
     line, log, *rest = err.splitlines()
     assert code == 70 and rest == []
     assert line == ("sftpctl: error: unexpected DatabaseError: file is not a database"
@@ -499,7 +515,7 @@ def test_exit_70_for_an_unexpected_error_one_line_then_the_log(ctl, settings: Se
     assert (entry["level"], entry["event"], entry["command"]) == ("error", "sftpctl.crashed", "tenant list")
     assert entry["exception"].startswith("Traceback") and "sqlite3.DatabaseError" in entry["exception"]
     # With --json: the error as JSON, then the same log line; stdout empty.
-    code, out, err = ctl("--json", "tenant", "list")
+    code, out, err = ctl(*sqlite, "--json", "tenant", "list")
     line, log, *rest = err.splitlines()
     assert (code, out, rest) == (70, "", [])
     assert json.loads(line) == {"error": {"type": "internal", "exit_code": 70,
@@ -509,8 +525,9 @@ def test_exit_70_for_an_unexpected_error_one_line_then_the_log(ctl, settings: Se
 
 def test_exit_130_when_interrupted(settings: Settings) -> None:
     """SIGINT while ``--password-stdin`` waits for its line: no traceback, the usual 130."""
-    command = [sys.executable, "-m", "service.sftpctl", "--data-dir", str(settings.data_dir), "--json",
-               "tenant", "add", "acme", "--email", "ops@acme.example", "--password-stdin"]
+    command = [sys.executable, "-m", "service.sftpctl", "--data-dir", str(settings.data_dir),
+               *database_args(settings), "--json", "tenant", "add", "acme", "--email", "ops@acme.example",
+               "--password-stdin"]
     with subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                           text=True, cwd=settings.data_dir.parent) as process:  # its keys dir is the test's
         wchan = Path(f"/proc/{process.pid}/wchan")
@@ -588,7 +605,7 @@ def test_a_reader_that_goes_away_ends_the_command_quietly_with_141(
     for n in range(3000):  # some 400 KB of table: far more than a pipe holds
         uploads.record("acme", f"in/file-{n:05}.csv", n, "0" * 64)
     command = [sys.executable, "-m", "service.sftpctl", "--data-dir", str(settings.data_dir),
-               "uploads", "acme", "--limit", "5000"]
+               *database_args(settings), "uploads", "acme", "--limit", "5000"]
     with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=project_env(),
                           cwd=settings.data_dir.parent) as process:  # its keys dir (keys) is the test's
         assert process.stdout is not None and process.stderr is not None
@@ -642,14 +659,15 @@ def test_feed_remove_is_refused_while_files_of_the_feed_wait(ctl, settings: Sett
     assert "1 file(s) of feed 'orders' wait for the next run (e.g. in/orders/day.csv)" in error["message"]
 
 
-def test_run_without_the_daemon_says_it_serves_the_api_itself(ctl, tmp_path: Path) -> None:
+def test_run_without_the_daemon_says_it_serves_the_api_itself(ctl, settings: Settings, tmp_path: Path) -> None:
     """Only when it posts to the embedded API over HTTP; by default it writes in process."""
     port = free_port()  # nothing listens there: the daemon is not running
     config = tmp_path / "sftpd.toml"
-    config.write_text(f"[api]\nlisten_port = {port}\n")
+    database = postgres.config_section(settings.database.url)
+    config.write_text(f"[api]\nlisten_port = {port}\n{database}")
     code, out, err = ctl("--config", str(config), "run")
     assert code == 0 and "serves the API itself" not in out, err
-    config.write_text(f"[api]\nlisten_port = {port}\n[post]\nembedded_in_process = false\n")
+    config.write_text(f"[api]\nlisten_port = {port}\n[post]\nembedded_in_process = false\n{database}")
     code, out, err = ctl("--config", str(config), "run")
     assert code == 0, err
     assert (f"the daemon is not running (nothing answers on 127.0.0.1:{port}):"

@@ -26,6 +26,7 @@ from service.workers import worker_settings
 from tests.conftest import TEST_PASSWORD, free_port
 from tests.service.test_drain import EXIT_TIMEOUT_SECONDS, Daemon, query, start, stopped_at_exit
 from tests.sftpd.test_proxy_protocol import CLIENT, PROXY, start_haproxy
+from tests.support import postgres
 from tests.support.clients import HOST, OpenSSHClient, asyncssh_connect
 
 TENANT = "acme"
@@ -33,10 +34,11 @@ SPREAD = 16
 PAIR_FAILURES = 3
 
 
-def write_config(tmp_path: Path, drain_seconds: float = 5.0, server: str = "") -> Path:
+def write_config(settings: Settings, drain_seconds: float = 5.0, server: str = "") -> Path:
     """Two workers; the pair lockout after ``PAIR_FAILURES`` failures, with no delay after one;
     room for all of ``SPREAD`` sessions of the tenant on one worker (the kernel may send most
     there, and the cap is per worker)."""
+    tmp_path = settings.data_dir.parent
     config = tmp_path / "sftpd.toml"
     config.write_text(
         f'data_dir = "{tmp_path / "var"}"\n'
@@ -44,9 +46,10 @@ def write_config(tmp_path: Path, drain_seconds: float = 5.0, server: str = "") -
         f"workers = 2\ndrain_seconds = {drain_seconds}\nmax_sessions_per_tenant = {2 * SPREAD}\n{server}"
         f"[defender]\npair_max_failures = {PAIR_FAILURES}\nfailure_delay_seconds = 0.0\n"
         f"[api]\nlisten_port = {free_port()}\n[admin]\nlisten_port = 0\n"
+        + postgres.config_section(settings.database.url)
     )
     settings = load_settings(config)
-    db = open_state(settings.state_db)
+    db = open_state(settings.state_location)
     try:
         TenantStore(db, settings.tenants_dir, PasswordHasher(settings.passwords)).add(
             TENANT, "ops@example.com", TEST_PASSWORD)
@@ -76,8 +79,8 @@ async def openssh_logins(tmp_path: Path, port: int, count: int, extra: tuple[str
     return [run.returncode for run in runs]
 
 
-async def test_logins_uploads_and_a_lockout_are_shared_by_both_workers(tmp_path: Path) -> None:
-    with stopped_at_exit(start(tmp_path, write_config(tmp_path), "--no-demo")) as daemon:
+async def test_logins_uploads_and_a_lockout_are_shared_by_both_workers(tmp_path: Path, settings: Settings) -> None:
+    with stopped_at_exit(start(tmp_path, write_config(settings), "--no-demo")) as daemon:
         assert "(2 workers)" in daemon.output
         assert sorted(worker_pids(daemon)) == [0, 1]
         # Logins with OpenSSH's sftp, spread by the kernel over both workers.
@@ -91,7 +94,7 @@ async def test_logins_uploads_and_a_lockout_are_shared_by_both_workers(tmp_path:
                 await f.write(f"customer_id\nc{i}\n".encode())
 
         await asyncio.gather(*(upload(i) for i in range(SPREAD)))
-        state = load_settings(daemon.config).state_db
+        state = load_settings(daemon.config).state_location
         deadline = time.monotonic() + EXIT_TIMEOUT_SECONDS
         while (query(state, "SELECT count(*) FROM uploads WHERE state = 'staged'")[0][0] < SPREAD
                and time.monotonic() < deadline):
@@ -117,9 +120,9 @@ async def test_logins_uploads_and_a_lockout_are_shared_by_both_workers(tmp_path:
 
 
 @pytest.mark.parametrize("victim", [0, 1])
-async def test_a_killed_worker_is_restarted_and_logins_go_on(tmp_path: Path, victim: int) -> None:
+async def test_a_killed_worker_is_restarted_and_logins_go_on(tmp_path: Path, settings: Settings, victim: int) -> None:
     """Worker 0 holds the schedule and the API too: it comes back like any other."""
-    with stopped_at_exit(start(tmp_path, write_config(tmp_path), "--no-demo")) as daemon:
+    with stopped_at_exit(start(tmp_path, write_config(settings), "--no-demo")) as daemon:
         before = worker_pids(daemon)
         os.kill(before[victim], signal.SIGKILL)
         deadline = time.monotonic() + EXIT_TIMEOUT_SECONDS
@@ -136,11 +139,11 @@ async def test_a_killed_worker_is_restarted_and_logins_go_on(tmp_path: Path, vic
         assert daemon.wait() == 0
 
 
-async def test_sigterm_drains_every_worker(tmp_path: Path) -> None:
+async def test_sigterm_drains_every_worker(tmp_path: Path, settings: Settings) -> None:
     """Uploads open on any worker when the supervisor gets SIGTERM are finished by their
     clients within the window and published; each worker logs its drain, all exit 0."""
     first, second = b"customer_id\n", b"c1\n"
-    with stopped_at_exit(start(tmp_path, write_config(tmp_path, drain_seconds=20), "--no-demo")) as daemon:
+    with stopped_at_exit(start(tmp_path, write_config(settings, drain_seconds=20), "--no-demo")) as daemon:
         conns = [await asyncssh.connect(HOST, daemon.port, username=TENANT, password=TEST_PASSWORD,
                                         known_hosts=None, client_keys=None, agent_path=None,
                                         preferred_auth="password") for _ in range(SPREAD)]
@@ -192,10 +195,10 @@ def test_workers_need_a_fixed_port_and_a_sane_count() -> None:
     assert ServerSettings(workers=0, listen_port=2222).worker_count >= 1
 
 
-async def test_behind_haproxy_every_worker_reads_the_proxy_header(tmp_path: Path) -> None:
+async def test_behind_haproxy_every_worker_reads_the_proxy_header(tmp_path: Path, settings: Settings) -> None:
     """PROXY protocol v2 per worker: HAProxy's connections, spread over both, name the client."""
     proxied = f'proxy_protocol = true\ntrusted_proxies = ["{PROXY}"]\n'
-    with stopped_at_exit(start(tmp_path, write_config(tmp_path, server=proxied), "--no-demo")) as daemon:
+    with stopped_at_exit(start(tmp_path, write_config(settings, server=proxied), "--no-demo")) as daemon:
         haproxy, front_port = await start_haproxy(tmp_path, daemon.port)
         try:
             statuses = await openssh_logins(tmp_path, front_port, SPREAD, ("-o", f"BindAddress={CLIENT}"))
