@@ -62,6 +62,8 @@ ZIP_MAGIC = b"PK\x03\x04"
 OLE2_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
 # How many leading bytes are inspected for the NUL pattern of BOM-less UTF-16.
 UTF16_SNIFF_BYTES = 256
+# How many cells spread over a workbook column are asked their kind before it is read as text.
+TEXT_SAMPLE_CELLS = 64
 
 
 class Table:
@@ -396,8 +398,11 @@ def _text_column(name: str, cells: Sequence[Any]) -> pl.Series | None:
     """A column of text cells alone as polars text, or None where another kind of cell is in it.
 
     polars builds a text column strictly, refusing any cell that is not text, which costs less
-    than first asking each cell its kind.
+    than first asking each cell its kind. A refusal costs more than asking, so a column in which
+    one of a few cells spread over it is not text is not offered to polars at all.
     """
+    if not all(type(cell) is str for cell in cells[:: len(cells) // TEXT_SAMPLE_CELLS + 1]):
+        return None
     try:
         return pl.Series(name, cells, dtype=pl.String, strict=True)
     except (TypeError, ValueError, OverflowError, pl.exceptions.PolarsError):

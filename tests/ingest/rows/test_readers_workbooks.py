@@ -194,6 +194,22 @@ def test_columns_of_one_kind_read_as_before(tmp_path: Path, sheet: list[list[Any
     assert_reads_as_before(path)
 
 
+def test_a_few_other_cells_among_much_text_read_as_before(tmp_path: Path) -> None:
+    """Cells of other kinds where the reader's sample of a column's kinds does not look."""
+    height = 50 * readers.TEXT_SAMPLE_CELLS
+    step = height // readers.TEXT_SAMPLE_CELLS + 1
+    others: list[Any] = [1.5, 2.0**53 + 2, datetime(2024, 5, 1, 6, 15, 42), date(2024, 5, 1), True, time(6), None]
+    rows: list[list[Any]] = [[f" text {row} ", "NULL"] for row in range(height)]
+    for number, cell in enumerate(others):
+        row = number * step + 1  # never a multiple of the step: not in the sample
+        rows[row] = [cell, cell]
+    path = tmp_path / "few.xlsx"
+    _write_xlsx(path, [["a", "b"], *rows])
+    table = assert_reads_as_before(path)
+    assert table.rows[1] == ["1.5", "1.5"] and table.rows[step + 1] == ["9007199254740994.0"] * 2
+    assert table.rows[0] == ["text 0", None]
+
+
 # --- cells openpyxl cannot write, built as Excel stores them ----------------------------------------
 
 STYLES = (
