@@ -8,6 +8,10 @@ Case 6 of ``bench.compare`` measures the same; this prints the stages.
 The machine may be shared: each figure is the best of its runs, the load average is printed, and
 ``cpu`` (the process's CPU seconds for a whole run) is less disturbed by other work than the wall
 clock. The XLSX written like Excel needs ``xlsxwriter``; without it that row is skipped.
+
+``--against REV`` times the reader of another revision (its ``ingest/rows/readers.py``, everything
+else this checkout's) in the same process, a run of each in turn, so a change to the reader is
+measured side by side under the same load.
 """
 
 from __future__ import annotations
@@ -16,10 +20,12 @@ import argparse
 import os
 import subprocess
 import tempfile
+import types
+from collections.abc import Callable
 from pathlib import Path
 
 from bench.plan import FULL, MB
-from bench.processor_stages import FORMATS, SignalFormat, best_of, peer_read, processor
+from bench.processor_stages import FORMATS, SignalFormat, StageTimes, best_of, peer_read, processor
 
 # A peer library slower than this says nothing a note cannot.
 PEER_TIMEOUT_SECONDS = 30.0
@@ -35,6 +41,8 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=FULL.signal_file_bytes,
                         help="bytes per new file (default %(default)s)")
     parser.add_argument("--no-peers", action="store_true", help="time only the processor")
+    parser.add_argument("--against", metavar="REV",
+                        help="also time the reader of git revision REV, alternating run by run")
     args = parser.parse_args()
     unknown = set(args.formats.split(",")) - set(FORMATS)
     if unknown:
@@ -42,6 +50,7 @@ def main() -> None:
     if args.repeats < 1:
         parser.error("--repeats must be at least 1")
     run = processor()
+    other = _processor_with_reader_of(args.against) if args.against else None
     with tempfile.TemporaryDirectory() as scratch:
         folder = args.dir or Path(scratch)
         folder.mkdir(parents=True, exist_ok=True)
@@ -57,13 +66,47 @@ def main() -> None:
                 except ImportError as exc:
                     print(f"{name:<20}skipped: {exc.name} is not installed", flush=True)
                     continue
-            times = best_of(run, path, args.repeats)
-            peer = "" if args.no_peers else _peer(spec, path, args.repeats)
             label = f"{name} {path.stat().st_size / MB:.1f} MB"
-            print(f"{label:<20}{times.rows:>7}{times.read:>8.3f}{times.validate:>8.3f}"
-                  f"{times.map:>8.3f}{times.total:>8.3f}{times.cpu:>8.3f}"
-                  f"{times.rows / times.total:>9,.0f}   {peer}", flush=True)
+            if other is not None:
+                times, before = _alternating(run, other, path, args.repeats)
+                _row(f"  reader {args.against}"[:19], before, "")
+            else:
+                times = best_of(run, path, args.repeats)
+            _row(label, times, "" if args.no_peers else _peer(spec, path, args.repeats))
         print(f"load average after: {_load()}")
+
+
+def _row(label: str, times: StageTimes, peer: str) -> None:
+    print(f"{label:<20}{times.rows:>7}{times.read:>8.3f}{times.validate:>8.3f}"
+          f"{times.map:>8.3f}{times.total:>8.3f}{times.cpu:>8.3f}"
+          f"{times.rows / times.total:>9,.0f}   {peer}", flush=True)
+
+
+def _processor_with_reader_of(revision: str) -> Callable[[Path], StageTimes]:
+    """The processor's steps with ``read_table`` of ``revision``'s ``ingest/rows/readers.py``."""
+    import ingest.rows
+
+    source = subprocess.run(["git", "show", f"{revision}:ingest/rows/readers.py"],
+                            capture_output=True, text=True, check=True).stdout
+    module = types.ModuleType(f"readers_at_{revision}")
+    exec(compile(source, f"{revision}:ingest/rows/readers.py", "exec"), module.__dict__)
+    # processor() takes read_table from the package when it is made: lend it the other one.
+    own = ingest.rows.read_table
+    ingest.rows.read_table = module.read_table
+    try:
+        return processor()
+    finally:
+        ingest.rows.read_table = own
+
+
+def _alternating(
+    run: Callable[[Path], StageTimes], other: Callable[[Path], StageTimes], path: Path, repeats: int
+) -> tuple[StageTimes, StageTimes]:
+    """Best of ``repeats`` of each, a run of one then a run of the other."""
+    mine, theirs = run(path), other(path)
+    for _ in range(repeats - 1):
+        mine, theirs = mine.best(run(path)), theirs.best(other(path))
+    return mine, theirs
 
 
 def _peer(spec: SignalFormat, path: Path, repeats: int) -> str:

@@ -63,8 +63,10 @@ def processor() -> Callable[[Path], StageTimes]:
         default_feeds,
         map_rows,
         read_table,
-        validate,
     )
+
+    # Not from the package: once ingest.rows.validate is loaded, the package's name is the module.
+    from ingest.rows.validate import validate
 
     settings = Settings()
     feed = default_feeds()[DEFAULT_FEED]
