@@ -3,10 +3,11 @@
 Without it, every caller while the server is unreachable would wait out the connect timeout
 (5 s) on its own: a login would hang, and the threads logins and uploads share would pile up.
 So the first failed connect marks the server down, for every store of this process on that
-server (state and ledger alike); until :data:`PROBE_SECONDS` have passed, each use raises
-:class:`~core.db.DatabaseUnavailable` without touching the network. Then one caller (the next
-one) tries again, while the others keep being refused; its success ends the outage. The log
-says when an outage begins and when it ends, once each.
+server (state and ledger alike); from then on each use raises
+:class:`~core.db.DatabaseUnavailable` without touching the network. Every :data:`PROBE_SECONDS`
+the server is tried again by a thread of its own (the engine's ``probe``), so no caller waits
+for a server that does not answer; the probe's success ends the outage, and the next use
+connects. The log says when an outage begins and when it ends, once each.
 
 A connection lost mid-statement does not start an outage by itself: a server restarted or a
 connection cut is often back at once, and the next connect tells.
@@ -30,8 +31,14 @@ PROBE_SECONDS = 3.0
 class Outage:
     """The down state of one server, as this process sees it."""
 
-    def __init__(self, server: str, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self, server: str, clock: Callable[[], float] = time.monotonic, probe: Callable[[], None] | None = None,
+    ) -> None:
+        """``probe``: connects to the server or raises; without one, the caller whose turn it is
+        tries the server itself (see :meth:`refusal`)."""
         self.server = server
+        self.probe = probe
+        self._prober: threading.Thread | None = None
         self._clock = clock
         self._lock = threading.Lock()
         self._since: float | None = None
@@ -59,15 +66,37 @@ class Outage:
                 f" next try in {wait:.0f} s")
 
     def refusal(self) -> str | None:
-        """Why a use must be refused now, or None: the server is not known down, or this caller
-        is the one to try it again (it must then report :meth:`failed` or :meth:`recovered`)."""
+        """Why a use must be refused now, or None: the server is not known down, or (without a
+        ``probe``) this caller is the one to try it again and must report :meth:`failed` or
+        :meth:`recovered`. With a ``probe``, a try that is due starts in the background and this
+        caller is refused all the same."""
         if not self.down:  # the common case, without the lock
             return None
         with self._lock:
             if self._since is not None and (self._probing or self._clock() < self._next_probe):
                 return self._message()
             self._probing = self._since is not None
-            return None
+            if not self._probing or self.probe is None:
+                return None
+            message = self._message()
+            self._prober = threading.Thread(target=self._probe_once, args=(self.probe,),
+                                            name="db-outage-probe", daemon=True)
+        self._prober.start()
+        return message
+
+    def _probe_once(self, probe: Callable[[], None]) -> None:
+        try:
+            probe()
+        except Exception as exc:  # noqa: BLE001 - any failure to connect means still down
+            self.failed((str(exc).strip().splitlines() or [type(exc).__name__])[0])
+        else:
+            self.recovered()
+
+    def settled(self, timeout: float | None = None) -> None:
+        """Wait for the background try under way, if any (for tests and orderly shutdowns)."""
+        prober = self._prober
+        if prober is not None:
+            prober.join(timeout)
 
     def failed(self, reason: str) -> None:
         """A connect failed: the server is down (or still is) for the next few seconds."""
@@ -100,10 +129,13 @@ _outages: dict[str, Outage] = {}
 _outages_lock = threading.Lock()
 
 
-def outage_of(server: str) -> Outage:
-    """The one :class:`Outage` of ``server`` (a URL without its password) in this process."""
+def outage_of(server: str, probe: Callable[[], None] | None = None) -> Outage:
+    """The one :class:`Outage` of ``server`` (a URL without its password) in this process;
+    ``probe`` (how to try the server) is kept if it has none yet."""
     with _outages_lock:
         outage = _outages.get(server)
         if outage is None:
-            outage = _outages[server] = Outage(server)
+            outage = _outages[server] = Outage(server, probe=probe)
+        elif outage.probe is None:
+            outage.probe = probe
         return outage

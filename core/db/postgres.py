@@ -203,7 +203,7 @@ class PostgresDatabase(Database):
         self._conn: psycopg.Connection[Any] | None = None
         self._adapter = PgConnection(self)
         self._writer_key = advisory_key("writer", location.schema)
-        self._outage = outage_of(location.server)
+        self._outage = outage_of(location.server, _probe(location.url))
         # An existing schema is migrated only where the location allows (docs/postgresql.md: a
         # cluster migrates as a step of its own); a component's new tables are set up anyway.
         self.may_migrate = location.migrate
@@ -490,6 +490,16 @@ class PostgresReader(Reader):
         except psycopg.Error:
             conn.close()
             self._conn = None
+
+
+def _probe(url: str) -> Callable[[], None]:
+    """Connects to the server of ``url`` and hangs up: how an outage tries the server again."""
+    def probe() -> None:
+        conninfo = psycopg.conninfo.make_conninfo(
+            url, connect_timeout=CONNECT_TIMEOUT_SECONDS, **dict(item.split("=") for item in _KEEPALIVES.split()))
+        psycopg.connect(conninfo, autocommit=True).close()
+
+    return probe
 
 
 def _first_line(exc: BaseException) -> str:

@@ -51,6 +51,32 @@ def test_a_failed_connect_refuses_the_others_until_one_tries_again() -> None:
     assert not outage.down and outage.refusal() is None and outage.refusal() is None
 
 
+def test_with_a_probe_every_caller_is_refused_and_the_server_is_tried_in_the_background() -> None:
+    clock = Clock()
+    answers: list[Exception | None] = [OSError("connection refused"), None]
+    tries: list[str] = []
+
+    def probe() -> None:
+        tries.append("tried")
+        answer = answers.pop(0)
+        if answer is not None:
+            raise answer
+
+    outage = Outage("postgresql://node/db", clock, probe)
+    outage.failed("timeout expired")
+    assert outage.refusal() is not None and tries == []  # not before its time
+    clock.now += PROBE_SECONDS
+    assert outage.refusal() is not None  # due: the probe starts, and this caller is refused all the same
+    outage.settled(10)
+    assert tries == ["tried"] and outage.down  # refused again: still down, the next try later
+    assert outage.refusal() is not None and tries == ["tried"]
+    clock.now += PROBE_SECONDS
+    assert outage.refusal() is not None
+    outage.settled(10)
+    assert tries == ["tried", "tried"] and not outage.down
+    assert outage.refusal() is None  # the next caller connects
+
+
 def test_the_log_says_once_when_an_outage_begins_and_once_when_it_ends(caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.INFO)
     clock = Clock()
@@ -107,13 +133,19 @@ def test_a_server_stopped_then_started_again(
             with pytest.raises(DatabaseUnavailable, match="unreachable since"):
                 database.query("SELECT name FROM items")
         clock.now += PROBE_SECONDS
-        with pytest.raises(DatabaseUnavailable, match="cannot connect"):  # tried again: still down
+        with pytest.raises(DatabaseUnavailable, match="unreachable since"):  # tried in the background...
             database.query("SELECT name FROM items")
+        outage.settled(30)
+        assert outage.down  # ...and still down
     finally:
         own_server.resume()
     with pytest.raises(DatabaseUnavailable, match="unreachable since"):  # not before its time
         database.query("SELECT name FROM items")
     clock.now += PROBE_SECONDS
+    with pytest.raises(DatabaseUnavailable, match="unreachable since"):  # the try that finds it back
+        database.query("SELECT name FROM items")
+    outage.settled(30)
+    assert not outage.down
     assert [row["name"] for row in database.query("SELECT name FROM items")] == ["before"]  # nothing half-written
     assert not outage.down
     database.execute("INSERT INTO items VALUES ('after')")
