@@ -57,6 +57,9 @@ log = get_logger("ingest.destinations")
 #: Rows per ledger transaction: large enough that commits cost little, small enough that the
 #: daemon's API and other writers wait at most a fraction of a second for the ledger.
 BATCH_ROWS = 500
+#: Batches read by one child at most: each child costs a fork, so a chunk of several batches
+#: lets the reading (on the other core) keep ahead of the ledger's writes.
+READ_BATCHES = 4
 #: Remembered answers older than this are forgotten; a replay comes at the next run.
 REMEMBER_SECONDS = 7 * 24 * 3600.0
 HTTP_ERROR = 400
@@ -113,9 +116,9 @@ class EmbeddedLedger:
 
     async def deliver(self, pages: Pages, token_for: TokenFor, after: After | None = None) -> PostReport:
         report = PostReport()
-        batches = self._batches(pages)
-        batch = await anext(batches, None)
-        if batch is None:
+        chunks = self._chunks(pages)
+        chunk = await anext(chunks, None)
+        if chunk is None:
             return report
         # Imported here: the one door from ingest into ledger, used only by this destination.
         from ledger.auth import Gatekeeper
@@ -126,39 +129,73 @@ class EmbeddedLedger:
         base = self.settings.embedded_api_base
         zones: dict[str, str] = {}
         reading: asyncio.Task[list[Plan | Refused] | None] | None = None
+        # The outbox marks being written for the batch before, and its rows.
+        settling: tuple[asyncio.Task[PostReport], list[tuple[OutboxItem, Delivery]]] | None = None
+        settled: list[PostReport] = []
+
+        async def marked() -> None:
+            """Wait for the outbox marks of the batch before, then tell ``after`` of its rows."""
+            nonlocal settling
+            if settling is None:
+                return
+            (task, done), settling = settling, None
+            settled.append(await task)
+            if after is not None:
+                for item, delivery in done:
+                    after(item, delivery)
+
         try:
             requests = LedgerRequests(self.settings.api, self.tenants, store)
             gate = Gatekeeper(self.tenants, None)
             await asyncio.to_thread(requests.forget_delivered, time.time() - REMEMBER_SECONDS)
-            upcoming = await anext(batches, None)
-            # Each batch is read (parsed, validated) in a child while the one before it is
-            # written: the ledger's writes keep this core, the reading takes the other. A lone
-            # batch is read in process: a child would cost more than it saves.
+            upcoming = await anext(chunks, None)
+            # Each chunk of batches is read (parsed, validated) in a child while the chunk before
+            # it is written: the ledger's writes keep this core, the reading takes the other. A
+            # lone chunk is read in process: a child would cost more than it saves. Each batch's
+            # outbox marks are written beside the next batch's ledger writes (another database
+            # file; SQLite works without the GIL), in batch order.
             if upcoming is not None:
-                reading = await self._reading(batch, base, zones)
-            while batch is not None:
+                reading = await self._reading(chunk, base, zones)
+            while chunk is not None:
                 plans = await reading if reading is not None else None
                 reading = await self._reading(upcoming, base, zones) if upcoming is not None else None
-                await asyncio.to_thread(self._known_zones, batch, zones)
-                planned = None if plans is None else [(zones[item.tenant], plan) for item, plan in zip(batch, plans)]
-                done = await asyncio.to_thread(self._batch, requests, gate, base, batch, token_for, report, planned)
-                if after is not None:
-                    for item, delivery in done:
-                        after(item, delivery)
+                await asyncio.to_thread(self._known_zones, [item for batch in chunk for item in batch], zones)
+                read = iter(plans) if plans is not None else None
+                for batch in chunk:
+                    planned = None if read is None else [(zones[item.tenant], next(read)) for item in batch]
+                    done = await asyncio.to_thread(
+                        self._write, requests, gate, base, batch, token_for, report, planned)
+                    await marked()
+                    settling = asyncio.create_task(asyncio.to_thread(self._settle, done)), done
+                    if report.ends_stream:
+                        break
                 if report.ends_stream:
                     break
-                batch, upcoming = upcoming, (await anext(batches, None) if upcoming is not None else None)
+                chunk, upcoming = upcoming, (await anext(chunks, None) if upcoming is not None else None)
+            await marked()
         finally:
             if reading is not None:
                 reading.cancel()
+            if settling is not None:  # a fault stopped the stream: the marks begun still finish
+                await asyncio.wait([settling[0]])
             await asyncio.to_thread(store.close)
-        return report
+        return PostReport.merged([report, *settled])
 
-    async def _batches(self, pages: Pages) -> AsyncIterator[Sequence[OutboxItem]]:
-        """The pages' items, :attr:`batch_rows` at a time (a page's last batch may be short)."""
+    async def _chunks(self, pages: Pages) -> AsyncIterator[list[Sequence[OutboxItem]]]:
+        """The pages' items in batches of :attr:`batch_rows` (a page's last batch may be short),
+        grouped in chunks read by one child each: one batch first, so writing starts soon, then
+        twice as many each time up to :data:`READ_BATCHES`, so the reading keeps ahead of the
+        writing at a child per chunk."""
+        size = 1
+        chunk: list[Sequence[OutboxItem]] = []
         async for page in pages:
             for start in range(0, len(page), self.batch_rows):
-                yield page[start:start + self.batch_rows]
+                chunk.append(page[start:start + self.batch_rows])
+                if len(chunk) == size:
+                    yield chunk
+                    chunk, size = [], min(size * 2, READ_BATCHES)
+        if chunk:
+            yield chunk
 
     def _known_zones(self, items: Sequence[OutboxItem], zones: dict[str, str]) -> None:
         """Add the time zone of each tenant of ``items`` not in ``zones`` yet: a request's times
@@ -166,11 +203,12 @@ class EmbeddedLedger:
         for name in {item.tenant for item in items} - zones.keys():
             zones[name] = self.tenants.get(name).timezone
 
-    async def _reading(self, batch: Sequence[OutboxItem], base: str,
+    async def _reading(self, chunk: Sequence[Sequence[OutboxItem]], base: str,
                        zones: dict[str, str]) -> asyncio.Task[list[Plan | Refused] | None]:
-        """Read ``batch`` in a limited child (``ingest.sandbox``), started now."""
+        """Read the batches of ``chunk`` in a limited child (``ingest.sandbox``), started now."""
         from ledger.plans import BodyLimits, PlanJob, plan_batch
 
+        batch = [item for items in chunk for item in items]
         await asyncio.to_thread(self._known_zones, batch, zones)
 
         api = self.settings.api
@@ -188,10 +226,10 @@ class EmbeddedLedger:
 
         return asyncio.create_task(asyncio.to_thread(read))
 
-    def _batch(self, requests: LedgerRequests, gate: Gatekeeper, base: str, batch: Sequence[OutboxItem],
+    def _write(self, requests: LedgerRequests, gate: Gatekeeper, base: str, batch: Sequence[OutboxItem],
                token_for: TokenFor, report: PostReport,
                planned: Sequence[tuple[str, Plan | Refused]] | None = None) -> list[tuple[OutboxItem, Delivery]]:
-        """Apply a batch in one ledger transaction, then mark the outbox;
+        """Apply a batch in one ledger transaction; the rows to mark in the outbox, each with its delivery;
         ``planned`` are its requests already read, in its order, each with the time zone it was
         read in."""
         from ledger.errors import ApiError
@@ -219,9 +257,14 @@ class EmbeddedLedger:
         done = [(item, _delivery(answer)) for item, answer in zip(taken, answers)]
         report.answered.update(item.tenant for item, answer in zip(taken, answers)
                                if answer.status != HTTP_UNAUTHORIZED)
-        with self.outbox.db.transaction():
-            record_deliveries(self.outbox, done, report)
         return done
+
+    def _settle(self, done: Sequence[tuple[OutboxItem, Delivery]]) -> PostReport:
+        """Mark ``done`` in the outbox, in one transaction; what it counted."""
+        counted = PostReport()
+        with self.outbox.db.transaction():
+            record_deliveries(self.outbox, done, counted)
+        return counted
 
 
 def _delivery(answer: Answer) -> Delivery:

@@ -159,9 +159,10 @@ async def test_rows_read_in_a_child_batch_by_batch_get_the_same_answers(
     both: tuple[DataDir, DataDir], monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture,
     child_fails: bool,
 ) -> None:
-    """Batches of two rows from pages of three: each is read in a child while the one before is
-    written, across pages too. A child that fails (a fork refused, a kill: nothing a request can
-    cause) leaves its batch to be read in process, and says so."""
+    """Batches of two rows from pages of three, read in chunks of one batch, then two, then up to
+    four, each in a child while the chunk before is written, across pages too. A child that fails
+    (a fork refused, a kill: nothing a request can cause) leaves its chunk to be read in process,
+    and says so."""
     http, local = both
     monkeypatch.setattr(destinations, "BATCH_ROWS", 2)
     local.ingest.processor.page_rows = 3
@@ -179,7 +180,7 @@ async def test_rows_read_in_a_child_batch_by_batch_get_the_same_answers(
     await _post_all(local)
     assert _outcomes(local) == _outcomes(http)
     assert _ledger(local) == _ledger(http)
-    assert children and max(children) == 2
+    assert children[:3] == [2, 3, 6]  # one batch; two (a page's short one among them); four
     assert ("delivery.reading_failed" in caplog.text) == child_fails
 
 
