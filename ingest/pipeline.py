@@ -38,6 +38,7 @@ from ingest.store import (
     RunStatus,
     RunStore,
     SendLog,
+    SlotTaken,
     StagedStore,
     StagedUpload,
     Trigger,
@@ -170,7 +171,8 @@ class Ingest:
         return RunSummary(finished, work.files, work.problems, work.skipped)
 
     async def catch_up(self, now: datetime | None = None) -> RunSummary | None:
-        """Run once for the latest slot if no run was started for it (the daemon was down)."""
+        """Run once for the latest slot if no run was started for it (the daemon was down);
+        raises :class:`SlotTaken` if another node started it meanwhile."""
         latest = self.schedule.latest_slot(now or utcnow())
         last = self.run_store.last_slot()
         if last is not None and parse_iso(last) >= latest:
@@ -261,7 +263,7 @@ class Ingest:
         """Await ``work`` for the serving loop: a failure is logged, never ends the daemon."""
         try:
             await work
-        except ClaimHeld as exc:
+        except (ClaimHeld, SlotTaken) as exc:
             log.info("ingest.run_skipped", reason=str(exc))
             return False
         except Exception:

@@ -19,7 +19,7 @@ from typing import Any
 
 from core.clock import iso, now_iso
 from core.db import Database
-from core.errors import NotFound
+from core.errors import Conflict, NotFound
 from core.tenants import TenantError
 from core.uploads import UploadState, UploadStore
 from ingest.rows.feeds import (
@@ -589,18 +589,30 @@ class RunCounts:
 INTERRUPTED_DETAIL = "the process stopped during the run; its pending rows are resumed by a later run"
 
 
+class SlotTaken(RuntimeError, Conflict):
+    """A run was already started for this schedule slot, here or on another node."""
+
+
 class RunStore:
-    """The run history; the slot column is how a missed slot is noticed at start-up."""
+    """The run history; the slot column is how a missed slot is noticed at start-up, and how
+    each slot runs once however many nodes share the state."""
 
     def __init__(self, db: Database) -> None:
         self.db = db
 
     def start(self, trigger: Trigger, slot: datetime | None, tenant: str | None, pid: int) -> RunRecord:
-        run_id = self.db.query_one(
-            "INSERT INTO ingest_runs (trigger, slot, tenant, pid, host, started_at) VALUES (?, ?, ?, ?, ?, ?)"
-            " RETURNING id",
-            (trigger.value, iso(slot) if slot else None, tenant, pid, socket.gethostname(), now_iso()),
-        )
+        """Record a run as started. A schedule slot's run starts once, whichever process or node
+        asks first (each has a schedule): the others get :class:`SlotTaken`."""
+        with self.db.transaction() as conn:
+            if slot is not None and conn.execute(
+                "SELECT 1 FROM ingest_runs WHERE slot = ? LIMIT 1", (iso(slot),)
+            ).fetchone():
+                raise SlotTaken(f"a run was already started for the slot of {iso(slot)}")
+            run_id = conn.execute(
+                "INSERT INTO ingest_runs (trigger, slot, tenant, pid, host, started_at) VALUES (?, ?, ?, ?, ?, ?)"
+                " RETURNING id",
+                (trigger.value, iso(slot) if slot else None, tenant, pid, socket.gethostname(), now_iso()),
+            ).fetchone()
         assert run_id is not None
         record = self.get(int(run_id["id"]))
         assert record is not None

@@ -271,3 +271,27 @@ async def test_a_run_stopped_by_one_tenants_fault_stops_the_others_and_the_next_
     del fake_api.by_token[tenant.api_token]
     summary = await ingest.run()
     assert summary.run.posted == 4 and {item.tenant for item in summary.files} == {"acme", "beta"}
+
+
+async def test_two_nodes_sharing_the_state_run_a_slot_once(
+    ingest: Ingest, ingest_settings: Settings, state_db: Database, tenants: TenantStore, uploads: UploadStore,
+) -> None:
+    """Each node has the schedule; whichever starts the slot's run first runs it, the other is
+    told (and the serving loop logs it as skipped), at the same moment or later."""
+    other = Ingest(ingest_settings, Database(ingest_settings.state_location), tenants, uploads)
+    try:
+        results = await asyncio.gather(
+            ingest.run(trigger=Trigger.SCHEDULED, slot=SIX_AM_PDT),
+            other.run(trigger=Trigger.SCHEDULED, slot=SIX_AM_PDT), return_exceptions=True)
+        assert sorted(type(result).__name__ for result in results) == ["RunSummary", "SlotTaken"]
+        assert await other.catch_up(now=SIX_AM_PDT.replace(minute=5)) is None  # that slot ran
+        # Both start up after a slot they missed: one catch-up run (the other sees the slot run,
+        # or, had both looked before either started, is told it is taken).
+        later = SIX_AM_PDT.replace(hour=20)
+        results = await asyncio.gather(ingest.catch_up(now=later), other.catch_up(now=later),
+                                       return_exceptions=True)
+        assert sorted(type(result).__name__ for result in results) in (
+            ["NoneType", "RunSummary"], ["RunSummary", "SlotTaken"])
+        assert [run.slot for run in ingest.runs(10)] == ["2026-03-08T19:00:00.000Z", "2026-03-08T13:00:00.000Z"]
+    finally:
+        await other.aclose()
