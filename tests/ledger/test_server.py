@@ -16,6 +16,7 @@ from core.config import Settings
 from core.tenants import Tenant, TenantStore
 from ledger.server import ApiServer
 from tests.ledger.helpers import API
+from tests.support import postgres
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 SUBPROCESS_TIMEOUT_SECONDS = 30.0
@@ -68,7 +69,7 @@ async def test_a_busy_port_is_an_error_for_the_caller(settings: Settings, tenant
 
 async def test_python_dash_m_ledger_serves_alone(settings: Settings, acme: Tenant) -> None:
     config = settings.data_dir / "ledger.toml"  # the session's database, if not the files
-    config.write_text(f'[database]\nurl = "{settings.database.url}"\n' if settings.database.url else "")
+    config.write_text(postgres.config_section(settings.database.url))
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",

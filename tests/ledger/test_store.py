@@ -132,6 +132,24 @@ def test_an_undone_request_gives_back_its_sequence_numbers_and_what_it_changed(
     assert _sequence(batched) == _sequence(single) == 3
 
 
+def test_lookup_rows_of_one_moment_apply_in_the_order_they_were_first_stored(
+    stores: tuple[LedgerStore, LedgerStore],
+) -> None:
+    """Rows stored at the same time (the clock is fixed) apply oldest first, the newest winning;
+    a row replaced later keeps its place (SQLite's rowid; its own column on PostgreSQL)."""
+    store, _ = stores
+    # Tables named against the order of storing, so no index on the name gives that order.
+    for table, tier in (("zeta", "gold"), ("mu", "silver"), ("alpha", "bronze")):
+        store.put_lookup_row("acme", LookupRow(table, "+18885550001", "", {"tier": tier}))
+    store.put_lookup_row("acme", LookupRow("mu", "+18885550001", "", {"tier": "platinum"}))
+    store.put_lookup_row("acme", LookupRow("zeta", "+18885550001", "", {"tier": "iron"}))
+    call = store.save_call("acme", "c-1", {"start_time": START, "calling_phone_number": "+18885550001"}).call
+    assert call.custom_data == {"tier": "bronze"}
+    store.db.execute("DELETE FROM lookup_rows WHERE table_name = 'alpha'")
+    later = store.save_call("acme", "c-2", {"start_time": START, "calling_phone_number": "+18885550001"}).call
+    assert later.custom_data == {"tier": "platinum"}
+
+
 def test_a_batch_that_raises_leaves_nothing(stores: tuple[LedgerStore, LedgerStore]) -> None:
     store, _ = stores
     store.save_call("acme", "c-1", {"transaction_id": "T-1", "start_time": START})
