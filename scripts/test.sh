@@ -53,6 +53,9 @@ python3 -m venv .venv
 # too (about 70 s); of it, the tests whose subject is the state (lockouts, logins) run twice.
 postgres_dirs=(tests/core tests/sftpd/test_defender.py tests/sftpd/test_auth.py)
 postgres_dirs+=(tests/ledger/test_{store,requests,asapp,transactions_api,search,concurrency,calls,lookup_tables,signal_api,isolation}.py)  # the ledger's store (all of tests/ledger passes too, about 2.5x its SQLite time)
+# The run, delivery, the daemon and sftpctl as processes of their own, the admin listener: about
+# 5.5 min on PostgreSQL (under load; about 5 min on SQLite).
+postgres_dirs+=(tests/ingest tests/service)
 if [ $# -eq 0 ]; then
     SFTP_INBOX_TEST_DATABASE=postgresql .venv/bin/python -m pytest "${postgres_dirs[@]}"
 fi
