@@ -9,7 +9,9 @@ runs in the limited child of ``ingest.sandbox``; a file refused whole is a :clas
 
 The names of the modules that work on columns (``mapping``, ``readers``, ``validate``) are
 loaded when first used: they import polars, which a process that only queues, posts and
-reports (the daemon, ``sftpctl``) need not load at every start (0.13 s).
+reports (the daemon, ``sftpctl``) need not load at every start (0.13 s). The function
+``validate`` is imported from its module (``ingest.rows.validate``): once that module is loaded,
+the package's attribute of that name is the module.
 """
 
 import importlib
@@ -29,12 +31,12 @@ from ingest.rows.templates import (
 if TYPE_CHECKING:
     from ingest.rows.mapping import MappedRows, map_rows
     from ingest.rows.readers import Table, read_table
-    from ingest.rows.validate import RowResult, Validation, check_file, validate
+    from ingest.rows.validate import RowResult, Validation, check_file
 
 _ON_COLUMNS = {
     "MappedRows": "mapping", "map_rows": "mapping",
     "Table": "readers", "read_table": "readers",
-    "RowResult": "validate", "Validation": "validate", "check_file": "validate", "validate": "validate",
+    "RowResult": "validate", "Validation": "validate", "check_file": "validate",
 }
 
 
@@ -69,5 +71,4 @@ __all__ = [
     "posting_rank",
     "read_table",
     "shipped_templates",
-    "validate",
 ]

@@ -8,7 +8,8 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from bench.call_files import calls_csv_file
-from ingest.rows import default_feeds, map_rows, read_table, validate
+from ingest.rows import default_feeds, map_rows, read_table
+from ingest.rows.validate import validate
 
 ROWS = 3000
 
