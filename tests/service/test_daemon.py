@@ -29,27 +29,38 @@ async def test_first_start_creates_demo_tenant_that_can_log_in(tmp_path: Path) -
         assert daemon.stop() == 0
 
 
-def test_second_start_keeps_tenants_and_prints_no_password(tmp_path: Path) -> None:
+def database(tmp_path: Path, settings: Settings) -> tuple[str, ...]:
+    """On PostgreSQL, ``--config`` of a file naming the test's database; nothing on SQLite."""
+    if not settings.database.url:
+        return ()
+    config = tmp_path / "database.toml"
+    config.write_text(postgres.config_section(settings.database.url))
+    return ("--config", str(config))
+
+
+def test_second_start_keeps_tenants_and_prints_no_password(tmp_path: Path, settings: Settings) -> None:
     port, api_port = free_port(), free_port()
-    start_daemon(tmp_path, port, api_port).stop()
-    daemon = start_daemon(tmp_path, port, api_port)
+    start_daemon(tmp_path, port, api_port, *database(tmp_path, settings)).stop()
+    daemon = start_daemon(tmp_path, port, api_port, *database(tmp_path, settings))
     try:
         assert daemon.demo_password is None
     finally:
         daemon.stop()
 
 
-def test_no_demo_flag(tmp_path: Path) -> None:
-    daemon = start_daemon(tmp_path, None, None, "--no-demo")
+def test_no_demo_flag(tmp_path: Path, settings: Settings) -> None:
+    daemon = start_daemon(tmp_path, None, None, "--no-demo", *database(tmp_path, settings))
     daemon.stop()
     assert daemon.demo_password is None
 
 
-def test_a_first_start_makes_the_master_key_and_a_lost_or_wrong_one_stops_the_next(tmp_path: Path) -> None:
+def test_a_first_start_makes_the_master_key_and_a_lost_or_wrong_one_stops_the_next(
+    tmp_path: Path, settings: Settings,
+) -> None:
     """Once files may have been sealed (the data dir's marker), a missing master key is never
     replaced by a new one, and another key is not taken for it: the daemon does not start, says
     in one line which file to restore, and touches nothing."""
-    start_daemon(tmp_path, None, None, "--no-demo").stop()
+    start_daemon(tmp_path, None, None, "--no-demo", *database(tmp_path, settings)).stop()
     key = tmp_path / "keys" / "master.key"
     assert key.is_file() and (tmp_path / "var" / "encrypted-at-rest").is_file()
     before = {path: path.stat().st_mtime_ns for path in (tmp_path / "var").rglob("*")}
@@ -57,7 +68,7 @@ def test_a_first_start_makes_the_master_key_and_a_lost_or_wrong_one_stops_the_ne
     def start() -> subprocess.CompletedProcess[str]:
         return subprocess.run(
             [sys.executable, "-m", "service.daemon", "serve", "--no-demo", "--listen",
-             f"127.0.0.1:{free_port()}", "--api-listen", f"127.0.0.1:{free_port()}"],
+             f"127.0.0.1:{free_port()}", "--api-listen", f"127.0.0.1:{free_port()}", *database(tmp_path, settings)],
             check=False, cwd=tmp_path, capture_output=True, text=True, timeout=60, env=project_env(),
         )
 
