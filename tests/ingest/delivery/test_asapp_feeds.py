@@ -30,6 +30,7 @@ from sftpd.events import UploadCompleted
 from sftpd.hostkeys import load_or_create_host_keys
 from sftpd.server import SftpServer
 from tests.conftest import TEST_PASSWORD, free_port
+from tests.support import postgres
 from tests.support.at_rest import stored_csv
 from tests.support.clients import asyncssh_sftp
 
@@ -94,10 +95,17 @@ async def _side(root: Path, host_keys: Path, **changes: Any) -> Side:
 
 
 @pytest.fixture
-async def both(tmp_path: Path, host_keys: Path) -> AsyncIterator[tuple[Side, Side]]:
+async def both(
+    tmp_path: Path, host_keys: Path, request: pytest.FixtureRequest,
+) -> AsyncIterator[tuple[Side, Side]]:
+    """Two data dirs, each with its own state and ledger: a database of its own each when the
+    session runs on PostgreSQL."""
+    server = request.getfixturevalue("postgres_server") if postgres.wanted() else None
+    urls = [server.create_database() for _ in range(2)] if server is not None else ["", ""]
     http = await _side(tmp_path / "http", host_keys, api__rate_limit_requests=0,
-                       post__rate_limit_requests=100_000, post__embedded_in_process=False)
-    local = await _side(tmp_path / "local", host_keys)
+                       post__rate_limit_requests=100_000, post__embedded_in_process=False,
+                       database__url=urls[0])
+    local = await _side(tmp_path / "local", host_keys, database__url=urls[1])
     api = ApiServer(http.settings, http.tenants)
     await api.start()
     try:
