@@ -279,10 +279,11 @@ class IncomingFile:
             self._seal()
             if self._times is not None:
                 os.utime(self._fd, ns=self._times)
-            os.close(self._fd)
-            self._fd = -1
+            # Published while its descriptor (and so its lock, sftpd.vfs) is still held.
             kept = self._fs.publish(self._in_flight_name, self.path, keep)
             self._in_flight_name = ""
+            os.close(self._fd)
+            self._fd = -1
         except OSError as exc:
             self._fail(exc, "finishing")
         except BaseException:

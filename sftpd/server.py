@@ -64,6 +64,8 @@ SFTP_ONLY_EXIT_STATUS = 1
 SHUTTING_DOWN = "the server is shutting down; connect again in a minute"
 # How often a drain looks whether the uploads it waits for have ended.
 DRAIN_POLL_SECONDS = 0.05
+# A kept name younger than this may be another node's, its recorder waiting (sftpd.recorder).
+SHARED_KEPT_SECONDS = 3600.0
 
 
 def sftp_only(process: asyncssh.SSHServerProcess[bytes]) -> None:
@@ -249,7 +251,11 @@ def clear_in_flight(settings: Settings) -> None:
     """Remove partial uploads and kept names a previous run left behind (it crashed or was
     killed); a kept name lost this way costs only a copy, as the scan stages its file.
 
-    Only while no connection is served: a worker restarted beside others leaves their uploads be."""
+    Only while no connection of this process is served: a worker restarted beside others leaves
+    their uploads be. With the state on PostgreSQL other nodes may share the data dir: their
+    uploads under way hold their files' locks and stay (``TenantFileSystem.clear_in_flight``),
+    and their kept names stay for an hour, the time their recorder may wait for the database."""
+    kept_for_seconds = SHARED_KEPT_SECONDS if settings.database.url else 0.0
     tenants_dir = settings.tenants_dir
     if not tenants_dir.is_dir():
         return
@@ -257,7 +263,7 @@ def clear_in_flight(settings: Settings) -> None:
         if root.is_dir():
             fs = TenantFileSystem(root)
             try:
-                removed = fs.clear_in_flight()
+                removed = fs.clear_in_flight(kept_for_seconds)
             finally:
                 fs.close()
             if removed:

@@ -24,10 +24,12 @@ operation lands on the file the path names, inside the root.
 from __future__ import annotations
 
 import errno
+import fcntl
 import os
 import secrets
 import stat
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
@@ -338,9 +340,16 @@ class TenantFileSystem:
 
     def open_in_flight(self, name: str) -> int:
         """A read-only descriptor of the in-flight file ``name`` (for its attributes, its times,
-        fsync and reading it back)."""
+        fsync and reading it back), holding the file's ``flock`` while it is open: the sign, to
+        :meth:`clear_in_flight` on any node sharing the folder, that the upload is alive."""
         with self.in_flight() as fd:
-            return os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=fd)
+            file_fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=fd)
+        try:
+            fcntl.flock(file_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BaseException:
+            os.close(file_fd)
+            raise
+        return file_fd
 
     def discard_in_flight_file(self, name: str) -> None:
         with self.in_flight() as fd, suppress(FileNotFoundError):
@@ -380,16 +389,27 @@ class TenantFileSystem:
                 raise translate(exc, path) from None
         return self.root / IN_FLIGHT_DIR / kept
 
-    def clear_in_flight(self) -> int:
-        """Delete leftovers of uploads that never finished (after a crash); returns how many."""
+    def clear_in_flight(self, kept_for_seconds: float = 0.0) -> int:
+        """Delete leftovers of uploads that never finished (after a crash); returns how many.
+
+        An in-flight file whose ``flock`` is held is an upload alive in some process (another
+        node's, on a shared folder) and stays; a kept name stays while younger than
+        ``kept_for_seconds`` (another node's recorder may be about to take it)."""
+        removed = 0
         try:
             with self.in_flight(create=False) as fd:
-                names = os.listdir(fd)
-                for name in names:
-                    os.unlink(name, dir_fd=fd)
+                for name in os.listdir(fd):
+                    if name.endswith(KEPT_SUFFIX):
+                        with suppress(FileNotFoundError):
+                            changed = os.stat(name, dir_fd=fd, follow_symlinks=False).st_ctime
+                            if time.time() - changed >= kept_for_seconds:
+                                os.unlink(name, dir_fd=fd)
+                                removed += 1
+                    elif _unlink_unless_locked(name, fd):
+                        removed += 1
         except FileNotFoundError:
-            return 0
-        return len(names)
+            return removed
+        return removed
 
     def _walk(self, path: VirtualPath) -> tuple[int, bool]:
         """A descriptor of the directory ``path``, and whether the caller must close it."""
@@ -487,6 +507,29 @@ def _call(path: VirtualPath, func: Callable[_P, _R], *args: _P.args, **kwargs: _
         return func(*args, **kwargs)
     except OSError as exc:
         raise translate(exc, path) from None
+
+
+def _unlink_unless_locked(name: str, dir_fd: int) -> bool:
+    """Unlink ``name`` unless a process holds its ``flock``; whether it was unlinked."""
+    try:
+        fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=dir_fd)
+    except FileNotFoundError:
+        return False
+    except OSError:  # not a file we made (a link, a fifo): ours to remove all the same
+        fd = -1
+    try:
+        if fd >= 0:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return False
+        with suppress(FileNotFoundError):
+            os.unlink(name, dir_fd=dir_fd)
+            return True
+        return False
+    finally:
+        if fd >= 0:
+            os.close(fd)
 
 
 def _exists(name: str, dir_fd: int) -> bool:
