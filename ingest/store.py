@@ -358,6 +358,15 @@ class StagedStore:
             for other in older:
                 self.uploads.set_state(other.upload_id, UploadState.SUPERSEDED,
                                        f"superseded by upload {staged.upload_id}")
+            # An older upload recorded but never staged (its node died in between, and the
+            # client sent the file again) waits for nothing now: the scan stages a path's
+            # latest upload only. Were it being staged after all, its own add finds this one.
+            for row in conn.execute(
+                "SELECT id FROM uploads WHERE tenant = ? AND state = ? AND path = ? AND id < ?",
+                (staged.tenant, UploadState.RECEIVED.value, staged.path, staged.upload_id),
+            ).fetchall():
+                self.uploads.move(row["id"], UploadState.SUPERSEDED, f"superseded by upload {staged.upload_id}",
+                                  only_from=(UploadState.RECEIVED,))
             return older
 
     def get(self, upload_id: int) -> StagedUpload | None:

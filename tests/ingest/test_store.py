@@ -111,6 +111,20 @@ def test_supersede_keeps_only_the_newest_waiting_upload(db: Database, uploads: U
     assert [item.upload_id for item in store.waiting(["acme"])] == [ids[2]]
 
 
+def test_an_older_upload_never_staged_is_superseded_by_a_newer_one(db: Database, uploads: UploadStore,
+                                                                   tenant: Tenant) -> None:
+    """A node recorded it and died before staging it; its client sent the file again."""
+    store = StagedStore(db)
+    orphan, other_path, again = (uploads.record("acme", path, 1, "0" * 64).id
+                                 for path in ("in/sales.csv", "in/other.csv", "in/sales.csv"))
+    assert store.add(staged(again)) == []
+    assert uploads.get(orphan).state == UploadState.SUPERSEDED  # type: ignore[union-attr]
+    assert uploads.get(other_path).state == UploadState.RECEIVED  # type: ignore[union-attr]
+    # Staged after all (its stager was only slow): it supersedes itself, as a late older one does.
+    assert [item.upload_id for item in store.add(staged(orphan))] == [orphan]
+    assert [item.upload_id for item in store.waiting(["acme"])] == [again]
+
+
 def test_outbox_claims_a_file_and_queues_its_rows_all_or_nothing(db: Database, uploads: UploadStore,
                                                                   tenant: Tenant) -> None:
     store, outbox, runs = StagedStore(db), Outbox(db), RunStore(db)
