@@ -49,7 +49,8 @@ class Gatekeeper:
     def admit(self, token: str | None) -> Tenant:
         if not token:
             raise Unauthorized("Missing oauth token")
-        tenant = self._tenants.find_by_token(token)
+        # No token holds a NUL (nor can PostgreSQL compare one): not looked up.
+        tenant = None if "\x00" in token else self._tenants.find_by_token(token)
         if tenant is None:
             raise Unauthorized("Invalid oauth token")
         if not tenant.may_post:  # disabled, or its login removed: see core.tenants

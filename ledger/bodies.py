@@ -17,6 +17,10 @@ from starlette.requests import Request
 
 from ledger.errors import BadRequest, PayloadTooLarge, RecordInvalid
 
+#: A NUL character is refused wherever a string enters (403): no field takes one, and PostgreSQL's
+#: text cannot hold one, so it would otherwise be a 500 there and stored on SQLite.
+NUL_REFUSED = "{where} holds a NUL character (\\u0000), which no parameter takes"
+
 
 async def read_body(request: Request, limit: int) -> bytes:
     """The whole body, or ``PayloadTooLarge`` as soon as it is known to exceed ``limit`` bytes."""
@@ -43,7 +47,8 @@ def parse_json(raw: bytes, max_depth: int) -> Any:
         return None
     try:
         # As json.loads reads bytes (UTF-8, -16 or -32), with one decoder made once.
-        value = _DECODER.decode(raw.decode(json.detect_encoding(raw), "surrogatepass"))
+        text = raw.decode(json.detect_encoding(raw), "surrogatepass")
+        value = _DECODER.decode(text)
     except RecursionError:  # deeper than the interpreter's own limit: far past max_depth
         raise _too_deep(max_depth) from None
     except (ValueError, UnicodeDecodeError) as exc:
@@ -51,7 +56,20 @@ def parse_json(raw: bytes, max_depth: int) -> Any:
     # Fewer brackets than the limit (any ordinary request) cannot nest past it: skip the walk.
     if raw.count(b"[") + raw.count(b"{") > max_depth and _deeper_than(value, max_depth):
         raise _too_deep(max_depth)
+    if "\\u0000" in text and _holds_nul(value):  # JSON can spell a NUL only so
+        raise RecordInvalid(NUL_REFUSED.format(where="the request body"))
     return value
+
+
+def _holds_nul(value: Any) -> bool:
+    """Whether a string of ``value`` (a key too) holds a NUL character."""
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_holds_nul(key) or _holds_nul(item) for key, item in value.items())
+    if isinstance(value, list):
+        return any(_holds_nul(item) for item in value)
+    return False
 
 
 def _refuse_constant(name: str) -> Any:

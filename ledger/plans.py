@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from ledger.bodies import parse_json, too_large
+from ledger.bodies import NUL_REFUSED, parse_json, too_large
 from ledger.errors import ApiError, RecordInvalid, RoutingError
 from ledger.records import CallSearch
 from ledger.schemas import (
@@ -136,6 +136,8 @@ def read_request(limits: BodyLimits, tenant: str, zone: ZoneInfo, method: str, p
 def read_signal(body: Any, zone: ZoneInfo, transaction_id: str | None = None) -> SignalPlan:
     if transaction_id is not None and not 0 < len(transaction_id.strip()) <= MAX_PATH_ID_LENGTH:
         raise RecordInvalid(f"transaction_id in the path must be 1 to {MAX_PATH_ID_LENGTH} characters")
+    if transaction_id is not None and "\x00" in transaction_id:
+        raise RecordInvalid(NUL_REFUSED.format(where="transaction_id in the path"))
     params = validate_body(SignalRequest, body, zone)
     return SignalPlan(params.search.to_search(transaction_id), params.signal.changes(),
                       tuple((datum.name, datum.value) for datum in params.custom_data))
@@ -149,6 +151,8 @@ def read_call(body: Any, tenant: str, zone: ZoneInfo) -> CallPlan:
 def read_lookup_row(body: Any, table: str, zone: ZoneInfo) -> LookupPlan:
     if len(table) > MAX_TABLE_NAME_LENGTH:
         raise RecordInvalid(f"lookup table names are at most {MAX_TABLE_NAME_LENGTH} characters")
+    if "\x00" in table:
+        raise RecordInvalid(NUL_REFUSED.format(where="the lookup table name"))
     params = validate_body(LookupRowRequest, body, zone)
     return LookupPlan(table, params.primary_key, params.secondary_key or "", tuple(params.data.items()))
 

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
+from ledger.bodies import NUL_REFUSED
 from ledger.errors import RecordInvalid
 from ledger.ids import MAX_SEQUENCE, format_transaction_id, parse_transaction_id
 from ledger.records import ListingQuery, TransactionQuery, TransactionType
@@ -77,6 +78,8 @@ def parse_listing_request(params: Mapping[str, str], match: str) -> ListingQuery
     value = params.get(match)
     if value is not None and not 0 < len(value) <= MAX_MATCH_LENGTH:
         raise RecordInvalid(f"{match} must be 1 to {MAX_MATCH_LENGTH} characters")
+    if value is not None and "\x00" in value:
+        raise RecordInvalid(NUL_REFUSED.format(where=match))
     return ListingQuery(after=int(after), limit=_limit(params.get("limit")), match=value)
 
 

@@ -308,3 +308,32 @@ async def test_the_csv_export_neutralises_formulas_and_keeps_numbers(client: Ten
     assert cells["advertiser_id_from_network"] == "'@SUM(A1)"
     assert cells["start_time_t"] == "-2208963600"  # a negative number stays a number
     assert cells["duration_in_seconds"] == "12"
+
+
+# NUL characters (SQLite would store one; PostgreSQL's text cannot hold one)
+
+
+async def test_a_nul_character_anywhere_is_refused_never_a_server_error(
+    with_call: TenantClient, http: httpx.AsyncClient,
+) -> None:
+    auth = with_call._auth()
+    nul = "a\x00b"
+    refused = [
+        await with_call.call(external_id=nul, start_time="1435993200"),
+        await with_call.call(external_id="call-2", start_time="1435993200", attributes={nul: "x"}),
+        await http.post(SIGNALS, json={"search": {"transaction_id": nul}, "signal": {"name": "Sale"}}, headers=auth),
+        await with_call.transcript(conversation_externalId=nul, sender_externalId="s", sender_role="agent",
+                                   text="t", timestamp="2022-03-16T18:42:24Z"),
+        await http.post(f"{API}/transactions/a%00b/signals.json", json={"signal": {"name": "Sale"}}, headers=auth),
+        await http.put(f"{API}/lookup_tables/a%00b/rows", headers=auth,
+                       json={"primary_key": "+18885550001", "data": {"Campaign": "x"}}),
+        await http.get(f"{API}/asapp/transcripts.json", params={"conversation_externalId": nul}, headers=auth),
+    ]
+    assert [response.status_code for response in refused] == [403] * len(refused)
+    assert all("NUL character" in response.json()["errors"]["invalid_data"] for response in refused)
+    for token in ({"params": {"oauth_token": nul}}, {"json": {"oauth_token": nul, "call": CALL}}):
+        response = await http.request("GET" if "params" in token else "POST",
+                                      f"{API}/transactions.json" if "params" in token else f"{API}/calls.json", **token)
+        assert response.status_code == 401
+    listed = await http.get(f"{API}/transactions.json", headers=auth)
+    assert [row["transaction_type"] for row in listed.json()] == ["call"]  # nothing else was written
