@@ -7,7 +7,7 @@ import json
 from typing import Any
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from ledger.bodies import parse_json
@@ -32,12 +32,26 @@ def depth(value: Any) -> int:
     return 0
 
 
+def holds_nul(value: Any) -> bool:
+    if isinstance(value, dict):
+        return any(holds_nul(key) or holds_nul(item) for key, item in value.items())
+    if isinstance(value, list):
+        return any(map(holds_nul, value))
+    return isinstance(value, str) and "\x00" in value
+
+
 @settings(deadline=None)
 @given(values)
+@example({"k\x00": 1}).via("a NUL in a key")
+@example([{"k": "v\x00"}]).via("a NUL in a nested value")
 def test_a_value_within_the_limit_reads_back_and_a_deeper_one_is_a_400(value: Any) -> None:
+    """...and one holding a NUL character anywhere (a key too) is refused, naming it."""
     raw = json.dumps(value).encode()
     if depth(value) > LIMIT:
         with pytest.raises(BadRequest):
+            parse_json(raw, LIMIT)
+    elif holds_nul(value):
+        with pytest.raises(RecordInvalid, match="NUL character"):
             parse_json(raw, LIMIT)
     else:
         assert parse_json(raw, LIMIT) == value
