@@ -129,21 +129,6 @@ class EmbeddedLedger:
         base = self.settings.embedded_api_base
         zones: dict[str, str] = {}
         reading: asyncio.Task[list[Plan | Refused] | None] | None = None
-        # The outbox marks being written for the batch before, and its rows.
-        settling: tuple[asyncio.Task[PostReport], list[tuple[OutboxItem, Delivery]]] | None = None
-        settled: list[PostReport] = []
-
-        async def marked() -> None:
-            """Wait for the outbox marks of the batch before, then tell ``after`` of its rows."""
-            nonlocal settling
-            if settling is None:
-                return
-            (task, done), settling = settling, None
-            settled.append(await task)
-            if after is not None:
-                for item, delivery in done:
-                    after(item, delivery)
-
         try:
             requests = LedgerRequests(self.settings.api, self.tenants, store)
             gate = Gatekeeper(self.tenants, None)
@@ -151,9 +136,7 @@ class EmbeddedLedger:
             upcoming = await anext(chunks, None)
             # Each chunk of batches is read (parsed, validated) in a child while the chunk before
             # it is written: the ledger's writes keep this core, the reading takes the other. A
-            # lone chunk is read in process: a child would cost more than it saves. Each batch's
-            # outbox marks are written beside the next batch's ledger writes (another database
-            # file; SQLite works without the GIL), in batch order.
+            # lone chunk is read in process: a child would cost more than it saves.
             if upcoming is not None:
                 reading = await self._reading(chunk, base, zones)
             while chunk is not None:
@@ -163,23 +146,24 @@ class EmbeddedLedger:
                 read = iter(plans) if plans is not None else None
                 for batch in chunk:
                     planned = None if read is None else [(zones[item.tenant], next(read)) for item in batch]
+                    # One thread writes the batch and then its outbox marks: a stop (SIGTERM's
+                    # cancellation) while it works lets it finish both, so the ledger's remembered
+                    # answers and the outbox agree.
                     done = await asyncio.to_thread(
-                        self._write, requests, gate, base, batch, token_for, report, planned)
-                    await marked()
-                    settling = asyncio.create_task(asyncio.to_thread(self._settle, done)), done
+                        self._batch, requests, gate, base, batch, token_for, report, planned)
+                    if after is not None:
+                        for item, delivery in done:
+                            after(item, delivery)
                     if report.ends_stream:
                         break
                 if report.ends_stream:
                     break
                 chunk, upcoming = upcoming, (await anext(chunks, None) if upcoming is not None else None)
-            await marked()
         finally:
             if reading is not None:
                 reading.cancel()
-            if settling is not None:  # a fault stopped the stream: the marks begun still finish
-                await asyncio.wait([settling[0]])
             await asyncio.to_thread(store.close)
-        return PostReport.merged([report, *settled])
+        return report
 
     async def _chunks(self, pages: Pages) -> AsyncIterator[list[Sequence[OutboxItem]]]:
         """The pages' items in batches of :attr:`batch_rows` (a page's last batch may be short),
@@ -226,10 +210,10 @@ class EmbeddedLedger:
 
         return asyncio.create_task(asyncio.to_thread(read))
 
-    def _write(self, requests: LedgerRequests, gate: Gatekeeper, base: str, batch: Sequence[OutboxItem],
+    def _batch(self, requests: LedgerRequests, gate: Gatekeeper, base: str, batch: Sequence[OutboxItem],
                token_for: TokenFor, report: PostReport,
                planned: Sequence[tuple[str, Plan | Refused]] | None = None) -> list[tuple[OutboxItem, Delivery]]:
-        """Apply a batch in one ledger transaction; the rows to mark in the outbox, each with its delivery;
+        """Apply a batch in one ledger transaction, then mark the outbox;
         ``planned`` are its requests already read, in its order, each with the time zone it was
         read in."""
         from ledger.errors import ApiError
@@ -257,14 +241,9 @@ class EmbeddedLedger:
         done = [(item, _delivery(answer)) for item, answer in zip(taken, answers)]
         report.answered.update(item.tenant for item, answer in zip(taken, answers)
                                if answer.status != HTTP_UNAUTHORIZED)
-        return done
-
-    def _settle(self, done: Sequence[tuple[OutboxItem, Delivery]]) -> PostReport:
-        """Mark ``done`` in the outbox, in one transaction; what it counted."""
-        counted = PostReport()
         with self.outbox.db.transaction():
-            record_deliveries(self.outbox, done, counted)
-        return counted
+            record_deliveries(self.outbox, done, report)
+        return done
 
 
 def _delivery(answer: Answer) -> Delivery:
