@@ -5,17 +5,18 @@ Two implementations:
 - :class:`RemoteSignalApi`: a Signal API over HTTP (a feed's ``[destination] url``, or the
   embedded API when in-process delivery is off). :class:`ingest.delivery.poster.Poster` does the
   work: pacing per token, retries, poison rows, 401.
-- :class:`EmbeddedLedger`: the product's own ledger, ``ledger.db`` of this data dir, written in
-  process through ``ledger.requests.LedgerRequests`` (the code the HTTP handlers call), many rows
-  per ledger transaction, with no HTTP hop and no rate limit. Each row gets the status and message
-  the HTTP API would answer. It never talks to another instance, and works the same whether or
-  not the daemon runs (SQLite's WAL and busy timeout serialise it with the daemon's API).
-  Each batch is read and validated in a limited child on the other core while the batch before
-  it is written (``ledger/plans.py``). Bench case 7 (docs/BENCHMARKS.md): a 5 MB file of 26,842
-  signals from upload to report in 7.6 s (before: one paced HTTP request per row, ~8 h; ~60 s
-  with the limits off).
+- :class:`EmbeddedLedger`: the product's own ledger (``settings.ledger_location``: this data dir's
+  ``ledger.db``, or the ``ledger`` schema of ``[database] url``), written in process through
+  ``ledger.requests.LedgerRequests`` (the code the HTTP handlers call), many rows per ledger
+  transaction, consecutive signals or calls of a tenant saved together, with no HTTP hop and no
+  rate limit. Each row gets the status and message the HTTP API would answer. It never talks to
+  another instance, and works the same whether or not the daemon runs (the database serialises
+  it with the daemon's API). Each chunk of batches is read and validated in a limited child on
+  the other core while the chunk before it is written (``ledger/plans.py``). Bench case 7
+  (docs/BENCHMARKS.md): a 5 MB file of 26,842 signals from upload to report in 5.7 s (before: one
+  paced HTTP request per row, ~8 h; ~60 s with the limits off).
 
-Durability: the ledger and the outbox are two database files, so a batch is two commits, the
+Durability: the ledger and the outbox are two stores, so a batch is two commits, the
 ledger's first and the outbox marks second. A crash between them leaves the batch pending; the
 next run sends it again, and the ledger answers it from ``delivered_requests``, which remembers
 each queued request's answer (by outbox id and content key) in the ledger transaction that
