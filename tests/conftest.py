@@ -36,6 +36,18 @@ def postgres_server() -> Iterator[postgres.PostgresServer]:
         server.stop()
 
 
+@pytest.fixture(scope="module")
+def stoppable_postgres() -> Iterator[postgres.PostgresServer]:
+    """A durable PostgreSQL server of the module's own, which its tests stop (``pause``) and start
+    again (``resume``) to play an outage, while the session's server stays up for the others."""
+    server = postgres.PostgresServer(durable=True)
+    try:
+        server.start()
+        yield server
+    finally:
+        server.stop()
+
+
 @pytest.fixture
 def postgres_url(postgres_server: postgres.PostgresServer) -> Iterator[str]:
     """A fresh, empty PostgreSQL database of the test's own."""

@@ -26,11 +26,13 @@ from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar, cast
 from urllib.parse import urlsplit, urlunsplit
 
 from core.db.dialect import Migration, PerEngine
 from core.errors import SftpInboxError
+
+_Face = TypeVar("_Face")
 
 __all__ = [
     "Connection",
@@ -143,18 +145,7 @@ class Database:
     # The face picks the engine's class, so it does not return cls itself.
     def __new__(cls, location: Location) -> Database:  # noqa: PYI034
         if cls is Database:
-            if isinstance(location, PostgresLocation):
-                try:
-                    from core.db.postgres import PostgresDatabase
-                except ImportError as exc:
-                    raise DatabaseUnavailable(
-                        f"{location}: PostgreSQL needs psycopg ({exc}): pip install 'sftp-inbox[postgresql]'"
-                    ) from exc
-
-                return super().__new__(PostgresDatabase)
-            from core.db.sqlite import SqliteDatabase
-
-            return super().__new__(SqliteDatabase)
+            return super().__new__(_engine_class(Database, location, "PostgresDatabase", "SqliteDatabase"))
         return super().__new__(cls)
 
     def close(self) -> None:
@@ -232,18 +223,7 @@ class Reader:
     # The face picks the engine's class, as Database does.
     def __new__(cls, location: Location, timeout_seconds: float) -> Reader:  # noqa: PYI034
         if cls is Reader:
-            if isinstance(location, PostgresLocation):
-                try:
-                    from core.db.postgres import PostgresReader
-                except ImportError as exc:
-                    raise DatabaseUnavailable(
-                        f"{location}: PostgreSQL needs psycopg ({exc}): pip install 'sftp-inbox[postgresql]'"
-                    ) from exc
-
-                return super().__new__(PostgresReader)
-            from core.db.sqlite import SqliteReader
-
-            return super().__new__(SqliteReader)
+            return super().__new__(_engine_class(Reader, location, "PostgresReader", "SqliteReader"))
         return super().__new__(cls)
 
     def read(self) -> AbstractContextManager[sqlite3.Connection]:
@@ -264,3 +244,20 @@ class Reader:
 
     def close(self) -> None:
         raise NotImplementedError
+
+
+def _engine_class(face: type[_Face], location: Location, postgres: str, sqlite: str) -> type[_Face]:
+    """``face``'s class named ``postgres`` in ``core.db.postgres`` for a :class:`PostgresLocation`,
+    else the one named ``sqlite`` in ``core.db.sqlite``; each engine's module is imported when
+    first needed (psycopg only where PostgreSQL is used)."""
+    if isinstance(location, PostgresLocation):
+        try:
+            from core.db import postgres as engine
+        except ImportError as exc:
+            raise DatabaseUnavailable(
+                f"{location}: PostgreSQL needs psycopg ({exc}): pip install 'sftp-inbox[postgresql]'"
+            ) from exc
+        return cast(type[_Face], getattr(engine, postgres))
+    from core.db import sqlite as sqlite_engine
+
+    return cast(type[_Face], getattr(sqlite_engine, sqlite))

@@ -93,28 +93,18 @@ def test_the_log_says_once_when_an_outage_begins_and_once_when_it_ends(caplog: p
 # -- a real server that goes away and comes back ------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def own_server() -> Iterator[PostgresServer]:
-    server = PostgresServer(durable=True)
-    try:
-        server.start()
-        yield server
-    finally:
-        server.stop()
-
-
 @pytest.fixture
-def database(own_server: PostgresServer) -> Iterator[Database]:
-    url = own_server.create_database()
+def database(stoppable_postgres: PostgresServer) -> Iterator[Database]:
+    url = stoppable_postgres.create_database()
     db = Database(PostgresLocation(url, "state"))
     db.migrate("test", ["CREATE TABLE items (name TEXT PRIMARY KEY)"])
     yield db
     db.close()
-    own_server.drop_database(url)
+    stoppable_postgres.drop_database(url)
 
 
 def test_a_server_stopped_then_started_again(
-    own_server: PostgresServer, database: Database, caplog: pytest.LogCaptureFixture,
+    stoppable_postgres: PostgresServer, database: Database, caplog: pytest.LogCaptureFixture,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     caplog.set_level(logging.INFO)
@@ -122,7 +112,7 @@ def test_a_server_stopped_then_started_again(
     outage = database._outage  # type: ignore[attr-defined]
     clock = Clock()
     monkeypatch.setattr(outage, "_clock", clock)
-    own_server.pause()
+    stoppable_postgres.pause()
     try:
         with pytest.raises(DatabaseUnavailable), database.transaction() as conn:  # lost mid-way
             conn.execute("INSERT INTO items VALUES ('half')")
@@ -138,7 +128,7 @@ def test_a_server_stopped_then_started_again(
         outage.settled(30)
         assert outage.down  # ...and still down
     finally:
-        own_server.resume()
+        stoppable_postgres.resume()
     with pytest.raises(DatabaseUnavailable, match="unreachable since"):  # not before its time
         database.query("SELECT name FROM items")
     clock.now += PROBE_SECONDS
@@ -154,11 +144,13 @@ def test_a_server_stopped_then_started_again(
     assert len(events(caplog, "database.available")) == 1
 
 
-def test_every_store_on_the_server_shares_its_down_state(own_server: PostgresServer, database: Database) -> None:
+def test_every_store_on_the_server_shares_its_down_state(
+    stoppable_postgres: PostgresServer, database: Database,
+) -> None:
     other = Database(PostgresLocation(database.path.url, "ledger"))  # type: ignore[union-attr]
     try:
         assert other._outage is database._outage  # type: ignore[attr-defined]
-        own_server.pause()
+        stoppable_postgres.pause()
         try:
             with pytest.raises(DatabaseUnavailable):
                 database.query("SELECT 1")
@@ -169,7 +161,7 @@ def test_every_store_on_the_server_shares_its_down_state(own_server: PostgresSer
             with pytest.raises(DatabaseUnavailable, match="unreachable since"):
                 other.query("SELECT 1")  # ...and it does not try the server: refused at once
         finally:
-            own_server.resume()
+            stoppable_postgres.resume()
     finally:
         other._outage.recovered()  # type: ignore[attr-defined]
         other.close()

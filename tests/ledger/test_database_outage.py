@@ -21,30 +21,20 @@ from tests.support.postgres import PostgresServer
 WAIT_SECONDS = 30.0
 
 
-@pytest.fixture(scope="module")
-def own_server() -> Iterator[PostgresServer]:
-    server = PostgresServer(durable=True)
-    try:
-        server.start()
-        yield server
-    finally:
-        server.stop()
-
-
 @pytest.fixture
-def settings(settings: Settings, own_server: PostgresServer) -> Iterator[Settings]:
-    url = own_server.create_database()
+def settings(settings: Settings, stoppable_postgres: PostgresServer) -> Iterator[Settings]:
+    url = stoppable_postgres.create_database()
     yield settings.replace(database__url=url)
-    if not own_server.running:  # a test that failed while it was stopped
-        own_server.resume()
-    own_server.drop_database(url)
+    if not stoppable_postgres.running:  # a test that failed while it was stopped
+        stoppable_postgres.resume()
+    stoppable_postgres.drop_database(url)
 
 
 async def test_an_outage_answers_503_with_retry_after_then_the_api_comes_back(
-    client: TenantClient, own_server: PostgresServer,
+    client: TenantClient, stoppable_postgres: PostgresServer,
 ) -> None:
     assert await client.transactions() == []
-    own_server.pause()
+    stoppable_postgres.pause()
     try:
         took = []
         for _ in range(3):
@@ -56,7 +46,7 @@ async def test_an_outage_answers_503_with_retry_after_then_the_api_comes_back(
             assert response.json()["errors"]["class"] == "ServiceUnavailable"
         print(f"API requests while the database was down took {[f'{t:.3f}' for t in took]} s")
     finally:
-        own_server.resume()
+        stoppable_postgres.resume()
     deadline = time.monotonic() + WAIT_SECONDS
     await asyncio.sleep(PROBE_SECONDS)
     while (response := await client.transactions_response()).status_code != 200:

@@ -27,23 +27,13 @@ from tests.support.postgres import PostgresServer
 WAIT_SECONDS = 60.0
 
 
-@pytest.fixture(scope="module")
-def own_server() -> Iterator[PostgresServer]:
-    server = PostgresServer(durable=True)
-    try:
-        server.start()
-        yield server
-    finally:
-        server.stop()
-
-
 @pytest.fixture
-def url(own_server: PostgresServer) -> Iterator[str]:
-    url = own_server.create_database()
+def url(stoppable_postgres: PostgresServer) -> Iterator[str]:
+    url = stoppable_postgres.create_database()
     yield url
-    if not own_server.running:
-        own_server.resume()
-    own_server.drop_database(url)
+    if not stoppable_postgres.running:
+        stoppable_postgres.resume()
+    stoppable_postgres.drop_database(url)
 
 
 def log_events(log: Path, name: str) -> list[dict[str, object]]:
@@ -61,7 +51,7 @@ async def refused_login(port: int) -> float:
 
 
 def test_logins_are_refused_at_once_uploads_kept_and_service_resumes_by_itself(
-    own_server: PostgresServer, url: str, tmp_path: Path,
+    stoppable_postgres: PostgresServer, url: str, tmp_path: Path,
 ) -> None:
     config = tmp_path / "sftpd.toml"
     config.write_text(f'data_dir = "{tmp_path / "var"}"\n[api]\nenabled = false\n[admin]\nlisten_port = 0\n'
@@ -80,14 +70,14 @@ def test_logins_are_refused_at_once_uploads_kept_and_service_resumes_by_itself(
         body = b"id,amount\n" + b"1,2\n" * 100_000
         with paramiko_sftp(port, "demo", password) as sftp, sftp.open("in/during.csv", "wb") as upload:
             upload.write(body[:4096])
-            own_server.pause()
+            stoppable_postgres.pause()
             took = asyncio.run(_refusals(port))
             print(f"refused logins while the database was down: {[f'{t:.3f}' for t in took]} s")
             upload.write(body[4096:])
         # closed while the database is down: kept, and the daemon is still serving
         assert process.poll() is None
         assert (tmp_path / "var" / "tenants" / "demo" / "in" / "during.csv").exists()
-        own_server.resume()
+        stoppable_postgres.resume()
         deadline = time.monotonic() + WAIT_SECONDS
         while True:  # logins come back by themselves, no restart
             try:

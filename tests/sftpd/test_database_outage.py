@@ -27,25 +27,15 @@ from tests.support.postgres import PostgresServer
 WAIT_SECONDS = 30.0
 
 
-@pytest.fixture(scope="module")
-def own_server() -> Iterator[PostgresServer]:
-    server = PostgresServer(durable=True)
-    try:
-        server.start()
-        yield server
-    finally:
-        server.stop()
-
-
 @pytest.fixture
-def settings(settings: Settings, own_server: PostgresServer) -> Iterator[Settings]:
+def settings(settings: Settings, stoppable_postgres: PostgresServer) -> Iterator[Settings]:
     """The front door's settings with its state on the module's own server, whatever engine the
     session runs on."""
-    url = own_server.create_database()
+    url = stoppable_postgres.create_database()
     yield settings.replace(database__url=url)
-    if not own_server.running:  # a test that failed while it was stopped
-        own_server.resume()
-    own_server.drop_database(url)
+    if not stoppable_postgres.running:  # a test that failed while it was stopped
+        stoppable_postgres.resume()
+    stoppable_postgres.drop_database(url)
 
 
 def logged(caplog: pytest.LogCaptureFixture, event: str) -> list[dict[str, object]]:
@@ -71,7 +61,7 @@ async def until(condition: object, what: str) -> None:
 
 
 async def test_an_outage_refuses_logins_keeps_the_open_upload_and_ends_by_itself(
-    make_server: ServerFactory, own_server: PostgresServer, caplog: pytest.LogCaptureFixture,
+    make_server: ServerFactory, stoppable_postgres: PostgresServer, caplog: pytest.LogCaptureFixture,
 ) -> None:
     caplog.set_level(logging.INFO)
     running: RunningServer = await make_server()
@@ -79,7 +69,7 @@ async def test_an_outage_refuses_logins_keeps_the_open_upload_and_ends_by_itself
     async with asyncssh_sftp(running.port, TENANT, TEST_PASSWORD) as sftp:
         async with sftp.open("in/during.csv", "wb") as upload:
             await upload.write(body[:1000])
-            own_server.pause()
+            stoppable_postgres.pause()
             took = [await refused_login(running.port) for _ in range(3)]
             print(f"refused logins while the database was down took {[round(t, 3) for t in took]} s")
             await upload.write(body[1000:])
@@ -88,7 +78,7 @@ async def test_an_outage_refuses_logins_keeps_the_open_upload_and_ends_by_itself
         assert (running.inbox() / "during.csv").exists()
         assert running.events == []
         await until(lambda: logged(caplog, "upload.record_waiting"), "the record to wait")
-        own_server.resume()
+        stoppable_postgres.resume()
         # The session opened before the outage goes on; the record lands once the server is back.
         await until(lambda: running.events, "the upload to be recorded")
         assert [name async for name in sftp.scandir("in")]  # still served
@@ -108,18 +98,18 @@ async def test_an_outage_refuses_logins_keeps_the_open_upload_and_ends_by_itself
 
 
 async def test_a_server_stopping_while_the_database_is_down_leaves_the_upload_to_the_scan(
-    make_server: ServerFactory, own_server: PostgresServer, caplog: pytest.LogCaptureFixture,
+    make_server: ServerFactory, stoppable_postgres: PostgresServer, caplog: pytest.LogCaptureFixture,
 ) -> None:
     caplog.set_level(logging.INFO)
     running: RunningServer = await make_server()
     async with asyncssh_sftp(running.port, TENANT, TEST_PASSWORD) as sftp:
-        own_server.pause()
+        stoppable_postgres.pause()
         try:
             await sftp.put(__file__, "in/late.csv")
             await until(lambda: logged(caplog, "upload.record_waiting"), "the record to wait")
             await asyncio.wait_for(running.server.close(), WAIT_SECONDS)  # no hang on the record
         finally:
-            own_server.resume()
+            stoppable_postgres.resume()
     assert (running.inbox() / "late.csv").exists()  # kept, for the next scan to find
     assert running.events == []
     [not_recorded] = logged(caplog, "upload.not_recorded")
