@@ -8,8 +8,7 @@ from __future__ import annotations
 import socket
 import sqlite3
 import threading
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Iterator
 
 import psycopg
 import pytest
@@ -20,21 +19,12 @@ import ingest.retention
 import ingest.store
 import ledger.migrations
 import sftpd.defender
-from core.db import Database, DatabaseUnavailable, Location, PerEngine, PostgresLocation, SchemaTooNew
+from core.db import Database, DatabaseUnavailable, PerEngine, PostgresLocation, SchemaTooNew
 from core.db.dialect import Untranslatable, postgres_ddl, statements, to_pyformat
 from core.db.postgres import TransactionAborted
+from tests.core.conftest import Locate
 
-Locate = Callable[[str], Location]
 WAIT_SECONDS = 30.0
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def locate(request: pytest.FixtureRequest, tmp_path: Path) -> Locate:
-    """Where a store named ``name`` lives on the engine under test."""
-    if request.param == "sqlite":
-        return lambda name: tmp_path / f"{name}.db"
-    url = request.getfixturevalue("postgres_url")
-    return lambda name: PostgresLocation(url, name)
 
 
 @pytest.fixture

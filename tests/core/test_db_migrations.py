@@ -6,26 +6,17 @@ On SQLite and on a real PostgreSQL server (tests/support/postgres.py).
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from core.db import Database, Location, PostgresLocation, SchemaTooNew, SchemaTooOld
+from core.db import Database, PostgresLocation, SchemaTooNew, SchemaTooOld
+from tests.core.conftest import Locate
 
-Locate = Callable[[str], Location]
 V1 = ["CREATE TABLE items (name TEXT)"]
 # Version 2's step fails at its second statement, after its first one ran.
 V2_FAILING = [*V1, "CREATE TABLE extras (x INTEGER);\nCREATE TABLE items (again TEXT)"]
 V2 = [*V1, "CREATE TABLE extras (x INTEGER);\nALTER TABLE items ADD COLUMN size INTEGER"]
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def locate(request: pytest.FixtureRequest, tmp_path: Path) -> Locate:
-    if request.param == "sqlite":
-        return lambda name: tmp_path / f"{name}.db"
-    url = request.getfixturevalue("postgres_url")
-    return lambda name: PostgresLocation(url, name)
 
 
 def version(db: Database, component: str = "test") -> int:
