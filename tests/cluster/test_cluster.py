@@ -110,6 +110,9 @@ pair_max_failures = 2
 failure_delay_seconds = 0.0
 [schedule]
 stable_seconds = 1.0
+# An upload a node recorded (or published) but did not stage before it was killed is staged by
+# a later scan of either node: soon here, within the test's wait (the default is every 60 s).
+scan_interval_seconds = 1.0
 [api]
 listen_port = {free_port()}
 [admin]
@@ -362,7 +365,20 @@ async def test_two_nodes_behind_haproxy_share_the_work_and_lose_nothing(
             rows = state.query("SELECT path, state FROM uploads WHERE tenant = ? ORDER BY id", (TENANT,))
             latest = {row["path"]: row["state"] for row in rows}
             return latest.keys() >= set(everything) and "received" not in latest.values()
-        poll("every upload staged", staged)
+        try:
+            # Generous: a file a killed node published but never recorded waits for a scan that
+            # finds it stable (a second here), and a scan for the claim a dead holder left.
+            poll("every upload staged", staged, timeout=2 * WAIT_SECONDS)
+        except AssertionError:
+            rows = state.query("SELECT * FROM uploads WHERE tenant = ? ORDER BY id", (TENANT,))
+            waiting = {row["path"] for row in rows if row["state"] == "received"}
+            unknown = sorted(set(everything) - {row["path"] for row in rows})
+            inbox = tmp_path / "shared" / "var" / "tenants" / TENANT
+            raise AssertionError(
+                f"not staged: {[dict(row) for row in rows if row['path'] in waiting]}; never recorded:"
+                f" {[(path, (inbox / path).exists()) for path in unknown]};"
+                f" A: {[e for e in a.events() if e.get('level') != 'info'][-10:]};"
+                f" B: {[e for e in b.events() if e.get('level') != 'info'][-10:]}") from None
 
         run = await asyncio.to_thread(sftpctl, a.config, "run")
         assert run.returncode == 0, run.stdout + run.stderr
