@@ -143,7 +143,7 @@ class EmbeddedLedger:
             while chunk is not None:
                 plans = await reading if reading is not None else None
                 reading = await self._reading(upcoming, base, zones) if upcoming is not None else None
-                await asyncio.to_thread(self._known_zones, [item for batch in chunk for item in batch], zones)
+                # A chunk's plans were read in the time zones ``_reading`` looked up for it.
                 read = iter(plans) if plans is not None else None
                 for batch in chunk:
                     planned = None if read is None else [(zones[item.tenant], next(read)) for item in batch]
