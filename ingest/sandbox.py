@@ -16,6 +16,7 @@ must be importable at module level.
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import os
 import resource
@@ -33,7 +34,7 @@ from typing import Any, TypeVar, cast
 from core.config import MiB, ParseSettings
 from core.logs import get_logger
 
-__all__ = ["Limits", "WorkerFailed", "run_limited"]
+__all__ = ["Channel", "Limits", "Worker", "WorkerFailed", "run_limited", "start_limited"]
 
 log = get_logger(__name__)
 
@@ -44,7 +45,7 @@ A = TypeVar("A")
 #: What every child needs, imported once by the fork server: the readers (polars) among them,
 #: which the parent does not load.
 PRELOAD = ["ingest.prepare", "ingest.rows.readers", "ingest.rows.validate", "ingest.rows.mapping", "ingest.check",
-           "ledger.plans"]
+           "ledger.plans", "ingest.delivery.ledger_writes"]
 INTERNAL_ERROR = "the file could not be processed because of an internal error; the operators have been told"
 # Seconds between the soft CPU limit (SIGXCPU) and the hard one (SIGKILL).
 CPU_GRACE_SECONDS = 5
@@ -104,9 +105,96 @@ def run_limited(function: Callable[[A], T], argument: A, limits: Limits) -> T:
     return cast(T, value)
 
 
-def _receive(receiver: Connection, child: Any, wall_seconds: float) -> tuple[str, Any] | None:
-    """The child's message, or None if it died without sending one."""
-    if not receiver.poll(wall_seconds):
+class Channel:
+    """The child's end of a :class:`Worker`: messages to and from the parent."""
+
+    def __init__(self, connection: Connection) -> None:
+        self._connection = connection
+
+    def send(self, message: Any) -> None:
+        self._connection.send(("message", message))
+
+    def receive(self) -> Any:
+        """The parent's next message (blocking)."""
+        return self._connection.recv()
+
+    def waiting(self) -> bool:
+        """True if the parent sent a message not received yet."""
+        return self._connection.poll()
+
+
+class Worker:
+    """A limited child that exchanges messages with its parent while it works.
+
+    Started by :func:`start_limited`; the child runs ``function(argument, channel)`` under the same
+    limits as :func:`run_limited`. The parent sends messages, and receives each message the child
+    sent, then :data:`Worker.DONE` once the function returned: a child that died, broke
+    a limit or raised is a :class:`WorkerFailed` there. Blocking: call it from a worker thread.
+    """
+
+    DONE: Any = object()
+
+    def __init__(self, function: Callable[[A, Channel], None], argument: A, limits: Limits) -> None:
+        _ensure_preload()
+        self._connection, child_end = _context.Pipe(duplex=True)
+        self._limits = limits
+        self._deadline = time.monotonic() + limits.wall_seconds
+        self._child = _context.Process(target=_talking_child_main, args=(child_end, function, argument, limits),
+                                       daemon=True)
+        self._child.start()
+        child_end.close()
+        self._done = False
+
+    @property
+    def pid(self) -> int | None:
+        return self._child.pid
+
+    def send(self, message: Any) -> None:
+        """Give the child ``message``; a child gone already is told by :meth:`receive`."""
+        with contextlib.suppress(OSError):
+            self._connection.send(message)
+
+    def receive(self) -> Any:
+        """The child's next message, or :data:`DONE` once it has returned."""
+        if self._done:
+            return self.DONE
+        try:
+            outcome = _receive(self._connection, self._child, self._limits.wall_seconds,
+                               self._deadline - time.monotonic())
+        except WorkerFailed:
+            self._close()
+            raise
+        kind, value = outcome or _death(self._close(), self._limits)
+        if kind == "message":
+            return value
+        self._close()
+        if kind != "ok":
+            raise WorkerFailed(kind, value)
+        return self.DONE
+
+    def close(self) -> None:
+        """Stop the child if it still runs (kill) and reap it."""
+        self._close()
+
+    def _close(self) -> int | None:
+        self._done = True
+        self._connection.close()
+        if self._child.is_alive():
+            self._child.kill()
+        self._child.join()
+        return self._child.exitcode
+
+
+def start_limited(function: Callable[[A, Channel], None], argument: A, limits: Limits) -> Worker:
+    """``function(argument, channel)`` in a limited child that talks with the parent as it works."""
+    return Worker(function, argument, limits)
+
+
+def _receive(receiver: Connection, child: Any, wall_seconds: float,
+             timeout: float | None = None) -> tuple[str, Any] | None:
+    """The child's message, or None if it died without sending one; ``timeout`` is what is left of
+    ``wall_seconds`` (all of it by default)."""
+    if not receiver.poll(wall_seconds if timeout is None else max(0.0, timeout)):
         if child.is_alive():
             raise WorkerFailed(
                 "time", f"reading the file took longer than the {wall_seconds:g} seconds allowed for one file"
@@ -187,6 +275,12 @@ def _child_main(sender: Connection, function: Callable[[Any], Any], argument: An
         sender.send(("memory", _memory_reason(limits)))
     finally:
         sender.close()
+
+
+def _talking_child_main(connection: Connection, function: Callable[[Any, Channel], None], argument: Any,
+                        limits: Limits) -> None:
+    """A :class:`Worker`'s child: :func:`_child_main` with a channel to the parent."""
+    _child_main(connection, lambda value: function(value, Channel(connection)), argument, limits)
 
 
 def _limit(limits: Limits) -> None:

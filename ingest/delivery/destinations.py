@@ -6,15 +6,16 @@ Two implementations:
   embedded API when in-process delivery is off). :class:`ingest.delivery.poster.Poster` does the
   work: pacing per token, retries, poison rows, 401.
 - :class:`EmbeddedLedger`: the product's own ledger (``settings.ledger_location``: this data dir's
-  ``ledger.db``, or the ``ledger`` schema of ``[database] url``), written in process through
+  ``ledger.db``, or the ``ledger`` schema of ``[database] url``), written through
   ``ledger.requests.LedgerRequests`` (the code the HTTP handlers call), many rows per ledger
   transaction, consecutive signals or calls of a tenant saved together, with no HTTP hop and no
   rate limit. Each row gets the status and message the HTTP API would answer. It never talks to
   another instance, and works the same whether or not the daemon runs (the database serialises
-  it with the daemon's API). Each chunk of batches is read and validated in a limited child on
-  the other core while the chunk before it is written (``ledger/plans.py``). Bench case 7
-  (docs/BENCHMARKS.md): a 5 MB file of 26,842 signals from upload to report in 5.7 s (before: one
-  paced HTTP request per row, ~8 h; ~60 s with the limits off).
+  it with the daemon's API). A stream of more than one chunk of batches is written by limited
+  children, a chunk each (``ingest.delivery.ledger_writes``): the next chunks' children read
+  theirs while one writes, and the ledger's work stays out of this process (the daemon's event
+  loop). Bench case 7 (docs/BENCHMARKS.md): a 5 MB file of 26,842 signals from upload to report
+  in about 5 s (before: one paced HTTP request per row, ~8 h; ~60 s with the limits off).
 
 Durability: the ledger and the outbox are two stores, so a batch is two commits, the
 ledger's first and the outbox marks second. A crash between them leaves the batch pending; the
@@ -29,41 +30,37 @@ back and forth once more.
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Protocol
 
 from core.config import Settings
 from core.logs import get_logger
 from core.tenants import TenantStore
 from ingest.delivery.outbox import Outbox, OutboxItem
-from ingest.delivery.poster import (
-    HTTP_UNAUTHORIZED,
-    Delivery,
-    DeliveryOutcome,
-    Poster,
-    PostReport,
-    error_text,
-    record_deliveries,
-)
-from ingest.sandbox import Limits, WorkerFailed, run_limited
+from ingest.delivery.poster import HTTP_UNAUTHORIZED, Delivery, Poster, PostReport, record_deliveries
+from ingest.sandbox import Limits, Worker, WorkerFailed, start_limited
 
 if TYPE_CHECKING:
+    from ingest.delivery.ledger_writes import WriteRow
     from ledger.auth import Gatekeeper
-    from ledger.plans import Plan, Refused
-    from ledger.requests import Answer, LedgerRequests
+    from ledger.requests import LedgerRequests
+    from ledger.store import LedgerStore
 
 log = get_logger("ingest.destinations")
 
 #: Rows per ledger transaction: large enough that commits cost little, small enough that the
 #: daemon's API and other writers wait at most a fraction of a second for the ledger.
 BATCH_ROWS = 500
-#: Batches read by one child at most: each child costs a fork, so a chunk of several batches
-#: lets the reading (on the other core) keep ahead of the ledger's writes.
+#: Batches written by one child at most: each child costs a fork, so a chunk of several batches
+#: lets the next chunk's reading (on the other core) keep ahead of this one's writing.
 READ_BATCHES = 4
+#: Chunks read ahead of the one written: each child reads its chunk and opens the stores in
+#: about the time the one before writes its own, so two keep the writing from waiting.
+CHUNKS_AHEAD = 2
 #: Remembered answers older than this are forgotten; a replay comes at the next run.
 REMEMBER_SECONDS = 7 * 24 * 3600.0
-HTTP_ERROR = 400
 
 After = Callable[[OutboxItem, Delivery], None]
 TokenFor = Callable[[OutboxItem], str]
@@ -101,7 +98,8 @@ class RemoteSignalApi:
 
 
 class EmbeddedLedger:
-    """The data dir's own ledger, written in bulk in process; opened per stream, then closed."""
+    """The data dir's own ledger, written in bulk: a small stream by this process, a larger one
+    a chunk of batches per limited child (``ingest.delivery.ledger_writes``)."""
 
     def __init__(self, settings: Settings, tenants: TenantStore, outbox: Outbox,
                  batch_rows: int | None = None) -> None:
@@ -121,56 +119,44 @@ class EmbeddedLedger:
         chunk = await anext(chunks, None)
         if chunk is None:
             return report
-        # Imported here: the one door from ingest into ledger, used only by this destination.
-        from ledger.auth import Gatekeeper
-        from ledger.requests import LedgerRequests
-        from ledger.store import LedgerStore
-
-        store = await asyncio.to_thread(LedgerStore.open, self.settings.ledger_location)
-        base = self.settings.embedded_api_base
-        zones: dict[str, str] = {}
-        reading: asyncio.Task[list[Plan | Refused] | None] | None = None
+        upcoming = await anext(chunks, None)
+        here = _Here(self, token_for)
+        forget: float | None = time.time() - REMEMBER_SECONDS
+        started: list[_ChunkWriter] = []
         try:
-            requests = LedgerRequests(self.settings.api, self.tenants, store)
-            gate = Gatekeeper(self.tenants, None)
-            await asyncio.to_thread(requests.forget_delivered, time.time() - REMEMBER_SECONDS)
-            upcoming = await anext(chunks, None)
-            # Each chunk of batches is read (parsed, validated) in a child while the chunk before
-            # it is written: the ledger's writes keep this core, the reading takes the other. A
-            # lone chunk is read in process: a child would cost more than it saves.
-            if upcoming is not None:
-                reading = await self._reading(chunk, base, zones)
-            while chunk is not None:
-                plans = await reading if reading is not None else None
-                reading = await self._reading(upcoming, base, zones) if upcoming is not None else None
-                # A chunk's plans were read in the time zones ``_reading`` looked up for it.
-                read = iter(plans) if plans is not None else None
-                for batch in chunk:
-                    planned = None if read is None else [(zones[item.tenant], next(read)) for item in batch]
-                    # One thread writes the batch and then its outbox marks: a stop (SIGTERM's
-                    # cancellation) while it works lets it finish both, so the ledger's remembered
-                    # answers and the outbox agree.
-                    done = await asyncio.to_thread(
-                        self._batch, requests, gate, base, batch, token_for, report, planned)
-                    if after is not None:
-                        for item, delivery in done:
-                            after(item, delivery)
-                    if report.ends_stream:
-                        break
+            if upcoming is None:
+                # A lone chunk is written here: a child would cost more than it saves.
+                await asyncio.to_thread(here.forget, forget)
+                await self._write_here(here, chunk, report, after)
+                return report
+            zones: dict[str, str] = {}
+            for first in (chunk, upcoming):
+                started.append(await self._writer(first, token_for, zones, forget))
+                forget = None
+            while started:
+                # The children of the next chunks read (and open the stores) while this one's
+                # writes; the next is told to go as soon as this one's last batch is committed.
+                writer = started[0]
+                await self._write(writer, started[1] if len(started) > 1 else None, here, report, after)
+                started.remove(writer)
                 if report.ends_stream:
                     break
-                chunk, upcoming = upcoming, (await anext(chunks, None) if upcoming is not None else None)
+                while len(started) < 1 + CHUNKS_AHEAD and (chunk := await anext(chunks, None)) is not None:
+                    started.append(await self._writer(chunk, token_for, zones, None))
         finally:
-            if reading is not None:
-                reading.cancel()
-            await asyncio.to_thread(store.close)
+            # A stop (SIGTERM's cancellation) or a fault: a child under way finishes its batch, and
+            # every batch a child committed is marked, so the ledger's remembered answers and the
+            # outbox agree; a child still reading is told to stop.
+            for writer in started:
+                await asyncio.to_thread(writer.stop, report)
+            await asyncio.to_thread(here.close)
         return report
 
     async def _chunks(self, pages: Pages) -> AsyncIterator[list[Sequence[OutboxItem]]]:
         """The pages' items in batches of :attr:`batch_rows` (a page's last batch may be short),
-        grouped in chunks read by one child each: one batch first, so writing starts soon, then
-        twice as many each time up to :data:`READ_BATCHES`, so the reading keeps ahead of the
-        writing at a child per chunk."""
+        grouped in chunks written by one child each: one batch first, so writing starts soon,
+        then twice as many each time up to :data:`READ_BATCHES`, so the reading keeps ahead of
+        the writing at a child per chunk."""
         size = 1
         chunk: list[Sequence[OutboxItem]] = []
         async for page in pages:
@@ -182,77 +168,176 @@ class EmbeddedLedger:
         if chunk:
             yield chunk
 
-    def _known_zones(self, items: Sequence[OutboxItem], zones: dict[str, str]) -> None:
-        """Add the time zone of each tenant of ``items`` not in ``zones`` yet: a request's times
-        are read in its tenant's."""
-        for name in {item.tenant for item in items} - zones.keys():
-            zones[name] = self.tenants.get(name).timezone
+    async def _writer(self, chunk: Sequence[Sequence[OutboxItem]], token_for: TokenFor, zones: dict[str, str],
+                      forget: float | None) -> _ChunkWriter:
+        """A child for ``chunk``, started now: it reads the chunk, then waits for its turn."""
+        from ingest.delivery.ledger_writes import ChunkJob, write_chunk
 
-    async def _reading(self, chunk: Sequence[Sequence[OutboxItem]], base: str,
-                       zones: dict[str, str]) -> asyncio.Task[list[Plan | Refused] | None]:
-        """Read the batches of ``chunk`` in a limited child (``ingest.sandbox``), started now."""
-        from ledger.plans import BodyLimits, PlanJob, plan_batch
+        def start() -> _ChunkWriter:
+            for name in {item.tenant for items in chunk for item in items} - zones.keys():
+                zones[name] = self.tenants.get(name).timezone
+            base = len(self.settings.embedded_api_base)
+            batches = [[_row(item, token_for, base) for item in items] for items in chunk]
+            job = ChunkJob(self.settings, {item.tenant: zones[item.tenant] for items in chunk for item in items},
+                           batches, forget)
+            worker = start_limited(write_chunk, job, Limits.from_settings(self.settings.parse))
+            return _ChunkWriter(self, worker, chunk)
 
-        batch = [item for items in chunk for item in items]
-        await asyncio.to_thread(self._known_zones, batch, zones)
+        return await asyncio.to_thread(start)
 
-        api = self.settings.api
-        job = PlanJob(BodyLimits(api.max_body_bytes, api.max_json_depth),
-                      [(item.tenant, zones[item.tenant], item.method, item.url[len(base):], item.text)
-                       for item in batch])
-        limits = Limits.from_settings(self.settings.parse)
-
-        def read() -> list[Plan | Refused] | None:
+    async def _write(self, writer: _ChunkWriter, following: _ChunkWriter | None, here: _Here, report: PostReport,
+                     after: After | None) -> None:
+        """Let ``writer`` write its chunk and mark each batch as its answers come, then let
+        ``following`` go; a child that fails leaves the batches it did not answer to this
+        process."""
+        await asyncio.to_thread(writer.go, report)
+        while True:
             try:
-                return run_limited(plan_batch, job, limits)
-            except WorkerFailed as exc:  # the batch is read in process instead, as without a child
-                log.warning("delivery.reading_failed", rows=len(batch), reason=exc.reason, limit=exc.kind)
-                return None
+                done = await asyncio.to_thread(writer.next_batch, report, following)
+            except WorkerFailed as exc:
+                log.warning("delivery.writer_failed", rows=sum(map(len, writer.unanswered)), reason=exc.reason,
+                            limit=exc.kind)
+                await self._write_here(here, writer.unanswered, report, after)
+                return
+            if done is None:
+                return
+            _tell(after, done)
+            if report.ends_stream:
+                return
 
-        return asyncio.create_task(asyncio.to_thread(read))
+    async def _write_here(self, here: _Here, chunk: Sequence[Sequence[OutboxItem]], report: PostReport,
+                          after: After | None) -> None:
+        for batch in chunk:
+            # One thread writes the batch and then its outbox marks: a stop (SIGTERM's
+            # cancellation) while it works lets it finish both.
+            _tell(after, await asyncio.to_thread(here.write, batch, report))
+            if report.ends_stream:
+                return
 
-    def _batch(self, requests: LedgerRequests, gate: Gatekeeper, base: str, batch: Sequence[OutboxItem],
-               token_for: TokenFor, report: PostReport,
-               planned: Sequence[tuple[str, Plan | Refused]] | None = None) -> list[tuple[OutboxItem, Delivery]]:
-        """Apply a batch in one ledger transaction, then mark the outbox;
-        ``planned`` are its requests already read, in its order, each with the time zone it was
-        read in."""
-        from ledger.errors import ApiError
-        from ledger.requests import Queued
-
-        queued: list[Queued] = []
-        taken: list[OutboxItem] = []
-        with requests.batch([(item.id, item.key) for item in batch]) as conn:
-            for index, item in enumerate(batch):
-                if item.tenant in report.refused:
-                    report.left_pending += 1
-                    continue
-                token = token_for(item)
-                admitted = requests.admit_once(gate, token)
-                if isinstance(admitted, ApiError) and admitted.status_code == HTTP_UNAUTHORIZED:
-                    # This row gets its 401; the tenant's rows after it wait for a new token.
-                    report.refused.add(item.tenant)
-                    log.warning("post.token_refused", tenant=item.tenant, destination="embedded ledger")
-                queued.append(Queued(item.tenant, token, item.id, item.key, item.method, item.url[len(base):],
-                                     item.text, planned[index] if planned is not None else None))
-                taken.append(item)
-            # A fault of ours (a bug, a broken database) rolls the whole batch back and stops
-            # the run, as a crash would: the batch stays pending for the next run.
-            answers = requests.apply_queued(conn, gate, queued)
-        done = [(item, _delivery(answer)) for item, answer in zip(taken, answers)]
-        report.answered.update(item.tenant for item, answer in zip(taken, answers)
-                               if answer.status != HTTP_UNAUTHORIZED)
+    def settle(self, batch: Sequence[OutboxItem], deliveries: Sequence[Delivery | None], refused: Iterable[str],
+               report: PostReport) -> list[tuple[OutboxItem, Delivery]]:
+        """Count and mark a written batch: each row's delivery (None: left pending), and the
+        tenants whose token was refused so far."""
+        for tenant in set(refused) - report.refused:
+            log.warning("post.token_refused", tenant=tenant, destination="embedded ledger")
+            report.refused.add(tenant)
+        done: list[tuple[OutboxItem, Delivery]] = []
+        for item, delivery in zip(batch, deliveries, strict=True):
+            if delivery is None:
+                report.left_pending += 1
+            else:
+                done.append((item, delivery))
+        report.answered.update(item.tenant for item, delivery in done if delivery.status_code != HTTP_UNAUTHORIZED)
         with self.outbox.db.transaction():
             record_deliveries(self.outbox, done, report)
         return done
 
 
-def _delivery(answer: Answer) -> Delivery:
-    """The outcome the poster would record for this answer over HTTP."""
-    status = answer.status
-    if status < HTTP_ERROR:
-        return Delivery(DeliveryOutcome.POSTED, status, answer.transaction_id, "", 1)
-    if status == HTTP_UNAUTHORIZED:
-        return Delivery(DeliveryOutcome.UNAUTHORIZED, status, None,
-                        "the destination refused the API token (HTTP 401)", 1)
-    return Delivery(DeliveryOutcome.FAILED, status, None, error_text(status, answer.body), 1)
+def _row(item: OutboxItem, token_for: TokenFor, base: int) -> WriteRow:
+    from ingest.delivery.ledger_writes import WriteRow
+
+    return WriteRow(item.id, item.key, item.tenant, token_for(item), item.method, item.url[base:], item.text)
+
+
+def _tell(after: After | None, done: Sequence[tuple[OutboxItem, Delivery]]) -> None:
+    if after is not None:
+        for item, delivery in done:
+            after(item, delivery)
+
+
+class _ChunkWriter:
+    """The parent's side of one chunk's child: tells it to go or stop, and marks each batch
+    from its answers, in order. Its methods block: each runs in a worker thread, one at a time."""
+
+    def __init__(self, ledger: EmbeddedLedger, worker: Worker, chunk: Sequence[Sequence[OutboxItem]]) -> None:
+        self.ledger = ledger
+        self.worker = worker
+        self.chunk = chunk
+        self.answered = 0
+        self.told = False
+        self.lock = threading.Lock()
+
+    @property
+    def unanswered(self) -> Sequence[Sequence[OutboxItem]]:
+        return self.chunk[self.answered:]
+
+    def go(self, report: PostReport, refused: Iterable[str] = ()) -> None:
+        """Let the child write (once), the tenants refused so far left pending."""
+        with self.lock:
+            if not self.told:
+                self.told = True
+                self.worker.send(sorted(report.refused.union(refused)))
+
+    def next_batch(self, report: PostReport,
+                   following: _ChunkWriter | None = None) -> list[tuple[OutboxItem, Delivery]] | None:
+        """The next batch written, marked; None once the child is done. Once the chunk's last
+        batch is committed, ``following`` may go: it writes while this batch is marked."""
+        with self.lock:
+            return self._next(report, following)
+
+    def _next(self, report: PostReport,
+              following: _ChunkWriter | None = None) -> list[tuple[OutboxItem, Delivery]] | None:
+        answers = self.worker.receive()
+        if answers is Worker.DONE:
+            return None
+        deliveries, refused = answers
+        batch = self.chunk[self.answered]
+        self.answered += 1
+        if following is not None and self.answered == len(self.chunk) and not refused:
+            following.go(report, refused)
+        return self.ledger.settle(batch, deliveries, refused, report)
+
+    def stop(self, report: PostReport) -> None:
+        """Stop the child after the batch under way, if it writes, and mark what it wrote."""
+        with self.lock:
+            try:
+                self.worker.send(None)
+                if self.told:
+                    while self._next(report) is not None:
+                        pass
+            except WorkerFailed as exc:
+                log.warning("delivery.writer_failed", rows=sum(map(len, self.unanswered)), reason=exc.reason,
+                            limit=exc.kind)
+            finally:
+                self.worker.close()
+
+
+class _Here:
+    """Writing in this process: for a lone chunk, and a chunk whose child failed. The ledger is
+    opened when first needed, and closed with the stream."""
+
+    def __init__(self, ledger: EmbeddedLedger, token_for: TokenFor) -> None:
+        self.ledger = ledger
+        self.token_for = token_for
+        self._opened: tuple[LedgerStore, LedgerRequests, Gatekeeper] | None = None
+
+    def _open(self) -> tuple[LedgerStore, LedgerRequests, Gatekeeper]:
+        # Imported here: the one door from ingest into ledger, used only by this destination.
+        from ledger.auth import Gatekeeper
+        from ledger.requests import LedgerRequests
+        from ledger.store import LedgerStore
+
+        if self._opened is None:
+            store = LedgerStore.open(self.ledger.settings.ledger_location)
+            requests = LedgerRequests(self.ledger.settings.api, self.ledger.tenants, store)
+            self._opened = store, requests, Gatekeeper(self.ledger.tenants, None)
+        return self._opened
+
+    def forget(self, before: float | None) -> None:
+        if before is not None:
+            self._open()[1].forget_delivered(before)
+
+    def write(self, batch: Sequence[OutboxItem], report: PostReport) -> list[tuple[OutboxItem, Delivery]]:
+        """Write ``batch`` in one ledger transaction, then mark it."""
+        from ingest.delivery.ledger_writes import write_batch
+
+        _, requests, gate = self._open()
+        refused = set(report.refused)
+        base = len(self.ledger.settings.embedded_api_base)
+        deliveries = write_batch(requests, gate, [_row(item, self.token_for, base) for item in batch], refused)
+        return self.ledger.settle(batch, deliveries, refused, report)
+
+    def close(self) -> None:
+        if self._opened is not None:
+            self._opened[0].close()
+            self._opened = None

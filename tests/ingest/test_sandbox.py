@@ -10,7 +10,7 @@ import pytest
 
 from core.config import MiB
 from ingest.rows.readers import read_table
-from ingest.sandbox import Limits, WorkerFailed, run_limited
+from ingest.sandbox import Channel, Limits, Worker, WorkerFailed, run_limited, start_limited
 from tests.ingest import hostile
 
 LIMITS = Limits(memory_bytes=1024 * MiB, cpu_seconds=2, wall_seconds=20)
@@ -49,6 +49,25 @@ def sleep(seconds: float) -> None:
 
 def read(path: Path) -> list[str]:
     return read_table(path).header
+
+
+def doubling(count: int, channel: Channel) -> None:
+    """Answer ``count`` messages with their double, then return; stop early if told None."""
+    for _ in range(count):
+        value = channel.receive()
+        if value is None:
+            return
+        channel.send(value * 2)
+
+
+def answer_then_fail(message: str, channel: Channel) -> None:
+    channel.send("first")
+    raise ValueError(message)
+
+
+def answer_then_sleep(seconds: float, channel: Channel) -> None:
+    channel.send("first")
+    time.sleep(seconds)
 
 
 def test_a_result_comes_back_from_another_process() -> None:
@@ -133,3 +152,52 @@ def test_the_fork_server_preloads_what_the_main_script_is_made_of(monkeypatch: p
     assert sandbox._main_modules() == ["ingest.sandbox", "tests.ingest.test_sandbox"]
     module.__spec__ = types.SimpleNamespace(name="pytest.__main__")  # type: ignore[assignment]
     assert sandbox._main_modules() == []
+
+
+def test_a_worker_talks_with_its_parent_and_then_is_done() -> None:
+    worker = start_limited(doubling, 2, LIMITS)
+    try:
+        assert worker.pid != os.getpid()
+        worker.send(1)
+        assert worker.receive() == 2
+        worker.send(21)
+        assert worker.receive() == 42
+        assert worker.receive() is Worker.DONE
+        assert worker.receive() is Worker.DONE
+        worker.send(3)  # to a child gone: nothing happens
+    finally:
+        worker.close()
+
+
+def test_a_worker_told_to_stop_is_done_without_more_messages() -> None:
+    worker = start_limited(doubling, 5, LIMITS)
+    try:
+        worker.send(None)
+        assert worker.receive() is Worker.DONE
+    finally:
+        worker.close()
+
+
+def test_a_worker_that_raises_after_a_message_is_a_failure_after_it() -> None:
+    worker = start_limited(answer_then_fail, "secret detail", LIMITS)
+    try:
+        assert worker.receive() == "first"
+        with pytest.raises(WorkerFailed) as failed:
+            worker.receive()
+        assert failed.value.kind == "error" and "secret" not in failed.value.reason
+    finally:
+        worker.close()
+
+
+def test_a_worker_that_runs_past_its_wall_time_is_killed() -> None:
+    worker = start_limited(answer_then_sleep, 60, Limits(LIMITS.memory_bytes, cpu_seconds=5, wall_seconds=0.5))
+    try:
+        assert worker.receive() == "first"
+        with pytest.raises(WorkerFailed) as failed:
+            worker.receive()
+        assert failed.value.kind == "time"
+        assert worker.pid is not None
+        with pytest.raises(ProcessLookupError):
+            os.kill(worker.pid, 0)  # killed and reaped
+    finally:
+        worker.close()

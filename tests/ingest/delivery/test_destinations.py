@@ -7,7 +7,10 @@ id and error, and every ledger transaction with its correction, must be equal.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import signal
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,7 +27,8 @@ from ingest.delivery import destinations
 from ingest.delivery.destinations import EmbeddedLedger
 from ingest.delivery.outbox import OutboxItem
 from ingest.pipeline import Ingest
-from ingest.sandbox import WorkerFailed
+from ingest.sandbox import Worker
+from ingest.sandbox import start_limited as real_start_limited
 from tests.conftest import TEST_PASSWORD, free_port
 from tests.ingest.conftest import drop
 from tests.support import postgres
@@ -155,33 +159,42 @@ async def test_every_row_gets_the_answer_the_http_api_gives(both: tuple[DataDir,
 
 
 @pytest.mark.parametrize("child_fails", [False, True])
-async def test_rows_read_in_a_child_batch_by_batch_get_the_same_answers(
+async def test_rows_written_by_children_chunk_by_chunk_get_the_same_answers(
     both: tuple[DataDir, DataDir], monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture,
     child_fails: bool,
 ) -> None:
-    """Batches of two rows from pages of three, read in chunks of one batch, then two, then up to
-    four, each in a child while the chunk before is written, across pages too. A child that fails
-    (a fork refused, a kill: nothing a request can cause) leaves its chunk to be read in process,
-    and says so."""
+    """Batches of two rows from pages of three, in chunks of one batch, then two, then up to
+    four, each read and written by a child of its own, across pages too. A child killed once it
+    answered its first batch (it may have committed more) leaves the batches it did not answer
+    to this process, which the ledger answers from memory where the child committed them, and
+    says so."""
     http, local = both
     monkeypatch.setattr(destinations, "BATCH_ROWS", 2)
     local.ingest.processor.page_rows = 3
     children: list[int] = []
 
-    def run_limited(function: Any, job: Any, limits: Any) -> Any:
-        children.append(len(job.requests))
+    def start_limited(function: Any, job: Any, limits: Any) -> Worker:
+        children.append(sum(map(len, job.batches)))
+        worker = real_start_limited(function, job, limits)
         if child_fails:
-            raise WorkerFailed("crash", "the child was killed")
-        return real_run_limited(function, job, limits)
+            receive = worker.receive
 
-    real_run_limited = destinations.run_limited
-    monkeypatch.setattr(destinations, "run_limited", run_limited)
+            def receive_then_kill() -> Any:
+                answers = receive()
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(worker.pid or 0, signal.SIGKILL)
+                return answers
+
+            monkeypatch.setattr(worker, "receive", receive_then_kill)
+        return worker
+
+    monkeypatch.setattr(destinations, "start_limited", start_limited)
     await _post_all(http)
     await _post_all(local)
     assert _outcomes(local) == _outcomes(http)
     assert _ledger(local) == _ledger(http)
     assert children[:3] == [2, 3, 6]  # one batch; two (a page's short one among them); four
-    assert ("delivery.reading_failed" in caplog.text) == child_fails
+    assert ("delivery.writer_failed" in caplog.text) == child_fails
 
 
 async def test_a_batch_replayed_after_a_crash_between_the_two_commits_changes_nothing(
