@@ -138,6 +138,7 @@ class EmbeddedLedger:
                 # writes; the next is told to go as soon as this one's last batch is committed.
                 writer = started[0]
                 await self._write(writer, started[1] if len(started) > 1 else None, here, report, after)
+                await asyncio.to_thread(writer.stop, report)  # reaped: done, or stopped by a refused token
                 started.remove(writer)
                 if report.ends_stream:
                     break

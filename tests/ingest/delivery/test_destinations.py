@@ -217,16 +217,20 @@ async def test_a_batch_replayed_after_a_crash_between_the_two_commits_changes_no
     assert _ledger(local) == ledger  # and not one transaction more
 
 
+@pytest.mark.parametrize("batch_rows", [None, 2])
 async def test_a_refused_token_leaves_the_tenants_rows_pending_and_writes_nothing(
-    both: tuple[DataDir, DataDir],
+    both: tuple[DataDir, DataDir], batch_rows: int | None,
 ) -> None:
+    """In process (one chunk), and by children (batches of two: chunks of one, two and four
+    batches), where the first batch ends the stream and the children reading ahead are stopped."""
     _, local = both
     await _post_all(local)
     ledger = _ledger(local)
     local.db.execute("UPDATE ingest_outbox SET state = 'pending'")
     items = local.ingest.outbox.pending(["acme"])
-    report = await EmbeddedLedger(local.settings, local.tenants, local.ingest.outbox).deliver(
+    report = await EmbeddedLedger(local.settings, local.tenants, local.ingest.outbox, batch_rows).deliver(
         _pages(items, len(items)), lambda item: "not-a-token")
-    assert report.refused == {"acme"} and report.left_pending == len(items) and report.posted == 0
+    assert report.refused == {"acme"} and report.posted == 0
+    assert report.left_pending == (batch_rows or len(items))  # the rows of the batch that ended the stream
     assert [item.id for item in local.ingest.outbox.pending(["acme"])] == [item.id for item in items]
     assert _ledger(local) == ledger
