@@ -47,7 +47,7 @@ PHASES = ("upload", "staging", "processing", "delivery", "reporting")
 TENANT = "demo"
 CALLS_PATH = "in/calls/calls.csv"
 SIGNALS_PATH = "in/signals.csv"
-ROWS = 300
+ROWS = 800  # two batches of the embedded ledger: its children write them (at most 839: one row a minute from 10:00)
 BAD_ROW_ID = "bad"
 RUN_TIMEOUT_SECONDS = 120
 
