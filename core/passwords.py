@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import secrets
 import string
 from typing import TYPE_CHECKING
@@ -37,7 +38,16 @@ class PasswordHasher:
             rounds=settings.argon2_time_cost,
             parallelism=settings.argon2_parallelism,
         )
-        self._dummy = self._scheme.hash(secrets.token_urlsafe(16))
+
+    @functools.cached_property
+    def _dummy(self) -> str:
+        # Made when first needed: most processes (a run's children, sftpctl) never verify a
+        # password. A login server makes it at start (:meth:`warm`).
+        return self._scheme.hash(secrets.token_urlsafe(16))
+
+    def warm(self) -> None:
+        """Make the dummy hash now, so the first unknown login costs what any other does."""
+        _ = self._dummy
 
     def hash(self, password: str) -> str:
         check_policy(password)
@@ -48,7 +58,8 @@ class PasswordHasher:
         if len(password) > MAX_PASSWORD_LENGTH:
             password = password[:MAX_PASSWORD_LENGTH]
         if stored is None:
-            self._scheme.verify(password, self._dummy)
+            dummy = self._dummy  # first: making it may load passlib's backend, which replaces verify
+            self._scheme.verify(password, dummy)
             return False
         try:
             return self._scheme.verify(password, stored)

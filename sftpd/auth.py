@@ -53,6 +53,7 @@ class LoginGate:
         self._defender = defender
         self._delay = settings.failure_delay_seconds
         self._hash_executor = hash_executor
+        tenants.hasher.warm()
 
     async def check(self, username: str, password: str, source: str, method: str) -> bool:
         """True if ``username`` may log in from ``source`` with ``password``; :class:`Unavailable`
