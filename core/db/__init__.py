@@ -164,6 +164,13 @@ class Database:
     def query_one(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> sqlite3.Row | None:
         raise NotImplementedError
 
+    def beside(self, location: Location) -> Database | None:
+        """The store at ``location`` written in this store's transactions, so that one commit
+        holds both: possible where both are schemas of one PostgreSQL database; None elsewhere
+        (SQLite files, two servers). Its writer lock is taken, after this store's, in each
+        transaction that writes it; it needs no closing."""
+        return None
+
     def _migration_statements(self, step: Migration) -> Iterator[str]:
         """The statements of one migration step, in this engine's dialect."""
         raise NotImplementedError

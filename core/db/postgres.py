@@ -381,6 +381,59 @@ class PostgresDatabase(Database):
         for statement in statements(step):
             yield postgres_ddl(statement)
 
+    def beside(self, location: Location) -> Database | None:
+        if (isinstance(location, PostgresLocation) and location.url == self._location.url
+                and location.schema != self._location.schema):
+            return _Beside(self, location)
+        return None
+
+
+class _Beside(PostgresDatabase):
+    """Another schema of ``host``'s database, on host's connection (:meth:`Database.beside`).
+
+    Each transaction joins host's (or opens one of host's), takes this schema's writer lock and
+    names this schema's tables (``SET LOCAL search_path``) until it ends; host's are named again
+    after it, within the same commit.
+    """
+
+    def __new__(cls, host: PostgresDatabase, location: PostgresLocation) -> _Beside:  # noqa: PYI034
+        return object.__new__(cls)
+
+    def __init__(self, host: PostgresDatabase, location: PostgresLocation) -> None:
+        if not _SCHEMA_NAME.match(location.schema):
+            raise ValueError(f"{location.schema!r} is not a schema name (lower case letters, digits, _)")
+        self.path = location
+        self._location = location
+        self._host = host
+        self._writer_key = advisory_key("writer", location.schema)
+        self._inside = 0
+        self.may_migrate = False
+
+    def close(self) -> None:
+        """Nothing of its own to close: the connection is host's."""
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        host = self._host
+        with host.transaction() as conn:
+            if not self._inside:
+                conn.execute("SELECT pg_advisory_xact_lock(?)", (self._writer_key,))
+                conn.execute(f"SET LOCAL search_path TO {self._location.schema}")
+            self._inside += 1
+            try:
+                yield conn
+            finally:
+                self._inside -= 1
+                if not self._inside and host._status() != TransactionStatus.INERROR:
+                    conn.execute(f"SET LOCAL search_path TO {host._location.schema}")
+
+    def _statement(self, sql: str, params: Any) -> PgCursor:
+        with self.transaction() as conn:
+            return cast(PgCursor, conn.execute(sql, params))
+
+    def migrate(self, component: str, migrations: Sequence[Migration]) -> int:
+        raise TypeError(f"{self.path} is written beside another schema: migrate it through its own Database")
+
 
 class _ReadConnection:
     """What :meth:`PostgresReader.read` yields: each statement gets what is left of the read's

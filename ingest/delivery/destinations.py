@@ -17,14 +17,15 @@ Two implementations:
   loop). Bench case 7 (docs/BENCHMARKS.md): a 5 MB file of 26,842 signals from upload to report
   in about 5 s (before: one paced HTTP request per row, ~8 h; ~60 s with the limits off).
 
-Durability: the ledger and the outbox are two stores, so a batch is two commits, the
-ledger's first and the outbox marks second. A crash between them leaves the batch pending; the
-next run sends it again, and the ledger answers it from ``delivered_requests``, which remembers
-each queued request's answer (by outbox id and content key) in the ledger transaction that
-applied it: the replay writes nothing and gets the first answers (201 stays 201). Without that
-memory the ledger's own idempotency (an identical signal, call or lookup row changes nothing)
-would still keep rows single, but a row corrected later in the same batch would be corrected
-back and forth once more.
+Durability: where the ledger and the outbox are schemas of one PostgreSQL database, a batch and
+its outbox marks are one commit (``Database.beside``). On SQLite they are two files, so a batch is
+two commits, the ledger's first and the outbox marks second. A crash between them leaves the
+batch pending; the next run sends it again, and the ledger answers it from
+``delivered_requests``, which remembers each queued request's answer (by outbox id and content
+key) in the ledger transaction that applied it: the replay writes nothing and gets the first
+answers (201 stays 201). Without that memory the ledger's own idempotency (an identical signal,
+call or lookup row changes nothing) would still keep rows single, but a row corrected later in
+the same batch would be corrected back and forth once more.
 """
 
 from __future__ import annotations
@@ -39,11 +40,11 @@ from core.config import Settings
 from core.logs import get_logger
 from core.tenants import TenantStore
 from ingest.delivery.outbox import Outbox, OutboxItem
-from ingest.delivery.poster import HTTP_UNAUTHORIZED, Delivery, Poster, PostReport, record_deliveries
+from ingest.delivery.poster import HTTP_UNAUTHORIZED, Delivery, Poster, PostReport, count_deliveries, record_deliveries
 from ingest.sandbox import Limits, Worker, WorkerFailed, start_limited
 
 if TYPE_CHECKING:
-    from ingest.delivery.ledger_writes import WriteRow
+    from ingest.delivery.ledger_writes import Marks, WriteRow
     from ledger.auth import Gatekeeper
     from ledger.requests import LedgerRequests
     from ledger.store import LedgerStore
@@ -216,9 +217,10 @@ class EmbeddedLedger:
                 return
 
     def settle(self, batch: Sequence[OutboxItem], deliveries: Sequence[Delivery | None], refused: Iterable[str],
-               report: PostReport) -> list[tuple[OutboxItem, Delivery]]:
-        """Count and mark a written batch: each row's delivery (None: left pending), and the
-        tenants whose token was refused so far."""
+               report: PostReport, marked: bool = False) -> list[tuple[OutboxItem, Delivery]]:
+        """Count a written batch, and mark it in the outbox unless it was ``marked`` with its
+        ledger transaction: each row's delivery (None: left pending), and the tenants whose token
+        was refused so far."""
         for tenant in set(refused) - report.refused:
             log.warning("post.token_refused", tenant=tenant, destination="embedded ledger")
             report.refused.add(tenant)
@@ -229,8 +231,11 @@ class EmbeddedLedger:
             else:
                 done.append((item, delivery))
         report.answered.update(item.tenant for item, delivery in done if delivery.status_code != HTTP_UNAUTHORIZED)
-        with self.outbox.db.transaction():
-            record_deliveries(self.outbox, done, report)
+        if marked:
+            count_deliveries(done, report)
+        else:
+            with self.outbox.db.transaction():
+                record_deliveries(self.outbox, [(item.id, delivery) for item, delivery in done], report)
         return done
 
 
@@ -281,12 +286,12 @@ class _ChunkWriter:
         answers = self.worker.receive()
         if answers is Worker.DONE:
             return None
-        deliveries, refused = answers
+        deliveries, refused, marked = answers
         batch = self.chunk[self.answered]
         self.answered += 1
         if following is not None and self.answered == len(self.chunk) and not refused:
             following.go(report, refused)
-        return self.ledger.settle(batch, deliveries, refused, report)
+        return self.ledger.settle(batch, deliveries, refused, report, marked)
 
     def stop(self, report: PostReport) -> None:
         """Stop the child after the batch under way, if it writes, and mark what it wrote."""
@@ -310,18 +315,21 @@ class _Here:
     def __init__(self, ledger: EmbeddedLedger, token_for: TokenFor) -> None:
         self.ledger = ledger
         self.token_for = token_for
-        self._opened: tuple[LedgerStore, LedgerRequests, Gatekeeper] | None = None
+        self._opened: tuple[LedgerStore, LedgerRequests, Gatekeeper, Marks | None] | None = None
 
-    def _open(self) -> tuple[LedgerStore, LedgerRequests, Gatekeeper]:
+    def _open(self) -> tuple[LedgerStore, LedgerRequests, Gatekeeper, Marks | None]:
         # Imported here: the one door from ingest into ledger, used only by this destination.
+        from ingest.delivery.ledger_writes import outbox_marks
         from ledger.auth import Gatekeeper
         from ledger.requests import LedgerRequests
         from ledger.store import LedgerStore
 
         if self._opened is None:
-            store = LedgerStore.open(self.ledger.settings.ledger_location)
-            requests = LedgerRequests(self.ledger.settings.api, self.ledger.tenants, store)
-            self._opened = store, requests, Gatekeeper(self.ledger.tenants, None)
+            settings = self.ledger.settings
+            store = LedgerStore.open(settings.ledger_location)
+            requests = LedgerRequests(settings.api, self.ledger.tenants, store)
+            self._opened = (store, requests, Gatekeeper(self.ledger.tenants, None),
+                            outbox_marks(store, settings.state_location))
         return self._opened
 
     def forget(self, before: float | None) -> None:
@@ -329,14 +337,16 @@ class _Here:
             self._open()[1].forget_delivered(before)
 
     def write(self, batch: Sequence[OutboxItem], report: PostReport) -> list[tuple[OutboxItem, Delivery]]:
-        """Write ``batch`` in one ledger transaction, then mark it."""
+        """Write ``batch`` in one ledger transaction, and mark it: in that transaction where the
+        outbox can share it, after it otherwise."""
         from ingest.delivery.ledger_writes import write_batch
 
-        _, requests, gate = self._open()
+        _, requests, gate, marks = self._open()
         refused = set(report.refused)
         base = len(self.ledger.settings.embedded_api_base)
-        deliveries = write_batch(requests, gate, [_row(item, self.token_for, base) for item in batch], refused)
-        return self.ledger.settle(batch, deliveries, refused, report)
+        rows = [_row(item, self.token_for, base) for item in batch]
+        deliveries = write_batch(requests, gate, rows, refused, marks=marks)
+        return self.ledger.settle(batch, deliveries, refused, report, marked=marks is not None)
 
     def close(self) -> None:
         if self._opened is not None:

@@ -9,21 +9,26 @@ each batch's answers as it commits them. The ledger's Python (the rows, the reco
 runs beside the run's process and the daemon's event loop instead of under their lock
 (the GIL), and the plans never travel between processes.
 
-The parent marks the outbox from each batch's answers. A child that dies after a commit leaves
-its batch pending; the batch is written again and the ledger answers it from what it remembers
-(``delivered_requests``), writing nothing twice.
+Where the ledger and the state are schemas of one PostgreSQL database, the child marks the outbox
+itself in each batch's ledger transaction (``Database.beside``): a batch and its marks commit
+together. Elsewhere (SQLite's two files) the parent marks it from each batch's answers, a commit
+of its own: a child that dies between the two leaves its batch pending; the batch is written
+again and the ledger answers it from what it remembers (``delivered_requests``), writing nothing
+twice.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 
 from core.config import Settings
+from core.db import Location
 from core.passwords import PasswordHasher
 from core.tenants import TenantStore, open_state
-from ingest.delivery.poster import HTTP_UNAUTHORIZED, Delivery, DeliveryOutcome, error_text
+from ingest.delivery.outbox import Outbox
+from ingest.delivery.poster import HTTP_UNAUTHORIZED, Delivery, DeliveryOutcome, error_text, mark_deliveries
 from ingest.sandbox import Channel
 from ledger.auth import Gatekeeper
 from ledger.errors import ApiError
@@ -34,8 +39,11 @@ from ledger.store import LedgerStore
 HTTP_ERROR = 400
 
 #: What a child sends per batch: each row's delivery (None: left pending, its tenant's token
-#: was refused before it), and the tenants whose token was refused so far.
-BatchAnswers = tuple[list[Delivery | None], list[str]]
+#: was refused before it), the tenants whose token was refused so far, and whether the outbox
+#: was marked in the batch's own transaction.
+BatchAnswers = tuple[list[Delivery | None], list[str], bool]
+#: Marks a batch's rows in the outbox, given each row's delivery, inside its ledger transaction.
+Marks = Callable[[Sequence["WriteRow"], Sequence[Delivery | None]], None]
 
 
 @dataclass(frozen=True)
@@ -43,7 +51,7 @@ class WriteRow:
     """A queued request as the ledger takes it: outbox id and content key, tenant, the token it
     is sent with, method, path (relative to ``/api/{version}``) and body."""
 
-    request_id: int
+    id: int
     key: str
     tenant: str
     token: str
@@ -64,28 +72,31 @@ class ChunkJob:
 
 
 def write_batch(requests: LedgerRequests, gate: Gatekeeper, rows: Sequence[WriteRow], refused: set[str],
-                planned: Sequence[tuple[str, Plan | Refused]] | None = None) -> list[Delivery | None]:
+                planned: Sequence[tuple[str, Plan | Refused]] | None = None,
+                marks: Marks | None = None) -> list[Delivery | None]:
     """Apply ``rows`` in one ledger transaction: each row's delivery, or None for a row left
     pending because its tenant is in ``refused``; a tenant whose token gets 401 is added there
     (that row gets its 401, the tenant's rows after it wait for a new token). ``planned`` are the
-    rows already read, each with the time zone it was read in. A fault of ours (a bug, a broken
-    database) rolls the whole batch back and is raised: the batch stays pending."""
+    rows already read, each with the time zone it was read in; ``marks``, if given, marks them in
+    the same transaction. A fault of ours (a bug, a broken database) rolls the whole batch back
+    and is raised: the batch stays pending."""
     queued: list[Queued] = []
     taken: list[int] = []
-    with requests.batch([(row.request_id, row.key) for row in rows]) as conn:
+    deliveries: list[Delivery | None] = [None] * len(rows)
+    with requests.batch([(row.id, row.key) for row in rows]) as conn:
         for index, row in enumerate(rows):
             if row.tenant in refused:
                 continue
             admitted = requests.admit_once(gate, row.token)
             if isinstance(admitted, ApiError) and admitted.status_code == HTTP_UNAUTHORIZED:
                 refused.add(row.tenant)
-            queued.append(Queued(row.tenant, row.token, row.request_id, row.key, row.method, row.path, row.text,
+            queued.append(Queued(row.tenant, row.token, row.id, row.key, row.method, row.path, row.text,
                                  planned[index] if planned is not None else None))
             taken.append(index)
-        answers = requests.apply_queued(conn, gate, queued)
-    deliveries: list[Delivery | None] = [None] * len(rows)
-    for index, answer in zip(taken, answers):
-        deliveries[index] = delivery_of(answer)
+        for index, answer in zip(taken, requests.apply_queued(conn, gate, queued)):
+            deliveries[index] = delivery_of(answer)
+        if marks is not None:
+            marks(rows, deliveries)
     return deliveries
 
 
@@ -101,19 +112,34 @@ def delivery_of(answer: Answer) -> Delivery:
 
 
 @contextmanager
-def ledger_requests(settings: Settings) -> Iterator[tuple[LedgerRequests, Gatekeeper]]:
+def ledger_requests(settings: Settings) -> Iterator[tuple[LedgerRequests, Gatekeeper, Marks | None]]:
     """The ledger's requests and gate over this data dir's stores, opened in a child and closed
-    after."""
+    after, and the outbox's marks written in the ledger's transactions where they can be."""
     state = open_state(settings.state_location)
     try:
         ledger = LedgerStore.open(settings.ledger_location)
         try:
             tenants = TenantStore(state, settings.tenants_dir, PasswordHasher(settings.passwords))
-            yield LedgerRequests(settings.api, tenants, ledger), Gatekeeper(tenants, None)
+            yield (LedgerRequests(settings.api, tenants, ledger), Gatekeeper(tenants, None),
+                   outbox_marks(ledger, settings.state_location))
         finally:
             ledger.close()
     finally:
         state.close()
+
+
+def outbox_marks(ledger: LedgerStore, state: Location) -> Marks | None:
+    """The outbox's marks written in ``ledger``'s transactions, where the state (at ``state``)
+    can share them (``Database.beside``); None where it cannot."""
+    beside = ledger.db.beside(state)
+    if beside is None:
+        return None
+    outbox = Outbox(beside)
+
+    def marks(rows: Sequence[WriteRow], deliveries: Sequence[Delivery | None]) -> None:
+        mark_deliveries(outbox, [(row.id, delivery) for row, delivery in zip(rows, deliveries, strict=True)
+                                 if delivery is not None])
+    return marks
 
 
 def write_chunk(job: ChunkJob, channel: Channel) -> None:
@@ -128,7 +154,7 @@ def write_chunk(job: ChunkJob, channel: Channel) -> None:
     plans = plan_batch(PlanJob(BodyLimits(api.max_body_bytes, api.max_json_depth),
                                [(row.tenant, job.zones[row.tenant], row.method, row.path, row.text) for row in rows]))
     read = iter(plans)
-    with ledger_requests(job.settings) as (requests, gate):
+    with ledger_requests(job.settings) as (requests, gate, marks):
         word = channel.receive()
         if word is None:
             return
@@ -139,9 +165,11 @@ def write_chunk(job: ChunkJob, channel: Channel) -> None:
             if channel.waiting():
                 return
             planned = [(job.zones[row.tenant], next(read)) for row in batch]
-            channel.send((write_batch(requests, gate, batch, refused, planned), sorted(refused)))
+            deliveries = write_batch(requests, gate, batch, refused, planned, marks)
+            channel.send((deliveries, sorted(refused), marks is not None))
             if refused:
                 return
 
 
-__all__ = ["BatchAnswers", "ChunkJob", "WriteRow", "delivery_of", "ledger_requests", "write_batch", "write_chunk"]
+__all__ = ["BatchAnswers", "ChunkJob", "Marks", "WriteRow", "delivery_of", "ledger_requests", "outbox_marks",
+           "write_batch", "write_chunk"]

@@ -153,27 +153,40 @@ class _Reply:
 
 def record_delivery(outbox: Outbox, item: OutboxItem, delivery: Delivery, report: PostReport) -> None:
     """Mark ``item`` in the outbox as ``delivery`` says, and count it in ``report``."""
-    record_deliveries(outbox, [(item, delivery)], report)
+    record_deliveries(outbox, [(item.id, delivery)], report)
 
 
-def record_deliveries(outbox: Outbox, delivered: Sequence[tuple[OutboxItem, Delivery]],
-                      report: PostReport) -> None:
-    """Mark each item in the outbox as its delivery says (the final answers in one transaction),
-    and count them in ``report``; every destination records its answers this one way."""
+def record_deliveries(outbox: Outbox, delivered: Sequence[tuple[int, Delivery]], report: PostReport) -> None:
+    """Mark each outbox row (by id) as its delivery says, and count them in ``report``; every
+    destination records its answers this one way."""
+    mark_deliveries(outbox, delivered)
+    count_deliveries(delivered, report)
+
+
+def mark_deliveries(outbox: Outbox, delivered: Sequence[tuple[int, Delivery]]) -> None:
+    """Mark each outbox row (by id) as its delivery says: a final answer leaves the queue (all in
+    one transaction), any other is a try of a row that stays pending."""
     final: list[Settlement] = []
-    for item, delivery in delivered:
+    for item_id, delivery in delivered:
         if delivery.outcome is DeliveryOutcome.POSTED:
-            final.append(Settlement(item.id, True, delivery.status_code or 0, delivery.transaction_id, "",
+            final.append(Settlement(item_id, True, delivery.status_code or 0, delivery.transaction_id, "",
                                     delivery.attempts))
+        elif delivery.outcome is DeliveryOutcome.FAILED:
+            final.append(Settlement(item_id, False, delivery.status_code, None, delivery.error, delivery.attempts))
+        else:
+            outbox.note_attempts(item_id, delivery.status_code, delivery.error, delivery.attempts)
+    outbox.settle(final)
+
+
+def count_deliveries(delivered: Iterable[tuple[object, Delivery]], report: PostReport) -> None:
+    """Count each delivery in ``report``: posted, failed, or left pending."""
+    for _, delivery in delivered:
+        if delivery.outcome is DeliveryOutcome.POSTED:
             report.posted += 1
         elif delivery.outcome is DeliveryOutcome.FAILED:
-            final.append(Settlement(item.id, False, delivery.status_code, None, delivery.error,
-                                    delivery.attempts))
             report.failed += 1
         else:
-            outbox.note_attempts(item.id, delivery.status_code, delivery.error, delivery.attempts)
             report.left_pending += 1
-    outbox.settle(final)
 
 
 def limiter_key(token: str) -> str:

@@ -262,6 +262,57 @@ def test_a_caught_error_inside_a_transaction_commits_nothing(postgres_url: str) 
         db.close()
 
 
+def test_a_store_beside_another_commits_with_it_in_one_transaction(locate: Locate) -> None:
+    """Two schemas of one PostgreSQL database, each with a table of the same name: written in one
+    of the ledger's transactions, both commit together or neither does, each statement names its
+    own schema's table, and the state's writer lock is held until the commit. SQLite files (and
+    a store beside itself) cannot: None."""
+    ledger, state = Database(locate("ledger")), Database(locate("state"))
+    try:
+        for db in (ledger, state):
+            db.migrate("test", ["CREATE TABLE items (name TEXT)"])
+        beside = ledger.beside(state.path)
+        assert ledger.beside(ledger.path) is None
+        if not isinstance(state.path, PostgresLocation):
+            assert beside is None
+            return
+        assert beside is not None
+        with ledger.transaction() as conn:
+            conn.execute("INSERT INTO items (name) VALUES ('ledger row')")
+            with beside.transaction() as inner:
+                inner.execute("INSERT INTO items (name) VALUES ('state row')")
+                assert _held_elsewhere(state.path)
+            beside.execute("UPDATE items SET name = 'state row, marked' WHERE name = 'state row'")
+            conn.execute("INSERT INTO items (name) VALUES ('ledger row 2')")
+            assert state.query("SELECT name FROM items") == []  # not committed yet
+        assert [tuple(row) for row in ledger.query("SELECT name FROM items ORDER BY name")] == [
+            ("ledger row",), ("ledger row 2",)]
+        assert [tuple(row) for row in state.query("SELECT name FROM items")] == [("state row, marked",)]
+        assert not _held_elsewhere(state.path)
+
+        with pytest.raises(RuntimeError), ledger.transaction() as conn:
+            conn.execute("INSERT INTO items (name) VALUES ('rolled back')")
+            beside.execute("INSERT INTO items (name) VALUES ('rolled back')")
+            raise RuntimeError("a fault before the commit")
+        assert ledger.query_one("SELECT count(*) FROM items")[0] == 2  # type: ignore[index]
+        assert state.query_one("SELECT count(*) FROM items")[0] == 1  # type: ignore[index]
+    finally:
+        ledger.close()
+        state.close()
+
+
+def _held_elsewhere(location: PostgresLocation) -> bool:
+    """True if the writer lock of ``location``'s schema is held by another session."""
+    from core.db.postgres import advisory_key
+
+    with psycopg.connect(location.url, autocommit=True) as other:
+        row = other.execute("SELECT pg_try_advisory_lock(%s)", (advisory_key("writer", location.schema),)).fetchone()
+        assert row is not None
+        if row[0]:
+            other.execute("SELECT pg_advisory_unlock(%s)", (advisory_key("writer", location.schema),))
+        return not row[0]
+
+
 def _terminate_backends(url: str) -> None:
     with psycopg.connect(url, autocommit=True) as admin:
         admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity"

@@ -25,7 +25,7 @@ from core.tenants import TenantStore, open_state
 from core.uploads import UploadStore
 from ingest.delivery import destinations
 from ingest.delivery.destinations import EmbeddedLedger
-from ingest.delivery.outbox import OutboxItem
+from ingest.delivery.outbox import Outbox, OutboxItem
 from ingest.pipeline import Ingest
 from ingest.sandbox import Worker
 from ingest.sandbox import start_limited as real_start_limited
@@ -234,3 +234,28 @@ async def test_a_refused_token_leaves_the_tenants_rows_pending_and_writes_nothin
     assert report.left_pending == (batch_rows or len(items))  # the rows of the batch that ended the stream
     assert [item.id for item in local.ingest.outbox.pending(["acme"])] == [item.id for item in items]
     assert _ledger(local) == ledger
+
+
+async def test_a_batch_commits_with_its_outbox_marks_where_one_database_holds_both(
+    both: tuple[DataDir, DataDir], monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The outbox fails as a batch is marked. On PostgreSQL (state and ledger in one database)
+    the batch's ledger transaction is the marks' too: nothing of it stays. On SQLite (two files)
+    the ledger has committed first: its rows stay, the outbox rows stay pending, and the next run
+    is answered from the ledger's memory. Either way the next run ends as the HTTP API does."""
+    http, local = both
+    await _post_all(http)
+
+    def refuse(outbox: Outbox, settlements: Any) -> None:
+        raise RuntimeError("the outbox cannot be written")
+
+    monkeypatch.setattr(Outbox, "settle", refuse)
+    with contextlib.suppress(RuntimeError):
+        await _post_all(local)
+    one_database = postgres.wanted()
+    assert (_ledger(local) == []) == one_database
+    assert local.db.query_one("SELECT count(*) FROM ingest_outbox WHERE state != 'pending'")[0] == 0  # type: ignore[index]
+    monkeypatch.undo()
+    await local.ingest.run()
+    assert _outcomes(local) == _outcomes(http)
+    assert _ledger(local) == _ledger(http)
