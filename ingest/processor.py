@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 import os
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
@@ -219,11 +220,18 @@ class Processor:
                                 tuple(self.tenants.dictionary(tenant.name)))
         work = RunWork()
         tried: set[int] = set()
+        # Queueing a file, rejecting one and writing a report take time in proportion to its
+        # rows: each runs in a worker thread, so the event loop (the daemon's logins and API)
+        # never waits for it; what it tells comes back to the loop.
+        loop = asyncio.get_running_loop()
 
-        def finish(staged: StagedUpload) -> None:
+        def told(event: str, **fields: Any) -> None:
+            loop.call_soon_threadsafe(functools.partial(emit, event, **fields))
+
+        async def finish(staged: StagedUpload) -> None:
             tried.add(staged.upload_id)
             try:
-                work.files.append(self._finish(staged.upload_id, emit))
+                work.files.append(await asyncio.to_thread(self._finish, staged.upload_id, told))
             except Exception as exc:  # noqa: BLE001 - a bulkhead: the fault is this file's alone
                 work.problems.append(self._file_problem(staged, "could not be finished", exc))
 
@@ -234,8 +242,8 @@ class Processor:
                     prepared = await self._prepare(staged, profile)
                 work.counts = _plus(work.counts, files=1, rejected=len(prepared.rejected))
                 if prepared.error:
-                    rejected = self._reject(staged, run, prepared)
-                elif self._queue(staged, run, prepared):
+                    rejected = await asyncio.to_thread(self._reject, staged, run, prepared)
+                elif await asyncio.to_thread(self._queue, staged, run, prepared):
                     emit("file.queued", tenant=staged.tenant, file=staged.path, rows=len(prepared.requests),
                          rejected=len(prepared.rejected))
             except Exception as exc:  # noqa: BLE001 - a bulkhead: the fault is this file's alone
@@ -243,15 +251,15 @@ class Processor:
                 continue
             if prepared.error and rejected:
                 emit("file.rejected", tenant=staged.tenant, file=staged.path, reason=prepared.error)
-                finish(staged)
+                await finish(staged)
         report = await self._post(names, {tenant.name: tenant}, client, emit, embedded_base)
         # Rejections whose report a crash or a fault kept from being written, then settled files.
         for staged in self.staged.unreported_rejections(names):
             if staged.upload_id not in tried:
-                finish(staged)
+                await finish(staged)
         for staged in self.staged.processing(names):
             if self.outbox.counts(staged.upload_id).pending == 0:
-                finish(staged)
+                await finish(staged)
         troubles = _tenant_problems(report, tenant.name)
         work.problems += troubles.values()
         # A trouble is mailed when it begins, not at every run while it lasts (the run's problems

@@ -173,9 +173,11 @@ class EmbeddedLedger:
     async def _writer(self, chunk: Sequence[Sequence[OutboxItem]], token_for: TokenFor, zones: dict[str, str],
                       forget: float | None) -> _ChunkWriter:
         """A child for ``chunk``, started now: it reads the chunk, then waits for its turn."""
-        from ingest.delivery.ledger_writes import ChunkJob, write_chunk
 
         def start() -> _ChunkWriter:
+            # Imported here, off the event loop (the ledger's modules and pydantic: 0.1 s once).
+            from ingest.delivery.ledger_writes import ChunkJob, write_chunk
+
             for name in {item.tenant for items in chunk for item in items} - zones.keys():
                 zones[name] = self.tenants.get(name).timezone
             base = len(self.settings.embedded_api_base)

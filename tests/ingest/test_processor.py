@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,7 @@ from core.db import Database
 from core.tenants import Tenant, TenantStore
 from core.uploads import UploadStore
 from ingest.pipeline import Ingest
+from ingest.processor import Processor
 from tests.conftest import TEST_PASSWORD
 from tests.ingest import hostile
 from tests.ingest.conftest import FakeApi, drop, errors, idempotent
@@ -189,6 +191,31 @@ async def test_progress_reports_files_and_rows(
     assert [(item["file"], item["done"], item["total"]) for item in told] == [("in/sales.csv", 1, 12),
                                                                               ("in/sales.csv", 12, 12)]
     assert told[-1]["eta_seconds"] == 0.0 and told[-1]["rate"] > 0
+
+
+async def test_queueing_rejecting_and_reporting_run_off_the_event_loop_and_tell_it(
+    ingest: Ingest, tenants: TenantStore, uploads: UploadStore, tenant: Tenant, fake_api: FakeApi,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Each takes time in proportion to a file's rows: the daemon's logins and API wait for none
+    of them (bench/run_lag.py measures the loop), and their events reach the caller on the loop."""
+    loop_thread = threading.get_ident()
+    ran_on: dict[str, set[bool]] = {}
+    for name in ("_queue", "_reject", "_finish"):
+        original = getattr(Processor, name)
+
+        def wrapped(self: Processor, *args: Any, _name: str = name, _original: Any = original) -> Any:
+            ran_on.setdefault(_name, set()).add(threading.get_ident() == loop_thread)
+            return _original(self, *args)
+
+        monkeypatch.setattr(Processor, name, wrapped)
+    await stage(ingest, tenants, uploads, "in/sales.csv", signals(3))
+    await stage(ingest, tenants, uploads, "in/refused.csv", "not,the,template\n1,2,3\n")
+    told_on: set[bool] = set()
+    summary = await ingest.run(progress=lambda event, **fields: told_on.add(threading.get_ident() == loop_thread))
+    assert sorted(item.state for item in summary.files) == ["posted", "rejected"]
+    assert ran_on == {"_queue": {False}, "_reject": {False}, "_finish": {False}}
+    assert told_on == {True}
 
 
 async def test_a_crash_with_a_request_in_flight_loses_nothing_and_repeats_nothing_that_changes_data(
