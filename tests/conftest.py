@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 import socket
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,10 +20,42 @@ TEST_PASSWORD = "correct-horse-battery"
 
 
 def free_port() -> int:
-    """A TCP port on loopback that nothing listens on right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    """A TCP port on loopback that nothing listens on right now, below the kernel's range of
+    ports for outgoing connections and never handed out before in this session.
+
+    A port the kernel picked (bind to 0) is one it may give next to any outgoing connection (to
+    PostgreSQL, through HAProxy, an SSH client's), so a server started a moment later, or started
+    again after a kill, found it taken now and then (the cluster test's admin listener did).
+    """
+    low, high = _ephemeral_ports()
+    start, end = (PORTS_FROM, low) if low - PORTS_FROM >= 1000 else (high + 1, 65536)
+    for _ in range(1000):
+        port = _ports.randrange(start, end)
+        if port in _handed_out:
+            continue
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _handed_out.add(port)
+        return port
+    raise RuntimeError(f"no free port between {start} and {end}")
+
+
+#: Ports handed out by :func:`free_port` start here: above the well-known and most services' own.
+PORTS_FROM = 20000
+_ports = random.Random()
+_handed_out: set[int] = set()
+
+
+def _ephemeral_ports() -> tuple[int, int]:
+    """The kernel's range of ports for outgoing connections (Linux's default if unreadable)."""
+    try:
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return int(low), int(high)
+    except (OSError, ValueError):
+        return 32768, 60999
 
 
 @pytest.fixture(scope="session")
