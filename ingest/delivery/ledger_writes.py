@@ -144,8 +144,7 @@ def outbox_marks(ledger: LedgerStore, state: Location) -> Marks | None:
 
 def write_chunk(job: ChunkJob, channel: Channel) -> None:
     """A child's work (``ingest.sandbox.Worker``): read every request of the job and open the
-    stores now, wait for
-    the parent's word, then write the batches in order and send each batch's
+    stores now, wait for the parent's word, then write the batches in order and send each batch's
     :data:`BatchAnswers`. The word is the tenants refused so far (a list: go) or None (stop); any
     message while writing means stop after the batch under way. A refused token ends the chunk
     after its batch, as it ends the stream."""
