@@ -46,7 +46,9 @@ def sftpctl(config: Path, *args: str) -> subprocess.CompletedProcess[str]:
 
 async def until_caught_up(config: Path) -> None:
     for _ in range(600):
-        runs = json.loads(sftpctl(config, "--json", "runs").stdout)
+        listed = sftpctl(config, "--json", "runs")
+        assert listed.returncode == 0, listed.stderr
+        runs = json.loads(listed.stdout)
         if runs and runs[-1]["status"] != "running":
             return
         await asyncio.sleep(0.05)
