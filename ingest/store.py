@@ -424,6 +424,8 @@ class StagedStore:
 
     def unreported_rejections(self, tenants: list[str]) -> list[StagedUpload]:
         """Rejected uploads whose report is not written yet (a crash came between the two)."""
+        if not tenants:  # ``IN ()`` is SQLite's, not PostgreSQL's
+            return []
         marks = ", ".join("?" * len(tenants))
         return self._select(f"u.state = ? AND s.finished_at IS NULL AND u.tenant IN ({marks})",
                             (UploadState.REJECTED.value, *tenants))
@@ -480,6 +482,8 @@ class StagedStore:
 
     def _in_state(self, state: UploadState, tenants: list[str]) -> list[StagedUpload]:
         """By the uploads' (tenant, state) index: the tenants' uploads in ``state``, not their history."""
+        if not tenants:  # ``IN ()`` is SQLite's, not PostgreSQL's: a run holding no tenant has none
+            return []
         marks = ", ".join("?" * len(tenants))
         return self._select(f"u.state = ? AND u.tenant IN ({marks})", (state.value, *tenants))
 

@@ -125,6 +125,16 @@ def test_an_older_upload_never_staged_is_superseded_by_a_newer_one(db: Database,
     assert [item.upload_id for item in store.waiting(["acme"])] == [again]
 
 
+def test_no_tenants_have_no_uploads_on_either_engine(db: Database, uploads: UploadStore, tenant: Tenant) -> None:
+    """A run between tenants holds none (``sftpctl runs`` asks for its files then): an empty list
+    is no query, since PostgreSQL refuses ``IN ()`` (``sftpctl runs`` crashed on it during a run,
+    found by the end-to-end test)."""
+    store = StagedStore(db)
+    store.add(staged(uploads.record("acme", "in/sales.csv", 1, "0" * 64).id))
+    assert store.waiting([]) == store.processing([]) == store.unreported_rejections([]) == []
+    assert [item.tenant for item in store.waiting(["acme"])] == ["acme"]
+
+
 def test_outbox_claims_a_file_and_queues_its_rows_all_or_nothing(db: Database, uploads: UploadStore,
                                                                   tenant: Tenant) -> None:
     store, outbox, runs = StagedStore(db), Outbox(db), RunStore(db)
