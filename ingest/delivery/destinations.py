@@ -181,7 +181,7 @@ class EmbeddedLedger:
             for name in {item.tenant for items in chunk for item in items} - zones.keys():
                 zones[name] = self.tenants.get(name).timezone
             base = len(self.settings.embedded_api_base)
-            batches = [[_row(item, token_for, base) for item in items] for items in chunk]
+            batches = [_rows(items, token_for, base) for items in chunk]
             job = ChunkJob(self.settings, {item.tenant: zones[item.tenant] for items in chunk for item in items},
                            batches, forget)
             worker = start_limited(write_chunk, job, Limits.from_settings(self.settings.parse))
@@ -241,10 +241,12 @@ class EmbeddedLedger:
         return done
 
 
-def _row(item: OutboxItem, token_for: TokenFor, base: int) -> WriteRow:
+def _rows(items: Sequence[OutboxItem], token_for: TokenFor, base: int) -> list[WriteRow]:
+    """The ledger's rows of ``items``, their paths relative to the API base (``base`` long)."""
     from ingest.delivery.ledger_writes import WriteRow
 
-    return WriteRow(item.id, item.key, item.tenant, token_for(item), item.method, item.url[base:], item.text)
+    return [WriteRow(item.id, item.key, item.tenant, token_for(item), item.method, item.url[base:], item.text)
+            for item in items]
 
 
 def _tell(after: After | None, done: Sequence[tuple[OutboxItem, Delivery]]) -> None:
@@ -269,12 +271,12 @@ class _ChunkWriter:
     def unanswered(self) -> Sequence[Sequence[OutboxItem]]:
         return self.chunk[self.answered:]
 
-    def go(self, report: PostReport, refused: Iterable[str] = ()) -> None:
+    def go(self, report: PostReport) -> None:
         """Let the child write (once), the tenants refused so far left pending."""
         with self.lock:
             if not self.told:
                 self.told = True
-                self.worker.send(sorted(report.refused.union(refused)))
+                self.worker.send(sorted(report.refused))
 
     def next_batch(self, report: PostReport,
                    following: _ChunkWriter | None = None) -> list[tuple[OutboxItem, Delivery]] | None:
@@ -292,7 +294,7 @@ class _ChunkWriter:
         batch = self.chunk[self.answered]
         self.answered += 1
         if following is not None and self.answered == len(self.chunk) and not refused:
-            following.go(report, refused)
+            following.go(report)
         return self.ledger.settle(batch, deliveries, refused, report, marked)
 
     def stop(self, report: PostReport) -> None:
@@ -346,7 +348,7 @@ class _Here:
         _, requests, gate, marks = self._open()
         refused = set(report.refused)
         base = len(self.ledger.settings.embedded_api_base)
-        rows = [_row(item, self.token_for, base) for item in batch]
+        rows = _rows(batch, self.token_for, base)
         deliveries = write_batch(requests, gate, rows, refused, marks=marks)
         return self.ledger.settle(batch, deliveries, refused, report, marked=marks is not None)
 

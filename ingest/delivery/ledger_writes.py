@@ -33,10 +33,8 @@ from ingest.sandbox import Channel
 from ledger.auth import Gatekeeper
 from ledger.errors import ApiError
 from ledger.plans import BodyLimits, Plan, PlanJob, Refused, plan_batch
-from ledger.requests import Answer, LedgerRequests, Queued
+from ledger.requests import HTTP_ERROR, Answer, LedgerRequests, Queued
 from ledger.store import LedgerStore
-
-HTTP_ERROR = 400
 
 #: What a child sends per batch: each row's delivery (None: left pending, its tenant's token
 #: was refused before it), the tenants whose token was refused so far, and whether the outbox
