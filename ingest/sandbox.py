@@ -17,6 +17,7 @@ must be importable at module level.
 from __future__ import annotations
 
 import contextlib
+import logging
 import multiprocessing
 import os
 import resource
@@ -32,7 +33,7 @@ from types import ModuleType
 from typing import Any, TypeVar, cast
 
 from core.config import MiB, ParseSettings
-from core.logs import get_logger
+from core.logs import configure_logging, get_logger
 
 __all__ = ["Channel", "Limits", "Worker", "WorkerFailed", "run_limited", "start_limited"]
 
@@ -85,7 +86,8 @@ def run_limited(function: Callable[[A], T], argument: A, limits: Limits) -> T:
     """
     _ensure_preload()
     receiver, sender = _context.Pipe(duplex=False)
-    child = _context.Process(target=_child_main, args=(sender, function, argument, limits), daemon=True)
+    child = _context.Process(target=_child_main, args=(sender, function, argument, limits, _log_level()),
+                             daemon=True)
     started = time.monotonic()
     child.start()
     sender.close()
@@ -139,8 +141,8 @@ class Worker:
         self._connection, child_end = _context.Pipe(duplex=True)
         self._limits = limits
         self._deadline = time.monotonic() + limits.wall_seconds
-        self._child = _context.Process(target=_talking_child_main, args=(child_end, function, argument, limits),
-                                       daemon=True)
+        self._child = _context.Process(target=_talking_child_main,
+                                       args=(child_end, function, argument, limits, _log_level()), daemon=True)
         self._child.start()
         child_end.close()
         self._done = False
@@ -259,8 +261,10 @@ def _main_modules() -> list[str]:
                   if source and source in sys.modules and source not in ("__main__", "builtins", name))
 
 
-def _child_main(sender: Connection, function: Callable[[Any], Any], argument: Any, limits: Limits) -> None:
-    """The child: limit itself, run, send one message, exit."""
+def _child_main(sender: Connection, function: Callable[[Any], Any], argument: Any, limits: Limits,
+                level: int = logging.INFO) -> None:
+    """The child: log as the parent does, limit itself, run, send one message, exit."""
+    _log_like_parent(level)
     _limit(limits)
     try:
         message: tuple[str, Any] = ("ok", function(argument))
@@ -278,9 +282,22 @@ def _child_main(sender: Connection, function: Callable[[Any], Any], argument: An
 
 
 def _talking_child_main(connection: Connection, function: Callable[[Any, Channel], None], argument: Any,
-                        limits: Limits) -> None:
+                        limits: Limits, level: int = logging.INFO) -> None:
     """A :class:`Worker`'s child: :func:`_child_main` with a channel to the parent."""
-    _child_main(connection, lambda value: function(value, Channel(connection)), argument, limits)
+    _child_main(connection, lambda value: function(value, Channel(connection)), argument, limits, level)
+
+
+def _log_level() -> int:
+    """The level the parent logs at, for its children."""
+    return logging.getLogger().getEffectiveLevel()
+
+
+def _log_like_parent(level: int) -> None:
+    """JSON lines on stderr at the parent's level: the fork server never configured logging, and
+    Python's last-resort handler would print an error's event name alone, without its fields
+    (what failed, the traceback)."""
+    if not logging.getLogger().handlers:
+        configure_logging(logging.getLevelName(level))
 
 
 def _limit(limits: Limits) -> None:

@@ -44,7 +44,7 @@ class SqliteDatabase(Database):
         self._conn.row_factory = sqlite3.Row
         self._lock = threading.RLock()
         self._depth = 0
-        self._conn.execute("PRAGMA journal_mode=WAL")
+        use_wal(self._conn, BUSY_TIMEOUT_SECONDS)
         self._conn.execute("PRAGMA synchronous=NORMAL")
         self._conn.execute("PRAGMA foreign_keys=ON")
         self._conn.execute(
@@ -94,6 +94,28 @@ class SqliteDatabase(Database):
 
     def _migration_statements(self, step: Migration) -> Iterator[str]:
         return statements(step.sqlite if isinstance(step, PerEngine) else step)
+
+
+def use_wal(conn: sqlite3.Connection, timeout_seconds: float) -> None:
+    """Put the file in WAL mode unless it is already, waiting up to ``timeout_seconds`` while it
+    is busy.
+
+    SQLite does not always call the busy handler here: a new connection does not know the file's
+    mode until it reads the header, so ``PRAGMA journal_mode=WAL`` may try to change it, and can
+    get SQLITE_BUSY at once while another process writes (seen about once in 40 runs of a writer
+    child opening the ledger while the child before it committed). So the mode is read first and
+    set only where it differs, and a busy file is tried again.
+    """
+    deadline = time.monotonic() + timeout_seconds
+    while True:
+        try:
+            if conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+                conn.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if exc.sqlite_errorcode & 0xFF != sqlite3.SQLITE_BUSY or time.monotonic() >= deadline:
+                raise
+            time.sleep(0.01)
 
 
 class SqliteReader(Reader):

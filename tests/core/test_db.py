@@ -9,6 +9,7 @@ import socket
 import sqlite3
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 
 import psycopg
 import pytest
@@ -22,6 +23,7 @@ import sftpd.defender
 from core.db import Database, DatabaseUnavailable, PerEngine, PostgresLocation, SchemaTooNew
 from core.db.dialect import Untranslatable, postgres_ddl, statements, to_pyformat
 from core.db.postgres import TransactionAborted
+from core.db.sqlite import use_wal
 from tests.core.conftest import Locate
 
 WAIT_SECONDS = 30.0
@@ -358,3 +360,22 @@ def test_a_script_splits_into_statements_at_semicolons_outside_quotes() -> None:
     assert [s.strip() for s in statements("CREATE TABLE a (x TEXT DEFAULT ';');\nINSERT INTO a VALUES ('b');\n")] == [
         "CREATE TABLE a (x TEXT DEFAULT ';');", "INSERT INTO a VALUES ('b');"
     ]
+
+
+# -- SQLite's WAL mode ------------------------------------------------------------------------
+def test_wal_mode_is_set_once_the_file_is_free_and_a_file_busy_for_too_long_is_an_error(tmp_path: Path) -> None:
+    """SQLite may answer SQLITE_BUSY at once, without its busy handler, when a new connection sets
+    the mode: a connection with no busy timeout gets exactly that while another holds the file."""
+    path = tmp_path / "state.db"
+    holder = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    holder.execute("CREATE TABLE t (x)")
+    holder.execute("BEGIN EXCLUSIVE")
+    opener = sqlite3.connect(path, isolation_level=None, timeout=0)
+    with pytest.raises(sqlite3.OperationalError, match="locked"):
+        use_wal(opener, 0.2)
+    release = threading.Timer(0.3, lambda: holder.execute("COMMIT"))
+    release.start()
+    use_wal(opener, WAIT_SECONDS)
+    release.join()
+    assert opener.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert sqlite3.connect(path).execute("PRAGMA journal_mode").fetchone()[0] == "wal"

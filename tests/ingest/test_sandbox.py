@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import os
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -80,6 +83,21 @@ def test_an_exception_becomes_an_internal_error_without_details() -> None:
         run_limited(fail, "secret detail", LIMITS)
     assert failed.value.kind == "error" and "internal error" in failed.value.reason
     assert "secret" not in failed.value.reason
+
+
+def test_the_childs_error_is_logged_for_operators_with_what_failed_and_where() -> None:
+    """The fork server never configured logging: without the child doing so, the log would say
+    ``sandbox.error`` and nothing else. A process of its own, since children write to the fork
+    server's stderr, which is the stderr of whichever test started it."""
+    script = ("from core.logs import configure_logging; from ingest.sandbox import run_limited, WorkerFailed;"
+              "from tests.ingest.test_sandbox import LIMITS, fail; configure_logging('INFO')\n"
+              "try: run_limited(fail, 'the detail', LIMITS)\nexcept WorkerFailed: pass")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=True,
+                          cwd=Path(__file__).parents[2])
+    lines = [json.loads(line) for line in done.stderr.splitlines() if line.startswith("{")]
+    [entry] = [line for line in lines if line["event"] == "sandbox.error"]
+    assert entry["error"] == "ValueError: the detail"
+    assert "in fail" in entry["traceback"]
 
 
 def test_an_abort_is_a_memory_failure_and_the_parent_lives() -> None:
