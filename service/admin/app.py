@@ -16,7 +16,7 @@ from starlette.routing import Route
 from core.config import Settings
 from service.admin import metrics, page
 from service.admin.access import BearerToken
-from service.admin.carry import CARRY_FILE, Carry
+from service.admin.carry import SHARED_CARRY_FILE, Carry, carry_path
 from service.admin.figures import Figures, LiveFigures, gather
 from service.admin.health import HealthCheck
 from service.admin.hostkeys import fingerprints
@@ -41,7 +41,8 @@ class AdminState:
         self.live = live
         self.health = HealthCheck(settings, reader, ssh_port)
         self.listeners = listeners
-        self.carry = Carry(settings.data_dir / CARRY_FILE)
+        self.carry = Carry(carry_path(settings.data_dir, settings.admin.listen_port),
+                           settings.data_dir / SHARED_CARRY_FILE)
 
     async def figures(self) -> Figures:
         snapshot = await self.reader.snapshot()

@@ -6,7 +6,9 @@ that drops reads to Prometheus as a reset, and ``increase()`` would count the wh
 again. :class:`Carry` adds each drop to that series' offset instead. Drops while the daemon is
 down count too (``sftpctl prune``, or the daemon's last hour): the last value seen and the offset
 of each series are kept in a small file of the data dir, written at most every
-:data:`SAVE_INTERVAL_SECONDS` and when the daemon stops. The daemon's in-memory counts (logins,
+:data:`SAVE_INTERVAL_SECONDS` and when the daemon stops: one file per admin listener (host and
+port, :func:`carry_path`), since the nodes of a cluster share the data dir and each is scraped
+as a target of its own, with last values of its own. The daemon's in-memory counts (logins,
 refused uploads) are not carried: they start at zero with the process, the reset Prometheus
 expects of a restart.
 """
@@ -15,6 +17,8 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import socket
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -26,22 +30,31 @@ from core.logs import get_logger
 
 log = get_logger("service.admin")
 
-CARRY_FILE = "admin-counters.json"
+#: The one file of releases before it was one per listener: read by a listener with no file yet.
+SHARED_CARRY_FILE = "admin-counters.json"
 SAVE_INTERVAL_SECONDS = 5.0
 CARRIED_TYPES = ("counter", "histogram")
 
 
-class Carry:
-    """Used by one thread at a time (the admin's reader thread)."""
+def carry_path(data_dir: Path, listen_port: int, host: str | None = None) -> Path:
+    """The carry file of the admin listener on ``listen_port`` of ``host`` (this machine's)."""
+    name = re.sub(r"[^A-Za-z0-9.-]", "_", host or socket.gethostname())
+    return data_dir / f"admin-counters-{name}-{listen_port}.json"
 
-    def __init__(self, path: Path | None = None) -> None:
+
+class Carry:
+    """Used by one thread at a time (the admin's reader thread). Starts from ``path``, or from
+    ``earlier`` where ``path`` does not exist yet."""
+
+    def __init__(self, path: Path | None = None, earlier: Path | None = None) -> None:
         self._path = path
         self._last: dict[str, float] = {}
         self._offset: dict[str, float] = {}
         self._dirty = False
         self._saved_at = 0.0
-        if path is not None:
-            self._load(path)
+        for source in (path, earlier):
+            if source is not None and self._load(source):
+                break
 
     def apply(self, families: list[Metric], in_memory: Callable[[Sample], bool]) -> list[Metric]:
         """The families with every counter and histogram sample carried (changed in place), but
@@ -80,14 +93,16 @@ class Carry:
         self._dirty = False
         self._saved_at = time.monotonic()
 
-    def _load(self, path: Path) -> None:
+    def _load(self, path: Path) -> bool:
+        """False if there is no file at ``path``."""
         try:
             saved = json.loads(path.read_text(encoding="utf-8"))
             last, offset = saved["last"], saved["offset"]
             self._last = {str(key): float(value) for key, value in last.items()}
             self._offset = {str(key): float(value) for key, value in offset.items()}
         except FileNotFoundError:
-            return
+            return False
         except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
             # Counters then start from the records alone: at worst one reset as Prometheus sees it.
             log.warning("admin.carry_unreadable", path=str(path), error=str(exc))
+        return True
