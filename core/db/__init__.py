@@ -185,6 +185,11 @@ class Database:
         too unless :attr:`may_migrate` (:class:`SchemaTooOld`): a component's first version
         (its tables made in a new database) is always applied, since no node can be using them.
         """
+        # Read first, outside a transaction: a store opened on an up-to-date schema (every
+        # command, every writer child) then never takes the writer lock to learn it.
+        row = self.query_one("SELECT version FROM schema_versions WHERE component = ?", (component,))
+        if row is not None and row["version"] == len(migrations):
+            return len(migrations)
         with self.transaction() as conn:
             row = conn.execute(
                 "SELECT version FROM schema_versions WHERE component = ?", (component,)

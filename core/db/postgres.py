@@ -187,6 +187,11 @@ class PgConnection:
         return self._db.run(sql, parameters, many=True)
 
 
+#: A row if the schema (its ``nocase`` collation) and its ``schema_versions`` exist.
+_BOOTSTRAPPED = ("SELECT 1 FROM pg_collation c JOIN pg_namespace n ON n.oid = c.collnamespace"
+                 " WHERE n.nspname = ? AND c.collname = 'nocase' AND to_regclass(?) IS NOT NULL")
+
+
 class PostgresDatabase(Database):
     """One connection per process (like the SQLite engine), serialised by a lock."""
 
@@ -254,6 +259,9 @@ class PostgresDatabase(Database):
         in a schema its administrator made for it.
         """
         schema = self._location.schema
+        # Read first: a store opened where all of it exists does not take the writer lock.
+        if self.query_one(_BOOTSTRAPPED, (schema, f"{schema}.schema_versions")) is not None:
+            return
         with self.transaction() as conn:
             conn.execute("SELECT pg_advisory_xact_lock(?)", (advisory_key("bootstrap"),))
             if conn.execute("SELECT 1 FROM pg_namespace WHERE nspname = ?", (schema,)).fetchone() is None:

@@ -20,7 +20,7 @@ import ingest.retention
 import ingest.store
 import ledger.migrations
 import sftpd.defender
-from core.db import Database, DatabaseUnavailable, PerEngine, PostgresLocation, SchemaTooNew
+from core.db import Database, DatabaseUnavailable, Location, PerEngine, PostgresLocation, SchemaTooNew
 from core.db.dialect import Untranslatable, postgres_ddl, statements, to_pyformat
 from core.db.postgres import TransactionAborted
 from core.db.sqlite import use_wal
@@ -31,10 +31,7 @@ WAIT_SECONDS = 30.0
 
 @pytest.fixture
 def db(locate: Locate) -> Iterator[Database]:
-    database = Database(locate("state"))
-    database.migrate("test", [
-        "CREATE TABLE items (id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE, size INTEGER, flag INTEGER, body BLOB)"
-    ])
+    database = _items_store(locate("state"))
     yield database
     database.close()
 
@@ -177,6 +174,29 @@ def test_two_concurrent_migrators_apply_each_step_once(locate: Locate) -> None:
     finally:
         first.close()
         second.close()
+
+
+def test_a_store_on_an_up_to_date_schema_opens_while_a_writer_holds_its_transaction(
+    db: Database, locate: Locate
+) -> None:
+    """Opening learns the schema's version without the writer lock: a writer child or a command
+    does not wait for a long batch of another process to learn there is nothing to migrate."""
+    opened: list[Database] = []
+    opener = threading.Thread(target=lambda: opened.append(_items_store(locate("state"))))
+    with db.transaction() as conn:
+        conn.execute("INSERT INTO items (name) VALUES ('held')")
+        opener.start()
+        opener.join(WAIT_SECONDS / 3)
+        assert opened, "opening the store waited for the writer"
+    opened[0].close()
+
+
+def _items_store(location: Location) -> Database:
+    database = Database(location)
+    database.migrate("test", [
+        "CREATE TABLE items (id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE, size INTEGER, flag INTEGER, body BLOB)"
+    ])
+    return database
 
 
 def test_a_schema_newer_than_the_program_is_refused(db: Database) -> None:
