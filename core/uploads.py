@@ -80,6 +80,16 @@ class UploadStore:
         )
         return _upload(row) if row else None
 
+    def received_before(self, moment: str) -> dict[str, set[str]]:
+        """The paths, per tenant, of uploads recorded before ``moment`` (ISO) and still
+        ``received``: their front door died, or failed, between recording and staging them
+        (index ``uploads_by_state``: uploads wait in this state for milliseconds)."""
+        paths: dict[str, set[str]] = {}
+        for row in self.db.query("SELECT tenant, path FROM uploads WHERE state = ? AND received_at < ?",
+                                 (UploadState.RECEIVED.value, moment)):
+            paths.setdefault(row["tenant"], set()).add(row["path"])
+        return paths
+
     def set_state(self, upload_id: int, state: UploadState, detail: str = "") -> None:
         self.db.execute(
             "UPDATE uploads SET state = ?, detail = ? WHERE id = ?", (state.value, detail, upload_id)

@@ -28,9 +28,10 @@ import shutil
 import stat
 import time
 from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
 from pathlib import Path, PurePosixPath
 
-from core.clock import now_iso, parse_iso
+from core.clock import iso, now_iso, parse_iso, utcnow
 from core.config import Settings
 from core.crypto import AtRest, TamperedFile
 from core.logs import get_logger
@@ -247,16 +248,22 @@ class Scanner:
         waiting: dict[str, list[StagedUpload]] = {}
         for upload in self.stager.staged.waiting():
             waiting.setdefault(upload.tenant, []).append(upload)
+        # Uploads recorded but never staged (their front door died in between): their files are
+        # looked at again though this scanner saw them unchanged, as it may have before the
+        # record (a node records after the client's close is answered).
+        unstaged = self.uploads.received_before(iso(utcnow() - timedelta(seconds=self.stable_seconds)))
         for tenant in tenants:
             try:
-                self._scan_tenant(tenant.name, staged, waiting.get(tenant.name, []))
+                self._scan_tenant(tenant.name, staged, waiting.get(tenant.name, []),
+                                  unstaged.get(tenant.name, set()))
             except Exception:
                 log.error("staging.scan_failed", exc_info=True, tenant=tenant.name)
         for gone in self._handled.keys() - {tenant.name for tenant in tenants}:
             del self._handled[gone]
         return staged
 
-    def _scan_tenant(self, tenant: str, staged: list[StagedUpload], waiting: list[StagedUpload]) -> None:
+    def _scan_tenant(self, tenant: str, staged: list[StagedUpload], waiting: list[StagedUpload],
+                     unstaged: set[str]) -> None:
         """One tenant's ``in/``; what it sees of the tenant's files lives and dies here, so freeing
         it never holds the GIL for long (a whole pass's 100,000 paths, freed at its end, held it
         about 50 ms)."""
@@ -267,7 +274,7 @@ class Scanner:
             path = f"{IN_DIR}/{relative}"
             present.add(path)
             seen = self._stable(info)
-            if seen is None or handled.get(path) == seen:
+            if seen is None or (handled.get(path) == seen and path not in unstaged):
                 continue
             try:
                 # One indexed lookup per file not seen unchanged before, never the tenant's history.

@@ -6,10 +6,12 @@ import hashlib
 import os
 import stat
 import time
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 
+from core.clock import iso, utcnow
 from core.tenants import Tenant, TenantStore
 from core.uploads import UploadStore
 from ingest.pipeline import Ingest
@@ -218,6 +220,26 @@ async def test_scan_stages_an_upload_recorded_but_never_staged(
     [staged] = await scanning.scan()
     assert staged.upload_id == upload.id
     assert [item.id for item in uploads.history("acme")] == [upload.id]
+
+
+async def test_scan_stages_an_upload_recorded_after_it_saw_the_file_and_never_staged(
+    scanning: Ingest, tenants: TenantStore, uploads: UploadStore, tenant: Tenant
+) -> None:
+    """A front door publishes a file again (the same bytes: a client's retry), and records it
+    only after a scan saw it (records land after the close is answered), then dies before staging
+    it: the scan seeing the file unchanged looks again once the record is older than a stable file."""
+    first, path = drop(tenants, uploads, "acme", "in/sales.csv", SIGNALS)
+    await scanning.stage(first, path)
+    make_old(path, 60.0)  # published again: the same bytes, a new mtime
+    assert await scanning.scan() == []  # the same content as the last upload: nothing new
+    again = uploads.record("acme", "in/sales.csv", len(SIGNALS), hashlib.sha256(SIGNALS.encode()).hexdigest())
+    assert await scanning.scan() == []  # recorded just now: its front door stages it
+    scanning.db.execute("UPDATE uploads SET received_at = ? WHERE id = ?",
+                        (iso(utcnow() - timedelta(seconds=6)), again.id))
+    [staged] = await scanning.scan()
+    assert staged.upload_id == again.id
+    assert uploads.get(first.id).state == "superseded"  # type: ignore[union-attr]
+    assert await scanning.scan() == []
 
 
 async def test_scan_records_a_changed_file_as_a_new_upload(
