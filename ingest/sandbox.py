@@ -136,10 +136,12 @@ class Worker:
 
     DONE: Any = object()
 
-    def __init__(self, function: Callable[[A, Channel], None], argument: A, limits: Limits) -> None:
+    def __init__(self, function: Callable[[A, Channel], None], argument: A, limits: Limits,
+                 task: str | None = None) -> None:
         _ensure_preload()
         self._connection, child_end = _context.Pipe(duplex=True)
         self._limits = limits
+        self._task = task
         self._deadline = time.monotonic() + limits.wall_seconds
         self._child = _context.Process(target=_talking_child_main,
                                        args=(child_end, function, argument, limits, _log_level()), daemon=True)
@@ -163,20 +165,37 @@ class Worker:
         try:
             outcome = _receive(self._connection, self._child, self._limits.wall_seconds,
                                self._deadline - time.monotonic())
-        except WorkerFailed:
+        except WorkerFailed as failed:
             self._close()
-            raise
-        kind, value = outcome or _death(self._close(), self._limits)
+            raise self._failed(failed.kind, failed.reason, None) from None
+        exitcode = None
+        if outcome is None:
+            exitcode = self._close()
+            outcome = _death(exitcode, self._limits)
+        kind, value = outcome
         if kind == "message":
             return value
         self._close()
         if kind != "ok":
-            raise WorkerFailed(kind, value)
+            raise self._failed(kind, value, exitcode)
         return self.DONE
 
     def close(self) -> None:
         """Stop the child if it still runs (kill) and reap it."""
         self._close()
+
+    def _failed(self, kind: str, reason: str, exitcode: int | None) -> WorkerFailed:
+        """The failure, in the words of this worker's task if it has one (a file's, if not)."""
+        if self._task is None:
+            return WorkerFailed(kind, reason)
+        limits = self._limits
+        worded = {
+            "time": f"took longer than the {limits.wall_seconds:g} seconds allowed",
+            "cpu": f"needed more than the {limits.cpu_seconds:g} seconds of processing time allowed",
+            "memory": f"needed more than the {limits.memory_bytes // MiB} MiB of memory allowed",
+            "crash": f"stopped unexpectedly (exit status {exitcode})",
+        }.get(kind, "raised an error (logged as sandbox.error)")
+        return WorkerFailed(kind, f"{self._task} {worded}")
 
     def _close(self) -> int | None:
         self._done = True
@@ -187,9 +206,11 @@ class Worker:
         return self._child.exitcode
 
 
-def start_limited(function: Callable[[A, Channel], None], argument: A, limits: Limits) -> Worker:
-    """``function(argument, channel)`` in a limited child that talks with the parent as it works."""
-    return Worker(function, argument, limits)
+def start_limited(function: Callable[[A, Channel], None], argument: A, limits: Limits,
+                  task: str | None = None) -> Worker:
+    """``function(argument, channel)`` in a limited child that talks with the parent as it works;
+    ``task`` names its work in the failures' reasons (reading a customer's file, if not given)."""
+    return Worker(function, argument, limits, task)
 
 
 def _receive(receiver: Connection, child: Any, wall_seconds: float,

@@ -184,7 +184,8 @@ class EmbeddedLedger:
             batches = [_rows(items, token_for, base) for items in chunk]
             job = ChunkJob(self.settings, {item.tenant: zones[item.tenant] for items in chunk for item in items},
                            batches, forget)
-            worker = start_limited(write_chunk, job, Limits.from_settings(self.settings.parse))
+            worker = start_limited(write_chunk, job, Limits.from_settings(self.settings.parse),
+                                   task=f"writing {sum(map(len, batches))} rows to the embedded ledger")
             return _ChunkWriter(self, worker, chunk)
 
         return await asyncio.to_thread(start)

@@ -13,7 +13,7 @@ import pytest
 
 from core.config import MiB
 from ingest.rows.readers import read_table
-from ingest.sandbox import Channel, Limits, Worker, WorkerFailed, run_limited, start_limited
+from ingest.sandbox import INTERNAL_ERROR, Channel, Limits, Worker, WorkerFailed, run_limited, start_limited
 from tests.ingest import hostile
 
 LIMITS = Limits(memory_bytes=1024 * MiB, cpu_seconds=2, wall_seconds=20)
@@ -203,17 +203,20 @@ def test_a_worker_that_raises_after_a_message_is_a_failure_after_it() -> None:
         with pytest.raises(WorkerFailed) as failed:
             worker.receive()
         assert failed.value.kind == "error" and "secret" not in failed.value.reason
+        assert failed.value.reason == INTERNAL_ERROR  # no task named: a file's words
     finally:
         worker.close()
 
 
-def test_a_worker_that_runs_past_its_wall_time_is_killed() -> None:
-    worker = start_limited(answer_then_sleep, 60, Limits(LIMITS.memory_bytes, cpu_seconds=5, wall_seconds=0.5))
+def test_a_worker_that_runs_past_its_wall_time_is_killed_and_its_task_named() -> None:
+    worker = start_limited(answer_then_sleep, 60, Limits(LIMITS.memory_bytes, cpu_seconds=5, wall_seconds=0.5),
+                           task="writing 3 rows")
     try:
         assert worker.receive() == "first"
         with pytest.raises(WorkerFailed) as failed:
             worker.receive()
         assert failed.value.kind == "time"
+        assert failed.value.reason == "writing 3 rows took longer than the 0.5 seconds allowed"
         assert worker.pid is not None
         with pytest.raises(ProcessLookupError):
             os.kill(worker.pid, 0)  # killed and reaped

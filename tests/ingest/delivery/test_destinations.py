@@ -173,9 +173,9 @@ async def test_rows_written_by_children_chunk_by_chunk_get_the_same_answers(
     local.ingest.processor.page_rows = 3
     children: list[int] = []
 
-    def start_limited(function: Any, job: Any, limits: Any) -> Worker:
+    def start_limited(function: Any, job: Any, limits: Any, task: str) -> Worker:
         children.append(sum(map(len, job.batches)))
-        worker = real_start_limited(function, job, limits)
+        worker = real_start_limited(function, job, limits, task)
         if child_fails:
             receive = worker.receive
 
