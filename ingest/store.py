@@ -424,11 +424,7 @@ class StagedStore:
 
     def unreported_rejections(self, tenants: list[str]) -> list[StagedUpload]:
         """Rejected uploads whose report is not written yet (a crash came between the two)."""
-        if not tenants:  # ``IN ()`` is SQLite's, not PostgreSQL's
-            return []
-        marks = ", ".join("?" * len(tenants))
-        return self._select(f"u.state = ? AND s.finished_at IS NULL AND u.tenant IN ({marks})",
-                            (UploadState.REJECTED.value, *tenants))
+        return self._of_tenants("u.state = ? AND s.finished_at IS NULL", (UploadState.REJECTED.value,), tenants)
 
     def reserve_report(self, upload_id: int, choose: Callable[[Callable[[str], bool]], str]) -> str:
         """The report path of an upload being finished: the one recorded before, or ``choose``'s.
@@ -482,10 +478,15 @@ class StagedStore:
 
     def _in_state(self, state: UploadState, tenants: list[str]) -> list[StagedUpload]:
         """By the uploads' (tenant, state) index: the tenants' uploads in ``state``, not their history."""
-        if not tenants:  # ``IN ()`` is SQLite's, not PostgreSQL's: a run holding no tenant has none
+        return self._of_tenants("u.state = ?", (state.value,), tenants)
+
+    def _of_tenants(self, where: str, params: tuple[Any, ...], tenants: list[str]) -> list[StagedUpload]:
+        """:meth:`_select` of ``where`` among ``tenants``' uploads; none, and no query, for no
+        tenant (a run holding none): ``IN ()`` is SQLite's, not PostgreSQL's."""
+        if not tenants:
             return []
         marks = ", ".join("?" * len(tenants))
-        return self._select(f"u.state = ? AND u.tenant IN ({marks})", (state.value, *tenants))
+        return self._select(f"{where} AND u.tenant IN ({marks})", (*params, *tenants))
 
     def _select(self, where: str, params: tuple[Any, ...]) -> list[StagedUpload]:
         """Staged uploads with their state (the upload's), oldest first."""
