@@ -23,10 +23,10 @@ from zoneinfo import ZoneInfo
 from core.config import ParseSettings
 from core.crypto import AtRest, TamperedFile, is_encrypted
 from core.digests import file_digest
+from core.gcpause import collection_paused
 from ingest.delivery.outbox import QueuedRows, RejectedRow
 from ingest.rows.errors import FileRejected
 from ingest.rows.feeds import Feed
-from ingest.rows.gcpause import collection_paused
 from ingest.rows.precheck import check_workbook
 
 if TYPE_CHECKING:

@@ -43,10 +43,10 @@ from zoneinfo import ZoneInfo
 
 import polars as pl
 
+from core.gcpause import collection_paused
 from ingest.rows.coercion import checker
 from ingest.rows.feeds import Feed
 from ingest.rows.fields import Target, target_type
-from ingest.rows.gcpause import collection_paused
 from ingest.rows.kinds import KINDS, NO_SIGNAL_NAME, SIGNAL, DestinationRequest, Kind
 from ingest.rows.validate import GoodColumns, RowResult, Validation
 

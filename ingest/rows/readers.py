@@ -42,9 +42,9 @@ from typing import Any
 import polars as pl
 import python_calamine
 
+from core.gcpause import collection_paused
 from ingest.rows.cell_text import datetime_texts, number_texts, value_text
 from ingest.rows.errors import FileRejected
-from ingest.rows.gcpause import collection_paused
 
 __all__ = ["MISSING", "Table", "read_table"]
 

@@ -31,10 +31,10 @@ import polars as pl
 from core.config import MiB
 from core.crypto import AtRest, TamperedFile
 from core.filenames import upload_name_error
+from core.gcpause import collection_paused
 from ingest.rows.column_checks import check_column
 from ingest.rows.feeds import Feed
 from ingest.rows.fields import DICTIONARY_SECTIONS, Target, target_type
-from ingest.rows.gcpause import collection_paused
 from ingest.rows.kinds import KINDS, NotBefore, OneOf
 from ingest.rows.readers import Table
 from ingest.rows.templates import Column, Template

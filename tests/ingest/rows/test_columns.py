@@ -7,8 +7,6 @@ on inputs chosen to hit its shortcuts and their edges.
 
 from __future__ import annotations
 
-import gc
-import threading
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -21,7 +19,6 @@ import pytest
 from ingest.rows.coercion import checker
 from ingest.rows.column_checks import Problems, check_column
 from ingest.rows.feeds import Feed, default_feeds, parse_feed
-from ingest.rows.gcpause import collection_paused
 from ingest.rows.mapping import MappedRows, map_row, map_rows
 from ingest.rows.readers import Table, read_table
 from ingest.rows.validate import RowResult, Validation, validate
@@ -336,44 +333,6 @@ def test_map_rows_of_two_columns_filling_one_field() -> None:
         [{"name": "region", "value": "b"}],
         [{"name": "region", "value": "a"}],
     ]
-
-
-# --- the collector ------------------------------------------------------------------------------
-
-
-def test_collection_pause_nests_and_restores() -> None:
-    assert gc.isenabled()
-    with collection_paused():
-        with collection_paused():
-            assert not gc.isenabled()
-        assert not gc.isenabled()
-    assert gc.isenabled()
-    gc.disable()
-    try:
-        with collection_paused():
-            pass
-        assert not gc.isenabled()
-    finally:
-        gc.enable()
-
-
-def test_collection_pause_ends_with_the_last_thread() -> None:
-    entered, release = threading.Event(), threading.Event()
-
-    def hold() -> None:
-        with collection_paused():
-            entered.set()
-            release.wait(timeout=10)
-
-    thread = threading.Thread(target=hold)
-    thread.start()
-    assert entered.wait(timeout=10)
-    with collection_paused():
-        pass
-    assert not gc.isenabled()
-    release.set()
-    thread.join(timeout=10)
-    assert gc.isenabled()
 
 
 def test_map_rows_of_choices_spelled_unlike_their_type() -> None:
