@@ -27,6 +27,7 @@ from core.tenants import TenantStore
 from core.uploads import FINAL_STATES, Upload, UploadStore
 from ingest.claims import SCAN, ClaimHeld, Claims, process_exists, tenant_claim
 from ingest.delivery.outbox import Outbox, Pace, RowCounts
+from ingest.delivery.poster import LazyClient
 from ingest.notify import Mailer
 from ingest.processor import Processor, Progress, RunSummary
 from ingest.schedule import Schedule
@@ -151,8 +152,7 @@ class Ingest:
             # Inside the run's record, so a failure here is a failed run with its reason.
             await self.settled()
             await self.scan()
-            # Made off the event loop: its TLS context (the CA bundle) takes 20-40 ms.
-            async with await asyncio.to_thread(self._http) as client:
+            async with LazyClient(self._http) as client:
                 work = await self.processor.process(record, tenant, client, progress, embedded_base)
         except asyncio.CancelledError:
             self.run_store.finish(record.id, RunStatus.INTERRUPTED, RunCounts(), "stopped during the run")

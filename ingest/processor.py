@@ -29,8 +29,6 @@ from pathlib import Path
 from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
-import httpx
-
 from core.clock import parse_iso
 from core.config import Settings
 from core.crypto import AtRest
@@ -40,7 +38,7 @@ from core.uploads import UploadState, UploadStore
 from ingest.claims import ClaimHeld, Claims, tenant_claim
 from ingest.delivery.destinations import Destination, EmbeddedLedger, RemoteSignalApi
 from ingest.delivery.outbox import PAGE_ROWS, Outbox, OutboxItem, QueuedRows
-from ingest.delivery.poster import Delivery, Poster, PostReport
+from ingest.delivery.poster import Delivery, LazyClient, Poster, PostReport
 from ingest.notify import Mailer, TenantRun, failure_message
 from ingest.prepare import Prepared, PrepareJob, prepare_file
 from ingest.progress import DeliveryProgress
@@ -162,7 +160,7 @@ class Processor:
         self.page_rows = PAGE_ROWS
 
     async def process(
-        self, run: RunRecord, only: str | None, client: httpx.AsyncClient, progress: Progress | None = None,
+        self, run: RunRecord, only: str | None, client: LazyClient, progress: Progress | None = None,
         embedded_base: str | None = None,
     ) -> RunWork:
         """Do the work of ``run`` for every eligible tenant (or just ``only``), side by side.
@@ -208,7 +206,7 @@ class Processor:
         return work
 
     async def _process_tenant(
-        self, run: RunRecord, tenant: Tenant, client: httpx.AsyncClient, emit: Progress,
+        self, run: RunRecord, tenant: Tenant, client: LazyClient, emit: Progress,
         embedded_base: str | None, reading: asyncio.Semaphore,
     ) -> RunWork:
         """Queue the tenant's waiting files, deliver its pending rows, finish, report and mail.
@@ -363,7 +361,7 @@ class Processor:
         return claimed
 
     async def _post(
-        self, names: list[str], tenants: dict[str, Tenant], client: httpx.AsyncClient, emit: Progress,
+        self, names: list[str], tenants: dict[str, Tenant], client: LazyClient, emit: Progress,
         embedded_base: str | None,
     ) -> PostReport:
         """Deliver the pending rows of ``names`` (one tenant), each file's progress told as it goes.

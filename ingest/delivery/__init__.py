@@ -20,7 +20,7 @@ from ingest.delivery.outbox import (
     RowStatus,
     StuckItem,
 )
-from ingest.delivery.poster import Delivery, DeliveryOutcome, Poster, PostReport
+from ingest.delivery.poster import Delivery, DeliveryOutcome, LazyClient, Poster, PostReport
 from ingest.delivery.ratelimit import RateLimiter
 
 __all__ = [
@@ -29,6 +29,7 @@ __all__ = [
     "DeliveryOutcome",
     "Destination",
     "EmbeddedLedger",
+    "LazyClient",
     "Outbox",
     "OutboxItem",
     "OutboxState",

@@ -173,6 +173,31 @@ async def test_a_slow_destination_of_one_tenant_never_holds_up_another(
     assert summary.run.posted == 4 and beta.name != tenant.name
 
 
+async def test_a_runs_http_client_is_made_once_and_only_for_rows_sent_over_http(
+    ingest_settings: Settings, state_db: Database, tenants: TenantStore, uploads: UploadStore,
+    tenant: Tenant, fake_api: FakeApi, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A run with nothing to send over HTTP (here: nothing at all; in the daemon: every row for
+    the embedded ledger) never makes the client; one that posts makes one for all its rows."""
+    ingest = Ingest(ingest_settings, state_db, tenants, uploads)
+    made: list[object] = []
+    make = ingest._http
+
+    def counted() -> Any:
+        made.append(client := make())
+        return client
+
+    monkeypatch.setattr(ingest, "_http", counted)
+    await ingest.run()
+    assert made == []
+    for name in ("in/a.csv", "in/b.csv"):
+        upload, path = drop(tenants, uploads, "acme", name, SIGNALS)
+        await ingest.stage(upload, path)
+    summary = await ingest.run()
+    assert summary.run.posted == 4 and len(made) == 1
+    assert len(fake_api.received) == 4 and tenant.name == "acme"
+
+
 async def test_a_run_whose_process_was_killed_is_listed_as_interrupted(ingest: Ingest) -> None:
     gone = subprocess.Popen([sys.executable, "-c", "pass"])
     gone.wait()
