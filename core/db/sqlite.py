@@ -19,6 +19,13 @@ from core.db import Database, DatabaseUnavailable, Location, Reader, ReadFailed
 from core.db.dialect import Migration, PerEngine, statements
 
 BUSY_TIMEOUT_SECONDS = 30.0
+#: Each connection's page cache at most (SQLite's default: 2 MiB).
+CACHE_KIB = 64 * 1024
+#: The WAL is copied into the file by the commit that takes it past this many pages (64 MiB of
+#: 4 KiB pages; SQLite's default: 1,000), so a page written by many batches is copied once.
+CHECKPOINT_PAGES = 16_384
+#: What a WAL file keeps of its size once copied in and started again (SQLite keeps all of it).
+WAL_KEPT_BYTES = 64 * 1024 * 1024
 # A reader's progress handler runs every this many virtual-machine instructions.
 _PROGRESS_STEPS = 10_000
 # A reader's errors that mean "not now" rather than "never": busy, locked, interrupted at its
@@ -47,6 +54,14 @@ class SqliteDatabase(Database):
         use_wal(self._conn, BUSY_TIMEOUT_SECONDS)
         self._conn.execute("PRAGMA synchronous=NORMAL")
         self._conn.execute("PRAGMA foreign_keys=ON")
+        # Sized for the batches written here (thousands of rows a transaction, each touching a few
+        # hundred pages of indexes): with SQLite's defaults (2 MiB of cache, a checkpoint in the
+        # commit that takes the WAL past 1,000 pages) a ledger-writer child re-read most of a
+        # batch's pages from the file, one pread each, and copied the WAL into the file about
+        # every other commit. The cache grows only as pages are used.
+        self._conn.execute(f"PRAGMA cache_size=-{CACHE_KIB}")
+        self._conn.execute(f"PRAGMA wal_autocheckpoint={CHECKPOINT_PAGES}")
+        self._conn.execute(f"PRAGMA journal_size_limit={WAL_KEPT_BYTES}")
         self._conn.execute(
             "CREATE TABLE IF NOT EXISTS schema_versions ("
             " component TEXT PRIMARY KEY, version INTEGER NOT NULL)"
