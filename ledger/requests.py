@@ -73,6 +73,11 @@ class Answer:
         return self._body
 
     @property
+    def succeeded(self) -> bool:
+        """A 2xx: the request was carried out (or had been, identically)."""
+        return self.status < HTTP_ERROR
+
+    @property
     def transaction_id(self) -> str | None:
         """The transaction id a client reads: its signal's, its own, or its call's."""
         if self._transaction_id is None:

@@ -22,6 +22,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from core.config import Settings
 from core.db import Location
@@ -31,11 +32,15 @@ from core.tenants import TenantStore, open_state
 from ingest.delivery.outbox import Outbox
 from ingest.delivery.poster import HTTP_UNAUTHORIZED, Delivery, DeliveryOutcome, error_text, mark_deliveries
 from ingest.sandbox import Channel
-from ledger.auth import Gatekeeper
-from ledger.errors import ApiError
-from ledger.plans import BodyLimits, Plan, PlanJob, Refused, plan_batch
-from ledger.requests import HTTP_ERROR, Answer, LedgerRequests, Queued
-from ledger.store import LedgerStore
+
+if TYPE_CHECKING:
+    # The ledger's modules (pydantic's schemas among them, 0.12 s) are imported where they are
+    # used: by the children, whose fork server has them already, and by this process only when
+    # it writes a batch itself. The run's process names this module to start each child.
+    from ledger.auth import Gatekeeper
+    from ledger.plans import Plan, Refused
+    from ledger.requests import Answer, LedgerRequests
+    from ledger.store import LedgerStore
 
 #: What a child sends per batch: each row's delivery (None: left pending, its tenant's token
 #: was refused before it), the tenants whose token was refused so far, and whether the outbox
@@ -79,6 +84,9 @@ def write_batch(requests: LedgerRequests, gate: Gatekeeper, rows: Sequence[Write
     rows already read, each with the time zone it was read in; ``marks``, if given, marks them in
     the same transaction. A fault of ours (a bug, a broken database) rolls the whole batch back
     and is raised: the batch stays pending."""
+    from ledger.errors import ApiError
+    from ledger.requests import Queued
+
     queued: list[Queued] = []
     taken: list[int] = []
     deliveries: list[Delivery | None] = [None] * len(rows)
@@ -102,7 +110,7 @@ def write_batch(requests: LedgerRequests, gate: Gatekeeper, rows: Sequence[Write
 def delivery_of(answer: Answer) -> Delivery:
     """The outcome the poster would record for this answer over HTTP."""
     status = answer.status
-    if status < HTTP_ERROR:
+    if answer.succeeded:
         return Delivery(DeliveryOutcome.POSTED, status, answer.transaction_id, "", 1)
     if status == HTTP_UNAUTHORIZED:
         return Delivery(DeliveryOutcome.UNAUTHORIZED, status, None,
@@ -114,6 +122,10 @@ def delivery_of(answer: Answer) -> Delivery:
 def ledger_requests(settings: Settings) -> Iterator[tuple[LedgerRequests, Gatekeeper, Marks | None]]:
     """The ledger's requests and gate over this data dir's stores, opened in a child and closed
     after, and the outbox's marks written in the ledger's transactions where they can be."""
+    from ledger.auth import Gatekeeper
+    from ledger.requests import LedgerRequests
+    from ledger.store import LedgerStore
+
     state = open_state(settings.state_location)
     try:
         ledger = LedgerStore.open(settings.ledger_location)
@@ -152,6 +164,8 @@ def write_chunk(job: ChunkJob, channel: Channel) -> None:
     The collector is paused for the child's life (``core.gcpause``): its collections, over the
     fork server's modules and the chunk's rows, took about 15 % of a child's CPU time, most of
     it while writing, which the next chunk's writing waits for."""
+    from ledger.plans import BodyLimits, PlanJob, plan_batch
+
     api = job.settings.api
     rows = [row for batch in job.batches for row in batch]
     plans = plan_batch(PlanJob(BodyLimits(api.max_body_bytes, api.max_json_depth),

@@ -11,6 +11,8 @@ import contextlib
 import json
 import os
 import signal
+import subprocess
+import sys
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +25,7 @@ from core.db import Database
 from core.passwords import PasswordHasher
 from core.tenants import TenantStore, open_state
 from core.uploads import UploadStore
+from ingest import sandbox
 from ingest.delivery import destinations
 from ingest.delivery.destinations import EmbeddedLedger
 from ingest.delivery.outbox import Outbox, OutboxItem
@@ -259,3 +262,14 @@ async def test_a_batch_commits_with_its_outbox_marks_where_one_database_holds_bo
     await local.ingest.run()
     assert _outcomes(local) == _outcomes(http)
     assert _ledger(local) == _ledger(http)
+
+
+def test_the_run_names_the_writer_without_loading_the_ledgers_schemas() -> None:
+    """A run's process names ``write_chunk`` to start each child; the ledger's modules (pydantic's
+    schemas among them, 0.12 s at the start of every delivery) load in the fork server."""
+    code = ("import sys, ingest.delivery.ledger_writes, ingest.sandbox; print(sorted("
+            "name for name in ('pydantic', 'ledger.plans', 'ledger.schemas') if name in sys.modules))")
+    shown = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                           cwd=Path(__file__).resolve().parents[3])
+    assert shown.stdout.strip() == "[]"
+    assert "ledger.plans" in sandbox.PRELOAD  # the children have them from the fork server
