@@ -31,6 +31,7 @@ def test_rows_are_told_at_once_then_once_a_second_and_at_the_end() -> None:
     assert [(fields["file"], fields["done"]) for _, fields in told] == [
         ("in/a.csv", 1), ("in/a.csv", 3), ("in/a.csv", 4), ("in/b.csv", 1), ("in/b.csv", 2)]
     assert {event for event, _ in told} == {"file.progress"}
+    assert (told[0][1]["rate"], told[0][1]["eta_seconds"]) == (0.0, None)  # half a second in: unknown
     assert told[1][1] == {"tenant": "acme", "file": "in/a.csv", "upload": 1, "done": 3, "total": 4,
                           "rate": 1.8, "eta_seconds": 0.6}
 
@@ -40,6 +41,8 @@ def test_rate_and_time_left() -> None:
     half = FileProgress("acme", "in/a.csv", 1, done=500, total=1000, seconds=10)
     assert (half.rate, half.left, half.eta_seconds) == (50.0, 500, 10.0)
     assert FileProgress("acme", "in/a.csv", 1, done=3, total=3, seconds=0).eta_seconds == 0.0
+    first = FileProgress("acme", "in/a.csv", 1, done=1, total=26_000, seconds=0.2)  # not a pace yet
+    assert (first.rate, first.eta_seconds) == (0.0, None)
 
 
 def test_the_log_hears_of_every_unfinished_file(caplog: pytest.LogCaptureFixture) -> None:
