@@ -19,8 +19,9 @@ from core.db import Database, DatabaseUnavailable, Location, Reader, ReadFailed
 from core.db.dialect import Migration, PerEngine, statements
 
 BUSY_TIMEOUT_SECONDS = 30.0
-#: Each connection's page cache at most (SQLite's default: 2 MiB).
-CACHE_KIB = 64 * 1024
+#: Each connection's page cache at most (SQLite's default: 2 MiB). A 5 MB signal file's run read
+#: 237,000 pages from the files with the default, 66,000 with 16 MiB, 47,000 with 64 MiB.
+CACHE_KIB = 16 * 1024
 #: The WAL is copied into the file by the commit that takes it past this many pages (64 MiB of
 #: 4 KiB pages; SQLite's default: 1,000), so a page written by many batches is copied once.
 CHECKPOINT_PAGES = 16_384
