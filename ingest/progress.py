@@ -45,8 +45,10 @@ class FileProgress:
 
     @property
     def rate(self) -> float:
-        """Rows per second so far (0 until a row is done and :data:`RATE_AFTER_SECONDS` passed)."""
-        return self.done / self.seconds if self.seconds >= RATE_AFTER_SECONDS and self.done else 0.0
+        """Rows per second so far: 0 until a row is done and :data:`RATE_AFTER_SECONDS` passed,
+        unless every row is (a short file's whole pass is its pace)."""
+        measured = self.seconds >= RATE_AFTER_SECONDS or (not self.left and self.seconds > 0)
+        return self.done / self.seconds if measured and self.done else 0.0
 
     @property
     def eta_seconds(self) -> float | None:

@@ -43,6 +43,8 @@ def test_rate_and_time_left() -> None:
     assert FileProgress("acme", "in/a.csv", 1, done=3, total=3, seconds=0).eta_seconds == 0.0
     first = FileProgress("acme", "in/a.csv", 1, done=1, total=26_000, seconds=0.2)  # not a pace yet
     assert (first.rate, first.eta_seconds) == (0.0, None)
+    short = FileProgress("acme", "in/a.csv", 1, done=12, total=12, seconds=0.2)  # done: its pace
+    assert (short.rate, short.eta_seconds) == (60.0, 0.0)
 
 
 def test_the_log_hears_of_every_unfinished_file(caplog: pytest.LogCaptureFixture) -> None:
