@@ -51,12 +51,6 @@ if TYPE_CHECKING:
 
 log = get_logger("ingest.destinations")
 
-#: Rows per ledger transaction: large enough that commits cost little, small enough that the
-#: daemon's API and other writers wait at most a fraction of a second for the ledger (about
-#: 0.1 s for 1,000 signals). A commit writes every page the batch changed, and each batch of a
-#: file's signals changes much the same index pages (a place per call in two of them): for a
-#: 5 MB file, batches of 500 wrote 48,000 pages to the WAL, of 2,000 32,000.
-BATCH_ROWS = 1000
 #: Batches written by one child at most: each child costs a fork, so a chunk of several batches
 #: lets the next chunk's reading (on the other core) keep ahead of this one's writing.
 READ_BATCHES = 4
@@ -107,10 +101,11 @@ class EmbeddedLedger:
 
     def __init__(self, settings: Settings, tenants: TenantStore, outbox: Outbox,
                  batch_rows: int | None = None) -> None:
+        """``batch_rows``: rows per ledger transaction (``[post] embedded_batch_rows``)."""
         self.settings = settings
         self.tenants = tenants
         self.outbox = outbox
-        self.batch_rows = batch_rows or BATCH_ROWS
+        self.batch_rows = batch_rows or settings.post.embedded_batch_rows
 
     @staticmethod
     def takes(item: OutboxItem, embedded_base: str) -> bool:

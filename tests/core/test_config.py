@@ -35,6 +35,7 @@ def test_file_overrides_defaults(tmp_path: Path) -> None:
         ("[server]\nlisten_port = 'x'\n", "server: listen_port: expected int"),
         ("server = 1\n", "expected a \\[section\\]"),
         ("[server\n", "c.toml"),
+        ("[post]\nembedded_batch_rows = 0\n", "post: embedded_batch_rows: 0 is not between 1 and 100000"),
     ],
 )
 def test_bad_config_names_the_setting(tmp_path: Path, text: str, message: str) -> None:

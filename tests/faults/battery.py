@@ -47,7 +47,8 @@ PHASES = ("upload", "staging", "processing", "delivery", "reporting")
 TENANT = "demo"
 CALLS_PATH = "in/calls/calls.csv"
 SIGNALS_PATH = "in/signals.csv"
-ROWS = 800  # two batches of the embedded ledger: its children write them (at most 839: one row a minute from 10:00)
+ROWS = 800  # at most 839: one row a minute from 10:00
+BATCH_ROWS = 500  # two batches a file, so the embedded ledger's children write them
 BAD_ROW_ID = "bad"
 RUN_TIMEOUT_SECONDS = 120
 
@@ -121,7 +122,7 @@ class Workspace:
             f"[server]\nlisten_port = {self.port}\n"
             f'keys_dir = "{root / "keys"}"\n'
             f"[api]\nlisten_port = {self.api_port}\nrate_limit_requests = 1000000\n"
-            "[post]\nrate_limit_requests = 1000000\nbackoff_base_seconds = 0.05\n"
+            f"[post]\nrate_limit_requests = 1000000\nbackoff_base_seconds = 0.05\nembedded_batch_rows = {BATCH_ROWS}\n"
             "[schedule]\nstable_seconds = 0.0\nscan_interval_seconds = 0.2\n"
             "[defender]\nfailure_delay_seconds = 0.0\n"
         )

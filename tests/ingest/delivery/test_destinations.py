@@ -172,7 +172,7 @@ async def test_rows_written_by_children_chunk_by_chunk_get_the_same_answers(
     to this process, which the ledger answers from memory where the child committed them, and
     says so."""
     http, local = both
-    monkeypatch.setattr(destinations, "BATCH_ROWS", 2)
+    monkeypatch.setattr(local.ingest.processor, "settings", local.settings.replace(post__embedded_batch_rows=2))
     local.ingest.processor.page_rows = 3
     children: list[int] = []
 
