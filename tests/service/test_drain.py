@@ -250,7 +250,7 @@ def run_again_and_count(config: Path, rows: int) -> None:
 def test_a_run_stopped_by_sigterm_is_finished_by_the_next_with_every_row_once(
     tmp_path: Path, settings: Settings,
 ) -> None:
-    """The daemon's catch-up run is writing a file into the embedded ledger in process (500
+    """The daemon's catch-up run is writing a file into the embedded ledger in process (1,000
     rows a batch) when SIGTERM comes: the batch under way commits with its outbox marks (the
     ledger's remembered answers and the outbox's posted rows agree), the run is recorded
     interrupted, and a later ``sftpctl run`` delivers the rest: each row in the ledger once."""
