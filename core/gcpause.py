@@ -5,7 +5,7 @@ that never form reference cycles, and so does writing its requests to the ledger
 signals, records, answers). CPython's collector is triggered by allocations, not by garbage, so it
 runs full collections again and again over everything built so far and finds nothing: a quarter
 to a third of the processor's time on such a file (``bench/processor_speed.py``), and about a
-third of a ledger-writer child's (``ingest.delivery.ledger_writes``). Pausing it for those
+sixth of a ledger-writer child's (``ingest.delivery.ledger_writes``). Pausing it for those
 seconds is the usual remedy; reference counting still frees everything that is not in a cycle,
 and cycles made meanwhile anywhere in the process wait for the next collection.
 

@@ -74,7 +74,8 @@ class Answer:
 
     @property
     def succeeded(self) -> bool:
-        """A 2xx: the request was carried out (or had been, identically)."""
+        """Not an error (the ledger answers 200 or 201): the request was carried out, or had
+        been, identically."""
         return self.status < HTTP_ERROR
 
     @property
