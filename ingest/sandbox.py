@@ -100,7 +100,7 @@ def run_limited(function: Callable[[A], T], argument: A, limits: Limits) -> T:
         child.join()
         exitcode = child.exitcode
         child.close()
-    kind, value = outcome or _death(exitcode, limits)
+    kind, value = outcome or _death(exitcode, limits, time.monotonic() - started)
     log.debug("sandbox.done", kind=kind, seconds=round(time.monotonic() - started, 3))
     if kind != "ok":
         raise WorkerFailed(kind, value)
@@ -142,7 +142,8 @@ class Worker:
         self._connection, child_end = _context.Pipe(duplex=True)
         self._limits = limits
         self._task = task
-        self._deadline = time.monotonic() + limits.wall_seconds
+        self._started = time.monotonic()
+        self._deadline = self._started + limits.wall_seconds
         self._child = _context.Process(target=_talking_child_main,
                                        args=(child_end, function, argument, limits, _log_level()), daemon=True)
         self._child.start()
@@ -171,7 +172,7 @@ class Worker:
         exitcode = None
         if outcome is None:
             exitcode = self._close()
-            outcome = _death(exitcode, self._limits)
+            outcome = _death(exitcode, self._limits, time.monotonic() - self._started)
         kind, value = outcome
         if kind == "message":
             return value
@@ -230,9 +231,15 @@ def _receive(receiver: Connection, child: Any, wall_seconds: float,
     return message
 
 
-def _death(exitcode: int | None, limits: Limits) -> tuple[str, str]:
-    """What a child that sent nothing died of, from its exit status."""
-    if exitcode in (-signal.SIGXCPU, -signal.SIGKILL):
+def _death(exitcode: int | None, limits: Limits, seconds: float) -> tuple[str, str]:
+    """What a child that sent nothing died of, from its exit status and how long it ran.
+
+    SIGKILL is the hard CPU limit only if the child could have used that much CPU time in
+    ``seconds`` on this machine's cores; killed sooner, something else killed it (the kernel's
+    OOM killer, an operator's ``kill -9``), and it is a crash, not a file's excess.
+    """
+    if exitcode == -signal.SIGXCPU or (exitcode == -signal.SIGKILL
+                                       and seconds * _cores() >= limits.cpu_seconds):
         return "cpu", (
             f"reading the file needed more than the {limits.cpu_seconds:g} seconds of processing time"
             " allowed for one file"
@@ -240,6 +247,11 @@ def _death(exitcode: int | None, limits: Limits) -> tuple[str, str]:
     if exitcode == -signal.SIGABRT:
         return "memory", _memory_reason(limits)
     return "crash", f"the file could not be read: the reader stopped unexpectedly (exit status {exitcode})"
+
+
+def _cores() -> int:
+    """The cores this process may run on (a child's threads use at most that many at once)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 def _memory_reason(limits: Limits) -> str:

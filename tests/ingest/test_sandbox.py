@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -204,6 +205,28 @@ def test_a_worker_that_raises_after_a_message_is_a_failure_after_it() -> None:
             worker.receive()
         assert failed.value.kind == "error" and "secret" not in failed.value.reason
         assert failed.value.reason == INTERNAL_ERROR  # no task named: a file's words
+    finally:
+        worker.close()
+
+
+@pytest.mark.parametrize("cpu_seconds, kind", [(100.0, "crash"), (0.2, "cpu")])
+def test_a_child_killed_from_outside_is_a_crash_unless_it_could_have_reached_its_cpu_limit(
+    cpu_seconds: float, kind: str,
+) -> None:
+    """SIGKILL is also the hard CPU limit: it counts as that only once the child could have used
+    its CPU time on this machine's cores; sooner, it was the OOM killer or an operator's kill -9,
+    which was reported as the file needing too much processing time."""
+    worker = start_limited(answer_then_sleep, 60, Limits(LIMITS.memory_bytes, cpu_seconds, wall_seconds=30))
+    try:
+        assert worker.receive() == "first"
+        time.sleep(0.5)  # as long as a child on one core needs to use 0.2 s of CPU time, and more
+        assert worker.pid is not None
+        os.kill(worker.pid, signal.SIGKILL)
+        with pytest.raises(WorkerFailed) as failed:
+            worker.receive()
+        assert failed.value.kind == kind
+        if kind == "crash":
+            assert failed.value.reason.endswith("stopped unexpectedly (exit status -9)")
     finally:
         worker.close()
 
