@@ -271,7 +271,7 @@ class LedgerRequests:
                 continue
             with self.store.savepoint(conn) as undo:
                 answer = self._answer(admitted, request.method, request.path, request.text, plan)
-                if answer.status >= HTTP_ERROR:
+                if not answer.succeeded:
                     undo()
             answers[index] = self._remember(request, answer)
         save_together()
@@ -373,7 +373,7 @@ def _signal_answer(plan: SignalPlan, result: SignalResult | ApiError) -> Answer:
 def _gist(answer: Answer) -> str:
     """What a replay needs of an answer, as JSON: its errors, or the transaction id a client
     reads."""
-    if answer.status >= HTTP_ERROR and "errors" in answer.body:
+    if not answer.succeeded and "errors" in answer.body:
         return json.dumps({"errors": answer.body["errors"]})
     if answer.transaction_id is None:
         return "{}"
