@@ -135,14 +135,16 @@ class EmbeddedLedger:
             while started:
                 # The children of the next chunks read (and open the stores) while this one's
                 # writes; the next is told to go as soon as this one's last batch is committed.
+                # This one is told first, so starting them never holds up its writing.
                 writer = started[0]
+                await asyncio.to_thread(writer.go, report)
+                while len(started) < 1 + CHUNKS_AHEAD and (chunk := await anext(chunks, None)) is not None:
+                    started.append(await self._writer(chunk, token_for, zones, None))
                 await self._write(writer, started[1] if len(started) > 1 else None, here, report, after)
                 await asyncio.to_thread(writer.stop, report)  # reaped: done, or stopped by a refused token
                 started.remove(writer)
                 if report.ends_stream:
                     break
-                while len(started) < 1 + CHUNKS_AHEAD and (chunk := await anext(chunks, None)) is not None:
-                    started.append(await self._writer(chunk, token_for, zones, None))
         finally:
             # A stop (SIGTERM's cancellation) or a fault: a child under way finishes its batch, and
             # every batch a child committed is marked, so the ledger's remembered answers and the
