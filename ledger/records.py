@@ -9,16 +9,36 @@ from __future__ import annotations
 
 import enum
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-_STORED_JSON = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
+
+def _not_json(value: Any) -> Any:
+    raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
+
+
+def _stored_json_encoder() -> Callable[[Any], str]:
+    """``json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode``, with json's C
+    encoder made once instead of at each call: the writer encodes three small objects per
+    signal, and making the encoder was half of each call (0.9 of 1.7 µs for a call's custom
+    data). Without the C accelerator (another interpreter), the encoder itself."""
+    encoder = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
+    make = getattr(json.encoder, "c_make_encoder", None)
+    if make is None:
+        return encoder.encode
+    # No markers (circular references are not looked for: the ledger's values are trees), and
+    # NaN written as JSON's encoder does by default.
+    chunks = make(None, _not_json, json.encoder.encode_basestring, None, ":", ",", False, False, True)
+    return lambda value: "".join(chunks(value, 0))
+
+
+_STORED_JSON = _stored_json_encoder()
 
 
 def stored_json(value: Any) -> str:
     """A value as the ledger stores JSON in its columns: compact, non-ASCII kept as is."""
-    return _STORED_JSON.encode(value)
+    return _STORED_JSON(value)
 
 
 class Outcome(enum.Enum):
