@@ -234,6 +234,22 @@ def test_a_filtered_transactions_page_is_the_plain_query_s_page(
         store.close()
 
 
+def test_a_record_holds_the_call_s_set_fields_and_is_read_back_whole(
+    stores: tuple[LedgerStore, LedgerStore],
+) -> None:
+    """A record leaves out the call's unset fields (most of a record's bytes for a sparse call);
+    the transactions read back hold every field, unset ones as None and no attributes."""
+    store, _ = stores
+    store.save_call("acme", "c-1", {"transaction_id": "T-1", "start_time": START, "network_id": "n-7"})
+    _signal(store, "T-1", "p-1", {})
+    set_fields = {"transaction_id": "T-1", "start_time": START, "network_id": "n-7"}
+    assert [record["call"] for *_, record in _transactions(store)] == [set_fields, set_fields]
+    whole = {"transaction_id": "T-1", "start_time": START, "external_id": None, "duration_in_seconds": None,
+             "calling_phone_number": None, "advertiser_id_from_network": None,
+             "advertiser_campaign_id_from_network": None, "network_id": "n-7", "attributes": {}}
+    assert [row.record["call"] for row in store.transactions("acme", TransactionQuery())] == [whole, whole]
+
+
 def _table(store: LedgerStore, sql: str) -> list[tuple[Any, ...]]:
     return [tuple(row) for row in store.db.query(sql)]
 
