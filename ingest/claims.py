@@ -55,6 +55,8 @@ LEASE_SECONDS = 120.0
 RENEW_EVERY_SECONDS = LEASE_SECONDS / 4
 
 SCAN = "scan"
+#: The daemons' hourly retention pass: one node prunes at a time (``ingest.retention``).
+PRUNE = "prune"
 
 
 def tenant_claim(tenant: str) -> str:
@@ -238,4 +240,4 @@ def _what(name: str) -> str:
     kind, _, rest = name.partition(":")
     if kind == "tenant":
         return f"tenant {rest!r}"
-    return "the scan" if name == SCAN else name
+    return {SCAN: "the scan", PRUNE: "the retention pass"}.get(name, name)

@@ -46,7 +46,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 
-from core.clock import iso, utcnow
+from core.clock import iso, parse_iso, utcnow
 from core.config import Settings
 from core.crypto import AtRest, TamperedFile
 from core.crypto.at_rest import READ_CHUNK_BYTES
@@ -54,6 +54,7 @@ from core.db import Database
 from core.logs import get_logger
 from core.tenants import OUT_DIR, Tenant, TenantStore
 from core.uploads import FINAL_STATES, UploadState
+from ingest.claims import PRUNE, ClaimHeld, Claims
 from ingest.delivery.outbox import OutboxState
 from ingest.staging import STAGING_DIR
 from ingest.store import RunStatus
@@ -214,6 +215,11 @@ class Pruner:
                  outbox_rows=result.state.outbox_rows, notices=result.state.notices, runs=result.state.runs)
         return result
 
+    def last_pass(self) -> datetime | None:
+        """When the last whole pass (this node's, another's or ``sftpctl``'s) pruned as of."""
+        row = self.db.query_one("SELECT finished_at FROM retention_passes ORDER BY id DESC LIMIT 1")
+        return parse_iso(row["finished_at"]) if row is not None else None
+
     def _record_pass(self, now: datetime, result: PruneResult) -> None:
         with self.db.transaction() as conn:
             conn.execute("INSERT INTO retention_passes (finished_at, files, problems) VALUES (?, ?, ?)",
@@ -372,15 +378,41 @@ class Pruner:
                           (RunStatus.RUNNING.value, _cutoff(now, self.run_days)), dry_run)
 
 
-async def prune_hourly(pruner: Pruner, interval: float = PRUNE_INTERVAL_SECONDS) -> None:
+async def prune_hourly(pruner: Pruner, claims: Claims, interval: float = PRUNE_INTERVAL_SECONDS) -> None:
     """The daemon's pruning: at start, then every ``interval`` seconds, until cancelled; a
-    failure is logged and the next hour tries again."""
+    failure is logged and the next hour tries again. Each time is :func:`prune_once`, so the
+    nodes of a cluster prune once an hour between them, not once each."""
     while True:
         try:
-            await asyncio.to_thread(pruner.prune, utcnow())
+            await prune_once(pruner, claims, interval)
         except Exception:  # the daemon goes on, and the next hour tries again; the log says why
             log.error("retention.prune_failed", exc_info=True)
         await asyncio.sleep(interval)
+
+
+async def prune_once(pruner: Pruner, claims: Claims, interval: float = PRUNE_INTERVAL_SECONDS) -> bool:
+    """A whole pass unless another node's is under way (the ``prune`` claim) or a pass ended
+    less than half an ``interval`` ago (another node's, or an operator's ``sftpctl prune``):
+    then this hour's pass is done. True if it pruned.
+
+    Two passes at once were harmless (each skips what the other deleted first), but each node
+    walked every tenant's files every hour; with the claim and the last pass's time, the node
+    whose hour comes first prunes and the others find it done.
+    """
+    try:
+        async with claims.holding(PRUNE):
+            last = await asyncio.to_thread(pruner.last_pass)
+            now = utcnow()
+            if last is not None and now - last < timedelta(seconds=interval / 2):
+                log.info("retention.skipped", reason="pruned already", last_pass=iso(last))
+                return False
+            await asyncio.to_thread(pruner.prune, now)
+            return True
+    except ClaimHeld as held:
+        holder = held.holder
+        log.info("retention.skipped", reason="another node prunes",
+                 host=holder.host if holder else None, pid=holder.pid if holder else None)
+        return False
 
 
 def _cutoff(now: datetime, days: int) -> str:

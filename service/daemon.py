@@ -174,7 +174,7 @@ async def serve(settings: Settings, demo: bool = True, worker: int | None = None
           + (f", Signal API on {settings.api.listen_host}:{api.port}" if api else "") + admin_note, flush=True)
     stopped = asyncio.create_task(stop.wait())
     pipeline = asyncio.create_task(ingest.serve_forever() if primary else stop.wait(), name="ingest")
-    pruning = asyncio.create_task(prune_hourly(Pruner(settings, context.db, context.tenants))
+    pruning = asyncio.create_task(prune_hourly(Pruner(settings, context.db, context.tenants), ingest.claims)
                                   if primary else stop.wait(), name="retention")
     await asyncio.wait({pipeline, stopped}, return_when=asyncio.FIRST_COMPLETED)
     log.info("daemon.stopping", drain_seconds=settings.server.drain_seconds)

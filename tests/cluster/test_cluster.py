@@ -4,8 +4,8 @@ folder, a real HAProxy (PROXY protocol v2, round robin) in front of two ``sftpd 
 Clients upload 200 files through the balancer while one node is killed (``kill -9``) part-way and
 started again; an upload its node's death cut off is tried again by its client, as a customer's
 script would. Then one ``sftpctl run`` processes everything, and the database must show each
-upload processed once, each row posted once, one run per schedule slot, and a lockout made
-through one node holding on the other.
+upload processed once, each row posted once, one run per schedule slot, one retention pass
+between the nodes, and a lockout made through one node holding on the other.
 """
 
 from __future__ import annotations
@@ -418,6 +418,12 @@ async def test_two_nodes_behind_haproxy_share_the_work_and_lose_nothing(
         # One run per slot, however many nodes started (and started again) meanwhile.
         slots = state.query("SELECT slot, COUNT(*) AS n FROM ingest_runs WHERE slot IS NOT NULL GROUP BY slot")
         assert slots and all(row["n"] == 1 for row in slots), slots
+        # One retention pass between the two nodes started together, none by B started again
+        # within the hour: the daemons prune once an hour between them.
+        passes = state.query("SELECT finished_at FROM retention_passes")
+        assert len(passes) == 1, passes
+        skipped = [e for node in (a, b) for e in node.events() if e.get("event") == "retention.skipped"]
+        assert len(skipped) == 2, skipped
 
         # Failed logins through node A lock the client out; node B refuses it meanwhile, and
         # still lets another client in.

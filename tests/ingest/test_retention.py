@@ -14,6 +14,7 @@ from core.db import Database
 from core.tenants import Tenant, TenantStore
 from core.uploads import Upload, UploadStore
 from ingest import retention
+from ingest.claims import PRUNE, Claims
 from ingest.pipeline import Ingest
 from ingest.retention import (
     ASIDE_PREFIX,
@@ -25,6 +26,7 @@ from ingest.retention import (
     Pruner,
     PruneResult,
     prune_hourly,
+    prune_once,
 )
 from ingest.staging import STAGING_DIR
 from tests.conftest import TEST_PASSWORD
@@ -327,7 +329,7 @@ async def test_the_daemons_pruning_prunes_at_start_and_goes_on(
     tenants.set_retention("acme", {"upload_days": 0})
     await processed(ingest, tenants, uploads, "in/sales.csv", CLEAN)
     inbox_file = tenants.folders("acme").root / "in/sales.csv"
-    task = asyncio.create_task(prune_hourly(pruner, interval=0.01))
+    task = asyncio.create_task(prune_hourly(pruner, ingest.claims, interval=0.01))
     try:
         for _ in range(500):
             if not inbox_file.exists():
@@ -337,6 +339,31 @@ async def test_the_daemons_pruning_prunes_at_start_and_goes_on(
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
+
+
+async def test_the_nodes_of_a_cluster_prune_once_an_hour_between_them(
+    ingest: Ingest, pruner: Pruner, tenants: TenantStore, uploads: UploadStore, tenant: Tenant,
+    fake_api: FakeApi,
+) -> None:
+    """Two daemons on one database (each its own claims and pruner): the first to prune does this
+    hour's pass; the other finds it done, or under way, and skips it; once half an hour has gone
+    by (here, of an interval of 0.4 s) the next pass is due, whichever node comes first."""
+    interval = 0.4
+    other = Pruner(ingest.settings, ingest.db, tenants)
+    other_claims = Claims(ingest.db)
+    tenants.set_retention("acme", {"upload_days": 0})
+    assert await prune_once(pruner, ingest.claims, interval)
+    await processed(ingest, tenants, uploads, "in/sales.csv", CLEAN)
+    inbox_file = tenants.folders("acme").root / "in/sales.csv"
+    assert not await prune_once(other, other_claims, interval)  # pruned already
+    assert inbox_file.exists()
+    await asyncio.sleep(interval / 2)
+    with ingest.claims.held(PRUNE):  # the first node's pass under way
+        assert not await prune_once(other, other_claims, interval)
+    assert inbox_file.exists()
+    assert await prune_once(other, other_claims, interval)
+    assert not inbox_file.exists()
+    assert len(ingest.db.query("SELECT * FROM retention_passes")) == 2
 
 
 async def test_a_file_a_killed_prune_left_aside_goes_an_hour_later(
