@@ -216,7 +216,8 @@ class Pruner:
         return result
 
     def last_pass(self) -> datetime | None:
-        """When the last whole pass (this node's, another's or ``sftpctl``'s) pruned as of."""
+        """When the last whole pass (this node's, another's or ``sftpctl``'s) began: the time it
+        pruned as of, recorded as ``finished_at``."""
         row = self.db.query_one("SELECT finished_at FROM retention_passes ORDER BY id DESC LIMIT 1")
         return parse_iso(row["finished_at"]) if row is not None else None
 
@@ -391,7 +392,7 @@ async def prune_hourly(pruner: Pruner, claims: Claims, interval: float = PRUNE_I
 
 
 async def prune_once(pruner: Pruner, claims: Claims, interval: float = PRUNE_INTERVAL_SECONDS) -> bool:
-    """A whole pass unless another node's is under way (the ``prune`` claim) or a pass ended
+    """A whole pass unless another node's is under way (the ``prune`` claim) or a pass began
     less than half an ``interval`` ago (another node's, or an operator's ``sftpctl prune``):
     then this hour's pass is done. True if it pruned.
 

@@ -708,7 +708,8 @@ class LedgerStore:
 def _recorded_call(content: CallContent) -> dict[str, Any]:
     """A call's content as a transaction's record holds it: its fields that are set, the others
     (None, no attributes) put back as it is read (:func:`_transaction_row`). Every signal's two
-    records hold their call's content, and unset fields were a third of a 5 MB file's bytes."""
+    records hold their call's content: for a call with only its ids and start time set, the
+    unset fields were 166 bytes of each record, 30 % of what a signal wrote to them."""
     return {name: value for name, value in vars(content).items() if value is not None and value != {}}
 
 
