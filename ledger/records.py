@@ -14,10 +14,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 
-def _not_json(value: Any) -> Any:
-    raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
-
-
 def _stored_json_encoder() -> Callable[[Any], str]:
     """``json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode``, with json's C
     encoder made once instead of at each call: the writer encodes three small objects per
@@ -27,9 +23,9 @@ def _stored_json_encoder() -> Callable[[Any], str]:
     make = getattr(json.encoder, "c_make_encoder", None)
     if make is None:
         return encoder.encode
-    # No markers (circular references are not looked for: the ledger's values are trees), and
-    # NaN written as JSON's encoder does by default.
-    chunks = make(None, _not_json, json.encoder.encode_basestring, None, ":", ",", False, False, True)
+    # No markers (circular references are not looked for: the ledger's values are trees); what
+    # JSON cannot write refused by the encoder's own ``default``; NaN written as it writes it.
+    chunks = make(None, encoder.default, json.encoder.encode_basestring, None, ":", ",", False, False, True)
     return lambda value: "".join(chunks(value, 0))
 
 
