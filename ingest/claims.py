@@ -24,11 +24,11 @@ import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
-from pathlib import Path
 
 from core.db import Database
 from core.errors import Conflict
 from core.logs import get_logger
+from core.processes import process_exists
 
 log = get_logger("ingest.claims")
 
@@ -208,24 +208,6 @@ class Claims:
         if holder.expires_at <= now:
             return False
         return holder.host != self.host or process_exists(holder.pid)
-
-
-def process_exists(pid: int) -> bool:
-    """True if ``pid`` is a process of this host that has not exited (a zombie has exited)."""
-    if pid == os.getpid():
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text(encoding="ascii", errors="replace")
-    except OSError:
-        return True
-    # The state follows the parenthesised command name, which may itself hold parentheses.
-    return stat[stat.rfind(")") + 2:][:1] != "Z"
 
 
 def _holder(row: sqlite3.Row) -> Holder:

@@ -23,9 +23,10 @@ from core.config import Settings
 from core.crypto import AtRest
 from core.db import Database
 from core.logs import get_logger
+from core.processes import process_exists
 from core.tenants import TenantStore
 from core.uploads import FINAL_STATES, Upload, UploadStore
-from ingest.claims import SCAN, ClaimHeld, Claims, process_exists, tenant_claim
+from ingest.claims import SCAN, ClaimHeld, Claims, tenant_claim
 from ingest.delivery.outbox import Outbox, Pace, RowCounts
 from ingest.delivery.poster import LazyClient
 from ingest.notify import Mailer
