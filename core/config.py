@@ -70,7 +70,8 @@ class ServerSettings:
     max_connections_per_source: int = 100
     # An IPv6 source is its network of this many bits: one subscriber usually holds a /64.
     ipv6_prefix_length: int = 64
-    # Logged-in connections per tenant; one more login is refused with the reason.
+    # Logged-in connections per tenant, across workers and nodes (sftpd/sessions.py); one more
+    # login is refused with the reason.
     max_sessions_per_tenant: int = 10
     # A logged-in connection with no SFTP request for this long is closed (0: never).
     idle_timeout_seconds: float = 600.0

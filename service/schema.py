@@ -54,10 +54,12 @@ def components() -> list[Component]:
     import ingest.store
     import ledger.migrations
     import sftpd.defender
+    import sftpd.sessions
 
     return [
         Component("state", "core", core.tenants.MIGRATIONS),
         Component("state", sftpd.defender.COMPONENT, sftpd.defender.MIGRATIONS),
+        Component("state", sftpd.sessions.COMPONENT, sftpd.sessions.MIGRATIONS),
         Component("state", ingest.store.COMPONENT, ingest.store.MIGRATIONS),
         Component("state", ingest.claims.COMPONENT, ingest.claims.MIGRATIONS),
         Component("state", ingest.retention.COMPONENT, ingest.retention.MIGRATIONS),

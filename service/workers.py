@@ -18,12 +18,13 @@ other, with the run's claims taken over from the dead pid. The admin listener's 
 (open connections, limit refusals, password attempts) are worker 0's own; the database's figures
 are everyone's.
 
-The connection caps of :mod:`sftpd.limits` are counted in each process. ``max_connections`` is
-shared out (each worker takes 1/N, rounded up), so the machine as a whole keeps about the
-operator's figure. The per-source and per-tenant caps hold whole in each worker (a source or
-tenant may hold up to N times them on the machine): the kernel hashes one source's connections
-over the workers unevenly, so a share would refuse a burst of logins from one address (a NAT)
-or a tenant's next session on one worker while the others have room.
+A tenant's sessions are counted in the database (:mod:`sftpd.sessions`), so its cap holds for
+the machine. The connection caps of :mod:`sftpd.limits` are counted in each process.
+``max_connections`` is shared out (each worker takes 1/N, rounded up), so the machine as a whole
+keeps about the operator's figure. The per-source caps hold whole in each worker (a source may
+hold up to N times them on the machine): the kernel hashes one source's connections over the
+workers unevenly, so a share would refuse a burst of logins from one address (a NAT) on one
+worker while the others have room.
 
 A worker that dies is started again after a pause that doubles from
 :data:`FIRST_BACKOFF_SECONDS` up to :data:`MAX_BACKOFF_SECONDS` (back to the first once a worker

@@ -151,7 +151,7 @@ class TenantSSHServer(asyncssh.SSHServer):
 
     async def validate_password(self, username: str, password: str) -> bool:
         ok = await self._gate.check(username, password, self._source, "password")
-        return ok and self._logged_in(username)
+        return ok and await self._logged_in(username)
 
     def get_kbdint_challenge(
         self, username: str, lang: str, submethods: str
@@ -162,14 +162,19 @@ class TenantSSHServer(asyncssh.SSHServer):
         if len(responses) != 1:
             return False
         ok = await self._gate.check(username, responses[0], self._source, "keyboard-interactive")
-        return ok and self._logged_in(username)
+        return ok and await self._logged_in(username)
 
-    def _logged_in(self, username: str) -> bool:
+    async def _logged_in(self, username: str) -> bool:
         """Count the login against the tenant's session limit; :class:`Refused` (which asyncssh
-        turns into a disconnect with the reason) when it is full."""
+        turns into a disconnect with the reason) when it is full, :class:`Unavailable` when the
+        database cannot count it."""
         if self._admission is None:
             return False
-        self._admission.log_in(username)
+        try:
+            await self._admission.log_in(username)
+        except DatabaseUnavailable as exc:
+            log.error("auth.unavailable", user=_printable(username), source=self._source, reason=str(exc))
+            raise Unavailable() from exc
         return True
 
 

@@ -7,7 +7,8 @@ share a fate"):
 - connections not logged in yet, per source address, and all connections per source address,
   under the global cap: a flood from one address fills only its own share (an IPv6 address
   counts as its /64, see :func:`source_of`);
-- logged-in connections per tenant: one more login is refused at login, with the reason, and
+- logged-in connections per tenant, across every process serving the state database (workers,
+  nodes: :mod:`sftpd.sessions`): one more login is refused at login, with the reason, and
   nobody already connected is dropped for it;
 - a logged-in connection with no SFTP request for ``idle_timeout_seconds`` is closed (asyncssh
   offers only ``login_timeout``, for connections that never log in, and keepalives, which a
@@ -15,8 +16,11 @@ share a fate"):
 - files open at once per logged-in connection;
 - a minimum average rate for an upload in progress: a slower one is aborted and never published.
 
-Each refusal is logged as a JSON event and counted in :class:`LimitCounters`. Everything here
-runs on the event loop's thread, so the counts need no lock.
+The per-source caps are counted in this process's memory: they protect the process, and
+counting every connection attempt in the database would let a flood write to it. Each refusal
+is logged as a JSON event and counted in :class:`LimitCounters`. Everything here runs on the
+event loop's thread, so the counts need no lock; the sessions' table is written from worker
+threads.
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ from asyncssh import SFTPFailure
 
 from core.config import ServerSettings
 from core.logs import get_logger
+from sftpd.sessions import Sessions, SessionsFull
 
 log = get_logger(__name__)
 
@@ -63,13 +68,13 @@ class LimitCounters:
 class ConnectionLimits:
     """The limits of one server: admits connections and hands each an :class:`Admission`."""
 
-    def __init__(self, settings: ServerSettings, counters: LimitCounters | None = None) -> None:
+    def __init__(self, settings: ServerSettings, sessions: Sessions, counters: LimitCounters | None = None) -> None:
         self.settings = settings
+        self.sessions = sessions
         self.counters = counters or LimitCounters()
         self._total = 0
         self._per_source: Counter[str] = Counter()
         self._prelogin: Counter[str] = Counter()
-        self._per_tenant: Counter[str] = Counter()
 
     def admit(self, address: str, disconnect: Disconnect) -> Admission:
         """Take a place for a new connection from ``address``, or raise :class:`Refused`."""
@@ -88,22 +93,44 @@ class ConnectionLimits:
         self._prelogin[source] += 1
         return Admission(self, source, disconnect)
 
-    def _log_in(self, admission: Admission, tenant: str) -> None:
+    async def _log_in(self, admission: Admission, tenant: str) -> bool:
+        """Take a session's place for ``admission``; False if it was closed meanwhile."""
         limit = self.settings.max_sessions_per_tenant
-        if self._per_tenant[tenant] >= limit:
+        try:
+            session = await asyncio.to_thread(self.sessions.open, tenant, admission.source, limit)
+        except SessionsFull:
             self._refuse("max_sessions_per_tenant",
                          f"{tenant} already has {limit} sessions open, the most allowed; "
                          "close one and try again", source=admission.source, tenant=tenant)
-        self._per_tenant[tenant] += 1
+        if admission._closed:  # the connection ended while its place was taken
+            self._give_back(session)
+            return False
+        admission.tenant, admission.session = tenant, session
         _drop(self._prelogin, admission.source)
+        return True
 
     def _release(self, admission: Admission) -> None:
         self._total -= 1
         _drop(self._per_source, admission.source)
         if admission.tenant is None:
             _drop(self._prelogin, admission.source)
-        else:
-            _drop(self._per_tenant, admission.tenant)
+        elif admission.session is not None:
+            self._give_back(admission.session)
+
+    def _give_back(self, session: int) -> None:
+        """Free a session's place: at once for this process, in the database from a thread."""
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # no loop (it has stopped): nothing else to hold up
+            self._close_session(session)
+            return
+        loop.run_in_executor(None, self._close_session, session)
+
+    def _close_session(self, session: int) -> None:
+        try:
+            self.sessions.close(session)
+        except Exception:  # the database: the place is free here, renew removes the row
+            log.warning("session.close_deferred", exc_info=True, session=session)
 
     def _refuse(self, limit: str, reason: str, **fields: str) -> NoReturn:
         self.counters.add(limit)
@@ -117,6 +144,8 @@ class Admission:
     def __init__(self, limits: ConnectionLimits, source: str, disconnect: Disconnect) -> None:
         self.source = source
         self.tenant: str | None = None
+        #: Its row in the sessions' table (:mod:`sftpd.sessions`) once logged in.
+        self.session: int | None = None
         self._limits = limits
         self._disconnect = disconnect
         self._handles = 0
@@ -124,13 +153,13 @@ class Admission:
         self._idle_timer: asyncio.TimerHandle | None = None
         self._closed = False
 
-    def log_in(self, tenant: str) -> None:
+    async def log_in(self, tenant: str) -> None:
         """Count the connection as ``tenant``'s session, or raise :class:`Refused`; starts the
-        idle timeout."""
+        idle timeout. ``core.db.DatabaseUnavailable`` if the sessions cannot be counted."""
         if self.tenant is not None or self._closed:
             return
-        self._limits._log_in(self, tenant)
-        self.tenant = tenant
+        if not await self._limits._log_in(self, tenant):  # closed meanwhile
+            return
         self.touch()
         self._arm_idle_timer(self._limits.settings.idle_timeout_seconds)
 

@@ -47,6 +47,7 @@ from sftpd.limits import Admission, ConnectionLimits, LimitCounters, Refused
 from sftpd.proxy_protocol import reader_for
 from sftpd.recorder import UploadRecorder
 from sftpd.rules import UploadRules
+from sftpd.sessions import RENEW_EVERY_SECONDS, Sessions
 from sftpd.sftp import TenantSFTPServer
 from sftpd.tcp import QuickAckListener
 from sftpd.vfs import TenantFileSystem
@@ -117,7 +118,9 @@ class SftpServer:
         self._defender = defender
         self._hash_pool: ThreadPoolExecutor | None = None
         self._gate: LoginGate | None = None
-        self._limits = ConnectionLimits(settings.server)
+        self._sessions = Sessions(defender.db)
+        self._limits = ConnectionLimits(settings.server, self._sessions)
+        self._renewer: asyncio.Task[None] | None = None
         self._connections: dict[asyncssh.SSHServerConnection, Admission] = {}
         self._acceptor: asyncssh.SSHAcceptor | None = None
         self._draining = False
@@ -172,6 +175,7 @@ class SftpServer:
             tunnel=QuickAckListener(LISTEN_BACKLOG, reader_for(server.trusted_proxies)
                                     if server.proxy_protocol else None, reuse_port=shared),
         )
+        self._renewer = asyncio.create_task(self._renew_sessions())
         log.info("sftpd.listening", host=server.listen_host, port=self.port)
 
     async def drain(self, seconds: float) -> Drained:
@@ -202,6 +206,7 @@ class SftpServer:
         for conn in connections:
             conn.close()
         await asyncio.gather(*(conn.wait_closed() for conn in connections))
+        await self._stop_sessions()
         if self._hash_pool is not None:
             self._hash_pool.shutdown(wait=False, cancel_futures=True)
             self._hash_pool = None
@@ -213,6 +218,28 @@ class SftpServer:
             self._acceptor.close()
             await self._acceptor.wait_closed()
             self._acceptor = None
+
+    async def _renew_sessions(self) -> None:
+        """Keep this process's sessions counted (their lease) while it serves."""
+        interval = min(RENEW_EVERY_SECONDS, self._sessions.lease_seconds / 4)
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                await asyncio.to_thread(self._sessions.renew)
+            except Exception:  # the database: the next renewal tries again
+                log.error("sftpd.sessions_renew_failed", exc_info=True)
+
+    async def _stop_sessions(self) -> None:
+        """Stop renewing and remove this process's sessions; a database that cannot be reached
+        now lets them lapse with their lease."""
+        if self._renewer is not None:
+            self._renewer.cancel()
+            await asyncio.gather(self._renewer, return_exceptions=True)
+            self._renewer = None
+        try:
+            await asyncio.to_thread(self._sessions.close_all)
+        except Exception:  # the database: the rows lapse with their lease
+            log.warning("sftpd.sessions_not_removed", exc_info=True)
 
     async def settled(self) -> None:
         """Wait until every upload finished so far is recorded and handed to the listener."""

@@ -10,6 +10,7 @@ out of the question (16: one chance in 32,768).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import time
@@ -34,16 +35,16 @@ SPREAD = 16
 PAIR_FAILURES = 3
 
 
-def write_config(settings: Settings, drain_seconds: float = 5.0, server: str = "") -> Path:
+def write_config(settings: Settings, drain_seconds: float = 5.0, server: str = "",
+                 sessions: int = 2 * SPREAD) -> Path:
     """Two workers; the pair lockout after ``PAIR_FAILURES`` failures, with no delay after one;
-    room for all of ``SPREAD`` sessions of the tenant on one worker (the kernel may send most
-    there, and the cap is per worker)."""
+    room for ``SPREAD`` sessions of the tenant at once, unless ``sessions`` says less."""
     tmp_path = settings.data_dir.parent
     config = tmp_path / "sftpd.toml"
     config.write_text(
         f'data_dir = "{tmp_path / "var"}"\n'
         f'[server]\nlisten_port = {free_port()}\nkeys_dir = "{tmp_path / "keys"}"\n'
-        f"workers = 2\ndrain_seconds = {drain_seconds}\nmax_sessions_per_tenant = {2 * SPREAD}\n{server}"
+        f"workers = 2\ndrain_seconds = {drain_seconds}\nmax_sessions_per_tenant = {sessions}\n{server}"
         f"[defender]\npair_max_failures = {PAIR_FAILURES}\nfailure_delay_seconds = 0.0\n"
         f"[api]\nlisten_port = {free_port()}\n[admin]\nlisten_port = 0\n"
         + postgres.config_section(settings.database.url)
@@ -139,6 +140,47 @@ async def test_a_killed_worker_is_restarted_and_logins_go_on(tmp_path: Path, set
         assert daemon.wait() == 0
 
 
+async def test_a_tenants_session_cap_holds_across_workers_and_a_killed_workers_places_are_freed(
+    tmp_path: Path, settings: Settings,
+) -> None:
+    """Counted in each worker's memory, the cap of 2 let the tenant hold up to 4 sessions."""
+    cap = 2
+
+    async def log_in_until_refused(stack: contextlib.AsyncExitStack, tries: int) -> tuple[int, int]:
+        held = refused = 0
+        for _ in range(tries):
+            try:
+                await stack.enter_async_context(asyncssh_connect(daemon.port, TENANT, TEST_PASSWORD))
+                held += 1
+            except asyncssh.DisconnectError as exc:
+                assert f"{TENANT} already has {cap} sessions open" in exc.reason
+                refused += 1
+        return held, refused
+
+    with stopped_at_exit(start(tmp_path, write_config(settings, sessions=cap), "--no-demo")) as daemon:
+        async with contextlib.AsyncExitStack() as stack:
+            assert await log_in_until_refused(stack, SPREAD) == (cap, SPREAD - cap)
+            assert set(workers_of(daemon, "auth.ok", user=TENANT)) == {0, 1}
+            assert set(workers_of(daemon, "connection.refused", limit="max_sessions_per_tenant")) == {0, 1}
+            # Both workers die with the sessions they hold (kill -9: no goodbye to the database);
+            # their places are free as soon as new workers listen, not when the lease runs out.
+            before = worker_pids(daemon)
+            for pid in before.values():
+                os.kill(pid, signal.SIGKILL)
+            deadline = time.monotonic() + EXIT_TIMEOUT_SECONDS
+            while len(daemon.events("sftpd.listening")) < 4 and time.monotonic() < deadline:
+                await asyncio.sleep(0.05)
+            assert set(worker_pids(daemon).values()).isdisjoint(before.values())
+        async with contextlib.AsyncExitStack() as stack:
+            assert await log_in_until_refused(stack, cap + 1) == (cap, 1)
+        state = load_settings(daemon.config).state_location
+        while query(state, "SELECT count(*) FROM sftpd_sessions")[0][0] and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)  # each row is removed as its worker sees the logout
+        assert query(state, "SELECT count(*) FROM sftpd_sessions")[0][0] == 0
+        daemon.signal()
+        assert daemon.wait() == 0
+
+
 async def test_sigterm_drains_every_worker(tmp_path: Path, settings: Settings) -> None:
     """Uploads open on any worker when the supervisor gets SIGTERM are finished by their
     clients within the window and published; each worker logs its drain, all exit 0."""
@@ -176,7 +218,8 @@ async def test_sigterm_drains_every_worker(tmp_path: Path, settings: Settings) -
     assert daemon.events("workers.stopped")[0]["exit_codes"] == [0, 0]
 
 
-def test_each_worker_takes_a_share_of_the_connections_and_whole_per_source_and_tenant_caps() -> None:
+def test_each_worker_takes_a_share_of_the_connections_and_whole_per_source_caps() -> None:
+    """The tenant's cap stays whole too: it is counted in the database, across workers."""
     server = ServerSettings(workers=3, max_connections=1000, max_connections_per_source=100,
                             max_prelogin_per_source=20, max_sessions_per_tenant=10)
     shared = worker_settings(Settings(server=server)).server

@@ -13,7 +13,9 @@ import asyncssh
 import pytest
 
 from core.config import ServerSettings
+from core.db import Database
 from sftpd.limits import ConnectionLimits, Refused, source_of
+from sftpd.sessions import Sessions
 from tests.conftest import TEST_PASSWORD
 from tests.sftpd.conftest import OTHER_TENANT, TENANT, RunningServer, ServerFactory
 from tests.support.clients import HOST, OpenSSHClient, asyncssh_connect, asyncssh_sftp
@@ -236,9 +238,9 @@ def test_an_ipv6_source_is_its_network(address: str, source: str) -> None:
     assert source_of(address, 64) == source
 
 
-def test_addresses_of_one_ipv6_network_share_its_limits() -> None:
+def test_addresses_of_one_ipv6_network_share_its_limits(state_db: Database) -> None:
     """2**64 addresses of one subscriber are one source, or per-address limits would not bind."""
-    limits = ConnectionLimits(ServerSettings(max_prelogin_per_source=2))
+    limits = ConnectionLimits(ServerSettings(max_prelogin_per_source=2), Sessions(state_db))
     closed: list[str] = []
 
     def disconnect(code: int, reason: str) -> None:

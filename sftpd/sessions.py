@@ -1,0 +1,163 @@
+"""Logged-in sessions, counted in the state database: a tenant's cap holds across processes.
+
+``[server] max_sessions_per_tenant`` is what one tenant may hold of the whole service. Counted in
+each process's memory, it let a tenant hold N times as many with ``[server] workers = N``, and as
+many again on every node sharing the database. So each login is a row here, taken in one
+transaction with the count it is checked against (both engines serialise the state's writers),
+and removed when the connection ends.
+
+A row names its process (host, pid and a random token) and a lease, which the process renews for
+all its rows together every :data:`RENEW_EVERY_SECONDS` (``SftpServer`` does, while it serves).
+The count leaves out a row whose process is gone: at once for a process of this host that no
+longer exists (``kill -9``, a crash: ``core.processes``), once its lease has run out for one on
+another host; the next login of that tenant removes such rows. This process's own rows count
+only while their connections are open (one :class:`Sessions` a process), so a place given back
+here is free at once, whether or not its row's removal has reached the database yet.
+
+Each login and each logout is one short write transaction, run off the event loop by the caller.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import socket
+import sqlite3
+import threading
+import time
+from collections.abc import Sequence
+
+from core.db import Database
+from core.logs import get_logger
+from core.processes import process_exists
+
+__all__ = ["LEASE_SECONDS", "RENEW_EVERY_SECONDS", "Sessions", "SessionsFull"]
+
+log = get_logger(__name__)
+
+COMPONENT = "sftpd.sessions"
+MIGRATIONS = [
+    """
+    CREATE TABLE sftpd_sessions (
+        id INTEGER PRIMARY KEY,
+        tenant TEXT NOT NULL,
+        source TEXT NOT NULL,
+        host TEXT NOT NULL,
+        pid INTEGER NOT NULL,
+        token TEXT NOT NULL,
+        opened_at REAL NOT NULL,
+        expires_at REAL NOT NULL
+    );
+    CREATE INDEX sftpd_sessions_by_tenant ON sftpd_sessions (tenant);
+    CREATE INDEX sftpd_sessions_by_token ON sftpd_sessions (token);
+    """,
+]
+
+#: How long a process's sessions count without renewal: a node that died, or lost the database,
+#: holds its tenants' places no longer than this.
+LEASE_SECONDS = 120.0
+RENEW_EVERY_SECONDS = LEASE_SECONDS / 4
+
+
+class SessionsFull(Exception):
+    """The tenant holds its cap already; ``held`` is how many sessions it has open."""
+
+    def __init__(self, held: int) -> None:
+        super().__init__(f"{held} sessions open")
+        self.held = held
+
+
+class Sessions:
+    """This process's logged-in sessions in the shared table: open, close, renew.
+
+    Its methods block on the database: call them from a worker thread in async code. They may
+    run on several threads at once.
+    """
+
+    def __init__(self, db: Database, lease_seconds: float = LEASE_SECONDS) -> None:
+        db.migrate(COMPONENT, MIGRATIONS)
+        self.db = db
+        self.lease_seconds = lease_seconds
+        self.host = socket.gethostname()
+        self.token = secrets.token_hex(8)
+        self._lock = threading.Lock()
+        #: Rows of connections open now, and rows whose connection ended but whose removal failed
+        #: (the database was unreachable): :meth:`renew` removes those.
+        self._open: set[int] = set()
+        self._ended: set[int] = set()
+
+    def open(self, tenant: str, source: str, limit: int) -> int:
+        """A place for one more session of ``tenant``: its row's id, or :class:`SessionsFull`."""
+        now = time.time()
+        with self.db.transaction() as conn:
+            rows = conn.execute("SELECT id, host, pid, token, expires_at FROM sftpd_sessions WHERE tenant = ?",
+                                (tenant,)).fetchall()
+            gone = [row["id"] for row in rows if not self._counts(row, now)]
+            _delete(conn, gone)
+            held = len(rows) - len(gone)
+            if held >= limit:
+                raise SessionsFull(held)
+            row = conn.execute(
+                "INSERT INTO sftpd_sessions (tenant, source, host, pid, token, opened_at, expires_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING id",
+                (tenant, source, self.host, os.getpid(), self.token, now, now + self.lease_seconds),
+            ).fetchone()
+            session = int(row[0])
+            with self._lock:
+                self._open.add(session)
+        return session
+
+    def close(self, session: int) -> None:
+        """Give the place back. It is free for this process at once; if the row cannot be removed
+        now (the database is unreachable), :meth:`renew` removes it later."""
+        with self._lock:
+            self._open.discard(session)
+            self._ended.add(session)
+        self.db.execute("DELETE FROM sftpd_sessions WHERE id = ? AND token = ?", (session, self.token))
+        with self._lock:
+            self._ended.discard(session)
+
+    def renew(self) -> None:
+        """Extend the lease of this process's open sessions; remove the rows of ended ones."""
+        with self._lock:
+            ended = sorted(self._ended)
+        with self.db.transaction() as conn:
+            conn.execute("UPDATE sftpd_sessions SET expires_at = ? WHERE token = ?",
+                         (time.time() + self.lease_seconds, self.token))
+            _delete(conn, ended)
+        with self._lock:
+            self._ended.difference_update(ended)
+
+    def close_all(self) -> None:
+        """Remove every row of this process (it stops serving)."""
+        with self._lock:
+            self._open.clear()
+            self._ended.clear()
+        self.db.execute("DELETE FROM sftpd_sessions WHERE token = ?", (self.token,))
+
+    def held(self, tenant: str) -> int:
+        """How many sessions ``tenant`` holds now, every process's counted."""
+        now = time.time()
+        rows = self.db.query("SELECT id, host, pid, token, expires_at FROM sftpd_sessions WHERE tenant = ?",
+                             (tenant,))
+        return sum(1 for row in rows if self._counts(row, now))
+
+    def _counts(self, row: sqlite3.Row, now: float) -> bool:
+        """Whether a row holds a place: this process's while its connection is open; another's
+        while its lease lasts and, on this host, its process lives. A row of this host and pid
+        but another token is a process's that had our pid before us (a restarted container's
+        daemon is pid 1 every time): it is gone."""
+        if row["token"] == self.token:
+            with self._lock:
+                return int(row["id"]) in self._open
+        if row["expires_at"] <= now:
+            return False
+        if row["host"] != self.host:
+            return True
+        pid = int(row["pid"])
+        return pid != os.getpid() and process_exists(pid)
+
+
+def _delete(conn: sqlite3.Connection, ids: Sequence[int]) -> None:
+    if ids:
+        conn.execute(f"DELETE FROM sftpd_sessions WHERE id IN ({', '.join('?' * len(ids))})", tuple(ids))
