@@ -536,7 +536,7 @@ def test_exit_130_when_interrupted(settings: Settings) -> None:
             time.sleep(0.02)  # until it blocks reading stdin, its SIGINT handler long installed
         process.send_signal(signal.SIGINT)
         out, err = process.communicate(timeout=20)
-    assert (process.returncode, out) == (130, "")
+    assert (process.returncode, out) == (130, ""), err  # what it said, should it end otherwise
     assert json.loads(err) == {"error": {"type": "interrupted", "message": "interrupted", "exit_code": 130}}
 
 
