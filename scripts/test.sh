@@ -55,8 +55,8 @@ fi
 
 # The whole suite (no arguments) runs a second time with the stores on PostgreSQL, for the
 # tests that pass there so far (docs/postgresql.md says what is left). All of tests/sftpd passes
-# too (about 70 s); of it, the tests whose subject is the state (lockouts, logins) run twice.
-postgres_dirs=(tests/core tests/sftpd/test_defender.py tests/sftpd/test_auth.py tests/cluster)
+# too (about 70 s); of it, the tests whose subject is the state (lockouts, logins, sessions) run twice.
+postgres_dirs=(tests/core tests/sftpd/test_defender.py tests/sftpd/test_auth.py tests/sftpd/test_sessions.py tests/cluster)
 postgres_dirs+=(tests/ledger/test_{store,requests,asapp,transactions_api,search,concurrency,calls,lookup_tables,signal_api,isolation}.py)  # the ledger's store (all of tests/ledger passes too, about 2.5x its SQLite time)
 # The run, delivery, the daemon and sftpctl as processes of their own, the admin listener: about
 # 5.5 min on PostgreSQL (under load; about 5 min on SQLite).
