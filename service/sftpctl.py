@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 from zoneinfo import ZoneInfo
 
-from core.clock import utcnow
+from core.clock import parse_iso, utcnow
 from core.config import RETENTION_RULES
 from core.crypto import rotate_master_key, rotation_in_progress
 from core.display import for_terminal, json_safe
@@ -40,6 +40,7 @@ from service.output import print_fields, print_json, print_table, print_text, to
 from service.progress import RunPrinter
 from service.purge import purge_tenant
 from service.settings import add_settings_arguments, settings_from_args
+from sftpd.sessions import live_sessions
 
 
 class CommandError(UsageError):
@@ -105,6 +106,7 @@ examples (one command a line):
   sftpctl prune --dry-run
   sftpctl outbox drop --tenant acme --yes
   sftpctl --json uploads acme
+  sftpctl sessions --tenant acme
   sftpctl keys rotate
   sftpctl migrate"""
 
@@ -299,6 +301,8 @@ def build_parser() -> argparse.ArgumentParser:
     command(commands, "migrate", migrate,
             "apply every pending schema migration of every component, once, each store in one transaction,"
             " and say what changed (on PostgreSQL a node refuses to start on an older schema: docs/postgresql.md)")
+    sub = command(commands, "sessions", sessions, "logged-in SFTP sessions now, on every worker and node")
+    sub.add_argument("--tenant")
     command(commands, "lockouts", lockouts, "list active brute-force lockouts")
     command(commands, "unblock", unblock, "clear the lockout of a source address").add_argument("address")
     return parser
@@ -764,6 +768,19 @@ def migrate(context: Context, args: argparse.Namespace) -> None:
     changed = sum(item.changed for item in done)
     print_text(f"migrated {changed} component{'s' if changed != 1 else ''}" if changed
                else "nothing to migrate: every schema is current")
+
+
+def sessions(context: Context, args: argparse.Namespace) -> None:
+    if args.tenant:
+        context.tenants.get(args.tenant)
+    rows = [to_plain(session) for session in live_sessions(context.db, args.tenant)]
+    if args.json:
+        print_json(rows)
+        return
+    now = utcnow()
+    for row in rows:
+        row["age"] = _age((now - parse_iso(row["opened_at"])).total_seconds())
+    print_table(rows, ["id", "tenant", "source", "host", "pid", "opened_at", "age"], empty="no sessions open")
 
 
 def lockouts(context: Context, args: argparse.Namespace) -> None:

@@ -26,12 +26,15 @@ import sqlite3
 import threading
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
 
+from core.clock import iso
 from core.db import Database
 from core.logs import get_logger
 from core.processes import process_exists
 
-__all__ = ["LEASE_SECONDS", "RENEW_EVERY_SECONDS", "Sessions", "SessionsFull"]
+__all__ = ["LEASE_SECONDS", "RENEW_EVERY_SECONDS", "Session", "Sessions", "SessionsFull", "live_sessions"]
 
 log = get_logger(__name__)
 
@@ -57,6 +60,19 @@ MIGRATIONS = [
 #: holds its tenants' places no longer than this.
 LEASE_SECONDS = 120.0
 RENEW_EVERY_SECONDS = LEASE_SECONDS / 4
+
+
+@dataclass(frozen=True)
+class Session:
+    """A logged-in session as ``sftpctl sessions`` shows it: whose, from where, served by which
+    process, since when."""
+
+    id: int
+    tenant: str
+    source: str
+    host: str
+    pid: int
+    opened_at: str
 
 
 class SessionsFull(Exception):
@@ -144,18 +160,33 @@ class Sessions:
 
     def _counts(self, row: sqlite3.Row, now: float) -> bool:
         """Whether a row holds a place: this process's while its connection is open; another's
-        while its lease lasts and, on this host, its process lives. A row of this host and pid
-        but another token is a process's that had our pid before us (a restarted container's
-        daemon is pid 1 every time): it is gone."""
+        while it :func:`_holds`. A row of this host and pid but another token is a process's
+        that had our pid before us (a restarted container's daemon is pid 1 every time)."""
         if row["token"] == self.token:
             with self._lock:
                 return int(row["id"]) in self._open
-        if row["expires_at"] <= now:
-            return False
-        if row["host"] != self.host:
-            return True
-        pid = int(row["pid"])
-        return pid != os.getpid() and process_exists(pid)
+        ours = row["host"] == self.host and int(row["pid"]) == os.getpid()
+        return not ours and _holds(row, now, self.host)
+
+
+def live_sessions(db: Database, tenant: str | None = None) -> list[Session]:
+    """The sessions open now on every process and node, oldest first, as a process that serves
+    none sees them (``sftpctl``): rows whose process is gone are left out."""
+    db.migrate(COMPONENT, MIGRATIONS)
+    now, here = time.time(), socket.gethostname()
+    where, params = ("WHERE tenant = ?", (tenant,)) if tenant is not None else ("", ())
+    rows = db.query(f"SELECT * FROM sftpd_sessions {where} ORDER BY opened_at, id", params)
+    return [Session(int(row["id"]), row["tenant"], row["source"], row["host"], int(row["pid"]),
+                    iso(datetime.fromtimestamp(row["opened_at"], UTC)))
+            for row in rows if _holds(row, now, here)]
+
+
+def _holds(row: sqlite3.Row, now: float, here: str) -> bool:
+    """Whether another process's row holds a place: while its lease lasts and, on this host
+    (``here``), its process lives."""
+    if row["expires_at"] <= now:
+        return False
+    return row["host"] != here or process_exists(int(row["pid"]))
 
 
 def _delete(conn: sqlite3.Connection, ids: Sequence[int]) -> None:

@@ -28,6 +28,7 @@ from ledger.server import ApiServer
 from service.context import Context
 from service.sftpctl import EXAMPLES, EXIT_BROKEN_PIPE, EXIT_CODES, EXIT_EPILOG, build_parser, main
 from tests.conftest import TEST_PASSWORD, free_port
+from tests.sftpd.test_sessions import hold_in_another_process
 from tests.support import postgres
 from tests.support.at_rest import stored_text
 from tests.support.daemon import project_env
@@ -240,6 +241,26 @@ def test_runs_uploads_and_lockouts_start_empty(ctl) -> None:
     assert ctl("uploads", "acme")[1].strip() == "no uploads for 'acme'"
     assert ctl("lockouts")[1].strip() == "no active lockouts"
     assert ctl("uploads", "ghost")[0] == 3
+
+
+def test_sessions_lists_the_sessions_every_process_holds(ctl, state_db: Database) -> None:
+    ctl("tenant", "add", "acme", "--email", "ops@acme.example")
+    assert ctl("sessions") == (0, "no sessions open\n", "")
+    holder = hold_in_another_process(state_db.path, "acme", 2)  # a daemon's worker, say
+    try:
+        code, out, _ = ctl("--json", "sessions", "--tenant", "acme")
+        assert code == 0
+        assert [(row["tenant"], row["source"], row["pid"]) for row in json.loads(out)] == [
+            ("acme", "198.51.100.7", holder.pid)] * 2
+        code, out, _ = ctl("sessions")
+        header, *lines = out.splitlines()
+        assert header.split() == ["ID", "TENANT", "SOURCE", "HOST", "PID", "OPENED_AT", "AGE"]
+        assert len(lines) == 2 and all(line.split()[2:5:2] == ["198.51.100.7", str(holder.pid)] for line in lines)
+        assert ctl("sessions", "--tenant", "nobody")[0] == 3
+    finally:
+        holder.kill()
+        holder.wait()
+    assert json.loads(ctl("--json", "sessions")[1]) == []  # its process is gone, so are its sessions
 
 
 def test_lockouts_show_pairs_and_unblock_and_unlock_lift_them(ctl, settings: Settings) -> None:
