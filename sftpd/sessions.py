@@ -25,7 +25,7 @@ import socket
 import sqlite3
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -34,7 +34,7 @@ from core.db import Database
 from core.logs import get_logger
 from core.processes import process_exists
 
-__all__ = ["LEASE_SECONDS", "RENEW_EVERY_SECONDS", "Session", "Sessions", "SessionsFull", "live_sessions"]
+__all__ = ["LEASE_SECONDS", "RENEW_EVERY_SECONDS", "Session", "Sessions", "SessionsFull", "live_sessions", "still_open"]
 
 log = get_logger(__name__)
 
@@ -173,12 +173,19 @@ def live_sessions(db: Database, tenant: str | None = None) -> list[Session]:
     """The sessions open now on every process and node, oldest first, as a process that serves
     none sees them (``sftpctl``): rows whose process is gone are left out."""
     db.migrate(COMPONENT, MIGRATIONS)
-    now, here = time.time(), socket.gethostname()
     where, params = ("WHERE tenant = ?", (tenant,)) if tenant is not None else ("", ())
     rows = db.query(f"SELECT * FROM sftpd_sessions {where} ORDER BY opened_at, id", params)
     return [Session(int(row["id"]), row["tenant"], row["source"], row["host"], int(row["pid"]),
                     iso(datetime.fromtimestamp(row["opened_at"], UTC)))
-            for row in rows if _holds(row, now, here)]
+            for row in still_open(rows)]
+
+
+def still_open(rows: Iterable[sqlite3.Row]) -> list[sqlite3.Row]:
+    """The rows of ``sftpd_sessions`` (``host``, ``pid`` and ``expires_at`` at least) whose
+    sessions are open, as a process that serves none sees them (``sftpctl``, the admin
+    listener's figures)."""
+    now, here = time.time(), socket.gethostname()
+    return [row for row in rows if _holds(row, now, here)]
 
 
 def _holds(row: sqlite3.Row, now: float, here: str) -> bool:

@@ -87,8 +87,10 @@ class InboxCollector(Collector):
             lockouts.add_metric([scope], scopes[scope])
         yield lockouts
         if f.connections is not None:
-            yield GaugeMetricFamily(f"{PREFIX}sessions", "SSH connections open now (logged in or not).",
-                                    value=f.connections)
+            yield GaugeMetricFamily(f"{PREFIX}sessions", "SSH connections open now (logged in or not; "
+                                    "this daemon's).", value=f.connections)
+        yield self._by_tenant(_gauge("logged_in_sessions", "Logged-in SFTP sessions now, on every worker "
+                                     "and node.", []), snap.sessions)
         refusals = _counter("limit_refusals", "Connections, logins and uploads refused or cut off by a "
                             "connection limit (this daemon's).", ["limit"])
         for limit, count in sorted(f.limit_refusals.items()):

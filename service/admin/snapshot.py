@@ -25,6 +25,7 @@ from typing import Any, TypeVar
 from core.clock import iso, parse_iso, utcnow
 from core.config import RETENTION_RULES
 from core.db import DatabaseUnavailable, Location, Reader, ReadFailed
+from sftpd.sessions import still_open
 
 MAX_AGE_SECONDS = 1.0
 # Upload states a file is still waiting in (not yet finished one way or another).
@@ -105,6 +106,8 @@ class Snapshot:
     last_run: RunState | None = None
     last_prune: PruneState | None = None
     lockouts: tuple[LockoutState, ...] = ()
+    #: Logged-in sessions by tenant, every worker's and node's (``sftpd.sessions``).
+    sessions: Counter[str] = field(default_factory=Counter)
     tenants: tuple[TenantState, ...] = ()
 
 
@@ -148,6 +151,9 @@ def _read(conn: sqlite3.Connection, tables: set[str], tenant_columns: set[str], 
                             ).fetchone()
         if last is not None:
             snapshot = _with(snapshot, last_prune=PruneState(last["finished_at"], last["files"], last["problems"]))
+    if "sftpd_sessions" in tables:
+        rows = conn.execute("SELECT tenant, host, pid, expires_at FROM sftpd_sessions").fetchall()
+        snapshot.sessions.update(row["tenant"] for row in still_open(rows))
     lockouts = _lockouts(conn, now) if "sftpd_login_lockouts" in tables else ()
     return _with(snapshot, lockouts=lockouts,
                  tenants=_tenants(conn, tables, tenant_columns, lockouts, waiting, snapshot))

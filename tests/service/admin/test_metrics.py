@@ -20,7 +20,7 @@ from service.admin.metrics import exposition
 from service.admin.snapshot import read_snapshot
 from tests.service.admin.conftest import AdminDaemon
 from tests.service.test_end_to_end import CALLS, SIGNALS
-from tests.support.clients import OpenSSHClient
+from tests.support.clients import OpenSSHClient, asyncssh_connect
 
 # Every family the issue names, with its type as the text parser reads it (a counter's family
 # drops the _total of its samples' name).
@@ -28,6 +28,7 @@ EXPECTED_TYPES = {
     "sftp_inbox_logins": "counter",
     "sftp_inbox_lockouts_active": "gauge",
     "sftp_inbox_sessions": "gauge",
+    "sftp_inbox_logged_in_sessions": "gauge",
     "sftp_inbox_uploads": "counter",
     "sftp_inbox_upload_bytes": "counter",
     "sftp_inbox_files": "counter",
@@ -127,6 +128,11 @@ async def test_names_types_and_figures_after_uploads_logins_and_a_sftpctl_run(
     pruned = await until(admin_daemon, lambda v: value(v, "sftp_inbox_retention_last_pass_timestamp_seconds") > 0)
     assert abs(value(pruned, "sftp_inbox_retention_last_pass_timestamp_seconds") - utcnow().timestamp()) < 600
     assert value(pruned, "sftp_inbox_retention_last_pass_problems") == 0
+    # Logged-in sessions, from the sessions' table (every worker's and node's).
+    assert value(after, "sftp_inbox_logged_in_sessions") == 0
+    async with asyncssh_connect(daemon.port, "demo", daemon.demo_password):
+        await until(admin_daemon, lambda v: value(v, "sftp_inbox_logged_in_sessions") == 1)
+    await until(admin_daemon, lambda v: value(v, "sftp_inbox_logged_in_sessions") == 0)
 
 
 def test_per_tenant_labels_when_asked(settings: Settings) -> None:
