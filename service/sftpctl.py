@@ -40,7 +40,7 @@ from service.output import print_fields, print_json, print_table, print_text, to
 from service.progress import RunPrinter
 from service.purge import purge_tenant
 from service.settings import add_settings_arguments, settings_from_args
-from sftpd.sessions import live_sessions
+from sftpd.sessions import END_POLL_SECONDS, end_sessions, live_sessions
 
 
 class CommandError(UsageError):
@@ -208,17 +208,20 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--password-stdin", action="store_true", help="read the password from stdin")
     command(tenant, "list", tenant_list, "list tenants")
     command(tenant, "show", tenant_show, "show one tenant").add_argument("name")
-    sub = command(tenant, "passwd", tenant_passwd, "set a new password (and restore a removed login)")
+    sub = command(tenant, "passwd", tenant_passwd,
+                  "set a new password (and restore a removed login); open sessions are closed")
     sub.add_argument("name")
     sub.add_argument("--password-stdin", action="store_true", help="read the password from stdin")
-    command(tenant, "disable", tenant_disable, "refuse the tenant's logins").add_argument("name")
+    command(tenant, "disable", tenant_disable, "refuse the tenant's logins and close its open sessions"
+            ).add_argument("name")
     command(tenant, "enable", tenant_enable, "allow the tenant's logins again").add_argument("name")
     command(tenant, "unlock", tenant_unlock, "clear a brute-force lockout").add_argument("name")
     sub = command(tenant, "email", tenant_email, "change the contact e-mail")
     sub.add_argument("name")
     sub.add_argument("email")
     command(tenant, "remove", tenant_remove,
-            "remove the login; files, settings and history stay, processing waits").add_argument("name")
+            "remove the login and close its open sessions; files, settings and history stay, processing waits"
+            ).add_argument("name")
     sub = command(tenant, "retention", tenant_retention,
                   "set the days the tenant's files are kept (`default`: the installation's [retention]);"
                   " with no option, show the rules in force")
@@ -301,8 +304,12 @@ def build_parser() -> argparse.ArgumentParser:
     command(commands, "migrate", migrate,
             "apply every pending schema migration of every component, once, each store in one transaction,"
             " and say what changed (on PostgreSQL a node refuses to start on an older schema: docs/postgresql.md)")
-    sub = command(commands, "sessions", sessions, "logged-in SFTP sessions now, on every worker and node")
-    sub.add_argument("--tenant")
+    listing = command(commands, "sessions", sessions, "logged-in SFTP sessions now, on every worker and node")
+    listing.add_argument("--tenant", help="only this tenant")
+    actions = listing.add_subparsers(dest="action", metavar="ACTION")
+    sub = command(actions, "end", sessions_end, "close sessions, wherever they are served, within seconds")
+    sub.add_argument("ids", nargs="*", type=int, metavar="ID")
+    sub.add_argument("--tenant", help="every session of this tenant")
     command(commands, "lockouts", lockouts, "list active brute-force lockouts")
     command(commands, "unblock", unblock, "clear the lockout of a source address").add_argument("address")
     return parser
@@ -381,15 +388,17 @@ def tenant_show(context: Context, args: argparse.Namespace) -> None:
 def tenant_passwd(context: Context, args: argparse.Namespace) -> None:
     password, generated = read_password(args)
     context.tenants.set_password(args.name, password)
+    ended = _end_tenant_sessions(context, args.name, PASSWORD_CHANGED)
     if args.json:
-        print_json({"name": args.name, **({"password": password} if generated else {})})
+        print_json({"name": args.name, **({"password": password} if generated else {}), "sessions_ended": ended})
     else:
-        print(f"password of {args.name!r} changed" + (f": {password}" if generated else ""))
+        print(f"password of {args.name!r} changed" + (f": {password}" if generated else "") + _ending(ended))
 
 
 def tenant_disable(context: Context, args: argparse.Namespace) -> None:
     context.tenants.set_enabled(args.name, False)
-    _done(args, f"tenant {args.name!r} disabled: it cannot log in")
+    ended = _end_tenant_sessions(context, args.name, DISABLED)
+    _done(args, f"tenant {args.name!r} disabled: it cannot log in{_ending(ended)}")
 
 
 def tenant_enable(context: Context, args: argparse.Namespace) -> None:
@@ -410,8 +419,26 @@ def tenant_email(context: Context, args: argparse.Namespace) -> None:
 
 def tenant_remove(context: Context, args: argparse.Namespace) -> None:
     context.tenants.remove_login(args.name)
+    ended = _end_tenant_sessions(context, args.name, LOGIN_REMOVED)
     _done(args, f"login of {args.name!r} removed; its files wait unprocessed until "
-                f"`sftpctl tenant passwd {args.name}` sets a new one")
+                f"`sftpctl tenant passwd {args.name}` sets a new one{_ending(ended)}")
+
+
+# What the client of a session ended by an operator is told, as the SSH disconnect's reason.
+PASSWORD_CHANGED = "the account's password was changed: log in again with the new one"
+DISABLED = "the account was disabled by the service's operators"
+LOGIN_REMOVED = "the account's login was removed by the service's operators"
+ENDED = "the session was closed by the service's operators"
+
+
+def _end_tenant_sessions(context: Context, tenant: str, reason: str) -> int:
+    """A login that no longer holds ends the sessions it opened, on every worker and node: a
+    leaked password, or a tenant cut off, keeps no session open."""
+    return len(end_sessions(context.db, reason, tenant=tenant))
+
+
+def _ending(count: int) -> str:
+    return f"; {count} open session(s) closing within {END_POLL_SECONDS:g} s" if count else ""
 
 
 RETENTION_HELP = {
@@ -781,6 +808,17 @@ def sessions(context: Context, args: argparse.Namespace) -> None:
     for row in rows:
         row["age"] = _age((now - parse_iso(row["opened_at"])).total_seconds())
     print_table(rows, ["id", "tenant", "source", "host", "pid", "opened_at", "age"], empty="no sessions open")
+
+
+def sessions_end(context: Context, args: argparse.Namespace) -> None:
+    if bool(args.ids) == bool(args.tenant):
+        raise CommandError("name the sessions: one or more IDs (see `sftpctl sessions`), or --tenant NAME")
+    if args.tenant:
+        context.tenants.get(args.tenant)
+    ended = end_sessions(context.db, ENDED, tenant=args.tenant, ids=args.ids)
+    if args.ids and not ended:
+        raise NotFound(f"no open session with id {', '.join(map(str, args.ids))}")
+    _done(args, f"{len(ended)} session(s) closing within {END_POLL_SECONDS:g} s")
 
 
 def lockouts(context: Context, args: argparse.Namespace) -> None:

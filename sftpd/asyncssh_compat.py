@@ -2,7 +2,7 @@
 
 It changes three things about asyncssh's SFTP server, each by wrapping one entry point of
 ``SFTPServerHandler`` (never by replacing asyncssh's own code), so everything else asyncssh does
-for those requests stays as it is.
+for those requests stays as it is, and offers one way to end a connection (:func:`disconnect`).
 
 **The client's close.** asyncssh calls ``SFTPServer.close(file_obj)`` both for a client's
 ``SSH_FXP_CLOSE`` and, when a session ends, for every handle still open, whether the client quit
@@ -38,6 +38,17 @@ answers the first with exit status 0, which ``scp`` checks, and the second with 
 *Upstream fix:* ``SFTPServer.exit()`` taking the exception (None on a clean end), and asyncssh
 sending exit status 0 itself when an SFTP subsystem ends cleanly (OpenSSH's sshd does).
 
+**A disconnect the client hears.** ``SSHConnection.disconnect(code, reason)`` closes every
+channel (``SSH_MSG_CHANNEL_CLOSE``) before it sends ``SSH_MSG_DISCONNECT``. OpenSSH's client ends
+as soon as its session channel closes, so it often never reads the disconnect, and a customer
+whose session an operator ended (``sftpctl tenant disable``) or the idle timeout closed saw
+nothing, or "Connection closed" at the next command, instead of the reason. :func:`disconnect`
+sends the disconnect first, then closes the connection as asyncssh does for a refused login
+(``_send_disconnect`` then ``_force_close``); the channels end with it, as when a connection
+drops, and an upload still open is discarded as then.
+*Upstream fix:* ``disconnect()`` sending ``SSH_MSG_DISCONNECT`` before closing the channels (RFC
+4253 section 11.1: no message follows it anyway).
+
 What it relies on, checked at import (:func:`problems`); if any of it moved, importing this module
 raises :class:`AsyncsshIncompatible` and the daemon refuses to start with that message, so no
 upload is ever acknowledged and then discarded, and no rclone upload refused again:
@@ -50,7 +61,9 @@ upload is ever acknowledged and then discarded, and no rclone upload refused aga
 - ``SFTPServerHandler._process_packet`` dispatching through ``self._packet_handlers``;
 - ``SFTPServerHandler._cleanup(self, exc)``, a coroutine function that calls ``self._server.exit``;
 - ``asyncssh.packet.SSHPacket(packet)``, built from the bytes of a request, with
-  ``get_remaining_payload()``.
+  ``get_remaining_payload()``;
+- ``asyncssh.connection.SSHConnection._send_disconnect(self, code, reason, lang)`` and
+  ``_force_close(self, exc)``.
 
 The context variables are set in the context of the coroutine serving the request (or ending the
 session), so the ``close()`` or ``exit()`` it calls sees them, and a session ending in another task
@@ -65,6 +78,7 @@ from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any, cast
 
+import asyncssh.connection
 import asyncssh.packet
 import asyncssh.sftp
 
@@ -110,6 +124,13 @@ def session_end() -> SessionEnd | None:
     return _session_end.get()
 
 
+def disconnect(conn: asyncssh.SSHServerConnection, code: int, reason: str) -> None:
+    """End ``conn``, the client told ``reason`` before its channels close (see above)."""
+    connection: Any = conn
+    connection._send_disconnect(code, reason, asyncssh.DEFAULT_LANG)
+    connection._force_close(None)
+
+
 def write_request_length(request: bytes) -> int:
     """How many bytes of an ``SSH_FXP_WRITE`` request (after its id: ``string handle, uint64
     offset, string data``) its fields take; ``len(request)`` if they do not fit in it (asyncssh
@@ -122,9 +143,11 @@ def write_request_length(request: bytes) -> int:
     return min(data_end, len(request))
 
 
-def problems(handler: type[Any] | None = None, packet: type[Any] | None = None) -> list[str]:
-    """What ``handler`` (asyncssh's ``SFTPServerHandler`` by default) and ``packet`` (its
-    ``SSHPacket``) lack of what this module relies on; empty when everything is in place."""
+def problems(handler: type[Any] | None = None, packet: type[Any] | None = None,
+             connection: type[Any] | None = None) -> list[str]:
+    """What ``handler`` (asyncssh's ``SFTPServerHandler`` by default), ``packet`` (its
+    ``SSHPacket``) and ``connection`` (its ``SSHConnection``) lack of what this module relies on;
+    empty when everything is in place."""
     if handler is None:
         handler = getattr(asyncssh.sftp, "SFTPServerHandler", None)
         if not isinstance(handler, type):
@@ -168,6 +191,15 @@ def problems(handler: type[Any] | None = None, packet: type[Any] | None = None) 
     remaining = method_problem(packet, "get_remaining_payload", ["self"], coroutine=False)
     if remaining is not None:
         found.append(remaining + " (it gives a write request's bytes)")
+    if connection is None:
+        connection = getattr(asyncssh.connection, "SSHConnection", None)
+        if not isinstance(connection, type):
+            return [*found, "asyncssh.connection.SSHConnection is missing"]
+    for name, parameters, role in (("_send_disconnect", ["self", "code", "reason", "lang"], "it tells why"),
+                                   ("_force_close", ["self", "exc"], "it ends a connection")):
+        moved_method = method_problem(connection, name, parameters, coroutine=False)
+        if moved_method is not None:
+            found.append(f"{moved_method} ({role}: sftpd.asyncssh_compat.disconnect)")
     return found
 
 

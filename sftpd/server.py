@@ -26,6 +26,7 @@ recorded.
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -38,6 +39,7 @@ from core.crypto import AtRest
 from core.logs import get_logger
 from core.tenants import TenantStore
 from core.uploads import UploadStore
+from sftpd.asyncssh_compat import disconnect
 from sftpd.auth import LoginGate, TenantSSHServer
 from sftpd.defender import Defender
 from sftpd.events import FeedFolders, UploadListener
@@ -47,7 +49,7 @@ from sftpd.limits import Admission, ConnectionLimits, LimitCounters, Refused
 from sftpd.proxy_protocol import reader_for
 from sftpd.recorder import UploadRecorder
 from sftpd.rules import UploadRules
-from sftpd.sessions import RENEW_EVERY_SECONDS, Sessions
+from sftpd.sessions import END_POLL_SECONDS, RENEW_EVERY_SECONDS, Sessions
 from sftpd.sftp import TenantSFTPServer
 from sftpd.tcp import QuickAckListener
 from sftpd.vfs import TenantFileSystem
@@ -120,7 +122,7 @@ class SftpServer:
         self._gate: LoginGate | None = None
         self._sessions = Sessions(defender.db)
         self._limits = ConnectionLimits(settings.server, self._sessions)
-        self._renewer: asyncio.Task[None] | None = None
+        self._keeper: asyncio.Task[None] | None = None
         self._connections: dict[asyncssh.SSHServerConnection, Admission] = {}
         self._acceptor: asyncssh.SSHAcceptor | None = None
         self._draining = False
@@ -175,7 +177,7 @@ class SftpServer:
             tunnel=QuickAckListener(LISTEN_BACKLOG, reader_for(server.trusted_proxies)
                                     if server.proxy_protocol else None, reuse_port=shared),
         )
-        self._renewer = asyncio.create_task(self._renew_sessions())
+        self._keeper = asyncio.create_task(self._keep_sessions())
         log.info("sftpd.listening", host=server.listen_host, port=self.port)
 
     async def drain(self, seconds: float) -> Drained:
@@ -219,23 +221,36 @@ class SftpServer:
             await self._acceptor.wait_closed()
             self._acceptor = None
 
-    async def _renew_sessions(self) -> None:
-        """Keep this process's sessions counted (their lease) while it serves."""
-        interval = min(RENEW_EVERY_SECONDS, self._sessions.lease_seconds / 4)
+    async def _keep_sessions(self) -> None:
+        """While serving: close the sessions an operator ended (``sftpd.sessions.end_sessions``),
+        and keep this process's sessions counted (their lease)."""
+        renew_every = min(RENEW_EVERY_SECONDS, self._sessions.lease_seconds / 4)
+        renewed = asyncio.get_running_loop().time()
         while True:
-            await asyncio.sleep(interval)
+            await asyncio.sleep(min(END_POLL_SECONDS, renew_every))
             try:
-                await asyncio.to_thread(self._sessions.renew)
-            except Exception:  # the database: the next renewal tries again
-                log.error("sftpd.sessions_renew_failed", exc_info=True)
+                self._end(await asyncio.to_thread(self._sessions.to_end))
+                if asyncio.get_running_loop().time() - renewed >= renew_every:
+                    await asyncio.to_thread(self._sessions.renew)
+                    renewed = asyncio.get_running_loop().time()
+            except Exception:  # the database: the next round tries again
+                log.error("sftpd.sessions_keep_failed", exc_info=True)
+
+    def _end(self, ending: list[tuple[int, str]]) -> None:
+        reasons = dict(ending)
+        for conn, admission in list(self._connections.items()):
+            if admission.session in reasons:
+                log.warning("session.ended", tenant=admission.tenant, source=admission.source,
+                            reason=reasons[admission.session])
+                disconnect(conn, asyncssh.DISC_BY_APPLICATION, reasons[admission.session])
 
     async def _stop_sessions(self) -> None:
         """Stop renewing and remove this process's sessions; a database that cannot be reached
         now lets them lapse with their lease."""
-        if self._renewer is not None:
-            self._renewer.cancel()
-            await asyncio.gather(self._renewer, return_exceptions=True)
-            self._renewer = None
+        if self._keeper is not None:
+            self._keeper.cancel()
+            await asyncio.gather(self._keeper, return_exceptions=True)
+            self._keeper = None
         try:
             await asyncio.to_thread(self._sessions.close_all)
         except Exception:  # the database: the rows lapse with their lease
@@ -252,7 +267,7 @@ class SftpServer:
     def _connection_opened(self, conn: asyncssh.SSHServerConnection, source: str) -> Admission:
         if self._draining:
             raise Refused(SHUTTING_DOWN)
-        admission = self._limits.admit(source, conn.disconnect)
+        admission = self._limits.admit(source, functools.partial(disconnect, conn))
         self._connections[conn] = admission
         return admission
 

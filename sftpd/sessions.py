@@ -15,6 +15,12 @@ only while their connections are open (one :class:`Sessions` a process), so a pl
 here is free at once, whether or not its row's removal has reached the database yet.
 
 Each login and each logout is one short write transaction, run off the event loop by the caller.
+
+An operator ends sessions (:func:`end_sessions`: ``sftpctl tenant disable``, ``tenant passwd``,
+``tenant remove``, ``sessions end``) by writing the reason on their rows: a login that no longer
+holds keeps no session open, on any worker or node. The process serving each reads its own rows
+every :data:`END_POLL_SECONDS` (:meth:`Sessions.to_end`) and closes the connection, the client
+told why.
 """
 
 from __future__ import annotations
@@ -34,7 +40,8 @@ from core.db import Database
 from core.logs import get_logger
 from core.processes import process_exists
 
-__all__ = ["LEASE_SECONDS", "RENEW_EVERY_SECONDS", "Session", "Sessions", "SessionsFull", "live_sessions", "still_open"]
+__all__ = ["END_POLL_SECONDS", "LEASE_SECONDS", "RENEW_EVERY_SECONDS", "Session", "Sessions", "SessionsFull",
+           "end_sessions", "live_sessions", "still_open"]
 
 log = get_logger(__name__)
 
@@ -54,12 +61,18 @@ MIGRATIONS = [
     CREATE INDEX sftpd_sessions_by_tenant ON sftpd_sessions (tenant);
     CREATE INDEX sftpd_sessions_by_token ON sftpd_sessions (token);
     """,
+    # Why an operator ended a session (``sftpctl tenant disable``, ``sessions end``); NULL while
+    # nobody did. Its process reads it and closes the connection with it.
+    "ALTER TABLE sftpd_sessions ADD COLUMN end_reason TEXT;",
 ]
 
 #: How long a process's sessions count without renewal: a node that died, or lost the database,
 #: holds its tenants' places no longer than this.
 LEASE_SECONDS = 120.0
 RENEW_EVERY_SECONDS = LEASE_SECONDS / 4
+#: How often a serving process looks for its sessions an operator ended: the most such a session
+#: goes on after ``sftpctl tenant disable`` says it is being closed.
+END_POLL_SECONDS = 2.0
 
 
 @dataclass(frozen=True)
@@ -100,7 +113,7 @@ class Sessions:
         #: Rows of connections open now, and rows whose connection ended but whose removal failed
         #: (the database was unreachable): :meth:`renew` removes those.
         self._open: set[int] = set()
-        self._ended: set[int] = set()
+        self._leftover: set[int] = set()
 
     def open(self, tenant: str, source: str, limit: int) -> int:
         """A place for one more session of ``tenant``: its row's id, or :class:`SessionsFull`."""
@@ -128,27 +141,34 @@ class Sessions:
         now (the database is unreachable), :meth:`renew` removes it later."""
         with self._lock:
             self._open.discard(session)
-            self._ended.add(session)
+            self._leftover.add(session)
         self.db.execute("DELETE FROM sftpd_sessions WHERE id = ? AND token = ?", (session, self.token))
         with self._lock:
-            self._ended.discard(session)
+            self._leftover.discard(session)
 
     def renew(self) -> None:
-        """Extend the lease of this process's open sessions; remove the rows of ended ones."""
+        """Extend the lease of this process's open sessions; remove the rows of closed ones."""
         with self._lock:
-            ended = sorted(self._ended)
+            leftover = sorted(self._leftover)
         with self.db.transaction() as conn:
             conn.execute("UPDATE sftpd_sessions SET expires_at = ? WHERE token = ?",
                          (time.time() + self.lease_seconds, self.token))
-            _delete(conn, ended)
+            _delete(conn, leftover)
         with self._lock:
-            self._ended.difference_update(ended)
+            self._leftover.difference_update(leftover)
+
+    def to_end(self) -> list[tuple[int, str]]:
+        """This process's open sessions an operator ended, with the reason: each to be closed."""
+        rows = self.db.query("SELECT id, end_reason FROM sftpd_sessions WHERE token = ? AND end_reason IS NOT NULL",
+                             (self.token,))
+        with self._lock:
+            return [(int(row["id"]), row["end_reason"]) for row in rows if int(row["id"]) in self._open]
 
     def close_all(self) -> None:
         """Remove every row of this process (it stops serving)."""
         with self._lock:
             self._open.clear()
-            self._ended.clear()
+            self._leftover.clear()
         self.db.execute("DELETE FROM sftpd_sessions WHERE token = ?", (self.token,))
 
     def held(self, tenant: str) -> int:
@@ -178,6 +198,19 @@ def live_sessions(db: Database, tenant: str | None = None) -> list[Session]:
     return [Session(int(row["id"]), row["tenant"], row["source"], row["host"], int(row["pid"]),
                     iso(datetime.fromtimestamp(row["opened_at"], UTC)))
             for row in still_open(rows)]
+
+
+def end_sessions(db: Database, reason: str, tenant: str | None = None, ids: Sequence[int] = ()) -> list[Session]:
+    """Ask the processes serving them to close the open sessions of ``tenant`` and of ``ids``,
+    telling each client ``reason``; the sessions so ended. Each process closes its own within
+    :data:`END_POLL_SECONDS`; a session that is gone meanwhile needs nothing."""
+    db.migrate(COMPONENT, MIGRATIONS)
+    ending = [session for session in live_sessions(db)
+              if session.tenant == tenant or session.id in ids]
+    with db.transaction() as conn:
+        for session in ending:
+            conn.execute("UPDATE sftpd_sessions SET end_reason = ? WHERE id = ?", (reason, session.id))
+    return ending
 
 
 def still_open(rows: Iterable[sqlite3.Row]) -> list[sqlite3.Row]:

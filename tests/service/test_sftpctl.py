@@ -26,7 +26,18 @@ from core.uploads import UploadStore
 from ingest import Claims, tenant_claim
 from ledger.server import ApiServer
 from service.context import Context
-from service.sftpctl import EXAMPLES, EXIT_BROKEN_PIPE, EXIT_CODES, EXIT_EPILOG, build_parser, main
+from service.sftpctl import (
+    DISABLED,
+    ENDED,
+    EXAMPLES,
+    EXIT_BROKEN_PIPE,
+    EXIT_CODES,
+    EXIT_EPILOG,
+    LOGIN_REMOVED,
+    PASSWORD_CHANGED,
+    build_parser,
+    main,
+)
 from tests.conftest import TEST_PASSWORD, free_port
 from tests.sftpd.test_sessions import hold_in_another_process
 from tests.support import postgres
@@ -261,6 +272,38 @@ def test_sessions_lists_the_sessions_every_process_holds(ctl, state_db: Database
         holder.kill()
         holder.wait()
     assert json.loads(ctl("--json", "sessions")[1]) == []  # its process is gone, so are its sessions
+
+
+def test_a_login_that_no_longer_holds_ends_its_sessions_everywhere(ctl, state_db: Database) -> None:
+    """Disabled, password changed, login removed: each asks the processes serving the tenant's
+    sessions to close them (tests/sftpd/test_sessions.py: a server does, within seconds)."""
+    ctl("tenant", "add", "acme", "--email", "ops@acme.example")
+    ctl("tenant", "add", "beta", "--email", "ops@beta.example")
+
+    def reasons() -> list[str | None]:
+        rows = state_db.query("SELECT tenant, end_reason FROM sftpd_sessions ORDER BY id")
+        return [row["end_reason"] for row in rows if row["tenant"] == "acme"]
+
+    holders = [hold_in_another_process(state_db.path, "acme", 2), hold_in_another_process(state_db.path, "beta", 1)]
+    try:
+        code, out, _ = ctl("tenant", "disable", "acme")
+        assert (code, out) == (0, "tenant 'acme' disabled: it cannot log in; 2 open session(s) closing within 2 s\n")
+        assert reasons() == [DISABLED, DISABLED]
+        code, out, _ = ctl("--json", "tenant", "passwd", "acme", "--password-stdin", stdin="another-Passw0rd!\n")
+        assert json.loads(out) == {"name": "acme", "sessions_ended": 2}
+        assert reasons() == [PASSWORD_CHANGED, PASSWORD_CHANGED]
+        ctl("tenant", "remove", "acme")
+        assert reasons() == [LOGIN_REMOVED, LOGIN_REMOVED]
+        [beta] = json.loads(ctl("--json", "sessions", "--tenant", "beta")[1])
+        assert ctl("sessions", "end")[0] == 2  # which ones?
+        assert ctl("sessions", "end", "999999")[0] == 3
+        assert ctl("sessions", "end", str(beta["id"])) == (0, "1 session(s) closing within 2 s\n", "")
+        assert state_db.query("SELECT end_reason FROM sftpd_sessions WHERE tenant = 'beta'")[0][0] == ENDED
+    finally:
+        for holder in holders:
+            holder.kill()
+            holder.wait()
+    assert ctl("tenant", "disable", "beta")[1] == "tenant 'beta' disabled: it cannot log in\n"  # none open
 
 
 def test_lockouts_show_pairs_and_unblock_and_unlock_lift_them(ctl, settings: Settings) -> None:

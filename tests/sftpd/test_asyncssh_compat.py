@@ -93,6 +93,14 @@ def test_a_close_handler_with_other_parameters_is_refused() -> None:
     assert problems(Changed) == [expected]
 
 
+def test_a_connection_that_cannot_send_a_disconnect_first_is_refused() -> None:
+    class Moved(asyncssh.connection.SSHConnection):
+        _send_disconnect = None  # type: ignore[assignment]
+
+    assert problems(connection=Moved) == [
+        "Moved._send_disconnect is missing (it tells why: sftpd.asyncssh_compat.disconnect)"]
+
+
 @pytest.mark.parametrize("change", MOVED.values(), ids=MOVED.keys())
 def test_importing_the_seam_on_a_moved_asyncssh_raises_one_clear_error(
     tmp_path: Path, change: str

@@ -1,22 +1,28 @@
-"""sftpd.sessions: a tenant's sessions counted across processes, on the state database.
+"""sftpd.sessions: a tenant's sessions counted across processes, on the state database, and
+ended by an operator wherever they are served.
 
 Other processes are real ones (a child holding sessions, then killed); another host is a
 :class:`Sessions` whose host name says so. The outage is a real PostgreSQL server stopped as a
-crash would stop it.
+crash would stop it. An ended session is a real client's, on a real server.
 """
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
 from core.db import Database, DatabaseUnavailable, Location, PostgresLocation
 from core.tenants import open_state
-from sftpd.sessions import Sessions, SessionsFull
+from sftpd.sessions import END_POLL_SECONDS, Sessions, SessionsFull, end_sessions, live_sessions
+from tests.conftest import TEST_PASSWORD
+from tests.sftpd.conftest import OTHER_TENANT, TENANT, ServerFactory
 from tests.support import postgres
+from tests.support.clients import OpenSSHClient, asyncssh_sftp
 
 HOLD = """
 import sys
@@ -131,3 +137,53 @@ def test_a_place_given_back_during_an_outage_is_removed_by_the_next_renewal(
     finally:
         db.close()
         stoppable_postgres.drop_database(url)
+
+
+def test_an_operator_ends_a_tenants_sessions_and_their_processes_learn_which(state_db: Database) -> None:
+    sessions = Sessions(state_db)
+    first = sessions.open("acme", "203.0.113.9", 5)
+    second = sessions.open("acme", "203.0.113.10", 5)
+    other = sessions.open("beta", "203.0.113.9", 5)
+    assert sessions.to_end() == []
+    assert [session.id for session in end_sessions(state_db, "disabled", tenant="acme")] == [first, second]
+    assert sorted(sessions.to_end()) == [(first, "disabled"), (second, "disabled")]
+    assert [session.id for session in end_sessions(state_db, "by id", ids=[other])] == [other]
+    sessions.close(first)  # the connection is gone: nothing more to end
+    assert sorted(sessions.to_end()) == [(second, "disabled"), (other, "by id")]
+    assert end_sessions(state_db, "nobody", tenant="gamma") == []
+
+
+async def test_an_ended_session_is_closed_with_the_reason_and_the_others_go_on(
+    make_server: ServerFactory, state_db: Database, tmp_path: Path,
+) -> None:
+    """OpenSSH's sftp, reading its commands from a pipe kept open, shows why it was cut off."""
+    running = await make_server()
+    client = OpenSSHClient(tmp_path, running.port)
+    sftp = await asyncio.create_subprocess_exec(
+        *client.command(TENANT, Path("-")), env=client.environment(TEST_PASSWORD),
+        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE)
+    assert sftp.stdin is not None and sftp.stderr is not None
+    try:
+        async with asyncssh_sftp(running.port, OTHER_TENANT, TEST_PASSWORD) as other:
+            deadline = time.monotonic() + 10
+            while not live_sessions(state_db, TENANT):  # sftp logged in, waiting for commands
+                assert time.monotonic() < deadline and sftp.returncode is None
+                await asyncio.sleep(0.05)
+            assert {session.tenant for session in live_sessions(state_db)} == {TENANT, OTHER_TENANT}
+            began = time.monotonic()
+            [session] = end_sessions(state_db, "the account was disabled", tenant=TENANT)
+            assert session.tenant == TENANT
+            # ssh says it as it is cut off: within a poll of the server's, with room for a busy machine
+            said = await asyncio.wait_for(sftp.stderr.readline(), 3 * END_POLL_SECONDS)
+            print(f"closed {time.monotonic() - began:.2f} s after it was ended")
+            assert "Received disconnect" in said.decode() and "the account was disabled" in said.decode()
+            sftp.stdin.close()  # its batch ends: it has nothing left to say
+            await asyncio.wait_for(sftp.wait(), 10)
+            assert await other.listdir("/in") == []  # another tenant's session is not touched
+    finally:
+        if sftp.returncode is None:
+            sftp.kill()
+            await sftp.wait()
+    while live_sessions(state_db, TENANT):  # its row goes as the server sees the connection end
+        assert time.monotonic() < deadline + 10
+        await asyncio.sleep(0.05)
