@@ -37,13 +37,10 @@ from datetime import UTC, datetime
 
 from core.clock import iso
 from core.db import Database
-from core.logs import get_logger
 from core.processes import process_exists
 
 __all__ = ["END_POLL_SECONDS", "LEASE_SECONDS", "RENEW_EVERY_SECONDS", "Session", "Sessions", "SessionsFull",
            "end_sessions", "live_sessions", "still_open"]
-
-log = get_logger(__name__)
 
 COMPONENT = "sftpd.sessions"
 MIGRATIONS = [
