@@ -10,7 +10,15 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-__all__ = ["process_exists"]
+__all__ = ["holder_lives", "process_exists"]
+
+
+def holder_lives(host: str, pid: int, expires_at: float, now: float, here: str) -> bool:
+    """Whether what a process holds with a lease (a claim, a session) is still its: the lease
+    has not run out, and a holder of this host (``here``) still exists."""
+    if expires_at <= now:
+        return False
+    return host != here or process_exists(pid)
 
 
 def process_exists(pid: int) -> bool:

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from core.db import Database
 from core.errors import Conflict
 from core.logs import get_logger
-from core.processes import process_exists
+from core.processes import holder_lives
 
 log = get_logger("ingest.claims")
 
@@ -205,9 +205,7 @@ class Claims:
                 log.error("ingest.claim_renew_failed", exc_info=True, claim=claim.name)
 
     def _alive(self, holder: Holder, now: float) -> bool:
-        if holder.expires_at <= now:
-            return False
-        return holder.host != self.host or process_exists(holder.pid)
+        return holder_lives(holder.host, holder.pid, holder.expires_at, now, self.host)
 
 
 def _holder(row: sqlite3.Row) -> Holder:

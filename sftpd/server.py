@@ -237,6 +237,8 @@ class SftpServer:
                 log.error("sftpd.sessions_keep_failed", exc_info=True)
 
     def _end(self, ending: list[tuple[int, str]]) -> None:
+        if not ending:  # the usual answer: no connection to look through
+            return
         reasons = dict(ending)
         for conn, admission in list(self._connections.items()):
             if admission.session in reasons:

@@ -37,7 +37,7 @@ from datetime import UTC, datetime
 
 from core.clock import iso
 from core.db import Database
-from core.processes import process_exists
+from core.processes import holder_lives
 
 __all__ = ["END_POLL_SECONDS", "LEASE_SECONDS", "RENEW_EVERY_SECONDS", "Session", "Sessions", "SessionsFull",
            "end_sessions", "live_sessions", "still_open"]
@@ -201,12 +201,11 @@ def end_sessions(db: Database, reason: str, tenant: str | None = None, ids: Sequ
     """Ask the processes serving them to close the open sessions of ``tenant`` and of ``ids``,
     telling each client ``reason``; the sessions so ended. Each process closes its own within
     :data:`END_POLL_SECONDS`; a session that is gone meanwhile needs nothing."""
-    db.migrate(COMPONENT, MIGRATIONS)
     ending = [session for session in live_sessions(db)
               if session.tenant == tenant or session.id in ids]
     with db.transaction() as conn:
-        for session in ending:
-            conn.execute("UPDATE sftpd_sessions SET end_reason = ? WHERE id = ?", (reason, session.id))
+        conn.executemany("UPDATE sftpd_sessions SET end_reason = ? WHERE id = ?",
+                         [(reason, session.id) for session in ending])
     return ending
 
 
@@ -221,9 +220,7 @@ def still_open(rows: Iterable[sqlite3.Row]) -> list[sqlite3.Row]:
 def _holds(row: sqlite3.Row, now: float, here: str) -> bool:
     """Whether another process's row holds a place: while its lease lasts and, on this host
     (``here``), its process lives."""
-    if row["expires_at"] <= now:
-        return False
-    return row["host"] != here or process_exists(int(row["pid"]))
+    return holder_lives(row["host"], int(row["pid"]), row["expires_at"], now, here)
 
 
 def _delete(conn: sqlite3.Connection, ids: Sequence[int]) -> None:
